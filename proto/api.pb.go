@@ -735,7 +735,8 @@ type HeartbeatResponse struct {
 	PeriodNs      int64                  `protobuf:"varint,1,opt,name=period_ns,json=periodNs,proto3" json:"period_ns,omitempty"` // when to send the next heartbeat
 	Managers      []string               `protobuf:"bytes,2,rep,name=managers,proto3" json:"managers,omitempty"`                  // manager addresses, leader first
 	DesiredRole   NodeRole               `protobuf:"varint,3,opt,name=desired_role,json=desiredRole,proto3,enum=raftswarm.v1.NodeRole" json:"desired_role,omitempty"`
-	Removed       bool                   `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"` // the node was removed from the cluster
+	Removed       bool                   `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`                      // the node was removed from the cluster
+	Role          NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"` // the role the cluster has recorded for the node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +797,13 @@ func (x *HeartbeatResponse) GetRemoved() bool {
 		return x.Removed
 	}
 	return false
+}
+
+func (x *HeartbeatResponse) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_WORKER
 }
 
 type SessionRequest struct {
@@ -2680,12 +2688,13 @@ const file_api_proto_rawDesc = "" +
 	"leaderAddr\"g\n" +
 	"\x10HeartbeatRequest\x12?\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xa1\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xcd\x01\n" +
 	"\x11HeartbeatResponse\x12\x1b\n" +
 	"\tperiod_ns\x18\x01 \x01(\x03R\bperiodNs\x12\x1a\n" +
 	"\bmanagers\x18\x02 \x03(\tR\bmanagers\x129\n" +
 	"\fdesired_role\x18\x03 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\vdesiredRole\x12\x18\n" +
-	"\aremoved\x18\x04 \x01(\bR\aremoved\"Q\n" +
+	"\aremoved\x18\x04 \x01(\bR\aremoved\x12*\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"Q\n" +
 	"\x0eSessionRequest\x12?\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\xdf\x01\n" +
 	"\x0eSessionMessage\x125\n" +
@@ -2919,83 +2928,84 @@ var file_api_proto_depIdxs = []int32{
 	8,  // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
 	55, // 2: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
 	54, // 3: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	55, // 4: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
-	0,  // 5: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	56, // 6: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
-	57, // 7: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
-	17, // 8: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
-	58, // 9: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	20, // 10: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	20, // 11: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	54, // 12: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	59, // 13: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	52, // 14: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	20, // 15: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	54, // 16: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	60, // 17: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	61, // 18: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	60, // 19: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	61, // 20: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	61, // 21: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	61, // 22: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	38, // 23: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	56, // 24: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	53, // 25: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	54, // 26: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	54, // 27: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	1,  // 28: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	3,  // 29: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	5,  // 30: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	6,  // 31: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	9,  // 32: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	11, // 33: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	13, // 34: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	15, // 35: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	18, // 36: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	21, // 37: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	23, // 38: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	25, // 39: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	27, // 40: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	29, // 41: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	31, // 42: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	33, // 43: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	35, // 44: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	37, // 45: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	40, // 46: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	42, // 47: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	44, // 48: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	46, // 49: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	48, // 50: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	50, // 51: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	2,  // 52: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	4,  // 53: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	4,  // 54: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	7,  // 55: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	10, // 56: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	12, // 57: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	14, // 58: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	16, // 59: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	19, // 60: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	22, // 61: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	24, // 62: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	26, // 63: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	28, // 64: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	30, // 65: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	32, // 66: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	34, // 67: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	36, // 68: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	39, // 69: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	41, // 70: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	43, // 71: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	45, // 72: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	47, // 73: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	49, // 74: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	51, // 75: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	52, // [52:76] is the sub-list for method output_type
-	28, // [28:52] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	54, // 4: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	55, // 5: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	0,  // 6: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
+	56, // 7: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	57, // 8: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	17, // 9: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
+	58, // 10: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	20, // 11: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	20, // 12: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	54, // 13: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	59, // 14: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	52, // 15: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	20, // 16: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	54, // 17: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	60, // 18: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	61, // 19: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	60, // 20: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	61, // 21: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	61, // 22: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	61, // 23: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	38, // 24: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	56, // 25: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	53, // 26: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	54, // 27: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	54, // 28: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	1,  // 29: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	3,  // 30: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	5,  // 31: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	6,  // 32: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	9,  // 33: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	11, // 34: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	13, // 35: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	15, // 36: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	18, // 37: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	21, // 38: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	23, // 39: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	25, // 40: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	27, // 41: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	29, // 42: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	31, // 43: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	33, // 44: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	35, // 45: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	37, // 46: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	40, // 47: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	42, // 48: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	44, // 49: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	46, // 50: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	48, // 51: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	50, // 52: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	2,  // 53: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	4,  // 54: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	4,  // 55: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	7,  // 56: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	10, // 57: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	12, // 58: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	14, // 59: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	16, // 60: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	19, // 61: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	22, // 62: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	24, // 63: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	26, // 64: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	28, // 65: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	30, // 66: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	32, // 67: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	34, // 68: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	36, // 69: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	39, // 70: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	41, // 71: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	43, // 72: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	45, // 73: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	47, // 74: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	49, // 75: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	51, // 76: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	53, // [53:77] is the sub-list for method output_type
+	29, // [29:53] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }

@@ -376,6 +376,7 @@ type Snapshot struct {
 	Services      []*Service             `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Secrets       []*Secret              `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Index         uint64                 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"` // the Raft index the snapshot covers (store batches)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,6 +453,13 @@ func (x *Snapshot) GetSecrets() []*Secret {
 	return nil
 }
 
+func (x *Snapshot) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_raft_proto protoreflect.FileDescriptor
 
 const file_raft_proto_rawDesc = "" +
@@ -476,14 +484,15 @@ const file_raft_proto_rawDesc = "" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x02B\b\n" +
-	"\x06target\"\x8e\x02\n" +
+	"\x06target\"\xa4\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x12.raftswarm.v1.NodeR\x05nodes\x121\n" +
 	"\bservices\x18\x04 \x03(\v2\x15.raftswarm.v1.ServiceR\bservices\x12(\n" +
 	"\x05tasks\x18\x05 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12.\n" +
-	"\asecrets\x18\x06 \x03(\v2\x14.raftswarm.v1.SecretR\asecrets*I\n" +
+	"\asecrets\x18\x06 \x03(\v2\x14.raftswarm.v1.SecretR\asecrets\x12\x14\n" +
+	"\x05index\x18\a \x01(\x04R\x05index*I\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_TYPE_STORE_BATCH\x10\x01B.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"

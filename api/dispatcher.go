@@ -1,0 +1,221 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/ca"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// LeaderAddrKey is the trailer in which a follower's dispatcher names the
+// leader, so an agent can move there directly.
+const LeaderAddrKey = "raftswarm-leader-addr"
+
+// Heartbeat settings. The period grows with the cluster so the leader sees
+// at most MaxHeartbeatRate heartbeats a second (Nomad's approach); a node is
+// Down after missing HeartbeatMisses periods.
+const (
+	DefaultHeartbeatPeriod = time.Second
+	MaxHeartbeatRate       = 1000
+	HeartbeatMisses        = 3
+)
+
+// Dispatcher tracks agent liveness on the leader. It is active only while
+// Run runs, which the leader does for the length of its term.
+type Dispatcher struct {
+	swarmpb.UnimplementedDispatcherServer
+	Store  *state.Store
+	Raft   Raft
+	Period time.Duration // base heartbeat period; DefaultHeartbeatPeriod if 0
+	// Grace is how long after a leader change a silent node keeps its status
+	// before being marked Down; 0 means one TTL.
+	Grace  time.Duration
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	active    bool
+	deadlines map[string]time.Time // node ID -> heartbeat deadline
+	wake      chan struct{}
+	sessions  *sessions
+}
+
+func (d *Dispatcher) base() time.Duration {
+	if d.Period <= 0 {
+		return DefaultHeartbeatPeriod
+	}
+	return d.Period
+}
+
+// period is the heartbeat interval handed to agents for a cluster of n nodes.
+func (d *Dispatcher) period(n int) time.Duration {
+	p := d.base()
+	if scaled := time.Duration(n) * time.Second / MaxHeartbeatRate; scaled > p {
+		p = scaled
+	}
+	return p
+}
+
+func (d *Dispatcher) ttl(n int) time.Duration { return HeartbeatMisses * d.period(n) }
+
+func (d *Dispatcher) notLeader(ctx context.Context) error {
+	if _, addr := d.Raft.Leader(); addr != "" {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderAddrKey, addr))
+	}
+	return status.Error(codes.FailedPrecondition, "this manager is not the leader")
+}
+
+// Heartbeat records that the calling node is alive and tells it when to
+// call again, which managers exist and which role it should have.
+func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatRequest) (*swarmpb.HeartbeatResponse, error) {
+	id, err := ca.PeerIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	active := d.active
+	d.mu.Unlock()
+	if !active {
+		return nil, d.notLeader(ctx)
+	}
+	var node *swarmpb.Node
+	var count int
+	d.Store.View(func(tx state.ReadTx) {
+		node = tx.GetNode(id.NodeID)
+		count = len(tx.ListNodes())
+	})
+	if node == nil {
+		return &swarmpb.HeartbeatResponse{Removed: true}, nil
+	}
+	d.mu.Lock()
+	d.deadlines[id.NodeID] = time.Now().Add(d.ttl(count))
+	d.mu.Unlock()
+
+	changed := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY ||
+		(req.Description != nil && !proto.Equal(node.Description, req.Description)) ||
+		(req.Addr != "" && node.Role == swarmpb.NodeRole_NODE_ROLE_WORKER && req.Addr != node.Addr)
+	if changed {
+		err := updateNode(ctx, d.Store, d.Raft, id.NodeID, func(n *swarmpb.Node) bool {
+			n.Status = swarmpb.NodeStatus_NODE_STATUS_READY
+			n.StatusMessage = ""
+			n.LastHeartbeat = time.Now().UnixNano()
+			if req.Description != nil {
+				n.Description = req.Description
+			}
+			if req.Addr != "" && n.Role == swarmpb.NodeRole_NODE_ROLE_WORKER {
+				n.Addr = req.Addr
+			}
+			return true
+		})
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return nil, Status(err)
+		}
+	}
+	return &swarmpb.HeartbeatResponse{
+		PeriodNs:    int64(d.period(count)),
+		Managers:    managerAddrs(d.Raft),
+		DesiredRole: node.GetSpec().GetDesiredRole(),
+		Role:        node.Role,
+	}, nil
+}
+
+// Run makes the dispatcher active for one leadership term and marks nodes
+// Down when their heartbeats stop. Every known node starts with a grace
+// period, since the new leader has not heard from anyone yet.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var nodes []*swarmpb.Node
+	d.Store.View(func(tx state.ReadTx) { nodes = tx.ListNodes() })
+	grace := d.Grace
+	if grace <= 0 {
+		grace = d.ttl(len(nodes))
+	}
+	start := time.Now().Add(d.ttl(len(nodes)) + grace)
+	d.mu.Lock()
+	d.deadlines = make(map[string]time.Time, len(nodes))
+	for _, n := range nodes {
+		d.deadlines[n.Id] = start
+	}
+	d.active = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.active = false
+		d.mu.Unlock()
+	}()
+
+	t := time.NewTicker(d.base() / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			d.expire(ctx)
+		}
+	}
+}
+
+// expire marks the nodes whose deadline passed Down, in one batch.
+func (d *Dispatcher) expire(ctx context.Context) {
+	now := time.Now()
+	var expired []string
+	d.mu.Lock()
+	for id, dl := range d.deadlines {
+		if now.After(dl) {
+			expired = append(expired, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(expired) == 0 {
+		return
+	}
+	var actions []*swarmpb.StoreAction
+	d.Store.View(func(tx state.ReadTx) {
+		for _, id := range expired {
+			n := tx.GetNode(id)
+			if n == nil || n.Status == swarmpb.NodeStatus_NODE_STATUS_DOWN {
+				continue
+			}
+			c := proto.Clone(n).(*swarmpb.Node)
+			c.Status = swarmpb.NodeStatus_NODE_STATUS_DOWN
+			c.StatusMessage = "heartbeat failure"
+			actions = append(actions, updateAction(c))
+		}
+	})
+	d.mu.Lock()
+	for _, id := range expired {
+		if dl, ok := d.deadlines[id]; ok && now.After(dl) {
+			delete(d.deadlines, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(actions) == 0 {
+		return
+	}
+	if _, err := d.Raft.Apply(ctx, Batch(actions...)); err != nil {
+		// A heartbeat raced with us; the nodes that are still silent are
+		// picked up again on the next tick.
+		d.mu.Lock()
+		for _, id := range expired {
+			if _, ok := d.deadlines[id]; !ok {
+				d.deadlines[id] = now
+			}
+		}
+		d.mu.Unlock()
+		if d.Logger != nil {
+			d.Logger.Warn("marking nodes down failed; retrying", "err", err)
+		}
+	}
+}
+
+// sessions is filled in by the task-dispatch half of the dispatcher.
+type sessions struct{}

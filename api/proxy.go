@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/grpc"
+)
+
+// Router picks where a control call goes: the local leader's ControlServer,
+// or a connection to the leader. It fails with ErrNotInCluster,
+// ErrNotManager or a quorum error when there is nowhere to go.
+type Router interface {
+	RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.ClientConn, error)
+}
+
+// ControlProxy serves Control on the local socket and relays each call to
+// the leader, so swarmctl may talk to any manager.
+type ControlProxy struct {
+	swarmpb.UnimplementedControlServer
+	Router Router
+}
+
+func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
+	local func(swarmpb.ControlServer, context.Context, Req) (Resp, error),
+	remote func(swarmpb.ControlClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	var zero Resp
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ {
+		srv, conn, err := p.Router.RouteControl(ctx)
+		if err != nil {
+			return zero, Status(err)
+		}
+		var resp Resp
+		if srv != nil {
+			resp, err = local(srv, ctx, req)
+		} else {
+			resp, err = remote(swarmpb.NewControlClient(conn), ctx, req)
+		}
+		if !errors.Is(FromStatus(err), raft.ErrNotLeader) {
+			return resp, err
+		}
+		// The leader changed under us; the call was not served. Give the
+		// election a moment and route again.
+		lastErr = err
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return zero, Status(ctx.Err())
+		case <-t.C:
+		}
+	}
+	return zero, lastErr
+}
+
+func (p *ControlProxy) ListNodes(ctx context.Context, r *swarmpb.ListNodesRequest) (*swarmpb.ListNodesResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListNodes, swarmpb.ControlClient.ListNodes)
+}
+func (p *ControlProxy) GetNode(ctx context.Context, r *swarmpb.GetNodeRequest) (*swarmpb.GetNodeResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetNode, swarmpb.ControlClient.GetNode)
+}
+func (p *ControlProxy) UpdateNode(ctx context.Context, r *swarmpb.UpdateNodeRequest) (*swarmpb.UpdateNodeResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.UpdateNode, swarmpb.ControlClient.UpdateNode)
+}
+func (p *ControlProxy) RemoveNode(ctx context.Context, r *swarmpb.RemoveNodeRequest) (*swarmpb.RemoveNodeResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveNode, swarmpb.ControlClient.RemoveNode)
+}
+func (p *ControlProxy) GetJoinToken(ctx context.Context, r *swarmpb.GetJoinTokenRequest) (*swarmpb.GetJoinTokenResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetJoinToken, swarmpb.ControlClient.GetJoinToken)
+}
+func (p *ControlProxy) CreateService(ctx context.Context, r *swarmpb.CreateServiceRequest) (*swarmpb.CreateServiceResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.CreateService, swarmpb.ControlClient.CreateService)
+}
+func (p *ControlProxy) UpdateService(ctx context.Context, r *swarmpb.UpdateServiceRequest) (*swarmpb.UpdateServiceResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.UpdateService, swarmpb.ControlClient.UpdateService)
+}
+func (p *ControlProxy) GetService(ctx context.Context, r *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetService, swarmpb.ControlClient.GetService)
+}
+func (p *ControlProxy) ListServices(ctx context.Context, r *swarmpb.ListServicesRequest) (*swarmpb.ListServicesResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListServices, swarmpb.ControlClient.ListServices)
+}
+func (p *ControlProxy) RemoveService(ctx context.Context, r *swarmpb.RemoveServiceRequest) (*swarmpb.RemoveServiceResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveService, swarmpb.ControlClient.RemoveService)
+}
+func (p *ControlProxy) ListTasks(ctx context.Context, r *swarmpb.ListTasksRequest) (*swarmpb.ListTasksResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListTasks, swarmpb.ControlClient.ListTasks)
+}

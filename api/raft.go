@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/raftswarm/raftswarm/ca"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
+)
+
+// RaftServer serves RaftMembership: adding managers as voters, forwarding
+// writes from followers, and liveness pings.
+type RaftServer struct {
+	swarmpb.UnimplementedRaftMembershipServer
+	NodeID string
+	Store  *state.Store
+	Raft   Raft
+	Dialer Dialer
+}
+
+// Join adds the calling manager as a voter. On a follower it is relayed to
+// the leader. The caller is identified by its certificate, and the node
+// object must want to be a manager, so a stale certificate cannot rejoin.
+func (s *RaftServer) Join(ctx context.Context, req *swarmpb.RaftJoinRequest) (*swarmpb.RaftJoinResponse, error) {
+	id, err := ca.RequireRole(ctx, swarmpb.NodeRole_NODE_ROLE_MANAGER)
+	if err != nil {
+		return nil, err
+	}
+	if !s.Raft.IsLeader() {
+		_, leader := s.Raft.Leader()
+		if leader == "" {
+			return nil, Status(raft.ErrNotLeader)
+		}
+		conn, err := s.Dialer.Conn(leader)
+		if err != nil {
+			return nil, Status(err)
+		}
+		return swarmpb.NewRaftMembershipClient(conn).Join(ctx, req)
+	}
+	if err := s.addManager(ctx, id.NodeID, req.Addr); err != nil {
+		return nil, Status(err)
+	}
+	members, err := s.Raft.Members()
+	if err != nil {
+		return nil, Status(err)
+	}
+	resp := &swarmpb.RaftJoinResponse{}
+	for _, m := range members {
+		resp.Members = append(resp.Members, &swarmpb.RaftMember{NodeId: m.ID, Addr: m.Addr, Voter: m.Voter})
+	}
+	return resp, nil
+}
+
+func (s *RaftServer) addManager(ctx context.Context, nodeID, addr string) error {
+	if addr == "" {
+		return invalidf("join: the manager's address is required")
+	}
+	var node *swarmpb.Node
+	s.Store.View(func(tx state.ReadTx) { node = tx.GetNode(nodeID) })
+	if node == nil {
+		return deniedf("node %s is not part of this cluster", nodeID)
+	}
+	if node.GetSpec().GetDesiredRole() != swarmpb.NodeRole_NODE_ROLE_MANAGER {
+		return deniedf("node %s is not meant to be a manager (it was demoted); it must renew its certificate", nodeID)
+	}
+	if err := s.Raft.AddVoter(ctx, nodeID, addr); err != nil {
+		return err
+	}
+	return updateNode(ctx, s.Store, s.Raft, nodeID, func(n *swarmpb.Node) bool {
+		if n.Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && n.Addr == addr {
+			return false
+		}
+		n.Role = swarmpb.NodeRole_NODE_ROLE_MANAGER
+		n.Addr = addr
+		return true
+	})
+}
+
+// Forward applies a follower's write on the leader.
+func (s *RaftServer) Forward(ctx context.Context, req *swarmpb.ForwardRequest) (*swarmpb.ForwardResponse, error) {
+	if !s.Raft.IsLeader() {
+		return nil, Status(raft.ErrNotLeader)
+	}
+	idx, err := s.Raft.ApplyCommand(ctx, req.Command)
+	if err != nil {
+		return nil, Status(err)
+	}
+	return &swarmpb.ForwardResponse{Index: idx}, nil
+}
+
+// Ping answers with this manager's view of leadership.
+func (s *RaftServer) Ping(ctx context.Context, _ *swarmpb.PingRequest) (*swarmpb.PingResponse, error) {
+	_, leader := s.Raft.Leader()
+	return &swarmpb.PingResponse{NodeId: s.NodeID, Leader: s.Raft.IsLeader(), LeaderAddr: leader}, nil
+}
+
+// updateNode applies fn to a fresh copy of the node and writes it when fn
+// reports a change, retrying when another write got there first.
+func updateNode(ctx context.Context, st *state.Store, r Raft, id string, fn func(*swarmpb.Node) bool) error {
+	for attempt := 0; ; attempt++ {
+		var cur *swarmpb.Node
+		st.View(func(tx state.ReadTx) { cur = tx.GetNode(id) })
+		if cur == nil {
+			return notFoundf("node %s not found", id)
+		}
+		n := proto.Clone(cur).(*swarmpb.Node)
+		if n.Spec == nil {
+			n.Spec = &swarmpb.NodeSpec{}
+		}
+		if !fn(n) {
+			return nil
+		}
+		_, err := r.Apply(ctx, Batch(updateAction(n)))
+		if errors.Is(err, state.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("update node %s: %w", id, err)
+		}
+		return nil
+	}
+}

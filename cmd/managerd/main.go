@@ -1,0 +1,10 @@
+// Command managerd runs a raftswarm node. See package node.
+package main
+
+import (
+	"os"
+
+	"github.com/raftswarm/raftswarm/node"
+)
+
+func main() { os.Exit(node.Main("managerd", os.Args[1:], os.Stderr)) }

@@ -1,0 +1,67 @@
+// Package dial keeps mutual-TLS gRPC connections to managers, one per
+// address, shared by the agent and the manager's forwarding paths.
+package dial
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/raftswarm/raftswarm/ca"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// Pool caches client connections by address. Connections present the
+// node's current certificate on every handshake, so a renewed certificate
+// needs no new pool.
+type Pool struct {
+	creds *ca.Creds
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPool returns a pool dialing with creds.
+func NewPool(creds *ca.Creds) *Pool {
+	return &Pool{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Conn returns the connection to addr, creating it lazily.
+func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		return nil, fmt.Errorf("connection pool closed")
+	}
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientTLSConfig("h2"))))
+	if err != nil {
+		return nil, fmt.Errorf("connect to manager %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// Ping implements raft.Pinger.
+func (p *Pool) Ping(ctx context.Context, addr string) error {
+	c, err := p.Conn(addr)
+	if err != nil {
+		return err
+	}
+	_, err = swarmpb.NewRaftMembershipClient(c).Ping(ctx, &swarmpb.PingRequest{})
+	return err
+}

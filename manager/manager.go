@@ -1,0 +1,305 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/api"
+	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/dial"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/state"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+)
+
+// Config configures a Manager.
+type Config struct {
+	NodeID        string
+	ListenAddr    string // host:port to bind
+	AdvertiseAddr string // host:port other nodes dial
+	RaftDir       string
+	Creds         *ca.Creds
+	Pool          *dial.Pool
+	Timings       raft.Timings
+	// HeartbeatPeriod is the agents' base heartbeat period.
+	HeartbeatPeriod time.Duration
+	Logger          *slog.Logger
+	NoSync          bool
+	// LeaderWork, when set, runs extra leader-only components for a term
+	// (orchestrator, scheduler, ...). It must return when ctx ends.
+	LeaderWork []func(ctx context.Context, m *Manager) error
+}
+
+// Manager is a running manager.
+type Manager struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *state.Store
+	raft       *raft.Node
+	ln         net.Listener
+	grpc       *grpc.Server
+	stream     *raft.StreamLayer
+	control    *api.ControlServer
+	dispatcher *api.Dispatcher
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New binds the manager's port and starts Raft on cfg.RaftDir (which may
+// be empty: the caller then bootstraps or joins).
+func New(cfg Config) (*Manager, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	adv, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
+	if err != nil {
+		return nil, fmt.Errorf("invalid advertise address %q: %w", cfg.AdvertiseAddr, err)
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.ListenAddr, err)
+	}
+	m := &Manager{cfg: cfg, log: log, store: state.New(), ln: ln, stop: make(chan struct{})}
+	m.stream = raft.NewStreamLayer(adv, func() *tls.Config { return cfg.Creds.ClientTLSConfig(ca.ALPNRaft) })
+	m.raft, err = raft.Open(raft.Config{
+		NodeID: cfg.NodeID, Addr: cfg.AdvertiseAddr, Dir: cfg.RaftDir, Stream: m.stream,
+		Store: m.store, Forwarder: forwarder{cfg.Pool}, Pinger: cfg.Pool,
+		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
+	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
+	m.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(ca.AlreadyTLS()))...)
+	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft})
+	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
+	swarmpb.RegisterDispatcherServer(m.grpc, m.dispatcher)
+	swarmpb.RegisterControlServer(m.grpc, m.control)
+
+	gl := newConnListener(ln.Addr())
+	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, log: log}
+	m.wg.Add(3)
+	go func() { defer m.wg.Done(); mx.serve() }()
+	go func() { defer m.wg.Done(); _ = m.grpc.Serve(gl) }()
+	go func() { defer m.wg.Done(); m.leaderLoop() }()
+	return m, nil
+}
+
+// Store is the manager's replicated state.
+func (m *Manager) Store() *state.Store { return m.store }
+
+// Raft is the manager's Raft node.
+func (m *Manager) Raft() *raft.Node { return m.raft }
+
+// Control is the leader-local control server.
+func (m *Manager) Control() *api.ControlServer { return m.control }
+
+// Addr is the bound address (useful with port 0).
+func (m *Manager) Addr() string { return m.ln.Addr().String() }
+
+// Bootstrap starts a new cluster with this manager as its only member and
+// writes the initial objects.
+func (m *Manager) Bootstrap(ctx context.Context, objs ...*swarmpb.StoreAction) error {
+	if err := m.raft.BootstrapSelf(); err != nil {
+		return err
+	}
+	if err := m.WaitLeader(ctx); err != nil {
+		return err
+	}
+	if _, err := m.raft.Apply(ctx, api.Batch(objs...)); err != nil {
+		return fmt.Errorf("write initial cluster state: %w", err)
+	}
+	return nil
+}
+
+// WaitLeader waits until this manager leads with its term barrier applied.
+func (m *Manager) WaitLeader(ctx context.Context) error {
+	for {
+		leader, ch := m.raft.Leadership()
+		if leader {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting to become leader: %w", ctx.Err())
+		}
+	}
+}
+
+// JoinRaft asks the cluster (through any of managers) to add this manager
+// as a voter, then waits until this replica has caught up with the cluster
+// object.
+func (m *Manager) JoinRaft(ctx context.Context, managers []string) error {
+	var lastErr error
+	for _, addr := range managers {
+		if addr == m.cfg.AdvertiseAddr {
+			continue
+		}
+		conn, err := m.cfg.Pool.Conn(addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err = swarmpb.NewRaftMembershipClient(conn).Join(cctx, &swarmpb.RaftJoinRequest{Addr: m.cfg.AdvertiseAddr})
+		cancel()
+		if err != nil {
+			lastErr = fmt.Errorf("join raft via %s: %w", addr, err)
+			continue
+		}
+		return m.waitReplica(ctx)
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no manager address known")
+	}
+	return lastErr
+}
+
+// waitReplica waits until the local store holds the cluster object.
+func (m *Manager) waitReplica(ctx context.Context) error {
+	events, cancel := m.store.ViewAndWatch(func(state.ReadTx) {})
+	defer cancel()
+	for {
+		var ok bool
+		m.store.View(func(tx state.ReadTx) { ok = tx.Cluster() != nil })
+		if ok {
+			return nil
+		}
+		select {
+		case _, open := <-events:
+			if !open {
+				events, cancel = m.store.ViewAndWatch(func(state.ReadTx) {})
+				defer cancel()
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the cluster state to replicate: %w", ctx.Err())
+		}
+	}
+}
+
+// leaderLoop runs the leader-only work for each term this manager leads,
+// under one errgroup: when any part fails, the whole term's work stops
+// and is restarted if leadership continues.
+func (m *Manager) leaderLoop() {
+	for {
+		leader, changed := m.raft.Leadership()
+		if !leader {
+			select {
+			case <-changed:
+				continue
+			case <-m.stop:
+				return
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return m.dispatcher.Run(gctx) })
+		g.Go(func() error { return m.runRoleManager(gctx) })
+		for _, w := range m.cfg.LeaderWork {
+			g.Go(func() error { return w(gctx, m) })
+		}
+		m.log.Info("leadership acquired: leader work started")
+		done := make(chan error, 1)
+		go func() { done <- g.Wait() }()
+	wait:
+		for {
+			select {
+			case <-changed:
+				if still, ch := m.raft.Leadership(); still {
+					changed = ch
+					continue
+				}
+				break wait
+			case err := <-done:
+				if err != nil {
+					m.log.Error("leader work failed; restarting it", "err", err)
+				}
+				done <- err
+				break wait
+			case <-m.stop:
+				break wait
+			}
+		}
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Warn("leader work stopped", "err", err)
+		}
+		m.log.Info("leader work stopped")
+		select {
+		case <-m.stop:
+			return
+		default:
+		}
+	}
+}
+
+// RouteControl implements api.Router for a manager.
+func (m *Manager) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.ClientConn, error) {
+	if m.raft.IsLeader() {
+		return m.control, nil, nil
+	}
+	_, addr := m.raft.Leader()
+	if addr == "" {
+		var err error
+		if addr, err = m.raft.WaitLeader(ctx); err != nil {
+			return nil, nil, err
+		}
+		if m.raft.IsLeader() {
+			return m.control, nil, nil
+		}
+	}
+	conn, err := m.cfg.Pool.Conn(addr)
+	return nil, conn, err
+}
+
+// Stop shuts the manager down: gRPC, the port, Raft.
+func (m *Manager) Stop() error {
+	var err error
+	m.stopOnce.Do(func() {
+		close(m.stop)
+		m.stream.Close()
+		m.ln.Close()
+		stopped := make(chan struct{})
+		go func() { m.grpc.GracefulStop(); close(stopped) }()
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-stopped:
+		case <-t.C:
+			m.grpc.Stop()
+		}
+		t.Stop()
+		err = m.raft.Shutdown()
+		m.wg.Wait()
+	})
+	return err
+}
+
+// forwarder sends writes to the leader's RaftMembership.Forward.
+type forwarder struct{ pool *dial.Pool }
+
+func (f forwarder) Forward(ctx context.Context, addr string, cmd []byte) (uint64, error) {
+	conn, err := f.pool.Conn(addr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := swarmpb.NewRaftMembershipClient(conn).Forward(ctx, &swarmpb.ForwardRequest{Command: cmd})
+	if err != nil {
+		return 0, api.FromStatus(err)
+	}
+	return resp.Index, nil
+}

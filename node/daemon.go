@@ -1,0 +1,63 @@
+package node
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Main is the whole of managerd and workerd: flags, config, run until a
+// signal. The two binaries differ only in name; the role comes from init
+// or the join token, and changes live with promote and demote.
+func Main(name string, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	var level string
+	var heartbeat time.Duration
+	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/raftswarm", "directory holding this node's certificates, membership and Raft state")
+	fs.StringVar(&cfg.SocketPath, "socket", "/var/run/raftswarm.sock", "local control socket swarmctl talks to")
+	fs.StringVar(&cfg.Hostname, "hostname", "", "node name shown in node ls (default: the host's name)")
+	fs.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine URL for running tasks (default: $DOCKER_HOST or the local socket)")
+	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "Error: %s takes no arguments, got %q\n", name, fs.Args())
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		fmt.Fprintf(stderr, "Error: invalid --log-level %q: use debug, info, warn or error\n", level)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})).With("daemon", name)
+	cfg.HeartbeatPeriod = heartbeat
+
+	n, err := New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := n.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	cfg.Logger.Info("daemon ready", "socket", cfg.SocketPath, "state_dir", cfg.StateDir)
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	n.Stop()
+	return 0
+}

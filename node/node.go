@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/api"
+	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/manager"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/grpc"
+)
+
+// Config configures a node.
+type Config struct {
+	StateDir    string
+	SocketPath  string
+	Hostname    string
+	DockerHost  string
+	IngressAddr string
+	Logger      *slog.Logger
+	// Timings are the Raft timings; raft.DefaultTimings() if zero.
+	Timings raft.Timings
+	// HeartbeatPeriod is the agents' base heartbeat period.
+	HeartbeatPeriod time.Duration
+	// NoSync skips fsync of the Raft log (tests only).
+	NoSync bool
+	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
+	LeaderWork []func(ctx context.Context, m *manager.Manager) error
+}
+
+// Node is one raftswarm daemon.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	opMu sync.Mutex // serialises init, join, leave, promote, demote, stop
+
+	mu     sync.Mutex
+	member *Membership
+	creds  *ca.Creds
+	pool   *dial.Pool
+	mgr    *manager.Manager
+	agent  *agentRun
+
+	sock    net.Listener
+	sockSrv *grpc.Server
+}
+
+// New prepares a node; Start brings it up.
+func New(cfg Config) (*Node, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("--state-dir is required")
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("read hostname: %w (set --hostname)", err)
+		}
+		cfg.Hostname = h
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Timings.HeartbeatTimeout == 0 {
+		cfg.Timings = raft.DefaultTimings()
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	return &Node{cfg: cfg, log: cfg.Logger}, nil
+}
+
+func (n *Node) certDir() string { return filepath.Join(n.cfg.StateDir, "certs") }
+func (n *Node) raftDir() string { return filepath.Join(n.cfg.StateDir, "raft") }
+
+// Start serves the local socket and, when the state dir holds a
+// membership, rejoins the cluster with it.
+func (n *Node) Start(ctx context.Context) error {
+	m, err := loadMembership(n.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		if err := n.resume(ctx, m); err != nil {
+			return fmt.Errorf("rejoin cluster from %s: %w", n.cfg.StateDir, err)
+		}
+	}
+	if n.cfg.SocketPath != "" {
+		if err := n.serveSocket(); err != nil {
+			n.Stop()
+			return err
+		}
+	}
+	return nil
+}
+
+// Run starts the node and blocks until ctx ends, then stops it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	n.Stop()
+	return nil
+}
+
+// resume brings up a node that was in a cluster before a restart.
+func (n *Node) resume(ctx context.Context, m *Membership) error {
+	creds, err := ca.LoadCreds(n.certDir())
+	if err != nil {
+		return fmt.Errorf("load certificates: %w", err)
+	}
+	n.mu.Lock()
+	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
+	n.mu.Unlock()
+	if creds.Identity().Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && m.manager() {
+		hasState, err := raft.HasState(n.raftDir())
+		if err != nil {
+			return err
+		}
+		mgr, err := n.startManager()
+		if err != nil {
+			return err
+		}
+		if !hasState {
+			// Crashed between certificate renewal and joining Raft.
+			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := mgr.JoinRaft(jctx, m.Managers); err != nil {
+				n.log.Warn("joining raft after restart failed; the agent retries", "err", err)
+			}
+		}
+	}
+	n.startAgent()
+	n.log.Info("rejoined cluster", "node", m.NodeID, "role", m.Role.String())
+	return nil
+}
+
+func (n *Node) startManager() (*manager.Manager, error) {
+	n.mu.Lock()
+	m, creds, pool := n.member, n.creds, n.pool
+	n.mu.Unlock()
+	mgr, err := manager.New(manager.Config{
+		NodeID: m.NodeID, ListenAddr: m.ListenAddr, AdvertiseAddr: m.AdvertiseAddr,
+		RaftDir: n.raftDir(), Creds: creds, Pool: pool, Timings: n.cfg.Timings,
+		HeartbeatPeriod: n.cfg.HeartbeatPeriod, Logger: n.log, NoSync: n.cfg.NoSync,
+		LeaderWork: n.cfg.LeaderWork,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.mgr = mgr
+	n.mu.Unlock()
+	return mgr, nil
+}
+
+func (n *Node) stopManager() {
+	n.mu.Lock()
+	mgr := n.mgr
+	n.mgr = nil
+	n.mu.Unlock()
+	if mgr != nil {
+		if err := mgr.Stop(); err != nil {
+			n.log.Warn("stopping manager", "err", err)
+		}
+	}
+}
+
+// Manager returns the running manager, or nil on a worker.
+func (n *Node) Manager() *manager.Manager {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mgr
+}
+
+// NodeID returns the node's ID, "" before init or join.
+func (n *Node) NodeID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.member == nil {
+		return ""
+	}
+	return n.member.NodeID
+}
+
+// RouteControl implements api.Router for the local socket.
+func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.ClientConn, error) {
+	n.mu.Lock()
+	member, mgr := n.member, n.mgr
+	n.mu.Unlock()
+	switch {
+	case member == nil:
+		return nil, nil, api.ErrNotInCluster
+	case mgr == nil:
+		return nil, nil, api.ErrNotManager
+	}
+	return mgr.RouteControl(ctx)
+}
+
+// Stop stops the agent, the manager and the socket; state stays on disk.
+func (n *Node) Stop() {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.stopAgent()
+	n.stopManager()
+	n.mu.Lock()
+	pool := n.pool
+	n.pool = nil
+	n.mu.Unlock()
+	if pool != nil {
+		pool.Close()
+	}
+	if n.sockSrv != nil {
+		n.sockSrv.Stop()
+		n.sockSrv = nil
+	}
+}
+
+func (n *Node) serveSocket() error {
+	path := n.cfg.SocketPath
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s is in use: another daemon is running with it", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	n.sock = ln
+	n.sockSrv = grpc.NewServer()
+	swarmpb.RegisterLocalServer(n.sockSrv, &localServer{n: n})
+	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n})
+	go func() { _ = n.sockSrv.Serve(ln) }()
+	return nil
+}

@@ -1,0 +1,596 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+)
+
+// Timings are the Raft timeouts. Shorter timeouts fail over faster but
+// elect spuriously on slow links; the defaults suit a LAN.
+type Timings struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	// LeaderWait bounds how long a write waits for a leader to emerge
+	// before it fails with a QuorumError.
+	LeaderWait time.Duration
+}
+
+// DefaultTimings fail a dead leader over in about one second on a LAN,
+// where hashicorp/raft's own defaults take two to three and Docker swarm
+// mode's about ten.
+func DefaultTimings() Timings {
+	return Timings{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		LeaderWait:         4 * time.Second,
+	}
+}
+
+// FastTimings are for in-process test clusters on loopback.
+func FastTimings() Timings {
+	return Timings{
+		HeartbeatTimeout:   150 * time.Millisecond,
+		ElectionTimeout:    150 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		SnapshotThreshold:  1024,
+		SnapshotInterval:   5 * time.Second,
+		LeaderWait:         2 * time.Second,
+	}
+}
+
+// Forwarder sends an encoded command to the leader's RaftMembership.Forward.
+type Forwarder interface {
+	Forward(ctx context.Context, leaderAddr string, cmd []byte) (uint64, error)
+}
+
+// Pinger checks that a manager answers; it is used only to say how many
+// managers are reachable when quorum is lost.
+type Pinger interface {
+	Ping(ctx context.Context, addr string) error
+}
+
+// Config configures a Node.
+type Config struct {
+	NodeID    string
+	Addr      string // advertised host:port other managers dial
+	Dir       string // raft.db and snapshots/
+	Stream    hraft.StreamLayer
+	Store     *state.Store
+	Forwarder Forwarder
+	Pinger    Pinger
+	Timings   Timings
+	Logger    *slog.Logger
+	// NoSync skips fsync on the log; only for tests and benchmarks that
+	// measure something else.
+	NoSync bool
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Node owns a hashicorp/raft instance, its stores and the FSM over the
+// state store. Writes go through Apply, which forwards to the leader when
+// this manager is a follower; reads that must be current call ReadBarrier.
+type Node struct {
+	cfg    Config
+	raft   *hraft.Raft
+	trans  *hraft.NetworkTransport
+	bolt   *raftboltdb.BoltStore
+	fsm    *fsm
+	obsCh  chan hraft.Observation
+	obs    *hraft.Observer
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+
+	mu          sync.Mutex
+	leader      bool          // leader with the term barrier applied
+	changed     chan struct{} // closed and replaced on every leadership or leader change
+	unreachable map[string]time.Time
+}
+
+func (c *Config) timings() Timings {
+	t := c.Timings
+	if t.HeartbeatTimeout == 0 {
+		t = DefaultTimings()
+	}
+	return t
+}
+
+func openStores(cfg Config) (*raftboltdb.BoltStore, *hraft.FileSnapshotStore, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+	}
+	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger(cfg.Logger))
+	if err != nil {
+		bolt.Close()
+		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	return bolt, snaps, nil
+}
+
+func hclogger(l *slog.Logger) hclog.Logger {
+	lvl := hclog.Warn
+	if l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
+		lvl = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: lvl, Output: os.Stderr})
+}
+
+func raftConfig(cfg Config) *hraft.Config {
+	t := cfg.timings()
+	rc := hraft.DefaultConfig()
+	rc.LocalID = hraft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = t.HeartbeatTimeout
+	rc.ElectionTimeout = t.ElectionTimeout
+	rc.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+	rc.CommitTimeout = t.CommitTimeout
+	rc.SnapshotThreshold = t.SnapshotThreshold
+	rc.SnapshotInterval = t.SnapshotInterval
+	rc.Logger = hclogger(cfg.Logger)
+	return rc
+}
+
+// Open starts Raft on the state in cfg.Dir. A node with no state waits to
+// be bootstrapped (BootstrapSelf) or added by a leader (AddVoter).
+func Open(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	bolt, snaps, err := openStores(cfg)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := hraft.NewLogCache(512, bolt)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+		Stream:  cfg.Stream,
+		MaxPool: 4,
+		Timeout: 5 * time.Second,
+		Logger:  hclogger(cfg.Logger),
+	})
+	n := &Node{
+		cfg: cfg, trans: trans, bolt: bolt, fsm: newFSM(cfg.Store, cfg.Logger),
+		obsCh: make(chan hraft.Observation, 128), done: make(chan struct{}),
+		changed: make(chan struct{}), unreachable: map[string]time.Time{},
+	}
+	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, trans)
+	if err != nil {
+		trans.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.obs = hraft.NewObserver(n.obsCh, false, nil)
+	r.RegisterObserver(n.obs)
+	n.wg.Add(1)
+	go n.observe()
+	return n, nil
+}
+
+// HasState reports whether dir holds Raft state from an earlier run.
+func HasState(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// BootstrapSelf makes this node the single voter of a new cluster.
+func (n *Node) BootstrapSelf() error {
+	f := n.raft.BootstrapCluster(hraft.Configuration{Servers: []hraft.Server{{
+		ID: hraft.ServerID(n.cfg.NodeID), Address: hraft.ServerAddress(n.cfg.Addr), Suffrage: hraft.Voter,
+	}}})
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
+// observe turns raft observations into leadership state. On becoming
+// leader it first applies a barrier, so that the FSM holds every entry of
+// earlier terms before this node serves reads or runs leader work.
+func (n *Node) observe() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case o := <-n.obsCh:
+			switch d := o.Data.(type) {
+			case hraft.RaftState:
+				if d == hraft.Leader {
+					n.wg.Add(1)
+					go n.becomeLeader()
+				} else {
+					n.setLeader(false)
+				}
+			case hraft.LeaderObservation:
+				n.notify()
+			case hraft.FailedHeartbeatObservation:
+				n.mu.Lock()
+				n.unreachable[string(d.PeerID)] = d.LastContact
+				n.mu.Unlock()
+			case hraft.ResumedHeartbeatObservation:
+				n.mu.Lock()
+				delete(n.unreachable, string(d.PeerID))
+				n.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (n *Node) becomeLeader() {
+	defer n.wg.Done()
+	t := n.cfg.timings()
+	if err := n.raft.Barrier(t.LeaderWait).Error(); err != nil {
+		n.cfg.Logger.Warn("leader barrier failed", "err", err)
+		return
+	}
+	if n.raft.State() == hraft.Leader {
+		n.mu.Lock()
+		n.unreachable = map[string]time.Time{}
+		n.mu.Unlock()
+		n.setLeader(true)
+	}
+}
+
+func (n *Node) setLeader(v bool) {
+	n.mu.Lock()
+	if n.leader != v {
+		n.leader = v
+		close(n.changed)
+		n.changed = make(chan struct{})
+	}
+	n.mu.Unlock()
+}
+
+func (n *Node) notify() {
+	n.mu.Lock()
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// Leadership reports whether this node leads (with its term barrier
+// applied) and returns a channel closed at the next change of leadership
+// or of the known leader. Leader-only work starts on true and stops when
+// the channel closes and Leadership reports false.
+func (n *Node) Leadership() (bool, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leader && n.raft.State() == hraft.Leader, n.changed
+}
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == hraft.Leader }
+
+// Leader returns the current leader's ID and address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Unreachable reports whether the leader has failed to heartbeat the member.
+func (n *Node) Unreachable(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.unreachable[id]
+	return ok
+}
+
+// AppliedIndex is the last log index applied to the FSM.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// Apply replicates a store batch and returns the index it was applied at.
+// A follower forwards it to the leader. With no leader within
+// Timings.LeaderWait it fails with a *QuorumError.
+func (n *Node) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error) {
+	data, err := EncodeBatch(b)
+	if err != nil {
+		return 0, err
+	}
+	return n.ApplyCommand(ctx, data)
+}
+
+// ApplyCommand is Apply for an encoded envelope (the leader's Forward
+// handler calls it).
+func (n *Node) ApplyCommand(ctx context.Context, data []byte) (uint64, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		if n.raft.State() == hraft.Leader {
+			return n.applyLocal(ctx, data)
+		}
+		addr, err := n.WaitLeader(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if n.raft.State() == hraft.Leader {
+			continue
+		}
+		idx, err := n.cfg.Forwarder.Forward(ctx, addr, data)
+		if errors.Is(err, ErrNotLeader) {
+			// The leader we knew stepped down before taking the entry;
+			// nothing was applied, so trying the next leader is safe.
+			if err := n.waitChange(ctx); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return idx, err
+	}
+	return 0, fmt.Errorf("write failed: leadership kept changing; try again")
+}
+
+func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, error) {
+	timeout := n.cfg.timings().LeaderWait * 2
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, hraft.ErrNotLeader):
+			return 0, ErrNotLeader
+		case errors.Is(err, hraft.ErrLeadershipLost), errors.Is(err, hraft.ErrEnqueueTimeout):
+			return 0, n.quorumOr(ctx, fmt.Errorf("leadership lost while writing; the write may or may not have been applied: %w", err))
+		case errors.Is(err, hraft.ErrRaftShutdown):
+			return 0, ErrShutdown
+		}
+		return 0, fmt.Errorf("raft apply: %w", err)
+	}
+	res, ok := f.Response().(applyResult)
+	if !ok {
+		return f.Index(), nil
+	}
+	return res.index, res.err
+}
+
+// WaitLeader waits until some node is leader, bounded by
+// Timings.LeaderWait, and returns its address; past that it returns a
+// *QuorumError.
+func (n *Node) WaitLeader(ctx context.Context) (string, error) {
+	t := time.NewTimer(n.cfg.timings().LeaderWait)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		ch := n.changed
+		n.mu.Unlock()
+		if _, addr := n.Leader(); addr != "" {
+			return addr, nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return "", n.quorumError(ctx)
+		case <-ctx.Done():
+			return "", n.quorumOr(ctx, ctx.Err())
+		case <-n.done:
+			return "", ErrShutdown
+		}
+	}
+}
+
+func (n *Node) waitChange(ctx context.Context) error {
+	n.mu.Lock()
+	ch := n.changed
+	n.mu.Unlock()
+	t := time.NewTimer(n.cfg.timings().ElectionTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// quorumOr returns a QuorumError if quorum is in fact lost, else err.
+func (n *Node) quorumOr(ctx context.Context, err error) error {
+	if qe := n.quorumError(ctx); qe.(*QuorumError).Reachable < qe.(*QuorumError).Needed() {
+		return qe
+	}
+	return err
+}
+
+// quorumError counts the voters that answer a ping right now.
+func (n *Node) quorumError(ctx context.Context) error {
+	members, err := n.Members()
+	if err != nil {
+		return &QuorumError{Reachable: 1, Total: 1}
+	}
+	qe := &QuorumError{}
+	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if !m.Voter {
+			continue
+		}
+		qe.Total++
+		if m.ID == n.cfg.NodeID {
+			qe.Reachable++
+			continue
+		}
+		if n.cfg.Pinger == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			if n.cfg.Pinger.Ping(pctx, addr) == nil {
+				mu.Lock()
+				qe.Reachable++
+				mu.Unlock()
+			}
+		}(m.Addr)
+	}
+	wg.Wait()
+	return qe
+}
+
+// ReadBarrier makes a following read linearizable: this node must be the
+// leader, have applied its term barrier, and confirm with a quorum that it
+// still leads (hashicorp/raft's VerifyLeader).
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if isLeader, _ := n.Leadership(); !isLeader {
+		if n.raft.State() != hraft.Leader {
+			return ErrNotLeader
+		}
+		if err := n.raft.Barrier(n.cfg.timings().LeaderWait).Error(); err != nil {
+			return n.quorumOr(ctx, fmt.Errorf("leader barrier: %w", err))
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- n.raft.VerifyLeader().Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return n.quorumOr(ctx, fmt.Errorf("%w: %v", ErrNotLeader, err))
+		}
+		return nil
+	case <-ctx.Done():
+		return n.quorumOr(ctx, ctx.Err())
+	}
+}
+
+// Members returns the current Raft configuration.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read raft configuration: %w", err)
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == hraft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds (or re-adds at a new address) a voter. Leader only.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	members, err := n.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.ID == id && m.Addr == addr && m.Voter {
+			return nil
+		}
+		if m.ID == id || m.Addr == addr {
+			if err := n.RemoveServer(ctx, m.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if err := n.raft.AddVoter(hraft.ServerID(id), hraft.ServerAddress(addr), 0, n.cfg.timings().LeaderWait).Error(); err != nil {
+		return n.membershipErr(ctx, "add voter", err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member from the configuration. Leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if err := n.raft.RemoveServer(hraft.ServerID(id), 0, n.cfg.timings().LeaderWait).Error(); err != nil {
+		return n.membershipErr(ctx, "remove server", err)
+	}
+	return nil
+}
+
+func (n *Node) membershipErr(ctx context.Context, op string, err error) error {
+	if errors.Is(err, hraft.ErrNotLeader) {
+		return ErrNotLeader
+	}
+	return n.quorumOr(ctx, fmt.Errorf("%s: %w", op, err))
+}
+
+// TransferLeadership hands leadership to another voter and waits for it.
+func (n *Node) TransferLeadership() error {
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	return nil
+}
+
+// Snapshot forces a snapshot (tests and operators).
+func (n *Node) Snapshot() error {
+	return n.raft.Snapshot().Error()
+}
+
+// Shutdown stops Raft and closes its stores. It is safe to call twice.
+func (n *Node) Shutdown() error {
+	var err error
+	n.closed.Do(func() {
+		err = n.raft.Shutdown().Error()
+		n.raft.DeregisterObserver(n.obs)
+		close(n.done)
+		n.wg.Wait()
+		n.trans.Close()
+		if cerr := n.bolt.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// RecoverSingle rewrites the Raft configuration stored in cfg.Dir so that
+// this node is the only voter, keeping every committed entry: the recovery
+// from permanent quorum loss (init --force-new-cluster). Raft must not be
+// running on cfg.Dir.
+func RecoverSingle(cfg Config) error {
+	bolt, snaps, err := openStores(cfg)
+	if err != nil {
+		return err
+	}
+	defer bolt.Close()
+	_, trans := hraft.NewInmemTransport(hraft.ServerAddress(cfg.Addr))
+	scratch := newFSM(state.New(), cfg.Logger)
+	conf := hraft.Configuration{Servers: []hraft.Server{{
+		ID: hraft.ServerID(cfg.NodeID), Address: hraft.ServerAddress(cfg.Addr), Suffrage: hraft.Voter,
+	}}}
+	if err := hraft.RecoverCluster(raftConfig(cfg), scratch, bolt, bolt, snaps, trans, conf); err != nil {
+		return fmt.Errorf("recover raft configuration: %w", err)
+	}
+	return nil
+}
+
+// ListenAddr resolves a host:port into a net.Addr for the stream layer.
+func ListenAddr(hostport string) (net.Addr, error) {
+	return net.ResolveTCPAddr("tcp", hostport)
+}

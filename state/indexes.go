@@ -1,0 +1,80 @@
+package state
+
+import swarmpb "github.com/raftswarm/raftswarm/proto"
+
+// data is the whole state. Restore builds a fresh one and swaps the pointer,
+// so a failed restore leaves the old state untouched.
+type data struct {
+	clusters map[string]*swarmpb.Cluster
+	nodes    map[string]*swarmpb.Node
+	services map[string]*swarmpb.Service
+	tasks    map[string]*swarmpb.Task
+	secrets  map[string]*swarmpb.Secret
+
+	serviceByName  map[string]string // unique non-empty service name -> id
+	tasksByService map[string]idSet  // service id -> task ids
+	tasksByNode    map[string]idSet  // node id ("" = unassigned) -> task ids
+}
+
+type idSet map[string]struct{}
+
+func newData() *data {
+	return &data{
+		clusters:       make(map[string]*swarmpb.Cluster),
+		nodes:          make(map[string]*swarmpb.Node),
+		services:       make(map[string]*swarmpb.Service),
+		tasks:          make(map[string]*swarmpb.Task),
+		secrets:        make(map[string]*swarmpb.Secret),
+		serviceByName:  make(map[string]string),
+		tasksByService: make(map[string]idSet),
+		tasksByNode:    make(map[string]idSet),
+	}
+}
+
+func (d *data) indexService(s *swarmpb.Service) {
+	if name := s.GetSpec().GetName(); name != "" {
+		d.serviceByName[name] = s.GetId()
+	}
+}
+
+// unindexService only drops the name if it still points at this service: in
+// a batch that frees a name and gives it to another service, commit order is
+// map order, and the new owner may already have been indexed.
+func (d *data) unindexService(s *swarmpb.Service) {
+	name := s.GetSpec().GetName()
+	if name != "" && d.serviceByName[name] == s.GetId() {
+		delete(d.serviceByName, name)
+	}
+}
+
+func (d *data) indexTask(t *swarmpb.Task) {
+	setAdd(d.tasksByService, t.GetServiceId(), t.GetId())
+	setAdd(d.tasksByNode, t.GetNodeId(), t.GetId())
+}
+
+func (d *data) unindexTask(t *swarmpb.Task) {
+	setRemove(d.tasksByService, t.GetServiceId(), t.GetId())
+	setRemove(d.tasksByNode, t.GetNodeId(), t.GetId())
+}
+
+func setAdd(m map[string]idSet, key, id string) {
+	s := m[key]
+	if s == nil {
+		s = make(idSet)
+		m[key] = s
+	}
+	s[id] = struct{}{}
+}
+
+// setRemove drops empty sets so that churn over many services and nodes does
+// not leave the index growing forever.
+func setRemove(m map[string]idSet, key, id string) {
+	s := m[key]
+	if s == nil {
+		return
+	}
+	delete(s, id)
+	if len(s) == 0 {
+		delete(m, key)
+	}
+}

@@ -1,0 +1,106 @@
+package state
+
+import (
+	"fmt"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+// SnapshotVersion is the Snapshot.Version this package writes. Restore
+// refuses any other, so that an old manager never silently half-loads a
+// snapshot written by a newer one.
+const SnapshotVersion = 1
+
+// Snapshot returns the whole state. It shares the stored objects (which are
+// never mutated), so it is cheap; callers must not modify them. Objects are
+// sorted by id so that replicas produce identical snapshots.
+func (s *Store) Snapshot() *swarmpb.Snapshot {
+	snap, _ := s.SnapshotWithIndex()
+	return snap
+}
+
+// SnapshotWithIndex is Snapshot plus the Raft index it reflects, read under
+// the same lock.
+func (s *Store) SnapshotWithIndex() (*swarmpb.Snapshot, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d := s.d
+	return &swarmpb.Snapshot{
+		Version:  SnapshotVersion,
+		Clusters: sortedValues(d.clusters),
+		Nodes:    sortedValues(d.nodes),
+		Services: sortedValues(d.services),
+		Tasks:    sortedValues(d.tasks),
+		Secrets:  sortedValues(d.secrets),
+		Index:    s.index,
+	}, s.index
+}
+
+// Restore replaces the whole state with snap at Raft index index, rebuilding
+// the indexes, and closes every watcher. The index argument wins over
+// snap.Index, because the FSM knows which log position it is restoring to. The snapshot is cloned, so the caller
+// keeps ownership. On error the store is unchanged and watchers stay open.
+func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
+	if v := snap.GetVersion(); v != SnapshotVersion {
+		return fmt.Errorf("restore: snapshot version %d, this manager understands %d: %w", v, SnapshotVersion, ErrInvalid)
+	}
+	d := newData()
+	if err := load(d.clusters, "cluster", snap.GetClusters(), nil); err != nil {
+		return err
+	}
+	if err := load(d.nodes, "node", snap.GetNodes(), nil); err != nil {
+		return err
+	}
+	err := load(d.services, "service", snap.GetServices(), func(sv *swarmpb.Service) error {
+		name := sv.GetSpec().GetName()
+		if name == "" {
+			return nil
+		}
+		if other, ok := d.serviceByName[name]; ok {
+			return fmt.Errorf("restore: service %s: name %q is used by service %s: %w", sv.GetId(), name, other, ErrNameConflict)
+		}
+		d.indexService(sv)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = load(d.tasks, "task", snap.GetTasks(), func(t *swarmpb.Task) error {
+		d.indexTask(t)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := load(d.secrets, "secret", snap.GetSecrets(), nil); err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d = d
+	s.index = index
+	s.closeWatchers()
+	return nil
+}
+
+func load[T object](m map[string]T, noun string, objs []T, index func(T) error) error {
+	for _, o := range objs {
+		id := o.GetId()
+		if id == "" {
+			return fmt.Errorf("restore: %s with empty id: %w", noun, ErrInvalid)
+		}
+		if _, dup := m[id]; dup {
+			return fmt.Errorf("restore: %s %s: %w", noun, id, ErrExists)
+		}
+		c := proto.Clone(o).(T)
+		m[id] = c
+		if index != nil {
+			if err := index(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// Store is the in-memory replicated state. ApplyBatch, SetIndex and Restore
+// are meant to be called by the Raft FSM only, serially; everything else is
+// safe for concurrent use.
+type Store struct {
+	mu    sync.RWMutex
+	index uint64
+	d     *data
+
+	// watchMu guards watchers. It is taken inside mu (read or write), never
+	// the other way round, so registering under a read lock cannot race with
+	// publishing under the write lock.
+	watchMu  sync.Mutex
+	watchers map[*watcher]struct{}
+}
+
+func New() *Store {
+	return &Store{d: newData(), watchers: make(map[*watcher]struct{})}
+}
+
+// Index returns the last Raft index applied, whether or not its batch
+// succeeded.
+func (s *Store) Index() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.index
+}
+
+// SetIndex records a Raft entry that carries no store batch. An index that
+// does not move forward is ignored: Index never goes backwards outside
+// Restore.
+func (s *Store) SetIndex(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index > s.index {
+		s.index = index
+	}
+}
+
+// ApplyBatch applies every action of b, or none of them, as the Raft entry at
+// index, with now (unix nanoseconds) as the write time. now comes from the
+// caller rather than the clock because every replica must store the same
+// timestamps; the proposer should put it in the entry.
+//
+// Actions are validated in order against the state as left by the earlier
+// actions of the same batch, so a batch may create and then update an object,
+// or delete a service and give its name to a new one. A failed batch still
+// consumes index. The returned events are in action order and are also
+// delivered to watchers.
+func (s *Store) ApplyBatch(index uint64, now int64, b *swarmpb.StoreBatch) ([]Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index <= s.index {
+		return nil, fmt.Errorf("apply batch at index %d: store is already at index %d: %w", index, s.index, ErrInvalid)
+	}
+	s.index = index
+
+	actions := b.GetActions()
+	if len(actions) == 0 {
+		return nil, nil
+	}
+	tx := newTxn(s.d, index, now)
+	events := make([]Event, 0, len(actions))
+	for i, a := range actions {
+		ev, err := tx.stageAction(a)
+		if err != nil {
+			return nil, fmt.Errorf("apply batch at index %d, action %d: %w", index, i, err)
+		}
+		events = append(events, ev)
+	}
+	tx.commit()
+	s.publish(events)
+	return events, nil
+}

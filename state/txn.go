@@ -1,0 +1,211 @@
+package state
+
+import (
+	"fmt"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+type object interface {
+	proto.Message
+	GetId() string
+	GetMeta() *swarmpb.Meta
+}
+
+type staged[T object] struct {
+	v       T
+	deleted bool
+}
+
+// overlay records a batch's changes to one table without touching the stored
+// map, so that later actions of the batch see earlier ones (create then
+// update, delete then re-create) while a failure can still discard them all.
+type overlay[T object] struct {
+	base    map[string]T
+	pending map[string]staged[T]
+}
+
+func (o *overlay[T]) get(id string) (T, bool) {
+	if e, ok := o.pending[id]; ok {
+		return e.v, !e.deleted
+	}
+	v, ok := o.base[id]
+	return v, ok
+}
+
+func (o *overlay[T]) put(id string, v T, deleted bool) {
+	if o.pending == nil {
+		o.pending = make(map[string]staged[T])
+	}
+	o.pending[id] = staged[T]{v: v, deleted: deleted}
+}
+
+// commit writes the final value of every touched id. Only final states matter
+// to the indexes, so the work is O(distinct objects touched).
+func (o *overlay[T]) commit(unindex, index func(T)) {
+	for id, e := range o.pending {
+		if old, had := o.base[id]; had && unindex != nil {
+			unindex(old)
+		}
+		if e.deleted {
+			delete(o.base, id)
+			continue
+		}
+		o.base[id] = e.v
+		if index != nil {
+			index(e.v)
+		}
+	}
+}
+
+type txn struct {
+	d        *data
+	index    uint64
+	now      int64
+	clusters overlay[*swarmpb.Cluster]
+	nodes    overlay[*swarmpb.Node]
+	services overlay[*swarmpb.Service]
+	tasks    overlay[*swarmpb.Task]
+	secrets  overlay[*swarmpb.Secret]
+	names    map[string]string // service name -> id as of this batch; "" = freed
+}
+
+func newTxn(d *data, index uint64, now int64) *txn {
+	return &txn{
+		d:        d,
+		index:    index,
+		now:      now,
+		clusters: overlay[*swarmpb.Cluster]{base: d.clusters},
+		nodes:    overlay[*swarmpb.Node]{base: d.nodes},
+		services: overlay[*swarmpb.Service]{base: d.services},
+		tasks:    overlay[*swarmpb.Task]{base: d.tasks},
+		secrets:  overlay[*swarmpb.Secret]{base: d.secrets},
+	}
+}
+
+func verb(k swarmpb.StoreAction_Kind) string {
+	switch k {
+	case swarmpb.StoreAction_KIND_CREATE:
+		return "create"
+	case swarmpb.StoreAction_KIND_UPDATE:
+		return "update"
+	case swarmpb.StoreAction_KIND_DELETE:
+		return "delete"
+	}
+	return fmt.Sprintf("kind(%d)", int32(k))
+}
+
+// stageAction validates one action against the state as the batch has left
+// it so far and records its effect in the overlays.
+func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
+	k := a.GetKind()
+	switch t := a.GetTarget().(type) {
+	case *swarmpb.StoreAction_Cluster:
+		return stage(&tx.clusters, tx, k, "cluster", t.Cluster, func(c *swarmpb.Cluster, m *swarmpb.Meta) { c.Meta = m })
+	case *swarmpb.StoreAction_Node:
+		return stage(&tx.nodes, tx, k, "node", t.Node, func(n *swarmpb.Node, m *swarmpb.Meta) { n.Meta = m })
+	case *swarmpb.StoreAction_Service:
+		ev, err := stage(&tx.services, tx, k, "service", t.Service, func(s *swarmpb.Service, m *swarmpb.Meta) { s.Meta = m })
+		if err != nil {
+			return ev, err
+		}
+		return ev, tx.stageServiceName(k, ev)
+	case *swarmpb.StoreAction_Task:
+		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
+	case *swarmpb.StoreAction_Secret:
+		return stage(&tx.secrets, tx, k, "secret", t.Secret, func(s *swarmpb.Secret, m *swarmpb.Meta) { s.Meta = m })
+	}
+	return Event{}, fmt.Errorf("%s: no target object: %w", verb(k), ErrInvalid)
+}
+
+func (tx *txn) serviceNameOwner(name string) string {
+	if id, ok := tx.names[name]; ok {
+		return id
+	}
+	return tx.d.serviceByName[name]
+}
+
+// stageServiceName enforces unique service names. An empty name is allowed
+// and not indexed: name assignment is the API layer's job, and the store
+// should not reject objects for a policy it does not own.
+func (tx *txn) stageServiceName(k swarmpb.StoreAction_Kind, ev Event) error {
+	var oldName, newName string
+	var id string
+	switch ev.Kind {
+	case EventCreate:
+		s := ev.Object.(*swarmpb.Service)
+		id, newName = s.GetId(), s.GetSpec().GetName()
+	case EventUpdate:
+		s := ev.Object.(*swarmpb.Service)
+		id, newName = s.GetId(), s.GetSpec().GetName()
+		oldName = ev.Old.(*swarmpb.Service).GetSpec().GetName()
+	case EventDelete:
+		s := ev.Object.(*swarmpb.Service)
+		id, oldName = s.GetId(), s.GetSpec().GetName()
+	}
+	if oldName == newName {
+		return nil
+	}
+	if newName != "" {
+		if owner := tx.serviceNameOwner(newName); owner != "" && owner != id {
+			return fmt.Errorf("%s service %s: name %q is used by service %s: %w", verb(k), id, newName, owner, ErrNameConflict)
+		}
+	}
+	if tx.names == nil {
+		tx.names = make(map[string]string)
+	}
+	if oldName != "" {
+		tx.names[oldName] = ""
+	}
+	if newName != "" {
+		tx.names[newName] = id
+	}
+	return nil
+}
+
+func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun string, in T, setMeta func(T, *swarmpb.Meta)) (Event, error) {
+	id := in.GetId()
+	if id == "" {
+		return Event{}, fmt.Errorf("%s %s: empty id: %w", verb(k), noun, ErrInvalid)
+	}
+	cur, exists := o.get(id)
+	switch k {
+	case swarmpb.StoreAction_KIND_CREATE:
+		if exists {
+			return Event{}, fmt.Errorf("create %s %s: %w", noun, id, ErrExists)
+		}
+		n := proto.Clone(in).(T)
+		setMeta(n, &swarmpb.Meta{Version: tx.index, CreatedAt: tx.now, UpdatedAt: tx.now})
+		o.put(id, n, false)
+		return Event{Kind: EventCreate, Index: tx.index, Object: n}, nil
+	case swarmpb.StoreAction_KIND_UPDATE:
+		if !exists {
+			return Event{}, fmt.Errorf("update %s %s: %w", noun, id, ErrNotFound)
+		}
+		if got, want := in.GetMeta().GetVersion(), cur.GetMeta().GetVersion(); got != want {
+			return Event{}, fmt.Errorf("update %s %s: version %d, stored %d: %w", noun, id, got, want, ErrConflict)
+		}
+		n := proto.Clone(in).(T)
+		setMeta(n, &swarmpb.Meta{Version: tx.index, CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: tx.now})
+		o.put(id, n, false)
+		return Event{Kind: EventUpdate, Index: tx.index, Object: n, Old: cur}, nil
+	case swarmpb.StoreAction_KIND_DELETE:
+		if !exists {
+			return Event{}, fmt.Errorf("delete %s %s: %w", noun, id, ErrNotFound)
+		}
+		var zero T
+		o.put(id, zero, true)
+		return Event{Kind: EventDelete, Index: tx.index, Object: cur}, nil
+	}
+	return Event{}, fmt.Errorf("%s %s %s: unknown action kind: %w", verb(k), noun, id, ErrInvalid)
+}
+
+func (tx *txn) commit() {
+	d := tx.d
+	tx.clusters.commit(nil, nil)
+	tx.nodes.commit(nil, nil)
+	tx.services.commit(d.unindexService, d.indexService)
+	tx.tasks.commit(d.unindexTask, d.indexTask)
+	tx.secrets.commit(nil, nil)
+}
