@@ -3,11 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Router picks where a control call goes: the local leader's ControlServer,
@@ -29,7 +32,7 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 	remote func(swarmpb.ControlClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
 	var lastErr error
-	for attempt := 0; attempt < 4; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
 		srv, conn, err := p.Router.RouteControl(ctx)
 		if err != nil {
 			return zero, Status(err)
@@ -40,11 +43,12 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 		} else {
 			resp, err = remote(swarmpb.NewControlClient(conn), ctx, req)
 		}
-		if !errors.Is(FromStatus(err), raft.ErrNotLeader) {
+		if !errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err) {
 			return resp, err
 		}
-		// The leader changed under us; the call was not served. Give the
-		// election a moment and route again.
+		// The leader changed or died under us; the call was not served.
+		// Give the election a moment and route again: the next route
+		// either finds the new leader or reports quorum loss.
 		lastErr = err
 		t := time.NewTimer(200 * time.Millisecond)
 		select {
@@ -89,4 +93,11 @@ func (p *ControlProxy) RemoveService(ctx context.Context, r *swarmpb.RemoveServi
 }
 func (p *ControlProxy) ListTasks(ctx context.Context, r *swarmpb.ListTasksRequest) (*swarmpb.ListTasksResponse, error) {
 	return relay(ctx, p, r, swarmpb.ControlServer.ListTasks, swarmpb.ControlClient.ListTasks)
+}
+
+// leaderUnreachable reports a transport failure reaching the leader, as
+// opposed to an answer from it.
+func leaderUnreachable(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && !strings.Contains(st.Message(), raft.ErrQuorumLost.Error())
 }

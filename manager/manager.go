@@ -272,6 +272,7 @@ func (m *Manager) Stop() error {
 	var err error
 	m.stopOnce.Do(func() {
 		close(m.stop)
+		err = m.raft.Shutdown()
 		m.stream.Close()
 		m.ln.Close()
 		stopped := make(chan struct{})
@@ -283,7 +284,6 @@ func (m *Manager) Stop() error {
 			m.grpc.Stop()
 		}
 		t.Stop()
-		err = m.raft.Shutdown()
 		m.wg.Wait()
 	})
 	return err

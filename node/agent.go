@@ -226,6 +226,7 @@ func (n *Node) renewCert(ctx context.Context, managers []string, want swarmpb.No
 		if err := creds.Update(resp.CertPem, keyPEM); err != nil {
 			return err
 		}
+		pool.Reset()
 		return creds.Save(n.certDir())
 	}
 	return lastErr

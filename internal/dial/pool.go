@@ -65,3 +65,15 @@ func (p *Pool) Ping(ctx context.Context, addr string) error {
 	_, err = swarmpb.NewRaftMembershipClient(c).Ping(ctx, &swarmpb.PingRequest{})
 	return err
 }
+
+// Reset closes every connection, so that later calls handshake again:
+// after a certificate renewal the peer must see the new identity, and an
+// established connection keeps the one it was opened with.
+func (p *Pool) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}

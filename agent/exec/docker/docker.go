@@ -1,0 +1,431 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// Engine lists exactly the Docker Engine calls the executor makes, so a stub
+// can replace *client.Client in tests.
+type Engine interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	ContainerWait(ctx context.Context, containerID string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
+	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
+	Info(ctx context.Context) (system.Info, error)
+	ServerVersion(ctx context.Context) (types.Version, error)
+}
+
+var _ Engine = (*client.Client)(nil)
+
+// Executor runs tasks as Docker containers for one node.
+type Executor struct {
+	engine Engine
+	nodeID string
+	closer io.Closer // the client New created; nil when given an Engine
+}
+
+var _ exec.Executor = (*Executor)(nil)
+
+// New connects to the engine at dockerHost ("" = DOCKER_HOST and friends,
+// else the platform default) on behalf of nodeID. The API version is
+// negotiated, so older engines (API 1.41) work. No call is made yet: an
+// unreachable engine shows up in Describe.
+func New(dockerHost string, nodeID string) (*Executor, error) {
+	if nodeID == "" {
+		return nil, errors.New("docker executor: empty node ID")
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if dockerHost != "" {
+		opts = append(opts, client.WithHost(dockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker executor: %w", err)
+	}
+	e := NewWithEngine(cli, nodeID)
+	e.closer = cli
+	return e, nil
+}
+
+// NewWithEngine builds an executor on an existing engine client or stub.
+func NewWithEngine(engine Engine, nodeID string) *Executor {
+	return &Executor{engine: engine, nodeID: nodeID}
+}
+
+// NodeID returns the node this executor acts for.
+func (e *Executor) NodeID() string { return e.nodeID }
+
+// Close releases the client created by New. Containers are left alone.
+func (e *Executor) Close() error {
+	if e.closer != nil {
+		return e.closer.Close()
+	}
+	return nil
+}
+
+// Describe reports the engine's platform (Go-style os/arch, as used by
+// placement constraints), version and resources.
+func (e *Executor) Describe(ctx context.Context) (*swarmpb.NodeDescription, error) {
+	v, err := e.engine.ServerVersion(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine unreachable: %w", err)
+	}
+	info, err := e.engine.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine info: %w", err)
+	}
+	host, herr := os.Hostname()
+	if herr != nil || host == "" {
+		host = info.Name
+	}
+	return &swarmpb.NodeDescription{
+		Hostname:      host,
+		Os:            v.Os,
+		Arch:          v.Arch,
+		EngineVersion: v.Version,
+		Resources: &swarmpb.Resources{
+			NanoCpus:    int64(info.NCPU) * 1e9,
+			MemoryBytes: info.MemTotal,
+		},
+	}, nil
+}
+
+// Controller returns the controller of the task's container.
+func (e *Executor) Controller(t *swarmpb.Task) (exec.Controller, error) {
+	if t == nil || t.GetId() == "" {
+		return nil, errors.New("docker executor: task without ID")
+	}
+	return &controller{e: e, task: t, name: exec.ContainerName(t, e.nodeID)}, nil
+}
+
+// Containers lists this node's containers, running or not.
+func (e *Executor) Containers(ctx context.Context) ([]exec.ContainerInfo, error) {
+	list, err := e.engine.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", exec.LabelNodeID+"="+e.nodeID)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]exec.ContainerInfo, 0, len(list))
+	for _, c := range list {
+		// The filter is server-side; check again so a stub or an engine
+		// ignoring filters can never make us touch a foreign container.
+		if c.Labels[exec.LabelNodeID] != e.nodeID {
+			continue
+		}
+		info := exec.ContainerInfo{ID: c.ID, State: string(c.State), Running: c.State == container.StateRunning}
+		if len(c.Names) > 0 {
+			info.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		exec.InfoFromLabels(&info, c.Labels)
+		if !info.Running {
+			// The list only carries a human status string; the exit code
+			// needs an inspect.
+			ins, err := e.engine.ContainerInspect(ctx, c.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return nil, fmt.Errorf("inspect container %s: %w", c.ID, err)
+			}
+			if ins.State != nil {
+				info.ExitCode = ins.State.ExitCode
+				info.State = ins.State.Status
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// controller drives one task's container.
+type controller struct {
+	e    *Executor
+	task *swarmpb.Task
+	name string
+
+	mu sync.Mutex
+	id string // container ID once known
+}
+
+var _ exec.Controller = (*controller)(nil)
+
+// errForeign is returned when a container with our name exists but belongs
+// to another node or task: we must not touch it.
+type errForeign struct{ name, why string }
+
+func (e errForeign) Error() string {
+	return fmt.Sprintf("container name %q is taken by a container of %s", e.name, e.why)
+}
+
+// lookup finds the task's container by name and checks it is ours. It
+// returns ("", nil) when there is none.
+func (c *controller) lookup(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	id := c.id
+	c.mu.Unlock()
+	if id != "" {
+		return id, nil
+	}
+	ins, err := c.e.engine.ContainerInspect(ctx, c.name)
+	if cerrdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect container %s: %w", c.name, err)
+	}
+	var labels map[string]string
+	if ins.Config != nil {
+		labels = ins.Config.Labels
+	}
+	if n := labels[exec.LabelNodeID]; n != c.e.nodeID {
+		return "", errForeign{c.name, fmt.Sprintf("node %q", n)}
+	}
+	if t := labels[exec.LabelTaskID]; t != c.task.GetId() {
+		return "", errForeign{c.name, fmt.Sprintf("task %q", t)}
+	}
+	c.mu.Lock()
+	c.id = ins.ID
+	c.mu.Unlock()
+	return ins.ID, nil
+}
+
+// mustLookup is lookup for steps that need the container to exist.
+func (c *controller) mustLookup(ctx context.Context) (string, error) {
+	id, err := c.lookup(ctx)
+	if err == nil && id == "" {
+		err = fmt.Errorf("container %s not found", c.name)
+	}
+	return id, err
+}
+
+func (c *controller) forget() {
+	c.mu.Lock()
+	c.id = ""
+	c.mu.Unlock()
+}
+
+func (c *controller) Prepare(ctx context.Context) error {
+	spec := c.task.GetSpec().GetContainer()
+	if spec == nil || spec.GetImage() == "" {
+		return exec.ErrNoContainerSpec
+	}
+	// Adoption: an existing container of this task is reused as is.
+	if id, err := c.lookup(ctx); err != nil || id != "" {
+		return err
+	}
+	if err := c.ensureImage(ctx, spec.GetImage()); err != nil {
+		return err
+	}
+	cfg, hostCfg := c.configs()
+	resp, err := c.e.engine.ContainerCreate(ctx, cfg, hostCfg, nil, nil, c.name)
+	if cerrdefs.IsConflict(err) {
+		// Someone (a previous attempt whose response we lost) created it
+		// meanwhile; reuse it if it is ours.
+		c.forget()
+		_, err = c.mustLookup(ctx)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", c.name, err)
+	}
+	c.mu.Lock()
+	c.id = resp.ID
+	c.mu.Unlock()
+	return nil
+}
+
+// ensureImage uses the local image, pulling only when it is absent. Pull
+// failures arrive either as the HTTP error or inside the progress stream;
+// both carry the engine's message, which ends up in the task's Err.
+func (c *controller) ensureImage(ctx context.Context, ref string) error {
+	_, err := c.e.engine.ImageInspect(ctx, ref)
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	rc, err := c.e.engine.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("image %s not found locally and pull failed: %w", ref, err)
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail *struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("image %s: reading pull progress: %w", ref, err)
+		}
+		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
+			return fmt.Errorf("image %s not found locally and pull failed: %s", ref, msg.ErrorDetail.Message)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("image %s not found locally and pull failed: %s", ref, msg.Error)
+		}
+	}
+	if _, err := c.e.engine.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("image %s still missing after pull: %w", ref, err)
+	}
+	return nil
+}
+
+// configs translates the task's spec into Docker's create configuration.
+func (c *controller) configs() (*container.Config, *container.HostConfig) {
+	t := c.task
+	spec := t.GetSpec().GetContainer()
+	stopSecs := graceSeconds(exec.StopGracePeriodNs(t))
+	cfg := &container.Config{
+		Image:       spec.GetImage(),
+		Env:         exec.ContainerEnv(t, c.e.nodeID),
+		Labels:      exec.ContainerLabels(t, c.e.nodeID),
+		WorkingDir:  spec.GetDir(),
+		User:        spec.GetUser(),
+		Hostname:    spec.GetHostname(),
+		StopTimeout: &stopSecs, // so a manual `docker stop` honours it too
+	}
+	// Command replaces the image's entrypoint; Args alone keep it and
+	// replace only the default command, as in `docker service create`.
+	if len(spec.GetCommand()) > 0 {
+		cfg.Entrypoint = append([]string(nil), spec.GetCommand()...)
+	}
+	if len(spec.GetArgs()) > 0 {
+		cfg.Cmd = append([]string(nil), spec.GetArgs()...)
+	}
+	if hc := spec.GetHealthcheck(); hc != nil && len(hc.GetTest()) > 0 {
+		cfg.Healthcheck = &container.HealthConfig{
+			Test:        append([]string(nil), hc.GetTest()...), // ["NONE"] disables the image's check
+			Interval:    time.Duration(hc.GetIntervalNs()),
+			Timeout:     time.Duration(hc.GetTimeoutNs()),
+			StartPeriod: time.Duration(hc.GetStartPeriodNs()),
+			Retries:     int(hc.GetRetries()),
+		}
+	}
+	hostCfg := &container.HostConfig{
+		// The orchestrator restarts tasks (as new tasks); Docker must not.
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+	}
+	for _, m := range spec.GetMounts() {
+		mt := mount.TypeBind
+		if m.GetType() == swarmpb.Mount_TYPE_VOLUME {
+			mt = mount.TypeVolume
+		}
+		hostCfg.Mounts = append(hostCfg.Mounts, mount.Mount{
+			Type:     mt,
+			Source:   m.GetSource(),
+			Target:   m.GetTarget(),
+			ReadOnly: m.GetReadOnly(),
+		})
+	}
+	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
+		hostCfg.NanoCPUs = lim.GetNanoCpus()
+		hostCfg.Memory = lim.GetMemoryBytes()
+	}
+	return cfg, hostCfg
+}
+
+// graceSeconds rounds up: Docker takes whole seconds, and a sub-second grace
+// period must not become "kill at once".
+func graceSeconds(ns int64) int {
+	return int((ns + 1e9 - 1) / 1e9)
+}
+
+func (c *controller) Start(ctx context.Context) error {
+	id, err := c.mustLookup(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.e.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", c.name, err)
+	}
+	return nil
+}
+
+func (c *controller) Wait(ctx context.Context) (int, error) {
+	id, err := c.mustLookup(ctx)
+	if err != nil {
+		return 0, err
+	}
+	respC, errC := c.e.engine.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case resp := <-respC:
+		if resp.Error != nil && resp.Error.Message != "" {
+			return int(resp.StatusCode), fmt.Errorf("wait container %s: %s", c.name, resp.Error.Message)
+		}
+		return int(resp.StatusCode), nil
+	case err := <-errC:
+		return 0, fmt.Errorf("wait container %s: %w", c.name, err)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (c *controller) Shutdown(ctx context.Context) error {
+	id, err := c.lookup(ctx)
+	if err != nil || id == "" {
+		return err
+	}
+	secs := graceSeconds(exec.StopGracePeriodNs(c.task))
+	err = c.e.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", c.name, err)
+	}
+	return nil
+}
+
+func (c *controller) Remove(ctx context.Context) error {
+	id, err := c.lookup(ctx)
+	if err != nil || id == "" {
+		return err
+	}
+	// Force: removal is final (the task is gone); anonymous volumes go
+	// with the container, named volumes stay.
+	err = c.e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", c.name, err)
+	}
+	c.forget()
+	return nil
+}
+
+// ContainerID returns the container's ID once known, else "".
+func (c *controller) ContainerID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.id
+}

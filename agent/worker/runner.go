@@ -1,0 +1,465 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+const (
+	stateAccepted  = swarmpb.TaskState_TASK_STATE_ACCEPTED
+	statePreparing = swarmpb.TaskState_TASK_STATE_PREPARING
+	stateStarting  = swarmpb.TaskState_TASK_STATE_STARTING
+	stateRunning   = swarmpb.TaskState_TASK_STATE_RUNNING
+	stateComplete  = swarmpb.TaskState_TASK_STATE_COMPLETE
+	stateShutdown  = swarmpb.TaskState_TASK_STATE_SHUTDOWN
+	stateFailed    = swarmpb.TaskState_TASK_STATE_FAILED
+	stateRejected  = swarmpb.TaskState_TASK_STATE_REJECTED
+	stateAssigned  = swarmpb.TaskState_TASK_STATE_ASSIGNED
+)
+
+// maxWaitErrors bounds how often a failing Wait (engine errors, not
+// cancellation) is retried before the task is declared FAILED.
+const maxWaitErrors = 5
+
+// runner supervises one task. Its goroutine (run) drives the controller;
+// Assign/Update talk to it through update and remove.
+type runner struct {
+	w  *Worker
+	id string
+
+	// ctx ends on Close; cleanup after removal runs on it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// stopCtx also ends when the task must stop (desired state past
+	// RUNNING) or is removed; every step of the run uses it.
+	stopCtx  context.Context
+	stopTask context.CancelFunc
+	removed  chan struct{} // closed by remove
+
+	existing *exec.ContainerInfo // the task's container when the worker started it
+	known    bool                // whether existing is authoritative
+
+	mu         sync.Mutex
+	task       *swarmpb.Task
+	wasRemoved bool
+	rep        *reporter
+}
+
+func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known bool) *runner {
+	ctx, cancel := context.WithCancel(w.ctx)
+	stopCtx, stopTask := context.WithCancel(ctx)
+	r := &runner{
+		w: w, id: t.GetId(),
+		ctx: ctx, cancel: cancel,
+		stopCtx: stopCtx, stopTask: stopTask,
+		removed:  make(chan struct{}),
+		existing: existing, known: known,
+		task: t,
+	}
+	r.rep = newReporter(w, t.GetId(), t.GetStatus())
+	if wantsStop(t) {
+		stopTask()
+	}
+	return r
+}
+
+func wantsStop(t *swarmpb.Task) bool {
+	return t.GetDesiredState() > stateRunning
+}
+
+// update records a newer version of the task.
+func (r *runner) update(t *swarmpb.Task) {
+	r.mu.Lock()
+	r.task = t
+	r.mu.Unlock()
+	if wantsStop(t) {
+		r.stopTask()
+	}
+	// The dispatcher's view lagging behind ours means a report was lost
+	// (or dropped after its attempts); send our latest again.
+	r.rep.resync(t.GetStatus().GetState())
+}
+
+// remove makes the runner stop and remove the container, then end.
+func (r *runner) remove() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.wasRemoved {
+		r.wasRemoved = true
+		close(r.removed)
+		r.stopTask()
+	}
+}
+
+func (r *runner) isRemoved() bool {
+	select {
+	case <-r.removed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *runner) current() *swarmpb.Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.task
+}
+
+func (r *runner) run() {
+	defer r.w.wg.Done()
+
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		r.rep.loop(r.ctx)
+	}()
+	defer func() {
+		r.cancel() // ends the reporter loop
+		<-repDone
+	}()
+
+	ctl, err := r.w.exec.Controller(r.current())
+	if err != nil {
+		st := status(stateRejected, "cannot run task")
+		st.Err = err.Error()
+		r.report(st)
+	} else {
+		r.drive(ctl)
+	}
+
+	// Terminal, stopped, or interrupted: keep the container (its logs and
+	// exit status stay inspectable) until the task is removed or we close.
+	select {
+	case <-r.removed:
+	case <-r.ctx.Done():
+		return
+	}
+	if ctl != nil {
+		r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown)
+		r.w.retry(r.ctx, "remove "+r.id, ctl.Remove)
+	}
+	r.rep.stop()
+}
+
+// interrupted is called when a step's context ended: on Close it does
+// nothing; on removal it leaves the work to run(); otherwise the task was
+// asked to stop.
+func (r *runner) interrupted(ctl exec.Controller) {
+	if r.ctx.Err() != nil || r.isRemoved() {
+		return
+	}
+	r.shutdown(ctl)
+}
+
+// shutdown stops the container and reports SHUTDOWN.
+func (r *runner) shutdown(ctl exec.Controller) {
+	if err := r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown); err != nil {
+		return // closed
+	}
+	if r.isRemoved() {
+		return
+	}
+	r.report(r.withContainer(ctl, status(stateShutdown, "shutdown")))
+}
+
+func (r *runner) report(st *swarmpb.TaskStatus) { r.rep.set(st) }
+
+func (r *runner) withContainer(ctl exec.Controller, st *swarmpb.TaskStatus) *swarmpb.TaskStatus {
+	if ci, ok := ctl.(exec.ContainerIdentifier); ok {
+		st.ContainerId = ci.ContainerID()
+	}
+	return st
+}
+
+// drive takes the task from its current observed state as far as it goes:
+// a terminal state, or an interruption.
+func (r *runner) drive(ctl exec.Controller) {
+	t := r.current()
+	observed := t.GetStatus().GetState()
+	if observed >= stateComplete {
+		return // already finished; nothing to run or report
+	}
+	if r.stopCtx.Err() != nil {
+		r.interrupted(ctl)
+		return
+	}
+
+	info, ok := r.lookup(observed)
+	if !ok {
+		r.interrupted(ctl)
+		return
+	}
+	switch {
+	case info != nil && info.Running:
+		// Adopt: it is running, do not restart it.
+		st := status(stateRunning, "started")
+		st.ContainerId = info.ID
+		r.report(st)
+		r.waitExit(ctl)
+		return
+	case info != nil && info.State != exec.StateCreated:
+		// It ran and ended while nobody watched.
+		st := exitStatus(info.ExitCode)
+		st.ContainerId = info.ID
+		r.report(st)
+		return
+	case info == nil && observed >= stateRunning:
+		st := status(stateFailed, "started")
+		st.Err = "task: container vanished while the agent was away"
+		r.report(st)
+		return
+	}
+
+	r.report(status(stateAccepted, "accepted"))
+	r.report(status(statePreparing, "preparing"))
+	if err := ctl.Prepare(r.stopCtx); err != nil {
+		if r.stopCtx.Err() != nil {
+			r.interrupted(ctl)
+			return
+		}
+		st := status(stateRejected, "preparing failed")
+		st.Err = err.Error()
+		r.report(st)
+		return
+	}
+	r.report(r.withContainer(ctl, status(stateStarting, "starting")))
+	if err := ctl.Start(r.stopCtx); err != nil {
+		if r.stopCtx.Err() != nil {
+			r.interrupted(ctl)
+			return
+		}
+		st := r.withContainer(ctl, status(stateFailed, "starting failed"))
+		st.Err = err.Error()
+		r.report(st)
+		return
+	}
+	r.report(r.withContainer(ctl, status(stateRunning, "started")))
+	r.waitExit(ctl)
+}
+
+// lookup returns the task's existing container (nil if none). When the
+// worker could not list containers it asks again, with backoff, unless the
+// task never got past ASSIGNED (it cannot have a container then, short of
+// lost reports). ok is false if interrupted.
+func (r *runner) lookup(observed swarmpb.TaskState) (info *exec.ContainerInfo, ok bool) {
+	if r.known || observed <= stateAssigned {
+		return r.existing, true
+	}
+	err := r.w.retry(r.stopCtx, "list containers", func(ctx context.Context) error {
+		list, err := r.w.exec.Containers(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range list {
+			if list[i].TaskID == r.id {
+				info = &list[i]
+				return nil
+			}
+		}
+		return nil
+	})
+	return info, err == nil
+}
+
+// waitExit waits for the container to end and reports how it ended.
+func (r *runner) waitExit(ctl exec.Controller) {
+	delay := r.w.minBackoff
+	for attempt := 1; ; attempt++ {
+		code, err := ctl.Wait(r.stopCtx)
+		if r.stopCtx.Err() != nil {
+			// Asked to stop (or removed, or closed) while it ran; an exit
+			// racing with the request counts as the shutdown.
+			r.interrupted(ctl)
+			return
+		}
+		if err == nil {
+			r.report(r.withContainer(ctl, exitStatus(code)))
+			return
+		}
+		if attempt >= maxWaitErrors {
+			st := r.withContainer(ctl, status(stateFailed, "started"))
+			st.Err = fmt.Sprintf("task: lost track of container: %v", err)
+			r.report(st)
+			return
+		}
+		r.w.log.Warn("worker: wait failed, retrying", "task", r.id, "err", err)
+		if !sleep(r.stopCtx, delay) {
+			r.interrupted(ctl)
+			return
+		}
+		delay = r.w.next(delay)
+	}
+}
+
+// reporter sends one task's statuses in order and never backwards. While
+// delivery fails it retries with backoff; if newer statuses queue up
+// meanwhile, the failing one and all but the newest are skipped (the latest
+// status wins), which also bounds the queue.
+type reporter struct {
+	w    *Worker
+	id   string
+	kick chan struct{} // cap 1
+
+	mu      sync.Mutex
+	floor   swarmpb.TaskState // last state accepted for sending
+	sent    bool              // whether anything was accepted yet
+	queue   []*swarmpb.TaskStatus
+	dropped *swarmpb.TaskStatus // given up on, and nothing newer since
+	stopped bool
+}
+
+func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
+	return &reporter{w: w, id: id, kick: make(chan struct{}, 1), floor: initial.GetState()}
+}
+
+// set queues st unless it would move the task backwards. The state the
+// dispatcher already has may be reported once more (adoption reports
+// RUNNING for a task the store has as RUNNING).
+func (p *reporter) set(st *swarmpb.TaskStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || st.GetState() < p.floor || (st.GetState() == p.floor && p.sent) {
+		return
+	}
+	p.floor, p.sent = st.GetState(), true
+	p.queue = append(p.queue, st)
+	p.dropped = nil
+	p.signal()
+}
+
+// resync takes in the dispatcher's view of the task's state: anything not
+// newer is pointless to send, and a status we gave up on is tried again
+// if the dispatcher is behind it.
+func (p *reporter) resync(remote swarmpb.TaskState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if remote > p.floor {
+		// Someone else (the manager) moved the task on; never report
+		// anything older than that.
+		p.floor, p.sent = remote, true
+		q := p.queue[:0]
+		for _, st := range p.queue {
+			if st.GetState() > remote {
+				q = append(q, st)
+			}
+		}
+		p.queue = q
+	}
+	if p.stopped || p.dropped == nil || len(p.queue) > 0 || remote >= p.dropped.GetState() {
+		return
+	}
+	p.queue = append(p.queue, p.dropped)
+	p.dropped = nil
+	p.signal()
+}
+
+func (p *reporter) signal() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stop drops queued and future reports (the task was removed).
+func (p *reporter) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped, p.queue, p.dropped = true, nil, nil
+}
+
+func (p *reporter) take() *swarmpb.TaskStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		return nil
+	}
+	st := p.queue[0]
+	p.queue = p.queue[1:]
+	return st
+}
+
+// superseded reports whether newer statuses wait (keeping only the newest)
+// or reporting stopped, so that retrying the failing one is pointless.
+func (p *reporter) superseded() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.queue); n > 1 {
+		p.queue = p.queue[n-1:]
+	}
+	return len(p.queue) > 0 || p.stopped
+}
+
+func (p *reporter) giveUp(st *swarmpb.TaskStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 && !p.stopped {
+		p.dropped = st
+	}
+}
+
+// loop delivers statuses until ctx ends.
+func (p *reporter) loop(ctx context.Context) {
+	for {
+		select {
+		case <-p.kick:
+		case <-ctx.Done():
+			return
+		}
+		for st := p.take(); st != nil; st = p.take() {
+			p.deliver(ctx, st)
+		}
+	}
+}
+
+// deliver tries st with backoff until it is accepted, superseded by a newer
+// status, out of attempts, or ctx ends.
+func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
+	delay := p.w.minBackoff
+	for attempt := 1; ; attempt++ {
+		// The reporter may keep the message; give it its own copy.
+		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, proto.Clone(st).(*swarmpb.TaskStatus))
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if p.superseded() {
+			return // the loop goes on with the newest
+		}
+		if max := p.w.maxReportAttempts; max > 0 && attempt >= max {
+			p.w.log.Error("worker: giving up reporting status", "task", p.id, "state", st.GetState(), "err", err)
+			p.giveUp(st)
+			return
+		}
+		p.w.log.Warn("worker: status report failed, retrying", "task", p.id, "state", st.GetState(), "err", err, "in", delay)
+		// A new status (kick) cuts the wait short: it replaces this one.
+		if !sleepOrKick(ctx, delay, p.kick) && ctx.Err() != nil {
+			return
+		}
+		if p.superseded() {
+			return
+		}
+		delay = p.w.next(delay)
+	}
+}
+
+// sleepOrKick waits d, a kick, or the end of ctx; it reports whether d
+// elapsed.
+func sleepOrKick(ctx context.Context, d time.Duration, kick chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-kick:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}

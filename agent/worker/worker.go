@@ -1,0 +1,281 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// StatusReporter delivers task status changes to the dispatcher.
+type StatusReporter interface {
+	UpdateTaskStatus(ctx context.Context, taskID string, status *swarmpb.TaskStatus) error
+}
+
+// ErrClosed is returned by Assign and Update after Close.
+var ErrClosed = errors.New("worker: closed")
+
+// Option tunes a Worker.
+type Option func(*Worker)
+
+// WithBackoff sets the retry backoff (doubling from min up to max) used for
+// status reports and failed engine calls. Defaults: 100ms, 5s.
+func WithBackoff(min, max time.Duration) Option {
+	return func(w *Worker) {
+		if min > 0 {
+			w.minBackoff = min
+		}
+		if max >= w.minBackoff {
+			w.maxBackoff = max
+		}
+	}
+}
+
+// WithMaxReportAttempts bounds how often one status is tried before it is
+// dropped (default 10; <= 0 means until superseded or closed). A dropped
+// status is not lost for good: when the dispatcher later sends the task
+// with an older state than the worker knows, the worker reports again.
+func WithMaxReportAttempts(n int) Option {
+	return func(w *Worker) { w.maxReportAttempts = n }
+}
+
+// Worker supervises the tasks assigned to one node.
+type Worker struct {
+	exec     exec.Executor
+	reporter StatusReporter
+	log      *slog.Logger
+
+	minBackoff, maxBackoff time.Duration
+	maxReportAttempts      int
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // runners and cleanups
+
+	mu     sync.Mutex
+	closed bool
+	tasks  map[string]*runner
+}
+
+// New returns a worker running tasks on ex and reporting to reporter. A nil
+// log discards logs.
+func New(ex exec.Executor, reporter StatusReporter, log *slog.Logger, opts ...Option) *Worker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Worker{
+		exec:              ex,
+		reporter:          reporter,
+		log:               log,
+		minBackoff:        100 * time.Millisecond,
+		maxBackoff:        5 * time.Second,
+		maxReportAttempts: 10,
+		ctx:               ctx,
+		cancel:            cancel,
+		tasks:             make(map[string]*runner),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+// Assign replaces the full set of tasks assigned to this node. Tasks not in
+// the set are shut down and removed, and so are containers of this node
+// belonging to no assigned task (their tasks were deleted while no worker
+// watched). Containers of assigned tasks are adopted.
+func (w *Worker) Assign(ctx context.Context, tasks []*swarmpb.Task) error {
+	// Listing first, outside the lock: it tells new runners what already
+	// exists. If the engine cannot answer we still apply the assignment
+	// (runners that need to know look again themselves), but we skip orphan
+	// removal since we cannot see the orphans.
+	containers, listErr := w.exec.Containers(ctx)
+	if listErr != nil {
+		w.log.Warn("worker: cannot list containers; adoption deferred", "err", listErr)
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	want := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		if t.GetId() != "" {
+			want[t.GetId()] = true
+		}
+	}
+	for id, r := range w.tasks {
+		if !want[id] {
+			w.removeLocked(id, r)
+		}
+	}
+	w.applyLocked(tasks, containers, listErr == nil)
+	if listErr == nil {
+		for _, c := range containers {
+			if c.TaskID == "" || want[c.TaskID] {
+				continue
+			}
+			w.removeOrphan(c)
+		}
+	}
+	return listErr
+}
+
+// Update applies changes: tasks added or changed (typically a new desired
+// state), and tasks removed, whose containers are stopped and removed.
+func (w *Worker) Update(ctx context.Context, changed []*swarmpb.Task, removed []string) error {
+	var containers []exec.ContainerInfo
+	known := false
+	if w.hasNew(changed) {
+		var err error
+		containers, err = w.exec.Containers(ctx)
+		if err != nil {
+			w.log.Warn("worker: cannot list containers; adoption deferred", "err", err)
+		}
+		known = err == nil
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	for _, id := range removed {
+		if r, ok := w.tasks[id]; ok {
+			w.removeLocked(id, r)
+		}
+	}
+	w.applyLocked(changed, containers, known)
+	return nil
+}
+
+func (w *Worker) hasNew(tasks []*swarmpb.Task) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range tasks {
+		if _, ok := w.tasks[t.GetId()]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// applyLocked updates existing runners and starts new ones.
+func (w *Worker) applyLocked(tasks []*swarmpb.Task, containers []exec.ContainerInfo, known bool) {
+	byTask := make(map[string]exec.ContainerInfo, len(containers))
+	for _, c := range containers {
+		byTask[c.TaskID] = c
+	}
+	for _, t := range tasks {
+		if t.GetId() == "" {
+			continue
+		}
+		if r, ok := w.tasks[t.GetId()]; ok {
+			r.update(t)
+			continue
+		}
+		var info *exec.ContainerInfo
+		if c, ok := byTask[t.GetId()]; ok {
+			info = &c
+		}
+		r := newRunner(w, t, info, known)
+		w.tasks[t.GetId()] = r
+		w.wg.Add(1)
+		go r.run()
+	}
+}
+
+// removeLocked detaches the runner and has it stop and remove its
+// container in the background.
+func (w *Worker) removeLocked(id string, r *runner) {
+	delete(w.tasks, id)
+	r.remove()
+}
+
+// removeOrphan stops and removes a container whose task is not assigned.
+func (w *Worker) removeOrphan(c exec.ContainerInfo) {
+	ctl, err := w.exec.Controller(exec.StubTask(c))
+	if err != nil {
+		w.log.Warn("worker: cannot remove orphaned container", "container", c.Name, "err", err)
+		return
+	}
+	w.log.Info("worker: removing container of unassigned task", "container", c.Name, "task", c.TaskID)
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.retry(w.ctx, "shutdown orphan "+c.Name, ctl.Shutdown)
+		w.retry(w.ctx, "remove orphan "+c.Name, ctl.Remove)
+	}()
+}
+
+// Close stops supervising: runners and reporters return, containers keep
+// running so that a restarted agent can adopt them. Close waits for the
+// goroutines to end.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+}
+
+// retry calls op until it succeeds or ctx ends, with capped backoff.
+func (w *Worker) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	delay := w.minBackoff
+	for {
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
+		if !sleep(ctx, delay) {
+			return ctx.Err()
+		}
+		delay = w.next(delay)
+	}
+}
+
+func (w *Worker) next(d time.Duration) time.Duration {
+	d *= 2
+	if d > w.maxBackoff {
+		d = w.maxBackoff
+	}
+	return d
+}
+
+// sleep waits d or until ctx ends; it reports whether the full d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func status(state swarmpb.TaskState, msg string) *swarmpb.TaskStatus {
+	return &swarmpb.TaskStatus{State: state, Message: msg, Timestamp: time.Now().UnixNano()}
+}
+
+func exitStatus(code int) *swarmpb.TaskStatus {
+	if code == 0 {
+		st := status(swarmpb.TaskState_TASK_STATE_COMPLETE, "finished")
+		return st
+	}
+	st := status(swarmpb.TaskState_TASK_STATE_FAILED, "started")
+	st.Err = fmt.Sprintf("task: non-zero exit (%d)", code)
+	st.ExitCode = int32(code)
+	return st
+}

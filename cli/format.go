@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// newTable returns a tabwriter laid out like docker's listings.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+}
+
+// templateFuncs are available in --format templates.
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+	"join":  strings.Join,
+}
+
+// rowFormatter prints rows with a user --format: "json" or a Go template.
+type rowFormatter struct {
+	json bool
+	tmpl *template.Template
+}
+
+// parseFormat compiles a --format value.
+func parseFormat(format string) (*rowFormatter, error) {
+	if strings.TrimSpace(format) == "json" || strings.TrimSpace(format) == "{{json .}}" {
+		return &rowFormatter{json: true}, nil
+	}
+	// Allow docker-style escapes such as \t in the template.
+	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)
+	t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(format)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --format template: %v", oneLine(err))
+	}
+	return &rowFormatter{tmpl: t}, nil
+}
+
+// write prints one row, followed by a newline.
+func (f *rowFormatter) write(w io.Writer, row any, fields []string) error {
+	if f.json {
+		b, err := json.Marshal(row)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	var buf bytes.Buffer
+	if err := f.tmpl.Execute(&buf, row); err != nil {
+		return fmt.Errorf("invalid --format template: %v (fields: %s)", oneLine(err), strings.Join(fields, " "))
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// writeRows renders every row into memory first so that a template error
+// prints nothing but the error.
+func (f *rowFormatter) writeRows(w io.Writer, rows []any, fields []string) error {
+	var buf bytes.Buffer
+	for _, r := range rows {
+		if err := f.write(&buf, r, fields); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// marshalObject renders a protobuf message as a JSON object with stable
+// formatting; extra keys are merged in at the top level.
+func marshalObject(m proto.Message, extra map[string]any) (json.RawMessage, error) {
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	obj := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		obj[k] = raw
+	}
+	return json.Marshal(obj)
+}
+
+// writeJSONArray prints objects as an indented JSON array.
+func writeJSONArray(w io.Writer, objs []json.RawMessage) error {
+	if objs == nil {
+		objs = []json.RawMessage{}
+	}
+	b, err := json.Marshal(objs)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "    "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// titleWord turns "NODE_STATUS_READY"-like suffixes ("READY") into "Ready".
+func titleWord(s string) string {
+	s = strings.ToLower(strings.ReplaceAll(s, "_", " "))
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+func (a *app) serviceCommand() *cobra.Command {
+	cmd := groupCommand("service", "Manage services")
+	cmd.AddCommand(
+		a.serviceCreateCommand(),
+		a.serviceLsCommand(),
+		a.servicePsCommand(),
+		a.serviceInspectCommand(),
+		a.serviceScaleCommand(),
+		a.serviceUpdateCommand(),
+		a.serviceRollbackCommand(),
+		a.serviceRmCommand(),
+	)
+	return cmd
+}
+
+// serviceRow is one line of `service ls`, and what --format templates see.
+type serviceRow struct {
+	ID       string
+	Name     string
+	Mode     string
+	Replicas string
+	Image    string
+	Ports    string
+}
+
+var serviceFields = []string{".ID", ".Name", ".Mode", ".Replicas", ".Image", ".Ports"}
+
+func formatPort(p *swarmpb.PortConfig) string {
+	proto := p.GetProtocol()
+	if proto == "" {
+		proto = "tcp"
+	}
+	if p.GetPublishedPort() == 0 {
+		return fmt.Sprintf("%d/%s", p.GetTargetPort(), proto)
+	}
+	return fmt.Sprintf("*:%d->%d/%s", p.GetPublishedPort(), p.GetTargetPort(), proto)
+}
+
+func formatPorts(ports []*swarmpb.PortConfig, onlyHost bool) string {
+	var out []string
+	for _, p := range ports {
+		if onlyHost && p.GetPublishMode() != "host" {
+			continue
+		}
+		out = append(out, formatPort(p))
+	}
+	return strings.Join(out, ", ")
+}
+
+func (a *app) serviceLsCommand() *cobra.Command {
+	var quiet bool
+	var format string
+	cmd := &cobra.Command{
+		Use:     "ls [-q] [--format TEMPLATE|json]",
+		Aliases: []string{"list"},
+		Short:   "List services",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var fmtr *rowFormatter
+			if format != "" {
+				var err error
+				if fmtr, err = parseFormat(format); err != nil {
+					return err
+				}
+			}
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			var resp *swarmpb.ListServicesResponse
+			if err := a.call(0, func(ctx context.Context) (err error) {
+				resp, err = ctl.ListServices(ctx, &swarmpb.ListServicesRequest{})
+				return err
+			}); err != nil {
+				return err
+			}
+			infos := resp.GetServices()
+			sort.SliceStable(infos, func(i, j int) bool {
+				si, sj := infos[i].GetService(), infos[j].GetService()
+				if si.GetSpec().GetName() != sj.GetSpec().GetName() {
+					return si.GetSpec().GetName() < sj.GetSpec().GetName()
+				}
+				return si.GetId() < sj.GetId()
+			})
+			rows := make([]any, 0, len(infos))
+			for _, si := range infos {
+				s := si.GetService()
+				rows = append(rows, serviceRow{
+					ID:       shortID(s.GetId()),
+					Name:     s.GetSpec().GetName(),
+					Mode:     modeString(s.GetSpec().GetMode()),
+					Replicas: fmt.Sprintf("%d/%d", si.GetRunning(), si.GetDesired()),
+					Image:    s.GetSpec().GetContainer().GetImage(),
+					Ports:    formatPorts(s.GetSpec().GetPorts(), false),
+				})
+			}
+			switch {
+			case quiet:
+				for _, r := range rows {
+					fmt.Fprintln(a.stdout, r.(serviceRow).ID)
+				}
+			case fmtr != nil:
+				return fmtr.writeRows(a.stdout, rows, serviceFields)
+			default:
+				tw := newTable(a.stdout)
+				fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
+				for _, r := range rows {
+					r := r.(serviceRow)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
+				}
+				return tw.Flush()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only display IDs")
+	cmd.Flags().StringVar(&format, "format", "", "format the output with a Go template or json")
+	return cmd
+}
+
+func (a *app) getService(ctl swarmpb.ControlClient, ref string) (*swarmpb.Service, error) {
+	var resp *swarmpb.GetServiceResponse
+	err := a.call(0, func(ctx context.Context) (err error) {
+		resp, err = ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: ref})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetService(), nil
+}
+
+func (a *app) updateService(ctl swarmpb.ControlClient, req *swarmpb.UpdateServiceRequest) (*swarmpb.Service, error) {
+	var resp *swarmpb.UpdateServiceResponse
+	err := a.call(0, func(ctx context.Context) (err error) {
+		resp, err = ctl.UpdateService(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetService(), nil
+}
+
+func (a *app) serviceInspectCommand() *cobra.Command {
+	var pretty bool
+	cmd := &cobra.Command{
+		Use:   "inspect [--pretty] SERVICE...",
+		Short: "Display detailed information on services",
+		Args:  minArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			var objs []json.RawMessage
+			var failed []error
+			for i, ref := range args {
+				s, err := a.getService(ctl, ref)
+				if err != nil {
+					failed = append(failed, err)
+					continue
+				}
+				if pretty {
+					if i > 0 {
+						fmt.Fprintln(a.stdout)
+					}
+					printServicePretty(a.stdout, s)
+					continue
+				}
+				obj, err := marshalObject(s, nil)
+				if err != nil {
+					return err
+				}
+				objs = append(objs, obj)
+			}
+			if !pretty {
+				if err := writeJSONArray(a.stdout, objs); err != nil {
+					return err
+				}
+			}
+			return a.reportErrors(failed)
+		},
+	}
+	cmd.Flags().BoolVar(&pretty, "pretty", false, "print the information in a human friendly format")
+	return cmd
+}
+
+func (a *app) serviceScaleCommand() *cobra.Command {
+	var detach bool
+	var timeout = defaultWaitTimeout
+	cmd := &cobra.Command{
+		Use:   "scale SERVICE=REPLICAS...",
+		Short: "Scale one or more replicated services",
+		Args:  minArgs(1, "SERVICE=REPLICAS"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type scale struct {
+				ref string
+				n   uint64
+			}
+			var scales []scale
+			for _, arg := range args {
+				ref, num, ok := strings.Cut(arg, "=")
+				n, err := strconv.ParseUint(num, 10, 64)
+				if !ok || ref == "" || err != nil {
+					return fmt.Errorf("invalid scale specifier %q: expected SERVICE=REPLICAS with REPLICAS >= 0", arg)
+				}
+				scales = append(scales, scale{ref, n})
+			}
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, sc := range scales {
+				if err := a.scaleOne(ctl, sc.ref, sc.n, detach, timeout); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return a.reportErrors(errs)
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit immediately instead of waiting for the services to converge")
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long to wait for each service to converge")
+	return cmd
+}
+
+func (a *app) scaleOne(ctl swarmpb.ControlClient, ref string, n uint64, detach bool, timeout time.Duration) error {
+	s, err := a.getService(ctl, ref)
+	if err != nil {
+		return err
+	}
+	if s.GetSpec().GetMode() != swarmpb.ServiceMode_SERVICE_MODE_REPLICATED {
+		return fmt.Errorf("service %s: scale can only be used with replicated mode", ref)
+	}
+	spec := proto.Clone(s.GetSpec()).(*swarmpb.ServiceSpec)
+	spec.Replicas = n
+	updated, err := a.updateService(ctl, &swarmpb.UpdateServiceRequest{
+		Service: s.GetId(), Version: s.GetMeta().GetVersion(), Spec: spec,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s scaled to %d\n", ref, n)
+	if detach {
+		return nil
+	}
+	id := s.GetId()
+	if updated.GetId() != "" {
+		id = updated.GetId()
+	}
+	return a.waitConverged(ctl, id, displayName(s), timeout)
+}
+
+func (a *app) serviceRollbackCommand() *cobra.Command {
+	var detach bool
+	var timeout = defaultWaitTimeout
+	cmd := &cobra.Command{
+		Use:   "rollback SERVICE",
+		Short: "Revert a service to its previous spec",
+		Args:  exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			s, err := a.updateService(ctl, &swarmpb.UpdateServiceRequest{Service: args[0], Rollback: true})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, args[0])
+			if detach {
+				return nil
+			}
+			id := s.GetId()
+			if id == "" {
+				id = args[0]
+			}
+			return a.waitConverged(ctl, id, args[0], timeout)
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit immediately instead of waiting for the service to converge")
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long to wait for the service to converge")
+	return cmd
+}
+
+func (a *app) serviceRmCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm SERVICE...",
+		Aliases: []string{"remove"},
+		Short:   "Remove services",
+		Args:    minArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			return a.forEach(args, func(ref string) error {
+				if err := a.call(0, func(ctx context.Context) error {
+					_, err := ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: ref})
+					return err
+				}); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, ref)
+				return nil
+			})
+		},
+	}
+}

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// createFlags are the flags only `service create` has.
+type createFlags struct {
+	serviceFlags
+	name            string
+	mode            string
+	publish         []string
+	env             []string
+	labels          []string
+	containerLabels []string
+	constraints     []string
+	placementPrefs  []string
+	mounts          []string
+}
+
+func (o *createFlags) register(f *pflag.FlagSet) {
+	o.serviceFlags.register(f)
+	f.StringVar(&o.name, "name", "", "service name")
+	f.StringVar(&o.mode, "mode", "replicated", "service mode (replicated, global)")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a port (PUB:TGT[/tcp|udp] or mode=host,published=P,target=T,protocol=udp)")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable (KEY=VALUE)")
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "service label (KEY=VALUE)")
+	f.StringArrayVar(&o.containerLabels, "container-label", nil, "container label (KEY=VALUE)")
+	f.StringArrayVar(&o.constraints, "constraint", nil, "placement constraint (e.g. node.labels.zone==a)")
+	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "placement preference (spread=node.labels.KEY)")
+	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount (type=bind|volume,source=...,target=...[,readonly])")
+}
+
+// spec builds and validates the spec of a new service.
+func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSpec, error) {
+	spec := defaultSpec()
+	spec.Name = o.name
+	mode, err := parseMode(o.mode)
+	if err != nil {
+		return nil, err
+	}
+	spec.Mode = mode
+	if mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL {
+		spec.Replicas = 0
+	}
+	if args[0] == "" {
+		return nil, fmt.Errorf("the image name must not be empty")
+	}
+	spec.Container.Image = args[0]
+	if len(args) > 1 {
+		spec.Container.Args = append([]string(nil), args[1:]...)
+	}
+	if err := o.serviceFlags.apply(spec, fs.Changed); err != nil {
+		return nil, err
+	}
+	for _, p := range o.publish {
+		pc, err := parsePort("--publish", p)
+		if err != nil {
+			return nil, err
+		}
+		spec.Ports = append(spec.Ports, pc)
+	}
+	if err := checkPortConflicts(spec.Ports); err != nil {
+		return nil, err
+	}
+	for _, e := range o.env {
+		if _, err := parseEnv("--env", e); err != nil {
+			return nil, err
+		}
+		spec.Container.Env = append(spec.Container.Env, e)
+	}
+	if spec.Labels, err = labelMap("--label", o.labels, spec.Labels); err != nil {
+		return nil, err
+	}
+	if spec.Container.Labels, err = labelMap("--container-label", o.containerLabels, spec.Container.Labels); err != nil {
+		return nil, err
+	}
+	placement := func() *swarmpb.Placement {
+		if spec.Placement == nil {
+			spec.Placement = &swarmpb.Placement{}
+		}
+		return spec.Placement
+	}
+	for _, c := range o.constraints {
+		cons, err := parseConstraint("--constraint", c)
+		if err != nil {
+			return nil, err
+		}
+		placement().Constraints = append(placement().Constraints, cons)
+	}
+	for _, p := range o.placementPrefs {
+		d, err := parsePlacementPref("--placement-pref", p)
+		if err != nil {
+			return nil, err
+		}
+		placement().SpreadDescriptors = append(placement().SpreadDescriptors, d)
+	}
+	for _, m := range o.mounts {
+		mnt, err := parseMount("--mount", m)
+		if err != nil {
+			return nil, err
+		}
+		spec.Container.Mounts = append(spec.Container.Mounts, mnt)
+	}
+	return spec, nil
+}
+
+func labelMap(flag string, values []string, m map[string]string) (map[string]string, error) {
+	for _, l := range values {
+		k, v, err := parseLabel(flag, l)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func checkPortConflicts(ports []*swarmpb.PortConfig) error {
+	seen := map[string]bool{}
+	for _, p := range ports {
+		if p.PublishedPort == 0 {
+			continue
+		}
+		key := fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)
+		if seen[key] {
+			return fmt.Errorf("published port %s is used more than once", key)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+func (a *app) serviceCreateCommand() *cobra.Command {
+	o := &createFlags{}
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND [ARG...]]",
+		Short: "Create a new service",
+		Args:  minArgs(1, "IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := o.spec(cmd.Flags(), args)
+			if err != nil {
+				return err
+			}
+			ctl, err := a.control()
+			if err != nil {
+				return err
+			}
+			var resp *swarmpb.CreateServiceResponse
+			if err := a.call(0, func(ctx context.Context) (err error) {
+				resp, err = ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec})
+				return err
+			}); err != nil {
+				return err
+			}
+			svc := resp.GetService()
+			fmt.Fprintln(a.stdout, svc.GetId())
+			if o.detach {
+				return nil
+			}
+			return a.waitConverged(ctl, svc.GetId(), displayName(svc), o.timeout)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	o.register(cmd.Flags())
+	return cmd
+}
+
+func displayName(s *swarmpb.Service) string {
+	if n := s.GetSpec().GetName(); n != "" {
+		return n
+	}
+	return s.GetId()
+}
