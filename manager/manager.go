@@ -14,6 +14,7 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -210,6 +211,8 @@ func (m *Manager) leaderLoop() {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return m.dispatcher.Run(gctx) })
 		g.Go(func() error { return m.runRoleManager(gctx) })
+		g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
+		g.Go(func() error { return orchestrator.RunScheduler(gctx, m.store, m.raft, m.log) })
 		for _, w := range m.cfg.LeaderWork {
 			g.Go(func() error { return w(gctx, m) })
 		}

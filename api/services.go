@@ -1,0 +1,336 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/raftswarm/raftswarm/internal/identity"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
+)
+
+var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidateServiceSpec checks a spec the way the CLI does, so that other
+// clients cannot store what the orchestrator would choke on.
+func ValidateServiceSpec(s *swarmpb.ServiceSpec) error {
+	if s == nil {
+		return invalidf("a service spec is required")
+	}
+	if !serviceNameRE.MatchString(s.Name) {
+		return invalidf("invalid service name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", s.Name)
+	}
+	if s.GetContainer().GetImage() == "" {
+		return invalidf("service %s: an image is required", s.Name)
+	}
+	if s.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL && s.Replicas != 0 {
+		return invalidf("service %s: replicas cannot be set for a global service", s.Name)
+	}
+	if err := scheduler.ValidateConstraints(s.GetPlacement().GetConstraints()); err != nil {
+		return invalidf("%v", err)
+	}
+	if err := scheduler.ValidateSpreadDescriptors(s.GetPlacement().GetSpreadDescriptors()); err != nil {
+		return invalidf("%v", err)
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Ports {
+		if p.TargetPort == 0 || p.TargetPort > 65535 || p.PublishedPort > 65535 {
+			return invalidf("service %s: invalid port %d:%d: ports are 1-65535", s.Name, p.PublishedPort, p.TargetPort)
+		}
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return invalidf("service %s: invalid protocol %q: use tcp or udp", s.Name, p.Protocol)
+		}
+		key := fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)
+		if p.PublishedPort != 0 && seen[key] {
+			return invalidf("service %s: port %s is published twice", s.Name, key)
+		}
+		seen[key] = true
+	}
+	for _, m := range s.GetContainer().GetMounts() {
+		if m.Target == "" || !strings.HasPrefix(m.Target, "/") {
+			return invalidf("service %s: invalid mount target %q: it must be an absolute path", s.Name, m.Target)
+		}
+		if m.Type == swarmpb.Mount_TYPE_BIND && !strings.HasPrefix(m.Source, "/") {
+			return invalidf("service %s: invalid bind mount source %q: it must be an absolute path", s.Name, m.Source)
+		}
+	}
+	if u := s.Update; u != nil && (u.MaxFailureRatio < 0 || u.MaxFailureRatio > 1) {
+		return invalidf("service %s: the update max failure ratio must be between 0 and 1", s.Name)
+	}
+	return nil
+}
+
+// tasksAffected reports whether moving from a to b needs new tasks.
+// Replicas, update and rollback settings do not.
+func tasksAffected(a, b *swarmpb.ServiceSpec) bool {
+	strip := func(s *swarmpb.ServiceSpec) *swarmpb.ServiceSpec {
+		c := proto.Clone(s).(*swarmpb.ServiceSpec)
+		c.Replicas, c.Update, c.Rollback, c.Labels = 0, nil, nil, nil
+		return c
+	}
+	return !proto.Equal(strip(a), strip(b))
+}
+
+// findService resolves an ID, unique ID prefix or name.
+func findService(tx state.ReadTx, ref string) (*swarmpb.Service, error) {
+	if ref == "" {
+		return nil, invalidf("a service name or ID is required")
+	}
+	if s := tx.GetService(ref); s != nil {
+		return s, nil
+	}
+	if s := tx.GetServiceByName(ref); s != nil {
+		return s, nil
+	}
+	var match []*swarmpb.Service
+	for _, s := range tx.ListServices() {
+		if strings.HasPrefix(s.Id, ref) {
+			match = append(match, s)
+		}
+	}
+	switch len(match) {
+	case 1:
+		return match[0], nil
+	case 0:
+		return nil, notFoundf("service %s not found", ref)
+	}
+	return nil, invalidf("service %q is ambiguous: %d service IDs start with it", ref, len(match))
+}
+
+// publishedPortOwner returns the service publishing port/proto, if any.
+func publishedPortOwner(tx state.ReadTx, exceptID string, p *swarmpb.PortConfig) *swarmpb.Service {
+	if p.PublishedPort == 0 {
+		return nil
+	}
+	for _, s := range tx.ListServices() {
+		if s.Id == exceptID {
+			continue
+		}
+		for _, q := range s.GetSpec().GetPorts() {
+			if q.PublishedPort == p.PublishedPort && q.Protocol == p.Protocol {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+func checkPorts(tx state.ReadTx, exceptID string, spec *swarmpb.ServiceSpec) error {
+	for _, p := range spec.Ports {
+		if s := publishedPortOwner(tx, exceptID, p); s != nil {
+			return refusedf("port %d/%s is already published by service %s", p.PublishedPort, p.Protocol, s.Spec.Name)
+		}
+	}
+	return nil
+}
+
+func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateServiceRequest) (*swarmpb.CreateServiceResponse, error) {
+	if err := ValidateServiceSpec(req.Spec); err != nil {
+		return nil, Status(err)
+	}
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	s.Store.View(func(tx state.ReadTx) {
+		if tx.GetServiceByName(req.Spec.Name) != nil {
+			err = &userError{kind: state.ErrNameConflict, msg: fmt.Sprintf("service %s already exists", req.Spec.Name)}
+			return
+		}
+		err = checkPorts(tx, "", req.Spec)
+	})
+	if err != nil {
+		return nil, Status(err)
+	}
+	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
+	if _, err := s.Raft.Apply(ctx, Batch(createAction(svc))); err != nil {
+		return nil, Status(fmt.Errorf("create service %s: %w", req.Spec.Name, err))
+	}
+	out, err := s.GetService(ctx, &swarmpb.GetServiceRequest{Service: svc.Id})
+	if err != nil {
+		return nil, err
+	}
+	return &swarmpb.CreateServiceResponse{Service: out.Service}, nil
+}
+
+func (s *ControlServer) GetService(ctx context.Context, req *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	var svc *swarmpb.Service
+	var err error
+	s.Store.View(func(tx state.ReadTx) { svc, err = findService(tx, req.Service) })
+	if err != nil {
+		return nil, Status(err)
+	}
+	return &swarmpb.GetServiceResponse{Service: svc}, nil
+}
+
+// UpdateService replaces a service's spec. The previous spec is kept for
+// rollback; a change that affects tasks bumps spec_version, which the
+// orchestrator rolls out.
+func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateServiceRequest) (*swarmpb.UpdateServiceResponse, error) {
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	var cur *swarmpb.Service
+	var err error
+	s.Store.View(func(tx state.ReadTx) { cur, err = findService(tx, req.Service) })
+	if err != nil {
+		return nil, Status(err)
+	}
+	if req.Version != 0 && req.Version != cur.Meta.GetVersion() {
+		return nil, Status(&userError{kind: state.ErrConflict, msg: fmt.Sprintf("service %s changed since it was read; try again", cur.Spec.Name)})
+	}
+	next := proto.Clone(cur).(*swarmpb.Service)
+	var spec *swarmpb.ServiceSpec
+	switch {
+	case req.Rollback:
+		if cur.PreviousSpec == nil {
+			return nil, Status(refusedf("service %s has no previous spec to roll back to", cur.Spec.Name))
+		}
+		spec = proto.Clone(cur.PreviousSpec).(*swarmpb.ServiceSpec)
+	case req.Spec != nil:
+		spec = proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
+	default:
+		spec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
+	}
+	if spec.Name != cur.Spec.Name {
+		return nil, Status(invalidf("a service cannot be renamed (%s to %s)", cur.Spec.Name, spec.Name))
+	}
+	if spec.Mode != cur.Spec.Mode {
+		return nil, Status(invalidf("service %s: the mode cannot change after creation", cur.Spec.Name))
+	}
+	if err := ValidateServiceSpec(spec); err != nil {
+		return nil, Status(err)
+	}
+	s.Store.View(func(tx state.ReadTx) { err = checkPorts(tx, cur.Id, spec) })
+	if err != nil {
+		return nil, Status(err)
+	}
+	changed := !proto.Equal(spec, cur.Spec)
+	if changed {
+		next.PreviousSpec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
+	}
+	next.Spec = spec
+	if req.Force || tasksAffected(cur.Spec, spec) {
+		next.SpecVersion++
+		state := "updating"
+		if req.Rollback {
+			state = "rollback_started"
+		}
+		next.UpdateStatus = &swarmpb.UpdateStatus{State: state}
+	}
+	if !changed && next.SpecVersion == cur.SpecVersion {
+		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
+	}
+	if _, err := s.Raft.Apply(ctx, Batch(updateAction(next))); err != nil {
+		return nil, Status(fmt.Errorf("update service %s: %w", cur.Spec.Name, err))
+	}
+	out, err := s.GetService(ctx, &swarmpb.GetServiceRequest{Service: cur.Id})
+	if err != nil {
+		return nil, err
+	}
+	return &swarmpb.UpdateServiceResponse{Service: out.Service}, nil
+}
+
+func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListServicesRequest) (*swarmpb.ListServicesResponse, error) {
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	resp := &swarmpb.ListServicesResponse{}
+	s.Store.View(func(tx state.ReadTx) {
+		eligible := 0
+		for _, n := range tx.ListNodes() {
+			if n.Status == swarmpb.NodeStatus_NODE_STATUS_READY && n.GetSpec().GetAvailability() == swarmpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE {
+				eligible++
+			}
+		}
+		for _, svc := range tx.ListServices() {
+			info := &swarmpb.ServiceInfo{Service: svc, Desired: svc.Spec.Replicas}
+			global := svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL
+			var desired uint64
+			for _, t := range tx.TasksByService(svc.Id) {
+				if t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING {
+					desired++
+					if t.Status.GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
+						info.Running++
+					}
+				}
+			}
+			if global {
+				info.Desired = desired
+			}
+			resp.Services = append(resp.Services, info)
+		}
+		_ = eligible
+	})
+	sort.Slice(resp.Services, func(i, j int) bool { return resp.Services[i].Service.Spec.Name < resp.Services[j].Service.Spec.Name })
+	return resp, nil
+}
+
+// RemoveService deletes the service; the orchestrator then shuts its tasks
+// down and the agents remove their containers.
+func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveServiceRequest) (*swarmpb.RemoveServiceResponse, error) {
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	var svc *swarmpb.Service
+	var err error
+	s.Store.View(func(tx state.ReadTx) { svc, err = findService(tx, req.Service) })
+	if err != nil {
+		return nil, Status(err)
+	}
+	if _, err := s.Raft.Apply(ctx, Batch(deleteAction(svc))); err != nil {
+		return nil, Status(fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
+	}
+	return &swarmpb.RemoveServiceResponse{}, nil
+}
+
+func (s *ControlServer) ListTasks(ctx context.Context, req *swarmpb.ListTasksRequest) (*swarmpb.ListTasksResponse, error) {
+	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	resp := &swarmpb.ListTasksResponse{NodeNames: map[string]string{}}
+	var err error
+	s.Store.View(func(tx state.ReadTx) {
+		for _, n := range tx.ListNodes() {
+			resp.NodeNames[n.Id] = hostname(n)
+		}
+		var nodeID string
+		if req.Node != "" {
+			n, nerr := findNode(tx, req.Node)
+			if nerr != nil {
+				err = nerr
+				return
+			}
+			nodeID = n.Id
+		}
+		var tasks []*swarmpb.Task
+		if len(req.Services) == 0 {
+			tasks = tx.ListTasks()
+		}
+		for _, ref := range req.Services {
+			svc, serr := findService(tx, ref)
+			if serr != nil {
+				err = serr
+				return
+			}
+			tasks = append(tasks, tx.TasksByService(svc.Id)...)
+		}
+		for _, t := range tasks {
+			if nodeID == "" || t.NodeId == nodeID {
+				resp.Tasks = append(resp.Tasks, t)
+			}
+		}
+	})
+	if err != nil {
+		return nil, Status(err)
+	}
+	return resp, nil
+}

@@ -1,0 +1,207 @@
+package orchestrator
+
+import (
+	"sort"
+	"time"
+
+	"github.com/raftswarm/raftswarm/api"
+	"github.com/raftswarm/raftswarm/internal/identity"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
+)
+
+// plan accumulates the writes of one reconciliation over one consistent
+// view. Every write carries the version it read, so a concurrent change
+// (an agent's status report) makes the batch fail and the next pass redo
+// it from fresh state.
+type plan struct {
+	tx      state.ReadTx
+	now     time.Time
+	wake    time.Time
+	history int
+
+	updated  map[string]*swarmpb.Task
+	order    []string
+	created  []*swarmpb.Task
+	deleted  map[string]*swarmpb.Task
+	services []*swarmpb.Service
+}
+
+func newPlan(tx state.ReadTx, now time.Time) *plan {
+	h := int(tx.Cluster().GetSettings().GetTaskHistoryLimit())
+	if h <= 0 {
+		h = 5
+	}
+	return &plan{tx: tx, now: now, wake: now.Add(time.Hour), history: h,
+		updated: map[string]*swarmpb.Task{}, deleted: map[string]*swarmpb.Task{}}
+}
+
+func (p *plan) wakeAt(t time.Time) {
+	if t.Before(p.wake) {
+		p.wake = t
+	}
+}
+
+// mod returns a writable copy of t, the same one on every call.
+func (p *plan) mod(t *swarmpb.Task) *swarmpb.Task {
+	if c, ok := p.updated[t.Id]; ok {
+		return c
+	}
+	c := proto.Clone(t).(*swarmpb.Task)
+	if c.Status == nil {
+		c.Status = &swarmpb.TaskStatus{}
+	}
+	p.updated[t.Id] = c
+	p.order = append(p.order, t.Id)
+	return c
+}
+
+// shutdown asks for t to stop. A task that never reached a node, or whose
+// node is gone or down, is marked stopped at once: no agent will.
+func (p *plan) shutdown(t *swarmpb.Task, why string) {
+	if t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING {
+		return
+	}
+	c := p.mod(t)
+	c.DesiredState = swarmpb.TaskState_TASK_STATE_SHUTDOWN
+	if c.Status.State >= swarmpb.TaskState_TASK_STATE_COMPLETE {
+		return
+	}
+	switch {
+	case c.NodeId == "" || c.Status.State < swarmpb.TaskState_TASK_STATE_ASSIGNED:
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Message: why, Timestamp: p.now.UnixNano()}
+	case !nodeUp(p.tx.GetNode(c.NodeId)):
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ORPHANED, Message: "node is down: " + why,
+			Timestamp: p.now.UnixNano(), ContainerId: c.Status.ContainerId}
+	}
+}
+
+func (p *plan) remove(t *swarmpb.Task) {
+	if _, ok := p.deleted[t.Id]; !ok {
+		p.deleted[t.Id] = t
+	}
+}
+
+func (p *plan) create(svc *swarmpb.Service, slot uint64, nodeID string) *swarmpb.Task {
+	t := &swarmpb.Task{
+		Id: identity.NewID(), ServiceId: svc.Id, ServiceName: svc.Spec.Name, Slot: slot, NodeId: nodeID,
+		DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
+		Status:       &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING, Message: "pending task scheduling", Timestamp: p.now.UnixNano()},
+		Spec:         svc.Spec, SpecVersion: svc.SpecVersion,
+		Meta: &swarmpb.Meta{CreatedAt: p.now.UnixNano()},
+	}
+	p.created = append(p.created, t)
+	return t
+}
+
+func (p *plan) updateService(s *swarmpb.Service) { p.services = append(p.services, s) }
+
+// actions returns the plan's writes: changes to existing objects, and the
+// creation of new tasks. They go in separate batches: a creation cannot
+// conflict, and must not wait on a change that raced with an agent.
+func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
+	var out []*swarmpb.StoreAction
+	for _, s := range p.services {
+		out = append(out, api.Update(s))
+	}
+	for _, id := range p.order {
+		if _, gone := p.deleted[id]; !gone {
+			out = append(out, api.Update(p.updated[id]))
+		}
+	}
+	for _, t := range p.deleted {
+		out = append(out, api.Delete(t))
+	}
+	for _, t := range p.created {
+		creates = append(creates, api.Create(t))
+	}
+	return out, creates
+}
+
+// current returns t as this plan will write it.
+func (p *plan) current(t *swarmpb.Task) *swarmpb.Task {
+	if c, ok := p.updated[t.Id]; ok {
+		return c
+	}
+	return t
+}
+
+func nodeUp(n *swarmpb.Node) bool {
+	return n != nil && n.Status != swarmpb.NodeStatus_NODE_STATUS_DOWN
+}
+
+// ended reports a task whose container is no longer running.
+func ended(t *swarmpb.Task) bool {
+	return t.GetStatus().GetState() > swarmpb.TaskState_TASK_STATE_RUNNING
+}
+
+func active(t *swarmpb.Task) bool { return t.DesiredState <= swarmpb.TaskState_TASK_STATE_RUNNING }
+
+func createdAt(t *swarmpb.Task) int64 { return t.GetMeta().GetCreatedAt() }
+
+func statusTime(t *swarmpb.Task) time.Time { return time.Unix(0, t.GetStatus().GetTimestamp()) }
+
+// slotTasks groups a service's tasks by slot key; within a key the newest
+// task comes first.
+func slotTasks(tasks []*swarmpb.Task, key func(*swarmpb.Task) string) map[string][]*swarmpb.Task {
+	out := map[string][]*swarmpb.Task{}
+	for _, t := range tasks {
+		out[key(t)] = append(out[key(t)], t)
+	}
+	for _, ts := range out {
+		sort.Slice(ts, func(i, j int) bool {
+			if createdAt(ts[i]) != createdAt(ts[j]) {
+				return createdAt(ts[i]) > createdAt(ts[j])
+			}
+			return ts[i].Id > ts[j].Id
+		})
+	}
+	return out
+}
+
+// reapHistory deletes a slot's oldest finished tasks beyond the history
+// limit (the live task counts as one). Deleting a task tells its agent to
+// remove the container.
+func (p *plan) reapHistory(tasks []*swarmpb.Task) {
+	kept := 0
+	for _, t := range tasks {
+		t = p.current(t)
+		if active(t) {
+			kept++
+			continue
+		}
+		if kept < p.history {
+			kept++
+			continue
+		}
+		if finished(p.tx, t) {
+			p.remove(t)
+		}
+	}
+}
+
+// finished reports a task that will not change again: it ended, never
+// reached a node, or its node is gone or down.
+func finished(tx state.ReadTx, t *swarmpb.Task) bool {
+	return ended(t) || t.NodeId == "" || !nodeUp(tx.GetNode(t.NodeId))
+}
+
+// reapOrphans handles tasks whose service was removed: stop them, and
+// delete them once stopped.
+func (p *plan) reapOrphans(tasks []*swarmpb.Task) {
+	for _, t := range tasks {
+		if p.tx.GetService(t.ServiceId) != nil {
+			continue
+		}
+		if t.DesiredState < swarmpb.TaskState_TASK_STATE_REMOVE {
+			c := p.mod(t)
+			p.shutdown(t, "service removed")
+			c.DesiredState = swarmpb.TaskState_TASK_STATE_REMOVE
+			t = c
+		}
+		if finished(p.tx, t) {
+			p.remove(t)
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package orchestrator
+
+import (
+	"sort"
+	"strconv"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+func slotKey(t *swarmpb.Task) string { return strconv.FormatUint(t.Slot, 10) }
+
+// reconcileReplicated keeps spec.replicas slots, each with one live task:
+// tasks on down, drained or removed nodes are replaced, ended tasks are
+// restarted per the restart policy, surplus slots are shut down (tasks
+// that are not running first, then those on the busiest nodes), outdated
+// tasks are rolled to the current spec, and old history is reaped.
+func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
+	slots := slotTasks(p.tx.TasksByService(svc.Id), slotKey)
+	live := map[uint64]*swarmpb.Task{} // slot -> its live task (possibly newly created)
+	perNode := map[string]int{}
+
+	keys := make([]uint64, 0, len(slots))
+	for k := range slots {
+		s, _ := strconv.ParseUint(k, 10, 64)
+		keys = append(keys, s)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+
+	for _, slot := range keys {
+		tasks := slots[strconv.FormatUint(slot, 10)]
+		if t := o.liveTask(p, svc, tasks); t != nil {
+			live[slot] = t
+			if t.NodeId != "" {
+				perNode[t.NodeId]++
+			}
+		}
+	}
+
+	// Scale down: tasks that are not running go first, then tasks on the
+	// nodes running the most of this service.
+	if excess := len(live) - int(svc.Spec.Replicas); excess > 0 {
+		for _, s := range scaleDownVictims(live, perNode, excess) {
+			t := live[s]
+			if t.GetMeta().GetVersion() == 0 {
+				p.dropCreated(t) // created by this very plan: just don't
+			} else {
+				p.shutdown(t, "scaled down")
+			}
+			delete(live, s)
+		}
+	}
+	// Scale up: fill the lowest free slot numbers.
+	for slot := uint64(1); len(live) < int(svc.Spec.Replicas); slot++ {
+		if _, ok := live[slot]; !ok {
+			live[slot] = p.create(svc, slot, "")
+		}
+	}
+	o.rollingUpdate(p, svc, live, func(t *swarmpb.Task) *swarmpb.Task { return p.create(svc, t.Slot, "") })
+	for _, tasks := range slots {
+		p.reapHistory(tasks)
+	}
+}
+
+// liveTask settles one slot and returns its live task, or nil if the slot
+// has none left (the caller may refill it). tasks is newest first.
+func (o *Orchestrator) liveTask(p *plan, svc *swarmpb.Service, tasks []*swarmpb.Task) *swarmpb.Task {
+	var lives []*swarmpb.Task
+	for _, t := range tasks {
+		if active(t) {
+			lives = append(lives, t)
+		}
+	}
+	if len(lives) == 0 {
+		return nil
+	}
+	t := lives[0]
+	// A start-first update runs the new task beside the old one; the old
+	// one goes once the new one runs. Any other extra live task is a
+	// leftover and is shut down.
+	for _, old := range lives[1:] {
+		if old.SpecVersion < t.SpecVersion && t.GetStatus().GetState() < swarmpb.TaskState_TASK_STATE_RUNNING && !ended(t) {
+			continue
+		}
+		p.shutdown(old, "replaced")
+	}
+	node := p.tx.GetNode(t.NodeId)
+	if t.NodeId != "" && (node == nil || node.Status == swarmpb.NodeStatus_NODE_STATUS_DOWN ||
+		node.GetSpec().GetAvailability() == swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN) {
+		why := "node drained"
+		if !nodeUp(node) {
+			why = "node is down"
+		}
+		p.shutdown(t, why)
+		return p.create(svc, t.Slot, "")
+	}
+	if ended(t) {
+		now, at := p.restartDue(svc, tasks, t)
+		if now {
+			p.shutdown(t, "restarting")
+			return p.create(svc, t.Slot, "")
+		}
+		if !at.IsZero() {
+			p.wakeAt(at)
+		}
+	}
+	return t
+}
+
+// dropCreated forgets a task this plan was about to create.
+func (p *plan) dropCreated(t *swarmpb.Task) {
+	for i, c := range p.created {
+		if c == t {
+			p.created = append(p.created[:i], p.created[i+1:]...)
+			return
+		}
+	}
+}
+
+// scaleDownVictims picks n slots to remove, greedily, so that each pick
+// sees the node counts left by the previous ones.
+func scaleDownVictims(live map[uint64]*swarmpb.Task, perNode map[string]int, n int) []uint64 {
+	var notRunning []uint64
+	byNode := map[string][]uint64{}
+	for s, t := range live {
+		if t.GetStatus().GetState() != swarmpb.TaskState_TASK_STATE_RUNNING {
+			notRunning = append(notRunning, s)
+		} else {
+			byNode[t.NodeId] = append(byNode[t.NodeId], s)
+		}
+	}
+	sort.Slice(notRunning, func(i, j int) bool { return notRunning[i] > notRunning[j] })
+	var out []uint64
+	for _, s := range notRunning {
+		if len(out) == n {
+			return out
+		}
+		out = append(out, s)
+		perNode[live[s].NodeId]--
+	}
+	for _, slots := range byNode {
+		sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] }) // highest slot popped first
+	}
+	for len(out) < n {
+		best := ""
+		for node, slots := range byNode {
+			if len(slots) == 0 {
+				continue
+			}
+			if best == "" || perNode[node] > perNode[best] || (perNode[node] == perNode[best] && node < best) {
+				best = node
+			}
+		}
+		if best == "" {
+			break
+		}
+		slots := byNode[best]
+		out = append(out, slots[len(slots)-1])
+		byNode[best] = slots[:len(slots)-1]
+		perNode[best]--
+	}
+	return out
+}

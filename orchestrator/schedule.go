@@ -1,0 +1,183 @@
+package orchestrator
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/raftswarm/raftswarm/api"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
+)
+
+// needsPlacement reports a task waiting for the scheduler.
+func needsPlacement(t *swarmpb.Task) bool {
+	return t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING &&
+		t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_PENDING
+}
+
+// schedLoop keeps a scheduler.Scheduler in step with the store and writes
+// its placements. It is the single writer of assignments.
+type schedLoop struct {
+	store   *state.Store
+	raft    Raft
+	log     *slog.Logger
+	sched   *scheduler.Scheduler
+	pending map[string]*swarmpb.Task
+}
+
+// RunScheduler runs the scheduling loop until ctx ends.
+func RunScheduler(ctx context.Context, st *state.Store, r Raft, log *slog.Logger) error {
+	l := &schedLoop{store: st, raft: r, log: log}
+	for ctx.Err() == nil {
+		if err := l.runWatch(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runWatch runs over one watch; it returns nil when the watch is closed by
+// a snapshot restore, to be restarted from fresh state.
+func (l *schedLoop) runWatch(ctx context.Context) error {
+	l.sched = scheduler.New()
+	l.pending = map[string]*swarmpb.Task{}
+	events, cancel := l.store.ViewAndWatch(func(tx state.ReadTx) {
+		for _, n := range tx.ListNodes() {
+			l.sched.UpsertNode(n)
+		}
+		for _, t := range tx.ListTasks() {
+			l.observe(t)
+		}
+	})
+	defer cancel()
+	l.schedule(ctx)
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry.C:
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			l.apply(ev)
+		drain:
+			for i := 0; i < 20000; i++ {
+				select {
+				case ev, ok := <-events:
+					if !ok {
+						return nil
+					}
+					l.apply(ev)
+				default:
+					break drain
+				}
+			}
+		}
+		if !l.schedule(ctx) {
+			retry.Reset(200 * time.Millisecond)
+		}
+	}
+}
+
+func (l *schedLoop) observe(t *swarmpb.Task) {
+	if needsPlacement(t) {
+		l.pending[t.Id] = t
+	} else {
+		delete(l.pending, t.Id)
+	}
+	if t.NodeId != "" && t.GetStatus().GetState() >= swarmpb.TaskState_TASK_STATE_ASSIGNED {
+		l.sched.AddTask(t) // also removes it when it no longer counts
+	}
+}
+
+func (l *schedLoop) apply(ev state.Event) {
+	switch {
+	case ev.Node() != nil:
+		if ev.Kind == state.EventDelete {
+			l.sched.RemoveNode(ev.Node().Id)
+		} else {
+			l.sched.UpsertNode(ev.Node())
+		}
+	case ev.Task() != nil:
+		t := ev.Task()
+		if ev.Kind == state.EventDelete {
+			l.sched.RemoveTask(t)
+			delete(l.pending, t.Id)
+			return
+		}
+		if old, _ := ev.Old.(*swarmpb.Task); old != nil && !failedEnd(old) && failedEnd(t) && t.NodeId != "" {
+			l.sched.NodeFailed(t.NodeId, t.ServiceId, time.Unix(0, t.Status.Timestamp))
+		}
+		l.observe(t)
+	}
+}
+
+// schedule places every pending task in one pass and writes the result in
+// batches. It returns false when a write failed and should be retried.
+func (l *schedLoop) schedule(ctx context.Context) bool {
+	if len(l.pending) == 0 {
+		return true
+	}
+	tasks := make([]*swarmpb.Task, 0, len(l.pending))
+	for _, t := range l.pending {
+		tasks = append(tasks, t)
+	}
+	now := time.Now()
+	decisions := l.sched.Schedule(tasks, now)
+	byID := make(map[string]*swarmpb.Task, len(tasks))
+	for _, t := range tasks {
+		byID[t.Id] = t
+	}
+	var acts []*swarmpb.StoreAction
+	for _, d := range decisions {
+		t := byID[d.TaskID]
+		if d.NodeID == "" {
+			if t.SchedulingMessage == d.Reason && t.Status.GetMessage() == d.Reason {
+				continue
+			}
+			c := proto.Clone(t).(*swarmpb.Task)
+			c.SchedulingMessage = d.Reason
+			c.Status.Message = d.Reason
+			c.Status.State = swarmpb.TaskState_TASK_STATE_PENDING
+			acts = append(acts, api.Update(c))
+			continue
+		}
+		c := proto.Clone(t).(*swarmpb.Task)
+		c.NodeId = d.NodeID
+		c.SchedulingMessage = ""
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ASSIGNED, Message: "scheduler assigned task to node", Timestamp: now.UnixNano()}
+		acts = append(acts, api.Update(c))
+	}
+	ok := true
+	for len(acts) > 0 {
+		n := min(len(acts), maxBatch)
+		if _, err := l.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
+			// The batch was refused whole (usually a task changed since we
+			// read it). Forget this pass's placements; the events bring
+			// the fresh tasks back and the retry places them again.
+			for _, a := range acts[:n] {
+				if t := a.GetTask(); t.NodeId != "" && byID[t.Id].NodeId == "" {
+					l.sched.RemoveTask(t)
+				}
+			}
+			if ctx.Err() == nil {
+				l.log.Debug("writing placements failed; retrying", "err", err)
+			}
+			ok = false
+		} else {
+			// Written: the tasks come back through the watch with their
+			// new versions; until then they must not be placed again.
+			for _, a := range acts[:n] {
+				delete(l.pending, a.GetTask().Id)
+			}
+		}
+		acts = acts[n:]
+	}
+	return ok
+}

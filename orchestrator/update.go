@@ -1,0 +1,170 @@
+package orchestrator
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+// Update states shown in service inspect and ps.
+const (
+	UpdateUpdating          = "updating"
+	UpdatePaused            = "paused"
+	UpdateCompleted         = "completed"
+	UpdateRollbackStarted   = "rollback_started"
+	UpdateRollbackPaused    = "rollback_paused"
+	UpdateRollbackCompleted = "rollback_completed"
+)
+
+// rollingUpdate replaces live tasks older than the service's spec_version
+// a batch at a time, per the update (or rollback) config: parallelism
+// tasks per batch, the next batch once the previous one runs and the
+// delay has passed, stop-first or start-first, and the failure action
+// when too many new tasks fail.
+func (o *Orchestrator) rollingUpdate(p *plan, svc *swarmpb.Service, live map[uint64]*swarmpb.Task, replace func(*swarmpb.Task) *swarmpb.Task) {
+	lives := make([]*swarmpb.Task, 0, len(live))
+	for _, t := range live {
+		lives = append(lives, t)
+	}
+	o.rollingUpdateTasks(p, svc, lives, replace)
+}
+
+func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives []*swarmpb.Task, replace func(*swarmpb.Task) *swarmpb.Task) {
+	st := svc.GetUpdateStatus()
+	rollingBack := st.GetState() == UpdateRollbackStarted || st.GetState() == UpdateRollbackPaused
+	cfg := svc.Spec.GetUpdate()
+	if rollingBack {
+		cfg = svc.Spec.GetRollback()
+	}
+	var outdated []*swarmpb.Task
+	inflight := 0
+	for _, t := range lives {
+		t = p.current(t)
+		switch {
+		case t.GetMeta().GetVersion() != 0 && t.SpecVersion < svc.SpecVersion && active(t):
+			outdated = append(outdated, t)
+		case t.SpecVersion == svc.SpecVersion && !ended(t) && t.GetStatus().GetState() < swarmpb.TaskState_TASK_STATE_RUNNING:
+			inflight++
+		}
+	}
+	updating := st.GetState() == UpdateUpdating || st.GetState() == UpdateRollbackStarted
+	if !updating && len(outdated) == 0 {
+		return
+	}
+	startedAt := time.Unix(0, st.GetStartedAt())
+	if updating && st.GetStartedAt() == 0 {
+		startedAt = p.now
+		o.setUpdateStatus(p, svc, st.GetState(), "", startedAt, time.Time{})
+	}
+	if st.GetState() == UpdatePaused || st.GetState() == UpdateRollbackPaused {
+		return
+	}
+
+	// Failures among the new version's tasks since the update started.
+	var failed, total int
+	var lastFailure *swarmpb.Task
+	for _, t := range p.tx.TasksByService(svc.Id) {
+		if t.SpecVersion != svc.SpecVersion {
+			continue
+		}
+		total++
+		if failedEnd(t) && !statusTime(t).Before(startedAt) {
+			failed++
+			lastFailure = t
+		}
+	}
+	if failed > 0 && float64(failed)/float64(max(total, 1)) > float64(cfg.GetMaxFailureRatio()) {
+		switch {
+		case cfg.GetFailureAction() == "continue":
+		case cfg.GetFailureAction() == "rollback" && !rollingBack && svc.PreviousSpec != nil:
+			next := proto.Clone(svc).(*swarmpb.Service)
+			next.Spec, next.PreviousSpec = next.PreviousSpec, next.Spec
+			next.SpecVersion++
+			next.UpdateStatus = &swarmpb.UpdateStatus{State: UpdateRollbackStarted, StartedAt: p.now.UnixNano(),
+				Message: fmt.Sprintf("update rolled back due to failure or early termination of task %s", lastFailure.Id)}
+			p.updateService(next)
+			delete(o.stableAt, svc.Id)
+			return
+		default:
+			state := UpdatePaused
+			if rollingBack {
+				state = UpdateRollbackPaused
+			}
+			o.setUpdateStatus(p, svc, state, fmt.Sprintf("update paused due to failure or early termination of task %s", lastFailure.Id), startedAt, time.Time{})
+			return
+		}
+	}
+	if inflight > 0 {
+		delete(o.stableAt, svc.Id)
+		return
+	}
+	stable, ok := o.stableAt[svc.Id]
+	if !ok {
+		stable = p.now
+		o.stableAt[svc.Id] = stable
+	}
+	if len(outdated) == 0 {
+		// Watch the last batch for the monitor period before declaring
+		// the update complete.
+		if done := stable.Add(time.Duration(cfg.GetMonitorNs())); p.now.Before(done) {
+			p.wakeAt(done)
+			return
+		}
+		final := UpdateCompleted
+		msg := "update completed"
+		if rollingBack {
+			final, msg = UpdateRollbackCompleted, "rollback completed"
+		}
+		o.setUpdateStatus(p, svc, final, msg, startedAt, p.now)
+		delete(o.stableAt, svc.Id)
+		return
+	}
+	if next := stable.Add(time.Duration(cfg.GetDelayNs())); p.now.Before(next) && inflightHadBatch(o, svc) {
+		p.wakeAt(next)
+		return
+	}
+	n := int(cfg.GetParallelism())
+	if n <= 0 || n > len(outdated) {
+		n = len(outdated)
+	}
+	sort.Slice(outdated, func(i, j int) bool {
+		if outdated[i].Slot != outdated[j].Slot {
+			return outdated[i].Slot < outdated[j].Slot
+		}
+		return outdated[i].NodeId < outdated[j].NodeId
+	})
+	for _, old := range outdated[:n] {
+		if cfg.GetOrder() != "start-first" {
+			p.shutdown(old, "updating to a new spec")
+		}
+		replace(old)
+	}
+	delete(o.stableAt, svc.Id)
+	o.batched[svc.Id] = true
+}
+
+// inflightHadBatch reports whether this term already started a batch for
+// svc; the delay applies between batches, not before the first.
+func inflightHadBatch(o *Orchestrator, svc *swarmpb.Service) bool { return o.batched[svc.Id] }
+
+func (o *Orchestrator) setUpdateStatus(p *plan, svc *swarmpb.Service, state, msg string, started, completed time.Time) {
+	for _, s := range p.services {
+		if s.Id == svc.Id {
+			s.UpdateStatus = &swarmpb.UpdateStatus{State: state, Message: msg, StartedAt: started.UnixNano(), CompletedAt: unixOrZero(completed)}
+			return
+		}
+	}
+	next := proto.Clone(svc).(*swarmpb.Service)
+	next.UpdateStatus = &swarmpb.UpdateStatus{State: state, Message: msg, StartedAt: started.UnixNano(), CompletedAt: unixOrZero(completed)}
+	p.updateService(next)
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
