@@ -67,7 +67,7 @@ func (x SessionMessage_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionMessage_Kind.Descriptor instead.
 func (SessionMessage_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{15, 0}
+	return file_api_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type GetRootCACertificateRequest struct {
@@ -678,6 +678,471 @@ func (x *PingResponse) GetLeaderAddr() string {
 	return ""
 }
 
+type EndpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointsRequest) Reset() {
+	*x = EndpointsRequest{}
+	mi := &file_api_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointsRequest) ProtoMessage() {}
+
+func (x *EndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointsRequest.ProtoReflect.Descriptor instead.
+func (*EndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{12}
+}
+
+type Backend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // host:port on the task's node
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Backend) Reset() {
+	*x = Backend{}
+	mi := &file_api_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Backend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Backend) ProtoMessage() {}
+
+func (x *Backend) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Backend.ProtoReflect.Descriptor instead.
+func (*Backend) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Backend) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Backend) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+type ServiceEndpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ServiceName   string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Protocol      string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"` // tcp | udp
+	PublishedPort uint32                 `protobuf:"varint,4,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	Backends      []*Backend             `protobuf:"bytes,5,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoint) Reset() {
+	*x = ServiceEndpoint{}
+	mi := &file_api_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ServiceEndpoint) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *ServiceEndpoint) GetBackends() []*Backend {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type EndpointsMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*ServiceEndpoint     `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointsMessage) Reset() {
+	*x = EndpointsMessage{}
+	mi := &file_api_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointsMessage) ProtoMessage() {}
+
+func (x *EndpointsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointsMessage.ProtoReflect.Descriptor instead.
+func (*EndpointsMessage) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EndpointsMessage) GetPorts() []*ServiceEndpoint {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// LogSubscription asks an agent for the logs of some of its tasks.
+type LogSubscription struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail          int64                  `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"` // lines from the end; -1 for all
+	Timestamps    bool                   `protobuf:"varint,5,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
+	Close         bool                   `protobuf:"varint,6,opt,name=close,proto3" json:"close,omitempty"` // the subscriber went away
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogSubscription) Reset() {
+	*x = LogSubscription{}
+	mi := &file_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogSubscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogSubscription) ProtoMessage() {}
+
+func (x *LogSubscription) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
+func (*LogSubscription) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LogSubscription) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LogSubscription) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *LogSubscription) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *LogSubscription) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+func (x *LogSubscription) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+func (x *LogSubscription) GetClose() bool {
+	if x != nil {
+		return x.Close
+	}
+	return false
+}
+
+type LogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Timestamp     int64                  `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // unix nanoseconds
+	Stream        string                 `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`        // stdout | stderr
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LogLine) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogLine) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *LogLine) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *LogLine) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PublishLogsMessage struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Lines          []*LogLine             `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	Close          bool                   `protobuf:"varint,3,opt,name=close,proto3" json:"close,omitempty"` // no more lines from this node
+	Error          string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PublishLogsMessage) Reset() {
+	*x = PublishLogsMessage{}
+	mi := &file_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishLogsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishLogsMessage) ProtoMessage() {}
+
+func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
+func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PublishLogsMessage) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *PublishLogsMessage) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *PublishLogsMessage) GetClose() bool {
+	if x != nil {
+		return x.Close
+	}
+	return false
+}
+
+func (x *PublishLogsMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type PublishLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishLogsResponse) Reset() {
+	*x = PublishLogsResponse{}
+	mi := &file_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishLogsResponse) ProtoMessage() {}
+
+func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
+func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{19}
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Description   *NodeDescription       `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
@@ -688,7 +1153,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_api_proto_msgTypes[12]
+	mi := &file_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +1165,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[12]
+	mi := &file_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +1178,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{12}
+	return file_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HeartbeatRequest) GetDescription() *NodeDescription {
@@ -743,7 +1208,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_api_proto_msgTypes[13]
+	mi := &file_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1220,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[13]
+	mi := &file_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1233,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{13}
+	return file_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HeartbeatResponse) GetPeriodNs() int64 {
@@ -815,7 +1280,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_api_proto_msgTypes[14]
+	mi := &file_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1292,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[14]
+	mi := &file_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1305,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{14}
+	return file_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -851,18 +1316,19 @@ func (x *SessionRequest) GetDescription() *NodeDescription {
 }
 
 type SessionMessage struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Kind           SessionMessage_Kind    `protobuf:"varint,1,opt,name=kind,proto3,enum=raftswarm.v1.SessionMessage_Kind" json:"kind,omitempty"`
-	Tasks          []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	RemovedTaskIds []string               `protobuf:"bytes,3,rep,name=removed_task_ids,json=removedTaskIds,proto3" json:"removed_task_ids,omitempty"`
-	Managers       []string               `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Kind             SessionMessage_Kind    `protobuf:"varint,1,opt,name=kind,proto3,enum=raftswarm.v1.SessionMessage_Kind" json:"kind,omitempty"`
+	Tasks            []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	RemovedTaskIds   []string               `protobuf:"bytes,3,rep,name=removed_task_ids,json=removedTaskIds,proto3" json:"removed_task_ids,omitempty"`
+	Managers         []string               `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
+	LogSubscriptions []*LogSubscription     `protobuf:"bytes,5,rep,name=log_subscriptions,json=logSubscriptions,proto3" json:"log_subscriptions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_api_proto_msgTypes[15]
+	mi := &file_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1340,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[15]
+	mi := &file_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1353,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{15}
+	return file_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SessionMessage) GetKind() SessionMessage_Kind {
@@ -918,6 +1384,13 @@ func (x *SessionMessage) GetManagers() []string {
 	return nil
 }
 
+func (x *SessionMessage) GetLogSubscriptions() []*LogSubscription {
+	if x != nil {
+		return x.LogSubscriptions
+	}
+	return nil
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -928,7 +1401,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1413,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1426,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{16}
+	return file_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -979,7 +1452,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1464,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1477,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{17}
+	return file_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
@@ -1022,7 +1495,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1507,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1520,195 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{18}
+	return file_api_proto_rawDescGZIP(), []int{26}
+}
+
+type ServiceLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"` // service name/ID, or task ID
+	Follow        bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail          int64                  `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"` // -1 for all
+	Timestamps    bool                   `protobuf:"varint,4,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceLogsRequest) Reset() {
+	*x = ServiceLogsRequest{}
+	mi := &file_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLogsRequest) ProtoMessage() {}
+
+func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
+func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ServiceLogsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ServiceLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+type LogContext struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceName   string                 `protobuf:"bytes,1,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Slot          uint64                 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName      string                 `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogContext) Reset() {
+	*x = LogContext{}
+	mi := &file_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogContext) ProtoMessage() {}
+
+func (x *LogContext) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
+func (*LogContext) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *LogContext) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *LogContext) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *LogContext) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LogContext) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+type ServiceLogsMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*LogLine             `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	Tasks         map[string]*LogContext `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // task ID -> where it ran
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceLogsMessage) Reset() {
+	*x = ServiceLogsMessage{}
+	mi := &file_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLogsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLogsMessage) ProtoMessage() {}
+
+func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLogsMessage.ProtoReflect.Descriptor instead.
+func (*ServiceLogsMessage) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ServiceLogsMessage) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ServiceLogsMessage) GetTasks() map[string]*LogContext {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
 }
 
 // NodeInfo is a node as the CLI shows it.
@@ -1061,7 +1722,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1734,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1747,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{19}
+	return file_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -1111,7 +1772,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1784,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1797,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{20}
+	return file_api_proto_rawDescGZIP(), []int{31}
 }
 
 type ListNodesResponse struct {
@@ -1148,7 +1809,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1821,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1834,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{21}
+	return file_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -1192,7 +1853,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1865,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1878,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{22}
+	return file_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -1236,7 +1897,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1909,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1922,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{23}
+	return file_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetNodeResponse) GetNode() *NodeInfo {
@@ -1285,7 +1946,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1958,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1971,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{24}
+	return file_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -1357,7 +2018,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +2030,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +2043,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{25}
+	return file_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateNodeResponse) GetNode() *NodeInfo {
@@ -1402,7 +2063,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +2075,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +2088,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{26}
+	return file_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -1452,7 +2113,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +2125,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +2138,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{27}
+	return file_api_proto_rawDescGZIP(), []int{38}
 }
 
 type GetJoinTokenRequest struct {
@@ -1490,7 +2151,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +2163,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +2176,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{28}
+	return file_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeRole {
@@ -1542,7 +2203,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +2215,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +2228,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{29}
+	return file_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -1593,7 +2254,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +2266,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +2279,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30}
+	return file_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -1637,7 +2298,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +2310,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +2323,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{31}
+	return file_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -1685,7 +2346,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +2358,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +2371,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{32}
+	return file_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -1757,7 +2418,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2430,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2443,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{33}
+	return file_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1801,7 +2462,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2474,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2487,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{34}
+	return file_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -1845,7 +2506,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2518,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2531,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{35}
+	return file_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -1888,7 +2549,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2561,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2574,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{36}
+	return file_api_proto_rawDescGZIP(), []int{47}
 }
 
 type ServiceInfo struct {
@@ -1927,7 +2588,7 @@ type ServiceInfo struct {
 
 func (x *ServiceInfo) Reset() {
 	*x = ServiceInfo{}
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2600,7 @@ func (x *ServiceInfo) String() string {
 func (*ServiceInfo) ProtoMessage() {}
 
 func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2613,7 @@ func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInfo.ProtoReflect.Descriptor instead.
 func (*ServiceInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{37}
+	return file_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ServiceInfo) GetService() *Service {
@@ -1985,7 +2646,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2658,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2671,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{38}
+	return file_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceInfo {
@@ -2029,7 +2690,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2702,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2715,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{39}
+	return file_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -2072,7 +2733,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2745,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2758,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{40}
+	return file_api_proto_rawDescGZIP(), []int{51}
 }
 
 type ListTasksRequest struct {
@@ -2110,7 +2771,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2783,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2796,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{41}
+	return file_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListTasksRequest) GetServices() []string {
@@ -2162,7 +2823,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2835,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2848,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{42}
+	return file_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2215,7 +2876,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2888,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2901,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{43}
+	return file_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *InitRequest) GetAdvertiseAddr() string {
@@ -2275,7 +2936,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2948,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2961,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{44}
+	return file_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *InitResponse) GetNodeId() string {
@@ -2336,7 +2997,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +3009,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +3022,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{45}
+	return file_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -2402,7 +3063,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +3075,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +3088,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{46}
+	return file_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -2453,7 +3114,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +3126,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +3139,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{47}
+	return file_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -2496,7 +3157,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +3169,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +3182,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{48}
+	return file_api_proto_rawDescGZIP(), []int{59}
 }
 
 type InfoRequest struct {
@@ -2532,7 +3193,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +3205,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +3218,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{49}
+	return file_api_proto_rawDescGZIP(), []int{60}
 }
 
 type InfoResponse struct {
@@ -2574,7 +3235,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +3247,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +3260,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{50}
+	return file_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -2685,7 +3346,40 @@ const file_api_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
-	"leaderAddr\"g\n" +
+	"leaderAddr\"\x12\n" +
+	"\x10EndpointsRequest\"6\n" +
+	"\aBackend\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xc9\x01\n" +
+	"\x0fServiceEndpoint\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12%\n" +
+	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x121\n" +
+	"\bbackends\x18\x05 \x03(\v2\x15.raftswarm.v1.BackendR\bbackends\"G\n" +
+	"\x10EndpointsMessage\x123\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\x05ports\"\x9e\x01\n" +
+	"\x0fLogSubscription\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x05 \x01(\bR\n" +
+	"timestamps\x12\x14\n" +
+	"\x05close\x18\x06 \x01(\bR\x05close\"l\n" +
+	"\aLogLine\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
+	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\x96\x01\n" +
+	"\x12PublishLogsMessage\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12+\n" +
+	"\x05lines\x18\x02 \x03(\v2\x15.raftswarm.v1.LogLineR\x05lines\x12\x14\n" +
+	"\x05close\x18\x03 \x01(\bR\x05close\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x15\n" +
+	"\x13PublishLogsResponse\"g\n" +
 	"\x10HeartbeatRequest\x12?\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xcd\x01\n" +
@@ -2696,12 +3390,13 @@ const file_api_proto_rawDesc = "" +
 	"\aremoved\x18\x04 \x01(\bR\aremoved\x12*\n" +
 	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"Q\n" +
 	"\x0eSessionRequest\x12?\n" +
-	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\xdf\x01\n" +
+	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\xab\x02\n" +
 	"\x0eSessionMessage\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.raftswarm.v1.SessionMessage.KindR\x04kind\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12(\n" +
 	"\x10removed_task_ids\x18\x03 \x03(\tR\x0eremovedTaskIds\x12\x1a\n" +
-	"\bmanagers\x18\x04 \x03(\tR\bmanagers\"&\n" +
+	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12J\n" +
+	"\x11log_subscriptions\x18\x05 \x03(\v2\x1d.raftswarm.v1.LogSubscriptionR\x10logSubscriptions\"&\n" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_FULL\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\"]\n" +
@@ -2710,7 +3405,27 @@ const file_api_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"S\n" +
 	"\x17UpdateTaskStatusRequest\x128\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1e.raftswarm.v1.TaskStatusUpdateR\aupdates\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse\"Y\n" +
+	"\x18UpdateTaskStatusResponse\"x\n" +
+	"\x12ServiceLogsRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x04 \x01(\bR\n" +
+	"timestamps\"y\n" +
+	"\n" +
+	"LogContext\x12!\n" +
+	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12\x12\n" +
+	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x04 \x01(\tR\bnodeName\"\xd8\x01\n" +
+	"\x12ServiceLogsMessage\x12+\n" +
+	"\x05lines\x18\x01 \x03(\v2\x15.raftswarm.v1.LogLineR\x05lines\x12A\n" +
+	"\x05tasks\x18\x02 \x03(\v2+.raftswarm.v1.ServiceLogsMessage.TasksEntryR\x05tasks\x1aR\n" +
+	"\n" +
+	"TasksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.raftswarm.v1.LogContextR\x05value:\x028\x01\"Y\n" +
 	"\bNodeInfo\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.raftswarm.v1.NodeR\x04node\x12%\n" +
 	"\x0emanager_status\x18\x02 \x01(\tR\rmanagerStatus\"\x12\n" +
@@ -2818,12 +3533,14 @@ const file_api_proto_rawDesc = "" +
 	"\x0eRaftMembership\x12E\n" +
 	"\x04Join\x12\x1d.raftswarm.v1.RaftJoinRequest\x1a\x1e.raftswarm.v1.RaftJoinResponse\x12F\n" +
 	"\aForward\x12\x1c.raftswarm.v1.ForwardRequest\x1a\x1d.raftswarm.v1.ForwardResponse\x12=\n" +
-	"\x04Ping\x12\x19.raftswarm.v1.PingRequest\x1a\x1a.raftswarm.v1.PingResponse2\x86\x02\n" +
+	"\x04Ping\x12\x19.raftswarm.v1.PingRequest\x1a\x1a.raftswarm.v1.PingResponse2\xab\x03\n" +
 	"\n" +
 	"Dispatcher\x12L\n" +
 	"\tHeartbeat\x12\x1e.raftswarm.v1.HeartbeatRequest\x1a\x1f.raftswarm.v1.HeartbeatResponse\x12G\n" +
 	"\aSession\x12\x1c.raftswarm.v1.SessionRequest\x1a\x1c.raftswarm.v1.SessionMessage0\x01\x12a\n" +
-	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse2\x9c\a\n" +
+	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse\x12M\n" +
+	"\tEndpoints\x12\x1e.raftswarm.v1.EndpointsRequest\x1a\x1e.raftswarm.v1.EndpointsMessage0\x01\x12T\n" +
+	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x012\xf1\a\n" +
 	"\aControl\x12L\n" +
 	"\tListNodes\x12\x1e.raftswarm.v1.ListNodesRequest\x1a\x1f.raftswarm.v1.ListNodesResponse\x12F\n" +
 	"\aGetNode\x12\x1c.raftswarm.v1.GetNodeRequest\x1a\x1d.raftswarm.v1.GetNodeResponse\x12O\n" +
@@ -2838,7 +3555,8 @@ const file_api_proto_rawDesc = "" +
 	"GetService\x12\x1f.raftswarm.v1.GetServiceRequest\x1a .raftswarm.v1.GetServiceResponse\x12U\n" +
 	"\fListServices\x12!.raftswarm.v1.ListServicesRequest\x1a\".raftswarm.v1.ListServicesResponse\x12X\n" +
 	"\rRemoveService\x12\".raftswarm.v1.RemoveServiceRequest\x1a#.raftswarm.v1.RemoveServiceResponse\x12L\n" +
-	"\tListTasks\x12\x1e.raftswarm.v1.ListTasksRequest\x1a\x1f.raftswarm.v1.ListTasksResponse2\x86\x02\n" +
+	"\tListTasks\x12\x1e.raftswarm.v1.ListTasksRequest\x1a\x1f.raftswarm.v1.ListTasksResponse\x12S\n" +
+	"\vServiceLogs\x12 .raftswarm.v1.ServiceLogsRequest\x1a .raftswarm.v1.ServiceLogsMessage0\x012\x86\x02\n" +
 	"\x05Local\x12=\n" +
 	"\x04Init\x12\x19.raftswarm.v1.InitRequest\x1a\x1a.raftswarm.v1.InitResponse\x12=\n" +
 	"\x04Join\x12\x19.raftswarm.v1.JoinRequest\x1a\x1a.raftswarm.v1.JoinResponse\x12@\n" +
@@ -2858,7 +3576,7 @@ func file_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_api_proto_goTypes = []any{
 	(SessionMessage_Kind)(0),             // 0: raftswarm.v1.SessionMessage.Kind
 	(*GetRootCACertificateRequest)(nil),  // 1: raftswarm.v1.GetRootCACertificateRequest
@@ -2873,139 +3591,164 @@ var file_api_proto_goTypes = []any{
 	(*ForwardResponse)(nil),              // 10: raftswarm.v1.ForwardResponse
 	(*PingRequest)(nil),                  // 11: raftswarm.v1.PingRequest
 	(*PingResponse)(nil),                 // 12: raftswarm.v1.PingResponse
-	(*HeartbeatRequest)(nil),             // 13: raftswarm.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 14: raftswarm.v1.HeartbeatResponse
-	(*SessionRequest)(nil),               // 15: raftswarm.v1.SessionRequest
-	(*SessionMessage)(nil),               // 16: raftswarm.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),             // 17: raftswarm.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),      // 18: raftswarm.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil),     // 19: raftswarm.v1.UpdateTaskStatusResponse
-	(*NodeInfo)(nil),                     // 20: raftswarm.v1.NodeInfo
-	(*ListNodesRequest)(nil),             // 21: raftswarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 22: raftswarm.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 23: raftswarm.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),              // 24: raftswarm.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),            // 25: raftswarm.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),           // 26: raftswarm.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),            // 27: raftswarm.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 28: raftswarm.v1.RemoveNodeResponse
-	(*GetJoinTokenRequest)(nil),          // 29: raftswarm.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),         // 30: raftswarm.v1.GetJoinTokenResponse
-	(*CreateServiceRequest)(nil),         // 31: raftswarm.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),        // 32: raftswarm.v1.CreateServiceResponse
-	(*UpdateServiceRequest)(nil),         // 33: raftswarm.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),        // 34: raftswarm.v1.UpdateServiceResponse
-	(*GetServiceRequest)(nil),            // 35: raftswarm.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),           // 36: raftswarm.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),          // 37: raftswarm.v1.ListServicesRequest
-	(*ServiceInfo)(nil),                  // 38: raftswarm.v1.ServiceInfo
-	(*ListServicesResponse)(nil),         // 39: raftswarm.v1.ListServicesResponse
-	(*RemoveServiceRequest)(nil),         // 40: raftswarm.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),        // 41: raftswarm.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),             // 42: raftswarm.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 43: raftswarm.v1.ListTasksResponse
-	(*InitRequest)(nil),                  // 44: raftswarm.v1.InitRequest
-	(*InitResponse)(nil),                 // 45: raftswarm.v1.InitResponse
-	(*JoinRequest)(nil),                  // 46: raftswarm.v1.JoinRequest
-	(*JoinResponse)(nil),                 // 47: raftswarm.v1.JoinResponse
-	(*LeaveRequest)(nil),                 // 48: raftswarm.v1.LeaveRequest
-	(*LeaveResponse)(nil),                // 49: raftswarm.v1.LeaveResponse
-	(*InfoRequest)(nil),                  // 50: raftswarm.v1.InfoRequest
-	(*InfoResponse)(nil),                 // 51: raftswarm.v1.InfoResponse
-	nil,                                  // 52: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                  // 53: raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	(NodeRole)(0),                        // 54: raftswarm.v1.NodeRole
-	(*NodeDescription)(nil),              // 55: raftswarm.v1.NodeDescription
-	(*Task)(nil),                         // 56: raftswarm.v1.Task
-	(*TaskStatus)(nil),                   // 57: raftswarm.v1.TaskStatus
-	(*Node)(nil),                         // 58: raftswarm.v1.Node
-	(NodeAvailability)(0),                // 59: raftswarm.v1.NodeAvailability
-	(*ServiceSpec)(nil),                  // 60: raftswarm.v1.ServiceSpec
-	(*Service)(nil),                      // 61: raftswarm.v1.Service
+	(*EndpointsRequest)(nil),             // 13: raftswarm.v1.EndpointsRequest
+	(*Backend)(nil),                      // 14: raftswarm.v1.Backend
+	(*ServiceEndpoint)(nil),              // 15: raftswarm.v1.ServiceEndpoint
+	(*EndpointsMessage)(nil),             // 16: raftswarm.v1.EndpointsMessage
+	(*LogSubscription)(nil),              // 17: raftswarm.v1.LogSubscription
+	(*LogLine)(nil),                      // 18: raftswarm.v1.LogLine
+	(*PublishLogsMessage)(nil),           // 19: raftswarm.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),          // 20: raftswarm.v1.PublishLogsResponse
+	(*HeartbeatRequest)(nil),             // 21: raftswarm.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 22: raftswarm.v1.HeartbeatResponse
+	(*SessionRequest)(nil),               // 23: raftswarm.v1.SessionRequest
+	(*SessionMessage)(nil),               // 24: raftswarm.v1.SessionMessage
+	(*TaskStatusUpdate)(nil),             // 25: raftswarm.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),      // 26: raftswarm.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil),     // 27: raftswarm.v1.UpdateTaskStatusResponse
+	(*ServiceLogsRequest)(nil),           // 28: raftswarm.v1.ServiceLogsRequest
+	(*LogContext)(nil),                   // 29: raftswarm.v1.LogContext
+	(*ServiceLogsMessage)(nil),           // 30: raftswarm.v1.ServiceLogsMessage
+	(*NodeInfo)(nil),                     // 31: raftswarm.v1.NodeInfo
+	(*ListNodesRequest)(nil),             // 32: raftswarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 33: raftswarm.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 34: raftswarm.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),              // 35: raftswarm.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),            // 36: raftswarm.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),           // 37: raftswarm.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),            // 38: raftswarm.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 39: raftswarm.v1.RemoveNodeResponse
+	(*GetJoinTokenRequest)(nil),          // 40: raftswarm.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),         // 41: raftswarm.v1.GetJoinTokenResponse
+	(*CreateServiceRequest)(nil),         // 42: raftswarm.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),        // 43: raftswarm.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),         // 44: raftswarm.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),        // 45: raftswarm.v1.UpdateServiceResponse
+	(*GetServiceRequest)(nil),            // 46: raftswarm.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),           // 47: raftswarm.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),          // 48: raftswarm.v1.ListServicesRequest
+	(*ServiceInfo)(nil),                  // 49: raftswarm.v1.ServiceInfo
+	(*ListServicesResponse)(nil),         // 50: raftswarm.v1.ListServicesResponse
+	(*RemoveServiceRequest)(nil),         // 51: raftswarm.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),        // 52: raftswarm.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),             // 53: raftswarm.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 54: raftswarm.v1.ListTasksResponse
+	(*InitRequest)(nil),                  // 55: raftswarm.v1.InitRequest
+	(*InitResponse)(nil),                 // 56: raftswarm.v1.InitResponse
+	(*JoinRequest)(nil),                  // 57: raftswarm.v1.JoinRequest
+	(*JoinResponse)(nil),                 // 58: raftswarm.v1.JoinResponse
+	(*LeaveRequest)(nil),                 // 59: raftswarm.v1.LeaveRequest
+	(*LeaveResponse)(nil),                // 60: raftswarm.v1.LeaveResponse
+	(*InfoRequest)(nil),                  // 61: raftswarm.v1.InfoRequest
+	(*InfoResponse)(nil),                 // 62: raftswarm.v1.InfoResponse
+	nil,                                  // 63: raftswarm.v1.ServiceLogsMessage.TasksEntry
+	nil,                                  // 64: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                  // 65: raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	(NodeRole)(0),                        // 66: raftswarm.v1.NodeRole
+	(*NodeDescription)(nil),              // 67: raftswarm.v1.NodeDescription
+	(*Task)(nil),                         // 68: raftswarm.v1.Task
+	(*TaskStatus)(nil),                   // 69: raftswarm.v1.TaskStatus
+	(*Node)(nil),                         // 70: raftswarm.v1.Node
+	(NodeAvailability)(0),                // 71: raftswarm.v1.NodeAvailability
+	(*ServiceSpec)(nil),                  // 72: raftswarm.v1.ServiceSpec
+	(*Service)(nil),                      // 73: raftswarm.v1.Service
 }
 var file_api_proto_depIdxs = []int32{
-	54, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
+	66, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
 	8,  // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
-	55, // 2: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
-	54, // 3: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	54, // 4: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
-	55, // 5: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
-	0,  // 6: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	56, // 7: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
-	57, // 8: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
-	17, // 9: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
-	58, // 10: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	20, // 11: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	20, // 12: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	54, // 13: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	59, // 14: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	52, // 15: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	20, // 16: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	54, // 17: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	60, // 18: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	61, // 19: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	60, // 20: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	61, // 21: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	61, // 22: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	61, // 23: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	38, // 24: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	56, // 25: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	53, // 26: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	54, // 27: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	54, // 28: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	1,  // 29: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	3,  // 30: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	5,  // 31: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	6,  // 32: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	9,  // 33: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	11, // 34: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	13, // 35: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	15, // 36: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	18, // 37: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	21, // 38: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	23, // 39: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	25, // 40: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	27, // 41: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	29, // 42: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	31, // 43: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	33, // 44: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	35, // 45: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	37, // 46: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	40, // 47: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	42, // 48: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	44, // 49: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	46, // 50: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	48, // 51: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	50, // 52: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	2,  // 53: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	4,  // 54: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	4,  // 55: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	7,  // 56: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	10, // 57: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	12, // 58: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	14, // 59: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	16, // 60: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	19, // 61: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	22, // 62: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	24, // 63: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	26, // 64: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	28, // 65: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	30, // 66: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	32, // 67: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	34, // 68: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	36, // 69: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	39, // 70: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	41, // 71: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	43, // 72: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	45, // 73: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	47, // 74: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	49, // 75: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	51, // 76: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	53, // [53:77] is the sub-list for method output_type
-	29, // [29:53] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	14, // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
+	15, // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
+	18, // 4: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	67, // 5: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
+	66, // 6: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
+	66, // 7: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	67, // 8: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	0,  // 9: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
+	68, // 10: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	17, // 11: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
+	69, // 12: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	25, // 13: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
+	18, // 14: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	63, // 15: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
+	70, // 16: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	31, // 17: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	31, // 18: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	66, // 19: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	71, // 20: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	64, // 21: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	31, // 22: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	66, // 23: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	72, // 24: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	73, // 25: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	72, // 26: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	73, // 27: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	73, // 28: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	73, // 29: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	49, // 30: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	68, // 31: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	65, // 32: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	66, // 33: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	66, // 34: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	29, // 35: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	1,  // 36: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	3,  // 37: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	5,  // 38: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	6,  // 39: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	9,  // 40: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	11, // 41: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	21, // 42: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	23, // 43: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	26, // 44: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	13, // 45: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	19, // 46: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	32, // 47: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	34, // 48: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	36, // 49: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	38, // 50: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	40, // 51: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	42, // 52: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	44, // 53: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	46, // 54: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	48, // 55: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	51, // 56: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	53, // 57: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	28, // 58: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	55, // 59: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	57, // 60: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	59, // 61: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	61, // 62: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	2,  // 63: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	4,  // 64: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	4,  // 65: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	7,  // 66: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	10, // 67: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	12, // 68: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	22, // 69: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	24, // 70: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	27, // 71: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	16, // 72: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	20, // 73: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	33, // 74: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	35, // 75: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	37, // 76: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	39, // 77: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	41, // 78: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	43, // 79: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	45, // 80: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	47, // 81: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	50, // 82: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	52, // 83: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	54, // 84: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	30, // 85: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	56, // 86: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	58, // 87: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	60, // 88: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	62, // 89: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	63, // [63:90] is the sub-list for method output_type
+	36, // [36:63] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }
@@ -3014,14 +3757,14 @@ func file_api_proto_init() {
 		return
 	}
 	file_objects_proto_init()
-	file_api_proto_msgTypes[24].OneofWrappers = []any{}
+	file_api_proto_msgTypes[35].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -403,6 +403,8 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/raftswarm.v1.Dispatcher/Heartbeat"
 	Dispatcher_Session_FullMethodName          = "/raftswarm.v1.Dispatcher/Session"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/raftswarm.v1.Dispatcher/UpdateTaskStatus"
+	Dispatcher_Endpoints_FullMethodName        = "/raftswarm.v1.Dispatcher/Endpoints"
+	Dispatcher_PublishLogs_FullMethodName      = "/raftswarm.v1.Dispatcher/PublishLogs"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -417,6 +419,10 @@ type DispatcherClient interface {
 	// Session streams the node's assignments: the full set first, then changes.
 	Session(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionMessage], error)
 	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
+	// Endpoints streams the routing mesh's table: the full table on every change.
+	Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EndpointsMessage], error)
+	// PublishLogs carries log lines an agent reads for a log subscription.
+	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse], error)
 }
 
 type dispatcherClient struct {
@@ -466,6 +472,38 @@ func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskS
 	return out, nil
 }
 
+func (c *dispatcherClient) Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EndpointsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[1], Dispatcher_Endpoints_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EndpointsRequest, EndpointsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_EndpointsClient = grpc.ServerStreamingClient[EndpointsMessage]
+
+func (c *dispatcherClient) PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_PublishLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishLogsMessage, PublishLogsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_PublishLogsClient = grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -478,6 +516,10 @@ type DispatcherServer interface {
 	// Session streams the node's assignments: the full set first, then changes.
 	Session(*SessionRequest, grpc.ServerStreamingServer[SessionMessage]) error
 	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
+	// Endpoints streams the routing mesh's table: the full table on every change.
+	Endpoints(*EndpointsRequest, grpc.ServerStreamingServer[EndpointsMessage]) error
+	// PublishLogs carries log lines an agent reads for a log subscription.
+	PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -496,6 +538,12 @@ func (UnimplementedDispatcherServer) Session(*SessionRequest, grpc.ServerStreami
 }
 func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateTaskStatus not implemented")
+}
+func (UnimplementedDispatcherServer) Endpoints(*EndpointsRequest, grpc.ServerStreamingServer[EndpointsMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method Endpoints not implemented")
+}
+func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method PublishLogs not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -565,6 +613,24 @@ func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_Endpoints_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EndpointsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Endpoints(m, &grpc.GenericServerStream[EndpointsRequest, EndpointsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_EndpointsServer = grpc.ServerStreamingServer[EndpointsMessage]
+
+func _Dispatcher_PublishLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DispatcherServer).PublishLogs(&grpc.GenericServerStream[PublishLogsMessage, PublishLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_PublishLogsServer = grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -587,6 +653,16 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Dispatcher_Session_Handler,
 			ServerStreams: true,
 		},
+		{
+			StreamName:    "Endpoints",
+			Handler:       _Dispatcher_Endpoints_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "PublishLogs",
+			Handler:       _Dispatcher_PublishLogs_Handler,
+			ClientStreams: true,
+		},
 	},
 	Metadata: "api.proto",
 }
@@ -603,6 +679,7 @@ const (
 	Control_ListServices_FullMethodName  = "/raftswarm.v1.Control/ListServices"
 	Control_RemoveService_FullMethodName = "/raftswarm.v1.Control/RemoveService"
 	Control_ListTasks_FullMethodName     = "/raftswarm.v1.Control/ListTasks"
+	Control_ServiceLogs_FullMethodName   = "/raftswarm.v1.Control/ServiceLogs"
 )
 
 // ControlClient is the client API for Control service.
@@ -624,6 +701,7 @@ type ControlClient interface {
 	ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error)
 	RemoveService(ctx context.Context, in *RemoveServiceRequest, opts ...grpc.CallOption) (*RemoveServiceResponse, error)
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ServiceLogsMessage], error)
 }
 
 type controlClient struct {
@@ -744,6 +822,25 @@ func (c *controlClient) ListTasks(ctx context.Context, in *ListTasksRequest, opt
 	return out, nil
 }
 
+func (c *controlClient) ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ServiceLogsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[0], Control_ServiceLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ServiceLogsRequest, ServiceLogsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ServiceLogsClient = grpc.ServerStreamingClient[ServiceLogsMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -763,6 +860,7 @@ type ControlServer interface {
 	ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error)
 	RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error)
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[ServiceLogsMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -805,6 +903,9 @@ func (UnimplementedControlServer) RemoveService(context.Context, *RemoveServiceR
 }
 func (UnimplementedControlServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedControlServer) ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[ServiceLogsMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method ServiceLogs not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -1025,6 +1126,17 @@ func _Control_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_ServiceLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ServiceLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).ServiceLogs(m, &grpc.GenericServerStream[ServiceLogsRequest, ServiceLogsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ServiceLogsServer = grpc.ServerStreamingServer[ServiceLogsMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1077,7 +1189,13 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Control_ListTasks_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ServiceLogs",
+			Handler:       _Control_ServiceLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api.proto",
 }
 

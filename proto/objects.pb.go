@@ -1894,6 +1894,7 @@ type TaskStatus struct {
 	ExitCode      int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Timestamp     int64                  `protobuf:"varint,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // unix nanoseconds of the last state change
 	ContainerId   string                 `protobuf:"bytes,6,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Ports         []*PortBinding         `protobuf:"bytes,7,rep,name=ports,proto3" json:"ports,omitempty"` // where the task's ports are reachable on its node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1970,6 +1971,91 @@ func (x *TaskStatus) GetContainerId() string {
 	return ""
 }
 
+func (x *TaskStatus) GetPorts() []*PortBinding {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortBinding is a task port published on its node: the routing mesh of
+// every node forwards the service's published port to these addresses.
+type PortBinding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // tcp | udp
+	TargetPort    uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	HostIp        string                 `protobuf:"bytes,3,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostPort      uint32                 `protobuf:"varint,4,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	PublishMode   string                 `protobuf:"bytes,5,opt,name=publish_mode,json=publishMode,proto3" json:"publish_mode,omitempty"` // ingress | host
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortBinding) Reset() {
+	*x = PortBinding{}
+	mi := &file_objects_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortBinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortBinding) ProtoMessage() {}
+
+func (x *PortBinding) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
+func (*PortBinding) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PortBinding) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *PortBinding) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortBinding) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *PortBinding) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *PortBinding) GetPublishMode() string {
+	if x != nil {
+		return x.PublishMode
+	}
+	return ""
+}
+
 type Task struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1989,7 +2075,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2087,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2100,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{21}
+	return file_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Task) GetId() string {
@@ -2106,7 +2192,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2204,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2217,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{22}
+	return file_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Secret) GetId() string {
@@ -2311,7 +2397,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\v2\x19.raftswarm.v1.ServiceSpecR\x04spec\x12>\n" +
 	"\rprevious_spec\x18\x04 \x01(\v2\x19.raftswarm.v1.ServiceSpecR\fpreviousSpec\x12!\n" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12?\n" +
-	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\"\xc5\x01\n" +
+	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\"\xf6\x01\n" +
 	"\n" +
 	"TaskStatus\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.raftswarm.v1.TaskStateR\x05state\x12\x18\n" +
@@ -2319,7 +2405,15 @@ const file_objects_proto_rawDesc = "" +
 	"\x03err\x18\x03 \x01(\tR\x03err\x12\x1b\n" +
 	"\texit_code\x18\x04 \x01(\x05R\bexitCode\x12\x1c\n" +
 	"\ttimestamp\x18\x05 \x01(\x03R\ttimestamp\x12!\n" +
-	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\"\x9e\x03\n" +
+	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\x12/\n" +
+	"\x05ports\x18\a \x03(\v2\x19.raftswarm.v1.PortBindingR\x05ports\"\xa3\x01\n" +
+	"\vPortBinding\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12\x17\n" +
+	"\ahost_ip\x18\x03 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x04 \x01(\rR\bhostPort\x12!\n" +
+	"\fpublish_mode\x18\x05 \x01(\tR\vpublishMode\"\x9e\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12\x1d\n" +
@@ -2382,7 +2476,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),                // 0: raftswarm.v1.NodeRole
 	(NodeStatus)(0),              // 1: raftswarm.v1.NodeStatus
@@ -2412,11 +2506,12 @@ var file_objects_proto_goTypes = []any{
 	(*ServiceSpec)(nil),          // 25: raftswarm.v1.ServiceSpec
 	(*Service)(nil),              // 26: raftswarm.v1.Service
 	(*TaskStatus)(nil),           // 27: raftswarm.v1.TaskStatus
-	(*Task)(nil),                 // 28: raftswarm.v1.Task
-	(*Secret)(nil),               // 29: raftswarm.v1.Secret
-	nil,                          // 30: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                          // 31: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                          // 32: raftswarm.v1.ServiceSpec.LabelsEntry
+	(*PortBinding)(nil),          // 28: raftswarm.v1.PortBinding
+	(*Task)(nil),                 // 29: raftswarm.v1.Task
+	(*Secret)(nil),               // 30: raftswarm.v1.Secret
+	nil,                          // 31: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                          // 32: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                          // 33: raftswarm.v1.ServiceSpec.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	7,  // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
@@ -2425,7 +2520,7 @@ var file_objects_proto_depIdxs = []int32{
 	11, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	30, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	31, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
 	13, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
 	7,  // 8: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
 	12, // 9: raftswarm.v1.Node.spec:type_name -> raftswarm.v1.NodeSpec
@@ -2433,13 +2528,13 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // 11: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
 	1,  // 12: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
 	5,  // 13: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	31, // 14: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	32, // 14: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
 	16, // 15: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
 	17, // 16: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
 	6,  // 17: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
 	13, // 18: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
 	13, // 19: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
-	32, // 20: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	33, // 20: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
 	18, // 21: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
 	3,  // 22: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
 	19, // 23: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
@@ -2453,16 +2548,17 @@ var file_objects_proto_depIdxs = []int32{
 	25, // 31: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
 	24, // 32: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
 	4,  // 33: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	7,  // 34: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	4,  // 35: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	27, // 36: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	25, // 37: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	7,  // 38: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	28, // 34: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	7,  // 35: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	4,  // 36: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	27, // 37: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	25, // 38: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	7,  // 39: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2476,7 +2572,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
