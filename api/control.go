@@ -19,8 +19,6 @@ type ControlServer struct {
 	swarmpb.UnimplementedControlServer
 	Store *state.Store
 	Raft  Raft
-	// Services handles the service half of Control; nil until services exist.
-	Services swarmpb.ControlServer
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

@@ -245,12 +245,6 @@ func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListService
 	}
 	resp := &swarmpb.ListServicesResponse{}
 	s.Store.View(func(tx state.ReadTx) {
-		eligible := 0
-		for _, n := range tx.ListNodes() {
-			if n.Status == swarmpb.NodeStatus_NODE_STATUS_READY && n.GetSpec().GetAvailability() == swarmpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE {
-				eligible++
-			}
-		}
 		for _, svc := range tx.ListServices() {
 			info := &swarmpb.ServiceInfo{Service: svc, Desired: svc.Spec.Replicas}
 			global := svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL
@@ -268,7 +262,6 @@ func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListService
 			}
 			resp.Services = append(resp.Services, info)
 		}
-		_ = eligible
 	})
 	sort.Slice(resp.Services, func(i, j int) bool { return resp.Services[i].Service.Spec.Name < resp.Services[j].Service.Spec.Name })
 	return resp, nil
