@@ -18,6 +18,7 @@ type ReadTx interface {
 	ListClusters() []*swarmpb.Cluster
 	GetNode(id string) *swarmpb.Node
 	ListNodes() []*swarmpb.Node
+	NodeCount() int // O(1), for hot paths such as heartbeats
 	GetService(id string) *swarmpb.Service
 	GetServiceByName(name string) *swarmpb.Service
 	ListServices() []*swarmpb.Service
@@ -59,6 +60,7 @@ func (r readTx) GetCluster(id string) *swarmpb.Cluster    { return r.d.clusters[
 func (r readTx) ListClusters() []*swarmpb.Cluster         { return sortedValues(r.d.clusters) }
 func (r readTx) GetNode(id string) *swarmpb.Node          { return r.d.nodes[id] }
 func (r readTx) ListNodes() []*swarmpb.Node               { return sortedValues(r.d.nodes) }
+func (r readTx) NodeCount() int                           { return len(r.d.nodes) }
 func (r readTx) GetService(id string) *swarmpb.Service    { return r.d.services[id] }
 func (r readTx) ListServices() []*swarmpb.Service         { return sortedValues(r.d.services) }
 func (r readTx) GetTask(id string) *swarmpb.Task          { return r.d.tasks[id] }

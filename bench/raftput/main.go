@@ -1,0 +1,446 @@
+// Command raftput measures Raft write throughput and latency with fsync on:
+// (a) the project's write path — three in-process managers (node.New, as
+// internal/testcluster builds them, with raft.DefaultTimings and the log
+// fsynced), each write a raft.Node.Apply on the leader of a StoreBatch that
+// updates one small object; (b) bare hashicorp/raft v1.8.0 with
+// raft-boltdb/v2, three voters on loopback TCP, a trivial FSM and entries
+// of the same size. Both run in the same process, alternately.
+//
+//	go run ./bench/raftput [-d 10s] [-reps 3] [-writers 1,64] [-cpuprofile f]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/raftswarm/raftswarm/bench/internal/cluster"
+	"github.com/raftswarm/raftswarm/node"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const payloadSize = 64 // bytes of Secret.data in each project write
+
+func main() {
+	dur := flag.Duration("d", 10*time.Second, "duration of each measurement")
+	reps := flag.Int("reps", 3, "repetitions of each (path, writers) measurement")
+	writersFlag := flag.String("writers", "1,64", "comma-separated concurrent writer counts")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the project-path runs to this file")
+	flag.Parse()
+	var writers []int
+	for _, f := range strings.Split(*writersFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "bad -writers")
+			os.Exit(2)
+		}
+		writers = append(writers, n)
+	}
+	dir, err := os.MkdirTemp("", "rsw-raftput-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	err = run(dir, *dur, *reps, writers, *cpuprofile)
+	os.RemoveAll(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+}
+
+// writeFn performs one write as writer w and reports when it committed.
+type writeFn func(ctx context.Context, w int) error
+
+type result struct {
+	ops      int
+	errs     int
+	elapsed  time.Duration
+	lat      cluster.Stats
+	firstErr error
+}
+
+func measure(d time.Duration, writers int, write writeFn) result {
+	var stop atomic.Bool
+	lats := make([][]time.Duration, writers)
+	errs := make([]int, writers)
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for !stop.Load() {
+				t0 := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := write(ctx, w)
+				cancel()
+				if err != nil {
+					errs[w]++
+					once.Do(func() { firstErr = err })
+					continue
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		}(w)
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	r := result{elapsed: time.Since(start), firstErr: firstErr}
+	var all []time.Duration
+	for w := range lats {
+		all = append(all, lats[w]...)
+		r.errs += errs[w]
+	}
+	r.ops = len(all)
+	r.lat = cluster.Summarize(all)
+	return r
+}
+
+func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+func run(dir string, d time.Duration, reps int, writers []int, cpuprofile string) error {
+	maxW := 0
+	for _, w := range writers {
+		maxW = max(maxW, w)
+	}
+	proj, err := startProject(filepath.Join(dir, "project"), maxW)
+	if err != nil {
+		return fmt.Errorf("project cluster: %w", err)
+	}
+	defer proj.close()
+	entry := proj.entrySize()
+	bare, err := startBare(filepath.Join(dir, "bare"), entry)
+	if err != nil {
+		return fmt.Errorf("bare cluster: %w", err)
+	}
+	defer bare.close()
+	fmt.Printf("entry size: %d bytes (project StoreBatch envelope updating one Secret with %d data bytes; bare entries are the same length)\n", entry, payloadSize)
+	fmt.Printf("raft timings (both): %+v\n", raft.DefaultTimings())
+
+	var prof *os.File
+	if cpuprofile != "" {
+		if prof, err = os.Create(cpuprofile); err != nil {
+			return err
+		}
+		defer prof.Close()
+	}
+	type key struct {
+		path string
+		w    int
+	}
+	res := map[key][]result{}
+	for rep := 1; rep <= reps; rep++ {
+		for _, w := range writers {
+			if prof != nil {
+				if rep == 1 && w == writers[0] {
+					if err := pprof.StartCPUProfile(prof); err != nil {
+						return err
+					}
+				}
+			}
+			r := measure(d, w, proj.write)
+			if prof != nil && rep == 1 && w == writers[len(writers)-1] {
+				pprof.StopCPUProfile()
+			}
+			res[key{"project", w}] = append(res[key{"project", w}], r)
+			report(rep, "project", w, r)
+			r = measure(d, w, bare.write)
+			res[key{"bare", w}] = append(res[key{"bare", w}], r)
+			report(rep, "bare", w, r)
+		}
+	}
+
+	fmt.Printf("\nsummary: median over %d runs of %v each (writes/s; p50 and p99 latency in ms)\n", reps, d)
+	fmt.Printf("%-8s %-8s %10s %8s %8s | %10s %8s %8s | %7s %9s\n", "writers", "", "proj w/s", "p50", "p99", "bare w/s", "p50", "p99", "ratio", "p99 x")
+	for _, w := range writers {
+		p := medianResult(res[key{"project", w}])
+		b := medianResult(res[key{"bare", w}])
+		ratio := p.rate / b.rate
+		p99x := p.p99 / b.p99
+		fmt.Printf("%-8d %-8s %10.0f %8.2f %8.2f | %10.0f %8.2f %8.2f | %6.2fx %8.2fx  (target >= 0.8x: %s, p99 <= 2x: %s)\n",
+			w, "", p.rate, p.p50, p.p99, b.rate, b.p50, b.p99, ratio, p99x, verdict(ratio >= 0.8), verdict(p99x <= 2))
+	}
+	return nil
+}
+
+type med struct{ rate, p50, p99 float64 }
+
+// medianResult takes the median of each figure over the runs separately.
+func medianResult(rs []result) med {
+	var rate, p50, p99 []time.Duration // reuse Summarize for medians
+	for _, r := range rs {
+		rate = append(rate, time.Duration(r.rate()*1000))
+		p50 = append(p50, r.lat.P50)
+		p99 = append(p99, r.lat.P99)
+	}
+	return med{
+		rate: float64(cluster.Summarize(rate).P50) / 1000,
+		p50:  ms(cluster.Summarize(p50).P50),
+		p99:  ms(cluster.Summarize(p99).P50),
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func report(rep int, path string, w int, r result) {
+	fmt.Printf("run %d %-7s writers=%-3d %7.0f writes/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %d",
+		rep, path, w, r.rate(), ms(r.lat.P50), ms(r.lat.P99), ms(r.lat.Max), r.errs)
+	if r.firstErr != nil {
+		fmt.Printf(" (first: %v)", r.firstErr)
+	}
+	fmt.Println()
+}
+
+// ---------------------------------------------------------------- project
+
+type project struct {
+	nodes   []*node.Node
+	leader  *raft.Node
+	mu      sync.Mutex
+	version []uint64 // per writer: Meta.Version of its Secret
+	payload []byte
+}
+
+func (p *project) batch(w int, version uint64) *swarmpb.StoreBatch {
+	kind := swarmpb.StoreAction_KIND_UPDATE
+	if version == 0 {
+		kind = swarmpb.StoreAction_KIND_CREATE
+	}
+	return &swarmpb.StoreBatch{Actions: []*swarmpb.StoreAction{{
+		Kind: kind,
+		Target: &swarmpb.StoreAction_Secret{Secret: &swarmpb.Secret{
+			Id:   fmt.Sprintf("bench-secret-%04d", w),
+			Meta: &swarmpb.Meta{Version: version},
+			Name: fmt.Sprintf("bench-%04d", w),
+			Data: p.payload,
+		}},
+	}}}
+}
+
+func (p *project) entrySize() int {
+	b, err := raft.EncodeBatch(p.batch(0, 1<<20))
+	if err != nil {
+		panic(err)
+	}
+	return len(b)
+}
+
+// write updates writer w's own Secret; the version it must quote is the
+// index of its previous write.
+func (p *project) write(ctx context.Context, w int) error {
+	idx, err := p.leader.Apply(ctx, p.batch(w, p.version[w]))
+	if err != nil {
+		return err
+	}
+	p.version[w] = idx
+	return nil
+}
+
+func startProject(dir string, writers int) (*project, error) {
+	p := &project{payload: make([]byte, payloadSize), version: make([]uint64, writers)}
+	for i := range p.payload {
+		p.payload[i] = byte('a' + i%26)
+	}
+	var socks []string
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("m%d", i)
+		sock := filepath.Join(dir, name+".sock")
+		n, err := node.New(node.Config{
+			StateDir: filepath.Join(dir, name), SocketPath: sock, Hostname: name,
+			Timings: raft.DefaultTimings(), NoSync: false,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		})
+		if err != nil {
+			return p, err
+		}
+		if err := n.Start(context.Background()); err != nil {
+			return p, err
+		}
+		p.nodes = append(p.nodes, n)
+		socks = append(socks, sock)
+		addrs = append(addrs, fmt.Sprintf("127.0.0.%d:%d", 40+i, 25377))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	local := func(i int) (swarmpb.LocalClient, swarmpb.ControlClient, func()) {
+		c, err := grpc.NewClient("unix://"+socks[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			panic(err)
+		}
+		return swarmpb.NewLocalClient(c), swarmpb.NewControlClient(c), func() { c.Close() }
+	}
+	l0, c0, close0 := local(0)
+	defer close0()
+	if _, err := l0.Init(ctx, &swarmpb.InitRequest{AdvertiseAddr: addrs[0]}); err != nil {
+		return p, fmt.Errorf("init: %w", err)
+	}
+	tok, err := c0.GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_MANAGER})
+	if err != nil {
+		return p, err
+	}
+	for i := 1; i < 3; i++ {
+		li, _, closei := local(i)
+		_, err := li.Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: addrs[0], AdvertiseAddr: addrs[i]})
+		closei()
+		if err != nil {
+			return p, fmt.Errorf("join m%d: %w", i+1, err)
+		}
+	}
+	for p.leader == nil {
+		for _, n := range p.nodes {
+			if m := n.Manager(); m != nil {
+				if ok, _ := m.Raft().Leadership(); ok {
+					p.leader = m.Raft()
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return p, errors.New("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ms, err := p.leader.Members(); err != nil || len(ms) != 3 {
+		return p, fmt.Errorf("members %v: %v", ms, err)
+	}
+	for w := range p.version {
+		if err := p.write(ctx, w); err != nil {
+			return p, fmt.Errorf("create secret %d: %w", w, err)
+		}
+	}
+	return p, nil
+}
+
+func (p *project) close() {
+	for _, n := range p.nodes {
+		n.Stop()
+	}
+}
+
+// ---------------------------------------------------------------- bare
+
+type bare struct {
+	rafts  []*hraft.Raft
+	trans  []*hraft.NetworkTransport
+	stores []*raftboltdb.BoltStore
+	leader *hraft.Raft
+	entry  []byte
+}
+
+type nopFSM struct{ n atomic.Uint64 }
+
+func (f *nopFSM) Apply(l *hraft.Log) interface{}       { f.n.Add(1); return nil }
+func (f *nopFSM) Snapshot() (hraft.FSMSnapshot, error) { return nopSnap{}, nil }
+func (f *nopFSM) Restore(rc io.ReadCloser) error       { return rc.Close() }
+
+type nopSnap struct{}
+
+func (nopSnap) Persist(s hraft.SnapshotSink) error { return s.Close() }
+func (nopSnap) Release()                           {}
+
+func (b *bare) write(ctx context.Context, w int) error {
+	return b.leader.Apply(b.entry, 10*time.Second).Error()
+}
+
+func startBare(dir string, entrySize int) (*bare, error) {
+	b := &bare{entry: make([]byte, entrySize)}
+	for i := range b.entry {
+		b.entry[i] = byte(i)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "bare", Level: hclog.Warn, Output: os.Stderr})
+	t := raft.DefaultTimings()
+	var servers []hraft.Server
+	for i := 0; i < 3; i++ {
+		tr, err := hraft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 3, 10*time.Second, logger)
+		if err != nil {
+			return b, err
+		}
+		b.trans = append(b.trans, tr)
+		servers = append(servers, hraft.Server{ID: hraft.ServerID(fmt.Sprint("b", i)), Address: tr.LocalAddr(), Suffrage: hraft.Voter})
+	}
+	for i := 0; i < 3; i++ {
+		d := filepath.Join(dir, fmt.Sprint("b", i))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return b, err
+		}
+		st, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(d, "raft.db")})
+		if err != nil {
+			return b, err
+		}
+		b.stores = append(b.stores, st)
+		snaps, err := hraft.NewFileSnapshotStoreWithLogger(d, 2, logger)
+		if err != nil {
+			return b, err
+		}
+		c := hraft.DefaultConfig()
+		c.LocalID = servers[i].ID
+		c.HeartbeatTimeout = t.HeartbeatTimeout
+		c.ElectionTimeout = t.ElectionTimeout
+		c.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+		c.CommitTimeout = t.CommitTimeout
+		c.SnapshotThreshold = t.SnapshotThreshold
+		c.SnapshotInterval = t.SnapshotInterval
+		c.Logger = logger
+		if err := hraft.BootstrapCluster(c, st, st, snaps, b.trans[i], hraft.Configuration{Servers: servers}); err != nil {
+			return b, err
+		}
+		r, err := hraft.NewRaft(c, &nopFSM{}, st, st, snaps, b.trans[i])
+		if err != nil {
+			return b, err
+		}
+		b.rafts = append(b.rafts, r)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for b.leader == nil {
+		for _, r := range b.rafts {
+			if r.State() == hraft.Leader {
+				b.leader = r
+			}
+		}
+		if time.Now().After(deadline) {
+			return b, errors.New("bare cluster elected no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return b, b.leader.Barrier(10 * time.Second).Error()
+}
+
+func (b *bare) close() {
+	for _, r := range b.rafts {
+		_ = r.Shutdown().Error()
+	}
+	for _, t := range b.trans {
+		t.Close()
+	}
+	for _, s := range b.stores {
+		s.Close()
+	}
+}
