@@ -30,8 +30,9 @@ const (
 	HeartbeatMisses        = 3
 )
 
-// Dispatcher tracks agent liveness on the leader. It is active only while
-// Run runs, which the leader does for the length of its term.
+// Dispatcher tracks agent liveness on the leader and streams each node its
+// tasks (dispatcher_tasks.go). It is active only while Run runs, which the
+// leader does for the length of its term.
 type Dispatcher struct {
 	swarmpb.UnimplementedDispatcherServer
 	Store  *state.Store
@@ -46,7 +47,7 @@ type Dispatcher struct {
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
 	wake      chan struct{}
-	sessions  *sessions
+	sessions  *sessions // task dispatch for the current term (dispatcher_tasks.go)
 }
 
 func (d *Dispatcher) base() time.Duration {
@@ -91,7 +92,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 	var count int
 	d.Store.View(func(tx state.ReadTx) {
 		node = tx.GetNode(id.NodeID)
-		count = len(tx.ListNodes())
+		count = tx.NodeCount()
 	})
 	if node == nil {
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
@@ -139,17 +140,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		grace = d.ttl(len(nodes))
 	}
 	start := time.Now().Add(d.ttl(len(nodes)) + grace)
+	tasks := d.startSessions(ctx)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start
 	}
 	d.active = true
+	d.sessions = tasks
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		d.active = false
+		d.sessions = nil
 		d.mu.Unlock()
+		tasks.stop()
 	}()
 
 	t := time.NewTicker(d.base() / 4)
@@ -216,6 +221,3 @@ func (d *Dispatcher) expire(ctx context.Context) {
 		}
 	}
 }
-
-// sessions is filled in by the task-dispatch half of the dispatcher.
-type sessions struct{}

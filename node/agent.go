@@ -3,8 +3,8 @@ package node
 import (
 	"context"
 	"os"
-	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/raftswarm/raftswarm/api"
@@ -20,17 +20,27 @@ import (
 type agentRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	tasks  *taskAgent
 }
 
+// startAgent starts the heartbeat loop and, beside it, the task session
+// loop with the node's worker (agent_tasks.go).
 func (n *Node) startAgent() {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agentRun{cancel: cancel, done: make(chan struct{})}
+	n.mu.Lock()
+	nodeID := n.member.NodeID
+	managers := slices.Clone(n.member.Managers)
+	n.mu.Unlock()
+	a := &agentRun{cancel: cancel, done: make(chan struct{}), tasks: n.newTaskAgent(ctx, nodeID, managers)}
 	n.mu.Lock()
 	n.agent = a
 	n.mu.Unlock()
 	go func() {
 		defer close(a.done)
-		n.runAgent(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.tasks.run(ctx) })
+		n.runAgent(ctx, a.tasks)
+		wg.Wait()
 	}()
 }
 
@@ -45,27 +55,22 @@ func (n *Node) stopAgent() {
 	}
 }
 
-// describe reports what the scheduler needs to know about this node.
-func (n *Node) describe() *swarmpb.NodeDescription {
-	return &swarmpb.NodeDescription{
-		Hostname:  n.cfg.Hostname,
-		Os:        runtime.GOOS,
-		Arch:      runtime.GOARCH,
-		Resources: &swarmpb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
-	}
-}
-
 // runAgent heartbeats to the leader until ctx ends. It starts from the
 // managers it knows, follows a follower's hint to the leader, moves on to
 // the next manager when one fails, and acts on the role the cluster wants
 // for this node.
-func (n *Node) runAgent(ctx context.Context) {
+func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
 	n.mu.Lock()
 	managers := slices.Clone(n.member.Managers)
 	adv := n.member.AdvertiseAddr
 	n.mu.Unlock()
 	current := 0
 	backoff := 100 * time.Millisecond
+	// period is the last heartbeat period the leader asked for. Retries
+	// never wait longer than it: the leader marks a node Down after a few
+	// silent periods, so a live agent looking for a new leader must not
+	// back off past that.
+	period := api.DefaultHeartbeatPeriod
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -82,7 +87,7 @@ func (n *Node) runAgent(ctx context.Context) {
 			return
 		}
 		addr := managers[current%len(managers)]
-		resp, leader, err := n.heartbeat(ctx, addr, adv)
+		resp, leader, err := n.heartbeat(ctx, addr, adv, ta)
 		if err != nil {
 			if leader != "" && leader != addr {
 				if i := slices.Index(managers, leader); i >= 0 {
@@ -95,13 +100,16 @@ func (n *Node) runAgent(ctx context.Context) {
 			}
 			n.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
 			current++
-			if !wait(backoff) {
+			if !wait(min(backoff, period)) {
 				return
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		// It answered, so it leads: the task session follows.
+		ta.leader.set(addr)
+		ta.leader.setManagers(resp.Managers)
 		if resp.Removed {
 			n.log.Warn("this node was removed from the cluster; run 'swarmctl leave' to clear its state")
 			return
@@ -112,7 +120,7 @@ func (n *Node) runAgent(ctx context.Context) {
 			n.rememberManagers(managers)
 		}
 		n.reconcileRole(ctx, resp)
-		period := time.Duration(resp.PeriodNs)
+		period = time.Duration(resp.PeriodNs)
 		if period <= 0 {
 			period = api.DefaultHeartbeatPeriod
 		}
@@ -122,7 +130,7 @@ func (n *Node) runAgent(ctx context.Context) {
 	}
 }
 
-func (n *Node) heartbeat(ctx context.Context, addr, adv string) (*swarmpb.HeartbeatResponse, string, error) {
+func (n *Node) heartbeat(ctx context.Context, addr, adv string, ta *taskAgent) (*swarmpb.HeartbeatResponse, string, error) {
 	n.mu.Lock()
 	pool := n.pool
 	n.mu.Unlock()
@@ -137,7 +145,7 @@ func (n *Node) heartbeat(ctx context.Context, addr, adv string) (*swarmpb.Heartb
 	defer cancel()
 	var trailer metadata.MD
 	resp, err := swarmpb.NewDispatcherClient(conn).Heartbeat(hctx,
-		&swarmpb.HeartbeatRequest{Description: n.describe(), Addr: adv}, grpc.Trailer(&trailer))
+		&swarmpb.HeartbeatRequest{Description: n.describeWithEngine(ta), Addr: adv}, grpc.Trailer(&trailer))
 	if err != nil {
 		var leader string
 		if v := trailer.Get(api.LeaderAddrKey); len(v) > 0 {

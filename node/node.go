@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/exec/docker"
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
@@ -37,6 +39,9 @@ type Config struct {
 	NoSync bool
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
+	// Executor creates the container engine the agent runs tasks on, once
+	// the node ID is known; docker.New(DockerHost, nodeID) if nil.
+	Executor func(nodeID string) (exec.Executor, error)
 }
 
 // Node is one raftswarm daemon.
@@ -71,6 +76,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Executor == nil {
+		host := cfg.DockerHost
+		cfg.Executor = func(nodeID string) (exec.Executor, error) {
+			e, err := docker.New(host, nodeID)
+			if err != nil {
+				return nil, err
+			}
+			return e, nil
+		}
 	}
 	if cfg.Timings.HeartbeatTimeout == 0 {
 		cfg.Timings = raft.DefaultTimings()

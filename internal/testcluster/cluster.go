@@ -10,9 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/exec/fake"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	"github.com/raftswarm/raftswarm/manager"
 	"github.com/raftswarm/raftswarm/node"
@@ -31,6 +34,10 @@ type Member struct {
 	Node   *node.Node
 	cfg    node.Config
 	conn   *grpc.ClientConn
+
+	fakeMu   sync.Mutex
+	fake     *fake.Executor
+	fakeNode string
 }
 
 // Options tune a cluster.
@@ -39,6 +46,10 @@ type Options struct {
 	LeaderWork      []func(ctx context.Context, m *manager.Manager) error
 	// Configure, if set, adjusts each member's config before it starts.
 	Configure func(name string, cfg *node.Config)
+	// Docker runs each member's tasks on the real Docker engine. Without
+	// it each member gets an in-memory engine (Member.Fake) that survives
+	// the member's restarts, like a real engine's containers do.
+	Docker bool
 }
 
 // Cluster is a set of members sharing a test.
@@ -97,6 +108,9 @@ func (c *Cluster) Add(name string) *Member {
 		LeaderWork: c.opts.LeaderWork,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{c.t, name}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	if !c.opts.Docker {
+		m.cfg.Executor = m.fakeExecutor
+	}
 	if m.cfg.HeartbeatPeriod == 0 {
 		m.cfg.HeartbeatPeriod = 100 * time.Millisecond
 	}
@@ -152,6 +166,25 @@ func (m *Member) Stop() {
 		m.Node.Stop()
 		m.Node = nil
 	}
+}
+
+// fakeExecutor is the member's executor factory without Options.Docker: one
+// fake engine per node ID, kept across restarts.
+func (m *Member) fakeExecutor(nodeID string) (exec.Executor, error) {
+	m.fakeMu.Lock()
+	defer m.fakeMu.Unlock()
+	if m.fake == nil || m.fakeNode != nodeID {
+		m.fake, m.fakeNode = fake.New(nodeID), nodeID
+	}
+	return m.fake, nil
+}
+
+// Fake returns the member's fake engine (the default, without Options.Docker), nil
+// before its agent first started.
+func (m *Member) Fake() *fake.Executor {
+	m.fakeMu.Lock()
+	defer m.fakeMu.Unlock()
+	return m.fake
 }
 
 // Running reports whether the member's daemon runs.

@@ -57,6 +57,9 @@ var _ exec.Executor = (*Executor)(nil)
 // else the platform default) on behalf of nodeID. The API version is
 // negotiated, so older engines (API 1.41) work. No call is made yet: an
 // unreachable engine shows up in Describe.
+// minAPIVersion is the Engine API version raftswarm needs (Docker 20.10).
+const minAPIVersion = "1.41"
+
 func New(dockerHost string, nodeID string) (*Executor, error) {
 	if nodeID == "" {
 		return nil, errors.New("docker executor: empty node ID")
@@ -68,6 +71,24 @@ func New(dockerHost string, nodeID string) (*Executor, error) {
 	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker executor: %w", err)
+	}
+	// The client negotiates its API version lazily on the first call, and
+	// that is not safe when the first calls run concurrently (the agent
+	// makes several at once). Negotiate now; if the engine does not answer,
+	// pin the oldest version we support so later calls never negotiate.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, perr := cli.Ping(ctx); perr != nil {
+		cli.Close()
+		opts = append(opts[:0], client.FromEnv, client.WithVersion(minAPIVersion))
+		if dockerHost != "" {
+			opts = append(opts, client.WithHost(dockerHost))
+		}
+		if cli, err = client.NewClientWithOpts(opts...); err != nil {
+			return nil, fmt.Errorf("docker executor: %w", err)
+		}
+	} else {
+		cli.NegotiateAPIVersion(ctx)
 	}
 	e := NewWithEngine(cli, nodeID)
 	e.closer = cli

@@ -1,0 +1,493 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/ca"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Task dispatch tuning.
+const (
+	// sessionBatch bounds the entries (changed tasks plus removed IDs) of one
+	// KIND_UPDATE message; a bigger backlog goes out in several messages.
+	sessionBatch = 1000
+	// statusBatchMax and statusBatchWait bound how many task status updates
+	// are gathered into one Raft write, and for how long.
+	statusBatchMax  = 1000
+	statusBatchWait = 20 * time.Millisecond
+	// statusConflictRetries bounds the re-reads after a write conflict.
+	statusConflictRetries = 5
+	// watchDrain bounds how many store events the fan-out takes in before
+	// waking the sessions it touched.
+	watchDrain = 4096
+)
+
+// dispatched reports whether a task belongs to its node's task set: the
+// scheduler assigned it (including tasks being shut down or finished).
+func dispatched(t *swarmpb.Task) bool {
+	return t != nil && t.GetNodeId() != "" && t.GetStatus().GetState() >= swarmpb.TaskState_TASK_STATE_ASSIGNED
+}
+
+// sessions is the task-dispatch half of the dispatcher for one leadership
+// term: one store watch fanned out to the open sessions by node, and one
+// goroutine that batches the agents' task status updates into Raft writes.
+type sessions struct {
+	d      *Dispatcher
+	ctx    context.Context // the term; cancelled by stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	updates chan *statusRequest
+
+	// mu is the fan-out lock: a session registers and takes its snapshot
+	// under it, and every event is routed under it, so a session sees each
+	// change exactly once.
+	mu      sync.Mutex
+	byNode  map[string]map[*session]struct{}
+	events  <-chan state.Event
+	unwatch func()
+}
+
+// session is one agent's open Session stream.
+type session struct {
+	nodeID    string
+	snapIndex uint64        // the snapshot's store index: older events are in it
+	notify    chan struct{} // capacity 1: pending is non-empty
+	reset     chan struct{} // closed when the session must start over
+
+	mu      sync.Mutex
+	pending map[string]*swarmpb.Task // task ID -> latest version; nil = removed
+}
+
+type statusRequest struct {
+	nodeID  string
+	updates []*swarmpb.TaskStatusUpdate
+	done    chan error // capacity 1
+}
+
+// startSessions starts the task-dispatch goroutines for a term. The store
+// watch is registered before it returns, so every session registered later
+// (its snapshot taken after) is covered by it.
+func (d *Dispatcher) startSessions(ctx context.Context) *sessions {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sessions{
+		d:       d,
+		ctx:     ctx,
+		cancel:  cancel,
+		updates: make(chan *statusRequest, 256),
+		byNode:  make(map[string]map[*session]struct{}),
+	}
+	s.events, s.unwatch = d.Store.Watch()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.fanOut() }()
+	go func() { defer s.wg.Done(); s.writeStatuses() }()
+	return s
+}
+
+// stop ends the term's task dispatch: open sessions return Unavailable and
+// pending status updates fail, so agents move to the next leader.
+func (s *sessions) stop() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	s.unwatch()
+	s.byNode = make(map[string]map[*session]struct{})
+	s.mu.Unlock()
+}
+
+// taskSessions returns the running term's task dispatch, nil on a follower.
+func (d *Dispatcher) taskSessions() *sessions {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.active {
+		return nil
+	}
+	return d.sessions
+}
+
+// termEnded is what a session or status update gets when the term ends
+// under it: Unavailable, naming the new leader when known.
+func (d *Dispatcher) termEnded(ctx context.Context) error {
+	if _, addr := d.Raft.Leader(); addr != "" {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderAddrKey, addr))
+	}
+	return status.Error(codes.Unavailable, "the manager's leadership term ended; reconnect to the leader")
+}
+
+// register opens a session for nodeID and returns its full task set.
+func (s *sessions) register(nodeID string) (*session, []*swarmpb.Task) {
+	sess := &session{
+		nodeID:  nodeID,
+		notify:  make(chan struct{}, 1),
+		reset:   make(chan struct{}),
+		pending: make(map[string]*swarmpb.Task),
+	}
+	var full []*swarmpb.Task
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d.Store.View(func(tx state.ReadTx) {
+		sess.snapIndex = tx.Index()
+		for _, t := range tx.TasksByNode(nodeID) {
+			if dispatched(t) {
+				full = append(full, t)
+			}
+		}
+	})
+	set := s.byNode[nodeID]
+	if set == nil {
+		set = make(map[*session]struct{})
+		s.byNode[nodeID] = set
+	}
+	set[sess] = struct{}{}
+	return sess, full
+}
+
+func (s *sessions) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set := s.byNode[sess.nodeID]; set != nil {
+		delete(set, sess)
+		if len(set) == 0 {
+			delete(s.byNode, sess.nodeID)
+		}
+	}
+}
+
+// fanOut routes the term's store events to the sessions of the nodes they
+// concern.
+func (s *sessions) fanOut() {
+	batch := make([]state.Event, 0, 64)
+	touched := make(map[*session]struct{})
+	for {
+		var ev state.Event
+		var ok bool
+		select {
+		case <-s.ctx.Done():
+			return
+		case ev, ok = <-s.events:
+		}
+		if !ok {
+			s.rewatch()
+			continue
+		}
+		batch = append(batch[:0], ev)
+	drain:
+		for len(batch) < watchDrain {
+			select {
+			case ev, ok = <-s.events:
+				if !ok {
+					break drain // the next receive sees the close
+				}
+				batch = append(batch, ev)
+			default:
+				break drain
+			}
+		}
+		s.mu.Lock()
+		for _, ev := range batch {
+			s.route(ev, touched)
+		}
+		s.mu.Unlock()
+		for sess := range touched {
+			select {
+			case sess.notify <- struct{}{}:
+			default:
+			}
+			delete(touched, sess)
+		}
+		clear(batch) // let delivered objects be collected
+	}
+}
+
+// route queues one event for the sessions it concerns; s.mu is held.
+func (s *sessions) route(ev state.Event, touched map[*session]struct{}) {
+	t := ev.Task()
+	if t == nil {
+		return
+	}
+	var old *swarmpb.Task
+	switch ev.Kind {
+	case state.EventUpdate:
+		old, _ = ev.Old.(*swarmpb.Task)
+	case state.EventDelete:
+		old, t = t, nil
+	}
+	// The new version goes to its node if it belongs there; a node that
+	// had the old version and no longer has it sees it removed.
+	if dispatched(t) {
+		s.queue(t.GetNodeId(), ev.Index, t.GetId(), t, touched)
+	}
+	if dispatched(old) && (!dispatched(t) || t.GetNodeId() != old.GetNodeId()) {
+		s.queue(old.GetNodeId(), ev.Index, old.GetId(), nil, touched)
+	}
+}
+
+func (s *sessions) queue(nodeID string, index uint64, id string, t *swarmpb.Task, touched map[*session]struct{}) {
+	for sess := range s.byNode[nodeID] {
+		if index <= sess.snapIndex {
+			continue // already in the session's snapshot
+		}
+		sess.mu.Lock()
+		sess.pending[id] = t
+		sess.mu.Unlock()
+		touched[sess] = struct{}{}
+	}
+}
+
+// rewatch replaces a watch the store closed (a Restore replaced the whole
+// state): every open session starts over with a new full set.
+func (s *sessions) rewatch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unwatch()
+	s.events, s.unwatch = s.d.Store.Watch()
+	for nodeID, set := range s.byNode {
+		for sess := range set {
+			close(sess.reset)
+		}
+		delete(s.byNode, nodeID)
+	}
+}
+
+// take returns the session's queued changes, at most max entries.
+func (sess *session) take(max int) (changed []*swarmpb.Task, removed []string, more bool) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	for id, t := range sess.pending {
+		if len(changed)+len(removed) >= max {
+			return changed, removed, true
+		}
+		if t == nil {
+			removed = append(removed, id)
+		} else {
+			changed = append(changed, t)
+		}
+		delete(sess.pending, id)
+	}
+	return changed, removed, false
+}
+
+// Session streams the calling node's tasks: the full set, then changes.
+func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatcher_SessionServer) error {
+	ctx := stream.Context()
+	id, err := ca.PeerIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	s := d.taskSessions()
+	if s == nil {
+		return d.notLeader(ctx)
+	}
+	sess, full := s.register(id.NodeID)
+	defer s.unregister(sess)
+
+	managers := managerAddrs(d.Raft)
+	if err := stream.Send(&swarmpb.SessionMessage{
+		Kind:     swarmpb.SessionMessage_KIND_FULL,
+		Tasks:    full,
+		Managers: managers,
+	}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.ctx.Done():
+			return d.termEnded(ctx)
+		case <-sess.reset:
+			return status.Error(codes.Unavailable, "the manager's state was replaced; reconnect for a new task set")
+		case <-sess.notify:
+		}
+		managers = managerAddrs(d.Raft)
+		for more := true; more; {
+			var changed []*swarmpb.Task
+			var removed []string
+			changed, removed, more = sess.take(sessionBatch)
+			if len(changed) == 0 && len(removed) == 0 {
+				break
+			}
+			if err := stream.Send(&swarmpb.SessionMessage{
+				Kind:           swarmpb.SessionMessage_KIND_UPDATE,
+				Tasks:          changed,
+				RemovedTaskIds: removed,
+				Managers:       managers,
+			}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// UpdateTaskStatus records the statuses an agent observed for its tasks.
+// It returns once they are committed, or dropped (deleted tasks, states
+// that would move backwards).
+func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTaskStatusRequest) (*swarmpb.UpdateTaskStatusResponse, error) {
+	id, err := ca.PeerIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := d.taskSessions()
+	if s == nil {
+		return nil, d.notLeader(ctx)
+	}
+	for _, u := range req.GetUpdates() {
+		if u.GetTaskId() == "" || u.GetStatus() == nil {
+			return nil, Status(invalidf("a task status update needs a task ID and a status"))
+		}
+	}
+	var denied error
+	d.Store.View(func(tx state.ReadTx) {
+		for _, u := range req.GetUpdates() {
+			if t := tx.GetTask(u.GetTaskId()); t != nil && t.GetNodeId() != id.NodeID {
+				denied = deniedf("task %s is not assigned to node %s", u.GetTaskId(), id.NodeID)
+				return
+			}
+		}
+	})
+	if denied != nil {
+		return nil, Status(denied)
+	}
+	if len(req.GetUpdates()) == 0 {
+		return &swarmpb.UpdateTaskStatusResponse{}, nil
+	}
+	r := &statusRequest{nodeID: id.NodeID, updates: req.GetUpdates(), done: make(chan error, 1)}
+	select {
+	case s.updates <- r:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-s.ctx.Done():
+		return nil, d.termEnded(ctx)
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return nil, Status(err)
+		}
+		return &swarmpb.UpdateTaskStatusResponse{}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-s.ctx.Done():
+		return nil, d.termEnded(ctx)
+	}
+}
+
+// writeStatuses gathers status updates from every agent and writes them in
+// batches, one Raft entry each.
+func (s *sessions) writeStatuses() {
+	var batch []*statusRequest
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case <-s.ctx.Done():
+			return
+		case r := <-s.updates:
+			batch = append(batch, r)
+		}
+		n := len(batch[0].updates)
+		timer.Reset(statusBatchWait)
+	gather:
+		for n < statusBatchMax {
+			select {
+			case r := <-s.updates:
+				batch = append(batch, r)
+				n += len(r.updates)
+			case <-timer.C:
+				break gather
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		err := s.applyStatuses(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+		clear(batch)
+	}
+}
+
+// applyStatuses writes one batch of updates, re-reading on conflicts.
+func (s *sessions) applyStatuses(batch []*statusRequest) error {
+	var err error
+	for attempt := 1; attempt <= statusConflictRetries; attempt++ {
+		actions := s.statusActions(batch)
+		if len(actions) == 0 {
+			return nil
+		}
+		_, err = s.d.Raft.Apply(s.ctx, Batch(actions...))
+		if !errors.Is(err, state.ErrConflict) {
+			return err
+		}
+	}
+	if s.d.Logger != nil {
+		s.d.Logger.Warn("task status updates kept conflicting; the agents retry", "updates", len(batch), "err", err)
+	}
+	return err
+}
+
+// statusActions turns updates into task updates against the current state:
+// updates for deleted tasks, for tasks no longer on the sender's node and
+// that would move a task backwards are dropped, and so are repeats.
+func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction {
+	staged := make(map[string]*swarmpb.Task)
+	var order []string
+	s.d.Store.View(func(tx state.ReadTx) {
+		for _, r := range batch {
+			for _, u := range r.updates {
+				cur, mine := staged[u.GetTaskId()]
+				if !mine {
+					cur = tx.GetTask(u.GetTaskId())
+				}
+				if cur == nil || cur.GetNodeId() != r.nodeID || !statusAdvances(cur.GetStatus(), u.GetStatus()) {
+					continue
+				}
+				if !mine {
+					cur = proto.Clone(cur).(*swarmpb.Task)
+					staged[cur.GetId()] = cur
+					order = append(order, cur.GetId())
+				}
+				cur.Status = proto.Clone(u.GetStatus()).(*swarmpb.TaskStatus)
+			}
+		}
+	})
+	slices.Sort(order)
+	actions := make([]*swarmpb.StoreAction, 0, len(order))
+	for _, id := range order {
+		actions = append(actions, updateAction(staged[id]))
+	}
+	return actions
+}
+
+// statusAdvances reports whether next is worth writing over cur: never a
+// step back, and not a repeat of what is stored (timestamps aside).
+func statusAdvances(cur, next *swarmpb.TaskStatus) bool {
+	switch {
+	case next.GetState() < cur.GetState():
+		return false
+	case next.GetState() > cur.GetState():
+		return true
+	}
+	return next.GetMessage() != cur.GetMessage() || next.GetErr() != cur.GetErr() ||
+		next.GetExitCode() != cur.GetExitCode() ||
+		(next.GetContainerId() != "" && next.GetContainerId() != cur.GetContainerId())
+}

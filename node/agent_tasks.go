@@ -1,0 +1,482 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/worker"
+	"github.com/raftswarm/raftswarm/api"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Agent task-handling tuning.
+const (
+	sessionMinBackoff = 100 * time.Millisecond
+	sessionMaxBackoff = 2 * time.Second
+	// sessionMaxRecv is the largest session message accepted: a full task
+	// set is one message.
+	sessionMaxRecv = 256 << 20
+	// reportBatch bounds the status updates sent in one RPC.
+	reportBatch = 500
+	// reportTimeout bounds one UpdateTaskStatus call; the leader holds it
+	// until the updates are committed.
+	reportTimeout = 10 * time.Second
+	// engineRefresh is how often the engine's description is re-read for
+	// heartbeats; engineTimeout bounds one read.
+	engineRefresh = 10 * time.Second
+	engineTimeout = 5 * time.Second
+)
+
+var errAgentStopped = errors.New("agent stopping")
+
+// taskAgent runs the node's tasks: it holds the Session stream to the
+// leader, feeds it to the worker, and reports the worker's task statuses.
+// One exists per agent run; the worker and executor outlive sessions.
+type taskAgent struct {
+	n       *Node
+	log     *slog.Logger
+	exec    exec.Executor // nil when the node has no container engine
+	execErr error         // why exec is nil
+	worker  *worker.Worker
+	leader  *leaderTracker
+	reports chan *statusReport
+
+	ctx context.Context // the agent run; set by run before anything uses it
+
+	engMu  sync.Mutex
+	eng    *swarmpb.NodeDescription // last engine description, nil if none yet
+	engErr error
+}
+
+type statusReport struct {
+	update *swarmpb.TaskStatusUpdate
+	done   chan error // capacity 1
+}
+
+// newTaskAgent creates the node's executor and worker. Without an
+// executor the node still heartbeats (reporting the engine error) but runs
+// no tasks.
+func (n *Node) newTaskAgent(ctx context.Context, nodeID string, managers []string) *taskAgent {
+	ta := &taskAgent{
+		n:       n,
+		log:     n.log,
+		leader:  newLeaderTracker(managers),
+		reports: make(chan *statusReport, 64),
+		ctx:     ctx,
+	}
+	ex, err := n.cfg.Executor(nodeID)
+	if err == nil && ex == nil {
+		err = errors.New("no container engine configured")
+	}
+	if err != nil {
+		ta.execErr = err
+		n.log.Warn("no container engine: this node runs no tasks", "err", err)
+		return ta
+	}
+	ta.exec = ex
+	ta.worker = worker.New(ex, ta, n.log.With("component", "worker"))
+	return ta
+}
+
+// run runs the session loop, the status reporter and the engine
+// description refresher until ctx (the agent run) ends, then closes the
+// worker; containers keep running for the next agent to adopt.
+func (ta *taskAgent) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if ta.exec != nil {
+		// The first engine call runs alone: the Docker client negotiates
+		// its API version lazily on it, racing with concurrent calls.
+		ta.readEngine(ctx)
+		wg.Go(func() { ta.refreshEngine(ctx) })
+	}
+	if ta.worker != nil {
+		wg.Go(func() { ta.sendReports(ctx) })
+		wg.Go(func() { ta.runSessions(ctx) })
+	}
+	wg.Wait()
+	if ta.worker != nil {
+		ta.worker.Close()
+	}
+	if c, ok := ta.exec.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// ---------------------------------------------------------------- engine
+
+// describe reports what the scheduler needs to know about this node, as
+// far as the daemon itself knows it.
+func (n *Node) describe() *swarmpb.NodeDescription {
+	return &swarmpb.NodeDescription{
+		Hostname:  n.cfg.Hostname,
+		Os:        runtime.GOOS,
+		Arch:      runtime.GOARCH,
+		Resources: &swarmpb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
+	}
+}
+
+// describeWithEngine is the node description heartbeats carry: the
+// configured hostname, and the engine's platform, version and resources
+// (or the engine's error).
+func (n *Node) describeWithEngine(ta *taskAgent) *swarmpb.NodeDescription {
+	d := n.describe()
+	if ta == nil {
+		return d
+	}
+	eng, err := ta.engine()
+	switch {
+	case err != nil:
+		d.EngineError = err.Error()
+	case eng != nil:
+		if eng.GetOs() != "" {
+			d.Os = eng.GetOs()
+		}
+		if eng.GetArch() != "" {
+			d.Arch = eng.GetArch()
+		}
+		d.EngineVersion = eng.GetEngineVersion()
+		if r := eng.GetResources(); r.GetNanoCpus() > 0 || r.GetMemoryBytes() > 0 {
+			d.Resources = &swarmpb.Resources{NanoCpus: r.GetNanoCpus(), MemoryBytes: r.GetMemoryBytes()}
+		}
+		d.EngineError = eng.GetEngineError()
+	}
+	return d
+}
+
+// engine returns the last engine description read. It never calls the
+// engine itself, so a slow engine cannot delay heartbeats.
+func (ta *taskAgent) engine() (*swarmpb.NodeDescription, error) {
+	if ta.exec == nil {
+		return nil, ta.execErr
+	}
+	ta.engMu.Lock()
+	defer ta.engMu.Unlock()
+	return ta.eng, ta.engErr
+}
+
+func (ta *taskAgent) refreshEngine(ctx context.Context) {
+	for sleepCtx(ctx, engineRefresh) {
+		ta.readEngine(ctx)
+	}
+}
+
+func (ta *taskAgent) readEngine(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(ctx, engineTimeout)
+	d, err := ta.exec.Describe(dctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	ta.engMu.Lock()
+	defer ta.engMu.Unlock()
+	if err != nil && ta.engErr == nil {
+		ta.log.Warn("container engine unreachable", "err", err)
+	}
+	ta.eng, ta.engErr = d, err
+}
+
+// ---------------------------------------------------------------- leader
+
+// leaderTracker is the agent's best guess at the leader, shared by the
+// heartbeat loop, the session loop and the status reporter.
+type leaderTracker struct {
+	mu       sync.Mutex
+	managers []string
+	addr     string
+	changed  chan struct{} // closed when addr is set to another leader
+}
+
+func newLeaderTracker(managers []string) *leaderTracker {
+	l := &leaderTracker{managers: slices.Clone(managers), changed: make(chan struct{})}
+	if len(managers) > 0 {
+		l.addr = managers[0]
+	}
+	return l
+}
+
+// get returns the address to try and a channel closed when another
+// manager is found to lead.
+func (l *leaderTracker) get() (string, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addr, l.changed
+}
+
+// set records addr as the leader (it answered as one, or a follower named it).
+func (l *leaderTracker) set(addr string) {
+	if addr == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Contains(l.managers, addr) {
+		l.managers = append(l.managers, addr)
+	}
+	if addr != l.addr {
+		l.addr = addr
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// failed moves on to the next manager after addr did not answer.
+func (l *leaderTracker) failed(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if addr != l.addr || len(l.managers) == 0 {
+		return
+	}
+	i := slices.Index(l.managers, addr)
+	l.addr = l.managers[(i+1)%len(l.managers)]
+}
+
+// setManagers takes in the cluster's manager list (leader first).
+func (l *leaderTracker) setManagers(managers []string) {
+	if len(managers) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.managers = slices.Clone(managers)
+	if l.addr == "" || !slices.Contains(l.managers, l.addr) {
+		l.addr = l.managers[0]
+	}
+}
+
+func (ta *taskAgent) conn(addr string) (*grpc.ClientConn, error) {
+	ta.n.mu.Lock()
+	pool := ta.n.pool
+	ta.n.mu.Unlock()
+	if pool == nil {
+		return nil, status.Error(codes.Canceled, "node stopping")
+	}
+	return pool.Conn(addr)
+}
+
+func leaderHint(md metadata.MD) string {
+	if v := md.Get(api.LeaderAddrKey); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// ---------------------------------------------------------------- sessions
+
+// runSessions keeps a Session open with the leader and applies what it
+// streams to the worker, reconnecting with backoff when it breaks.
+func (ta *taskAgent) runSessions(ctx context.Context) {
+	backoff := sessionMinBackoff
+	redirects := 0
+	for ctx.Err() == nil {
+		addr, changed := ta.leader.get()
+		if addr == "" {
+			ta.log.Error("agent knows no manager to open a task session with")
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		// A heartbeat or a follower that names another leader ends this
+		// session so the next one goes there.
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			ch := changed
+			for {
+				select {
+				case <-sctx.Done():
+					return
+				case <-ch:
+					var cur string
+					cur, ch = ta.leader.get()
+					if cur != addr {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+		established, hint, err := ta.session(sctx, addr)
+		cancel()
+		<-watchDone
+		if ctx.Err() != nil {
+			return
+		}
+		if established {
+			backoff = sessionMinBackoff
+			redirects = 0
+		}
+		if hint != "" && hint != addr {
+			ta.leader.set(hint)
+			if redirects++; redirects <= 3 {
+				continue
+			}
+		} else if cur, _ := ta.leader.get(); cur != addr {
+			continue // moved to a leader found meanwhile
+		} else {
+			ta.leader.failed(addr)
+		}
+		ta.log.Debug("task session ended; reconnecting", "manager", addr, "err", err, "in", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, sessionMaxBackoff)
+	}
+}
+
+// session runs one Session stream with addr until it fails. established
+// reports whether the full task set arrived; hint is the leader a
+// follower named.
+func (ta *taskAgent) session(ctx context.Context, addr string) (established bool, hint string, err error) {
+	conn, err := ta.conn(addr)
+	if err != nil {
+		return false, "", err
+	}
+	stream, err := swarmpb.NewDispatcherClient(conn).Session(ctx,
+		&swarmpb.SessionRequest{Description: ta.n.describeWithEngine(ta)}, grpc.MaxCallRecvMsgSize(sessionMaxRecv))
+	if err != nil {
+		return false, "", err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return established, leaderHint(stream.Trailer()), err
+		}
+		switch msg.GetKind() {
+		case swarmpb.SessionMessage_KIND_FULL:
+			if !established {
+				established = true
+				ta.leader.set(addr)
+			}
+			if err := ta.worker.Assign(ctx, msg.GetTasks()); err != nil {
+				ta.log.Debug("assigning tasks", "err", err)
+			}
+		case swarmpb.SessionMessage_KIND_UPDATE:
+			if !established {
+				continue // cannot happen: the full set comes first
+			}
+			if err := ta.worker.Update(ctx, msg.GetTasks(), msg.GetRemovedTaskIds()); err != nil {
+				ta.log.Debug("updating tasks", "err", err)
+			}
+		}
+		ta.leader.setManagers(msg.GetManagers())
+	}
+}
+
+// ---------------------------------------------------------------- reports
+
+// UpdateTaskStatus implements worker.StatusReporter: the status joins the
+// next batch sent to the leader, and the call returns that batch's result,
+// so a failure makes the worker retry.
+func (ta *taskAgent) UpdateTaskStatus(ctx context.Context, taskID string, st *swarmpb.TaskStatus) error {
+	r := &statusReport{update: &swarmpb.TaskStatusUpdate{TaskId: taskID, Status: st}, done: make(chan error, 1)}
+	select {
+	case ta.reports <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ta.ctx.Done():
+		return errAgentStopped
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ta.ctx.Done():
+		return errAgentStopped
+	}
+}
+
+// sendReports sends queued statuses, as many per RPC as are waiting.
+func (ta *taskAgent) sendReports(ctx context.Context) {
+	batch := make([]*statusReport, 0, reportBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-ta.reports:
+			batch = append(batch, r)
+		}
+	drain:
+		for len(batch) < reportBatch {
+			select {
+			case r := <-ta.reports:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		updates := make([]*swarmpb.TaskStatusUpdate, len(batch))
+		for i, r := range batch {
+			updates[i] = r.update
+		}
+		err := ta.report(ctx, updates)
+		if status.Code(err) == codes.PermissionDenied && len(batch) > 1 {
+			// One task moved to another node while its status was on the
+			// way; that must not hold up the others.
+			for _, r := range batch {
+				r.done <- ta.report(ctx, []*swarmpb.TaskStatusUpdate{r.update})
+			}
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+		clear(batch)
+	}
+}
+
+// report sends one UpdateTaskStatus to the leader, following a follower's
+// hint.
+func (ta *taskAgent) report(ctx context.Context, updates []*swarmpb.TaskStatusUpdate) error {
+	var err error
+	for range 3 {
+		addr, _ := ta.leader.get()
+		if addr == "" {
+			return errors.New("no manager known")
+		}
+		var conn *grpc.ClientConn
+		if conn, err = ta.conn(addr); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		var trailer metadata.MD
+		_, err = swarmpb.NewDispatcherClient(conn).UpdateTaskStatus(rctx,
+			&swarmpb.UpdateTaskStatusRequest{Updates: updates}, grpc.Trailer(&trailer))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if hint := leaderHint(trailer); hint != "" && hint != addr {
+			ta.leader.set(hint)
+			continue
+		}
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.FailedPrecondition:
+			ta.leader.failed(addr)
+		}
+		return err
+	}
+	return err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
