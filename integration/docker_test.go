@@ -108,6 +108,19 @@ func TestDockerServiceLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ctl := c.Control()
+	// Wait until every node is Ready, so the spread has all three to use.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		nodes, err := ctl.ListNodes(ctx, &swarmpb.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes.Nodes {
+			if n.Node.Status != swarmpb.NodeStatus_NODE_STATUS_READY || n.Node.Description.GetEngineVersion() == "" {
+				return fmt.Errorf("node %s is %s (engine %q)", n.Node.Description.GetHostname(), n.Node.Status, n.Node.Description.GetEngineVersion())
+			}
+		}
+		return nil
+	})
 
 	resp, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: "web-" + randomSuffix(), Replicas: 7,

@@ -20,6 +20,8 @@ import (
 	"github.com/raftswarm/raftswarm/state"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Config configures a Manager.
@@ -146,29 +148,43 @@ func (m *Manager) WaitLeader(ctx context.Context) error {
 // as a voter, then waits until this replica has caught up with the cluster
 // object.
 func (m *Manager) JoinRaft(ctx context.Context, managers []string) error {
+	// Joining is idempotent (the leader re-adds a voter it already has), so
+	// transient failures, such as a leader change during the join, are
+	// retried over every known manager until ctx ends.
 	var lastErr error
-	for _, addr := range managers {
-		if addr == m.cfg.AdvertiseAddr {
-			continue
+	for round := 0; ; round++ {
+		for _, addr := range managers {
+			if addr == m.cfg.AdvertiseAddr {
+				continue
+			}
+			conn, err := m.cfg.Pool.Conn(addr)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			_, err = swarmpb.NewRaftMembershipClient(conn).Join(cctx, &swarmpb.RaftJoinRequest{Addr: m.cfg.AdvertiseAddr})
+			cancel()
+			if err != nil {
+				lastErr = fmt.Errorf("join raft via %s: %w", addr, err)
+				if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied {
+					return lastErr
+				}
+				continue
+			}
+			return m.waitReplica(ctx)
 		}
-		conn, err := m.cfg.Pool.Conn(addr)
-		if err != nil {
-			lastErr = err
-			continue
+		if lastErr == nil {
+			return errors.New("no manager address known")
 		}
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err = swarmpb.NewRaftMembershipClient(conn).Join(cctx, &swarmpb.RaftJoinRequest{Addr: m.cfg.AdvertiseAddr})
-		cancel()
-		if err != nil {
-			lastErr = fmt.Errorf("join raft via %s: %w", addr, err)
-			continue
+		t := time.NewTimer(time.Duration(200*(round+1)) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return lastErr
+		case <-t.C:
 		}
-		return m.waitReplica(ctx)
 	}
-	if lastErr == nil {
-		lastErr = errors.New("no manager address known")
-	}
-	return lastErr
 }
 
 // waitReplica waits until the local store holds the cluster object.

@@ -51,9 +51,11 @@ func DefaultTimings() Timings {
 // FastTimings are for in-process test clusters on loopback.
 func FastTimings() Timings {
 	return Timings{
-		HeartbeatTimeout:   150 * time.Millisecond,
-		ElectionTimeout:    150 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		// Loose enough that a loaded 2-core machine running the race
+		// detector does not depose leaders spuriously.
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 		SnapshotThreshold:  1024,
 		SnapshotInterval:   5 * time.Second,
