@@ -1,0 +1,50 @@
+// Package mesh is the routing mesh of a raftswarm node: the ingress side of
+// published ports.
+//
+// # What it owns
+//
+// Every node listens on every published port of every service (on its
+// --ingress-addr, all addresses by default) and forwards each incoming TCP
+// connection or UDP flow to a running task of that service, on this node or
+// any other. The package owns exactly that data path:
+//
+//   - binding and unbinding the published ports (tcp and udp) as the endpoint
+//     table changes, reporting ports that cannot be bound and retrying them on
+//     the next Update;
+//   - choosing a backend per connection/flow (round robin), skipping backends
+//     that refuse or time out;
+//   - copying bytes both ways, with half-close, and tearing everything down
+//     on Close.
+//
+// It does not own the endpoint table: the managers compute it (one entry per
+// published port, listing host_ip:host_port of every running task, as
+// published by Docker on the task's own node) and the node agent watches it
+// and hands every full table to Mesh.Update. Nor does it publish task ports in
+// Docker; that is the executor's job.
+//
+// # Why a userspace proxy
+//
+// Docker's swarm mode implements the routing mesh in the kernel: an "ingress"
+// overlay network (VXLAN) joins all nodes, iptables DNAT rules send published
+// ports into an ingress sandbox namespace, and IPVS load-balances there onto
+// the tasks' overlay addresses. That needs an overlay network, kernel modules,
+// root and network namespaces, and its rules are global to a network
+// namespace, so several nodes cannot share one host.
+//
+// raftswarm has no overlay network: a task is reachable only at the
+// host_ip:host_port Docker published on its own node. A userspace proxy that
+// dials those addresses works across hosts with nothing but plain IP
+// reachability between nodes, needs no privileges beyond binding the ports,
+// and lets several nodes run on one host, each bound to its own 127.0.0.x
+// ingress address (as the tests and the demo do).
+//
+// The trade-off against IPVS/iptables: every byte crosses user space (io.Copy
+// between two *net.TCPConn uses splice(2) on Linux, so it is not copied
+// through Go buffers, but it still costs syscalls and a context switch per
+// chunk), each proxied connection holds two sockets and two goroutines, and
+// connection setup costs an extra dial (see BenchmarkTCPProxy vs
+// BenchmarkTCPDirect). Backends see the mesh node as the client address, not
+// the real client (Docker's ingress mode SNATs too, so that is no worse).
+// Load balancing decisions are per node: each node round-robins its own
+// connections with no shared state.
+package mesh

@@ -1,0 +1,116 @@
+package mesh
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+type tcpPort struct {
+	m   *Mesh
+	key portKey
+	ln  *net.TCPListener
+	bs  atomic.Pointer[backendSet]
+	rr  atomic.Uint64
+}
+
+func (p *tcpPort) setBackends(bs *backendSet) { p.bs.Store(bs) }
+func (p *tcpPort) backends() *backendSet      { return p.bs.Load() }
+func (p *tcpPort) close()                     { p.ln.Close() }
+
+func (p *tcpPort) serve() {
+	defer p.m.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := p.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient (e.g. EMFILE): back off like net/http does, but
+			// stop at once if the mesh closes.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			p.m.log.Warn("accept failed", "port", p.key.String(), "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-p.m.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		p.m.wg.Add(1)
+		go p.handle(c)
+	}
+}
+
+// handle proxies one client connection.
+func (p *tcpPort) handle(client *net.TCPConn) {
+	m := p.m
+	defer m.wg.Done()
+	if !m.track(client) {
+		client.Close()
+		return
+	}
+	defer m.untrack(client)
+	defer client.Close()
+
+	var server *net.TCPConn
+	b := pick(p.bs.Load(), &p.rr, func(b *backend) error {
+		d := net.Dialer{Timeout: time.Duration(m.dialTimeout.Load())}
+		c, err := d.DialContext(m.ctx, "tcp", b.addr)
+		if err != nil {
+			m.log.Debug("backend dial failed", "port", p.key.String(), "backend", b.addr, "task", b.taskID, "err", err)
+			return err
+		}
+		server = c.(*net.TCPConn)
+		return nil
+	})
+	if b == nil {
+		// No backend listed or none reachable: close the client at once.
+		m.refused.Add(1)
+		return
+	}
+	if !m.track(server) {
+		server.Close()
+		return
+	}
+	defer m.untrack(server)
+	defer server.Close()
+
+	client.SetNoDelay(true)
+	server.SetNoDelay(true)
+	m.connStart(b.addr)
+	defer m.connEnd(b.addr)
+
+	done := make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(done)
+		pipe(server, client)
+	}()
+	pipe(client, server)
+	<-done
+}
+
+// pipe copies src to dst until src ends. On a clean EOF it half-closes dst so
+// the peer sees the end of the stream while the other direction goes on; on
+// an error (reset, Close by the mesh) it closes both sides, which ends the
+// other direction too. Between two *net.TCPConn io.Copy uses splice(2).
+func pipe(dst, src *net.TCPConn) {
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		src.Close()
+		return
+	}
+	dst.CloseWrite()
+}
