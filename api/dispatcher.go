@@ -47,7 +47,8 @@ type Dispatcher struct {
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
 	wake      chan struct{}
-	sessions  *sessions // task dispatch for the current term (dispatcher_tasks.go)
+	sessions  *sessions      // task dispatch for the current term (dispatcher_tasks.go)
+	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
 }
 
 func (d *Dispatcher) base() time.Duration {
@@ -141,6 +142,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	start := time.Now().Add(d.ttl(len(nodes)) + grace)
 	tasks := d.startSessions(ctx)
+	table := d.startEndpoints(ctx)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
 	for _, n := range nodes {
@@ -148,13 +150,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.active = true
 	d.sessions = tasks
+	d.endpoints = table
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		d.active = false
 		d.sessions = nil
+		d.endpoints = nil
 		d.mu.Unlock()
 		tasks.stop()
+		table.stop()
 	}()
 
 	t := time.NewTicker(d.base() / 4)

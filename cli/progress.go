@@ -233,6 +233,7 @@ func (a *app) waitConverged(ctl swarmpb.ControlClient, id, name string, timeout 
 	ticker := time.NewTicker(a.opts.pollInterval)
 	defer ticker.Stop()
 	var lastErr string
+	verifying := false
 	for polls := 0; ; polls++ {
 		var svc *swarmpb.Service
 		var tasks []*swarmpb.Task
@@ -263,7 +264,17 @@ func (a *app) waitConverged(ctl swarmpb.ControlClient, id, name string, timeout 
 		switch {
 		case c.failure != "":
 			return fmt.Errorf("service %s did not converge: %s", name, c.failure)
+		case c.converged && updateInFlight(svc):
+			// Tasks run; the daemon still watches them for the update's
+			// monitor period before calling the update complete.
+			if !verifying {
+				verifying = true
+				fmt.Fprintf(a.stdout, "verify: Waiting %d seconds to verify that tasks are stable...\n", monitorSeconds(svc))
+			}
 		case c.converged:
+			if msg := autoRollback(svc, start); msg != "" {
+				return fmt.Errorf("service %s: %s", name, msg)
+			}
 			fmt.Fprintln(a.stdout, "verify: Service converged")
 			return nil
 		case !time.Now().Before(deadline):
@@ -290,6 +301,37 @@ func pausedUpdate(svc *swarmpb.Service, start time.Time) string {
 			return m
 		}
 		return "update " + us.GetState()
+	}
+	return ""
+}
+
+// updateInFlight reports a rolling update (or rollback) the daemon has
+// not finished, typically in its monitor period.
+func updateInFlight(svc *swarmpb.Service) bool {
+	switch svc.GetUpdateStatus().GetState() {
+	case "updating", "rollback_started":
+		return true
+	}
+	return false
+}
+
+func monitorSeconds(svc *swarmpb.Service) int64 {
+	cfg := svc.GetSpec().GetUpdate()
+	if svc.GetUpdateStatus().GetState() == "rollback_started" {
+		cfg = svc.GetSpec().GetRollback()
+	}
+	return int64(time.Duration(cfg.GetMonitorNs()).Round(time.Second) / time.Second)
+}
+
+// autoRollback reports an update this command started that the daemon
+// rolled back because new tasks failed.
+func autoRollback(svc *swarmpb.Service, start time.Time) string {
+	us := svc.GetUpdateStatus()
+	if us.GetState() != "rollback_completed" || us.GetStartedAt() < start.Add(-time.Second).UnixNano() {
+		return ""
+	}
+	if strings.Contains(us.GetMessage(), "rolled back due to failure") || strings.HasPrefix(us.GetMessage(), "update rolled back") {
+		return us.GetMessage()
 	}
 	return ""
 }

@@ -46,10 +46,15 @@ func randomSuffix() string {
 // unique tag, removed when the test ends.
 func buildDemoImage(t *testing.T, version string) string {
 	t.Helper()
+	return buildDemoImageWith(t, version, "")
+}
+
+func buildDemoImageWith(t *testing.T, version, extraLDFlags string) string {
+	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version,
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version+" "+extraLDFlags,
 		"-o", filepath.Join(dir, "demoapp"), "github.com/raftswarm/raftswarm/deploy/demoapp")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

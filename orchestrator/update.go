@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -117,6 +118,9 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 		msg := "update completed"
 		if rollingBack {
 			final, msg = UpdateRollbackCompleted, "rollback completed"
+			if m := st.GetMessage(); strings.Contains(m, "rolled back due to failure") {
+				msg = m // keep why: the CLI reports an automatic rollback as a failed update
+			}
 		}
 		o.setUpdateStatus(p, svc, final, msg, startedAt, p.now)
 		delete(o.stableAt, svc.Id)

@@ -31,9 +31,11 @@ type Member struct {
 	Dir    string
 	Socket string
 	Addr   string // host:port it advertises and listens on
-	Node   *node.Node
-	cfg    node.Config
-	conn   *grpc.ClientConn
+	// Ingress is the loopback IP its routing mesh binds published ports on.
+	Ingress string
+	Node    *node.Node
+	cfg     node.Config
+	conn    *grpc.ClientConn
 
 	fakeMu   sync.Mutex
 	fake     *fake.Executor
@@ -102,8 +104,11 @@ func freeAddr(t testing.TB) string {
 func (c *Cluster) Add(name string) *Member {
 	c.t.Helper()
 	m := &Member{Name: name, Dir: filepath.Join(c.t.TempDir(), name), Socket: filepath.Join(c.sockDir, name+".sock"), Addr: freeAddr(c.t)}
+	// Each member binds published ports on a loopback address of its own,
+	// as nodes on separate hosts would.
+	m.Ingress = fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
 	m.cfg = node.Config{
-		StateDir: m.Dir, SocketPath: m.Socket, Hostname: name,
+		StateDir: m.Dir, SocketPath: m.Socket, Hostname: name, IngressAddr: m.Ingress,
 		Timings: raft.FastTimings(), HeartbeatPeriod: c.opts.HeartbeatPeriod, NoSync: true,
 		LeaderWork: c.opts.LeaderWork,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{c.t, name}, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -1,0 +1,208 @@
+package api
+
+import (
+	"context"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// endpointTable is the routing mesh's table for one term: every published
+// ingress port and the addresses of the running tasks behind it. It is
+// rebuilt from the store on changes (coalesced) and every node's mesh
+// receives the whole table, which stays small: one entry per published
+// port, one address per running task.
+type endpointTable struct {
+	mu      sync.Mutex
+	ports   []*swarmpb.ServiceEndpoint
+	changed chan struct{} // closed and replaced when ports change
+	done    chan struct{}
+	stopped chan struct{}
+}
+
+func (d *Dispatcher) startEndpoints(ctx context.Context) *endpointTable {
+	e := &endpointTable{changed: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{})}
+	events, cancel := d.Store.ViewAndWatch(func(tx state.ReadTx) { e.ports = buildEndpoints(tx) })
+	go func() {
+		defer close(e.stopped)
+		defer func() { cancel() }()
+		debounce := time.NewTimer(time.Hour)
+		debounce.Stop()
+		pending := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.done:
+				return
+			case ev, ok := <-events:
+				if !ok {
+					cancel()
+					events, cancel = d.Store.Watch()
+					pending = true
+				} else if !affectsEndpoints(ev) {
+					continue
+				}
+				if !pending {
+					pending = true
+					debounce.Reset(20 * time.Millisecond)
+				}
+			case <-debounce.C:
+				pending = false
+				var ports []*swarmpb.ServiceEndpoint
+				d.Store.View(func(tx state.ReadTx) { ports = buildEndpoints(tx) })
+				e.set(ports)
+			}
+		}
+	}()
+	return e
+}
+
+func (e *endpointTable) stop() {
+	close(e.done)
+	<-e.stopped
+}
+
+func (e *endpointTable) set(ports []*swarmpb.ServiceEndpoint) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if equalEndpoints(e.ports, ports) {
+		return
+	}
+	e.ports = ports
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+func (e *endpointTable) get() ([]*swarmpb.ServiceEndpoint, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ports, e.changed
+}
+
+func equalEndpoints(a, b []*swarmpb.ServiceEndpoint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// affectsEndpoints filters the events that can change the table: services,
+// tasks entering or leaving the running set, and node address changes.
+func affectsEndpoints(ev state.Event) bool {
+	switch {
+	case ev.Service() != nil:
+		return true
+	case ev.Task() != nil:
+		old, _ := ev.Old.(*swarmpb.Task)
+		return old == nil || ev.Kind == state.EventDelete || serving(old) != serving(ev.Task()) ||
+			!portsEqual(old.GetStatus().GetPorts(), ev.Task().GetStatus().GetPorts())
+	case ev.Node() != nil:
+		old, _ := ev.Old.(*swarmpb.Node)
+		return old == nil || ev.Kind == state.EventDelete || old.Addr != ev.Node().Addr
+	}
+	return false
+}
+
+// serving reports a task the mesh should send traffic to: it runs (for a
+// task with a health check, the agent reports RUNNING only once healthy)
+// and is meant to keep running, so a task about to stop leaves the table
+// before it stops.
+func serving(t *swarmpb.Task) bool {
+	return t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING
+}
+
+func buildEndpoints(tx state.ReadTx) []*swarmpb.ServiceEndpoint {
+	var out []*swarmpb.ServiceEndpoint
+	for _, svc := range tx.ListServices() {
+		var tasks []*swarmpb.Task
+		for _, p := range svc.GetSpec().GetPorts() {
+			if p.PublishMode == "host" || p.PublishedPort == 0 {
+				continue
+			}
+			if tasks == nil {
+				tasks = tx.TasksByService(svc.Id)
+			}
+			se := &swarmpb.ServiceEndpoint{ServiceId: svc.Id, ServiceName: svc.Spec.Name, Protocol: protoOrTCP(p.Protocol), PublishedPort: p.PublishedPort}
+			for _, t := range tasks {
+				if !serving(t) {
+					continue
+				}
+				for _, b := range t.GetStatus().GetPorts() {
+					if b.TargetPort != p.TargetPort || protoOrTCP(b.Protocol) != se.Protocol || b.PublishMode == "host" || b.HostPort == 0 {
+						continue
+					}
+					host := b.HostIp
+					if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+						host, _, _ = net.SplitHostPort(tx.GetNode(t.NodeId).GetAddr())
+					}
+					if host == "" {
+						continue
+					}
+					se.Backends = append(se.Backends, &swarmpb.Backend{TaskId: t.Id, Addr: net.JoinHostPort(host, strconv.Itoa(int(b.HostPort)))})
+				}
+			}
+			sort.Slice(se.Backends, func(i, j int) bool { return se.Backends[i].TaskId < se.Backends[j].TaskId })
+			out = append(out, se)
+		}
+	}
+	return out
+}
+
+func protoOrTCP(p string) string {
+	if p == "" {
+		return "tcp"
+	}
+	return p
+}
+
+// Endpoints streams the routing table to a node's mesh: the whole table
+// now, then again on every change, until the term ends.
+func (d *Dispatcher) Endpoints(_ *swarmpb.EndpointsRequest, stream grpc.ServerStreamingServer[swarmpb.EndpointsMessage]) error {
+	ctx := stream.Context()
+	d.mu.Lock()
+	active, table := d.active, d.endpoints
+	d.mu.Unlock()
+	if !active || table == nil {
+		return d.notLeader(ctx)
+	}
+	for {
+		ports, changed := table.get()
+		if err := stream.Send(&swarmpb.EndpointsMessage{Ports: ports}); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-table.done:
+			return status.Error(codes.Unavailable, "leadership changed; reconnect to the new leader")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func portsEqual(a, b []*swarmpb.PortBinding) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/raftswarm/raftswarm/mesh"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// meshRetry is how often a table whose ports could not all be bound is
+// applied again (a port may be freed by another program).
+const meshRetry = 3 * time.Second
+
+// runMesh runs this node's routing mesh: it keeps an Endpoints stream open
+// with the leader and applies every table it receives, so each published
+// port answers on this node's ingress address whatever node runs the tasks.
+func (ta *taskAgent) runMesh(ctx context.Context) {
+	m := mesh.New(ta.n.cfg.IngressAddr, ta.log.With("component", "mesh"))
+	defer m.Close()
+	backoff := sessionMinBackoff
+	for ctx.Err() == nil {
+		addr, changed := ta.leader.get()
+		if addr == "" {
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			// Follow the leader the heartbeat loop finds.
+			select {
+			case <-sctx.Done():
+			case <-changed:
+				cancel()
+			}
+		}()
+		got, hint, err := ta.watchEndpoints(sctx, addr, m)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if got {
+			backoff = sessionMinBackoff
+		}
+		if hint != "" && hint != addr {
+			ta.leader.set(hint)
+			continue
+		}
+		ta.log.Debug("endpoint stream ended; reconnecting", "manager", addr, "err", err)
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, sessionMaxBackoff)
+	}
+}
+
+// watchEndpoints applies one Endpoints stream's tables until it breaks.
+// The mesh keeps its last table meanwhile: forwarding to the tasks that
+// ran a moment ago beats refusing every connection during an election.
+func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Mesh) (got bool, hint string, err error) {
+	conn, err := ta.conn(addr)
+	if err != nil {
+		return false, "", err
+	}
+	stream, err := swarmpb.NewDispatcherClient(conn).Endpoints(ctx, &swarmpb.EndpointsRequest{})
+	if err != nil {
+		return false, "", err
+	}
+	msgs := make(chan *swarmpb.EndpointsMessage)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	retry := time.NewTicker(meshRetry)
+	defer retry.Stop()
+	var last []*swarmpb.ServiceEndpoint
+	var failing bool
+	for {
+		select {
+		case msg := <-msgs:
+			got = true
+			last = msg.Ports
+			failing = ta.applyMesh(m, last)
+		case <-retry.C:
+			if failing {
+				failing = ta.applyMesh(m, last)
+			}
+		case err := <-errc:
+			return got, leaderHint(stream.Trailer()), err
+		}
+	}
+}
+
+func (ta *taskAgent) applyMesh(m *mesh.Mesh, ports []*swarmpb.ServiceEndpoint) (failing bool) {
+	err := m.Update(ports)
+	var ue *mesh.UpdateError
+	if errors.As(err, &ue) {
+		ta.log.Warn("routing mesh could not bind some published ports; retrying", "err", err)
+		return true
+	}
+	if err != nil {
+		ta.log.Warn("routing mesh update failed", "err", err)
+	}
+	return false
+}
