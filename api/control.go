@@ -19,6 +19,9 @@ type ControlServer struct {
 	swarmpb.UnimplementedControlServer
 	Store *state.Store
 	Raft  Raft
+	// Dispatcher reaches the agents' sessions for ServiceLogs (logs.go);
+	// without it ServiceLogs is refused.
+	Dispatcher *Dispatcher
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

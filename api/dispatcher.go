@@ -208,6 +208,18 @@ func (d *Dispatcher) expire(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+	// A heartbeat may have arrived while the batch was built: drop the
+	// nodes it revived rather than mark a live node Down.
+	d.mu.Lock()
+	kept := actions[:0]
+	for _, a := range actions {
+		if dl, ok := d.deadlines[a.GetNode().Id]; ok && !now.After(dl) {
+			continue
+		}
+		kept = append(kept, a)
+	}
+	actions = kept
+	d.mu.Unlock()
 	if len(actions) == 0 {
 		return
 	}

@@ -57,6 +57,8 @@ type sessions struct {
 	byNode  map[string]map[*session]struct{}
 	events  <-chan state.Event
 	unwatch func()
+
+	logs logRegistry // the term's open ServiceLogs subscriptions (logs.go)
 }
 
 // session is one agent's open Session stream.
@@ -67,7 +69,8 @@ type session struct {
 	reset     chan struct{} // closed when the session must start over
 
 	mu      sync.Mutex
-	pending map[string]*swarmpb.Task // task ID -> latest version; nil = removed
+	pending map[string]*swarmpb.Task  // task ID -> latest version; nil = removed
+	oob     []*swarmpb.SessionMessage // out-of-band messages (log subscriptions), sent first
 }
 
 type statusRequest struct {
@@ -309,6 +312,11 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 		case <-sess.reset:
 			return status.Error(codes.Unavailable, "the manager's state was replaced; reconnect for a new task set")
 		case <-sess.notify:
+		}
+		for _, m := range sess.takeOOB() {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
 		}
 		managers = managerAddrs(d.Raft)
 		for more := true; more; {

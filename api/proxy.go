@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
@@ -100,4 +101,69 @@ func (p *ControlProxy) ListTasks(ctx context.Context, r *swarmpb.ListTasksReques
 func leaderUnreachable(err error) bool {
 	st, ok := status.FromError(err)
 	return ok && st.Code() == codes.Unavailable && !strings.Contains(st.Message(), raft.ErrQuorumLost.Error())
+}
+
+// ServiceLogs relays the log stream from the leader. Like relay, it routes
+// again when the leader changed or was unreachable, but only while nothing
+// was sent: a stream cannot be replayed.
+func (p *ControlProxy) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swarmpb.Control_ServiceLogsServer) error {
+	ctx := stream.Context()
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		var srv swarmpb.ControlServer
+		var conn *grpc.ClientConn
+		if srv, conn, err = p.Router.RouteControl(ctx); err != nil {
+			return Status(err)
+		}
+		out := &sentTracker{Control_ServiceLogsServer: stream}
+		if srv != nil {
+			err = srv.ServiceLogs(req, out)
+		} else {
+			err = relayLogs(ctx, swarmpb.NewControlClient(conn), req, out)
+		}
+		if out.sent || (!errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
+			return err
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Status(ctx.Err())
+		case <-t.C:
+		}
+	}
+	return err
+}
+
+// relayLogs copies the leader's stream to out until it ends.
+func relayLogs(ctx context.Context, c swarmpb.ControlClient, req *swarmpb.ServiceLogsRequest, out swarmpb.Control_ServiceLogsServer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the leader's call if our client went away
+	in, err := c.ServiceLogs(ctx, req)
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := in.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := out.Send(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// sentTracker records whether anything went out on a log stream.
+type sentTracker struct {
+	swarmpb.Control_ServiceLogsServer
+	sent bool
+}
+
+func (s *sentTracker) Send(m *swarmpb.ServiceLogsMessage) error {
+	s.sent = true
+	return s.Control_ServiceLogsServer.Send(m)
 }

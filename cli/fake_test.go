@@ -42,6 +42,8 @@ type fakeDaemon struct {
 	errs map[string]string
 	// created is what CreateService/GetService return.
 	created *swarmpb.Service
+	// logs is what ServiceLogs streams (service_logs_test.go).
+	logs []*swarmpb.ServiceLogsMessage
 
 	taskCalls int
 }

@@ -21,6 +21,7 @@ func (a *app) serviceCommand() *cobra.Command {
 		a.serviceCreateCommand(),
 		a.serviceLsCommand(),
 		a.servicePsCommand(),
+		a.serviceLogsCommand(),
 		a.serviceInspectCommand(),
 		a.serviceScaleCommand(),
 		a.serviceUpdateCommand(),

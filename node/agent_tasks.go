@@ -104,6 +104,8 @@ func (ta *taskAgent) run(ctx context.Context) {
 		wg.Go(func() { ta.sendReports(ctx) })
 		wg.Go(func() { ta.runSessions(ctx) })
 	}
+	// Every node forwards published ports, even one that runs no tasks.
+	wg.Go(func() { ta.runMesh(ctx) })
 	wg.Wait()
 	if ta.worker != nil {
 		ta.worker.Close()
@@ -346,10 +348,15 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 	if err != nil {
 		return false, "", err
 	}
+	logs := ta.newSessionLogs(ctx, addr) // agent_logs.go
+	defer logs.stop()
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return established, leaderHint(stream.Trailer()), err
+		}
+		for _, sub := range msg.GetLogSubscriptions() {
+			logs.handle(sub)
 		}
 		switch msg.GetKind() {
 		case swarmpb.SessionMessage_KIND_FULL:

@@ -277,7 +277,7 @@ func fetchRootCA(ctx context.Context, remote string) ([]byte, error) {
 		return nil, invalid(err)
 	}
 	defer conn.Close()
-	resp, err := swarmpb.NewCAClient(conn).GetRootCACertificate(ctx, &swarmpb.GetRootCACertificateRequest{}, grpc.WaitForReady(true))
+	resp, err := swarmpb.NewCAClient(conn).GetRootCACertificate(ctx, &swarmpb.GetRootCACertificateRequest{})
 	if err != nil {
 		return nil, unreachable(remote, err)
 	}

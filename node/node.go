@@ -40,7 +40,8 @@ type Config struct {
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
 	// Executor creates the container engine the agent runs tasks on, once
-	// the node ID is known; docker.New(DockerHost, nodeID) if nil.
+	// the node ID is known; a docker executor on DockerHost publishing
+	// task ports on IngressAddr if nil.
 	Executor func(nodeID string) (exec.Executor, error)
 }
 
@@ -80,7 +81,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Executor == nil {
 		host := cfg.DockerHost
 		cfg.Executor = func(nodeID string) (exec.Executor, error) {
-			e, err := docker.New(host, nodeID)
+			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr})
 			if err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -189,4 +190,89 @@ func StubTask(info ContainerInfo) *swarmpb.Task {
 // an adopted container). The worker puts it in TaskStatus.ContainerId.
 type ContainerIdentifier interface {
 	ContainerID() string
+}
+
+// Publish modes of PortConfig.PublishMode and PortBinding.PublishMode. An
+// empty mode means ingress, as in Docker swarm.
+const (
+	PublishModeIngress = "ingress"
+	PublishModeHost    = "host"
+)
+
+// PortReporter is implemented by controllers whose container publishes the
+// task's ports on the node. Ports reports where each published target port
+// is reachable (as the engine reports it: a HostIp of "" or 0.0.0.0 means
+// every address of the node, and the leader substitutes the node's
+// address). A task without ports, or whose container is not running,
+// yields no bindings. The worker puts them in TaskStatus.Ports with
+// RUNNING; the leader builds the routing mesh's endpoints from them.
+type PortReporter interface {
+	Ports(ctx context.Context) ([]*swarmpb.PortBinding, error)
+}
+
+// Health statuses reported by HealthReporter (Docker's vocabulary; "" when
+// the container has no healthcheck).
+const (
+	HealthNone      = ""
+	HealthStarting  = "starting"
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// HealthReporter is implemented by controllers that know their container's
+// health: HealthNone when it has no healthcheck (none in the spec nor the
+// image, or the spec disabled it), else HealthStarting, HealthHealthy or
+// HealthUnhealthy.
+type HealthReporter interface {
+	Health(ctx context.Context) (string, error)
+}
+
+// PortProtocol returns the port's protocol, lower-cased, "tcp" when unset.
+func PortProtocol(p *swarmpb.PortConfig) string {
+	if p.GetProtocol() == "" {
+		return "tcp"
+	}
+	return strings.ToLower(p.GetProtocol())
+}
+
+// IsHostMode reports whether the port is published in host mode (else it
+// is ingress, the default).
+func IsHostMode(p *swarmpb.PortConfig) bool {
+	return strings.EqualFold(p.GetPublishMode(), PublishModeHost)
+}
+
+// PublishesIngress reports whether the task's spec publishes any port in
+// ingress mode, i.e. whether the routing mesh of every node may send it
+// connections.
+func PublishesIngress(t *swarmpb.Task) bool {
+	for _, p := range t.GetSpec().GetPorts() {
+		if p.GetTargetPort() != 0 && !IsHostMode(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// LogOptions select what LogReader.Logs reads.
+type LogOptions struct {
+	// Follow keeps reading new lines until ctx ends (or the engine ends the
+	// stream, as Docker does when the container stops).
+	Follow bool
+	// Tail is how many of the existing lines to read first, from the end;
+	// negative means all.
+	Tail int64
+	// Timestamps asks for the engine's timestamps. Readers may fill
+	// LogLine.Timestamp regardless; the client decides what to show.
+	Timestamps bool
+}
+
+// LogReader is implemented by executors that can read a task's container
+// logs. It is optional: an executor without it makes the agent answer log
+// subscriptions with an error instead of lines.
+type LogReader interface {
+	// Logs calls emit once per line (Data keeps its trailing newline, if
+	// any; Stream is "stdout" or "stderr"), in order, from the calling
+	// goroutine. It returns emit's error, ctx's, or the engine's; nil when
+	// the lines ran out (without Follow) or the engine ended the stream.
+	Logs(ctx context.Context, t *swarmpb.Task, opts LogOptions, emit func(*swarmpb.LogLine) error) error
 }

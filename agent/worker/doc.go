@@ -7,6 +7,13 @@
 // never move backwards; failed reports are retried with capped backoff and
 // only the latest pending status of a task is kept.
 //
+// RUNNING carries the container's published ports (TaskStatus.Ports), from
+// which the leader builds the routing mesh's endpoints. A container with a
+// healthcheck stays STARTING until it is healthy, and is stopped and
+// reported FAILED once unhealthy. A running task whose spec publishes
+// ingress-mode ports is stopped only after a drain delay (WithDrainDelay),
+// so that the routing meshes stop sending it connections first.
+//
 // A Worker can be closed without touching containers, and a new Worker on
 // the same executor adopts them on its first Assign: running containers are
 // reported RUNNING and waited on rather than restarted, containers that

@@ -46,6 +46,12 @@ type runner struct {
 	existing *exec.ContainerInfo // the task's container when the worker started it
 	known    bool                // whether existing is authoritative
 
+	// serving is whether the routing mesh may be sending the task
+	// connections: RUNNING was reported (by us, or before an agent
+	// restart) and the container has not been stopped since. Only the
+	// run goroutine uses it.
+	serving bool
+
 	mu         sync.Mutex
 	task       *swarmpb.Task
 	wasRemoved bool
@@ -61,7 +67,8 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 		stopCtx: stopCtx, stopTask: stopTask,
 		removed:  make(chan struct{}),
 		existing: existing, known: known,
-		task: t,
+		task:    t,
+		serving: t.GetStatus().GetState() == stateRunning,
 	}
 	r.rep = newReporter(w, t.GetId(), t.GetStatus())
 	if wantsStop(t) {
@@ -143,6 +150,9 @@ func (r *runner) run() {
 		return
 	}
 	if ctl != nil {
+		if !r.drain() {
+			return // closed
+		}
 		r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown)
 		r.w.retry(r.ctx, "remove "+r.id, ctl.Remove)
 	}
@@ -159,8 +169,29 @@ func (r *runner) interrupted(ctl exec.Controller) {
 	r.shutdown(ctl)
 }
 
-// shutdown stops the container and reports SHUTDOWN.
+// drain waits the worker's drain delay before a serving task that
+// publishes ingress-mode ports is stopped, so that every node's routing
+// mesh drops it from its endpoint table (the task's desired state or its
+// removal propagates meanwhile) before its container stops accepting
+// connections. Tasks without such ports, or that never ran, stop at once.
+// It reports false if the worker closed meanwhile.
+func (r *runner) drain() bool {
+	if !r.serving {
+		return true
+	}
+	r.serving = false
+	if r.w.drainDelay <= 0 || !exec.PublishesIngress(r.current()) {
+		return true
+	}
+	return sleep(r.ctx, r.w.drainDelay)
+}
+
+// shutdown stops the container (after the drain delay) and reports
+// SHUTDOWN.
 func (r *runner) shutdown(ctl exec.Controller) {
+	if !r.drain() {
+		return // closed
+	}
 	if err := r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown); err != nil {
 		return // closed
 	}
@@ -200,18 +231,17 @@ func (r *runner) drive(ctl exec.Controller) {
 	switch {
 	case info != nil && info.Running:
 		// Adopt: it is running, do not restart it.
-		st := status(stateRunning, "started")
-		st.ContainerId = info.ID
-		r.report(st)
-		r.waitExit(ctl)
+		r.monitor(ctl, info.ID)
 		return
 	case info != nil && info.State != exec.StateCreated:
 		// It ran and ended while nobody watched.
+		r.serving = false
 		st := exitStatus(info.ExitCode)
 		st.ContainerId = info.ID
 		r.report(st)
 		return
 	case info == nil && observed >= stateRunning:
+		r.serving = false
 		st := status(stateFailed, "started")
 		st.Err = "task: container vanished while the agent was away"
 		r.report(st)
@@ -241,8 +271,7 @@ func (r *runner) drive(ctl exec.Controller) {
 		r.report(st)
 		return
 	}
-	r.report(r.withContainer(ctl, status(stateRunning, "started")))
-	r.waitExit(ctl)
+	r.monitor(ctl, "")
 }
 
 // lookup returns the task's existing container (nil if none). When the
@@ -269,31 +298,171 @@ func (r *runner) lookup(observed swarmpb.TaskState) (info *exec.ContainerInfo, o
 	return info, err == nil
 }
 
-// waitExit waits for the container to end and reports how it ended.
-func (r *runner) waitExit(ctl exec.Controller) {
+type waitResult struct {
+	code int
+	err  error
+}
+
+// monitor follows a started (or adopted, running) container: it reports
+// RUNNING with the container's published ports, at once or, for a
+// container with a healthcheck, once it is healthy (STARTING until then);
+// it stops and fails a container found unhealthy (before or after
+// RUNNING); and it reports how the container ends. containerID is the
+// adopted container's ID ("" to ask the controller).
+func (r *runner) monitor(ctl exec.Controller, containerID string) {
+	ctx, cancel := context.WithCancel(r.stopCtx)
+	exited := make(chan waitResult, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		code, err := r.waitContainer(ctx, ctl)
+		exited <- waitResult{code, err}
+	})
+	stopWaiting := func() { cancel(); wg.Wait() }
+	defer stopWaiting()
+
+	stamp := func(st *swarmpb.TaskStatus) *swarmpb.TaskStatus {
+		r.withContainer(ctl, st)
+		if st.ContainerId == "" {
+			st.ContainerId = containerID
+		}
+		return st
+	}
+	running, waiting := false, false
+	setRunning := func() {
+		if !running {
+			running = true
+			r.reportRunning(ctl, stamp(status(stateRunning, "started")))
+		}
+	}
+
+	// Health is polled. Docker's events API (health_status events) would
+	// tell us of changes without polling, but it is one more long-lived
+	// stream per agent to filter, fan out to tasks and resume (without
+	// losing events) after an engine restart or a dropped connection.
+	// Polling is acceptable here: one inspect per task per interval
+	// (500 ms), only for tasks whose container has a healthcheck (a first
+	// answer of "no healthcheck" ends the polling), bounded by the task's
+	// context.
+	hr, polling := ctl.(exec.HealthReporter)
+	var tick <-chan time.Time
+	if polling {
+		t := time.NewTicker(r.w.healthInterval)
+		defer t.Stop()
+		tick = t.C
+	} else {
+		setRunning()
+	}
+	for {
+		if polling {
+			h, err := hr.Health(ctx)
+			switch {
+			case ctx.Err() != nil:
+				// Stopping: the wait below returns at once.
+			case err != nil:
+				r.w.log.Warn("worker: cannot read container health", "task", r.id, "err", err)
+			case h == exec.HealthNone:
+				polling, tick = false, nil
+				setRunning()
+			case h == exec.HealthHealthy:
+				setRunning()
+			case h == exec.HealthUnhealthy:
+				stopWaiting()
+				r.failUnhealthy(ctl, stamp)
+				return
+			default: // starting
+				if !running && !waiting {
+					waiting = true
+					r.report(stamp(status(stateStarting, "waiting for the container to become healthy")))
+				}
+			}
+		}
+		select {
+		case res := <-exited:
+			if r.stopCtx.Err() != nil {
+				// Asked to stop (or removed, or closed) while it ran; an
+				// exit racing with the request counts as the shutdown.
+				r.interrupted(ctl)
+				return
+			}
+			r.serving = false
+			if res.err != nil {
+				st := stamp(status(stateFailed, "started"))
+				st.Err = fmt.Sprintf("task: lost track of container: %v", res.err)
+				r.report(st)
+				return
+			}
+			r.report(stamp(exitStatus(res.code)))
+			return
+		case <-tick:
+		}
+	}
+}
+
+// reportRunning reports st (RUNNING) with the container's published ports,
+// from which the leader builds the routing mesh's endpoints.
+func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
+	if pr, ok := ctl.(exec.PortReporter); ok {
+		delay := r.w.minBackoff
+		for attempt := 1; ; attempt++ {
+			ports, err := pr.Ports(r.stopCtx)
+			if err == nil {
+				st.Ports = ports
+				break
+			}
+			if r.stopCtx.Err() != nil {
+				break
+			}
+			if attempt >= maxWaitErrors {
+				// RUNNING without ports: the mesh does not route to it,
+				// but the task does run.
+				r.w.log.Error("worker: cannot read the container's published ports", "task", r.id, "err", err)
+				break
+			}
+			r.w.log.Warn("worker: reading published ports failed, retrying", "task", r.id, "err", err)
+			if !sleep(r.stopCtx, delay) {
+				break
+			}
+			delay = r.w.next(delay)
+		}
+	}
+	r.report(st)
+	r.serving = true
+}
+
+// failUnhealthy stops an unhealthy container and reports FAILED. The mesh
+// is not drained: the container is not answering properly anyway.
+func (r *runner) failUnhealthy(ctl exec.Controller, stamp func(*swarmpb.TaskStatus) *swarmpb.TaskStatus) {
+	r.serving = false
+	r.w.log.Warn("worker: container unhealthy; stopping it", "task", r.id)
+	if err := r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown); err != nil {
+		return // closed
+	}
+	if r.isRemoved() {
+		return
+	}
+	st := stamp(status(stateFailed, "started"))
+	st.Err = "task: container unhealthy"
+	r.report(st)
+}
+
+// waitContainer waits for the container to end, retrying failed waits (not
+// cancellation) up to maxWaitErrors times.
+func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, error) {
 	delay := r.w.minBackoff
 	for attempt := 1; ; attempt++ {
-		code, err := ctl.Wait(r.stopCtx)
-		if r.stopCtx.Err() != nil {
-			// Asked to stop (or removed, or closed) while it ran; an exit
-			// racing with the request counts as the shutdown.
-			r.interrupted(ctl)
-			return
+		code, err := ctl.Wait(ctx)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
 		if err == nil {
-			r.report(r.withContainer(ctl, exitStatus(code)))
-			return
+			return code, nil
 		}
 		if attempt >= maxWaitErrors {
-			st := r.withContainer(ctl, status(stateFailed, "started"))
-			st.Err = fmt.Sprintf("task: lost track of container: %v", err)
-			r.report(st)
-			return
+			return 0, err
 		}
 		r.w.log.Warn("worker: wait failed, retrying", "task", r.id, "err", err)
-		if !sleep(r.stopCtx, delay) {
-			r.interrupted(ctl)
-			return
+		if !sleep(ctx, delay) {
+			return 0, ctx.Err()
 		}
 		delay = r.w.next(delay)
 	}
@@ -311,6 +480,8 @@ type reporter struct {
 	mu      sync.Mutex
 	floor   swarmpb.TaskState // last state accepted for sending
 	sent    bool              // whether anything was accepted yet
+	msg     string            // message of the last status accepted by set
+	ownMsg  bool              // whether floor and msg come from set (not resync)
 	queue   []*swarmpb.TaskStatus
 	dropped *swarmpb.TaskStatus // given up on, and nothing newer since
 	stopped bool
@@ -322,14 +493,18 @@ func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
 
 // set queues st unless it would move the task backwards. The state the
 // dispatcher already has may be reported once more (adoption reports
-// RUNNING for a task the store has as RUNNING).
+// RUNNING for a task the store has as RUNNING), and a state already
+// reported may be reported again with a new message (STARTING, then
+// STARTING waiting for the container to become healthy).
 func (p *reporter) set(st *swarmpb.TaskStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped || st.GetState() < p.floor || (st.GetState() == p.floor && p.sent) {
+	if p.stopped || st.GetState() < p.floor ||
+		(st.GetState() == p.floor && p.sent && (!p.ownMsg || st.GetMessage() == p.msg)) {
 		return
 	}
 	p.floor, p.sent = st.GetState(), true
+	p.msg, p.ownMsg = st.GetMessage(), true
 	p.queue = append(p.queue, st)
 	p.dropped = nil
 	p.signal()
@@ -344,7 +519,7 @@ func (p *reporter) resync(remote swarmpb.TaskState) {
 	if remote > p.floor {
 		// Someone else (the manager) moved the task on; never report
 		// anything older than that.
-		p.floor, p.sent = remote, true
+		p.floor, p.sent, p.ownMsg = remote, true, false
 		q := p.queue[:0]
 		for _, st := range p.queue {
 			if st.GetState() > remote {

@@ -44,6 +44,23 @@ func WithMaxReportAttempts(n int) Option {
 	return func(w *Worker) { w.maxReportAttempts = n }
 }
 
+// WithDrainDelay sets how long a running task whose spec publishes
+// ingress-mode ports is kept running after it is asked to stop (or
+// removed), before its container is stopped: time for every node's routing
+// mesh to drop it from its endpoint table, so that no new connection is
+// sent to a container about to stop. The container's stop grace period
+// then lets open connections finish. Default 1s; <= 0 disables it.
+func WithDrainDelay(d time.Duration) Option {
+	return func(w *Worker) { w.drainDelay = d }
+}
+
+// DefaultDrainDelay is the drain delay without WithDrainDelay.
+const DefaultDrainDelay = time.Second
+
+// healthInterval is how often the health of a container with a healthcheck
+// is polled (see runner.monitor).
+const healthInterval = 500 * time.Millisecond
+
 // Worker supervises the tasks assigned to one node.
 type Worker struct {
 	exec     exec.Executor
@@ -52,6 +69,8 @@ type Worker struct {
 
 	minBackoff, maxBackoff time.Duration
 	maxReportAttempts      int
+	drainDelay             time.Duration
+	healthInterval         time.Duration
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -76,6 +95,8 @@ func New(ex exec.Executor, reporter StatusReporter, log *slog.Logger, opts ...Op
 		minBackoff:        100 * time.Millisecond,
 		maxBackoff:        5 * time.Second,
 		maxReportAttempts: 10,
+		drainDelay:        DefaultDrainDelay,
+		healthInterval:    healthInterval,
 		ctx:               ctx,
 		cancel:            cancel,
 		tasks:             make(map[string]*runner),

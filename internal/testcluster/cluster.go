@@ -60,16 +60,21 @@ type Cluster struct {
 	opts    Options
 	Members []*Member
 	sockDir string
+	baseDir string
 }
 
 // New starts managers+workers nodes: the first inits, the rest join.
 func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	t.Helper()
+	// The state dirs' parent is created before the cleanup that stops the
+	// members is registered, so it is removed after they stopped (cleanups
+	// run last-registered first).
+	baseDir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "rsw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, opts: opts, sockDir: sockDir}
+	c := &Cluster{t: t, opts: opts, sockDir: sockDir, baseDir: baseDir}
 	t.Cleanup(func() {
 		for _, m := range c.Members {
 			m.Stop()
@@ -103,7 +108,7 @@ func freeAddr(t testing.TB) string {
 // Add starts a new, inactive member.
 func (c *Cluster) Add(name string) *Member {
 	c.t.Helper()
-	m := &Member{Name: name, Dir: filepath.Join(c.t.TempDir(), name), Socket: filepath.Join(c.sockDir, name+".sock"), Addr: freeAddr(c.t)}
+	m := &Member{Name: name, Dir: filepath.Join(c.baseDir, name), Socket: filepath.Join(c.sockDir, name+".sock"), Addr: freeAddr(c.t)}
 	// Each member binds published ports on a loopback address of its own,
 	// as nodes on separate hosts would.
 	m.Ingress = fmt.Sprintf("127.0.0.%d", 100+len(c.Members))

@@ -7,8 +7,14 @@
 // containers labelled with its own node ID.
 //
 // Docker's own restart policy is disabled ("no"): restarting failed tasks is
-// the orchestrator's decision. Published ports are not mapped here; the
-// routing mesh handles them.
+// the orchestrator's decision.
+//
+// A task's published ports are published by Docker on the node's ingress
+// IP (Options.IngressIP, "" = all addresses): an ingress-mode port on a
+// host port Docker picks, which every node's routing mesh forwards the
+// service's published port to; a host-mode port on its published port.
+// Controllers report the actual bindings (exec.PortReporter) and the
+// container's health (exec.HealthReporter), both read with an inspect.
 //
 // All engine calls go through the Engine interface so a stub can stand in
 // for the real client.

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
+	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
@@ -36,6 +40,7 @@ type Engine interface {
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
 	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
 	Info(ctx context.Context) (system.Info, error)
@@ -48,6 +53,7 @@ var _ Engine = (*client.Client)(nil)
 type Executor struct {
 	engine Engine
 	nodeID string
+	opts   Options
 	closer io.Closer // the client New created; nil when given an Engine
 }
 
@@ -61,6 +67,22 @@ var _ exec.Executor = (*Executor)(nil)
 const minAPIVersion = "1.41"
 
 func New(dockerHost string, nodeID string) (*Executor, error) {
+	return NewWithOptions(dockerHost, nodeID, Options{})
+}
+
+// Options tune an executor.
+type Options struct {
+	// IngressIP is the node address task ports are published on, for the
+	// routing mesh (ingress mode) and host-mode ports alike. "" publishes
+	// on all addresses.
+	IngressIP string
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(dockerHost string, nodeID string, o Options) (*Executor, error) {
+	if o.IngressIP != "" && net.ParseIP(o.IngressIP) == nil {
+		return nil, fmt.Errorf("docker executor: ingress IP %q is not an IP address", o.IngressIP)
+	}
 	if nodeID == "" {
 		return nil, errors.New("docker executor: empty node ID")
 	}
@@ -92,6 +114,7 @@ func New(dockerHost string, nodeID string) (*Executor, error) {
 	}
 	e := NewWithEngine(cli, nodeID)
 	e.closer = cli
+	e.opts = o
 	return e, nil
 }
 
@@ -197,7 +220,11 @@ type controller struct {
 	id string // container ID once known
 }
 
-var _ exec.Controller = (*controller)(nil)
+var (
+	_ exec.Controller     = (*controller)(nil)
+	_ exec.PortReporter   = (*controller)(nil)
+	_ exec.HealthReporter = (*controller)(nil)
+)
 
 // errForeign is returned when a container with our name exists but belongs
 // to another node or task: we must not touch it.
@@ -377,7 +404,34 @@ func (c *controller) configs() (*container.Config, *container.HostConfig) {
 		hostCfg.NanoCPUs = lim.GetNanoCpus()
 		hostCfg.Memory = lim.GetMemoryBytes()
 	}
+	c.publishPorts(cfg, hostCfg)
 	return cfg, hostCfg
+}
+
+// publishPorts publishes the spec's ports on the node's ingress IP: an
+// ingress-mode port on a port Docker picks (the routing mesh of every node
+// forwards the service's published port to it), a host-mode port on its
+// published port (Docker picks one when that is 0).
+func (c *controller) publishPorts(cfg *container.Config, hostCfg *container.HostConfig) {
+	for _, p := range c.task.GetSpec().GetPorts() {
+		if p.GetTargetPort() == 0 {
+			continue
+		}
+		port, err := nat.NewPort(exec.PortProtocol(p), strconv.FormatUint(uint64(p.GetTargetPort()), 10))
+		if err != nil {
+			continue // an unknown protocol; the API validates specs
+		}
+		hostPort := ""
+		if exec.IsHostMode(p) && p.GetPublishedPort() != 0 {
+			hostPort = strconv.FormatUint(uint64(p.GetPublishedPort()), 10)
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = nat.PortSet{}
+			hostCfg.PortBindings = nat.PortMap{}
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		hostCfg.PortBindings[port] = append(hostCfg.PortBindings[port], nat.PortBinding{HostIP: c.e.opts.IngressIP, HostPort: hostPort})
+	}
 }
 
 // graceSeconds rounds up: Docker takes whole seconds, and a sub-second grace
@@ -449,4 +503,115 @@ func (c *controller) ContainerID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.id
+}
+
+// Ports reports the host addresses Docker bound the task's published ports
+// to (NetworkSettings.Ports), HostIp as Docker reports it. A wildcard
+// binding that Docker reports twice (0.0.0.0 and ::) is reported once, as
+// the IPv4 one. A stopped container has no bindings.
+func (c *controller) Ports(ctx context.Context) ([]*swarmpb.PortBinding, error) {
+	specPorts := c.task.GetSpec().GetPorts()
+	if len(specPorts) == 0 {
+		return nil, nil
+	}
+	id, err := c.mustLookup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := c.e.engine.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", c.name, err)
+	}
+	if ins.NetworkSettings == nil {
+		return nil, nil
+	}
+	return portBindings(specPorts, ins.NetworkSettings.Ports), nil
+}
+
+// portBindings maps Docker's bindings back to the spec's ports to tell
+// their publish mode.
+func portBindings(specPorts []*swarmpb.PortConfig, pm nat.PortMap) []*swarmpb.PortBinding {
+	type key struct {
+		proto  string
+		target uint32
+		host   uint32
+	}
+	seen := map[key]int{} // index in out
+	var out []*swarmpb.PortBinding
+	for _, p := range specPorts {
+		if p.GetTargetPort() == 0 {
+			continue
+		}
+		proto := exec.PortProtocol(p)
+		port, err := nat.NewPort(proto, strconv.FormatUint(uint64(p.GetTargetPort()), 10))
+		if err != nil {
+			continue
+		}
+		for _, b := range pm[port] {
+			hp, err := strconv.ParseUint(b.HostPort, 10, 16)
+			if err != nil || hp == 0 {
+				continue
+			}
+			k := key{proto, p.GetTargetPort(), uint32(hp)}
+			mode := exec.PublishModeIngress
+			if exec.IsHostMode(p) {
+				// A host-mode port with a published port binds exactly
+				// that port; another binding of the same target port
+				// belongs to another (ingress) entry of the spec.
+				if p.GetPublishedPort() != 0 && p.GetPublishedPort() != uint32(hp) {
+					continue
+				}
+				mode = exec.PublishModeHost
+			} else if hostModeOwns(specPorts, proto, p.GetTargetPort(), uint32(hp)) {
+				continue
+			}
+			pb := &swarmpb.PortBinding{Protocol: proto, TargetPort: p.GetTargetPort(), HostIp: b.HostIP, HostPort: uint32(hp), PublishMode: mode}
+			if i, ok := seen[k]; ok {
+				// Docker lists a wildcard binding once per address family.
+				if isIPv6(out[i].GetHostIp()) && !isIPv6(b.HostIP) {
+					out[i] = pb
+				}
+				continue
+			}
+			seen[k] = len(out)
+			out = append(out, pb)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].GetTargetPort() != out[j].GetTargetPort() {
+			return out[i].GetTargetPort() < out[j].GetTargetPort()
+		}
+		return out[i].GetProtocol() < out[j].GetProtocol()
+	})
+	return out
+}
+
+// hostModeOwns reports whether a host-mode spec port publishes target on
+// exactly hostPort.
+func hostModeOwns(specPorts []*swarmpb.PortConfig, proto string, target, hostPort uint32) bool {
+	for _, p := range specPorts {
+		if exec.IsHostMode(p) && exec.PortProtocol(p) == proto && p.GetTargetPort() == target && p.GetPublishedPort() == hostPort {
+			return true
+		}
+	}
+	return false
+}
+
+func isIPv6(ip string) bool { return strings.Contains(ip, ":") }
+
+// Health reports the container's health status (State.Health.Status):
+// exec.HealthNone when it has no healthcheck.
+func (c *controller) Health(ctx context.Context) (string, error) {
+	id, err := c.mustLookup(ctx)
+	if err != nil {
+		return "", err
+	}
+	ins, err := c.e.engine.ContainerInspect(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("inspect container %s: %w", c.name, err)
+	}
+	if ins.State == nil || ins.State.Health == nil || ins.State.Health.Status == container.NoHealthcheck {
+		return exec.HealthNone, nil
+	}
+	return string(ins.State.Health.Status), nil
 }

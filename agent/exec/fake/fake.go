@@ -19,6 +19,7 @@ type container struct {
 	info   exec.ContainerInfo
 	exited chan struct{} // closed when the current run ends
 	starts int
+	ports  []*swarmpb.PortBinding // fake_ports.go
 }
 
 // Executor is an in-memory executor for one node.
@@ -34,9 +35,20 @@ type Executor struct {
 	engineErr   error
 	desc        *swarmpb.NodeDescription
 	created     int
+
+	health   map[string]string // task ID -> health status (fake_ports.go)
+	checks   map[string]int    // task ID -> Health calls (fake_ports.go)
+	nextPort uint32            // last host port handed out (fake_ports.go)
+
+	logs    map[string][]*swarmpb.LogLine // task ID -> its lines (fake_logs.go)
+	logWake chan struct{}                 // closed and replaced on every AppendLog
+	readers int                           // Logs calls in progress
 }
 
-var _ exec.Executor = (*Executor)(nil)
+var (
+	_ exec.Executor  = (*Executor)(nil)
+	_ exec.LogReader = (*Executor)(nil)
+)
 
 // New returns an empty fake engine acting for nodeID.
 func New(nodeID string) *Executor {
@@ -46,6 +58,8 @@ func New(nodeID string) *Executor {
 		failImage:   make(map[string]error),
 		failTask:    make(map[string]error),
 		exitOnStart: make(map[string]int),
+		logs:        make(map[string][]*swarmpb.LogLine),
+		logWake:     make(chan struct{}),
 		desc: &swarmpb.NodeDescription{
 			Hostname:      "fake-" + nodeID,
 			Os:            "linux",
@@ -270,7 +284,7 @@ func (c *controller) Prepare(ctx context.Context) error {
 		State: exec.StateCreated,
 	}
 	exec.InfoFromLabels(&info, exec.ContainerLabels(c.task, e.nodeID))
-	e.byTask[c.task.GetId()] = &container{info: info}
+	e.byTask[c.task.GetId()] = &container{info: info, ports: e.allocPorts(c.task)}
 	return nil
 }
 

@@ -1,0 +1,157 @@
+package inproc
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+)
+
+// Tally counts one service's tasks as a store holds them.
+type Tally struct {
+	Total       int            // tasks in the store
+	Live        int            // desired state RUNNING (or earlier): not being shut down
+	Assigned    int            // live and assigned to a node (state >= ASSIGNED)
+	Running     int            // observed state RUNNING, whatever the desired state
+	LiveRunning int            // live and RUNNING
+	PerNode     map[string]int // node ID -> live and RUNNING tasks on it
+}
+
+func (t *Tally) add(task *swarmpb.Task, d int) {
+	live := task.DesiredState <= swarmpb.TaskState_TASK_STATE_RUNNING
+	st := task.GetStatus().GetState()
+	t.Total += d
+	if live {
+		t.Live += d
+		if st >= swarmpb.TaskState_TASK_STATE_ASSIGNED {
+			t.Assigned += d
+		}
+	}
+	if st == swarmpb.TaskState_TASK_STATE_RUNNING {
+		t.Running += d
+		if live {
+			t.LiveRunning += d
+			t.PerNode[task.NodeId] += d
+		}
+	}
+}
+
+// Watcher follows one service's tasks in a manager's store through a
+// store watch, and records the moment a condition first holds: the time
+// the event that made it true was taken off the watch.
+type Watcher struct {
+	service string
+	cancel  func()
+	done    chan struct{}
+
+	mu      sync.Mutex
+	tasks   map[string]*swarmpb.Task
+	tally   Tally
+	waiters []*waiter
+}
+
+type waiter struct {
+	cond func(*Tally) bool
+	at   chan time.Time // capacity 1
+}
+
+// WatchService starts following the tasks whose service name is name.
+func WatchService(st *state.Store, name string) *Watcher {
+	w := &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, tally: Tally{PerNode: map[string]int{}}}
+	events, cancel := st.ViewAndWatch(func(tx state.ReadTx) {
+		for _, t := range tx.ListTasks() {
+			if t.ServiceName == name {
+				w.tasks[t.Id] = t
+				w.tally.add(t, 1)
+			}
+		}
+	})
+	w.cancel = cancel
+	go w.run(events)
+	return w
+}
+
+func (w *Watcher) run(events <-chan state.Event) {
+	defer close(w.done)
+	for ev := range events {
+		t := ev.Task()
+		if t == nil || t.ServiceName != w.service {
+			continue
+		}
+		w.mu.Lock()
+		if old, ok := w.tasks[t.Id]; ok {
+			w.tally.add(old, -1)
+			delete(w.tasks, t.Id)
+		}
+		if ev.Kind != state.EventDelete {
+			w.tasks[t.Id] = t
+			w.tally.add(t, 1)
+		}
+		w.check(time.Now())
+		w.mu.Unlock()
+	}
+}
+
+// check runs under mu.
+func (w *Watcher) check(now time.Time) {
+	kept := w.waiters[:0]
+	for _, wt := range w.waiters {
+		if wt.cond(&w.tally) {
+			wt.at <- now
+		} else {
+			kept = append(kept, wt)
+		}
+	}
+	w.waiters = kept
+}
+
+// Await registers cond at once (so it is checked against every later
+// event) and returns a function that waits for it.
+func (w *Watcher) Await(cond func(*Tally) bool) func(ctx context.Context) (time.Time, error) {
+	wt := &waiter{cond: cond, at: make(chan time.Time, 1)}
+	w.mu.Lock()
+	w.waiters = append(w.waiters, wt)
+	w.check(time.Now())
+	w.mu.Unlock()
+	return func(ctx context.Context) (time.Time, error) {
+		select {
+		case at := <-wt.at:
+			return at, nil
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// Tally returns a copy of the current counts.
+func (w *Watcher) Tally() Tally {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := w.tally
+	t.PerNode = make(map[string]int, len(w.tally.PerNode))
+	for k, v := range w.tally.PerNode {
+		if v != 0 {
+			t.PerNode[k] = v
+		}
+	}
+	return t
+}
+
+// Tasks returns the current tasks.
+func (w *Watcher) Tasks() []*swarmpb.Task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*swarmpb.Task, 0, len(w.tasks))
+	for _, t := range w.tasks {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Close stops the watch.
+func (w *Watcher) Close() {
+	w.cancel()
+	<-w.done
+}
