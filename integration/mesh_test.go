@@ -161,8 +161,11 @@ func waitUpdate(t *testing.T, ctl swarmpb.ControlClient, id, state string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	testutil.Eventually(t, 3*time.Minute, func() error {
-		resp, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		defer ccancel()
+		resp, err := ctl.GetService(cctx, &swarmpb.GetServiceRequest{Service: id})
 		if err != nil {
+			t.Logf("get service: %v", err)
 			return err
 		}
 		if got := resp.Service.UpdateStatus.GetState(); got != state {
@@ -266,4 +269,134 @@ func TestMeshRollingUpdateRollback(t *testing.T) {
 // after starting.
 func buildCrashImage(t *testing.T) string {
 	return buildDemoImageWith(t, "crash", "-X main.crash=1")
+}
+
+// A leader killed in the middle of a rolling update: the new leader
+// continues the update from the replicated state, and it completes.
+func TestMeshUpdateSurvivesLeaderFailover(t *testing.T) {
+	requireDocker(t)
+	v1, v2 := buildDemoImage(t, "v1"), buildDemoImage(t, "v2")
+	c, ingress := meshCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	port := freePort(t)
+	spec := webSpec("failover-"+randomSuffix(), v1, port)
+	spec.Update.DelayNs = int64(time.Second)
+	resp, err := c.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Service.Id
+	t.Cleanup(func() {
+		// Bring every node back so that each removes its own containers.
+		for _, m := range c.Members {
+			if !m.Running() {
+				m.Start(t)
+			}
+		}
+		ctl := c.Control()
+		_, _ = ctl.RemoveService(context.Background(), &swarmpb.RemoveServiceRequest{Service: id})
+		testutil.Eventually(t, time.Minute, func() error {
+			if n := len(containers(t, id, true)); n > 0 {
+				return fmt.Errorf("%d containers left", n)
+			}
+			return nil
+		})
+	})
+	waitAnswers(t, ingress, port, "v1", 3)
+	updateImage(t, c.Control(), id, v2, nil)
+	// Wait until the update is under way (some but not all tasks on v2).
+	testutil.Eventually(t, time.Minute, func() error {
+		tasks, err := c.Control().ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{id}})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, tk := range tasks.Tasks {
+			if tk.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && tk.Spec.Container.Image == v2 && tk.Status.State == swarmpb.TaskState_TASK_STATE_RUNNING {
+				n++
+			}
+		}
+		if n < 1 || n > 5 {
+			return fmt.Errorf("%d tasks on v2", n)
+		}
+		return nil
+	})
+	leader := c.Leader(10 * time.Second)
+	leader.Stop()
+	waitUpdate(t, c.Control(), id, "completed")
+	var alive []string
+	for _, m := range c.Members {
+		if m.Running() {
+			alive = append(alive, m.Ingress)
+		}
+	}
+	waitAnswers(t, alive, port, "v2", 3)
+	testutil.Eventually(t, time.Minute, func() error {
+		_, n, err := runningTasks(ctx, c.Control(), id)
+		if err != nil {
+			return err
+		}
+		if n != 7 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+}
+
+// Host-mode publishing binds the port only on the nodes running a task,
+// and never two tasks of it on one node.
+func TestHostModePublishing(t *testing.T) {
+	requireDocker(t)
+	v1 := buildDemoImage(t, "v1")
+	c, _ := meshCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	port := freePort(t)
+	spec := webSpec("host-"+randomSuffix(), v1, port)
+	spec.Replicas = 4 // three nodes: one task stays pending
+	spec.Ports[0].PublishMode = "host"
+	resp, err := c.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Service.Id
+	t.Cleanup(func() {
+		_, _ = c.Control().RemoveService(context.Background(), &swarmpb.RemoveServiceRequest{Service: id})
+		testutil.Eventually(t, time.Minute, func() error {
+			if n := len(containers(t, id, true)); n > 0 {
+				return fmt.Errorf("%d containers left", n)
+			}
+			return nil
+		})
+	})
+	testutil.Eventually(t, time.Minute, func() error {
+		tasks, err := c.Control().ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{id}})
+		if err != nil {
+			return err
+		}
+		running, pending := map[string]int{}, 0
+		for _, tk := range tasks.Tasks {
+			switch {
+			case tk.Status.State == swarmpb.TaskState_TASK_STATE_RUNNING:
+				running[tk.NodeId]++
+			case tk.Status.State == swarmpb.TaskState_TASK_STATE_PENDING && strings.Contains(tk.Status.Message, "host-mode port"):
+				pending++
+			}
+		}
+		if len(running) != 3 || pending != 1 {
+			return fmt.Errorf("running per node %v, pending with reason %d", running, pending)
+		}
+		for node, n := range running {
+			if n != 1 {
+				return fmt.Errorf("node %s runs %d tasks", node, n)
+			}
+		}
+		return nil
+	})
+	for _, m := range c.Members {
+		if _, err := get(net.JoinHostPort(m.Ingress, strconv.Itoa(int(port)))); err != nil {
+			t.Fatalf("host-mode port on %s: %v", m.Name, err)
+		}
+	}
 }

@@ -479,14 +479,20 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 			return n.quorumOr(ctx, fmt.Errorf("leader barrier: %w", err))
 		}
 	}
+	// Bounded on its own: a verification caught by a shutdown or a lost
+	// quorum must not hold the caller for its whole deadline.
 	errc := make(chan error, 1)
 	go func() { errc <- n.raft.VerifyLeader().Error() }()
+	t := time.NewTimer(n.cfg.timings().LeaderWait)
+	defer t.Stop()
 	select {
 	case err := <-errc:
 		if err != nil {
 			return n.quorumOr(ctx, fmt.Errorf("%w: %v", ErrNotLeader, err))
 		}
 		return nil
+	case <-t.C:
+		return n.quorumOr(ctx, fmt.Errorf("%w: leadership could not be confirmed in time", ErrNotLeader))
 	case <-ctx.Done():
 		return n.quorumOr(ctx, ctx.Err())
 	}

@@ -139,7 +139,7 @@ func bench(env *cluster.Env, runs, replicas int, nodeIDs *[]string) error {
 	}
 
 	var creates, lss []time.Duration
-	fmt.Printf("%-4s %14s %14s %12s %10s\n", "run", "create (exit)", "service ls 7/7", "rm -> gone", "per node")
+	fmt.Printf("%-4s %14s %14s %20s %12s %10s\n", "run", "create (exit)", "service ls 7/7", "task RUNNING 1st/last", "rm -> gone", "per node")
 	for r := 1; r <= runs; r++ {
 		lsAt := make(chan time.Time, 1)
 		pctx, pcancel := context.WithCancel(ctx)
@@ -171,6 +171,23 @@ func bench(env *cluster.Env, runs, replicas int, nodeIDs *[]string) error {
 		if want := fmt.Sprintf("%s %d/%d", service, replicas, replicas); !strings.Contains(text, want) {
 			return fmt.Errorf("run %d: service ls shows %q, want %q", r, strings.TrimSpace(text), want)
 		}
+		// When the agents saw their containers run: the RUNNING status
+		// timestamps, on this machine's clock.
+		lt, err := m1.Control().ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{service}})
+		if err != nil {
+			return err
+		}
+		var first, last time.Duration
+		for _, t := range lt.Tasks {
+			if t.GetStatus().GetState() != swarmpb.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			d := time.Unix(0, t.Status.Timestamp).Sub(start)
+			if first == 0 || d < first {
+				first = d
+			}
+			last = max(last, d)
+		}
 		running := containers(*nodeIDs, true)
 		if len(running) != replicas {
 			return fmt.Errorf("run %d: %d containers running, want %d", r, len(running), replicas)
@@ -196,7 +213,7 @@ func bench(env *cluster.Env, runs, replicas int, nodeIDs *[]string) error {
 		}
 		gone := time.Since(rmStart)
 		creates, lss = append(creates, created), append(lss, ls)
-		fmt.Printf("%-4d %14s %14s %12s %10s\n", r, ms(created), ms(ls), ms(gone), strings.Join(spread, "/"))
+		fmt.Printf("%-4d %14s %14s %20s %12s %10s\n", r, ms(created), ms(ls), ms(first)+" / "+ms(last), ms(gone), strings.Join(spread, "/"))
 	}
 	sc, sl := cluster.Summarize(creates), cluster.Summarize(lss)
 	fmt.Printf("\n%d runs: create (to exit) min %v median %v max %v; service ls %d/%d min %v median %v max %v\n",

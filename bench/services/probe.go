@@ -6,9 +6,12 @@ import (
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
 )
 
-// probe prints, per Raft index, what the batch did to tasks (temporary).
+// probe prints, per Raft index of the leader's store, what the batch did:
+// task state transitions and node status changes, with the time since the
+// timed phase started (-probe; a diagnostic, it costs little).
 func probe(st *state.Store, start time.Time) func() {
 	ev, cancel := st.Watch()
 	go func() {
@@ -25,6 +28,15 @@ func probe(st *state.Store, start time.Time) func() {
 				idx, kinds = e.Index, map[string]int{}
 			}
 			t := e.Task()
+			if n := e.Node(); n != nil {
+				o, _ := e.Old.(*swarmpb.Node)
+				k := "node:new"
+				if o != nil {
+					k = fmt.Sprintf("node:%s>%s desc-same=%v", o.Status, n.Status, proto.Equal(o.Description, n.Description))
+				}
+				kinds[k]++
+				continue
+			}
 			if t == nil {
 				kinds[fmt.Sprintf("%T", e.Object)]++
 				continue

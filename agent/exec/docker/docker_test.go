@@ -300,7 +300,9 @@ func TestShutdown(t *testing.T) {
 	img := buildImage(t, cli)
 	e := newExecutor(t, cli)
 	ctx := ctxT(t)
-	tk := testTask("task"+randID(t), 1, img)
+	// "print 1" writes its line only after installing its SIGTERM handler:
+	// a signal sent before that would be ignored (the process is PID 1).
+	tk := testTask("task"+randID(t), 1, img, "print", "1")
 	ctl, _ := e.Controller(tk)
 	if err := ctl.Prepare(ctx); err != nil {
 		t.Fatal(err)
@@ -308,6 +310,7 @@ func TestShutdown(t *testing.T) {
 	if err := ctl.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	waitReady(t, e, tk)
 	waited := make(chan int, 1)
 	go func() {
 		code, err := ctl.Wait(ctx)
@@ -517,5 +520,27 @@ func TestHealthcheckAndMounts(t *testing.T) {
 	}
 	if err := ctl.Remove(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitReady waits until the sleeper in tk's container printed its first
+// line, i.e. handles signals.
+func waitReady(t *testing.T, e *Executor, tk *swarmpb.Task) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var got bool
+		err := e.Logs(ctxT(t), tk, exec.LogOptions{Tail: -1}, func(l *swarmpb.LogLine) error {
+			got = got || strings.Contains(string(l.Data), "out 1")
+			return nil
+		})
+		if got {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container never became ready: %v", err)
+		}
+		tick := time.NewTimer(50 * time.Millisecond)
+		<-tick.C
 	}
 }

@@ -284,7 +284,8 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 	}
 }
 
-// WaitReady waits until the store lists want nodes, all Ready.
+// WaitReady waits until the store lists want nodes, all Ready with their
+// engine described.
 func (c *Cluster) WaitReady(ctx context.Context, want int) error {
 	var last string
 	for {
@@ -293,7 +294,10 @@ func (c *Cluster) WaitReady(ctx context.Context, want int) error {
 			if err == nil {
 				ready := 0
 				for _, n := range resp.Nodes {
-					if n.Node.Status == swarmpb.NodeStatus_NODE_STATUS_READY {
+					// Ready, and its heartbeat already carries the engine's
+					// description: until then a later heartbeat still
+					// rewrites the node, which would land in a timed phase.
+					if n.Node.Status == swarmpb.NodeStatus_NODE_STATUS_READY && n.Node.GetDescription().GetEngineVersion() != "" {
 						ready++
 					}
 				}
