@@ -1,11 +1,14 @@
 package node_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/testcluster"
+	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -103,4 +106,67 @@ func TestServiceBadInput(t *testing.T) {
 	if len(list.Services) != 2 {
 		t.Fatalf("%d services, want 2 (web, other)", len(list.Services))
 	}
+}
+
+// A rolling update continues on the new leader when the leader dies in
+// the middle of it.
+func TestUpdateContinuesAcrossFailover(t *testing.T) {
+	c := testcluster.New(t, 3, 2, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	s := svcSpec("web", 8081)
+	s.Replicas = 7
+	s.Update = &swarmpb.UpdateConfig{Parallelism: 1, DelayNs: int64(300 * time.Millisecond)}
+	resp, err := c.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Service.Id
+	testutil.Eventually(t, 20*time.Second, func() error {
+		l, err := c.Control().ListServices(ctx, &swarmpb.ListServicesRequest{})
+		if err != nil {
+			return err
+		}
+		if l.Services[0].Running != 7 {
+			return fmt.Errorf("running %d", l.Services[0].Running)
+		}
+		return nil
+	})
+	cur, err := c.Control().GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := cur.Service.Spec
+	spec.Container.Image = "demo:v2"
+	if _, err := c.Control().UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	c.Leader(5 * time.Second).Stop()
+	testutil.Eventually(t, 40*time.Second, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		r, err := c.Control().GetService(cctx, &swarmpb.GetServiceRequest{Service: id})
+		if err != nil {
+			return err
+		}
+		if st := r.Service.UpdateStatus.GetState(); st != "completed" {
+			return fmt.Errorf("update state %q", st)
+		}
+		tasks, err := c.Control().ListTasks(cctx, &swarmpb.ListTasksRequest{Services: []string{id}})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, tk := range tasks.Tasks {
+			if tk.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING {
+				if tk.Spec.Container.Image != "demo:v2" || tk.Status.State != swarmpb.TaskState_TASK_STATE_RUNNING {
+					return fmt.Errorf("task %s: %s %s", tk.Id, tk.Spec.Container.Image, tk.Status.State)
+				}
+				n++
+			}
+		}
+		if n != 7 {
+			return fmt.Errorf("%d live tasks, want 7", n)
+		}
+		return nil
+	})
 }
