@@ -525,7 +525,48 @@ func (c *controller) Ports(ctx context.Context) ([]*swarmpb.PortBinding, error) 
 	if ins.NetworkSettings == nil {
 		return nil, nil
 	}
+	waitListening(ctx, ins.NetworkSettings.IPAddress, specPorts)
 	return portBindings(specPorts, ins.NetworkSettings.Ports), nil
+}
+
+// listenWait bounds how long a task's RUNNING report (which puts it in
+// every node's routing mesh) waits for its process to accept connections.
+const listenWait = 5 * time.Second
+
+// waitListening waits until the container accepts TCP connections on its
+// published target ports, up to listenWait. Docker's port proxy accepts a
+// connection on the host port even before the process listens, and then
+// closes it: a task routed to that early would fail requests. Probing the
+// container's own address avoids that window. A process that never
+// listens is reported anyway when the wait ends; health checks are the
+// way to gate on more than a listening socket.
+func waitListening(ctx context.Context, ip string, ports []*swarmpb.PortConfig) {
+	if ip == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, listenWait)
+	defer cancel()
+	var d net.Dialer
+	for _, p := range ports {
+		if exec.PortProtocol(p) != "tcp" || p.GetTargetPort() == 0 {
+			continue
+		}
+		addr := net.JoinHostPort(ip, strconv.FormatUint(uint64(p.GetTargetPort()), 10))
+		for {
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			t := time.NewTimer(50 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // portBindings maps Docker's bindings back to the spec's ports to tell
