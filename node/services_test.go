@@ -170,3 +170,153 @@ func TestUpdateContinuesAcrossFailover(t *testing.T) {
 		return nil
 	})
 }
+
+// liveByNode returns hostname -> running tasks of the service (desired and
+// observed RUNNING).
+func liveByNode(ctx context.Context, ctl swarmpb.ControlClient, svc string) (map[string]int, int, error) {
+	resp, err := ctl.ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{svc}})
+	if err != nil {
+		return nil, 0, err
+	}
+	out, n := map[string]int{}, 0
+	for _, tk := range resp.Tasks {
+		if tk.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && tk.Status.State == swarmpb.TaskState_TASK_STATE_RUNNING {
+			out[resp.NodeNames[tk.NodeId]]++
+			n++
+		}
+	}
+	return out, n, nil
+}
+
+func waitSpread(t *testing.T, ctx context.Context, ctl swarmpb.ControlClient, svc string, n int, check func(map[string]int) error) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		by, got, err := liveByNode(ctx, ctl, svc)
+		if err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("%d running, want %d (%v)", got, n, by)
+		}
+		if check != nil {
+			return check(by)
+		}
+		return nil
+	})
+}
+
+// Services through the whole stack (control API, orchestrator, scheduler,
+// dispatcher, agents with fake engines): scale, a dead agent's tasks move,
+// drain, and the restart policy.
+func TestServicesOnInProcessCluster(t *testing.T) {
+	c := testcluster.New(t, 1, 2, testcluster.Options{HeartbeatPeriod: 100 * time.Millisecond})
+	ctx := ctxT(t, 90*time.Second)
+	ctl := c.Control()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st, err := nodeStatus(ctx, ctl)
+		if err != nil {
+			return err
+		}
+		for name, v := range st {
+			if !strings.HasPrefix(v, "NODE_STATUS_READY") {
+				return fmt.Errorf("%s is %s", name, v)
+			}
+		}
+		return nil
+	})
+	s := svcSpec("web", 0)
+	s.Replicas = 6
+	s.Restart = &swarmpb.RestartPolicy{Condition: swarmpb.RestartPolicy_CONDITION_ANY}
+	resp, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Service.Id
+	even := func(by map[string]int) error {
+		if by["m1"] != 2 || by["w1"] != 2 || by["w2"] != 2 {
+			return fmt.Errorf("spread %v", by)
+		}
+		return nil
+	}
+	waitSpread(t, ctx, ctl, id, 6, even)
+
+	scale := func(n uint64) {
+		cur, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := cur.Service.Spec
+		spec.Replicas = n
+		if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: cur.Service.Meta.Version, Spec: spec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scale(3)
+	waitSpread(t, ctx, ctl, id, 3, func(by map[string]int) error {
+		if len(by) != 3 {
+			return fmt.Errorf("scale down left %v", by)
+		}
+		return nil
+	})
+	scale(6)
+	waitSpread(t, ctx, ctl, id, 6, even)
+
+	// A container that dies is replaced (restart condition any).
+	running := c.Get("w1").Fake().RunningTasks()
+	if len(running) == 0 {
+		t.Fatal("w1 runs nothing")
+	}
+	victim := running[0]
+	if err := c.Get("w1").Fake().Exit(victim, 137); err != nil {
+		t.Fatal(err)
+	}
+	waitSpread(t, ctx, ctl, id, 6, func(map[string]int) error {
+		tk, err := ctl.ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{id}})
+		if err != nil {
+			return err
+		}
+		for _, x := range tk.Tasks {
+			if x.Id == victim && x.Status.State == swarmpb.TaskState_TASK_STATE_FAILED && x.Status.ExitCode == 137 {
+				return nil
+			}
+		}
+		return fmt.Errorf("killed task not reported failed")
+	})
+
+	// Drain moves tasks away.
+	drain := swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
+	if _, err := ctl.UpdateNode(ctx, &swarmpb.UpdateNodeRequest{Node: "w2", Availability: &drain}); err != nil {
+		t.Fatal(err)
+	}
+	waitSpread(t, ctx, ctl, id, 6, func(by map[string]int) error {
+		if by["w2"] != 0 {
+			return fmt.Errorf("drained node still runs %d", by["w2"])
+		}
+		return nil
+	})
+	active := swarmpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+	if _, err := ctl.UpdateNode(ctx, &swarmpb.UpdateNodeRequest{Node: "w2", Availability: &active}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A dead agent: its node goes Down and its tasks run elsewhere.
+	c.Get("w1").Stop()
+	waitSpread(t, ctx, ctl, id, 6, func(by map[string]int) error {
+		if by["w1"] != 0 {
+			return fmt.Errorf("tasks still counted on the dead node: %v", by)
+		}
+		return nil
+	})
+
+	if _, err := ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: id}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		for _, name := range []string{"m1", "w2"} {
+			if n := c.Get(name).Fake().Count(); n != 0 {
+				return fmt.Errorf("%s still has %d containers", name, n)
+			}
+		}
+		return nil
+	})
+}

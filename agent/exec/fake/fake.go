@@ -151,6 +151,20 @@ func (e *Executor) Running() int {
 	return n
 }
 
+// RunningTasks returns the IDs of the tasks whose containers run, sorted.
+func (e *Executor) RunningTasks() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id, c := range e.byTask {
+		if c.info.Running {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Created returns how many containers were ever created.
 func (e *Executor) Created() int {
 	e.mu.Lock()
