@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sort"
@@ -295,6 +296,10 @@ func (m *Mesh) bind(k portKey, bs *backendSet) (port, error) {
 		}
 		p := &tcpPort{m: m, key: k, ln: ln.(*net.TCPListener)}
 		p.bs.Store(bs)
+		// Start the rotation at a random backend: every node's mesh gets the
+		// same sorted list, and without this each node's first connections
+		// would all land on the same task.
+		p.rr.Store(rand.Uint64())
 		m.wg.Add(1)
 		go p.serve()
 		return p, nil
@@ -305,6 +310,7 @@ func (m *Mesh) bind(k portKey, bs *backendSet) (port, error) {
 		}
 		p := &udpPort{m: m, key: k, pc: pc.(*net.UDPConn), flows: make(map[netip.AddrPort]*udpFlow)}
 		p.bs.Store(bs)
+		p.rr.Store(rand.Uint64())
 		m.wg.Add(1)
 		go p.serve()
 		return p, nil
