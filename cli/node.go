@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -175,47 +176,17 @@ func (a *app) getNode(ctl swarmpb.ControlClient, ref string) (*swarmpb.NodeInfo,
 }
 
 func (a *app) nodeInspectCommand() *cobra.Command {
-	var pretty bool
-	cmd := &cobra.Command{
-		Use:   "inspect [--pretty] NODE...",
-		Short: "Display detailed information on nodes",
-		Args:  minArgs(1, "NODE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctl, err := a.control()
+	return a.inspectCommand("NODE", "Display detailed information on nodes",
+		func(ctl swarmpb.ControlClient, ref string) (func(io.Writer), func() (json.RawMessage, error), error) {
+			ni, err := a.getNode(ctl, ref)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
-			var objs []json.RawMessage
-			var failed []error
-			for i, ref := range args {
-				ni, err := a.getNode(ctl, ref)
-				if err != nil {
-					failed = append(failed, err)
-					continue
-				}
-				if pretty {
-					if i > 0 {
-						fmt.Fprintln(a.stdout)
-					}
-					printNodePretty(a.stdout, ni)
-					continue
-				}
-				obj, err := marshalObject(ni.GetNode(), map[string]any{"managerStatus": ni.GetManagerStatus()})
-				if err != nil {
-					return err
-				}
-				objs = append(objs, obj)
-			}
-			if !pretty {
-				if err := writeJSONArray(a.stdout, objs); err != nil {
-					return err
-				}
-			}
-			return a.reportErrors(failed)
-		},
-	}
-	cmd.Flags().BoolVar(&pretty, "pretty", false, "print the information in a human friendly format")
-	return cmd
+			return func(w io.Writer) { printNodePretty(w, ni) },
+				func() (json.RawMessage, error) {
+					return marshalObject(ni.GetNode(), map[string]any{"managerStatus": ni.GetManagerStatus()})
+				}, nil
+		})
 }
 
 // nodeRoleCommand builds `node promote` (promote) or `node demote`.

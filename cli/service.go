@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,47 +162,15 @@ func (a *app) updateService(ctl swarmpb.ControlClient, req *swarmpb.UpdateServic
 }
 
 func (a *app) serviceInspectCommand() *cobra.Command {
-	var pretty bool
-	cmd := &cobra.Command{
-		Use:   "inspect [--pretty] SERVICE...",
-		Short: "Display detailed information on services",
-		Args:  minArgs(1, "SERVICE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctl, err := a.control()
+	return a.inspectCommand("SERVICE", "Display detailed information on services",
+		func(ctl swarmpb.ControlClient, ref string) (func(io.Writer), func() (json.RawMessage, error), error) {
+			svc, err := a.getService(ctl, ref)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
-			var objs []json.RawMessage
-			var failed []error
-			for i, ref := range args {
-				s, err := a.getService(ctl, ref)
-				if err != nil {
-					failed = append(failed, err)
-					continue
-				}
-				if pretty {
-					if i > 0 {
-						fmt.Fprintln(a.stdout)
-					}
-					printServicePretty(a.stdout, s)
-					continue
-				}
-				obj, err := marshalObject(s, nil)
-				if err != nil {
-					return err
-				}
-				objs = append(objs, obj)
-			}
-			if !pretty {
-				if err := writeJSONArray(a.stdout, objs); err != nil {
-					return err
-				}
-			}
-			return a.reportErrors(failed)
-		},
-	}
-	cmd.Flags().BoolVar(&pretty, "pretty", false, "print the information in a human friendly format")
-	return cmd
+			return func(w io.Writer) { printServicePretty(w, svc) },
+				func() (json.RawMessage, error) { return marshalObject(svc, nil) }, nil
+		})
 }
 
 func (a *app) serviceScaleCommand() *cobra.Command {
