@@ -148,14 +148,25 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 		return nil, Status(err)
 	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
-	if _, err := s.Raft.Apply(ctx, Batch(createAction(svc))); err != nil {
-		return nil, Status(fmt.Errorf("create service %s: %w", req.Spec.Name, err))
-	}
-	out, err := s.GetService(ctx, &swarmpb.GetServiceRequest{Service: svc.Id})
+	out, err := s.writeService(ctx, createAction(svc), svc.Id, "create service "+req.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &swarmpb.CreateServiceResponse{Service: out.Service}, nil
+	return &swarmpb.CreateServiceResponse{Service: out}, nil
+}
+
+// writeService applies one change to a service and returns the service as
+// stored. The write went through this leader, so its store already holds it.
+func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction, id, what string) (*swarmpb.Service, error) {
+	if _, err := s.Raft.Apply(ctx, Batch(a)); err != nil {
+		return nil, Status(fmt.Errorf("%s: %w", what, err))
+	}
+	var out *swarmpb.Service
+	s.Store.View(func(tx state.ReadTx) { out = tx.GetService(id) })
+	if out == nil {
+		return nil, Status(notFoundf("service %s was removed meanwhile", id))
+	}
+	return out, nil
 }
 
 func (s *ControlServer) GetService(ctx context.Context, req *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {
@@ -229,14 +240,11 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if !changed && next.SpecVersion == cur.SpecVersion {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(updateAction(next))); err != nil {
-		return nil, Status(fmt.Errorf("update service %s: %w", cur.Spec.Name, err))
-	}
-	out, err := s.GetService(ctx, &swarmpb.GetServiceRequest{Service: cur.Id})
+	out, err := s.writeService(ctx, updateAction(next), cur.Id, "update service "+cur.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &swarmpb.UpdateServiceResponse{Service: out.Service}, nil
+	return &swarmpb.UpdateServiceResponse{Service: out}, nil
 }
 
 func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListServicesRequest) (*swarmpb.ListServicesResponse, error) {
