@@ -28,10 +28,12 @@ func (m *Manager) runRoleManager(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				cancel()
 				events, cancel = m.store.Watch()
+			} else if ev.Node() == nil {
+				continue // only node changes (and the tick) concern roles
 			}
 		case <-tick.C:
 		}

@@ -18,12 +18,17 @@ type watcher struct {
 	out      chan Event
 }
 
+// watchBuffer is how many events wait in a watcher's channel.
+const watchBuffer = 4096
+
 func newWatcher() *watcher {
 	w := &watcher{
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
-		out:    make(chan Event),
+		// A buffer lets a consumer drain a burst (10,000 task writes) in
+		// one pass instead of waking once per event.
+		out: make(chan Event, watchBuffer),
 	}
 	go w.run()
 	return w

@@ -54,6 +54,16 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	var profFile *os.File
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		profFile = f
+	}
 	t0 := time.Now()
 	c, err := inproc.Start(inproc.Options{Managers: *managers, Workers: *workers, NoSync: *noSync, HeartbeatPeriod: *hb, LogLevel: level})
 	if err != nil {
@@ -72,15 +82,10 @@ func main() {
 	fmt.Printf("cluster: %d managers + %d workers, all Ready after %v (fsync %v, heartbeat %v)\n",
 		*managers, *workers, time.Since(t0).Round(time.Millisecond), !*noSync, orDefault(*hb))
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
+	if profFile != nil {
+		if err := pprof.StartCPUProfile(profFile); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			c.CloseLog(logTo)
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
@@ -92,6 +97,8 @@ func main() {
 		res, err := run(c, fmt.Sprintf("bench-%d", r), *replicas)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "run %d: %v\n", r, err)
+			pprof.StopCPUProfile()
+			c.CloseLog(os.Stderr) // os.Exit skips the deferred Close
 			os.Exit(1)
 		}
 		ups = append(ups, res.running)
