@@ -206,15 +206,7 @@ func TestMeshRollingUpdateRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := resp.Service.Id
-	t.Cleanup(func() {
-		_, _ = ctl.RemoveService(context.Background(), &swarmpb.RemoveServiceRequest{Service: id})
-		testutil.Eventually(t, time.Minute, func() error {
-			if n := len(containers(t, id, true)); n > 0 {
-				return fmt.Errorf("%d containers left", n)
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { removeService(t, c, id) })
 	// Every node answers on the published port, from several tasks.
 	waitAnswers(t, ingress, port, "v1", 3)
 
@@ -287,22 +279,7 @@ func TestMeshUpdateSurvivesLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := resp.Service.Id
-	t.Cleanup(func() {
-		// Bring every node back so that each removes its own containers.
-		for _, m := range c.Members {
-			if !m.Running() {
-				m.Start(t)
-			}
-		}
-		ctl := c.Control()
-		_, _ = ctl.RemoveService(context.Background(), &swarmpb.RemoveServiceRequest{Service: id})
-		testutil.Eventually(t, time.Minute, func() error {
-			if n := len(containers(t, id, true)); n > 0 {
-				return fmt.Errorf("%d containers left", n)
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { removeService(t, c, id) })
 	waitAnswers(t, ingress, port, "v1", 3)
 	updateImage(t, c.Control(), id, v2, nil)
 	// Wait until the update is under way (some but not all tasks on v2).
@@ -361,15 +338,7 @@ func TestHostModePublishing(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := resp.Service.Id
-	t.Cleanup(func() {
-		_, _ = c.Control().RemoveService(context.Background(), &swarmpb.RemoveServiceRequest{Service: id})
-		testutil.Eventually(t, time.Minute, func() error {
-			if n := len(containers(t, id, true)); n > 0 {
-				return fmt.Errorf("%d containers left", n)
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { removeService(t, c, id) })
 	testutil.Eventually(t, time.Minute, func() error {
 		tasks, err := c.Control().ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{id}})
 		if err != nil {
@@ -397,6 +366,32 @@ func TestHostModePublishing(t *testing.T) {
 	for _, m := range c.Members {
 		if _, err := get(net.JoinHostPort(m.Ingress, strconv.Itoa(int(port)))); err != nil {
 			t.Fatalf("host-mode port on %s: %v", m.Name, err)
+		}
+	}
+}
+
+// removeService removes a test's service and checks that the cluster
+// removed its containers; whatever is left (say, after a failure) is
+// force-removed so that no test leaves containers behind.
+func removeService(t *testing.T, c *testcluster.Cluster, id string) {
+	// Bring every node back so that each removes its own containers.
+	for _, m := range c.Members {
+		if !m.Running() {
+			m.Start(t)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = c.Control().RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: id})
+	deadline := time.Now().Add(time.Minute)
+	for len(containers(t, id, true)) > 0 && time.Now().Before(deadline) {
+		tick := time.NewTimer(200 * time.Millisecond)
+		<-tick.C
+	}
+	if left := containers(t, id, true); len(left) > 0 {
+		t.Errorf("service removal left %d containers; removing them by force", len(left))
+		for _, cid := range left {
+			_, _ = docker(t, "rm", "-f", cid)
 		}
 	}
 }
