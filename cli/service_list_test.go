@@ -154,3 +154,16 @@ func TestServiceInspectAndRm(t *testing.T) {
 		t.Fatalf("rm %q", r.stdout)
 	}
 }
+
+func TestServicePsShowsUpdateStatus(t *testing.T) {
+	d := &fakeDaemon{tasks: func(int) []*swarmpb.Task { return psTasks() }, nodeNames: map[string]string{"n1": "manager1", "n2": "worker1"},
+		created: &swarmpb.Service{Id: "svcid0123456789", Meta: &swarmpb.Meta{Version: 3},
+			Spec:         &swarmpb.ServiceSpec{Name: "web", Replicas: 2, Container: &swarmpb.ContainerSpec{Image: "nginx"}},
+			UpdateStatus: &swarmpb.UpdateStatus{State: "paused", Message: "update paused due to failure or early termination of task x"}}}
+	host := startFake(t, d)
+	r := runCLI(host, "service", "ps", "web")
+	expectOK(t, r)
+	if !strings.HasSuffix(r.stdout, "\nweb update status: paused (update paused due to failure or early termination of task x)\n") {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+}

@@ -206,7 +206,10 @@ func (a *app) servicePsCommand() *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				a.printUpdateStatus(ctl, args)
 			}
 			return nil
 		},
@@ -217,4 +220,24 @@ func (a *app) servicePsCommand() *cobra.Command {
 	f.StringVar(&format, "format", "", "format the output with a Go template or json")
 	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output (desired-state=running|shutdown|accepted)")
 	return cmd
+}
+
+// printUpdateStatus adds, under the task table, the state of each
+// service's last rolling update or rollback (as service inspect shows it).
+func (a *app) printUpdateStatus(ctl swarmpb.ControlClient, services []string) {
+	for _, ref := range services {
+		svc, err := a.getService(ctl, ref)
+		if err != nil {
+			continue
+		}
+		us := svc.GetUpdateStatus()
+		if us.GetState() == "" {
+			continue
+		}
+		line := fmt.Sprintf("\n%s update status: %s", svc.GetSpec().GetName(), us.GetState())
+		if m := us.GetMessage(); m != "" {
+			line += " (" + m + ")"
+		}
+		fmt.Fprintln(a.stdout, line)
+	}
 }
