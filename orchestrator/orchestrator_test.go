@@ -244,3 +244,40 @@ func TestLeaderChangeMidReconcile(t *testing.T) {
 		}
 	}
 }
+
+// A node lost during an update orphans tasks of the new version; that is
+// not a failure of the new version, and the update completes.
+func TestUpdateSurvivesNodeLoss(t *testing.T) {
+	h := newHarness(t, "n1", "n2", "n3")
+	id := h.createService(spec("web", 6))
+	h.waitConverged(id, 6)
+	h.updateService(id, func(s *swarmpb.Service) {
+		s.PreviousSpec = s.Spec
+		s.Spec = spec("web", 6)
+		s.Spec.Container.Image = "demo:v2"
+		s.Spec.Update.Parallelism = 1
+		s.Spec.Update.DelayNs = int64(300 * time.Millisecond)
+		s.SpecVersion++
+		s.UpdateStatus = &swarmpb.UpdateStatus{State: UpdateUpdating}
+	})
+	// Wait until new-version tasks run on n1, then lose n1.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if st := h.service(id).UpdateStatus.GetState(); st != UpdateUpdating {
+			t.Fatalf("update %s before n1 was lost; the test needs it under way", st)
+		}
+		for _, tk := range h.live(id) {
+			if tk.NodeId == "n1" && tk.Spec.Container.Image == "demo:v2" && tk.Status.State == swarmpb.TaskState_TASK_STATE_RUNNING {
+				return nil
+			}
+		}
+		return fmt.Errorf("no v2 task running on n1 yet")
+	})
+	h.updateNode("n1", func(n *swarmpb.Node) { n.Status = swarmpb.NodeStatus_NODE_STATUS_DOWN })
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if st := h.service(id).UpdateStatus; st.GetState() != UpdateCompleted {
+			return fmt.Errorf("update %s %s", st.GetState(), st.GetMessage())
+		}
+		return nil
+	})
+	h.waitConverged(id, 6, map[string]int{"n1": 0})
+}

@@ -72,7 +72,7 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 			continue
 		}
 		total++
-		if failedEnd(t) && !statusTime(t).Before(startedAt) {
+		if updateFailure(t) && !statusTime(t).Before(startedAt) {
 			failed++
 			lastFailure = t
 		}
@@ -171,4 +171,16 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// updateFailure reports a new task that failed on its own (it exited in
+// error, or its engine refused it). A task orphaned because its node went
+// down says nothing about the new version and must not pause or roll back
+// an update: the orchestrator replaces it like any task on a lost node.
+func updateFailure(t *swarmpb.Task) bool {
+	switch t.GetStatus().GetState() {
+	case swarmpb.TaskState_TASK_STATE_FAILED, swarmpb.TaskState_TASK_STATE_REJECTED:
+		return true
+	}
+	return false
 }
