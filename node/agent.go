@@ -120,6 +120,7 @@ func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
 			n.rememberManagers(managers)
 		}
 		n.reconcileRole(ctx, resp)
+		n.renewIfExpiring(ctx, resp)
 		period = time.Duration(resp.PeriodNs)
 		if period <= 0 {
 			period = api.DefaultHeartbeatPeriod
@@ -207,7 +208,7 @@ func (n *Node) renewCert(ctx context.Context, managers []string, want swarmpb.No
 	n.mu.Lock()
 	creds, pool := n.creds, n.pool
 	n.mu.Unlock()
-	if creds.Identity().Role == want {
+	if creds.Identity().Role == want && !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, time.Now()) {
 		return nil
 	}
 	keyPEM, csrPEM, err := ca.GenerateKeyAndCSR()
@@ -282,4 +283,31 @@ func (n *Node) demote(ctx context.Context, managers []string) error {
 	}
 	n.log.Info("demoted to worker")
 	return n.renewCert(ctx, others, swarmpb.NodeRole_NODE_ROLE_WORKER)
+}
+
+// expiring reports a certificate in the last third of its validity: time
+// to renew it, with weeks to spare if managers are unreachable for a while.
+func expiring(notBefore, notAfter, now time.Time) bool {
+	return now.After(notAfter.Add(-notAfter.Sub(notBefore) / 3))
+}
+
+// renewIfExpiring renews the node's certificate, in its current role,
+// before it expires; without this a node would drop out of the cluster
+// when its 90-day certificate ran out.
+func (n *Node) renewIfExpiring(ctx context.Context, resp *swarmpb.HeartbeatResponse) {
+	n.mu.Lock()
+	creds := n.creds
+	n.mu.Unlock()
+	if creds == nil || !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, time.Now()) {
+		return
+	}
+	if !n.opMu.TryLock() {
+		return // a role change or leave is under way; the next heartbeat retries
+	}
+	defer n.opMu.Unlock()
+	if err := n.renewCert(ctx, resp.Managers, creds.Identity().Role); err != nil {
+		n.log.Warn("renewing the node certificate failed; retrying on the next heartbeat", "err", err, "expires", creds.Leaf().NotAfter)
+		return
+	}
+	n.log.Info("node certificate renewed")
 }
