@@ -16,8 +16,9 @@ import (
 // key is part of the replicated cluster object.
 type CAServer struct {
 	swarmpb.UnimplementedCAServer
-	Store *state.Store
-	Raft  Raft
+	Store  *state.Store
+	Raft   Raft
+	Dialer Dialer
 }
 
 func (s *CAServer) cluster() (*swarmpb.Cluster, *ca.RootCA, error) {
@@ -46,6 +47,16 @@ func (s *CAServer) GetRootCACertificate(ctx context.Context, _ *swarmpb.GetRootC
 func (s *CAServer) IssueNodeCertificate(ctx context.Context, req *swarmpb.IssueNodeCertificateRequest) (*swarmpb.IssueNodeCertificateResponse, error) {
 	tok, err := ca.ParseJoinToken(req.Token)
 	if err != nil {
+		return nil, Status(err)
+	}
+	// The token must be checked against the current tokens: a follower's
+	// replica may not have applied a rotation yet, and would let a rotated
+	// token in. So a follower relays the request to the leader, and the
+	// leader confirms its leadership before reading.
+	if !s.Raft.IsLeader() {
+		return s.relayIssue(ctx, req)
+	}
+	if err := s.Raft.ReadBarrier(ctx); err != nil {
 		return nil, Status(err)
 	}
 	c, root, err := s.cluster()
@@ -113,4 +124,16 @@ func (s *CAServer) RenewNodeCertificate(ctx context.Context, req *swarmpb.RenewN
 		NodeId: id.NodeID, ClusterId: c.Id, Role: role, CertPem: cert,
 		RootCaPem: c.RootCa.CertPem, Managers: managerAddrs(s.Raft),
 	}, nil
+}
+
+func (s *CAServer) relayIssue(ctx context.Context, req *swarmpb.IssueNodeCertificateRequest) (*swarmpb.IssueNodeCertificateResponse, error) {
+	_, leader := s.Raft.Leader()
+	if leader == "" || s.Dialer == nil {
+		return nil, status.Error(codes.Unavailable, "no leader is known to check the join token; try again")
+	}
+	conn, err := s.Dialer.Conn(leader)
+	if err != nil {
+		return nil, Status(err)
+	}
+	return swarmpb.NewCAClient(conn).IssueNodeCertificate(ctx, req)
 }
