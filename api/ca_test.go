@@ -20,7 +20,7 @@ import (
 // followerRaft is a follower whose leader is reached through a Dialer.
 type followerRaft struct{ storeRaft }
 
-func (r *followerRaft) IsLeader() bool            { return false }
+func (r *followerRaft) IsLeader() bool           { return false }
 func (r *followerRaft) Leader() (string, string) { return "leader", "leader:2377" }
 
 type bufDialer struct{ conn *grpc.ClientConn }
