@@ -198,7 +198,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 			c := proto.Clone(n).(*swarmpb.Node)
 			c.Status = swarmpb.NodeStatus_NODE_STATUS_DOWN
 			c.StatusMessage = "heartbeat failure"
-			actions = append(actions, updateAction(c))
+			actions = append(actions, Update(c))
 		}
 	})
 	d.mu.Lock()

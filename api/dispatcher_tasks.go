@@ -481,7 +481,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 	slices.Sort(order)
 	actions := make([]*swarmpb.StoreAction, 0, len(order))
 	for _, id := range order {
-		actions = append(actions, updateAction(staged[id]))
+		actions = append(actions, Update(staged[id]))
 	}
 	return actions
 }

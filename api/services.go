@@ -148,7 +148,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 		return nil, Status(err)
 	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
-	out, err := s.writeService(ctx, createAction(svc), svc.Id, "create service "+req.Spec.Name)
+	out, err := s.writeService(ctx, Create(svc), svc.Id, "create service "+req.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -169,15 +169,25 @@ func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction
 	return out, nil
 }
 
-func (s *ControlServer) GetService(ctx context.Context, req *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {
+// lookupService resolves a user's SERVICE argument with a linearizable
+// read, returning a status error.
+func (s *ControlServer) lookupService(ctx context.Context, ref string) (*swarmpb.Service, error) {
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
 	var svc *swarmpb.Service
 	var err error
-	s.Store.View(func(tx state.ReadTx) { svc, err = findService(tx, req.Service) })
+	s.Store.View(func(tx state.ReadTx) { svc, err = findService(tx, ref) })
 	if err != nil {
 		return nil, Status(err)
+	}
+	return svc, nil
+}
+
+func (s *ControlServer) GetService(ctx context.Context, req *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {
+	svc, err := s.lookupService(ctx, req.Service)
+	if err != nil {
+		return nil, err
 	}
 	return &swarmpb.GetServiceResponse{Service: svc}, nil
 }
@@ -186,14 +196,9 @@ func (s *ControlServer) GetService(ctx context.Context, req *swarmpb.GetServiceR
 // rollback; a change that affects tasks bumps spec_version, which the
 // orchestrator rolls out.
 func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateServiceRequest) (*swarmpb.UpdateServiceResponse, error) {
-	if err := s.read(ctx); err != nil {
-		return nil, err
-	}
-	var cur *swarmpb.Service
-	var err error
-	s.Store.View(func(tx state.ReadTx) { cur, err = findService(tx, req.Service) })
+	cur, err := s.lookupService(ctx, req.Service)
 	if err != nil {
-		return nil, Status(err)
+		return nil, err
 	}
 	if req.Version != 0 && req.Version != cur.Meta.GetVersion() {
 		return nil, Status(&userError{kind: state.ErrConflict, msg: fmt.Sprintf("service %s changed since it was read; try again", cur.Spec.Name)})
@@ -240,7 +245,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if !changed && next.SpecVersion == cur.SpecVersion {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 	}
-	out, err := s.writeService(ctx, updateAction(next), cur.Id, "update service "+cur.Spec.Name)
+	out, err := s.writeService(ctx, Update(next), cur.Id, "update service "+cur.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -278,16 +283,11 @@ func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListService
 // RemoveService deletes the service; the orchestrator then shuts its tasks
 // down and the agents remove their containers.
 func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveServiceRequest) (*swarmpb.RemoveServiceResponse, error) {
-	if err := s.read(ctx); err != nil {
+	svc, err := s.lookupService(ctx, req.Service)
+	if err != nil {
 		return nil, err
 	}
-	var svc *swarmpb.Service
-	var err error
-	s.Store.View(func(tx state.ReadTx) { svc, err = findService(tx, req.Service) })
-	if err != nil {
-		return nil, Status(err)
-	}
-	if _, err := s.Raft.Apply(ctx, Batch(deleteAction(svc))); err != nil {
+	if _, err := s.Raft.Apply(ctx, Batch(Delete(svc))); err != nil {
 		return nil, Status(fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
 	}
 	return &swarmpb.RemoveServiceResponse{}, nil

@@ -82,18 +82,6 @@ func findNode(tx state.ReadTx, ref string) (*swarmpb.Node, error) {
 	return nil, notFoundf("node %s not found", ref)
 }
 
-func createAction(obj any) *swarmpb.StoreAction {
-	return action(swarmpb.StoreAction_KIND_CREATE, obj)
-}
-
-func updateAction(obj any) *swarmpb.StoreAction {
-	return action(swarmpb.StoreAction_KIND_UPDATE, obj)
-}
-
-func deleteAction(obj any) *swarmpb.StoreAction {
-	return action(swarmpb.StoreAction_KIND_DELETE, obj)
-}
-
 func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
 	a := &swarmpb.StoreAction{Kind: kind}
 	switch o := obj.(type) {
@@ -118,7 +106,7 @@ func Batch(actions ...*swarmpb.StoreAction) *swarmpb.StoreBatch {
 	return &swarmpb.StoreBatch{Actions: actions}
 }
 
-// Create, Update and Delete are exported for other packages' writes.
-func Create(obj any) *swarmpb.StoreAction { return createAction(obj) }
-func Update(obj any) *swarmpb.StoreAction { return updateAction(obj) }
-func Delete(obj any) *swarmpb.StoreAction { return deleteAction(obj) }
+// Create, Update and Delete build the store actions of a batch.
+func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_CREATE, obj) }
+func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
+func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }
