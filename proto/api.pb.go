@@ -1523,6 +1523,357 @@ func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
 	return file_api_proto_rawDescGZIP(), []int{26}
 }
 
+// ClusterInfo is the cluster as the API shows it: never the CA key or the
+// unlock key.
+type ClusterInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Settings      *ClusterSettings       `protobuf:"bytes,3,opt,name=settings,proto3" json:"settings,omitempty"`
+	RootCaDigest  string                 `protobuf:"bytes,4,opt,name=root_ca_digest,json=rootCaDigest,proto3" json:"root_ca_digest,omitempty"`
+	Version       uint64                 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfo) Reset() {
+	*x = ClusterInfo{}
+	mi := &file_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfo) ProtoMessage() {}
+
+func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
+func (*ClusterInfo) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ClusterInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClusterInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClusterInfo) GetSettings() *ClusterSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ClusterInfo) GetRootCaDigest() string {
+	if x != nil {
+		return x.RootCaDigest
+	}
+	return ""
+}
+
+func (x *ClusterInfo) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type GetClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterRequest) Reset() {
+	*x = GetClusterRequest{}
+	mi := &file_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterRequest) ProtoMessage() {}
+
+func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{28}
+}
+
+type GetClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *ClusterInfo           `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterResponse) Reset() {
+	*x = GetClusterResponse{}
+	mi := &file_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterResponse) ProtoMessage() {}
+
+func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetClusterResponse) GetCluster() *ClusterInfo {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+type UpdateClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each field is applied only when set.
+	Autolock      *bool   `protobuf:"varint,1,opt,name=autolock,proto3,oneof" json:"autolock,omitempty"`
+	MaxReplicas   *uint64 `protobuf:"varint,2,opt,name=max_replicas,json=maxReplicas,proto3,oneof" json:"max_replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterRequest) Reset() {
+	*x = UpdateClusterRequest{}
+	mi := &file_api_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterRequest) ProtoMessage() {}
+
+func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UpdateClusterRequest) GetAutolock() bool {
+	if x != nil && x.Autolock != nil {
+		return *x.Autolock
+	}
+	return false
+}
+
+func (x *UpdateClusterRequest) GetMaxReplicas() uint64 {
+	if x != nil && x.MaxReplicas != nil {
+		return *x.MaxReplicas
+	}
+	return 0
+}
+
+type UpdateClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *ClusterInfo           `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	UnlockKey     string                 `protobuf:"bytes,2,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"` // set when this call turned autolock on
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterResponse) Reset() {
+	*x = UpdateClusterResponse{}
+	mi := &file_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterResponse) ProtoMessage() {}
+
+func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UpdateClusterResponse) GetCluster() *ClusterInfo {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *UpdateClusterResponse) GetUnlockKey() string {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return ""
+}
+
+type GetUnlockKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rotate        bool                   `protobuf:"varint,1,opt,name=rotate,proto3" json:"rotate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUnlockKeyRequest) Reset() {
+	*x = GetUnlockKeyRequest{}
+	mi := &file_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnlockKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnlockKeyRequest) ProtoMessage() {}
+
+func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnlockKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetUnlockKeyRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetUnlockKeyRequest) GetRotate() bool {
+	if x != nil {
+		return x.Rotate
+	}
+	return false
+}
+
+type GetUnlockKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnlockKey     string                 `protobuf:"bytes,1,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"` // empty when autolock is off
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUnlockKeyResponse) Reset() {
+	*x = GetUnlockKeyResponse{}
+	mi := &file_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUnlockKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUnlockKeyResponse) ProtoMessage() {}
+
+func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUnlockKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetUnlockKeyResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetUnlockKeyResponse) GetUnlockKey() string {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return ""
+}
+
 type ServiceLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"` // service name/ID, or task ID
@@ -1535,7 +1886,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1898,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1911,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{27}
+	return file_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServiceLogsRequest) GetTarget() string {
@@ -1603,7 +1954,7 @@ type LogContext struct {
 
 func (x *LogContext) Reset() {
 	*x = LogContext{}
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1966,7 @@ func (x *LogContext) String() string {
 func (*LogContext) ProtoMessage() {}
 
 func (x *LogContext) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1979,7 @@ func (x *LogContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
 func (*LogContext) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{28}
+	return file_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LogContext) GetServiceName() string {
@@ -1669,7 +2020,7 @@ type ServiceLogsMessage struct {
 
 func (x *ServiceLogsMessage) Reset() {
 	*x = ServiceLogsMessage{}
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +2032,7 @@ func (x *ServiceLogsMessage) String() string {
 func (*ServiceLogsMessage) ProtoMessage() {}
 
 func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +2045,7 @@ func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogsMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{29}
+	return file_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServiceLogsMessage) GetLines() []*LogLine {
@@ -1722,7 +2073,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2085,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2098,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30}
+	return file_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -1766,13 +2117,15 @@ func (x *NodeInfo) GetManagerStatus() string {
 
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2137,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,19 +2150,34 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{31}
+	return file_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type ListNodesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +2189,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2202,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{32}
+	return file_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -1842,6 +2210,13 @@ func (x *ListNodesResponse) GetNodes() []*NodeInfo {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetNodeRequest struct {
@@ -1853,7 +2228,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +2240,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2253,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{33}
+	return file_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -1897,7 +2272,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2284,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2297,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{34}
+	return file_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetNodeResponse) GetNode() *NodeInfo {
@@ -1946,7 +2321,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2333,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2346,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{35}
+	return file_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -2018,7 +2393,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2405,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2418,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{36}
+	return file_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateNodeResponse) GetNode() *NodeInfo {
@@ -2063,7 +2438,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2450,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2463,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{37}
+	return file_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -2113,7 +2488,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2500,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2513,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{38}
+	return file_api_proto_rawDescGZIP(), []int{45}
 }
 
 type GetJoinTokenRequest struct {
@@ -2151,7 +2526,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2538,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2551,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{39}
+	return file_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeRole {
@@ -2203,7 +2578,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2590,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2603,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{40}
+	return file_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -2254,7 +2629,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2641,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2654,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{41}
+	return file_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -2298,7 +2673,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2685,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2698,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{42}
+	return file_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2346,7 +2721,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2733,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2746,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{43}
+	return file_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -2418,7 +2793,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2805,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2818,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{44}
+	return file_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2462,7 +2837,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2849,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2862,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{45}
+	return file_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -2506,7 +2881,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2893,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2906,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{46}
+	return file_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2543,13 +2918,15 @@ func (x *GetServiceResponse) GetService() *Service {
 
 type ListServicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2938,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2951,21 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{47}
+	return file_api_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListServicesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListServicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 type ServiceInfo struct {
@@ -2588,7 +2979,7 @@ type ServiceInfo struct {
 
 func (x *ServiceInfo) Reset() {
 	*x = ServiceInfo{}
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2991,7 @@ func (x *ServiceInfo) String() string {
 func (*ServiceInfo) ProtoMessage() {}
 
 func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +3004,7 @@ func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInfo.ProtoReflect.Descriptor instead.
 func (*ServiceInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{48}
+	return file_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ServiceInfo) GetService() *Service {
@@ -2640,13 +3031,14 @@ func (x *ServiceInfo) GetDesired() uint64 {
 type ListServicesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Services      []*ServiceInfo         `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +3050,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +3063,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{49}
+	return file_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceInfo {
@@ -2679,6 +3071,13 @@ func (x *ListServicesResponse) GetServices() []*ServiceInfo {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *ListServicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveServiceRequest struct {
@@ -2690,7 +3089,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +3101,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +3114,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{50}
+	return file_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -2733,7 +3132,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3144,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,20 +3157,22 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{51}
+	return file_api_proto_rawDescGZIP(), []int{58}
 }
 
 type ListTasksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Services      []string               `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"` // names, IDs or prefixes; empty: all
 	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	PageSize      int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +3184,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +3197,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{52}
+	return file_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListTasksRequest) GetServices() []string {
@@ -2813,17 +3214,32 @@ func (x *ListTasksRequest) GetNode() string {
 	return ""
 }
 
+func (x *ListTasksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	NodeNames     map[string]string      `protobuf:"bytes,2,rep,name=node_names,json=nodeNames,proto3" json:"node_names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // node ID -> hostname
+	NodeNames     map[string]string      `protobuf:"bytes,2,rep,name=node_names,json=nodeNames,proto3" json:"node_names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // node ID -> hostname, for this page's tasks
+	NextPageToken string                 `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3251,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3264,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{53}
+	return file_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2865,18 +3281,106 @@ func (x *ListTasksResponse) GetNodeNames() map[string]string {
 	return nil
 }
 
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type UnlockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UnlockKey     string                 `protobuf:"bytes,1,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockRequest) Reset() {
+	*x = UnlockRequest{}
+	mi := &file_api_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockRequest) ProtoMessage() {}
+
+func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
+func (*UnlockRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *UnlockRequest) GetUnlockKey() string {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return ""
+}
+
+type UnlockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockResponse) Reset() {
+	*x = UnlockResponse{}
+	mi := &file_api_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockResponse) ProtoMessage() {}
+
+func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
+func (*UnlockResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{62}
+}
+
 type InitRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	AdvertiseAddr   string                 `protobuf:"bytes,1,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
 	ListenAddr      string                 `protobuf:"bytes,2,opt,name=listen_addr,json=listenAddr,proto3" json:"listen_addr,omitempty"`
 	ForceNewCluster bool                   `protobuf:"varint,3,opt,name=force_new_cluster,json=forceNewCluster,proto3" json:"force_new_cluster,omitempty"`
+	Autolock        bool                   `protobuf:"varint,4,opt,name=autolock,proto3" json:"autolock,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +3392,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +3405,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{54}
+	return file_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *InitRequest) GetAdvertiseAddr() string {
@@ -2925,18 +3429,26 @@ func (x *InitRequest) GetForceNewCluster() bool {
 	return false
 }
 
+func (x *InitRequest) GetAutolock() bool {
+	if x != nil {
+		return x.Autolock
+	}
+	return false
+}
+
 type InitResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	WorkerToken   string                 `protobuf:"bytes,2,opt,name=worker_token,json=workerToken,proto3" json:"worker_token,omitempty"`
 	ManagerAddr   string                 `protobuf:"bytes,3,opt,name=manager_addr,json=managerAddr,proto3" json:"manager_addr,omitempty"`
+	UnlockKey     string                 `protobuf:"bytes,4,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"` // set with autolock
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3460,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3473,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{55}
+	return file_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *InitResponse) GetNodeId() string {
@@ -2985,6 +3497,13 @@ func (x *InitResponse) GetManagerAddr() string {
 	return ""
 }
 
+func (x *InitResponse) GetUnlockKey() string {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return ""
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -2997,7 +3516,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3528,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3541,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{56}
+	return file_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -3063,7 +3582,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3594,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3607,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{57}
+	return file_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -3114,7 +3633,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3645,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3658,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{58}
+	return file_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -3157,7 +3676,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3688,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3701,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{59}
+	return file_api_proto_rawDescGZIP(), []int{68}
 }
 
 type InfoRequest struct {
@@ -3193,7 +3712,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3724,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3737,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{60}
+	return file_api_proto_rawDescGZIP(), []int{69}
 }
 
 type InfoResponse struct {
@@ -3226,7 +3745,7 @@ type InfoResponse struct {
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"`
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // inactive | active
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // inactive | active | locked
 	Addr          string                 `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`
 	Managers      []string               `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3235,7 +3754,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3766,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3779,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{61}
+	return file_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -3405,7 +3924,30 @@ const file_api_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"S\n" +
 	"\x17UpdateTaskStatusRequest\x128\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1e.raftswarm.v1.TaskStatusUpdateR\aupdates\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse\"x\n" +
+	"\x18UpdateTaskStatusResponse\"\xac\x01\n" +
+	"\vClusterInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
+	"\bsettings\x18\x03 \x01(\v2\x1d.raftswarm.v1.ClusterSettingsR\bsettings\x12$\n" +
+	"\x0eroot_ca_digest\x18\x04 \x01(\tR\frootCaDigest\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\"\x13\n" +
+	"\x11GetClusterRequest\"I\n" +
+	"\x12GetClusterResponse\x123\n" +
+	"\acluster\x18\x01 \x01(\v2\x19.raftswarm.v1.ClusterInfoR\acluster\"}\n" +
+	"\x14UpdateClusterRequest\x12\x1f\n" +
+	"\bautolock\x18\x01 \x01(\bH\x00R\bautolock\x88\x01\x01\x12&\n" +
+	"\fmax_replicas\x18\x02 \x01(\x04H\x01R\vmaxReplicas\x88\x01\x01B\v\n" +
+	"\t_autolockB\x0f\n" +
+	"\r_max_replicas\"k\n" +
+	"\x15UpdateClusterResponse\x123\n" +
+	"\acluster\x18\x01 \x01(\v2\x19.raftswarm.v1.ClusterInfoR\acluster\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\x02 \x01(\tR\tunlockKey\"-\n" +
+	"\x13GetUnlockKeyRequest\x12\x16\n" +
+	"\x06rotate\x18\x01 \x01(\bR\x06rotate\"5\n" +
+	"\x14GetUnlockKeyResponse\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\x01 \x01(\tR\tunlockKey\"x\n" +
 	"\x12ServiceLogsRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
@@ -3428,10 +3970,14 @@ const file_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x18.raftswarm.v1.LogContextR\x05value:\x028\x01\"Y\n" +
 	"\bNodeInfo\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.raftswarm.v1.NodeR\x04node\x12%\n" +
-	"\x0emanager_status\x18\x02 \x01(\tR\rmanagerStatus\"\x12\n" +
-	"\x10ListNodesRequest\"A\n" +
+	"\x0emanager_status\x18\x02 \x01(\tR\rmanagerStatus\"N\n" +
+	"\x10ListNodesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"i\n" +
 	"\x11ListNodesResponse\x12,\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x16.raftswarm.v1.NodeInfoR\x05nodes\"$\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x16.raftswarm.v1.NodeInfoR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
 	"\x0eGetNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"=\n" +
 	"\x0fGetNodeResponse\x12*\n" +
@@ -3474,36 +4020,51 @@ const file_api_proto_rawDesc = "" +
 	"\x11GetServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"E\n" +
 	"\x12GetServiceResponse\x12/\n" +
-	"\aservice\x18\x01 \x01(\v2\x15.raftswarm.v1.ServiceR\aservice\"\x15\n" +
-	"\x13ListServicesRequest\"r\n" +
+	"\aservice\x18\x01 \x01(\v2\x15.raftswarm.v1.ServiceR\aservice\"Q\n" +
+	"\x13ListServicesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"r\n" +
 	"\vServiceInfo\x12/\n" +
 	"\aservice\x18\x01 \x01(\v2\x15.raftswarm.v1.ServiceR\aservice\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\x04R\arunning\x12\x18\n" +
-	"\adesired\x18\x03 \x01(\x04R\adesired\"M\n" +
+	"\adesired\x18\x03 \x01(\x04R\adesired\"u\n" +
 	"\x14ListServicesResponse\x125\n" +
-	"\bservices\x18\x01 \x03(\v2\x19.raftswarm.v1.ServiceInfoR\bservices\"0\n" +
+	"\bservices\x18\x01 \x03(\v2\x19.raftswarm.v1.ServiceInfoR\bservices\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"\x17\n" +
-	"\x15RemoveServiceResponse\"B\n" +
+	"\x15RemoveServiceResponse\"~\n" +
 	"\x10ListTasksRequest\x12\x1a\n" +
 	"\bservices\x18\x01 \x03(\tR\bservices\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"\xca\x01\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xf2\x01\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12M\n" +
 	"\n" +
-	"node_names\x18\x02 \x03(\v2..raftswarm.v1.ListTasksResponse.NodeNamesEntryR\tnodeNames\x1a<\n" +
+	"node_names\x18\x02 \x03(\v2..raftswarm.v1.ListTasksResponse.NodeNamesEntryR\tnodeNames\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x1a<\n" +
 	"\x0eNodeNamesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\".\n" +
+	"\rUnlockRequest\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\x01 \x01(\tR\tunlockKey\"\x10\n" +
+	"\x0eUnlockResponse\"\x9d\x01\n" +
 	"\vInitRequest\x12%\n" +
 	"\x0eadvertise_addr\x18\x01 \x01(\tR\radvertiseAddr\x12\x1f\n" +
 	"\vlisten_addr\x18\x02 \x01(\tR\n" +
 	"listenAddr\x12*\n" +
-	"\x11force_new_cluster\x18\x03 \x01(\bR\x0fforceNewCluster\"m\n" +
+	"\x11force_new_cluster\x18\x03 \x01(\bR\x0fforceNewCluster\x12\x1a\n" +
+	"\bautolock\x18\x04 \x01(\bR\bautolock\"\x8c\x01\n" +
 	"\fInitResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fworker_token\x18\x02 \x01(\tR\vworkerToken\x12!\n" +
-	"\fmanager_addr\x18\x03 \x01(\tR\vmanagerAddr\"\x8c\x01\n" +
+	"\fmanager_addr\x18\x03 \x01(\tR\vmanagerAddr\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\x04 \x01(\tR\tunlockKey\"\x8c\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
 	"\vremote_addr\x18\x02 \x01(\tR\n" +
@@ -3540,7 +4101,7 @@ const file_api_proto_rawDesc = "" +
 	"\aSession\x12\x1c.raftswarm.v1.SessionRequest\x1a\x1c.raftswarm.v1.SessionMessage0\x01\x12a\n" +
 	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse\x12M\n" +
 	"\tEndpoints\x12\x1e.raftswarm.v1.EndpointsRequest\x1a\x1e.raftswarm.v1.EndpointsMessage0\x01\x12T\n" +
-	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x012\xf1\a\n" +
+	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x012\xf3\t\n" +
 	"\aControl\x12L\n" +
 	"\tListNodes\x12\x1e.raftswarm.v1.ListNodesRequest\x1a\x1f.raftswarm.v1.ListNodesResponse\x12F\n" +
 	"\aGetNode\x12\x1c.raftswarm.v1.GetNodeRequest\x1a\x1d.raftswarm.v1.GetNodeResponse\x12O\n" +
@@ -3556,12 +4117,17 @@ const file_api_proto_rawDesc = "" +
 	"\fListServices\x12!.raftswarm.v1.ListServicesRequest\x1a\".raftswarm.v1.ListServicesResponse\x12X\n" +
 	"\rRemoveService\x12\".raftswarm.v1.RemoveServiceRequest\x1a#.raftswarm.v1.RemoveServiceResponse\x12L\n" +
 	"\tListTasks\x12\x1e.raftswarm.v1.ListTasksRequest\x1a\x1f.raftswarm.v1.ListTasksResponse\x12S\n" +
-	"\vServiceLogs\x12 .raftswarm.v1.ServiceLogsRequest\x1a .raftswarm.v1.ServiceLogsMessage0\x012\x86\x02\n" +
+	"\vServiceLogs\x12 .raftswarm.v1.ServiceLogsRequest\x1a .raftswarm.v1.ServiceLogsMessage0\x01\x12O\n" +
+	"\n" +
+	"GetCluster\x12\x1f.raftswarm.v1.GetClusterRequest\x1a .raftswarm.v1.GetClusterResponse\x12X\n" +
+	"\rUpdateCluster\x12\".raftswarm.v1.UpdateClusterRequest\x1a#.raftswarm.v1.UpdateClusterResponse\x12U\n" +
+	"\fGetUnlockKey\x12!.raftswarm.v1.GetUnlockKeyRequest\x1a\".raftswarm.v1.GetUnlockKeyResponse2\xcb\x02\n" +
 	"\x05Local\x12=\n" +
 	"\x04Init\x12\x19.raftswarm.v1.InitRequest\x1a\x1a.raftswarm.v1.InitResponse\x12=\n" +
 	"\x04Join\x12\x19.raftswarm.v1.JoinRequest\x1a\x1a.raftswarm.v1.JoinResponse\x12@\n" +
 	"\x05Leave\x12\x1a.raftswarm.v1.LeaveRequest\x1a\x1b.raftswarm.v1.LeaveResponse\x12=\n" +
-	"\x04Info\x12\x19.raftswarm.v1.InfoRequest\x1a\x1a.raftswarm.v1.InfoResponseB.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
+	"\x04Info\x12\x19.raftswarm.v1.InfoRequest\x1a\x1a.raftswarm.v1.InfoResponse\x12C\n" +
+	"\x06Unlock\x12\x1b.raftswarm.v1.UnlockRequest\x1a\x1c.raftswarm.v1.UnlockResponseB.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
 
 var (
 	file_api_proto_rawDescOnce sync.Once
@@ -3576,7 +4142,7 @@ func file_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_api_proto_goTypes = []any{
 	(SessionMessage_Kind)(0),             // 0: raftswarm.v1.SessionMessage.Kind
 	(*GetRootCACertificateRequest)(nil),  // 1: raftswarm.v1.GetRootCACertificateRequest
@@ -3606,149 +4172,170 @@ var file_api_proto_goTypes = []any{
 	(*TaskStatusUpdate)(nil),             // 25: raftswarm.v1.TaskStatusUpdate
 	(*UpdateTaskStatusRequest)(nil),      // 26: raftswarm.v1.UpdateTaskStatusRequest
 	(*UpdateTaskStatusResponse)(nil),     // 27: raftswarm.v1.UpdateTaskStatusResponse
-	(*ServiceLogsRequest)(nil),           // 28: raftswarm.v1.ServiceLogsRequest
-	(*LogContext)(nil),                   // 29: raftswarm.v1.LogContext
-	(*ServiceLogsMessage)(nil),           // 30: raftswarm.v1.ServiceLogsMessage
-	(*NodeInfo)(nil),                     // 31: raftswarm.v1.NodeInfo
-	(*ListNodesRequest)(nil),             // 32: raftswarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 33: raftswarm.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 34: raftswarm.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),              // 35: raftswarm.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),            // 36: raftswarm.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),           // 37: raftswarm.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),            // 38: raftswarm.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 39: raftswarm.v1.RemoveNodeResponse
-	(*GetJoinTokenRequest)(nil),          // 40: raftswarm.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),         // 41: raftswarm.v1.GetJoinTokenResponse
-	(*CreateServiceRequest)(nil),         // 42: raftswarm.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),        // 43: raftswarm.v1.CreateServiceResponse
-	(*UpdateServiceRequest)(nil),         // 44: raftswarm.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),        // 45: raftswarm.v1.UpdateServiceResponse
-	(*GetServiceRequest)(nil),            // 46: raftswarm.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),           // 47: raftswarm.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),          // 48: raftswarm.v1.ListServicesRequest
-	(*ServiceInfo)(nil),                  // 49: raftswarm.v1.ServiceInfo
-	(*ListServicesResponse)(nil),         // 50: raftswarm.v1.ListServicesResponse
-	(*RemoveServiceRequest)(nil),         // 51: raftswarm.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),        // 52: raftswarm.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),             // 53: raftswarm.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 54: raftswarm.v1.ListTasksResponse
-	(*InitRequest)(nil),                  // 55: raftswarm.v1.InitRequest
-	(*InitResponse)(nil),                 // 56: raftswarm.v1.InitResponse
-	(*JoinRequest)(nil),                  // 57: raftswarm.v1.JoinRequest
-	(*JoinResponse)(nil),                 // 58: raftswarm.v1.JoinResponse
-	(*LeaveRequest)(nil),                 // 59: raftswarm.v1.LeaveRequest
-	(*LeaveResponse)(nil),                // 60: raftswarm.v1.LeaveResponse
-	(*InfoRequest)(nil),                  // 61: raftswarm.v1.InfoRequest
-	(*InfoResponse)(nil),                 // 62: raftswarm.v1.InfoResponse
-	nil,                                  // 63: raftswarm.v1.ServiceLogsMessage.TasksEntry
-	nil,                                  // 64: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                  // 65: raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	(NodeRole)(0),                        // 66: raftswarm.v1.NodeRole
-	(*NodeDescription)(nil),              // 67: raftswarm.v1.NodeDescription
-	(*Task)(nil),                         // 68: raftswarm.v1.Task
-	(*TaskStatus)(nil),                   // 69: raftswarm.v1.TaskStatus
-	(*Node)(nil),                         // 70: raftswarm.v1.Node
-	(NodeAvailability)(0),                // 71: raftswarm.v1.NodeAvailability
-	(*ServiceSpec)(nil),                  // 72: raftswarm.v1.ServiceSpec
-	(*Service)(nil),                      // 73: raftswarm.v1.Service
+	(*ClusterInfo)(nil),                  // 28: raftswarm.v1.ClusterInfo
+	(*GetClusterRequest)(nil),            // 29: raftswarm.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),           // 30: raftswarm.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),         // 31: raftswarm.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),        // 32: raftswarm.v1.UpdateClusterResponse
+	(*GetUnlockKeyRequest)(nil),          // 33: raftswarm.v1.GetUnlockKeyRequest
+	(*GetUnlockKeyResponse)(nil),         // 34: raftswarm.v1.GetUnlockKeyResponse
+	(*ServiceLogsRequest)(nil),           // 35: raftswarm.v1.ServiceLogsRequest
+	(*LogContext)(nil),                   // 36: raftswarm.v1.LogContext
+	(*ServiceLogsMessage)(nil),           // 37: raftswarm.v1.ServiceLogsMessage
+	(*NodeInfo)(nil),                     // 38: raftswarm.v1.NodeInfo
+	(*ListNodesRequest)(nil),             // 39: raftswarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 40: raftswarm.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 41: raftswarm.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),              // 42: raftswarm.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),            // 43: raftswarm.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),           // 44: raftswarm.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),            // 45: raftswarm.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 46: raftswarm.v1.RemoveNodeResponse
+	(*GetJoinTokenRequest)(nil),          // 47: raftswarm.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),         // 48: raftswarm.v1.GetJoinTokenResponse
+	(*CreateServiceRequest)(nil),         // 49: raftswarm.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),        // 50: raftswarm.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),         // 51: raftswarm.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),        // 52: raftswarm.v1.UpdateServiceResponse
+	(*GetServiceRequest)(nil),            // 53: raftswarm.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),           // 54: raftswarm.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),          // 55: raftswarm.v1.ListServicesRequest
+	(*ServiceInfo)(nil),                  // 56: raftswarm.v1.ServiceInfo
+	(*ListServicesResponse)(nil),         // 57: raftswarm.v1.ListServicesResponse
+	(*RemoveServiceRequest)(nil),         // 58: raftswarm.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),        // 59: raftswarm.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),             // 60: raftswarm.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 61: raftswarm.v1.ListTasksResponse
+	(*UnlockRequest)(nil),                // 62: raftswarm.v1.UnlockRequest
+	(*UnlockResponse)(nil),               // 63: raftswarm.v1.UnlockResponse
+	(*InitRequest)(nil),                  // 64: raftswarm.v1.InitRequest
+	(*InitResponse)(nil),                 // 65: raftswarm.v1.InitResponse
+	(*JoinRequest)(nil),                  // 66: raftswarm.v1.JoinRequest
+	(*JoinResponse)(nil),                 // 67: raftswarm.v1.JoinResponse
+	(*LeaveRequest)(nil),                 // 68: raftswarm.v1.LeaveRequest
+	(*LeaveResponse)(nil),                // 69: raftswarm.v1.LeaveResponse
+	(*InfoRequest)(nil),                  // 70: raftswarm.v1.InfoRequest
+	(*InfoResponse)(nil),                 // 71: raftswarm.v1.InfoResponse
+	nil,                                  // 72: raftswarm.v1.ServiceLogsMessage.TasksEntry
+	nil,                                  // 73: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                  // 74: raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	(NodeRole)(0),                        // 75: raftswarm.v1.NodeRole
+	(*NodeDescription)(nil),              // 76: raftswarm.v1.NodeDescription
+	(*Task)(nil),                         // 77: raftswarm.v1.Task
+	(*TaskStatus)(nil),                   // 78: raftswarm.v1.TaskStatus
+	(*ClusterSettings)(nil),              // 79: raftswarm.v1.ClusterSettings
+	(*Node)(nil),                         // 80: raftswarm.v1.Node
+	(NodeAvailability)(0),                // 81: raftswarm.v1.NodeAvailability
+	(*ServiceSpec)(nil),                  // 82: raftswarm.v1.ServiceSpec
+	(*Service)(nil),                      // 83: raftswarm.v1.Service
 }
 var file_api_proto_depIdxs = []int32{
-	66, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
+	75, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
 	8,  // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
 	14, // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
 	15, // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
 	18, // 4: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	67, // 5: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
-	66, // 6: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	66, // 7: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
-	67, // 8: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	76, // 5: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
+	75, // 6: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
+	75, // 7: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	76, // 8: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
 	0,  // 9: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	68, // 10: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	77, // 10: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
 	17, // 11: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
-	69, // 12: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	78, // 12: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
 	25, // 13: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
-	18, // 14: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	63, // 15: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
-	70, // 16: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	31, // 17: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	31, // 18: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	66, // 19: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	71, // 20: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	64, // 21: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	31, // 22: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	66, // 23: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	72, // 24: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	73, // 25: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	72, // 26: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	73, // 27: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	73, // 28: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	73, // 29: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	49, // 30: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	68, // 31: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	65, // 32: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	66, // 33: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	66, // 34: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	29, // 35: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
-	1,  // 36: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	3,  // 37: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	5,  // 38: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	6,  // 39: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	9,  // 40: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	11, // 41: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	21, // 42: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	23, // 43: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	26, // 44: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	13, // 45: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
-	19, // 46: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
-	32, // 47: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	34, // 48: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	36, // 49: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	38, // 50: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	40, // 51: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	42, // 52: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	44, // 53: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	46, // 54: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	48, // 55: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	51, // 56: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	53, // 57: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	28, // 58: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
-	55, // 59: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	57, // 60: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	59, // 61: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	61, // 62: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	2,  // 63: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	4,  // 64: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	4,  // 65: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	7,  // 66: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	10, // 67: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	12, // 68: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	22, // 69: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	24, // 70: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	27, // 71: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	16, // 72: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	20, // 73: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	33, // 74: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	35, // 75: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	37, // 76: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	39, // 77: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	41, // 78: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	43, // 79: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	45, // 80: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	47, // 81: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	50, // 82: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	52, // 83: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	54, // 84: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	30, // 85: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	56, // 86: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	58, // 87: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	60, // 88: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	62, // 89: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	63, // [63:90] is the sub-list for method output_type
-	36, // [36:63] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	79, // 14: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
+	28, // 15: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	28, // 16: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	18, // 17: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	72, // 18: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
+	80, // 19: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	38, // 20: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	38, // 21: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	75, // 22: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	81, // 23: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	73, // 24: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	38, // 25: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	75, // 26: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	82, // 27: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	83, // 28: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	82, // 29: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	83, // 30: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	83, // 31: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	83, // 32: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	56, // 33: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	77, // 34: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	74, // 35: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	75, // 36: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	75, // 37: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	36, // 38: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	1,  // 39: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	3,  // 40: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	5,  // 41: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	6,  // 42: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	9,  // 43: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	11, // 44: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	21, // 45: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	23, // 46: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	26, // 47: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	13, // 48: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	19, // 49: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	39, // 50: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	41, // 51: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	43, // 52: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	45, // 53: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	47, // 54: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	49, // 55: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	51, // 56: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	53, // 57: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	55, // 58: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	58, // 59: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	60, // 60: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	35, // 61: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	29, // 62: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
+	31, // 63: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
+	33, // 64: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
+	64, // 65: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	66, // 66: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	68, // 67: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	70, // 68: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	62, // 69: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	2,  // 70: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	4,  // 71: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	4,  // 72: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	7,  // 73: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	10, // 74: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	12, // 75: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	22, // 76: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	24, // 77: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	27, // 78: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	16, // 79: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	20, // 80: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	40, // 81: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	42, // 82: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	44, // 83: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	46, // 84: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	48, // 85: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	50, // 86: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	52, // 87: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	54, // 88: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	57, // 89: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	59, // 90: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	61, // 91: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	37, // 92: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	30, // 93: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	32, // 94: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	34, // 95: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	65, // 96: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	67, // 97: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	69, // 98: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	71, // 99: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	63, // 100: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	70, // [70:101] is the sub-list for method output_type
+	39, // [39:70] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }
@@ -3757,14 +4344,15 @@ func file_api_proto_init() {
 		return
 	}
 	file_objects_proto_init()
-	file_api_proto_msgTypes[35].OneofWrappers = []any{}
+	file_api_proto_msgTypes[30].OneofWrappers = []any{}
+	file_api_proto_msgTypes[42].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   65,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -451,13 +451,17 @@ func (x *Meta) GetUpdatedAt() int64 {
 }
 
 type Cluster struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
-	RootCa        *RootCA                `protobuf:"bytes,3,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
-	JoinTokens    *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	Settings      *ClusterSettings       `protobuf:"bytes,5,opt,name=settings,proto3" json:"settings,omitempty"`
-	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta       *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	RootCa     *RootCA                `protobuf:"bytes,3,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	JoinTokens *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	Settings   *ClusterSettings       `protobuf:"bytes,5,opt,name=settings,proto3" json:"settings,omitempty"`
+	Name       string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// The key-encrypting key managers use to lock their data keys while
+	// autolock is on (settings.autolock); empty otherwise. Never returned by
+	// the API except through GetUnlockKey.
+	UnlockKey     []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -532,6 +536,13 @@ func (x *Cluster) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *Cluster) GetUnlockKey() []byte {
+	if x != nil {
+		return x.UnlockKey
+	}
+	return nil
 }
 
 type RootCA struct {
@@ -651,6 +662,8 @@ type ClusterSettings struct {
 	HeartbeatPeriodNs int64                  `protobuf:"varint,1,opt,name=heartbeat_period_ns,json=heartbeatPeriodNs,proto3" json:"heartbeat_period_ns,omitempty"` // how often agents heartbeat
 	NodeDownGraceNs   int64                  `protobuf:"varint,2,opt,name=node_down_grace_ns,json=nodeDownGraceNs,proto3" json:"node_down_grace_ns,omitempty"`     // grace after a leader change before marking nodes down
 	TaskHistoryLimit  uint32                 `protobuf:"varint,3,opt,name=task_history_limit,json=taskHistoryLimit,proto3" json:"task_history_limit,omitempty"`    // tasks kept per slot, running one included
+	MaxReplicas       uint64                 `protobuf:"varint,4,opt,name=max_replicas,json=maxReplicas,proto3" json:"max_replicas,omitempty"`                     // replicas a service may ask for; 0 means the default
+	Autolock          bool                   `protobuf:"varint,5,opt,name=autolock,proto3" json:"autolock,omitempty"`                                              // managers restart locked until 'swarmctl swarm unlock'
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -704,6 +717,20 @@ func (x *ClusterSettings) GetTaskHistoryLimit() uint32 {
 		return x.TaskHistoryLimit
 	}
 	return 0
+}
+
+func (x *ClusterSettings) GetMaxReplicas() uint64 {
+	if x != nil {
+		return x.MaxReplicas
+	}
+	return 0
+}
+
+func (x *ClusterSettings) GetAutolock() bool {
+	if x != nil {
+		return x.Autolock
+	}
+	return false
 }
 
 type NodeSpec struct {
@@ -2258,7 +2285,7 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x02 \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\xfa\x01\n" +
+	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\x99\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
@@ -2266,7 +2293,9 @@ const file_objects_proto_rawDesc = "" +
 	"\vjoin_tokens\x18\x04 \x01(\v2\x18.raftswarm.v1.JoinTokensR\n" +
 	"joinTokens\x129\n" +
 	"\bsettings\x18\x05 \x01(\v2\x1d.raftswarm.v1.ClusterSettingsR\bsettings\x12\x12\n" +
-	"\x04name\x18\x06 \x01(\tR\x04name\"T\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"unlock_key\x18\a \x01(\fR\tunlockKey\"T\n" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12\x16\n" +
@@ -2274,11 +2303,13 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"\x9c\x01\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xdb\x01\n" +
 	"\x0fClusterSettings\x12.\n" +
 	"\x13heartbeat_period_ns\x18\x01 \x01(\x03R\x11heartbeatPeriodNs\x12+\n" +
 	"\x12node_down_grace_ns\x18\x02 \x01(\x03R\x0fnodeDownGraceNs\x12,\n" +
-	"\x12task_history_limit\x18\x03 \x01(\rR\x10taskHistoryLimit\"\x80\x02\n" +
+	"\x12task_history_limit\x18\x03 \x01(\rR\x10taskHistoryLimit\x12!\n" +
+	"\fmax_replicas\x18\x04 \x01(\x04R\vmaxReplicas\x12\x1a\n" +
+	"\bautolock\x18\x05 \x01(\bR\bautolock\"\x80\x02\n" +
 	"\bNodeSpec\x129\n" +
 	"\fdesired_role\x18\x01 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\vdesiredRole\x12B\n" +
 	"\favailability\x18\x02 \x01(\x0e2\x1e.raftswarm.v1.NodeAvailabilityR\favailability\x12:\n" +
