@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -51,8 +53,14 @@ func managerAddrs(r Raft) []string {
 	return out
 }
 
-// findNode resolves a user's NODE argument: an ID, a unique ID prefix or a
-// hostname.
+// findNode resolves a user's NODE argument. A reference is, in order, an
+// exact node ID, an exact hostname or a unique ID prefix; an exact ID always
+// wins. Hostnames are chosen by the nodes themselves, so a reference that
+// could mean more than one node by these rules (the hostname of one node and
+// a prefix of another's ID, two nodes' hostname, a prefix of two IDs) is
+// refused with the candidates listed, rather than picking one: otherwise a
+// worker calling itself like the start of another node's ID would be the
+// node that 'node promote PREFIX' promotes.
 func findNode(tx state.ReadTx, ref string) (*swarmpb.Node, error) {
 	if ref == "" {
 		return nil, invalidf("a node ID or hostname is required")
@@ -60,26 +68,33 @@ func findNode(tx state.ReadTx, ref string) (*swarmpb.Node, error) {
 	if n := tx.GetNode(ref); n != nil {
 		return n, nil
 	}
-	var byPrefix, byName []*swarmpb.Node
+	var matches []*swarmpb.Node
 	for _, n := range tx.ListNodes() {
-		if strings.HasPrefix(n.Id, ref) {
-			byPrefix = append(byPrefix, n)
-		}
-		if n.GetDescription().GetHostname() == ref {
-			byName = append(byName, n)
+		if n.GetDescription().GetHostname() == ref || strings.HasPrefix(n.Id, ref) {
+			matches = append(matches, n)
 		}
 	}
-	switch {
-	case len(byName) == 1:
-		return byName[0], nil
-	case len(byName) > 1:
-		return nil, invalidf("node %q is ambiguous: %d nodes have that hostname; use the node ID", ref, len(byName))
-	case len(byPrefix) == 1:
-		return byPrefix[0], nil
-	case len(byPrefix) > 1:
-		return nil, invalidf("node %q is ambiguous: %d node IDs start with it; give more of the ID", ref, len(byPrefix))
+	switch len(matches) {
+	case 0:
+		return nil, notFoundf("node %s not found", ref)
+	case 1:
+		return matches[0], nil
 	}
-	return nil, notFoundf("node %s not found", ref)
+	sort.Slice(matches, func(i, j int) bool { return matches[i].Id < matches[j].Id })
+	const listed = 10
+	var b strings.Builder
+	for i, n := range matches {
+		if i == listed {
+			fmt.Fprintf(&b, ", and %d more", len(matches)-listed)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (hostname %s)", n.Id, strconv.Quote(n.GetDescription().GetHostname()))
+	}
+	return nil, invalidf("node reference %s is ambiguous: it matches %d nodes by hostname or ID prefix: %s; use the full node ID",
+		strconv.Quote(ref), len(matches), b.String())
 }
 
 func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
