@@ -7,9 +7,11 @@ import (
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // CAServer hands out node certificates. Any manager serves it: the root CA
@@ -49,6 +51,23 @@ func (s *CAServer) IssueNodeCertificate(ctx context.Context, req *swarmpb.IssueN
 	if err != nil {
 		return nil, Status(err)
 	}
+	// What a joining node says about itself is checked where it connects:
+	// its hostname against the rules of package spec, its address against
+	// the connection (nodeAddr). A follower relaying the request to the
+	// leader has done so already, and the leader sees the follower's
+	// address, so it takes the address of a request relayed by a manager as
+	// it comes.
+	if err := spec.ValidateHostname(req.Hostname); err != nil {
+		return nil, Status(invalidf("%v", err))
+	}
+	if id, err := ca.PeerIdentity(ctx); err != nil || id.Role != swarmpb.NodeRole_NODE_ROLE_MANAGER {
+		addr, err := nodeAddr(ctx, req.Addr)
+		if err != nil {
+			return nil, Status(err)
+		}
+		req = proto.Clone(req).(*swarmpb.IssueNodeCertificateRequest)
+		req.Addr = addr
+	}
 	// The token must be checked against the current tokens: a follower's
 	// replica may not have applied a rotation yet, and would let a rotated
 	// token in. So a follower relays the request to the leader, and the
@@ -87,7 +106,7 @@ func (s *CAServer) IssueNodeCertificate(ctx context.Context, req *swarmpb.IssueN
 		Spec:        &swarmpb.NodeSpec{DesiredRole: role},
 		Description: &swarmpb.NodeDescription{Hostname: req.Hostname},
 		Role:        swarmpb.NodeRole_NODE_ROLE_WORKER, // becomes manager when it joins Raft
-		Addr:        req.Addr,
+		Addr:        req.Addr, // from the connection: see nodeAddr
 	}
 	if _, err := s.Raft.Apply(ctx, Batch(Create(node))); err != nil {
 		return nil, Status(fmt.Errorf("register node: %w", err))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -49,6 +50,9 @@ type Dispatcher struct {
 	wake      chan struct{}
 	sessions  *sessions      // task dispatch for the current term (dispatcher_tasks.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
+
+	descBudgets map[string]*descBudget // node ID -> description writes left (takeDescWrite)
+	addrWarned  map[string]string      // node ID -> last foreign address claim logged
 }
 
 func (d *Dispatcher) base() time.Duration {
@@ -78,10 +82,21 @@ func (d *Dispatcher) notLeader(ctx context.Context) error {
 
 // Heartbeat records that the calling node is alive and tells it when to
 // call again, which managers exist and which role it should have.
+//
+// What a node reports is a claim: a description out of the bounds of
+// package spec is refused (InvalidArgument, nothing written); the node's
+// address is never taken from the request (it was recorded from the
+// connection at join, see nodeAddr); and a changed description is written
+// at most descWriteBurst times in a row, then once per descWriteEvery, so a
+// node cannot turn its heartbeats into a stream of Raft writes. Status
+// changes (Ready) are written at once.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatRequest) (*swarmpb.HeartbeatResponse, error) {
 	id, err := ca.PeerIdentity(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if err := spec.ValidateNodeDescription(req.Description); err != nil {
+		return nil, Status(invalidf("heartbeat of node %s refused: %v", id.NodeID, err))
 	}
 	d.mu.Lock()
 	active := d.active
@@ -96,27 +111,35 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		count = tx.NodeCount()
 	})
 	if node == nil {
+		d.mu.Lock()
+		delete(d.descBudgets, id.NodeID)
+		delete(d.addrWarned, id.NodeID)
+		d.mu.Unlock()
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
 	}
+	now := time.Now()
 	d.mu.Lock()
-	d.deadlines[id.NodeID] = time.Now().Add(d.ttl(count))
+	d.deadlines[id.NodeID] = now.Add(d.ttl(count))
 	d.mu.Unlock()
 
-	changed := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY ||
-		(req.Description != nil && !proto.Equal(node.Description, req.Description)) ||
-		(req.Addr != "" && node.Role == swarmpb.NodeRole_NODE_ROLE_WORKER && req.Addr != node.Addr)
-	if changed {
+	d.checkClaimedAddr(ctx, node, req.Addr)
+	statusChanged := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY
+	descChanged := req.Description != nil && !proto.Equal(node.Description, req.Description)
+	writeDesc := descChanged && d.takeDescWrite(id.NodeID, now, statusChanged)
+	if statusChanged || writeDesc {
 		err := updateNode(ctx, d.Store, d.Raft, id.NodeID, func(n *swarmpb.Node) bool {
-			n.Status = swarmpb.NodeStatus_NODE_STATUS_READY
-			n.StatusMessage = ""
-			n.LastHeartbeat = time.Now().UnixNano()
-			if req.Description != nil {
+			changed := false
+			if n.Status != swarmpb.NodeStatus_NODE_STATUS_READY {
+				n.Status = swarmpb.NodeStatus_NODE_STATUS_READY
+				n.StatusMessage = ""
+				n.LastHeartbeat = now.UnixNano()
+				changed = true
+			}
+			if writeDesc && !proto.Equal(n.Description, req.Description) {
 				n.Description = req.Description
+				changed = true
 			}
-			if req.Addr != "" && n.Role == swarmpb.NodeRole_NODE_ROLE_WORKER {
-				n.Addr = req.Addr
-			}
-			return true
+			return changed
 		})
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
 			return nil, Status(err)
@@ -128,6 +151,67 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		DesiredRole: node.GetSpec().GetDesiredRole(),
 		Role:        node.Role,
 	}, nil
+}
+
+// Description write rate per node: a burst of descWriteBurst writes, then
+// one per descWriteEvery. A refused change is not lost: agents send their
+// whole description in every heartbeat, so the latest one is written once
+// the node's budget allows.
+const (
+	descWriteBurst = 3
+	descWriteEvery = 2 * time.Second
+)
+
+// descBudget is a token bucket of description writes for one node.
+type descBudget struct {
+	tokens float64
+	at     time.Time
+}
+
+// takeDescWrite reports whether a description change of node may be
+// written now, and spends the write. With force (the write happens anyway,
+// for a status change) it spends a write if one is left and says yes.
+func (d *Dispatcher) takeDescWrite(node string, now time.Time, force bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.descBudgets == nil {
+		d.descBudgets = make(map[string]*descBudget)
+	}
+	b := d.descBudgets[node]
+	if b == nil {
+		b = &descBudget{tokens: descWriteBurst, at: now}
+		d.descBudgets[node] = b
+	}
+	b.tokens = min(descWriteBurst, b.tokens+now.Sub(b.at).Seconds()/descWriteEvery.Seconds())
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return force
+}
+
+// checkClaimedAddr logs a heartbeat that claims an address other than the
+// one recorded for the node. The claim is never stored: a worker's address
+// comes from its connection at join, and a manager's from its Raft join.
+// An advertised name (not an IP) is not compared.
+func (d *Dispatcher) checkClaimedAddr(ctx context.Context, node *swarmpb.Node, claimed string) {
+	ip := hostIP(claimed)
+	if ip == nil || ip.Equal(hostIP(node.Addr)) || d.Logger == nil {
+		return
+	}
+	d.mu.Lock()
+	if d.addrWarned == nil {
+		d.addrWarned = make(map[string]string)
+	}
+	seen := d.addrWarned[node.Id] == claimed
+	d.addrWarned[node.Id] = claimed
+	d.mu.Unlock()
+	if !seen {
+		from, _ := peerIP(ctx)
+		d.Logger.Warn("ignoring the address a node claims in its heartbeat; keeping the one recorded at join",
+			"node", node.Id, "claimed", clip(claimed), "recorded", node.Addr, "peer", from)
+	}
 }
 
 // Run makes the dispatcher active for one leadership term and marks nodes
@@ -145,6 +229,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	table := d.startEndpoints(ctx)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
+	d.descBudgets = make(map[string]*descBudget, len(nodes))
+	d.addrWarned = make(map[string]string)
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start
 	}

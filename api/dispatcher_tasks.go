@@ -3,12 +3,15 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -356,21 +359,31 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 		}
 	}
 	var denied error
+	var updates []*swarmpb.TaskStatusUpdate
 	d.Store.View(func(tx state.ReadTx) {
+		nodeIP := hostIP(tx.GetNode(id.NodeID).GetAddr())
+		updates = make([]*swarmpb.TaskStatusUpdate, 0, len(req.GetUpdates()))
 		for _, u := range req.GetUpdates() {
-			if t := tx.GetTask(u.GetTaskId()); t != nil && t.GetNodeId() != id.NodeID {
+			t := tx.GetTask(u.GetTaskId())
+			if t != nil && t.GetNodeId() != id.NodeID {
 				denied = deniedf("task %s is not assigned to node %s", u.GetTaskId(), id.NodeID)
 				return
 			}
+			c, err := d.checkStatus(id.NodeID, t, u, nodeIP)
+			if err != nil {
+				denied = err
+				return
+			}
+			updates = append(updates, c)
 		}
 	})
 	if denied != nil {
 		return nil, Status(denied)
 	}
-	if len(req.GetUpdates()) == 0 {
+	if len(updates) == 0 {
 		return &swarmpb.UpdateTaskStatusResponse{}, nil
 	}
-	r := &statusRequest{nodeID: id.NodeID, updates: req.GetUpdates(), done: make(chan error, 1)}
+	r := &statusRequest{nodeID: id.NodeID, updates: updates, done: make(chan error, 1)}
 	select {
 	case s.updates <- r:
 	case <-ctx.Done():
@@ -389,6 +402,52 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 	case <-s.ctx.Done():
 		return nil, d.termEnded(ctx)
 	}
+}
+
+// checkStatus bounds and checks one status a node reports for its task t
+// (nil if unknown here; the update is then dropped when written) and
+// returns what may be stored. A container ID out of bounds is refused;
+// message and error are cut to spec.MaxTaskMessageLen; a port binding that
+// is not on the node's own address (nodeIP, recorded from its connection),
+// has ports out of range or is not one of the task's published ports is
+// dropped with a warning, so a node can never point the routing meshes at
+// an address of its choosing.
+func (d *Dispatcher) checkStatus(nodeID string, t *swarmpb.Task, u *swarmpb.TaskStatusUpdate, nodeIP net.IP) (*swarmpb.TaskStatusUpdate, error) {
+	st := u.GetStatus()
+	if t == nil {
+		return u, nil // dropped when written: the task is gone
+	}
+	if n := len(st.GetContainerId()); n > spec.MaxContainerIDLen {
+		return nil, invalidf("task %s: container ID of %d bytes, at most %d allowed", u.GetTaskId(), n, spec.MaxContainerIDLen)
+	}
+	c := proto.Clone(st).(*swarmpb.TaskStatus)
+	c.Message = spec.ClipText(c.Message, spec.MaxTaskMessageLen)
+	c.Err = spec.ClipText(c.Err, spec.MaxTaskMessageLen)
+	if len(c.Ports) > 0 {
+		published := map[uint32]bool{}
+		for _, p := range t.GetSpec().GetPorts() {
+			published[p.GetTargetPort()] = true
+		}
+		kept := c.Ports[:0]
+		for _, b := range c.Ports {
+			err := spec.ValidatePortBinding(b, nodeIP)
+			if err == nil && !published[b.GetTargetPort()] {
+				err = fmt.Errorf("target port %d is not published by the task", b.GetTargetPort())
+			}
+			if err == nil && len(kept) >= 2*len(published) {
+				err = fmt.Errorf("more bindings than the task's published ports")
+			}
+			if err != nil {
+				if d.Logger != nil {
+					d.Logger.Warn("dropping a port binding a node reported for its task", "node", nodeID, "task", u.GetTaskId(), "err", err)
+				}
+				continue
+			}
+			kept = append(kept, b)
+		}
+		c.Ports = kept
+	}
+	return &swarmpb.TaskStatusUpdate{TaskId: u.GetTaskId(), Status: c}, nil
 }
 
 // writeStatuses gathers status updates from every agent and writes them in

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -142,14 +143,19 @@ func buildEndpoints(tx state.ReadTx) []*swarmpb.ServiceEndpoint {
 				if !serving(t) {
 					continue
 				}
+				nodeAddr := tx.GetNode(t.NodeId).GetAddr()
 				for _, b := range t.GetStatus().GetPorts() {
 					if b.TargetPort != p.TargetPort || protoOrTCP(b.Protocol) != se.Protocol || b.PublishMode == "host" || b.HostPort == 0 {
 						continue
 					}
-					host := b.HostIp
-					if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-						host, _, _ = net.SplitHostPort(tx.GetNode(t.NodeId).GetAddr())
+					// Only the node's own address, as recorded from its
+					// connection, is a backend; the dispatcher drops other
+					// bindings, and this keeps any stored before (or left
+					// behind by an address change) out of every mesh.
+					if spec.ValidatePortBinding(b, hostIP(nodeAddr)) != nil {
+						continue
 					}
+					host, _, _ := net.SplitHostPort(nodeAddr)
 					if host == "" {
 						continue
 					}

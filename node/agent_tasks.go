@@ -14,6 +14,7 @@ import (
 	"github.com/raftswarm/raftswarm/agent/worker"
 	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -153,6 +154,10 @@ func (n *Node) describeWithEngine(ta *taskAgent) *swarmpb.NodeDescription {
 		}
 		d.EngineError = eng.GetEngineError()
 	}
+	// The engine's texts are not ours to trust blindly either: make them
+	// fit the bounds the managers enforce, so an odd engine version or a
+	// long error cannot get every heartbeat refused.
+	spec.ClipNodeDescription(d)
 	return d
 }
 

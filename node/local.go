@@ -119,7 +119,7 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 		return nil, err
 	}
 	n.mu.Lock()
-	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
+	n.member, n.creds, n.pool = m, creds, dial.NewPoolFrom(creds, dial.SourceIP(adv))
 	n.mu.Unlock()
 	mgr, err := n.startManager()
 	if err != nil {
@@ -206,7 +206,7 @@ func (n *Node) Join(ctx context.Context, token, remote, advertise, listen string
 
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rootPEM, err := fetchRootCA(cctx, remote)
+	rootPEM, err := fetchRootCA(cctx, remote, adv)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,7 @@ func (n *Node) Join(ctx context.Context, token, remote, advertise, listen string
 		return nil, err
 	}
 	n.mu.Lock()
-	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
+	n.member, n.creds, n.pool = m, creds, dial.NewPoolFrom(creds, dial.SourceIP(adv))
 	n.mu.Unlock()
 	if m.manager() {
 		mgr, err := n.startManager()
@@ -271,8 +271,11 @@ func errMessage(err error) string {
 
 // fetchRootCA reads the manager's root certificate over an unverified TLS
 // connection; the caller trusts it only after checking the token's digest.
-func fetchRootCA(ctx context.Context, remote string) ([]byte, error) {
-	conn, err := grpc.NewClient("passthrough:///"+remote, grpc.WithTransportCredentials(credentials.NewTLS(ca.BootstrapTLSConfig(nil))))
+// Like every connection to a manager, it is made from the node's own
+// address (adv) when several nodes share a host (see dial.SourceIP).
+func fetchRootCA(ctx context.Context, remote, adv string) ([]byte, error) {
+	opts := append(dial.DialOptions(dial.SourceIP(adv)), grpc.WithTransportCredentials(credentials.NewTLS(ca.BootstrapTLSConfig(nil))))
+	conn, err := grpc.NewClient("passthrough:///"+remote, opts...)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -291,7 +294,9 @@ func (n *Node) requestCert(ctx context.Context, remote string, rootPEM []byte, t
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient("passthrough:///"+remote, grpc.WithTransportCredentials(credentials.NewTLS(ca.BootstrapTLSConfig(root.Pool()))))
+	// The manager records this node's address from this connection.
+	opts := append(dial.DialOptions(dial.SourceIP(adv)), grpc.WithTransportCredentials(credentials.NewTLS(ca.BootstrapTLSConfig(root.Pool()))))
+	conn, err := grpc.NewClient("passthrough:///"+remote, opts...)
 	if err != nil {
 		return nil, nil, invalid(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/raftswarm/raftswarm/manager"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/spec"
 	"google.golang.org/grpc"
 )
 
@@ -74,6 +75,11 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("read hostname: %w (set --hostname)", err)
 		}
 		cfg.Hostname = h
+	}
+	// The managers refuse a hostname out of bounds at join and in every
+	// heartbeat; say so here first.
+	if err := spec.ValidateHostname(cfg.Hostname); err != nil {
+		return nil, fmt.Errorf("%w (set --hostname)", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -138,7 +144,7 @@ func (n *Node) resume(ctx context.Context, m *Membership) error {
 		return fmt.Errorf("load certificates: %w", err)
 	}
 	n.mu.Lock()
-	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
+	n.member, n.creds, n.pool = m, creds, dial.NewPoolFrom(creds, dial.SourceIP(m.AdvertiseAddr))
 	n.mu.Unlock()
 	if creds.Identity().Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && m.manager() {
 		hasState, err := raft.HasState(n.raftDir())

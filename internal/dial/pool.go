@@ -5,6 +5,7 @@ package dial
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/raftswarm/raftswarm/ca"
@@ -18,6 +19,7 @@ import (
 // needs no new pool.
 type Pool struct {
 	creds *ca.Creds
+	src   net.IP // local address to dial from, nil for the kernel's choice
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
@@ -25,6 +27,12 @@ type Pool struct {
 // NewPool returns a pool dialing with creds.
 func NewPool(creds *ca.Creds) *Pool {
 	return &Pool{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
+
+// NewPoolFrom returns a pool dialing with creds from the local address src
+// (see SourceIP); nil lets the kernel choose.
+func NewPoolFrom(creds *ca.Creds, src net.IP) *Pool {
+	return &Pool{creds: creds, src: src, conns: map[string]*grpc.ClientConn{}}
 }
 
 // Conn returns the connection to addr, creating it lazily.
@@ -37,8 +45,9 @@ func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient("passthrough:///"+addr,
+	opts := append(DialOptions(p.src),
 		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientTLSConfig("h2"))))
+	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to manager %s: %w", addr, err)
 	}

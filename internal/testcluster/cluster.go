@@ -30,8 +30,9 @@ type Member struct {
 	Name   string
 	Dir    string
 	Socket string
-	Addr   string // host:port it advertises and listens on
-	// Ingress is the loopback IP its routing mesh binds published ports on.
+	Addr   string // host:port it advertises and listens on, on its Ingress IP
+	// Ingress is the member's own loopback IP; its routing mesh binds
+	// published ports on it.
 	Ingress string
 	Node    *node.Node
 	cfg     node.Config
@@ -96,8 +97,9 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	return c
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddr is a free port on ip.
+func freeAddr(t testing.TB, ip string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +110,13 @@ func freeAddr(t testing.TB) string {
 // Add starts a new, inactive member.
 func (c *Cluster) Add(name string) *Member {
 	c.t.Helper()
-	m := &Member{Name: name, Dir: filepath.Join(c.baseDir, name), Socket: filepath.Join(c.sockDir, name+".sock"), Addr: freeAddr(c.t)}
-	// Each member binds published ports on a loopback address of its own,
-	// as nodes on separate hosts would.
+	m := &Member{Name: name, Dir: filepath.Join(c.baseDir, name), Socket: filepath.Join(c.sockDir, name+".sock")}
+	// Each member has a loopback address of its own, as nodes on separate
+	// hosts would: it advertises and listens there, connects to managers
+	// from there (managers record a node's address from its connections)
+	// and binds published ports there.
 	m.Ingress = fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
+	m.Addr = freeAddr(c.t, m.Ingress)
 	m.cfg = node.Config{
 		StateDir: m.Dir, SocketPath: m.Socket, Hostname: name, IngressAddr: m.Ingress,
 		Timings: raft.FastTimings(), HeartbeatPeriod: c.opts.HeartbeatPeriod, NoSync: true,

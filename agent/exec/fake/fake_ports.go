@@ -15,8 +15,11 @@ import (
 // each container port gets the next one, in creation order.
 const FirstHostPort = 30000
 
-// FakeHostIP is the host address of every fake port binding.
-const FakeHostIP = "127.0.0.1"
+// FakeHostIP is the host address of every fake port binding: the wildcard,
+// as Docker reports a port published on every address, which the leader
+// reads as the node's own address (a specific address must be the node's
+// own, and the fake does not know it).
+const FakeHostIP = "0.0.0.0"
 
 var (
 	_ exec.PortReporter   = (*controller)(nil)
