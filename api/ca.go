@@ -106,7 +106,7 @@ func (s *CAServer) IssueNodeCertificate(ctx context.Context, req *swarmpb.IssueN
 		Spec:        &swarmpb.NodeSpec{DesiredRole: role},
 		Description: &swarmpb.NodeDescription{Hostname: req.Hostname},
 		Role:        swarmpb.NodeRole_NODE_ROLE_WORKER, // becomes manager when it joins Raft
-		Addr:        req.Addr, // from the connection: see nodeAddr
+		Addr:        req.Addr,                          // from the connection: see nodeAddr
 	}
 	if _, err := s.Raft.Apply(ctx, Batch(Create(node))); err != nil {
 		return nil, Status(fmt.Errorf("register node: %w", err))
