@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"text/template"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -16,6 +20,73 @@ import (
 // newTable returns a tabwriter laid out like docker's listings.
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+}
+
+// escapeText makes a string from the cluster state safe to print on a
+// terminal: every control or other non-printable character, and every byte
+// that is not valid UTF-8, is written as a Go escape (\n, \t, \x1b,
+// \u202e, \xff), so a hostname, label or task error can neither add lines
+// to a table nor send escape sequences to the terminal. Printable text,
+// non-ASCII letters included, is unchanged. Every table cell, --pretty
+// value, template field and error line goes through it; JSON output does
+// not need it (encoding/json escapes control characters itself).
+func escapeText(s string) string {
+	if safeText(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || !unicode.IsPrint(r) {
+			q := strconv.Quote(s[i : i+size]) // "\x1b", "\n", "\u202e"
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func safeText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			// Control characters, DEL, or non-ASCII: look closer.
+			for _, r := range s[i:] {
+				if r == utf8.RuneError || !unicode.IsPrint(r) {
+					return false
+				}
+			}
+			return utf8.ValidString(s)
+		}
+	}
+	return true
+}
+
+// writeCells writes one table row: the cells, escaped, tab-separated.
+func writeCells(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		cells[i] = escapeText(c)
+	}
+	fmt.Fprintln(w, strings.Join(cells, "\t"))
+}
+
+// escapedRow returns a copy of a row struct with its string fields
+// escaped, for a --format template: the template's own text (tabs and
+// newlines included) is the user's, the values are the cluster's.
+func escapedRow(row any) any {
+	v := reflect.ValueOf(row)
+	if v.Kind() != reflect.Struct {
+		return row
+	}
+	c := reflect.New(v.Type()).Elem()
+	c.Set(v)
+	for i := 0; i < c.NumField(); i++ {
+		if f := c.Field(i); f.Kind() == reflect.String && f.CanSet() {
+			f.SetString(escapeText(f.String()))
+		}
+	}
+	return c.Interface()
 }
 
 // templateFuncs are available in --format templates.
@@ -60,7 +131,7 @@ func (f *rowFormatter) write(w io.Writer, row any, fields []string) error {
 		return err
 	}
 	var buf bytes.Buffer
-	if err := f.tmpl.Execute(&buf, row); err != nil {
+	if err := f.tmpl.Execute(&buf, escapedRow(row)); err != nil {
 		return fmt.Errorf("invalid --format template: %v (fields: %s)", oneLine(err), strings.Join(fields, " "))
 	}
 	buf.WriteByte('\n')
@@ -81,8 +152,9 @@ func (f *rowFormatter) writeRows(w io.Writer, rows []any, fields []string) error
 	return err
 }
 
+// oneLine renders an error as one printable line.
 func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+	return escapeText(strings.ReplaceAll(err.Error(), "\n", " "))
 }
 
 // marshalObject renders a protobuf message as a JSON object with stable

@@ -135,7 +135,7 @@ func (a *app) nodeLsCommand() *cobra.Command {
 			switch {
 			case quiet:
 				for _, r := range rows {
-					fmt.Fprintln(a.stdout, r.ID)
+					fmt.Fprintln(a.stdout, escapeText(r.ID))
 				}
 			case fmtr != nil:
 				anyRows := make([]any, len(rows))
@@ -151,7 +151,7 @@ func (a *app) nodeLsCommand() *cobra.Command {
 					if r.Self {
 						id += " *"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Hostname, r.Status, r.Availability, r.ManagerStatus, r.EngineVersion)
+					writeCells(tw, id, r.Hostname, r.Status, r.Availability, r.ManagerStatus, r.EngineVersion)
 				}
 				return tw.Flush()
 			}

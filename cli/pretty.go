@@ -18,8 +18,15 @@ type kv struct{ tw *tabwriter.Writer }
 
 func newKV(w io.Writer) kv { return kv{tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)} }
 
+// line prints one value, escaped (escapeText): values come from the
+// cluster state, and may hold anything a node or a user stored.
 func (k kv) line(indent int, key string, format string, args ...any) {
-	fmt.Fprintf(k.tw, "%s%s:\t%s\n", strings.Repeat(" ", indent), key, fmt.Sprintf(format, args...))
+	fmt.Fprintf(k.tw, "%s%s:\t%s\n", strings.Repeat(" ", indent), key, escapeText(fmt.Sprintf(format, args...)))
+}
+
+// item prints one list entry (a label), escaped.
+func (k kv) item(prefix, s string) {
+	fmt.Fprintf(k.tw, "%s%s\n", prefix, escapeText(s))
 }
 
 func (k kv) head(indent int, key string) {
@@ -81,7 +88,7 @@ func printNodePretty(w io.Writer, ni *swarmpb.NodeInfo) {
 	if labels := n.GetSpec().GetLabels(); len(labels) > 0 {
 		k.head(0, "Labels")
 		for _, l := range sortedLabels(labels) {
-			fmt.Fprintf(k.tw, " - %s\n", l)
+			k.item(" - ", l)
 		}
 	}
 	k.flush()
@@ -103,7 +110,7 @@ func printServicePretty(w io.Writer, s *swarmpb.Service) {
 	if len(sp.GetLabels()) > 0 {
 		k.head(0, "Labels")
 		for _, l := range sortedLabels(sp.GetLabels()) {
-			fmt.Fprintf(k.tw, " %s\n", l)
+			k.item(" ", l)
 		}
 	}
 	k.line(0, "Service Mode", "%s", modeString(sp.GetMode()))

@@ -79,7 +79,7 @@ func run(opts options, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
 		msg := strings.TrimSpace(err.Error())
-		msg = strings.ReplaceAll(msg, "\n", " ")
+		msg = escapeText(strings.ReplaceAll(msg, "\n", " "))
 		fmt.Fprintf(stderr, "Error: %s\n", msg)
 		return 1
 	}

@@ -116,7 +116,7 @@ func (a *app) serviceLsCommand() *cobra.Command {
 			switch {
 			case quiet:
 				for _, r := range rows {
-					fmt.Fprintln(a.stdout, r.(serviceRow).ID)
+					fmt.Fprintln(a.stdout, escapeText(r.(serviceRow).ID))
 				}
 			case fmtr != nil:
 				return fmtr.writeRows(a.stdout, rows, serviceFields)
@@ -125,7 +125,7 @@ func (a *app) serviceLsCommand() *cobra.Command {
 				fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
 				for _, r := range rows {
 					r := r.(serviceRow)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
+					writeCells(tw, r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
 				}
 				return tw.Flush()
 			}

@@ -75,14 +75,16 @@ func (a *app) printLogs(stream swarmpb.Control_ServiceLogsClient, timestamps boo
 		for _, l := range msg.GetLines() {
 			data := bytes.TrimSuffix(l.GetData(), []byte("\n"))
 			if l.GetStream() == logStreamError {
-				fmt.Fprintf(a.stderr, "Warning: %s\n", data)
+				fmt.Fprintf(a.stderr, "Warning: %s\n", escapeText(string(data)))
 				continue
 			}
 			var prefix string
 			if timestamps {
 				prefix = time.Unix(0, l.GetTimestamp()).UTC().Format(time.RFC3339Nano) + " "
 			}
-			prefix += logPrefix(l.GetTaskId(), contexts[l.GetTaskId()])
+			// The prefix names come from the cluster state; the data is the
+			// container's own output, printed as it is (like docker logs).
+			prefix += escapeText(logPrefix(l.GetTaskId(), contexts[l.GetTaskId()]))
 			w := a.stdout
 			if l.GetStream() == "stderr" {
 				w = a.stderr

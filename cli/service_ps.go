@@ -188,7 +188,7 @@ func (a *app) servicePsCommand() *cobra.Command {
 			switch {
 			case quiet:
 				for _, r := range rows {
-					fmt.Fprintln(a.stdout, r.ID)
+					fmt.Fprintln(a.stdout, escapeText(r.ID))
 				}
 			case fmtr != nil:
 				anyRows := make([]any, len(rows))
@@ -204,7 +204,7 @@ func (a *app) servicePsCommand() *cobra.Command {
 					if r.child {
 						name = ` \_ ` + name
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
+					writeCells(tw, r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -234,9 +234,9 @@ func (a *app) printUpdateStatus(ctl swarmpb.ControlClient, services []string) {
 		if us.GetState() == "" {
 			continue
 		}
-		line := fmt.Sprintf("\n%s update status: %s", svc.GetSpec().GetName(), us.GetState())
+		line := fmt.Sprintf("\n%s update status: %s", escapeText(svc.GetSpec().GetName()), escapeText(us.GetState()))
 		if m := us.GetMessage(); m != "" {
-			line += " (" + m + ")"
+			line += " (" + escapeText(m) + ")"
 		}
 		fmt.Fprintln(a.stdout, line)
 	}
