@@ -344,3 +344,27 @@ func TestJoinClaimsChecked(t *testing.T) {
 		t.Fatalf("recorded address %q, want %s:2377", got, src)
 	}
 }
+
+// A join relayed by a follower records the joining node's address, not
+// the follower's (the leader sees the follower connect).
+func TestJoinThroughFollowerRecordsJoinerAddress(t *testing.T) {
+	c := testcluster.New(t, 2, 0, testcluster.Options{})
+	defer stopMembers(c)
+	ctx := secCtx(t, 60*time.Second)
+	follower := c.Get("m2")
+	if c.Leader(tkWait) == follower {
+		follower = c.Get("m1")
+	}
+	tok, err := c.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_WORKER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Add("w1")
+	resp, err := w.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: follower.Addr, AdvertiseAddr: w.Addr})
+	if err != nil {
+		t.Fatalf("join through the follower: %v", err)
+	}
+	if got := clNode(c, resp.NodeId).GetAddr(); got != w.Addr {
+		t.Fatalf("recorded address %q, want the joiner's %s (follower at %s)", got, w.Addr, follower.Addr)
+	}
+}

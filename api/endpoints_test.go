@@ -1,0 +1,47 @@
+package api
+
+import (
+	"slices"
+	"testing"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+)
+
+// The endpoint table only ever lists a task on its own node's address,
+// whatever was stored before the dispatcher checked reports.
+func TestEndpointsOnlyOnTheNodesAddress(t *testing.T) {
+	st := state.New()
+	r := &storeRaft{store: st}
+	sp := &swarmpb.ServiceSpec{Name: "web", Ports: []*swarmpb.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080}}}
+	bind := func(ip string, port uint32) *swarmpb.PortBinding {
+		return &swarmpb.PortBinding{Protocol: "tcp", TargetPort: 80, HostIp: ip, HostPort: port, PublishMode: "ingress"}
+	}
+	task := func(id string, b ...*swarmpb.PortBinding) *swarmpb.StoreAction {
+		tk := dtTask(id, "n1", swarmpb.TaskState_TASK_STATE_RUNNING)
+		tk.Spec = sp
+		tk.Status.Ports = b
+		return Create(tk)
+	}
+	dtApply(t, r,
+		Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Addr: "10.0.0.5:2377"}),
+		Create(&swarmpb.Service{Id: "s", Spec: sp}),
+		task("t1", bind("0.0.0.0", 30001)),
+		task("t2", bind("10.0.0.5", 30002)),
+		task("t3", bind("10.9.9.9", 30003)),
+		task("t4", bind("", 30004), bind("10.0.0.6", 30005)),
+	)
+	var eps []*swarmpb.ServiceEndpoint
+	st.View(func(tx state.ReadTx) { eps = buildEndpoints(tx) })
+	var got []string
+	for _, e := range eps {
+		for _, b := range e.GetBackends() {
+			got = append(got, b.GetAddr())
+		}
+	}
+	slices.Sort(got)
+	want := []string{"10.0.0.5:30001", "10.0.0.5:30002", "10.0.0.5:30004"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("backends %v, want %v", got, want)
+	}
+}
