@@ -429,23 +429,29 @@ func (d *Dispatcher) checkStatus(nodeID string, t *swarmpb.Task, u *swarmpb.Task
 			published[p.GetTargetPort()] = true
 		}
 		kept := c.Ports[:0]
+		dropped, first := 0, error(nil)
 		for _, b := range c.Ports {
 			err := spec.ValidatePortBinding(b, nodeIP)
 			if err == nil && !published[b.GetTargetPort()] {
 				err = fmt.Errorf("target port %d is not published by the task", b.GetTargetPort())
 			}
-			if err == nil && len(kept) >= 2*len(published) {
+			if err == nil && len(kept) >= 2*len(t.GetSpec().GetPorts()) {
 				err = fmt.Errorf("more bindings than the task's published ports")
 			}
 			if err != nil {
-				if d.Logger != nil {
-					d.Logger.Warn("dropping a port binding a node reported for its task", "node", nodeID, "task", u.GetTaskId(), "err", err)
+				dropped++
+				if first == nil {
+					first = err
 				}
 				continue
 			}
 			kept = append(kept, b)
 		}
 		c.Ports = kept
+		if dropped > 0 && d.Logger != nil {
+			d.Logger.Warn("dropped port bindings a node reported for its task", "node", nodeID, "task", u.GetTaskId(),
+				"dropped", dropped, "first", first)
+		}
 	}
 	return &swarmpb.TaskStatusUpdate{TaskId: u.GetTaskId(), Status: c}, nil
 }
