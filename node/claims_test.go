@@ -157,9 +157,11 @@ func TestDescriptionWritesRateLimited(t *testing.T) {
 	})
 	cancel()
 	<-done
-	// 3 at once, then one per 2 s; the honest agent's own heartbeats
-	// (every 100 ms) draw on the same budget.
-	bound := int64(3 + 1 + elapsed/(2*time.Second))
+	// Description writes: 3 at once, then one per 2 s (the honest agent's
+	// own heartbeats draw on the same budget). Status writes are not
+	// limited: allow a Down and a Ready should a loaded machine starve the
+	// agent for a few periods.
+	bound := int64(3 + 2 + elapsed/(2*time.Second))
 	if n := writes.Load(); n > bound {
 		t.Fatalf("30 description changes in %v made %d node writes, want at most %d", elapsed, n, bound)
 	}
