@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -158,4 +160,30 @@ func TestTablesAndErrorsEscapeControlCharacters(t *testing.T) {
 	if !strings.Contains(r.stderr, `x\x1b[31m`) || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("stderr %q", r.stderr)
 	}
+}
+
+// FuzzEscapeText: the output is valid UTF-8 without a control or other
+// non-printable character, escaping is idempotent, and printable input
+// comes back unchanged.
+func FuzzEscapeText(f *testing.F) {
+	for _, s := range []string{"w1", "a\nb", "\x1b[31m", "bad\xff", "rtl\u202e", "名前", `\n`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := escapeText(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("escapeText(%q) = %q: invalid UTF-8", s, out)
+		}
+		for _, r := range out {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("escapeText(%q) = %q: holds %U", s, out, r)
+			}
+		}
+		if escapeText(out) != out {
+			t.Fatalf("escapeText not idempotent on %q", s)
+		}
+		if safeText(s) && out != s {
+			t.Fatalf("printable %q changed to %q", s, out)
+		}
+	})
 }

@@ -98,7 +98,14 @@ func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
 				}
 				continue
 			}
-			n.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
+			if status.Code(err) == codes.InvalidArgument {
+				// The managers refuse what this node reports about itself
+				// (spec.ValidateNodeDescription): say so, it will not fix
+				// itself by retrying.
+				n.log.Warn("the manager refused this node's heartbeat", "manager", addr, "err", err)
+			} else {
+				n.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
+			}
 			current++
 			if !wait(min(backoff, period)) {
 				return

@@ -104,3 +104,23 @@ func TestValidatePortBinding(t *testing.T) {
 		}
 	}
 }
+
+// FuzzValidateNodeDescription: validation never panics, and whatever
+// ClipNodeDescription makes of a description (with a valid hostname) is
+// valid.
+func FuzzValidateNodeDescription(f *testing.F) {
+	f.Add("w1", "linux", "amd64", "24.0.7", "", int64(8e9), int64(16<<30))
+	f.Add("evil\n\x1b[31m", "linux\r", "\xff", strings.Repeat("9", 200), "err\x00", int64(-1), int64(1<<62))
+	f.Fuzz(func(t *testing.T, host, os, arch, version, engineErr string, cpus, mem int64) {
+		d := &swarmpb.NodeDescription{Hostname: host, Os: os, Arch: arch, EngineVersion: version, EngineError: engineErr,
+			Resources: &swarmpb.Resources{NanoCpus: cpus, MemoryBytes: mem}}
+		_ = ValidateNodeDescription(d)
+		if ValidateHostname(host) != nil {
+			return
+		}
+		ClipNodeDescription(d)
+		if err := ValidateNodeDescription(d); err != nil {
+			t.Fatalf("clipped description invalid: %v", err)
+		}
+	})
+}
