@@ -158,12 +158,26 @@ func ValidateConstraints(exprs []string) error {
 	return err
 }
 
-// ValidateSpreadDescriptors checks spread preference descriptors such as
-// node.labels.zone. Any key a constraint accepts is accepted.
+// ParseSpreadDescriptor checks a spread preference descriptor such as
+// node.labels.zone and returns its canonical form. Any key a constraint
+// accepts is accepted.
+func ParseSpreadDescriptor(d string) (string, error) {
+	key := strings.TrimSpace(d)
+	if key == "" || strings.ContainsAny(key, "=! \t") {
+		return "", &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: "expected a key such as node.labels.NAME"}
+	}
+	_, _, canonical, reason := parseKey(key)
+	if reason != "" {
+		return "", &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: reason}
+	}
+	return canonical, nil
+}
+
+// ValidateSpreadDescriptors checks spread preference descriptors.
 func ValidateSpreadDescriptors(descs []string) error {
 	for _, d := range descs {
-		if _, _, _, reason := parseKey(strings.TrimSpace(d)); reason != "" {
-			return &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: reason}
+		if _, err := ParseSpreadDescriptor(d); err != nil {
+			return err
 		}
 	}
 	return nil
