@@ -64,8 +64,10 @@ func bigLabels(n int) map[string]string {
 
 func TestValidateServiceSpecAccepts(t *testing.T) {
 	for name, mod := range map[string]func(*swarmpb.ServiceSpec){
-		"full":             func(*swarmpb.ServiceSpec) {},
-		"minimal":          func(s *swarmpb.ServiceSpec) { *s = swarmpb.ServiceSpec{Name: "a", Container: &swarmpb.ContainerSpec{Image: "i"}} },
+		"full": func(*swarmpb.ServiceSpec) {},
+		"minimal": func(s *swarmpb.ServiceSpec) {
+			*s = swarmpb.ServiceSpec{Name: "a", Container: &swarmpb.ContainerSpec{Image: "i"}}
+		},
 		"global":           func(s *swarmpb.ServiceSpec) { s.Mode, s.Replicas = swarmpb.ServiceMode_SERVICE_MODE_GLOBAL, 0 },
 		"replicas at cap":  func(s *swarmpb.ServiceSpec) { s.Replicas = 100 },
 		"63-char name":     func(s *swarmpb.ServiceSpec) { s.Name = strings.Repeat("a", 63) },
