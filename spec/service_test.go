@@ -9,6 +9,7 @@ import (
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // validSpec is a spec that uses most fields, every one within its limits.
@@ -66,7 +67,8 @@ func TestValidateServiceSpecAccepts(t *testing.T) {
 	for name, mod := range map[string]func(*swarmpb.ServiceSpec){
 		"full": func(*swarmpb.ServiceSpec) {},
 		"minimal": func(s *swarmpb.ServiceSpec) {
-			*s = swarmpb.ServiceSpec{Name: "a", Container: &swarmpb.ContainerSpec{Image: "i"}}
+			proto.Reset(s)
+			s.Name, s.Container = "a", &swarmpb.ContainerSpec{Image: "i"}
 		},
 		"global":           func(s *swarmpb.ServiceSpec) { s.Mode, s.Replicas = swarmpb.ServiceMode_SERVICE_MODE_GLOBAL, 0 },
 		"replicas at cap":  func(s *swarmpb.ServiceSpec) { s.Replicas = 100 },
