@@ -34,7 +34,8 @@ func mustEncode(tb testing.TB, b *swarmpb.StoreBatch) []byte {
 
 // replayFuzz applies the base state and then data twice (indexes 2 and 3,
 // so that a create can be followed by an update of what it made) on a fresh
-// store, and returns the outcomes and the final state.
+// store, and returns the outcomes and the final state. A refused entry must
+// leave the state as it was.
 func replayFuzz(tb testing.TB, base, data []byte) (string, *swarmpb.Snapshot) {
 	st := state.New()
 	f := newFSM(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -42,12 +43,21 @@ func replayFuzz(tb testing.TB, base, data []byte) (string, *swarmpb.Snapshot) {
 	out := ""
 	for i, d := range [][]byte{base, data, data} {
 		idx := uint64(i + 1)
+		before := st.Snapshot()
 		res, ok := f.Apply(&hraft.Log{Index: idx, Type: hraft.LogCommand, Data: d, AppendedAt: at}).(applyResult)
 		if !ok || res.index != idx {
 			tb.Fatalf("Apply at %d returned %#v", idx, res)
 		}
 		if i == 0 && res.err != nil {
 			tb.Fatalf("base batch: %v", res.err)
+		}
+		if res.err != nil {
+			// A refused entry changes nothing but the applied index.
+			after := st.Snapshot()
+			before.Index, after.Index = 0, 0
+			if !proto.Equal(before, after) {
+				tb.Fatalf("entry %d was refused (%v) but changed the state", idx, res.err)
+			}
 		}
 		out += fmt.Sprintf("%d: %v\n", idx, res.err)
 		if got := st.Index(); got != idx {
