@@ -76,6 +76,9 @@ func ValidateServiceSpec(s *swarmpb.ServiceSpec, maxReplicas uint64) error {
 		if s.Replicas != 0 {
 			return fieldErr("replicas", "cannot be set for a global service")
 		}
+		if s.GetPlacement().GetMaxReplicasPerNode() != 0 {
+			return fieldErr("replicas max per node", "cannot be set for a global service (it runs one task per node)")
+		}
 	default:
 		return fieldErr("mode", "%d is unknown: use replicated or global", int32(s.Mode))
 	}

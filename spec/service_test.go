@@ -109,6 +109,9 @@ func TestValidateServiceSpecRefuses(t *testing.T) {
 		{"long image", func(s *swarmpb.ServiceSpec) { s.Container.Image = strings.Repeat("a", 513) }, "image is 513 bytes long: at most 512 allowed"},
 		{"replicas over cap", func(s *swarmpb.ServiceSpec) { s.Replicas = 1_000_000_000 }, "replicas 1000000000 exceeds the cluster's limit of 100 (swarmctl swarm update --max-replicas)"},
 		{"global with replicas", func(s *swarmpb.ServiceSpec) { s.Mode = swarmpb.ServiceMode_SERVICE_MODE_GLOBAL }, "replicas cannot be set for a global service"},
+		{"global with max per node", func(s *swarmpb.ServiceSpec) {
+			s.Mode, s.Replicas, s.Placement.MaxReplicasPerNode = swarmpb.ServiceMode_SERVICE_MODE_GLOBAL, 0, 2
+		}, "replicas max per node cannot be set for a global service (it runs one task per node)"},
 		{"unknown mode", func(s *swarmpb.ServiceSpec) { s.Mode = 7 }, "mode 7 is unknown: use replicated or global"},
 		{"100k labels", func(s *swarmpb.ServiceSpec) { s.Labels = bigLabels(100_000) }, "labels count 100000 exceeds the limit of 1000"},
 		{"3 MB label", func(s *swarmpb.ServiceSpec) { s.Labels["big"] = huge }, `label "big" value is 3145728 bytes long: at most 4096 allowed`},
