@@ -31,14 +31,14 @@ const (
 	MaxVolumeLen = 255
 	MaxPorts     = 1000
 
-	MaxConstraints    = 100
-	MaxConstraintLen  = 1024
-	MaxSpreadPrefs    = 10
-	MaxDuration       = 7 * 24 * time.Hour // every duration of a spec
-	MinHealthInterval = time.Millisecond   // interval, timeout and start period, when set
-	MaxNanoCPUs       = 4096 * 1e9         // 4096 CPUs
-	MaxMemoryBytes    = 1 << 50            // 1 PiB
-	MaxHealthRetries  = 1000
+	MaxConstraints          = 100
+	MaxConstraintLen        = 1024
+	MaxSpreadPrefs          = 10
+	MaxDuration             = 7 * 24 * time.Hour // every duration of a spec
+	MinHealthInterval       = time.Millisecond   // interval, timeout and start period, when set
+	MaxNanoCPUs       int64 = 4096 * 1e9         // 4096 CPUs
+	MaxMemoryBytes    int64 = 1 << 50            // 1 PiB
+	MaxHealthRetries        = 1000
 )
 
 // serviceNameRE is Docker's rule for service names: a DNS label made of
@@ -336,10 +336,10 @@ func validateResources(r *swarmpb.ResourceRequirements) error {
 			continue
 		}
 		if c := x.res.NanoCpus; c < 0 || c > MaxNanoCPUs {
-			return fieldErr(x.what+" cpu", "%g is out of range: use 0 to %d CPUs", float64(c)/1e9, int64(MaxNanoCPUs/1e9))
+			return fieldErr(x.what+" cpu", "%g is out of range: use 0 to %d CPUs", float64(c)/1e9, MaxNanoCPUs/1_000_000_000)
 		}
 		if m := x.res.MemoryBytes; m < 0 || m > MaxMemoryBytes {
-			return fieldErr(x.what+" memory", "%d bytes is out of range: use 0 to %d (1 PiB)", m, int64(MaxMemoryBytes))
+			return fieldErr(x.what+" memory", "%d bytes is out of range: use 0 to %d (1 PiB)", m, MaxMemoryBytes)
 		}
 	}
 	res, lim := r.Reservations, r.Limits
