@@ -164,6 +164,8 @@ func TestValidateServiceSpecRefuses(t *testing.T) {
 		{"bad constraint key", func(s *swarmpb.ServiceSpec) { s.Placement.Constraints = []string{"node.zone==a"} }, `invalid constraint "node.zone==a": unknown key "node.zone" (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME)`},
 		{"constraint single =", func(s *swarmpb.ServiceSpec) { s.Placement.Constraints = []string{"node.labels.a=b"} }, `invalid constraint "node.labels.a=b": expected KEY==VALUE or KEY!=VALUE`},
 		{"constraint control", func(s *swarmpb.ServiceSpec) { s.Placement.Constraints = []string{"node.labels.a==b\r"} }, `constraint "node.labels.a==b\r" contains a control character`},
+		{"long constraint key", func(s *swarmpb.ServiceSpec) { s.Placement.Constraints = []string{strings.Repeat("k", 1000) + "==v"} },
+			`invalid constraint "` + strings.Repeat("k", 64) + `"...: unknown key "` + strings.Repeat("k", 64) + `"... (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME)`},
 		{"too many constraints", func(s *swarmpb.ServiceSpec) { s.Placement.Constraints = make([]string, 101) }, "constraints count 101 exceeds the limit of 100"},
 		{"bad spread", func(s *swarmpb.ServiceSpec) { s.Placement.SpreadDescriptors = []string{"zone"} }, `invalid spread descriptor "zone": unknown key "zone" (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME)`},
 		{"spread with space", func(s *swarmpb.ServiceSpec) { s.Placement.SpreadDescriptors = []string{"node.labels.a b"} }, `invalid spread descriptor "node.labels.a b": expected a key such as node.labels.NAME`},
