@@ -8,6 +8,7 @@ import (
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -113,10 +114,10 @@ func (s *ControlServer) UpdateNode(ctx context.Context, req *swarmpb.UpdateNodeR
 			return nil, Status(invalidf("invalid availability %d", *req.Availability))
 		}
 	}
-	for k := range req.LabelAdd {
-		if k == "" {
-			return nil, Status(invalidf("invalid label: the key is empty"))
-		}
+	// A first check of what the request adds, before any Raft work; the
+	// merged spec is checked again below, against the node as stored.
+	if err := spec.ValidateLabels("node label", req.LabelAdd); err != nil {
+		return nil, Status(invalidf("%v", err))
 	}
 	if req.DesiredRole != nil && *req.DesiredRole == swarmpb.NodeRole_NODE_ROLE_WORKER &&
 		n.GetSpec().GetDesiredRole() == swarmpb.NodeRole_NODE_ROLE_MANAGER {
@@ -124,7 +125,9 @@ func (s *ControlServer) UpdateNode(ctx context.Context, req *swarmpb.UpdateNodeR
 			return nil, Status(err)
 		}
 	}
+	var invalid error
 	err = updateNode(ctx, s.Store, s.Raft, n.Id, func(c *swarmpb.Node) bool {
+		invalid = nil
 		before := proto.Clone(c.Spec).(*swarmpb.NodeSpec)
 		if req.DesiredRole != nil {
 			c.Spec.DesiredRole = *req.DesiredRole
@@ -141,8 +144,14 @@ func (s *ControlServer) UpdateNode(ctx context.Context, req *swarmpb.UpdateNodeR
 		for _, k := range req.LabelRm {
 			delete(c.Spec.Labels, k)
 		}
+		if invalid = spec.ValidateNodeSpec(c.Spec); invalid != nil {
+			return false
+		}
 		return !proto.Equal(before, c.Spec)
 	})
+	if err == nil && invalid != nil {
+		err = invalidf("%v", invalid)
+	}
 	if err != nil {
 		return nil, Status(err)
 	}

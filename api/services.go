@@ -3,64 +3,24 @@ package api
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/scheduler"
+	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
 
-var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-
-// ValidateServiceSpec checks a spec the way the CLI does, so that other
-// clients cannot store what the orchestrator would choke on.
-func ValidateServiceSpec(s *swarmpb.ServiceSpec) error {
-	if s == nil {
-		return invalidf("a service spec is required")
-	}
-	if !serviceNameRE.MatchString(s.Name) {
-		return invalidf("invalid service name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", s.Name)
-	}
-	if s.GetContainer().GetImage() == "" {
-		return invalidf("service %s: an image is required", s.Name)
-	}
-	if s.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL && s.Replicas != 0 {
-		return invalidf("service %s: replicas cannot be set for a global service", s.Name)
-	}
-	if err := scheduler.ValidateConstraints(s.GetPlacement().GetConstraints()); err != nil {
-		return invalidf("%v", err)
-	}
-	if err := scheduler.ValidateSpreadDescriptors(s.GetPlacement().GetSpreadDescriptors()); err != nil {
-		return invalidf("%v", err)
-	}
-	seen := map[string]bool{}
-	for _, p := range s.Ports {
-		if p.TargetPort == 0 || p.TargetPort > 65535 || p.PublishedPort > 65535 {
-			return invalidf("service %s: invalid port %d:%d: ports are 1-65535", s.Name, p.PublishedPort, p.TargetPort)
-		}
-		if p.Protocol != "tcp" && p.Protocol != "udp" {
-			return invalidf("service %s: invalid protocol %q: use tcp or udp", s.Name, p.Protocol)
-		}
-		key := fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)
-		if p.PublishedPort != 0 && seen[key] {
-			return invalidf("service %s: port %s is published twice", s.Name, key)
-		}
-		seen[key] = true
-	}
-	for _, m := range s.GetContainer().GetMounts() {
-		if m.Target == "" || !strings.HasPrefix(m.Target, "/") {
-			return invalidf("service %s: invalid mount target %q: it must be an absolute path", s.Name, m.Target)
-		}
-		if m.Type == swarmpb.Mount_TYPE_BIND && !strings.HasPrefix(m.Source, "/") {
-			return invalidf("service %s: invalid bind mount source %q: it must be an absolute path", s.Name, m.Source)
-		}
-	}
-	if u := s.Update; u != nil && (u.MaxFailureRatio < 0 || u.MaxFailureRatio > 1) {
-		return invalidf("service %s: the update max failure ratio must be between 0 and 1", s.Name)
+// validateServiceSpec applies package spec's rules with the cluster's
+// replica cap, read from the store's Cluster object, and returns an
+// InvalidArgument status naming the field and the limit.
+func (s *ControlServer) validateServiceSpec(sp *swarmpb.ServiceSpec) error {
+	var settings *swarmpb.ClusterSettings
+	s.Store.View(func(tx state.ReadTx) { settings = tx.Cluster().GetSettings() })
+	if err := spec.ValidateServiceSpec(sp, spec.MaxReplicas(settings)); err != nil {
+		return Status(invalidf("%v", err))
 	}
 	return nil
 }
@@ -130,10 +90,10 @@ func checkPorts(tx state.ReadTx, exceptID string, spec *swarmpb.ServiceSpec) err
 }
 
 func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateServiceRequest) (*swarmpb.CreateServiceResponse, error) {
-	if err := ValidateServiceSpec(req.Spec); err != nil {
-		return nil, Status(err)
-	}
 	if err := s.read(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
 	}
 	var err error
@@ -222,8 +182,8 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if spec.Mode != cur.Spec.Mode {
 		return nil, Status(invalidf("service %s: the mode cannot change after creation", cur.Spec.Name))
 	}
-	if err := ValidateServiceSpec(spec); err != nil {
-		return nil, Status(err)
+	if err := s.validateServiceSpec(spec); err != nil {
+		return nil, err
 	}
 	s.Store.View(func(tx state.ReadTx) { err = checkPorts(tx, cur.Id, spec) })
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 )
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -251,14 +252,6 @@ func (a *app) reportErrors(errs []error) error {
 	return errs[len(errs)-1]
 }
 
-func parseLabel(flag, s string) (string, string, error) {
-	k, v, _ := strings.Cut(s, "=")
-	if strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t") {
-		return "", "", fmt.Errorf("invalid %s %q: expected KEY=VALUE with a non-empty key", flag, s)
-	}
-	return k, v, nil
-}
-
 func (a *app) nodeUpdateCommand() *cobra.Command {
 	var availability string
 	var labelAdd, labelRm []string
@@ -275,15 +268,10 @@ func (a *app) nodeUpdateCommand() *cobra.Command {
 				}
 				req.Availability = &av
 			}
-			for _, l := range labelAdd {
-				k, v, err := parseLabel("--label-add", l)
-				if err != nil {
-					return err
-				}
-				if req.LabelAdd == nil {
-					req.LabelAdd = map[string]string{}
-				}
-				req.LabelAdd[k] = v
+			req.LabelAdd = labelMap(labelAdd, nil)
+			// The managers' label rules; they check the merged labels too.
+			if err := spec.ValidateLabels("node label", req.LabelAdd); err != nil {
+				return err
 			}
 			for _, k := range labelRm {
 				if strings.TrimSpace(k) == "" || strings.Contains(k, "=") {

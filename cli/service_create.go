@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	specrules "github.com/raftswarm/raftswarm/spec"
 )
 
 // createFlags are the flags only `service create` has.
@@ -49,9 +51,6 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 	if mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL {
 		spec.Replicas = 0
 	}
-	if args[0] == "" {
-		return nil, fmt.Errorf("the image name must not be empty")
-	}
 	spec.Container.Image = args[0]
 	if len(args) > 1 {
 		spec.Container.Args = append([]string(nil), args[1:]...)
@@ -66,21 +65,9 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 		}
 		spec.Ports = append(spec.Ports, pc)
 	}
-	if err := checkPortConflicts(spec.Ports); err != nil {
-		return nil, err
-	}
-	for _, e := range o.env {
-		if _, err := parseEnv("--env", e); err != nil {
-			return nil, err
-		}
-		spec.Container.Env = append(spec.Container.Env, e)
-	}
-	if spec.Labels, err = labelMap("--label", o.labels, spec.Labels); err != nil {
-		return nil, err
-	}
-	if spec.Container.Labels, err = labelMap("--container-label", o.containerLabels, spec.Container.Labels); err != nil {
-		return nil, err
-	}
+	spec.Container.Env = append(spec.Container.Env, o.env...)
+	spec.Labels = labelMap(o.labels, spec.Labels)
+	spec.Container.Labels = labelMap(o.containerLabels, spec.Container.Labels)
 	placement := func() *swarmpb.Placement {
 		if spec.Placement == nil {
 			spec.Placement = &swarmpb.Placement{}
@@ -88,7 +75,7 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 		return spec.Placement
 	}
 	for _, c := range o.constraints {
-		cons, err := parseConstraint("--constraint", c)
+		cons, err := parseConstraint(c)
 		if err != nil {
 			return nil, err
 		}
@@ -108,36 +95,25 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 		}
 		spec.Container.Mounts = append(spec.Container.Mounts, mnt)
 	}
+	// The managers' rules, run here too so that bad input fails before
+	// anything is sent, with the same message. The replica cap is the
+	// cluster's setting, which only the managers know: they check it.
+	if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 
-func labelMap(flag string, values []string, m map[string]string) (map[string]string, error) {
+// labelMap adds KEY[=VALUE] labels to m; spec.ValidateLabels judges them.
+func labelMap(values []string, m map[string]string) map[string]string {
 	for _, l := range values {
-		k, v, err := parseLabel(flag, l)
-		if err != nil {
-			return nil, err
-		}
+		k, v, _ := strings.Cut(l, "=")
 		if m == nil {
 			m = map[string]string{}
 		}
 		m[k] = v
 	}
-	return m, nil
-}
-
-func checkPortConflicts(ports []*swarmpb.PortConfig) error {
-	seen := map[string]bool{}
-	for _, p := range ports {
-		if p.PublishedPort == 0 {
-			continue
-		}
-		key := fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)
-		if seen[key] {
-			return fmt.Errorf("published port %s is used more than once", key)
-		}
-		seen[key] = true
-	}
-	return nil
+	return m
 }
 
 func (a *app) serviceCreateCommand() *cobra.Command {

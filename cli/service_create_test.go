@@ -78,7 +78,11 @@ func TestServiceCreateSpec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &fakeDaemon{}
 			host := startFake(t, d)
-			r := runCLI(host, append([]string{"service", "create", "-d"}, tc.args...)...)
+			args := tc.args
+			if args[0] != "--name" {
+				args = append([]string{"--name", "web"}, args...)
+			}
+			r := runCLI(host, append([]string{"service", "create", "-d"}, args...)...)
 			expectOK(t, r)
 			if r.stdout != "svcid0123456789\n" {
 				t.Fatalf("stdout %q", r.stdout)
@@ -88,6 +92,7 @@ func TestServiceCreateSpec(t *testing.T) {
 				t.Fatalf("%d CreateService calls", len(reqs))
 			}
 			want := defaultSpec()
+			want.Name = "web"
 			for _, a := range tc.args {
 				if a == "nginx" || a == "alpine" {
 					want.Container.Image = a
@@ -113,31 +118,31 @@ func TestServiceCreateBadFlags(t *testing.T) {
 		{[]string{"--replicas", "-1"}, "invalid --replicas -1: must not be negative"},
 		{[]string{"--mode", "global", "--replicas", "2"}, "--replicas can only be used with replicated mode"},
 		{[]string{"--mode", "both"}, `invalid --mode "both": must be replicated or global`},
-		{[]string{"--constraint", "node.zone==a"}, `invalid --constraint "node.zone==a": expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.KEY, then == or !=, then a value`},
-		{[]string{"--constraint", "node.labels.zone=a"}, `invalid --constraint "node.labels.zone=a": expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.KEY, then == or !=, then a value`},
-		{[]string{"--constraint", "node.role==boss"}, `invalid --constraint "node.role==boss": node.role must be compared with manager or worker`},
-		{[]string{"--mount", "type=bind,target=/x"}, `invalid --mount "type=bind,target=/x": a bind mount needs an absolute source path`},
+		{[]string{"--constraint", "node.zone==a"}, `invalid constraint "node.zone==a": unknown key "node.zone" (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME)`},
+		{[]string{"--constraint", "node.labels.zone=a"}, `invalid constraint "node.labels.zone=a": expected KEY==VALUE or KEY!=VALUE`},
+		{[]string{"--constraint", "node.role==boss"}, `invalid constraint "node.role==boss": node.role must be manager or worker`},
+		{[]string{"--mount", "type=bind,target=/x"}, "bind mount source is required"},
 		{[]string{"--mount", "type=tmpfs,target=/x"}, `invalid --mount "type=tmpfs,target=/x": type must be bind or volume`},
-		{[]string{"--mount", "source=v"}, `invalid --mount "source=v": target must be an absolute path`},
-		{[]string{"-p", "80:70000"}, `invalid --publish "80:70000": port "70000" must be a number between 1 and 65535`},
-		{[]string{"-p", "80:80/sctp"}, `invalid --publish "80:80/sctp": protocol must be tcp or udp`},
+		{[]string{"--mount", "source=v"}, "mount target is required"},
+		{[]string{"-p", "80:70000"}, "target port 70000 is out of range: use 1 to 65535"},
+		{[]string{"-p", "80:80/sctp"}, `port protocol "sctp" is invalid: use tcp or udp`},
 		{[]string{"-p", "mode=host,published=80"}, `invalid --publish "mode=host,published=80": target is required`},
 		{[]string{"-p", "80:80", "-p", "80:81"}, "published port 80/tcp is used more than once"},
 		{[]string{"--restart-delay", "soon"}, `invalid --restart-delay "soon": expected a duration such as 10s or 1m30s`},
-		{[]string{"--update-delay", "-5s"}, `invalid --update-delay "-5s": must not be negative`},
+		{[]string{"--update-delay", "-5s"}, "update delay -5s is out of range: use 0s to 168h0m0s"},
 		{[]string{"--restart-condition", "always"}, `invalid --restart-condition "always": must be none, on-failure or any`},
-		{[]string{"--update-max-failure-ratio", "1.5"}, "invalid --update-max-failure-ratio 1.5: must be between 0 and 1"},
-		{[]string{"--update-failure-action", "explode"}, `invalid --update-failure-action "explode": must be pause, continue or rollback`},
-		{[]string{"--update-order", "random"}, `invalid --update-order "random": must be stop-first or start-first`},
+		{[]string{"--update-max-failure-ratio", "1.5"}, "update max failure ratio 1.5 is out of range: use 0 to 1"},
+		{[]string{"--update-failure-action", "explode"}, `update failure action "explode" is invalid: use pause, continue or rollback`},
+		{[]string{"--update-order", "random"}, `update order "random" is invalid: use stop-first or start-first`},
 		{[]string{"--reserve-memory", "lots"}, `invalid --reserve-memory "lots": expected a size such as 64MiB, 1GiB, 512M or a number of bytes`},
-		{[]string{"--limit-cpu", "-1"}, `invalid --limit-cpu "-1": must not be negative`},
-		{[]string{"--env", "=x"}, `invalid --env "=x": expected KEY=VALUE with a non-empty key`},
+		{[]string{"--limit-cpu", "-1"}, "limit cpu -1 is out of range: use 0 to 4096 CPUs"},
+		{[]string{"--env", "=x"}, `env "=x" is not KEY=VALUE with a non-empty KEY`},
 		{[]string{"--placement-pref", "pack=node.labels.x"}, `invalid --placement-pref "pack=node.labels.x": expected spread=node.labels.KEY`},
 		{[]string{"--no-healthcheck", "--health-cmd", "true"}, "--no-healthcheck conflicts with --health-* options"},
 		{[]string{"--replicas", "x"}, `invalid argument "x" for "--replicas" flag: strconv.ParseInt: parsing "x": invalid syntax`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			expectError(t, runCLI(host, append(append([]string{"service", "create"}, tc.args...), "nginx")...), tc.want)
+			expectError(t, runCLI(host, append(append([]string{"service", "create", "--name", "web"}, tc.args...), "nginx")...), tc.want)
 		})
 	}
 	expectError(t, runCLI(host, "service", "create", "--name", "x"), `"swarmctl service create" requires at least 1 argument(s) (IMAGE)`)
@@ -187,7 +192,7 @@ func TestServiceUpdateSpec(t *testing.T) {
 	}
 
 	expectError(t, runCLI(host, "service", "update", "--rollback", "--image", "x", "web"), "--rollback cannot be combined with options that change the service")
-	expectError(t, runCLI(host, "service", "update", "--constraint-add", "zone==a", "web"), `invalid --constraint-add "zone==a": expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.KEY, then == or !=, then a value`)
+	expectError(t, runCLI(host, "service", "update", "--constraint-add", "zone==a", "web"), `invalid constraint "zone==a": unknown key "zone" (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME)`)
 	if n := len(d.callsTo("UpdateService")); n != 1 {
 		t.Fatalf("bad updates were sent: %d calls", n)
 	}

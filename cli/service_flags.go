@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -142,13 +143,6 @@ func (u *updateFlags) apply(cfg **swarmpb.UpdateConfig, changed func(string) boo
 		}
 	}
 	if changed(name("failure-action")) {
-		if u.failureAction != "pause" && u.failureAction != "continue" && !(u.failureAction == "rollback" && u.prefix == "update") {
-			allowed := "pause, continue or rollback"
-			if u.prefix == "rollback" {
-				allowed = "pause or continue"
-			}
-			return fmt.Errorf("invalid --%s %q: must be %s", name("failure-action"), u.failureAction, allowed)
-		}
 		c.FailureAction = u.failureAction
 	}
 	if changed(name("monitor")) {
@@ -157,21 +151,17 @@ func (u *updateFlags) apply(cfg **swarmpb.UpdateConfig, changed func(string) boo
 		}
 	}
 	if changed(name("max-failure-ratio")) {
-		if u.ratio < 0 || u.ratio > 1 {
-			return fmt.Errorf("invalid --%s %g: must be between 0 and 1", name("max-failure-ratio"), u.ratio)
-		}
 		c.MaxFailureRatio = float32(u.ratio)
 	}
 	if changed(name("order")) {
-		if u.order != "stop-first" && u.order != "start-first" {
-			return fmt.Errorf("invalid --%s %q: must be stop-first or start-first", name("order"), u.order)
-		}
 		c.Order = u.order
 	}
 	return nil
 }
 
 // apply sets the changed flags on spec. spec.Mode must already be final.
+// It only converts: a negative count cannot be put in an unsigned field, so
+// it is refused here; every other rule is spec.ValidateServiceSpec's.
 func (o *serviceFlags) apply(spec *swarmpb.ServiceSpec, changed func(string) bool) error {
 	var err error
 	if spec.Container == nil {
@@ -347,8 +337,8 @@ func (o *serviceFlags) applyHealth(c *swarmpb.ContainerSpec, changed func(string
 		}
 	}
 	if changed("health-retries") {
-		if o.healthRetries < 0 || o.healthRetries > 1<<31-1 {
-			return fmt.Errorf("invalid --health-retries %d: must not be negative", o.healthRetries)
+		if o.healthRetries < math.MinInt32 || o.healthRetries > math.MaxInt32 {
+			return fmt.Errorf("invalid --health-retries %d: out of range", o.healthRetries)
 		}
 		hc.Retries = int32(o.healthRetries)
 	}

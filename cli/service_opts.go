@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"math"
-	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -12,26 +10,43 @@ import (
 	units "github.com/docker/go-units"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/spec"
 )
 
-// Parsers for the values of service flags. Each returns a one-line error
-// naming the flag and the bad value.
+// Parsers for the values of service flags. They only turn text into spec
+// fields, refusing what cannot be represented, with a one-line error naming
+// the flag and the bad value. Whether a value is allowed (ranges, names,
+// sizes, absolute paths...) is decided by spec.ValidateServiceSpec, the same
+// code the managers run, on the spec the flags built.
+
+// maxFlagEcho bounds how much of a bad value an error repeats.
+const maxFlagEcho = 60
+
+func echo(s string) string {
+	if len(s) > maxFlagEcho {
+		s = s[:maxFlagEcho] + "..."
+	}
+	return strconv.Quote(s)
+}
 
 func parseDuration(flag, s string) (int64, error) {
-	d, err := time.ParseDuration(s)
+	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("invalid %s %q: expected a duration such as 10s or 1m30s", flag, s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("invalid %s %q: must not be negative", flag, s)
+		return 0, fmt.Errorf("invalid %s %s: expected a duration such as 10s or 1m30s", flag, echo(s))
 	}
 	return int64(d), nil
 }
 
 func parseMemory(flag, s string) (int64, error) {
-	n, err := units.RAMInBytes(strings.TrimSpace(s))
+	t := strings.TrimSpace(s)
+	// go-units parses the number with ParseFloat, which also takes NaN and
+	// Inf; their conversion to int64 is undefined.
+	if f, err := strconv.ParseFloat(strings.TrimRight(strings.ToLower(t), "bkmgtpi "), 64); err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return 0, fmt.Errorf("invalid %s %s: expected a size such as 64MiB, 1GiB, 512M or a number of bytes", flag, echo(s))
+	}
+	n, err := units.RAMInBytes(t)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid %s %q: expected a size such as 64MiB, 1GiB, 512M or a number of bytes", flag, s)
+		return 0, fmt.Errorf("invalid %s %s: expected a size such as 64MiB, 1GiB, 512M or a number of bytes", flag, echo(s))
 	}
 	return n, nil
 }
@@ -39,61 +54,45 @@ func parseMemory(flag, s string) (int64, error) {
 func parseCPU(flag, s string) (int64, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("invalid %s %q: expected a number of CPUs such as 0.5", flag, s)
+		return 0, fmt.Errorf("invalid %s %s: expected a number of CPUs such as 0.5", flag, echo(s))
 	}
-	if f < 0 {
-		return 0, fmt.Errorf("invalid %s %q: must not be negative", flag, s)
+	n := math.Round(f * 1e9)
+	if n >= math.MaxInt64 || n <= math.MinInt64 {
+		return 0, fmt.Errorf("invalid %s %s: too many CPUs", flag, echo(s))
 	}
-	return int64(math.Round(f * 1e9)), nil
+	return int64(n), nil
 }
 
-func parseEnv(flag, s string) (string, error) {
-	k, _, _ := strings.Cut(s, "=")
-	if k == "" || strings.ContainsAny(k, " \t") {
-		return "", fmt.Errorf("invalid %s %q: expected KEY=VALUE with a non-empty key", flag, s)
-	}
-	return s, nil
+// parseConstraint checks a constraint with the scheduler's parser (through
+// package spec) and returns its canonical form; its error is the one the
+// managers would give.
+func parseConstraint(s string) (string, error) {
+	return spec.ParseConstraint(s)
 }
 
-var constraintRE = regexp.MustCompile(`^\s*(node\.id|node\.hostname|node\.role|node\.platform\.os|node\.platform\.arch|node\.labels\.[^\s=!]+)\s*(==|!=)\s*(\S.*?)\s*$`)
-
-func parseConstraint(flag, s string) (string, error) {
-	m := constraintRE.FindStringSubmatch(s)
-	if m == nil {
-		return "", fmt.Errorf("invalid %s %q: expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.KEY, then == or !=, then a value", flag, s)
-	}
-	if m[1] == "node.role" && m[3] != "manager" && m[3] != "worker" {
-		return "", fmt.Errorf("invalid %s %q: node.role must be compared with manager or worker", flag, s)
-	}
-	return m[1] + m[2] + m[3], nil
-}
-
-var spreadRE = regexp.MustCompile(`^(node\.id|node\.hostname|node\.role|node\.platform\.os|node\.platform\.arch|node\.labels\.[^\s=!]+)$`)
-
+// parsePlacementPref accepts spread=DESCRIPTOR, DESCRIPTOR being any key a
+// constraint accepts (node.labels.KEY, engine.labels.KEY, node.hostname...).
 func parsePlacementPref(flag, s string) (string, error) {
 	strategy, desc, ok := strings.Cut(s, "=")
-	if !ok || strategy != "spread" || !spreadRE.MatchString(desc) {
-		return "", fmt.Errorf("invalid %s %q: expected spread=node.labels.KEY", flag, s)
+	if !ok || strings.TrimSpace(strategy) != "spread" {
+		return "", fmt.Errorf("invalid %s %s: expected spread=node.labels.KEY", flag, echo(s))
 	}
-	return desc, nil
+	return spec.ParseSpreadDescriptor(desc)
 }
 
 func parsePortNumber(flag, whole, s string) (uint32, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("invalid %s %q: port %q must be a number between 1 and 65535", flag, whole, s)
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("invalid %s %s: port %s is not a number", flag, echo(whole), echo(s))
 	}
 	return uint32(n), nil
 }
 
-func parseProtocol(flag, whole, s string) (string, error) {
-	switch strings.ToLower(s) {
-	case "", "tcp":
-		return "tcp", nil
-	case "udp":
-		return "udp", nil
+func parseProtocol(s string) string {
+	if s = strings.ToLower(strings.TrimSpace(s)); s == "" {
+		return "tcp"
 	}
-	return "", fmt.Errorf("invalid %s %q: protocol must be tcp or udp", flag, whole)
+	return s
 }
 
 // parsePort accepts PUB:TGT[/proto], TGT[/proto] and the long form
@@ -101,45 +100,41 @@ func parseProtocol(flag, whole, s string) (string, error) {
 func parsePort(flag, s string) (*swarmpb.PortConfig, error) {
 	p := &swarmpb.PortConfig{Protocol: "tcp", PublishMode: "ingress"}
 	if strings.Contains(s, "=") {
+		hasTarget := false
 		for _, field := range strings.Split(s, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(field), "=")
 			if !ok {
-				return nil, fmt.Errorf("invalid %s %q: field %q must be KEY=VALUE", flag, s, field)
+				return nil, fmt.Errorf("invalid %s %s: field %s must be KEY=VALUE", flag, echo(s), echo(field))
 			}
 			var err error
 			switch strings.ToLower(k) {
 			case "mode":
-				if v != "host" && v != "ingress" {
-					return nil, fmt.Errorf("invalid %s %q: mode must be ingress or host", flag, s)
-				}
-				p.PublishMode = v
+				p.PublishMode = strings.ToLower(strings.TrimSpace(v))
 			case "published":
 				p.PublishedPort, err = parsePortNumber(flag, s, v)
 			case "target":
 				p.TargetPort, err = parsePortNumber(flag, s, v)
+				hasTarget = true
 			case "protocol":
-				p.Protocol, err = parseProtocol(flag, s, v)
+				p.Protocol = parseProtocol(v)
 			default:
-				return nil, fmt.Errorf("invalid %s %q: unknown field %q", flag, s, k)
+				return nil, fmt.Errorf("invalid %s %s: unknown field %s", flag, echo(s), echo(k))
 			}
 			if err != nil {
 				return nil, err
 			}
 		}
-		if p.TargetPort == 0 {
-			return nil, fmt.Errorf("invalid %s %q: target is required", flag, s)
+		if !hasTarget {
+			return nil, fmt.Errorf("invalid %s %s: target is required", flag, echo(s))
 		}
 		return p, nil
 	}
 	ports, proto, hasProto := strings.Cut(s, "/")
 	if hasProto {
-		var err error
-		if p.Protocol, err = parseProtocol(flag, s, proto); err != nil {
-			return nil, err
+		if strings.TrimSpace(proto) == "" {
+			return nil, fmt.Errorf("invalid %s %s: empty protocol", flag, echo(s))
 		}
-		if proto == "" {
-			return nil, fmt.Errorf("invalid %s %q: empty protocol", flag, s)
-		}
+		p.Protocol = parseProtocol(proto)
 	}
 	pub, tgt, hasPub := strings.Cut(ports, ":")
 	if !hasPub {
@@ -163,15 +158,16 @@ func parseMount(flag, s string) (*swarmpb.Mount, error) {
 	for _, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)
 		k, v, hasValue := strings.Cut(field, "=")
-		switch strings.ToLower(k) {
+		k = strings.ToLower(strings.TrimSpace(k))
+		switch k {
 		case "type":
-			switch v {
+			switch strings.ToLower(strings.TrimSpace(v)) {
 			case "bind":
 				m.Type = swarmpb.Mount_TYPE_BIND
 			case "volume":
 				m.Type = swarmpb.Mount_TYPE_VOLUME
 			default:
-				return nil, fmt.Errorf("invalid %s %q: type must be bind or volume", flag, s)
+				return nil, fmt.Errorf("invalid %s %s: type must be bind or volume", flag, echo(s))
 			}
 		case "source", "src":
 			m.Source = v
@@ -184,21 +180,15 @@ func parseMount(flag, s string) (*swarmpb.Mount, error) {
 			}
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Errorf("invalid %s %q: readonly must be true or false", flag, s)
+				return nil, fmt.Errorf("invalid %s %s: readonly must be true or false", flag, echo(s))
 			}
 			m.ReadOnly = b
 		default:
-			return nil, fmt.Errorf("invalid %s %q: unknown field %q", flag, s, k)
+			return nil, fmt.Errorf("invalid %s %s: unknown field %s", flag, echo(s), echo(k))
 		}
 		if !hasValue && k != "readonly" && k != "ro" {
-			return nil, fmt.Errorf("invalid %s %q: field %q must be KEY=VALUE", flag, s, field)
+			return nil, fmt.Errorf("invalid %s %s: field %s must be KEY=VALUE", flag, echo(s), echo(field))
 		}
-	}
-	if m.Target == "" || !path.IsAbs(m.Target) {
-		return nil, fmt.Errorf("invalid %s %q: target must be an absolute path", flag, s)
-	}
-	if m.Type == swarmpb.Mount_TYPE_BIND && (m.Source == "" || !path.IsAbs(m.Source)) {
-		return nil, fmt.Errorf("invalid %s %q: a bind mount needs an absolute source path", flag, s)
 	}
 	return m, nil
 }
@@ -212,7 +202,7 @@ func parseRestartCondition(s string) (swarmpb.RestartPolicy_Condition, error) {
 	case "none":
 		return swarmpb.RestartPolicy_CONDITION_NONE, nil
 	}
-	return 0, fmt.Errorf("invalid --restart-condition %q: must be none, on-failure or any", s)
+	return 0, fmt.Errorf("invalid --restart-condition %s: must be none, on-failure or any", echo(s))
 }
 
 func parseMode(s string) (swarmpb.ServiceMode, error) {
@@ -222,5 +212,5 @@ func parseMode(s string) (swarmpb.ServiceMode, error) {
 	case "global":
 		return swarmpb.ServiceMode_SERVICE_MODE_GLOBAL, nil
 	}
-	return 0, fmt.Errorf("invalid --mode %q: must be replicated or global", s)
+	return 0, fmt.Errorf("invalid --mode %s: must be replicated or global", echo(s))
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	specrules "github.com/raftswarm/raftswarm/spec"
 )
 
 // updateOnlyFlags are the flags only `service update` has.
@@ -60,9 +61,6 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 	}
 	c := spec.Container
 	if fs.Changed("image") {
-		if o.image == "" {
-			return fmt.Errorf("--image must not be empty")
-		}
 		c.Image = o.image
 	}
 	if fs.Changed("args") {
@@ -73,9 +71,6 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 		c.Env = removeWhere(c.Env, func(e string) bool { return envKey(e) == envKey(k) })
 	}
 	for _, e := range o.envAdd {
-		if _, err := parseEnv("--env-add", e); err != nil {
-			return err
-		}
 		c.Env = removeWhere(c.Env, func(old string) bool { return envKey(old) == envKey(e) })
 		c.Env = append(c.Env, e)
 	}
@@ -86,17 +81,19 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 		return spec.Placement
 	}
 	for _, s := range o.constraintRm {
-		cons, err := parseConstraint("--constraint-rm", s)
+		// A stored constraint that no longer parses can still be removed
+		// by its exact text.
+		cons, err := parseConstraint(s)
 		if err != nil {
-			return err
+			cons = s
 		}
 		placement().Constraints = removeWhere(placement().Constraints, func(old string) bool {
-			n, err := parseConstraint("", old)
+			n, err := parseConstraint(old)
 			return old == cons || (err == nil && n == cons)
 		})
 	}
 	for _, s := range o.constraintAdd {
-		cons, err := parseConstraint("--constraint-add", s)
+		cons, err := parseConstraint(s)
 		if err != nil {
 			return err
 		}
@@ -107,7 +104,7 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 	for _, s := range o.placementPrefRm {
 		d, err := parsePlacementPref("--placement-pref-rm", s)
 		if err != nil {
-			return err
+			_, d, _ = strings.Cut(s, "=") // remove a stored descriptor by its text
 		}
 		placement().SpreadDescriptors = removeWhere(placement().SpreadDescriptors, func(old string) bool { return old == d })
 	}
@@ -118,19 +115,14 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 		}
 		placement().SpreadDescriptors = append(placement().SpreadDescriptors, d)
 	}
-	var err error
 	for _, k := range o.labelRm {
 		delete(spec.Labels, k)
 	}
-	if spec.Labels, err = labelMap("--label-add", o.labelAdd, spec.Labels); err != nil {
-		return err
-	}
+	spec.Labels = labelMap(o.labelAdd, spec.Labels)
 	for _, k := range o.containerLabelRm {
 		delete(c.Labels, k)
 	}
-	if c.Labels, err = labelMap("--container-label-add", o.containerLabelAdd, c.Labels); err != nil {
-		return err
-	}
+	c.Labels = labelMap(o.containerLabelAdd, c.Labels)
 	if err := o.modifyPorts(spec); err != nil {
 		return err
 	}
@@ -172,7 +164,7 @@ func (o *updateOnlyFlags) modifyPorts(spec *swarmpb.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, add)
 	}
-	return checkPortConflicts(spec.Ports)
+	return nil
 }
 
 func removeWhere[T any](s []T, drop func(T) bool) []T {
@@ -233,6 +225,11 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 					spec = &swarmpb.ServiceSpec{}
 				}
 				if err := o.modify(spec, fs); err != nil {
+					return err
+				}
+				// The managers' rules (the replica cap aside, which only
+				// they know), so that an update they would refuse is not sent.
+				if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
 					return err
 				}
 				req.Spec = spec

@@ -67,13 +67,13 @@ func TestServiceBadInput(t *testing.T) {
 			s.Container.Image = ""
 			_, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s})
 			return err
-		}, codes.InvalidArgument, "an image is required"},
+		}, codes.InvalidArgument, "image is required"},
 		{"failure ratio", func() error {
 			s := svcSpec("ratio", 0)
 			s.Update = &swarmpb.UpdateConfig{MaxFailureRatio: 1.5}
 			_, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s})
 			return err
-		}, codes.InvalidArgument, "between 0 and 1"},
+		}, codes.InvalidArgument, "update max failure ratio 1.5 is out of range: use 0 to 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -21,7 +22,21 @@ type ConstraintError struct {
 }
 
 func (e *ConstraintError) Error() string {
-	return fmt.Sprintf("invalid %s %q: %s", e.Kind, e.Expr, e.Reason)
+	return fmt.Sprintf("invalid %s %s: %s", e.Kind, excerpt(e.Expr), e.Reason)
+}
+
+// excerpt quotes s for a message, escaping control characters and
+// shortening it, so that no expression makes a long or multi-line error.
+func excerpt(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
 }
 
 // Is makes errors.Is(err, ErrInvalidConstraint) true.
@@ -97,7 +112,7 @@ func parseKey(key string) (kind attrKind, label, canonical string, reason string
 			return p.kind, name, p.prefix + name, ""
 		}
 	}
-	return 0, "", "", fmt.Sprintf("unknown key %q (expected %s)", key, validKeys)
+	return 0, "", "", fmt.Sprintf("unknown key %s (expected %s)", excerpt(key), validKeys)
 }
 
 // ParseConstraint parses KEY==VALUE or KEY!=VALUE. Spaces around the key and
@@ -158,12 +173,26 @@ func ValidateConstraints(exprs []string) error {
 	return err
 }
 
-// ValidateSpreadDescriptors checks spread preference descriptors such as
-// node.labels.zone. Any key a constraint accepts is accepted.
+// ParseSpreadDescriptor checks a spread preference descriptor such as
+// node.labels.zone and returns its canonical form. Any key a constraint
+// accepts is accepted.
+func ParseSpreadDescriptor(d string) (string, error) {
+	key := strings.TrimSpace(d)
+	if key == "" || strings.ContainsAny(key, "=! \t") {
+		return "", &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: "expected a key such as node.labels.NAME"}
+	}
+	_, _, canonical, reason := parseKey(key)
+	if reason != "" {
+		return "", &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: reason}
+	}
+	return canonical, nil
+}
+
+// ValidateSpreadDescriptors checks spread preference descriptors.
 func ValidateSpreadDescriptors(descs []string) error {
 	for _, d := range descs {
-		if _, _, _, reason := parseKey(strings.TrimSpace(d)); reason != "" {
-			return &ConstraintError{Kind: "spread descriptor", Expr: d, Reason: reason}
+		if _, err := ParseSpreadDescriptor(d); err != nil {
+			return err
 		}
 	}
 	return nil
