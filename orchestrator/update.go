@@ -81,6 +81,13 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 		switch {
 		case cfg.GetFailureAction() == "continue":
 		case cfg.GetFailureAction() == "rollback" && !rollingBack && svc.PreviousSpec != nil:
+			// The store refuses a spec claiming another service's port;
+			// retrying that write would stall every pass, so pause.
+			if k, owner := p.tx.portTaken(svc.Id, svc.PreviousSpec); owner != nil {
+				o.setUpdateStatus(p, svc, UpdatePaused, fmt.Sprintf("update paused due to failure or early termination of task %s; it cannot roll back: port %d/%s is already published by service %s",
+					lastFailure.Id, k.Port, k.Protocol, owner.GetSpec().GetName()), startedAt, time.Time{})
+				return
+			}
 			next := proto.Clone(svc).(*swarmpb.Service)
 			next.Spec, next.PreviousSpec = next.PreviousSpec, next.Spec
 			next.SpecVersion++
@@ -133,6 +140,16 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 	n := int(cfg.GetParallelism())
 	if n <= 0 || n > len(outdated) {
 		n = len(outdated)
+	}
+	// A batch takes two writes a task; what the plan has no room for
+	// waits for the next batch (parallelism 0, "all at once", becomes
+	// batches of the plan's size).
+	if room := p.left() / 2; n > room {
+		n = room
+		p.more = true
+		if n == 0 {
+			return
+		}
 	}
 	sort.Slice(outdated, func(i, j int) bool {
 		if outdated[i].Slot != outdated[j].Slot {
