@@ -58,8 +58,11 @@ func (l *schedLoop) runWatch(ctx context.Context) error {
 		for _, n := range tx.ListNodes() {
 			l.sched.UpsertNode(n)
 		}
-		for _, t := range tx.ListTasks() {
-			l.observe(t)
+		// Unordered: sorting every task would hold the lock far longer.
+		for _, sid := range tx.TaskServiceIDs() {
+			for _, t := range tx.TasksByServiceUnordered(sid) {
+				l.observe(t)
+			}
 		}
 	})
 	defer cancel()
