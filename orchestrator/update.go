@@ -74,7 +74,11 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 		total++
 		if updateFailure(t) && !statusTime(t).Before(startedAt) {
 			failed++
-			lastFailure = t
+			// The latest failure (tasks come in no particular order).
+			if lastFailure == nil || statusTime(t).After(statusTime(lastFailure)) ||
+				(statusTime(t).Equal(statusTime(lastFailure)) && t.Id > lastFailure.Id) {
+				lastFailure = t
+			}
 		}
 	}
 	if failed > 0 && float64(failed)/float64(max(total, 1)) > float64(cfg.GetMaxFailureRatio()) {
