@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,4 +274,36 @@ func TestSchedulePassIsBounded(t *testing.T) {
 	if written == 0 || written > l.passLimit {
 		t.Fatalf("one pass wrote %d tasks, want 1..%d", written, l.passLimit)
 	}
+}
+
+// An automatic rollback to a spec whose published port another service
+// took meanwhile pauses the update: the store would refuse the write, and
+// retrying it would stall every pass.
+func TestRollbackToTakenPortPauses(t *testing.T) {
+	h := newHarness(t, "n1", "n2")
+	withPort := func(s *swarmpb.ServiceSpec, port uint32) *swarmpb.ServiceSpec {
+		s.Ports = []*swarmpb.PortConfig{{PublishedPort: port, TargetPort: 80, Protocol: "tcp"}}
+		return s
+	}
+	id := h.createService(withPort(spec("web", 2), 8080))
+	h.waitConverged(id, 2)
+	h.updateService(id, func(s *swarmpb.Service) {
+		s.PreviousSpec = s.Spec
+		s.Spec = withPort(spec("web", 2), 9090)
+		s.Spec.Container.Image = "demo:crash"
+		s.Spec.Update.FailureAction = "rollback"
+		s.SpecVersion++
+		s.UpdateStatus = &swarmpb.UpdateStatus{State: UpdateUpdating}
+	})
+	other := h.createService(withPort(spec("other", 1), 8080))
+	h.failNextTask("web", 1)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st := h.service(id).GetUpdateStatus()
+		if st.GetState() != UpdatePaused || !strings.Contains(st.GetMessage(), "port 8080/tcp is already published by service other") {
+			return fmt.Errorf("update status %q %q", st.GetState(), st.GetMessage())
+		}
+		return nil
+	})
+	// The orchestrator still serves other services.
+	h.waitConverged(other, 1)
 }
