@@ -48,13 +48,15 @@ func (r readTx) PortOwner(k PortKey) *swarmpb.Service {
 // NodesPage returns, in ID order, up to limit nodes whose IDs sort after
 // after ("" starts at the beginning).
 func (r readTx) NodesPage(after string, limit int) []*swarmpb.Node {
-	return firstAfter(maps.Values(r.d.nodes), after, limit, nil)
+	return firstAfter(maps.Keys(r.d.nodes), lookup(r.d.nodes), after, limit, nil)
 }
 
 // ServicesPage is NodesPage for services.
 func (r readTx) ServicesPage(after string, limit int) []*swarmpb.Service {
-	return firstAfter(maps.Values(r.d.services), after, limit, nil)
+	return firstAfter(maps.Keys(r.d.services), lookup(r.d.services), after, limit, nil)
 }
+
+func lookup[T any](m map[string]T) func(string) T { return func(id string) T { return m[id] } }
 
 // TaskQuery selects tasks for TasksPage.
 type TaskQuery struct {
@@ -70,10 +72,10 @@ func (r readTx) TasksPage(q TaskQuery, after string, limit int) []*swarmpb.Task 
 	if q.ByNode {
 		keep = func(t *swarmpb.Task) bool { return t.GetNodeId() == q.NodeID }
 	}
-	var seq iter.Seq[*swarmpb.Task]
+	var ids iter.Seq[string]
 	switch {
 	case len(q.ServiceIDs) > 0:
-		seq = func(yield func(*swarmpb.Task) bool) {
+		ids = func(yield func(string) bool) {
 			seen := map[string]bool{}
 			for _, sid := range q.ServiceIDs {
 				if seen[sid] {
@@ -81,48 +83,44 @@ func (r readTx) TasksPage(q TaskQuery, after string, limit int) []*swarmpb.Task 
 				}
 				seen[sid] = true
 				for id := range r.d.tasksByService[sid] {
-					if !yield(r.d.tasks[id]) {
+					if !yield(id) {
 						return
 					}
 				}
 			}
 		}
 	case q.ByNode:
-		seq = func(yield func(*swarmpb.Task) bool) {
-			for id := range r.d.tasksByNode[q.NodeID] {
-				if !yield(r.d.tasks[id]) {
-					return
-				}
-			}
-		}
+		ids = maps.Keys(r.d.tasksByNode[q.NodeID])
 	default:
-		seq = maps.Values(r.d.tasks)
+		ids = maps.Keys(r.d.tasks)
 	}
-	return firstAfter(seq, after, limit, keep)
+	return firstAfter(ids, lookup(r.d.tasks), after, limit, keep)
 }
 
-// firstAfter returns, sorted by ID, the limit objects of seq with the
+// firstAfter returns, sorted by ID, the limit objects (get(id)) with the
 // smallest IDs greater than after that keep (nil: all) accepts. It keeps
 // a max-heap of limit objects, so it costs O(n log limit) time and
-// O(limit) memory.
-func firstAfter[T object](seq iter.Seq[T], after string, limit int, keep func(T) bool) []T {
+// O(limit) memory, and it looks an object up only when its ID could make
+// the page.
+func firstAfter[T object](ids iter.Seq[string], get func(string) T, after string, limit int, keep func(T) bool) []T {
 	if limit <= 0 {
 		return nil
 	}
 	h := &idHeap[T]{}
-	for o := range seq {
-		id := o.GetId()
-		if id <= after || (keep != nil && !keep(o)) {
+	for id := range ids {
+		if id <= after || (len(h.s) == limit && id >= h.s[0].GetId()) {
+			continue
+		}
+		o := get(id)
+		if keep != nil && !keep(o) {
 			continue
 		}
 		if len(h.s) < limit {
 			heap.Push(h, o)
 			continue
 		}
-		if id < h.s[0].GetId() {
-			h.s[0] = o
-			heap.Fix(h, 0)
-		}
+		h.s[0] = o
+		heap.Fix(h, 0)
 	}
 	out := h.s
 	sortByID(out)
