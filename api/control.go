@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -63,20 +62,33 @@ func (s *ControlServer) nodeInfos(nodes []*swarmpb.Node) ([]*swarmpb.NodeInfo, e
 	return out, nil
 }
 
-func (s *ControlServer) ListNodes(ctx context.Context, _ *swarmpb.ListNodesRequest) (*swarmpb.ListNodesResponse, error) {
+// ListNodes returns one page of nodes in ID order (see paging.go).
+func (s *ControlServer) ListNodes(ctx context.Context, req *swarmpb.ListNodesRequest) (*swarmpb.ListNodesResponse, error) {
+	size, after, err := pageArgs(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, Status(err)
+	}
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
 	var nodes []*swarmpb.Node
-	s.Store.View(func(tx state.ReadTx) { nodes = tx.ListNodes() })
-	sort.SliceStable(nodes, func(i, j int) bool {
-		return nodes[i].GetDescription().GetHostname() < nodes[j].GetDescription().GetHostname()
-	})
+	s.Store.View(func(tx state.ReadTx) { nodes = tx.NodesPage(after, size+1) })
 	infos, err := s.nodeInfos(nodes)
 	if err != nil {
 		return nil, err
 	}
-	return &swarmpb.ListNodesResponse{Nodes: infos}, nil
+	resp := &swarmpb.ListNodesResponse{}
+	pg := pager{limit: size}
+	for _, ni := range infos {
+		if !pg.fits(proto.Size(ni)) {
+			break
+		}
+		resp.Nodes = append(resp.Nodes, ni)
+	}
+	if len(resp.Nodes) > 0 {
+		resp.NextPageToken = pg.next(len(infos), resp.Nodes[len(resp.Nodes)-1].Node.Id)
+	}
+	return resp, nil
 }
 
 func (s *ControlServer) getNode(ctx context.Context, ref string) (*swarmpb.Node, error) {

@@ -2,8 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
@@ -62,27 +62,16 @@ func findService(tx state.ReadTx, ref string) (*swarmpb.Service, error) {
 	return nil, invalidf("service %q is ambiguous: %d service IDs start with it", ref, len(match))
 }
 
-// publishedPortOwner returns the service publishing port/proto, if any.
-func publishedPortOwner(tx state.ReadTx, exceptID string, p *swarmpb.PortConfig) *swarmpb.Service {
-	if p.PublishedPort == 0 {
-		return nil
-	}
-	for _, s := range tx.ListServices() {
-		if s.Id == exceptID {
-			continue
-		}
-		for _, q := range s.GetSpec().GetPorts() {
-			if q.PublishedPort == p.PublishedPort && q.Protocol == p.Protocol {
-				return s
-			}
-		}
-	}
-	return nil
-}
-
+// checkPorts refuses, early and with the owner's name, a spec claiming a
+// published port another service owns. It is a courtesy: two concurrent
+// writes can both pass it, and the store, which checks again where the
+// writes are applied (state.PortConflictError), is what keeps ports unique.
 func checkPorts(tx state.ReadTx, exceptID string, spec *swarmpb.ServiceSpec) error {
 	for _, p := range spec.Ports {
-		if s := publishedPortOwner(tx, exceptID, p); s != nil {
+		if p.PublishedPort == 0 {
+			continue
+		}
+		if s := tx.PortOwner(state.PortKey{Port: p.PublishedPort, Protocol: p.Protocol}); s != nil && s.Id != exceptID {
 			return refusedf("port %d/%s is already published by service %s", p.PublishedPort, p.Protocol, s.Spec.Name)
 		}
 	}
@@ -119,6 +108,10 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 // stored. The write went through this leader, so its store already holds it.
 func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction, id, what string) (*swarmpb.Service, error) {
 	if _, err := s.Raft.Apply(ctx, Batch(a)); err != nil {
+		if pce := (*state.PortConflictError)(nil); errors.As(err, &pce) {
+			// Lost a race for the port to another write.
+			return nil, Status(refusedf("%s", pce.Error()))
+		}
 		return nil, Status(fmt.Errorf("%s: %w", what, err))
 	}
 	var out *swarmpb.Service
@@ -212,17 +205,27 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	return &swarmpb.UpdateServiceResponse{Service: out}, nil
 }
 
-func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListServicesRequest) (*swarmpb.ListServicesResponse, error) {
+// ListServices returns one page of services in ID order (see paging.go)
+// with their running and desired task counts.
+func (s *ControlServer) ListServices(ctx context.Context, req *swarmpb.ListServicesRequest) (*swarmpb.ListServicesResponse, error) {
+	size, after, err := pageArgs(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, Status(err)
+	}
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
 	resp := &swarmpb.ListServicesResponse{}
 	s.Store.View(func(tx state.ReadTx) {
-		for _, svc := range tx.ListServices() {
+		svcs := tx.ServicesPage(after, size+1)
+		pg := pager{limit: size}
+		for _, svc := range svcs {
 			info := &swarmpb.ServiceInfo{Service: svc, Desired: svc.Spec.Replicas}
-			global := svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL
+			if !pg.fits(proto.Size(info) + 24) { // + the counts below
+				break
+			}
 			var desired uint64
-			for _, t := range tx.TasksByService(svc.Id) {
+			for _, t := range tx.TasksByServiceUnordered(svc.Id) {
 				if t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING {
 					desired++
 					if t.Status.GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
@@ -230,13 +233,15 @@ func (s *ControlServer) ListServices(ctx context.Context, _ *swarmpb.ListService
 					}
 				}
 			}
-			if global {
+			if svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL {
 				info.Desired = desired
 			}
 			resp.Services = append(resp.Services, info)
 		}
+		if len(resp.Services) > 0 {
+			resp.NextPageToken = pg.next(len(svcs), resp.Services[len(resp.Services)-1].Service.Id)
+		}
 	})
-	sort.Slice(resp.Services, func(i, j int) bool { return resp.Services[i].Service.Spec.Name < resp.Services[j].Service.Spec.Name })
 	return resp, nil
 }
 
@@ -253,28 +258,26 @@ func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveSe
 	return &swarmpb.RemoveServiceResponse{}, nil
 }
 
+// ListTasks returns one page of the selected tasks in ID order (see
+// paging.go), with the hostnames of the nodes they are on.
 func (s *ControlServer) ListTasks(ctx context.Context, req *swarmpb.ListTasksRequest) (*swarmpb.ListTasksResponse, error) {
+	size, after, err := pageArgs(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, Status(err)
+	}
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
 	resp := &swarmpb.ListTasksResponse{NodeNames: map[string]string{}}
-	var err error
 	s.Store.View(func(tx state.ReadTx) {
-		for _, n := range tx.ListNodes() {
-			resp.NodeNames[n.Id] = hostname(n)
-		}
-		var nodeID string
+		var q state.TaskQuery
 		if req.Node != "" {
 			n, nerr := findNode(tx, req.Node)
 			if nerr != nil {
 				err = nerr
 				return
 			}
-			nodeID = n.Id
-		}
-		var tasks []*swarmpb.Task
-		if len(req.Services) == 0 {
-			tasks = tx.ListTasks()
+			q.ByNode, q.NodeID = true, n.Id
 		}
 		for _, ref := range req.Services {
 			svc, serr := findService(tx, ref)
@@ -282,12 +285,28 @@ func (s *ControlServer) ListTasks(ctx context.Context, req *swarmpb.ListTasksReq
 				err = serr
 				return
 			}
-			tasks = append(tasks, tx.TasksByService(svc.Id)...)
+			q.ServiceIDs = append(q.ServiceIDs, svc.Id)
 		}
+		tasks := tx.TasksPage(q, after, size+1)
+		pg := pager{limit: size}
 		for _, t := range tasks {
-			if nodeID == "" || t.NodeId == nodeID {
-				resp.Tasks = append(resp.Tasks, t)
+			sz := proto.Size(t)
+			var name string
+			_, named := resp.NodeNames[t.NodeId]
+			if n := tx.GetNode(t.NodeId); n != nil && !named {
+				name = hostname(n)
+				sz += len(t.NodeId) + len(name) + 8
 			}
+			if !pg.fits(sz) {
+				break
+			}
+			resp.Tasks = append(resp.Tasks, t)
+			if name != "" {
+				resp.NodeNames[t.NodeId] = name
+			}
+		}
+		if len(resp.Tasks) > 0 {
+			resp.NextPageToken = pg.next(len(tasks), resp.Tasks[len(resp.Tasks)-1].Id)
 		}
 	})
 	if err != nil {

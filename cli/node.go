@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/raftswarm/raftswarm/internal/listing"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
 )
@@ -107,15 +108,15 @@ func (a *app) nodeLsCommand() *cobra.Command {
 				self = info.GetNodeId()
 				return err
 			})
-			var resp *swarmpb.ListNodesResponse
+			var nodes []*swarmpb.NodeInfo
 			if err := a.call(0, func(ctx context.Context) (err error) {
-				resp, err = ctl.ListNodes(ctx, &swarmpb.ListNodesRequest{})
+				nodes, err = listing.Nodes(ctx, ctl)
 				return err
 			}); err != nil {
 				return err
 			}
-			rows := make([]nodeRow, 0, len(resp.GetNodes()))
-			for _, ni := range resp.GetNodes() {
+			rows := make([]nodeRow, 0, len(nodes))
+			for _, ni := range nodes {
 				n := ni.GetNode()
 				rows = append(rows, nodeRow{
 					ID:            n.GetId(),

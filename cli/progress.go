@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/listing"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -244,8 +245,8 @@ func (a *app) waitConverged(ctl swarmpb.ControlClient, id, name string, timeout 
 		})
 		if err == nil {
 			err = a.call(0, func(ctx context.Context) error {
-				resp, err := ctl.ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{id}})
-				tasks = resp.GetTasks()
+				var err error
+				tasks, _, err = listing.Tasks(ctx, ctl, &swarmpb.ListTasksRequest{Services: []string{id}})
 				return err
 			})
 		}

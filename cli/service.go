@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/raftswarm/raftswarm/internal/listing"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -86,14 +87,13 @@ func (a *app) serviceLsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp *swarmpb.ListServicesResponse
+			var infos []*swarmpb.ServiceInfo
 			if err := a.call(0, func(ctx context.Context) (err error) {
-				resp, err = ctl.ListServices(ctx, &swarmpb.ListServicesRequest{})
+				infos, err = listing.Services(ctx, ctl)
 				return err
 			}); err != nil {
 				return err
 			}
-			infos := resp.GetServices()
 			sort.SliceStable(infos, func(i, j int) bool {
 				si, sj := infos[i].GetService(), infos[j].GetService()
 				if si.GetSpec().GetName() != sj.GetSpec().GetName() {

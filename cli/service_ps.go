@@ -10,6 +10,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
+	"github.com/raftswarm/raftswarm/internal/listing"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -171,20 +172,21 @@ func (a *app) servicePsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp *swarmpb.ListTasksResponse
+			var all []*swarmpb.Task
+			var nodeNames map[string]string
 			if err := a.call(0, func(ctx context.Context) (err error) {
-				resp, err = ctl.ListTasks(ctx, &swarmpb.ListTasksRequest{Services: args})
+				all, nodeNames, err = listing.Tasks(ctx, ctl, &swarmpb.ListTasksRequest{Services: args})
 				return err
 			}); err != nil {
 				return err
 			}
 			var tasks []*swarmpb.Task
-			for _, t := range resp.GetTasks() {
+			for _, t := range all {
 				if want == nil || want[t.GetDesiredState()] {
 					tasks = append(tasks, t)
 				}
 			}
-			rows := taskRows(tasks, resp.GetNodeNames(), a.opts.now(), noTrunc)
+			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
 			switch {
 			case quiet:
 				for _, r := range rows {

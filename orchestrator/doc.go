@@ -6,5 +6,7 @@
 // writes its placements. Both are state-driven: every decision is derived
 // from the replicated store, so a new leader simply continues from what it
 // reads, with no duplicate and no lost task. Both consume store watches and
-// write through Raft in batches.
+// write through Raft in batches, and both bound the work of one pass (see
+// maxPassTasks and maxSchedulePass) so that no accepted spec, however
+// large, can exhaust the leader.
 package orchestrator

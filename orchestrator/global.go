@@ -44,13 +44,15 @@ func (o *Orchestrator) reconcileGlobal(p *plan, svc *swarmpb.Service) {
 				continue
 			}
 			if live != nil || !keep {
-				p.shutdown(t, "node no longer eligible")
+				if p.room(1) {
+					p.shutdown(t, "node no longer eligible")
+				}
 				continue
 			}
 			live = t
 			if ended(t) {
 				now, at := p.restartDue(svc, tasks[i:], t)
-				if now {
+				if now && p.room(2) {
 					p.shutdown(t, "restarting")
 					live = p.create(svc, 0, n.Id)
 				} else if !at.IsZero() {
@@ -58,7 +60,7 @@ func (o *Orchestrator) reconcileGlobal(p *plan, svc *swarmpb.Service) {
 				}
 			}
 		}
-		if live == nil && place {
+		if live == nil && place && p.room(1) {
 			live = p.create(svc, 0, n.Id)
 		}
 		if live != nil {
@@ -69,7 +71,9 @@ func (o *Orchestrator) reconcileGlobal(p *plan, svc *swarmpb.Service) {
 	// Tasks on nodes that no longer exist.
 	for _, tasks := range byNode {
 		for _, t := range tasks {
-			p.shutdown(t, "node removed")
+			if p.room(1) {
+				p.shutdown(t, "node removed")
+			}
 		}
 		p.reapHistory(tasks)
 	}

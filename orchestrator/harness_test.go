@@ -45,11 +45,17 @@ type harness struct {
 
 	mu       sync.Mutex
 	failNext map[string]int32 // service name -> exit code for its next started task
+
+	passLimit int // the orchestrator's tasks per pass; 0: the default
 }
 
 func newHarness(t *testing.T, nodes ...string) *harness {
+	return newHarnessLimit(t, 0, nodes...)
+}
+
+func newHarnessLimit(t *testing.T, passLimit int, nodes ...string) *harness {
 	st := state.New()
-	h := &harness{t: t, st: st, raft: &memRaft{st: st}, failNext: map[string]int32{}}
+	h := &harness{t: t, st: st, raft: &memRaft{st: st}, failNext: map[string]int32{}, passLimit: passLimit}
 	h.apply(api.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}))
 	for _, n := range nodes {
 		h.addNode(n)
@@ -68,7 +74,11 @@ func (h *harness) start() {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = RunOrchestrator(ctx, h.st, h.raft, log) }()
+	o := newOrchestrator(h.st, h.raft, log)
+	if h.passLimit > 0 {
+		o.passLimit = h.passLimit
+	}
+	go func() { defer wg.Done(); _ = o.run(ctx) }()
 	go func() { defer wg.Done(); _ = RunScheduler(ctx, h.st, h.raft, log) }()
 	go func() { wg.Wait(); close(h.done) }()
 }

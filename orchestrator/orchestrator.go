@@ -7,7 +7,9 @@ import (
 
 	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // Raft is where the loops write.
@@ -15,9 +17,17 @@ type Raft interface {
 	Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error)
 }
 
-// maxBatch bounds the actions of one Raft entry so a 10,000-task service
-// does not become one multi-megabyte entry.
-const maxBatch = 2000
+// Bounds on the orchestrator's work. A Raft entry carries at most
+// maxBatch actions and about maxBatchBytes (a 10,000-task service is five
+// entries, not one of many megabytes; a spec with large labels, copied
+// into every task, makes smaller ones). One reconciliation pass writes at
+// most maxPassTasks tasks; what remains is done by the next pass, which
+// follows at once.
+const (
+	maxBatch      = 2000
+	maxBatchBytes = 4 << 20
+	maxPassTasks  = 10_000
+)
 
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
@@ -33,12 +43,25 @@ type Orchestrator struct {
 	// batched records services for which this term started an update
 	// batch, so the delay separates batches but never delays the first.
 	batched map[string]bool
+	// resume names the service (or removed service) that used up the last
+	// pass's budget: the next pass starts after it.
+	resume string
+	// capped records services whose replicas were clamped, to warn once.
+	capped map[string]bool
+	// passLimit is maxPassTasks; tests lower it.
+	passLimit int
+	// planning, if set, is called while a pass plans (tests).
+	planning func()
 }
 
 // RunOrchestrator runs the orchestrator until ctx ends.
 func RunOrchestrator(ctx context.Context, st *state.Store, r Raft, log *slog.Logger) error {
-	o := &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{}, batched: map[string]bool{}}
-	return o.run(ctx)
+	return newOrchestrator(st, r, log).run(ctx)
+}
+
+func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
+	return &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{},
+		batched: map[string]bool{}, capped: map[string]bool{}, passLimit: maxPassTasks}
 }
 
 func (o *Orchestrator) run(ctx context.Context) error {
@@ -82,7 +105,13 @@ func (o *Orchestrator) run(ctx context.Context) error {
 				dirty = nil
 			}
 		}
+		prev := wake
 		wake = o.reconcile(ctx, dirty)
+		if dirty != nil && prev.After(o.now()) && prev.Before(wake) {
+			// A partial pass knows only its services' timers (restart
+			// delays, update monitors); keep the earlier one it did not see.
+			wake = prev
+		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -126,32 +155,37 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 // reconcile brings the given services (all when nil) to their desired
-// state and returns when it next needs to run without an event.
+// state and returns when it next needs to run without an event. It reads
+// under the store's lock only long enough to copy what it needs, plans
+// without it, and writes at most passLimit tasks; if there was more to do
+// it asks to run again at once.
 func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) time.Time {
 	now := o.now()
 	wake := now.Add(time.Minute)
-	var changes, creates []*swarmpb.StoreAction
-	o.store.View(func(tx state.ReadTx) {
-		p := newPlan(tx, now)
-		if dirty == nil {
-			for _, svc := range tx.ListServices() {
-				o.reconcileService(p, svc)
-			}
-			p.reapOrphans(tx.ListTasks())
+	v := readView(o.store, dirty)
+	if o.planning != nil {
+		o.planning()
+	}
+	p := newPlan(v, now, o.passLimit)
+	resume := ""
+	for _, id := range rotate(v.items, o.resume) {
+		if svc := v.GetService(id); svc != nil {
+			o.reconcileService(p, svc)
 		} else {
-			for id := range dirty {
-				if svc := tx.GetService(id); svc != nil {
-					o.reconcileService(p, svc)
-				} else {
-					p.reapOrphans(tx.TasksByService(id))
-				}
-			}
+			p.reapOrphans(v.TasksByService(id))
 		}
-		changes, creates = p.actions()
-		if p.wake.Before(wake) {
-			wake = p.wake
+		if p.more && resume == "" {
+			resume = id
 		}
-	})
+	}
+	o.resume = resume
+	changes, creates := p.actions()
+	if p.wake.Before(wake) {
+		wake = p.wake
+	}
+	if p.more {
+		wake = now
+	}
 	if !o.write(ctx, changes) || !o.write(ctx, creates) {
 		// Usually a conflict with an agent's status write: the event it
 		// caused brings us back, and so does this timer.
@@ -162,7 +196,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 
 func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) bool {
 	for len(acts) > 0 {
-		n := min(len(acts), maxBatch)
+		n := batchLen(acts)
 		if _, err := o.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
 			if ctx.Err() == nil {
 				o.log.Debug("orchestrator write failed; reconciling again", "err", err)
@@ -172,6 +206,38 @@ func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) b
 		acts = acts[n:]
 	}
 	return true
+}
+
+// batchLen is how many of acts go in the next Raft entry: at most
+// maxBatch, and no more than about maxBatchBytes (always at least one).
+func batchLen(acts []*swarmpb.StoreAction) int {
+	size := 0
+	for i, a := range acts {
+		if i == maxBatch {
+			return i
+		}
+		size += proto.Size(a)
+		if size > maxBatchBytes && i > 0 {
+			return i
+		}
+	}
+	return len(acts)
+}
+
+// replicas is the replica count to run: the spec's, clamped to the
+// absolute cap, so that a spec stored before the API enforced the cap (or
+// written around it) cannot grow the store without bound.
+func (o *Orchestrator) replicas(svc *swarmpb.Service) uint64 {
+	n := svc.GetSpec().GetReplicas()
+	if n <= swarmspec.MaxReplicasLimit {
+		return n
+	}
+	if !o.capped[svc.Id] {
+		o.capped[svc.Id] = true
+		o.log.Warn("service asks for more replicas than any cluster may run; running the maximum",
+			"service", svc.GetSpec().GetName(), "replicas", n, "max", swarmspec.MaxReplicasLimit)
+	}
+	return swarmspec.MaxReplicasLimit
 }
 
 func (o *Orchestrator) reconcileService(p *plan, svc *swarmpb.Service) {

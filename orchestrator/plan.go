@@ -7,7 +7,6 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -15,11 +14,19 @@ import (
 // view. Every write carries the version it read, so a concurrent change
 // (an agent's status report) makes the batch fail and the next pass redo
 // it from fresh state.
+//
+// A plan is bounded: it creates, changes and deletes at most limit tasks
+// (room reports whether more fit). What does not fit is left for the next
+// pass, which runs at once (more), so a service of any size is reconciled
+// in steps whose memory and Raft entries are bounded, and other writes
+// (service rm, scale) get in between.
 type plan struct {
-	tx      state.ReadTx
+	tx      *view
 	now     time.Time
 	wake    time.Time
 	history int
+	limit   int
+	more    bool
 
 	updated  map[string]*swarmpb.Task
 	order    []string
@@ -28,13 +35,24 @@ type plan struct {
 	services []*swarmpb.Service
 }
 
-func newPlan(tx state.ReadTx, now time.Time) *plan {
-	h := int(tx.Cluster().GetSettings().GetTaskHistoryLimit())
-	if h <= 0 {
-		h = 5
-	}
-	return &plan{tx: tx, now: now, wake: now.Add(time.Hour), history: h,
+func newPlan(v *view, now time.Time, limit int) *plan {
+	return &plan{tx: v, now: now, wake: now.Add(time.Hour), history: v.history, limit: limit,
 		updated: map[string]*swarmpb.Task{}, deleted: map[string]*swarmpb.Task{}}
+}
+
+// room reports whether n more task writes fit in this plan; when they do
+// not, the plan asks for another pass.
+func (p *plan) room(n int) bool {
+	if len(p.created)+len(p.updated)+len(p.deleted)+n <= p.limit {
+		return true
+	}
+	p.more = true
+	return false
+}
+
+// left is how many more task writes fit.
+func (p *plan) left() int {
+	return max(0, p.limit-len(p.created)-len(p.updated)-len(p.deleted))
 }
 
 func (p *plan) wakeAt(t time.Time) {
@@ -144,8 +162,8 @@ func statusTime(t *swarmpb.Task) time.Time { return time.Unix(0, t.GetStatus().G
 
 // slotTasks groups a service's tasks by slot key; within a key the newest
 // task comes first.
-func slotTasks(tasks []*swarmpb.Task, key func(*swarmpb.Task) string) map[string][]*swarmpb.Task {
-	out := map[string][]*swarmpb.Task{}
+func slotTasks[K comparable](tasks []*swarmpb.Task, key func(*swarmpb.Task) K) map[K][]*swarmpb.Task {
+	out := map[K][]*swarmpb.Task{}
 	for _, t := range tasks {
 		out[key(t)] = append(out[key(t)], t)
 	}
@@ -175,7 +193,7 @@ func (p *plan) reapHistory(tasks []*swarmpb.Task) {
 			kept++
 			continue
 		}
-		if finished(p.tx, t) {
+		if finished(p.tx, t) && p.room(1) {
 			p.remove(t)
 		}
 	}
@@ -183,7 +201,7 @@ func (p *plan) reapHistory(tasks []*swarmpb.Task) {
 
 // finished reports a task that will not change again: it ended, never
 // reached a node, or its node is gone or down.
-func finished(tx state.ReadTx, t *swarmpb.Task) bool {
+func finished(tx *view, t *swarmpb.Task) bool {
 	return ended(t) || t.NodeId == "" || !nodeUp(tx.GetNode(t.NodeId))
 }
 
@@ -193,6 +211,9 @@ func (p *plan) reapOrphans(tasks []*swarmpb.Task) {
 	for _, t := range tasks {
 		if p.tx.GetService(t.ServiceId) != nil {
 			continue
+		}
+		if !p.room(2) {
+			return
 		}
 		if t.DesiredState < swarmpb.TaskState_TASK_STATE_REMOVE {
 			c := p.mod(t)

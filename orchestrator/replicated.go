@@ -1,33 +1,38 @@
 package orchestrator
 
 import (
+	"slices"
 	"sort"
-	"strconv"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
-func slotKey(t *swarmpb.Task) string { return strconv.FormatUint(t.Slot, 10) }
+func slotKey(t *swarmpb.Task) uint64 { return t.Slot }
 
 // reconcileReplicated keeps spec.replicas slots, each with one live task:
 // tasks on down, drained or removed nodes are replaced, ended tasks are
 // restarted per the restart policy, surplus slots are shut down (tasks
 // that are not running first, then those on the busiest nodes), outdated
 // tasks are rolled to the current spec, and old history is reaped.
+//
+// Nothing here is proportional to spec.replicas: the work is bounded by
+// the tasks that exist plus what the plan has room to create, so a service
+// asking for a billion replicas is grown a plan's worth at a time (and at
+// most to spec.MaxReplicasLimit, whatever a stored spec says).
 func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
+	replicas := o.replicas(svc)
 	slots := slotTasks(p.tx.TasksByService(svc.Id), slotKey)
 	live := map[uint64]*swarmpb.Task{} // slot -> its live task (possibly newly created)
 	perNode := map[string]int{}
 
 	keys := make([]uint64, 0, len(slots))
 	for k := range slots {
-		s, _ := strconv.ParseUint(k, 10, 64)
-		keys = append(keys, s)
+		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	slices.Sort(keys)
 
 	for _, slot := range keys {
-		tasks := slots[strconv.FormatUint(slot, 10)]
+		tasks := slots[slot]
 		if t := o.liveTask(p, svc, tasks); t != nil {
 			live[slot] = t
 			if t.NodeId != "" {
@@ -38,8 +43,12 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 
 	// Scale down: tasks that are not running go first, then tasks on the
 	// nodes running the most of this service.
-	if excess := len(live) - int(svc.Spec.Replicas); excess > 0 {
-		for _, s := range scaleDownVictims(live, perNode, excess) {
+	if excess := uint64(len(live)) - min(replicas, uint64(len(live))); excess > 0 {
+		n := min(int(excess), p.left())
+		if n < int(excess) {
+			p.more = true
+		}
+		for _, s := range scaleDownVictims(live, perNode, n) {
 			t := live[s]
 			if t.GetMeta().GetVersion() == 0 {
 				p.dropCreated(t) // created by this very plan: just don't
@@ -50,7 +59,7 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 		}
 	}
 	// Scale up: fill the lowest free slot numbers.
-	for slot := uint64(1); len(live) < int(svc.Spec.Replicas); slot++ {
+	for slot := uint64(1); uint64(len(live)) < replicas && p.room(1); slot++ {
 		if _, ok := live[slot]; !ok {
 			live[slot] = p.create(svc, slot, "")
 		}
@@ -81,11 +90,15 @@ func (o *Orchestrator) liveTask(p *plan, svc *swarmpb.Service, tasks []*swarmpb.
 		if old.SpecVersion < t.SpecVersion && t.GetStatus().GetState() < swarmpb.TaskState_TASK_STATE_RUNNING && !ended(t) {
 			continue
 		}
-		p.shutdown(old, "replaced")
+		if p.room(1) {
+			p.shutdown(old, "replaced")
+		}
 	}
+	// A replacement below takes two writes; without room for them the
+	// slot keeps its task until the next pass.
 	node := p.tx.GetNode(t.NodeId)
 	if t.NodeId != "" && (node == nil || node.Status == swarmpb.NodeStatus_NODE_STATUS_DOWN ||
-		node.GetSpec().GetAvailability() == swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN) {
+		node.GetSpec().GetAvailability() == swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN) && p.room(2) {
 		why := "node drained"
 		if !nodeUp(node) {
 			why = "node is down"
@@ -95,7 +108,7 @@ func (o *Orchestrator) liveTask(p *plan, svc *swarmpb.Service, tasks []*swarmpb.
 	}
 	if ended(t) {
 		now, at := p.restartDue(svc, tasks, t)
-		if now {
+		if now && p.room(2) {
 			p.shutdown(t, "restarting")
 			return p.create(svc, t.Slot, "")
 		}

@@ -26,11 +26,20 @@ type schedLoop struct {
 	log     *slog.Logger
 	sched   *scheduler.Scheduler
 	pending map[string]*swarmpb.Task
+	// backlog holds the IDs of a round through more pending tasks than
+	// one pass takes; each pass takes the next passLimit of them.
+	backlog   []string
+	passLimit int
 }
+
+// maxSchedulePass bounds the tasks one scheduling pass considers, so that
+// the pass's copies and decisions stay bounded however many tasks wait
+// (as many as a service's replicas when no node fits them).
+const maxSchedulePass = 10_000
 
 // RunScheduler runs the scheduling loop until ctx ends.
 func RunScheduler(ctx context.Context, st *state.Store, r Raft, log *slog.Logger) error {
-	l := &schedLoop{store: st, raft: r, log: log}
+	l := &schedLoop{store: st, raft: r, log: log, passLimit: maxSchedulePass}
 	for ctx.Err() == nil {
 		if err := l.runWatch(ctx); err != nil {
 			return err
@@ -44,17 +53,24 @@ func RunScheduler(ctx context.Context, st *state.Store, r Raft, log *slog.Logger
 func (l *schedLoop) runWatch(ctx context.Context) error {
 	l.sched = scheduler.New()
 	l.pending = map[string]*swarmpb.Task{}
+	l.backlog = nil
 	events, cancel := l.store.ViewAndWatch(func(tx state.ReadTx) {
 		for _, n := range tx.ListNodes() {
 			l.sched.UpsertNode(n)
 		}
-		for _, t := range tx.ListTasks() {
-			l.observe(t)
+		// Unordered: sorting every task would hold the lock far longer.
+		for _, sid := range tx.TaskServiceIDs() {
+			for _, t := range tx.TasksByServiceUnordered(sid) {
+				l.observe(t)
+			}
 		}
 	})
 	defer cancel()
 	l.schedule(ctx)
 	retry := time.NewTimer(time.Hour)
+	if len(l.backlog) > 0 {
+		retry.Reset(0)
+	}
 	defer retry.Stop()
 	for {
 		select {
@@ -79,8 +95,12 @@ func (l *schedLoop) runWatch(ctx context.Context) error {
 				}
 			}
 		}
-		if !l.schedule(ctx) {
+		ok := l.schedule(ctx)
+		switch {
+		case !ok:
 			retry.Reset(200 * time.Millisecond)
+		case len(l.backlog) > 0:
+			retry.Reset(0) // the rest of the round, after any events
 		}
 	}
 }
@@ -118,15 +138,42 @@ func (l *schedLoop) apply(ev state.Event) {
 	}
 }
 
+// pass returns the tasks to place now: every pending task, or when there
+// are more than passLimit, the next passLimit of a round through them all
+// (so no task waits more than a round, and a pass stays bounded).
+func (l *schedLoop) pass() []*swarmpb.Task {
+	if len(l.backlog) == 0 && len(l.pending) <= l.passLimit {
+		tasks := make([]*swarmpb.Task, 0, len(l.pending))
+		for _, t := range l.pending {
+			tasks = append(tasks, t)
+		}
+		return tasks
+	}
+	if len(l.backlog) == 0 {
+		l.backlog = make([]string, 0, len(l.pending))
+		for id := range l.pending {
+			l.backlog = append(l.backlog, id)
+		}
+	}
+	tasks := make([]*swarmpb.Task, 0, l.passLimit)
+	for len(tasks) < l.passLimit && len(l.backlog) > 0 {
+		if t, ok := l.pending[l.backlog[0]]; ok {
+			tasks = append(tasks, t)
+		}
+		l.backlog = l.backlog[1:]
+	}
+	if len(l.backlog) == 0 {
+		l.backlog = nil
+	}
+	return tasks
+}
+
 // schedule places every pending task in one pass and writes the result in
 // batches. It returns false when a write failed and should be retried.
 func (l *schedLoop) schedule(ctx context.Context) bool {
-	if len(l.pending) == 0 {
+	tasks := l.pass()
+	if len(tasks) == 0 {
 		return true
-	}
-	tasks := make([]*swarmpb.Task, 0, len(l.pending))
-	for _, t := range l.pending {
-		tasks = append(tasks, t)
 	}
 	now := time.Now()
 	decisions := l.sched.Schedule(tasks, now)
@@ -156,7 +203,7 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 	}
 	ok := true
 	for len(acts) > 0 {
-		n := min(len(acts), maxBatch)
+		n := batchLen(acts)
 		if _, err := l.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
 			// The batch was refused whole (usually a task changed since we
 			// read it). Forget this pass's placements; the events bring

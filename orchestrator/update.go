@@ -74,13 +74,24 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 		total++
 		if updateFailure(t) && !statusTime(t).Before(startedAt) {
 			failed++
-			lastFailure = t
+			// The latest failure (tasks come in no particular order).
+			if lastFailure == nil || statusTime(t).After(statusTime(lastFailure)) ||
+				(statusTime(t).Equal(statusTime(lastFailure)) && t.Id > lastFailure.Id) {
+				lastFailure = t
+			}
 		}
 	}
 	if failed > 0 && float64(failed)/float64(max(total, 1)) > float64(cfg.GetMaxFailureRatio()) {
 		switch {
 		case cfg.GetFailureAction() == "continue":
 		case cfg.GetFailureAction() == "rollback" && !rollingBack && svc.PreviousSpec != nil:
+			// The store refuses a spec claiming another service's port;
+			// retrying that write would stall every pass, so pause.
+			if k, owner := p.tx.portTaken(svc.Id, svc.PreviousSpec); owner != nil {
+				o.setUpdateStatus(p, svc, UpdatePaused, fmt.Sprintf("update paused due to failure or early termination of task %s; it cannot roll back: port %d/%s is already published by service %s",
+					lastFailure.Id, k.Port, k.Protocol, owner.GetSpec().GetName()), startedAt, time.Time{})
+				return
+			}
 			next := proto.Clone(svc).(*swarmpb.Service)
 			next.Spec, next.PreviousSpec = next.PreviousSpec, next.Spec
 			next.SpecVersion++
@@ -133,6 +144,16 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 	n := int(cfg.GetParallelism())
 	if n <= 0 || n > len(outdated) {
 		n = len(outdated)
+	}
+	// A batch takes two writes a task; what the plan has no room for
+	// waits for the next batch (parallelism 0, "all at once", becomes
+	// batches of the plan's size).
+	if room := p.left() / 2; n > room {
+		n = room
+		p.more = true
+		if n == 0 {
+			return
+		}
 	}
 	sort.Slice(outdated, func(i, j int) bool {
 		if outdated[i].Slot != outdated[j].Slot {

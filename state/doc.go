@@ -1,7 +1,8 @@
 // Package state owns the manager's in-memory copy of the replicated cluster
 // state: clusters, nodes, services, tasks and secrets, plus the secondary
-// indexes (service name, tasks by service, tasks by node) that the
-// orchestrator, scheduler and dispatcher query on hot paths.
+// indexes (service name, published port, tasks by service, tasks by node)
+// that the orchestrator, scheduler and dispatcher query on hot paths. Names
+// and published ports are unique, checked where batches are applied.
 //
 // The Raft FSM is the only writer: it calls ApplyBatch for every committed
 // entry, so every replica runs the same deterministic validation and reaches

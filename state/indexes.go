@@ -11,9 +11,10 @@ type data struct {
 	tasks    map[string]*swarmpb.Task
 	secrets  map[string]*swarmpb.Secret
 
-	serviceByName  map[string]string // unique non-empty service name -> id
-	tasksByService map[string]idSet  // service id -> task ids
-	tasksByNode    map[string]idSet  // node id ("" = unassigned) -> task ids
+	serviceByName  map[string]string  // unique non-empty service name -> id
+	tasksByService map[string]idSet   // service id -> task ids
+	tasksByNode    map[string]idSet   // node id ("" = unassigned) -> task ids
+	portOwner      map[PortKey]string // published port/protocol -> service id
 }
 
 type idSet map[string]struct{}
@@ -28,6 +29,7 @@ func newData() *data {
 		serviceByName:  make(map[string]string),
 		tasksByService: make(map[string]idSet),
 		tasksByNode:    make(map[string]idSet),
+		portOwner:      make(map[PortKey]string),
 	}
 }
 
@@ -35,6 +37,7 @@ func (d *data) indexService(s *swarmpb.Service) {
 	if name := s.GetSpec().GetName(); name != "" {
 		d.serviceByName[name] = s.GetId()
 	}
+	d.indexPorts(s)
 }
 
 // unindexService only drops the name if it still points at this service: in
@@ -45,6 +48,7 @@ func (d *data) unindexService(s *swarmpb.Service) {
 	if name != "" && d.serviceByName[name] == s.GetId() {
 		delete(d.serviceByName, name)
 	}
+	d.unindexPorts(s)
 }
 
 func (d *data) indexTask(t *swarmpb.Task) {

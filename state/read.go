@@ -28,6 +28,14 @@ type ReadTx interface {
 	TasksByNode(nodeID string) []*swarmpb.Task // "" lists unassigned tasks
 	GetSecret(id string) *swarmpb.Secret
 	ListSecrets() []*swarmpb.Secret
+
+	// For readers that must hold the lock briefly (see reads.go).
+	TasksByServiceUnordered(serviceID string) []*swarmpb.Task
+	TaskServiceIDs() []string // services (removed ones included) that have tasks
+	PortOwner(k PortKey) *swarmpb.Service
+	NodesPage(after string, limit int) []*swarmpb.Node
+	ServicesPage(after string, limit int) []*swarmpb.Service
+	TasksPage(q TaskQuery, after string, limit int) []*swarmpb.Task
 }
 
 // View runs fn under the read lock. fn must not call back into the Store's

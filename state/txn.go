@@ -68,7 +68,8 @@ type txn struct {
 	services overlay[*swarmpb.Service]
 	tasks    overlay[*swarmpb.Task]
 	secrets  overlay[*swarmpb.Secret]
-	names    map[string]string // service name -> id as of this batch; "" = freed
+	names    map[string]string  // service name -> id as of this batch; "" = freed
+	ports    map[PortKey]string // published port -> service id as of this batch; "" = freed
 }
 
 func newTxn(d *data, index uint64, now int64) *txn {
@@ -110,7 +111,10 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 		if err != nil {
 			return ev, err
 		}
-		return ev, tx.stageServiceName(k, ev)
+		if err := tx.stageServiceName(k, ev); err != nil {
+			return ev, err
+		}
+		return ev, tx.stageServicePorts(k, ev)
 	case *swarmpb.StoreAction_Task:
 		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
 	case *swarmpb.StoreAction_Secret:

@@ -26,6 +26,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
 	"github.com/raftswarm/raftswarm/bench/internal/inproc"
+	"github.com/raftswarm/raftswarm/internal/listing"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/protobuf/proto"
 )
@@ -197,12 +198,12 @@ func run(c *inproc.Cluster, name string, n int) (result, error) {
 	close(stopTrace)
 	// Confirm through the API, as a client would see it.
 	for {
-		lt, err := ctl.ListTasks(ctx, &swarmpb.ListTasksRequest{Services: []string{name}})
+		tasks, _, err := listing.Tasks(ctx, ctl, &swarmpb.ListTasksRequest{Services: []string{name}})
 		if err != nil {
 			return res, fmt.Errorf("list tasks: %w", err)
 		}
 		nr := 0
-		for _, t := range lt.Tasks {
+		for _, t := range tasks {
 			if t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
 				nr++
 			}
