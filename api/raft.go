@@ -22,9 +22,10 @@ type RaftServer struct {
 	Dialer Dialer
 }
 
-// Join adds the calling manager as a voter. On a follower it is relayed to
-// the leader. The caller is identified by its certificate, and the node
-// object must want to be a manager, so a stale certificate cannot rejoin.
+// Join adds the calling manager as a voter, once it answers over Raft
+// (raft.Node.AddVoter). On a follower it is relayed to the leader. The
+// caller is identified by its certificate, and the node object must want to
+// be a manager, so a stale certificate cannot rejoin.
 func (s *RaftServer) Join(ctx context.Context, req *swarmpb.RaftJoinRequest) (*swarmpb.RaftJoinResponse, error) {
 	id, err := ca.RequireRole(ctx, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 	if err != nil {
@@ -68,6 +69,10 @@ func (s *RaftServer) addManager(ctx context.Context, nodeID, addr string) error 
 		return deniedf("node %s is not meant to be a manager (it was demoted); it must renew its certificate", nodeID)
 	}
 	if err := s.Raft.AddVoter(ctx, nodeID, addr); err != nil {
+		var ue *raft.UnresponsiveError
+		if errors.As(err, &ue) {
+			ue.ID = fmt.Sprintf("%s (%s)", hostname(node), nodeID)
+		}
 		return err
 	}
 	return updateNode(ctx, s.Store, s.Raft, nodeID, func(n *swarmpb.Node) bool {
