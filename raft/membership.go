@@ -59,6 +59,9 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 		}
 	}
 	if err := n.awaitAnswer(ctx, id, addr, t.JoinWait); err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			return err // the new leader takes it from here
+		}
 		// Undo: a non-voter costs no quorum, but a manager that never
 		// answers must not linger in the configuration.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.LeaderWait)
@@ -90,7 +93,13 @@ func (n *Node) awaitAnswer(ctx context.Context, id, addr string, wait time.Durat
 		leader, err := n.cfg.Prober.RaftLeader(pctx, addr)
 		cancel()
 		switch {
-		case err == nil && leader == n.cfg.Addr:
+		case n.raft.State() != hraft.Leader:
+			// Leadership moved during the wait: the caller retries with
+			// the new leader, which finds the non-voter and waits again.
+			return ErrNotLeader
+		case err == nil && (leader == n.cfg.Addr || leader == string(n.trans.LocalAddr())):
+			// (Followers name the leader by its transport's address, the
+			// advertise address resolved.)
 			return nil
 		case err == nil && leader == "":
 			last = errors.New("it answers gRPC but has not heard from the leader over Raft")
