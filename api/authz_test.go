@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,9 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // fakeConfig is a Raft configuration the test sets.
@@ -199,4 +203,43 @@ func TestAuthorizerRevokesHolds(t *testing.T) {
 	f.cfg.set("m") // r leaves the configuration: not a store event
 	expect("raft conn", "not a member")
 	quiet("released")
+}
+
+// blockingStream is a server stream whose RecvMsg blocks until the test
+// ends it, as a client that sends nothing would.
+type blockingStream struct {
+	grpc.ServerStream
+	ctx     context.Context
+	release chan struct{}
+}
+
+func (s *blockingStream) Context() context.Context { return s.ctx }
+func (s *blockingStream) RecvMsg(any) error {
+	<-s.release
+	return io.EOF
+}
+
+// TestHeldStreamRecvEndsOnRevocation: a handler blocked receiving from a
+// client-streaming call (PublishLogs) returns PermissionDenied as soon as
+// the caller's access is revoked, and receives nothing more afterwards.
+func TestHeldStreamRecvEndsOnRevocation(t *testing.T) {
+	base := &blockingStream{ctx: context.Background(), release: make(chan struct{})}
+	defer close(base.release)
+	ctx, cancel := context.WithCancelCause(base.ctx)
+	defer cancel(nil)
+	hs := &heldStream{ServerStream: base, ctx: ctx, clientStreams: true}
+	got := make(chan error, 1)
+	go func() { got <- hs.RecvMsg(new(swarmpb.PublishLogsMessage)) }()
+	cancel(revokedError{deniedf("permission denied: node n1 is not part of this cluster: it was removed")})
+	select {
+	case err := <-got:
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "removed") {
+			t.Fatalf("blocked receive after revocation: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a receive blocked on the client was not released by the revocation")
+	}
+	if err := hs.RecvMsg(new(swarmpb.PublishLogsMessage)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("receive after revocation: %v", err)
+	}
 }
