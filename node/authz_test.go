@@ -317,7 +317,10 @@ func TestJoinManagerUnreachableOverRaft(t *testing.T) {
 // does not answer over Raft never makes it a voter, and the cluster stays
 // writable while the promotion is tried.
 func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
-	c := testcluster.New(t, 1, 0, testcluster.Options{})
+	// Heartbeats every 500 ms (Down after 1.5 s of silence): the test is
+	// about the promotion not stopping them, not about their timing on a
+	// loaded machine.
+	c := testcluster.New(t, 1, 0, testcluster.Options{HeartbeatPeriod: 500 * time.Millisecond})
 	defer stopMembers(c)
 	ctx := secCtx(t, 90*time.Second)
 	m1 := c.Get("m1")
@@ -356,6 +359,14 @@ func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("write %d while w1's promotion is tried: %v", i, err)
+		}
+		// Its agent keeps heartbeating while the promotion waits.
+		st, err := secStatuses(ctx, c.Control())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st["w1"] != swarmpb.NodeStatus_NODE_STATUS_READY {
+			t.Fatalf("w1 is %v while its promotion is tried", st["w1"])
 		}
 	}
 	w.Stop() // before m1, which its promotion attempts keep calling

@@ -450,6 +450,7 @@ func (n *Node) quorumError(ctx context.Context) error {
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	answered := 0 // by the other voters; guarded by mu while pings run
 	for _, m := range members {
 		if !m.Voter {
 			continue
@@ -467,12 +468,13 @@ func (n *Node) quorumError(ctx context.Context) error {
 			defer wg.Done()
 			if n.cfg.Pinger.Ping(pctx, addr) == nil {
 				mu.Lock()
-				qe.Reachable++
+				answered++
 				mu.Unlock()
 			}
 		}(m.Addr)
 	}
 	wg.Wait()
+	qe.Reachable += answered
 	return qe
 }
 
