@@ -329,6 +329,8 @@ func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := c.Add("w1")
+	// Stopped before m1, which its promotion attempts keep calling.
+	defer w.Stop()
 	bad := closedAddr(t)
 	if _, err := w.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: m1.Addr, AdvertiseAddr: bad, ListenAddr: w.Addr}); err != nil {
 		t.Fatalf("join w1 as a worker: %v", err)
@@ -369,5 +371,4 @@ func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
 			t.Fatalf("w1 is %v while its promotion is tried", st["w1"])
 		}
 	}
-	w.Stop() // before m1, which its promotion attempts keep calling
 }
