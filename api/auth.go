@@ -18,6 +18,7 @@ const (
 	accessManager  access = iota // the default: manager certificate, node meant to be a manager
 	accessAnyNode                // any node certificate of this cluster, node still in it
 	accessNodeCert               // any node certificate; the handler deals with removed nodes
+	accessManagerCert            // manager certificate; the handler checks the node on the leader
 	accessPublic                 // no certificate (joining nodes)
 )
 
@@ -31,6 +32,11 @@ func methodAccess(fullMethod string) access {
 		// A removed node's heartbeat is answered "removed" and writes
 		// nothing: that is how its agent learns to stop.
 		return accessNodeCert
+	case swarmpb.RaftMembership_Join_FullMethodName:
+		// Served by the leader only, which checks the caller's node
+		// against its own state; a follower, whose replica may not have
+		// the node yet, only answers "not the leader".
+		return accessManagerCert
 	}
 	if strings.HasPrefix(fullMethod, "/"+swarmpb.Dispatcher_ServiceDesc.ServiceName+"/") {
 		return accessAnyNode
@@ -50,6 +56,9 @@ func authorize(ctx context.Context, az *Authorizer, fullMethod string) (ca.Ident
 		return ca.Identity{}, 0, nil
 	case accessNodeCert:
 		id, err = ca.RequireRole(ctx)
+		return id, 0, err
+	case accessManagerCert:
+		id, err = ca.RequireRole(ctx, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 		return id, 0, err
 	case accessAnyNode:
 		id, err = ca.RequireRole(ctx)

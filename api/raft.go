@@ -23,24 +23,25 @@ type RaftServer struct {
 }
 
 // Join adds the calling manager as a voter, once it answers over Raft
-// (raft.Node.AddVoter). On a follower it is relayed to the leader. The
-// caller is identified by its certificate, and the node object must want to
-// be a manager, so a stale certificate cannot rejoin.
+// (raft.Node.AddVoter). Only the leader serves it; a follower answers "not
+// the leader". The caller is identified by its certificate, and its node
+// object, as the leader sees it, must want to be a manager, so a stale
+// certificate cannot rejoin. (That check is the handler's, on the leader,
+// rather than the interceptor's: a follower may not have applied the
+// creation of a node that has just joined.)
 func (s *RaftServer) Join(ctx context.Context, req *swarmpb.RaftJoinRequest) (*swarmpb.RaftJoinResponse, error) {
 	id, err := ca.RequireRole(ctx, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 	if err != nil {
 		return nil, err
 	}
 	if !s.Raft.IsLeader() {
-		_, leader := s.Raft.Leader()
-		if leader == "" {
-			return nil, Status(raft.ErrNotLeader)
+		// Not relayed: the leader would see this manager's certificate,
+		// not the caller's, and add the wrong node. The joining manager
+		// asks the next manager it knows.
+		if _, leader := s.Raft.Leader(); leader != "" {
+			return nil, Status(fmt.Errorf("%w: ask the leader at %s", raft.ErrNotLeader, leader))
 		}
-		conn, err := s.Dialer.Conn(leader)
-		if err != nil {
-			return nil, Status(err)
-		}
-		return swarmpb.NewRaftMembershipClient(conn).Join(ctx, req)
+		return nil, Status(raft.ErrNotLeader)
 	}
 	if err := s.addManager(ctx, id.NodeID, req.Addr); err != nil {
 		return nil, Status(err)
