@@ -15,11 +15,11 @@ import (
 type access int
 
 const (
-	accessManager  access = iota // the default: manager certificate, node meant to be a manager
-	accessAnyNode                // any node certificate of this cluster, node still in it
-	accessNodeCert               // any node certificate; the handler deals with removed nodes
-	accessManagerCert            // manager certificate; the handler checks the node on the leader
-	accessPublic                 // no certificate (joining nodes)
+	accessManager     access = iota // the default: manager certificate, node meant to be a manager
+	accessAnyNode                   // any node certificate of this cluster, node still in it
+	accessNodeCert                  // any node certificate; the handler deals with removed nodes
+	accessManagerCert               // manager certificate; the handler checks the node on the leader
+	accessPublic                    // no certificate (joining nodes)
 )
 
 func methodAccess(fullMethod string) access {
