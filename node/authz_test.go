@@ -112,10 +112,11 @@ func TestRevokedManagerCredentials(t *testing.T) {
 
 	// While m3 is a manager its certificate works: the checks below are
 	// about the cluster state, not the certificate.
-	conn1 := dialManager(t, m1.Addr, old.ClientTLSConfig("h2"))
-	if _, err := swarmpb.NewControlClient(conn1).ListNodes(ctx, &swarmpb.ListNodesRequest{}); err != nil {
-		t.Fatalf("ListNodes as the manager m3: %v", err)
-	}
+	testutil.Eventually(t, 20*time.Second, func() error { // on the leader, whichever it is
+		conn := dialManager(t, c.Leader(10*time.Second).Addr, old.ClientTLSConfig("h2"))
+		_, err := swarmpb.NewControlClient(conn).ListNodes(ctx, &swarmpb.ListNodesRequest{})
+		return err
+	})
 	trans := raftVoteTransport(t, old)
 	if err := requestVote(trans, old, m2); err != nil {
 		t.Fatalf("RequestVote as the manager m3: %v", err)
