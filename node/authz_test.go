@@ -356,8 +356,13 @@ func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
 	t.Logf("w1 added to the raft configuration %v after the promotion", time.Since(promoted))
 	// ...and over a whole join wait (5 s with the test timings) and more,
 	// it never votes, and writes go on.
+	// Sampled every 250 ms over more than a whole join wait (5 s).
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	until := time.Now().Add(7 * time.Second)
+	samples, down := 0, 0
 	for i := 0; time.Now().Before(until); i++ {
+		<-tick.C
 		if voters(t, m1)[wID] {
 			t.Fatal("the unreachable w1 was made a voter")
 		}
@@ -367,13 +372,20 @@ func TestPromoteWorkerUnreachableOverRaft(t *testing.T) {
 		if err != nil {
 			t.Fatalf("write %d while w1's promotion is tried: %v", i, err)
 		}
-		// Its agent keeps heartbeating while the promotion waits.
+		// Its agent keeps heartbeating while the promotion waits (when
+		// the promotion blocked the heartbeats, w1 was Down most of the
+		// time; a loaded machine may miss the odd one).
 		st, err := secStatuses(ctx, c.Control())
 		if err != nil {
 			t.Fatal(err)
 		}
+		samples++
 		if st["w1"] != swarmpb.NodeStatus_NODE_STATUS_READY {
-			t.Fatalf("w1 is %v while its promotion is tried", st["w1"])
+			down++
 		}
+	}
+	t.Logf("w1 was not Ready in %d of %d samples", down, samples)
+	if down*4 > samples {
+		t.Fatalf("w1 was not Ready in %d of %d samples while its promotion was tried", down, samples)
 	}
 }
