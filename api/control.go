@@ -136,6 +136,19 @@ func (s *ControlServer) UpdateNode(ctx context.Context, req *swarmpb.UpdateNodeR
 		if err := s.checkDemote(n); err != nil {
 			return nil, Status(err)
 		}
+		if leaderID, _ := s.Raft.Leader(); leaderID == n.Id && s.Raft.IsLeader() {
+			// Demoting the leader: hand leadership over first. Once the
+			// demotion is written the other managers refuse this one's
+			// Raft connections, so it could no longer hand over, only
+			// lose its followers and leave the cluster without a leader
+			// until they elect one. Nothing is written here: "not the
+			// leader" makes the caller route the call to the new leader.
+			// If the handover fails, the demotion is written anyway and
+			// the cluster takes that slower path.
+			if err := s.Raft.TransferLeadership(); err == nil {
+				return nil, Status(fmt.Errorf("%w: it handed leadership over before being demoted; route the call to the new leader", raft.ErrNotLeader))
+			}
+		}
 	}
 	var invalid error
 	err = updateNode(ctx, s.Store, s.Raft, n.Id, func(c *swarmpb.Node) bool {

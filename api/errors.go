@@ -46,7 +46,8 @@ func Status(err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, ca.ErrNoCertificate):
 		code = codes.Unauthenticated
-	case errors.Is(err, ErrNotManager), errors.Is(err, ErrNotInCluster), errors.Is(err, errRefused):
+	case errors.Is(err, ErrNotManager), errors.Is(err, ErrNotInCluster), errors.Is(err, errRefused),
+		errors.Is(err, raft.ErrUnresponsive):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded

@@ -22,24 +22,26 @@ type RaftServer struct {
 	Dialer Dialer
 }
 
-// Join adds the calling manager as a voter. On a follower it is relayed to
-// the leader. The caller is identified by its certificate, and the node
-// object must want to be a manager, so a stale certificate cannot rejoin.
+// Join adds the calling manager as a voter, once it answers over Raft
+// (raft.Node.AddVoter). Only the leader serves it; a follower answers "not
+// the leader". The caller is identified by its certificate, and its node
+// object, as the leader sees it, must want to be a manager, so a stale
+// certificate cannot rejoin. (That check is the handler's, on the leader,
+// rather than the interceptor's: a follower may not have applied the
+// creation of a node that has just joined.)
 func (s *RaftServer) Join(ctx context.Context, req *swarmpb.RaftJoinRequest) (*swarmpb.RaftJoinResponse, error) {
 	id, err := ca.RequireRole(ctx, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 	if err != nil {
 		return nil, err
 	}
 	if !s.Raft.IsLeader() {
-		_, leader := s.Raft.Leader()
-		if leader == "" {
-			return nil, Status(raft.ErrNotLeader)
+		// Not relayed: the leader would see this manager's certificate,
+		// not the caller's, and add the wrong node. The joining manager
+		// asks the next manager it knows.
+		if _, leader := s.Raft.Leader(); leader != "" {
+			return nil, Status(fmt.Errorf("%w: ask the leader at %s", raft.ErrNotLeader, leader))
 		}
-		conn, err := s.Dialer.Conn(leader)
-		if err != nil {
-			return nil, Status(err)
-		}
-		return swarmpb.NewRaftMembershipClient(conn).Join(ctx, req)
+		return nil, Status(raft.ErrNotLeader)
 	}
 	if err := s.addManager(ctx, id.NodeID, req.Addr); err != nil {
 		return nil, Status(err)
@@ -68,6 +70,10 @@ func (s *RaftServer) addManager(ctx context.Context, nodeID, addr string) error 
 		return deniedf("node %s is not meant to be a manager (it was demoted); it must renew its certificate", nodeID)
 	}
 	if err := s.Raft.AddVoter(ctx, nodeID, addr); err != nil {
+		var ue *raft.UnresponsiveError
+		if errors.As(err, &ue) {
+			ue.ID = fmt.Sprintf("%s (%s)", hostname(node), nodeID)
+		}
 		return err
 	}
 	return updateNode(ctx, s.Store, s.Raft, nodeID, func(n *swarmpb.Node) bool {

@@ -12,8 +12,12 @@
 //   - the TLS configurations used by servers, clients and joining nodes, and
 //     the helpers that extract and authorize a gRPC peer's identity.
 //
-// Authorization is role based: only manager certificates carry the
-// ManagerRole DNS SAN, so clients dial with ServerName ManagerRole and will
-// never talk to a worker that pretends to be a manager; servers check the
-// caller's role with RequireRole.
+// A certificate carries identity and the role the node had when it was
+// signed: only manager certificates carry the ManagerRole DNS SAN, so
+// clients dial with ServerName ManagerRole and will never talk to a worker
+// that pretends to be a manager; servers check the caller's role with
+// RequireRole. Whether the node still holds that role is not the
+// certificate's to say: package api's Authorizer decides it from the
+// cluster state on every call, which is how demotion and removal revoke a
+// certificate before it expires.
 package ca

@@ -53,6 +53,7 @@ type Manager struct {
 	stream     *raft.StreamLayer
 	control    *api.ControlServer
 	dispatcher *api.Dispatcher
+	authz      *api.Authorizer
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -78,7 +79,7 @@ func New(cfg Config) (*Manager, error) {
 	m.stream = raft.NewStreamLayer(adv, func() *tls.Config { return cfg.Creds.ClientTLSConfig(ca.ALPNRaft) })
 	m.raft, err = raft.Open(raft.Config{
 		NodeID: cfg.NodeID, Addr: cfg.AdvertiseAddr, Dir: cfg.RaftDir, Stream: m.stream,
-		Store: m.store, Forwarder: forwarder{cfg.Pool}, Pinger: cfg.Pool,
+		Store: m.store, Forwarder: forwarder{cfg.Pool}, Pinger: cfg.Pool, Prober: forwarder{cfg.Pool},
 		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync,
 	})
 	if err != nil {
@@ -88,15 +89,19 @@ func New(cfg Config) (*Manager, error) {
 	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
 	m.control.Dispatcher = m.dispatcher
-	m.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(ca.AlreadyTLS()))...)
+	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
+	m.grpc = grpc.NewServer(append(api.ServerOptions(m.authz), grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterDispatcherServer(m.grpc, m.dispatcher)
 	swarmpb.RegisterControlServer(m.grpc, m.control)
 
 	gl := newConnListener(ln.Addr())
-	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, log: log}
-	m.wg.Add(3)
+	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, authz: m.authz, log: log}
+	actx, acancel := context.WithCancel(context.Background())
+	m.wg.Add(5)
+	go func() { defer m.wg.Done(); <-m.stop; acancel() }()
+	go func() { defer m.wg.Done(); _ = m.authz.Run(actx) }()
 	go func() { defer m.wg.Done(); mx.serve() }()
 	go func() { defer m.wg.Done(); _ = m.grpc.Serve(gl) }()
 	go func() { defer m.wg.Done(); m.leaderLoop() }()
@@ -168,8 +173,8 @@ func (m *Manager) JoinRaft(ctx context.Context, managers []string) error {
 			cancel()
 			if err != nil {
 				lastErr = fmt.Errorf("join raft via %s: %w", addr, err)
-				if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied {
-					return lastErr
+				if final(err) {
+					return err
 				}
 				continue
 			}
@@ -186,6 +191,19 @@ func (m *Manager) JoinRaft(ctx context.Context, managers []string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// final reports a join error that trying again cannot fix: the cluster
+// refused this manager, or the leader could not reach it over Raft (the
+// leader has undone the addition; the error names the address).
+func final(err error) bool {
+	switch status.Code(err) {
+	case codes.PermissionDenied:
+		return true
+	case codes.FailedPrecondition:
+		return !errors.Is(api.FromStatus(err), raft.ErrNotLeader)
+	}
+	return false
 }
 
 // waitReplica waits until the local store holds the cluster object.
@@ -322,4 +340,18 @@ func (f forwarder) Forward(ctx context.Context, addr string, cmd []byte) (uint64
 		return 0, api.FromStatus(err)
 	}
 	return resp.Index, nil
+}
+
+// RaftLeader implements raft.Prober: it asks the manager at addr which
+// leader it last heard from over Raft.
+func (f forwarder) RaftLeader(ctx context.Context, addr string) (string, error) {
+	conn, err := f.pool.Conn(addr)
+	if err != nil {
+		return "", err
+	}
+	resp, err := swarmpb.NewRaftMembershipClient(conn).Ping(ctx, &swarmpb.PingRequest{})
+	if err != nil {
+		return "", errors.New(status.Convert(err).Message())
+	}
+	return resp.LeaderAddr, nil
 }

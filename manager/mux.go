@@ -7,19 +7,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 )
 
 // mux terminates TLS on the manager's port and routes each connection by
-// its ALPN protocol: Raft connections (manager certificates only) to the
-// Raft stream layer, everything else to gRPC.
+// its ALPN protocol: Raft connections to the Raft stream layer, everything
+// else to gRPC. A Raft connection needs a manager certificate whose node
+// the authorizer admits (still meant to be a manager, and a member of the
+// Raft configuration), and is closed as soon as that stops being true.
 type mux struct {
 	ln     net.Listener
 	tlsCfg *tls.Config
 	raft   *raft.StreamLayer
 	grpc   *connListener
+	authz  *api.Authorizer
 	log    *slog.Logger
 }
 
@@ -55,10 +59,33 @@ func (m *mux) route(c net.Conn) {
 			tc.Close()
 			return
 		}
-		m.raft.Handoff(tc)
+		hc := &heldConn{Conn: tc}
+		release, err := m.authz.Admit(id, api.ScopeRaft, func(why error) {
+			m.log.Warn("closing raft connection: access revoked", "node", id.NodeID, "remote", c.RemoteAddr(), "reason", why)
+			tc.Close()
+		})
+		if err != nil {
+			m.log.Warn("refused raft connection", "node", id.NodeID, "remote", c.RemoteAddr(), "reason", err)
+			tc.Close()
+			return
+		}
+		hc.release = release
+		m.raft.Handoff(hc)
 		return
 	}
 	m.grpc.push(tc)
+}
+
+// heldConn releases its authorizer hold when the Raft transport closes it.
+type heldConn struct {
+	net.Conn
+	release func()
+	once    sync.Once
+}
+
+func (c *heldConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 // connListener is a net.Listener fed by the mux, for grpc.Server.Serve.

@@ -64,6 +64,8 @@ func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
 	managers := slices.Clone(n.member.Managers)
 	adv := n.member.AdvertiseAddr
 	n.mu.Unlock()
+	var roles sync.WaitGroup
+	defer roles.Wait()
 	current := 0
 	backoff := 100 * time.Millisecond
 	// period is the last heartbeat period the leader asked for. Retries
@@ -126,7 +128,11 @@ func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
 			current = 0
 			n.rememberManagers(managers)
 		}
-		n.reconcileRole(ctx, resp)
+		// Role changes run beside the heartbeats: a promotion waits for
+		// the leader to reach this node over Raft (up to its join wait),
+		// and a node whose heartbeats stopped that long would be marked
+		// Down. reconcileRole takes opMu with TryLock, so one runs at a time.
+		roles.Go(func() { n.reconcileRole(ctx, resp) })
 		n.renewIfExpiring(ctx, resp)
 		period = time.Duration(resp.PeriodNs)
 		if period <= 0 {

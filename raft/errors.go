@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -33,3 +34,25 @@ func (e *QuorumError) Error() string {
 }
 
 func (e *QuorumError) Unwrap() error { return ErrQuorumLost }
+
+// ErrUnresponsive is wrapped by UnresponsiveError.
+var ErrUnresponsive = errors.New("the new manager did not answer over raft")
+
+// UnresponsiveError says that a manager being added did not answer over
+// Raft in time, and was not made a voter.
+type UnresponsiveError struct {
+	ID, Addr string
+	Wait     time.Duration
+	Last     error // the last probe's outcome
+}
+
+func (e *UnresponsiveError) Error() string {
+	msg := fmt.Sprintf("manager %s at %s did not answer over Raft within %s; check that it is reachable at %s from the other managers (its advertise address; gRPC and Raft share that TCP port) and that no firewall blocks it",
+		e.ID, e.Addr, e.Wait, e.Addr)
+	if e.Last != nil {
+		msg += " (last attempt: " + e.Last.Error() + ")"
+	}
+	return msg
+}
+
+func (e *UnresponsiveError) Unwrap() error { return ErrUnresponsive }

@@ -31,6 +31,9 @@ type Timings struct {
 	// LeaderWait bounds how long a write waits for a leader to emerge
 	// before it fails with a QuorumError.
 	LeaderWait time.Duration
+	// JoinWait bounds how long a new manager has to answer over Raft
+	// before its addition is undone (AddVoter).
+	JoinWait time.Duration
 }
 
 // DefaultTimings fail a dead leader over in about one second on a LAN,
@@ -45,6 +48,7 @@ func DefaultTimings() Timings {
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		LeaderWait:         4 * time.Second,
+		JoinWait:           10 * time.Second,
 	}
 }
 
@@ -60,6 +64,7 @@ func FastTimings() Timings {
 		SnapshotThreshold:  1024,
 		SnapshotInterval:   5 * time.Second,
 		LeaderWait:         2 * time.Second,
+		JoinWait:           5 * time.Second,
 	}
 }
 
@@ -83,6 +88,7 @@ type Config struct {
 	Store     *state.Store
 	Forwarder Forwarder
 	Pinger    Pinger
+	Prober    Prober
 	Timings   Timings
 	Logger    *slog.Logger
 	// NoSync skips fsync on the log; only for tests and benchmarks that
@@ -122,6 +128,9 @@ func (c *Config) timings() Timings {
 	t := c.Timings
 	if t.HeartbeatTimeout == 0 {
 		t = DefaultTimings()
+	}
+	if t.JoinWait == 0 {
+		t.JoinWait = DefaultTimings().JoinWait
 	}
 	return t
 }
@@ -441,6 +450,7 @@ func (n *Node) quorumError(ctx context.Context) error {
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	answered := 0 // by the other voters; guarded by mu while pings run
 	for _, m := range members {
 		if !m.Voter {
 			continue
@@ -458,12 +468,13 @@ func (n *Node) quorumError(ctx context.Context) error {
 			defer wg.Done()
 			if n.cfg.Pinger.Ping(pctx, addr) == nil {
 				mu.Lock()
-				qe.Reachable++
+				answered++
 				mu.Unlock()
 			}
 		}(m.Addr)
 	}
 	wg.Wait()
+	qe.Reachable += answered
 	return qe
 }
 
@@ -509,28 +520,6 @@ func (n *Node) Members() ([]Member, error) {
 		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == hraft.Voter})
 	}
 	return out, nil
-}
-
-// AddVoter adds (or re-adds at a new address) a voter. Leader only.
-func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
-	members, err := n.Members()
-	if err != nil {
-		return err
-	}
-	for _, m := range members {
-		if m.ID == id && m.Addr == addr && m.Voter {
-			return nil
-		}
-		if m.ID == id || m.Addr == addr {
-			if err := n.RemoveServer(ctx, m.ID); err != nil {
-				return err
-			}
-		}
-	}
-	if err := n.raft.AddVoter(hraft.ServerID(id), hraft.ServerAddress(addr), 0, n.cfg.timings().LeaderWait).Error(); err != nil {
-		return n.membershipErr(ctx, "add voter", err)
-	}
-	return nil
 }
 
 // RemoveServer removes a member from the configuration. Leader only.
