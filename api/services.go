@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/docker/docker/pkg/namesgenerator"
 	"strings"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
@@ -12,6 +13,22 @@ import (
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
+
+// generatedServiceName picks a name, Docker style (adjective_surname), for
+// a service created without one, avoiding the names in use; the store
+// refuses a duplicate anyway if a concurrent create takes it meanwhile.
+func (s *ControlServer) generatedServiceName() string {
+	name := namesgenerator.GetRandomName(0)
+	for retry := 1; retry < 10; retry++ {
+		var taken bool
+		s.Store.View(func(tx state.ReadTx) { taken = tx.GetServiceByName(name) != nil })
+		if !taken {
+			break
+		}
+		name = namesgenerator.GetRandomName(retry)
+	}
+	return name
+}
 
 // validateServiceSpec applies package spec's rules with the cluster's
 // replica cap, read from the store's Cluster object, and returns an
@@ -81,6 +98,11 @@ func checkPorts(tx state.ReadTx, exceptID string, spec *swarmpb.ServiceSpec) err
 func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateServiceRequest) (*swarmpb.CreateServiceResponse, error) {
 	if err := s.read(ctx); err != nil {
 		return nil, err
+	}
+	if req.Spec != nil && req.Spec.Name == "" {
+		named := proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
+		named.Name = s.generatedServiceName()
+		req = &swarmpb.CreateServiceRequest{Spec: named}
 	}
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err

@@ -195,3 +195,26 @@ func TestUpdateNodeRefusesInvalidLabels(t *testing.T) {
 		}
 	})
 }
+
+func TestCreateServiceWithoutNameGetsOne(t *testing.T) {
+	s, st := validationServer(t, 0, true)
+	names := map[string]bool{"web": true}
+	for i := 0; i < 3; i++ {
+		sp := goodSpec()
+		sp.Name = ""
+		resp, err := s.CreateService(context.Background(), &swarmpb.CreateServiceRequest{Spec: sp})
+		if err != nil {
+			t.Fatalf("create without a name: %v", err)
+		}
+		name := resp.Service.Spec.Name
+		if name == "" || names[name] || !strings.Contains(name, "_") {
+			t.Fatalf("generated name %q: want a new adjective_surname name", name)
+		}
+		names[name] = true
+		var stored *swarmpb.Service
+		st.View(func(tx state.ReadTx) { stored = tx.GetServiceByName(name) })
+		if stored == nil {
+			t.Fatalf("service %q was not stored under its generated name", name)
+		}
+	}
+}

@@ -98,7 +98,8 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 	// The managers' rules, run here too so that bad input fails before
 	// anything is sent, with the same message. The replica cap is the
 	// cluster's setting, which only the managers know: they check it.
-	if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
+	// Without --name the managers pick a name.
+	if err := specrules.ValidateNewServiceSpec(spec, 0); err != nil {
 		return nil, err
 	}
 	return spec, nil

@@ -49,6 +49,18 @@ var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9]+)*$`)
 // volumeNameRE is Docker's rule for named volumes.
 var volumeNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// ValidateNewServiceSpec checks the spec of a service to be created. It is
+// ValidateServiceSpec, except that the name may be empty: the managers then
+// give the service a generated name, as Docker does.
+func ValidateNewServiceSpec(s *swarmpb.ServiceSpec, maxReplicas uint64) error {
+	if s != nil && s.Name == "" {
+		named := proto.Clone(s).(*swarmpb.ServiceSpec)
+		named.Name = "unnamed"
+		s = named
+	}
+	return ValidateServiceSpec(s, maxReplicas)
+}
+
 // ValidateServiceSpec checks every field of a service spec. maxReplicas is
 // the cluster's replica cap (MaxReplicas of its settings); the managers
 // always pass it. A client that does not know the cluster's setting passes
