@@ -49,8 +49,8 @@ func TestRunningReportsPorts(t *testing.T) {
 	}
 	st := rec.waitState(t, "t1", swarmpb.TaskState_TASK_STATE_RUNNING)
 	checkPorts(t, st.GetPorts(),
-		&swarmpb.PortBinding{Protocol: "tcp", TargetPort: 80, HostIp: "127.0.0.1", HostPort: fake.FirstHostPort, PublishMode: "ingress"},
-		&swarmpb.PortBinding{Protocol: "udp", TargetPort: 53, HostIp: "127.0.0.1", HostPort: 5353, PublishMode: "host"})
+		&swarmpb.PortBinding{Protocol: "tcp", TargetPort: 80, HostIp: "0.0.0.0", HostPort: fake.FirstHostPort, PublishMode: "ingress"}, // unspecified: the manager reads it as the node's own address
+		&swarmpb.PortBinding{Protocol: "udp", TargetPort: 53, HostIp: "0.0.0.0", HostPort: 5353, PublishMode: "host"})
 	if st := rec.waitState(t, "t2", swarmpb.TaskState_TASK_STATE_RUNNING); len(st.GetPorts()) != 0 {
 		t.Fatalf("task without ports reported %v", st.GetPorts())
 	}
