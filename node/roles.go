@@ -8,9 +8,18 @@ import (
 
 	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/dial"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+)
+
+// The node is what the agent asks for connections, role changes and the
+// recording of the manager list.
+var (
+	_ agent.ConnSource      = (*dial.Pool)(nil)
+	_ agent.RoleReconciler  = (*Node)(nil)
+	_ agent.ManagerRecorder = (*Node)(nil)
 )
 
 // agentRun is one running agent.
