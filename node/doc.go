@@ -1,9 +1,17 @@
-// Package node is the runtime shared by managerd and workerd. A node is
-// inactive until init or join; then it always runs an agent (heartbeats to
-// the leader, and later the tasks assigned to it) and, while its role is
-// manager, a manager.Manager. Role changes happen live: a promoted worker
-// renews its certificate and joins Raft, a demoted manager leaves Raft and
-// keeps running as a worker. Lifecycle calls arrive on the local unix
-// socket (the Local service); Control calls on that socket are relayed to
-// the leader.
+// Package node is the runtime shared by managerd and workerd: the daemon
+// (flags, start-up, restart from node.json), the local unix socket (the
+// Local service; Control calls on it are relayed to the leader), init /
+// join / leave / force-new-cluster, and role changes. A node is inactive
+// until init or join; then it always runs an agent (package agent:
+// heartbeats, the task session, the mesh and log publishing) and, while its
+// role is manager, a manager.Manager. Role changes happen live: the agent
+// reports the role the cluster wants (agent.RoleReconciler), and a promoted
+// worker renews its certificate and joins Raft, a demoted manager leaves
+// Raft and keeps running as a worker. The node hands the agent its
+// connection pool (agent.ConnSource) and records the manager list the agent
+// learns (agent.ManagerRecorder); it never reaches into the agent's state.
+//
+// node is the top of the stack below the mains: it may import every
+// package but cmd/ and the tests' helpers; nothing but cmd/, bench/ and
+// internal/testcluster imports it.
 package node

@@ -7,10 +7,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
 	"github.com/raftswarm/raftswarm/internal/identity"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -134,7 +136,7 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 	self := &swarmpb.Node{
 		Id:          nodeID,
 		Spec:        &swarmpb.NodeSpec{DesiredRole: swarmpb.NodeRole_NODE_ROLE_MANAGER},
-		Description: n.describe(),
+		Description: agent.Describe(n.cfg.Hostname),
 		Role:        swarmpb.NodeRole_NODE_ROLE_MANAGER,
 		Status:      swarmpb.NodeStatus_NODE_STATUS_READY,
 		Addr:        adv,
@@ -371,20 +373,14 @@ func mgrRouteConn(ctx context.Context, mgr interface {
 
 // waitDemoted waits until the agent has stopped this node's manager.
 func (n *Node) waitDemoted(ctx context.Context) error {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		if n.Manager() == nil {
-			return nil
-		}
-		select {
-		case <-t.C:
-		case <-dctx.Done():
+	for n.Manager() != nil {
+		if !retry.Sleep(dctx, 100*time.Millisecond) {
 			return status.Error(codes.DeadlineExceeded, "timed out waiting for this manager to be demoted; check 'swarmctl node ls'")
 		}
 	}
+	return nil
 }
 
 // forceNewCluster rewrites the Raft configuration so that this manager is

@@ -1,5 +1,3 @@
-// Package dial keeps mutual-TLS gRPC connections to managers, one per
-// address, shared by the agent and the manager's forwarding paths.
 package dial
 
 import (

@@ -1,4 +1,4 @@
-package node
+package agent
 
 import (
 	"context"
@@ -6,13 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/worker"
-	"github.com/raftswarm/raftswarm/api"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
 	"google.golang.org/grpc"
@@ -23,6 +22,7 @@ import (
 
 // Agent task-handling tuning.
 const (
+	// Session and endpoint stream reconnects back off between these.
 	sessionMinBackoff = 100 * time.Millisecond
 	sessionMaxBackoff = 2 * time.Second
 	// sessionMaxRecv is the largest session message accepted: a full task
@@ -39,21 +39,21 @@ const (
 	engineTimeout = 5 * time.Second
 )
 
-var errAgentStopped = errors.New("agent stopping")
-
 // taskAgent runs the node's tasks: it holds the Session stream to the
 // leader, feeds it to the worker, and reports the worker's task statuses.
 // One exists per agent run; the worker and executor outlive sessions.
 type taskAgent struct {
-	n       *Node
-	log     *slog.Logger
-	exec    exec.Executor // nil when the node has no container engine
-	execErr error         // why exec is nil
-	worker  *worker.Worker
-	leader  *leaderTracker
-	reports chan *statusReport
+	log      *slog.Logger
+	hostname string        // reported in the node description
+	ingress  string        // the routing mesh's address
+	exec     exec.Executor // nil when the node has no container engine
+	execErr  error         // why exec is nil
+	worker   *worker.Worker
+	leader   *leaderTracker
+	reports  chan *statusReport
 
-	ctx context.Context // the agent run; set by run before anything uses it
+	ctx    context.Context // ends with the agent run (run cancels it)
+	cancel context.CancelFunc
 
 	engMu  sync.Mutex
 	eng    *swarmpb.NodeDescription // last engine description, nil if none yet
@@ -68,25 +68,30 @@ type statusReport struct {
 // newTaskAgent creates the node's executor and worker. Without an
 // executor the node still heartbeats (reporting the engine error) but runs
 // no tasks.
-func (n *Node) newTaskAgent(ctx context.Context, nodeID string, managers []string) *taskAgent {
+func newTaskAgent(a *Agent) *taskAgent {
 	ta := &taskAgent{
-		n:       n,
-		log:     n.log,
-		leader:  newLeaderTracker(managers),
-		reports: make(chan *statusReport, 64),
-		ctx:     ctx,
+		log:      a.log,
+		hostname: a.cfg.Hostname,
+		ingress:  a.cfg.IngressAddr,
+		leader:   a.leaders,
+		reports:  make(chan *statusReport, 64),
 	}
-	ex, err := n.cfg.Executor(nodeID)
+	ta.ctx, ta.cancel = context.WithCancel(context.Background())
+	var ex exec.Executor
+	err := errors.New("no container engine configured")
+	if a.cfg.Executor != nil {
+		ex, err = a.cfg.Executor(a.cfg.NodeID)
+	}
 	if err == nil && ex == nil {
 		err = errors.New("no container engine configured")
 	}
 	if err != nil {
 		ta.execErr = err
-		n.log.Warn("no container engine: this node runs no tasks", "err", err)
+		ta.log.Warn("no container engine: this node runs no tasks", "err", err)
 		return ta
 	}
 	ta.exec = ex
-	ta.worker = worker.New(ex, ta, n.log.With("component", "worker"))
+	ta.worker = worker.New(ex, ta, ta.log.With("component", "worker"))
 	return ta
 }
 
@@ -94,6 +99,9 @@ func (n *Node) newTaskAgent(ctx context.Context, nodeID string, managers []strin
 // description refresher until ctx (the agent run) ends, then closes the
 // worker; containers keep running for the next agent to adopt.
 func (ta *taskAgent) run(ctx context.Context) {
+	defer ta.cancel()
+	stop := context.AfterFunc(ctx, ta.cancel)
+	defer stop()
 	var wg sync.WaitGroup
 	if ta.exec != nil {
 		// The first engine call runs alone: the Docker client negotiates
@@ -118,25 +126,22 @@ func (ta *taskAgent) run(ctx context.Context) {
 
 // ---------------------------------------------------------------- engine
 
-// describe reports what the scheduler needs to know about this node, as
-// far as the daemon itself knows it.
-func (n *Node) describe() *swarmpb.NodeDescription {
+// Describe reports what the scheduler needs to know about this node, as
+// far as the daemon itself knows it (without asking the container engine).
+func Describe(hostname string) *swarmpb.NodeDescription {
 	return &swarmpb.NodeDescription{
-		Hostname:  n.cfg.Hostname,
+		Hostname:  hostname,
 		Os:        runtime.GOOS,
 		Arch:      runtime.GOARCH,
 		Resources: &swarmpb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
 	}
 }
 
-// describeWithEngine is the node description heartbeats carry: the
+// describe is the node description heartbeats and sessions carry: the
 // configured hostname, and the engine's platform, version and resources
 // (or the engine's error).
-func (n *Node) describeWithEngine(ta *taskAgent) *swarmpb.NodeDescription {
-	d := n.describe()
-	if ta == nil {
-		return d
-	}
+func (ta *taskAgent) describe() *swarmpb.NodeDescription {
+	d := Describe(ta.hostname)
 	eng, err := ta.engine()
 	switch {
 	case err != nil:
@@ -173,7 +178,7 @@ func (ta *taskAgent) engine() (*swarmpb.NodeDescription, error) {
 }
 
 func (ta *taskAgent) refreshEngine(ctx context.Context) {
-	for sleepCtx(ctx, engineRefresh) {
+	for retry.Sleep(ctx, engineRefresh) {
 		ta.readEngine(ctx)
 	}
 }
@@ -193,97 +198,12 @@ func (ta *taskAgent) readEngine(ctx context.Context) {
 	ta.eng, ta.engErr = d, err
 }
 
-// ---------------------------------------------------------------- leader
-
-// leaderTracker is the agent's best guess at the leader, shared by the
-// heartbeat loop, the session loop and the status reporter.
-type leaderTracker struct {
-	mu       sync.Mutex
-	managers []string
-	addr     string
-	changed  chan struct{} // closed when addr is set to another leader
-}
-
-func newLeaderTracker(managers []string) *leaderTracker {
-	l := &leaderTracker{managers: slices.Clone(managers), changed: make(chan struct{})}
-	if len(managers) > 0 {
-		l.addr = managers[0]
-	}
-	return l
-}
-
-// get returns the address to try and a channel closed when another
-// manager is found to lead.
-func (l *leaderTracker) get() (string, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.addr, l.changed
-}
-
-// set records addr as the leader (it answered as one, or a follower named it).
-func (l *leaderTracker) set(addr string) {
-	if addr == "" {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !slices.Contains(l.managers, addr) {
-		l.managers = append(l.managers, addr)
-	}
-	if addr != l.addr {
-		l.addr = addr
-		close(l.changed)
-		l.changed = make(chan struct{})
-	}
-}
-
-// failed moves on to the next manager after addr did not answer.
-func (l *leaderTracker) failed(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if addr != l.addr || len(l.managers) == 0 {
-		return
-	}
-	i := slices.Index(l.managers, addr)
-	l.addr = l.managers[(i+1)%len(l.managers)]
-}
-
-// setManagers takes in the cluster's manager list (leader first).
-func (l *leaderTracker) setManagers(managers []string) {
-	if len(managers) == 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.managers = slices.Clone(managers)
-	if l.addr == "" || !slices.Contains(l.managers, l.addr) {
-		l.addr = l.managers[0]
-	}
-}
-
-func (ta *taskAgent) conn(addr string) (*grpc.ClientConn, error) {
-	ta.n.mu.Lock()
-	pool := ta.n.pool
-	ta.n.mu.Unlock()
-	if pool == nil {
-		return nil, status.Error(codes.Canceled, "node stopping")
-	}
-	return pool.Conn(addr)
-}
-
-func leaderHint(md metadata.MD) string {
-	if v := md.Get(api.LeaderAddrKey); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
 // ---------------------------------------------------------------- sessions
 
 // runSessions keeps a Session open with the leader and applies what it
 // streams to the worker, reconnecting with backoff when it breaks.
 func (ta *taskAgent) runSessions(ctx context.Context) {
-	backoff := sessionMinBackoff
+	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	redirects := 0
 	for ctx.Err() == nil {
 		addr, changed := ta.leader.get()
@@ -319,7 +239,7 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 			return
 		}
 		if established {
-			backoff = sessionMinBackoff
+			backoff.Reset()
 			redirects = 0
 		}
 		if hint != "" && hint != addr {
@@ -332,11 +252,11 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 		} else {
 			ta.leader.failed(addr)
 		}
-		ta.log.Debug("task session ended; reconnecting", "manager", addr, "err", err, "in", backoff)
-		if !sleepCtx(ctx, backoff) {
+		in := backoff.Next()
+		ta.log.Debug("task session ended; reconnecting", "manager", addr, "err", err, "in", in)
+		if !retry.Sleep(ctx, in) {
 			return
 		}
-		backoff = min(backoff*2, sessionMaxBackoff)
 	}
 }
 
@@ -344,12 +264,12 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 // reports whether the full task set arrived; hint is the leader a
 // follower named.
 func (ta *taskAgent) session(ctx context.Context, addr string) (established bool, hint string, err error) {
-	conn, err := ta.conn(addr)
+	conn, err := ta.leader.conn(addr)
 	if err != nil {
 		return false, "", err
 	}
 	stream, err := swarmpb.NewDispatcherClient(conn).Session(ctx,
-		&swarmpb.SessionRequest{Description: ta.n.describeWithEngine(ta)}, grpc.MaxCallRecvMsgSize(sessionMaxRecv))
+		&swarmpb.SessionRequest{Description: ta.describe()}, grpc.MaxCallRecvMsgSize(sessionMaxRecv))
 	if err != nil {
 		return false, "", err
 	}
@@ -458,7 +378,7 @@ func (ta *taskAgent) report(ctx context.Context, updates []*swarmpb.TaskStatusUp
 			return errors.New("no manager known")
 		}
 		var conn *grpc.ClientConn
-		if conn, err = ta.conn(addr); err != nil {
+		if conn, err = ta.leader.conn(addr); err != nil {
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, reportTimeout)
@@ -480,15 +400,4 @@ func (ta *taskAgent) report(ctx context.Context, updates []*swarmpb.TaskStatusUp
 		return err
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

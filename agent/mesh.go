@@ -1,10 +1,11 @@
-package node
+package agent
 
 import (
 	"context"
 	"errors"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -17,9 +18,9 @@ const meshRetry = 3 * time.Second
 // with the leader and applies every table it receives, so each published
 // port answers on this node's ingress address whatever node runs the tasks.
 func (ta *taskAgent) runMesh(ctx context.Context) {
-	m := mesh.New(ta.n.cfg.IngressAddr, ta.log.With("component", "mesh"))
+	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
 	defer m.Close()
-	backoff := sessionMinBackoff
+	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	for ctx.Err() == nil {
 		addr, changed := ta.leader.get()
 		if addr == "" {
@@ -40,17 +41,16 @@ func (ta *taskAgent) runMesh(ctx context.Context) {
 			return
 		}
 		if got {
-			backoff = sessionMinBackoff
+			backoff.Reset()
 		}
 		if hint != "" && hint != addr {
 			ta.leader.set(hint)
 			continue
 		}
 		ta.log.Debug("endpoint stream ended; reconnecting", "manager", addr, "err", err)
-		if !sleepCtx(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			return
 		}
-		backoff = min(backoff*2, sessionMaxBackoff)
 	}
 }
 
@@ -58,7 +58,7 @@ func (ta *taskAgent) runMesh(ctx context.Context) {
 // The mesh keeps its last table meanwhile: forwarding to the tasks that
 // ran a moment ago beats refusing every connection during an election.
 func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Mesh) (got bool, hint string, err error) {
-	conn, err := ta.conn(addr)
+	conn, err := ta.leader.conn(addr)
 	if err != nil {
 		return false, "", err
 	}
@@ -83,8 +83,8 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			}
 		}
 	}()
-	retry := time.NewTicker(meshRetry)
-	defer retry.Stop()
+	reapply := time.NewTicker(meshRetry)
+	defer reapply.Stop()
 	var last []*swarmpb.ServiceEndpoint
 	var failing bool
 	for {
@@ -93,7 +93,7 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			got = true
 			last = msg.Ports
 			failing = ta.applyMesh(m, last)
-		case <-retry.C:
+		case <-reapply.C:
 			if failing {
 				failing = ta.applyMesh(m, last)
 			}

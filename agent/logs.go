@@ -1,4 +1,4 @@
-package node
+package agent
 
 import (
 	"context"
@@ -78,7 +78,7 @@ type logItem struct {
 // empty first message (so the leader knows this node answered even when no
 // line comes for a while), then the lines in batches, then close.
 func (ta *taskAgent) publishLogs(ctx context.Context, addr string, sub *swarmpb.LogSubscription) error {
-	conn, err := ta.conn(addr)
+	conn, err := ta.leader.conn(addr)
 	if err != nil {
 		return err
 	}

@@ -4,43 +4,55 @@ import (
 	"context"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
+	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/dial"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-// agentRun is one running agent loop.
+// The node is what the agent asks for connections, role changes and the
+// recording of the manager list.
+var (
+	_ agent.ConnSource      = (*dial.Pool)(nil)
+	_ agent.RoleReconciler  = (*Node)(nil)
+	_ agent.ManagerRecorder = (*Node)(nil)
+)
+
+// agentRun is one running agent.
 type agentRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
-	tasks  *taskAgent
 }
 
-// startAgent starts the heartbeat loop and, beside it, the task session
-// loop with the node's worker (agent_tasks.go).
+// startAgent starts the agent (package agent): heartbeats, the task
+// session with the node's worker, the routing mesh and log publishing.
+// The node answers its role changes (ReconcileRole) and records the
+// manager list it learns (RecordManagers).
 func (n *Node) startAgent() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.mu.Lock()
-	nodeID := n.member.NodeID
-	managers := slices.Clone(n.member.Managers)
+	m, pool := n.member, n.pool
+	cfg := agent.Config{
+		NodeID: m.NodeID, AdvertiseAddr: m.AdvertiseAddr, Managers: slices.Clone(m.Managers),
+		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.cfg.Executor,
+		Roles: n, Recorder: n, Logger: n.log,
+	}
 	n.mu.Unlock()
-	a := &agentRun{cancel: cancel, done: make(chan struct{}), tasks: n.newTaskAgent(ctx, nodeID, managers)}
+	if pool != nil { // it is set before the agent starts, and closed after it stops
+		cfg.Conns = pool
+	}
+	a := agent.New(cfg)
+	run := &agentRun{cancel: cancel, done: make(chan struct{})}
 	n.mu.Lock()
-	n.agent = a
+	n.agent = run
 	n.mu.Unlock()
 	go func() {
-		defer close(a.done)
-		var wg sync.WaitGroup
-		wg.Go(func() { a.tasks.run(ctx) })
-		n.runAgent(ctx, a.tasks)
-		wg.Wait()
+		defer close(run.done)
+		a.Run(ctx)
 	}()
 }
 
@@ -55,122 +67,9 @@ func (n *Node) stopAgent() {
 	}
 }
 
-// runAgent heartbeats to the leader until ctx ends. It starts from the
-// managers it knows, follows a follower's hint to the leader, moves on to
-// the next manager when one fails, and acts on the role the cluster wants
-// for this node.
-func (n *Node) runAgent(ctx context.Context, ta *taskAgent) {
-	n.mu.Lock()
-	managers := slices.Clone(n.member.Managers)
-	adv := n.member.AdvertiseAddr
-	n.mu.Unlock()
-	var roles sync.WaitGroup
-	defer roles.Wait()
-	current := 0
-	backoff := 100 * time.Millisecond
-	// period is the last heartbeat period the leader asked for. Retries
-	// never wait longer than it: the leader marks a node Down after a few
-	// silent periods, so a live agent looking for a new leader must not
-	// back off past that.
-	period := api.DefaultHeartbeatPeriod
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
-	for ctx.Err() == nil {
-		if len(managers) == 0 {
-			n.log.Error("agent knows no manager to talk to")
-			return
-		}
-		addr := managers[current%len(managers)]
-		resp, leader, err := n.heartbeat(ctx, addr, adv, ta)
-		if err != nil {
-			if leader != "" && leader != addr {
-				if i := slices.Index(managers, leader); i >= 0 {
-					current = i
-				} else {
-					managers = append(managers, leader)
-					current = len(managers) - 1
-				}
-				continue
-			}
-			if status.Code(err) == codes.InvalidArgument {
-				// The managers refuse what this node reports about itself
-				// (spec.ValidateNodeDescription): say so, it will not fix
-				// itself by retrying.
-				n.log.Warn("the manager refused this node's heartbeat", "manager", addr, "err", err)
-			} else {
-				n.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
-			}
-			current++
-			if !wait(min(backoff, period)) {
-				return
-			}
-			backoff = min(backoff*2, 2*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		// It answered, so it leads: the task session follows.
-		ta.leader.set(addr)
-		ta.leader.setManagers(resp.Managers)
-		if resp.Removed {
-			n.log.Warn("this node was removed from the cluster; run 'swarmctl leave' to clear its state")
-			return
-		}
-		if len(resp.Managers) > 0 && !slices.Equal(resp.Managers, managers) {
-			managers = slices.Clone(resp.Managers)
-			current = 0
-			n.rememberManagers(managers)
-		}
-		// Role changes run beside the heartbeats: a promotion waits for
-		// the leader to reach this node over Raft (up to its join wait),
-		// and a node whose heartbeats stopped that long would be marked
-		// Down. reconcileRole takes opMu with TryLock, so one runs at a time.
-		roles.Go(func() { n.reconcileRole(ctx, resp) })
-		n.renewIfExpiring(ctx, resp)
-		period = time.Duration(resp.PeriodNs)
-		if period <= 0 {
-			period = api.DefaultHeartbeatPeriod
-		}
-		if !wait(period) {
-			return
-		}
-	}
-}
-
-func (n *Node) heartbeat(ctx context.Context, addr, adv string, ta *taskAgent) (*swarmpb.HeartbeatResponse, string, error) {
-	n.mu.Lock()
-	pool := n.pool
-	n.mu.Unlock()
-	if pool == nil {
-		return nil, "", status.Error(codes.Canceled, "node stopping")
-	}
-	conn, err := pool.Conn(addr)
-	if err != nil {
-		return nil, "", err
-	}
-	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var trailer metadata.MD
-	resp, err := swarmpb.NewDispatcherClient(conn).Heartbeat(hctx,
-		&swarmpb.HeartbeatRequest{Description: n.describeWithEngine(ta), Addr: adv}, grpc.Trailer(&trailer))
-	if err != nil {
-		var leader string
-		if v := trailer.Get(api.LeaderAddrKey); len(v) > 0 {
-			leader = v[0]
-		}
-		return nil, leader, err
-	}
-	return resp, "", nil
-}
-
-func (n *Node) rememberManagers(managers []string) {
+// RecordManagers implements agent.ManagerRecorder: the manager list goes
+// to node.json, so a restart starts from it.
+func (n *Node) RecordManagers(managers []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.member == nil {
@@ -182,13 +81,24 @@ func (n *Node) rememberManagers(managers []string) {
 	}
 }
 
+// ReconcileRole implements agent.RoleReconciler. The agent calls it on a
+// goroutine of its own, never inside the heartbeat loop: a promotion waits
+// for the leader to reach this node over Raft (up to its join wait), and a
+// node whose heartbeats stopped that long would be marked Down. Role
+// changes and renewals take opMu with TryLock, so one runs at a time and
+// none waits behind init, leave or stop.
+func (n *Node) ReconcileRole(ctx context.Context, as agent.Assignment) {
+	n.reconcileRole(ctx, as)
+	n.renewIfExpiring(ctx, as)
+}
+
 // reconcileRole promotes or demotes this node live. Promotion: renew the
 // certificate (the CA now signs a manager one), start the manager and
 // join Raft. Demotion waits until the leader has taken the node out of
 // Raft and recorded it as a worker, so quorum never depends on a manager
 // that already stopped; then it stops the manager, deletes the Raft state
 // and renews the certificate as a worker.
-func (n *Node) reconcileRole(ctx context.Context, resp *swarmpb.HeartbeatResponse) {
+func (n *Node) reconcileRole(ctx context.Context, resp agent.Assignment) {
 	if !n.opMu.TryLock() {
 		return // init/leave/stop in progress; the next heartbeat retries
 	}
@@ -307,7 +217,7 @@ func expiring(notBefore, notAfter, now time.Time) bool {
 // renewIfExpiring renews the node's certificate, in its current role,
 // before it expires; without this a node would drop out of the cluster
 // when its 90-day certificate ran out.
-func (n *Node) renewIfExpiring(ctx context.Context, resp *swarmpb.HeartbeatResponse) {
+func (n *Node) renewIfExpiring(ctx context.Context, resp agent.Assignment) {
 	n.mu.Lock()
 	creds := n.creds
 	n.mu.Unlock()

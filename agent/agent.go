@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/internal/retry"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Wire values the managers' dispatcher uses (package api, which the agent
+// must not import: it is the server side). node's tests check they match.
+const (
+	// LeaderAddrKey is the trailer key in which a follower names the leader.
+	LeaderAddrKey = "raftswarm-leader-addr"
+	// DefaultHeartbeatPeriod is the period assumed until the leader names one.
+	DefaultHeartbeatPeriod = time.Second
+)
+
+// Heartbeat tuning.
+const (
+	heartbeatTimeout    = 3 * time.Second
+	heartbeatMinBackoff = 100 * time.Millisecond
+	heartbeatMaxBackoff = 2 * time.Second
+)
+
+// ConnSource gives client connections to managers by address. The node's
+// connection pool (internal/dial.Pool) is one; it must stay usable for as
+// long as the agent runs.
+type ConnSource interface {
+	Conn(addr string) (*grpc.ClientConn, error)
+}
+
+// Assignment is what the leader answered to a heartbeat about this node.
+type Assignment struct {
+	DesiredRole swarmpb.NodeRole // the role the cluster wants this node in
+	Role        swarmpb.NodeRole // the role the cluster has recorded for it
+	Managers    []string         // the cluster's managers, leader first
+}
+
+// RoleReconciler acts on the role the cluster wants for this node
+// (promotion, demotion, certificate renewal). The agent calls it on a
+// goroutine of its own, one call at a time, with the latest assignment:
+// a role change may take as long as it needs without holding up the
+// heartbeats, so a node being promoted is not marked Down meanwhile.
+type RoleReconciler interface {
+	ReconcileRole(ctx context.Context, a Assignment)
+}
+
+// ManagerRecorder keeps the cluster's manager list across restarts (the
+// node's node.json). The agent calls it, one call at a time, when a list
+// the leader sends differs from the one last recorded.
+type ManagerRecorder interface {
+	RecordManagers(managers []string)
+}
+
+// Config configures an agent.
+type Config struct {
+	NodeID        string
+	AdvertiseAddr string   // the address this node advertises in heartbeats
+	Hostname      string   // reported in the node description
+	IngressAddr   string   // where the routing mesh publishes ports; "" for all addresses
+	Managers      []string // the managers known at start, as recorded
+	// Executor creates the container engine tasks run on; a node without
+	// one (error or nil) still heartbeats, reporting why, but runs no tasks.
+	Executor func(nodeID string) (exec.Executor, error)
+	Conns    ConnSource
+	Roles    RoleReconciler  // may be nil: the agent then only reports
+	Recorder ManagerRecorder // may be nil
+	Logger   *slog.Logger
+}
+
+// Agent is what runs on every node of a cluster, manager or worker: the
+// heartbeats, the task session feeding the worker, the worker's status
+// reports, the routing mesh and the log publishing.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	leaders *leaderTracker
+	tasks   *taskAgent
+	roles   chan Assignment // the latest assignment not yet reconciled
+}
+
+// New creates the agent and its container engine; Run runs it.
+func New(cfg Config) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		leaders: newLeaderTracker(cfg.Conns, cfg.Recorder, cfg.Managers),
+		roles:   make(chan Assignment, 1),
+	}
+	a.tasks = newTaskAgent(a)
+	return a
+}
+
+// Run heartbeats, runs tasks and the mesh until ctx ends, then closes the
+// worker (containers keep running for the next agent to adopt). It waits
+// for a role change in progress to return.
+func (a *Agent) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { a.tasks.run(ctx) })
+	wg.Go(func() { a.runRoles(ctx) })
+	a.runHeartbeats(ctx)
+	wg.Wait()
+}
+
+// runRoles hands the assignments the heartbeats receive to the role
+// reconciler, one at a time, outside the heartbeat loop.
+func (a *Agent) runRoles(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case as := <-a.roles:
+			if a.cfg.Roles != nil {
+				a.cfg.Roles.ReconcileRole(ctx, as)
+			}
+		}
+	}
+}
+
+// assign queues as for the role goroutine, replacing one it has not taken
+// yet. Only the heartbeat loop calls it, so the send cannot block.
+func (a *Agent) assign(as Assignment) {
+	select {
+	case <-a.roles:
+	default:
+	}
+	a.roles <- as
+}
+
+// runHeartbeats heartbeats to the leader until ctx ends. It starts from
+// the managers it knows, follows a follower's hint to the leader, moves on
+// to the next manager when one fails, and hands the role the cluster wants
+// for this node to the role goroutine.
+func (a *Agent) runHeartbeats(ctx context.Context) {
+	// period is the last heartbeat period the leader asked for. Retries
+	// never wait longer than it: the leader marks a node Down after a few
+	// silent periods, so a live agent looking for a new leader must not
+	// back off past that.
+	period := DefaultHeartbeatPeriod
+	backoff := retry.NewBackoff(heartbeatMinBackoff, heartbeatMaxBackoff)
+	for ctx.Err() == nil {
+		addr, _ := a.leaders.get()
+		if addr == "" {
+			a.log.Error("agent knows no manager to talk to")
+			return
+		}
+		resp, leader, err := a.heartbeat(ctx, addr)
+		if err != nil {
+			if leader != "" && leader != addr {
+				a.leaders.set(leader)
+				continue
+			}
+			if status.Code(err) == codes.InvalidArgument {
+				// The managers refuse what this node reports about itself
+				// (spec.ValidateNodeDescription): say so, it will not fix
+				// itself by retrying.
+				a.log.Warn("the manager refused this node's heartbeat", "manager", addr, "err", err)
+			} else {
+				a.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
+			}
+			a.leaders.failed(addr)
+			if !retry.Sleep(ctx, min(backoff.Next(), period)) {
+				return
+			}
+			continue
+		}
+		backoff.Reset()
+		// It answered, so it leads: the task session follows.
+		a.leaders.set(addr)
+		if resp.Removed {
+			a.log.Warn("this node was removed from the cluster; run 'swarmctl leave' to clear its state")
+			return
+		}
+		a.leaders.setManagers(resp.Managers)
+		a.assign(Assignment{DesiredRole: resp.DesiredRole, Role: resp.Role, Managers: slices.Clone(resp.Managers)})
+		period = time.Duration(resp.PeriodNs)
+		if period <= 0 {
+			period = DefaultHeartbeatPeriod
+		}
+		if !retry.Sleep(ctx, period) {
+			return
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context, addr string) (*swarmpb.HeartbeatResponse, string, error) {
+	conn, err := a.leaders.conn(addr)
+	if err != nil {
+		return nil, "", err
+	}
+	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+	defer cancel()
+	var trailer metadata.MD
+	resp, err := swarmpb.NewDispatcherClient(conn).Heartbeat(hctx,
+		&swarmpb.HeartbeatRequest{Description: a.tasks.describe(), Addr: a.cfg.AdvertiseAddr}, grpc.Trailer(&trailer))
+	if err != nil {
+		return nil, leaderHint(trailer), err
+	}
+	return resp, "", nil
+}
+
+func leaderHint(md metadata.MD) string {
+	if v := md.Get(LeaderAddrKey); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+var errAgentStopped = errors.New("agent stopping")
