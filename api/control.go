@@ -250,7 +250,7 @@ func (s *ControlServer) RemoveNode(ctx context.Context, req *swarmpb.RemoveNodeR
 	if n.Status == swarmpb.NodeStatus_NODE_STATUS_READY && !req.Force {
 		return nil, Status(refusedf("node %s is Ready: stop it or run 'swarmctl leave' on it first, or use --force", hostname(n)))
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(Delete(n))); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(state.Delete(n))); err != nil {
 		return nil, Status(fmt.Errorf("remove node %s: %w", hostname(n), err))
 	}
 	return &swarmpb.RemoveNodeResponse{}, nil
@@ -279,7 +279,7 @@ func (s *ControlServer) GetJoinToken(ctx context.Context, req *swarmpb.GetJoinTo
 		} else {
 			nc.JoinTokens.Worker = tok
 		}
-		if _, err := s.Raft.Apply(ctx, Batch(Update(nc))); err != nil {
+		if _, err := s.Raft.Apply(ctx, state.Batch(state.Update(nc))); err != nil {
 			return nil, Status(fmt.Errorf("rotate join token: %w", err))
 		}
 		c = nc

@@ -284,7 +284,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 			c := proto.Clone(n).(*swarmpb.Node)
 			c.Status = swarmpb.NodeStatus_NODE_STATUS_DOWN
 			c.StatusMessage = "heartbeat failure"
-			actions = append(actions, Update(c))
+			actions = append(actions, state.Update(c))
 		}
 	})
 	d.mu.Lock()
@@ -309,7 +309,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	if len(actions) == 0 {
 		return
 	}
-	if _, err := d.Raft.Apply(ctx, Batch(actions...)); err != nil {
+	if _, err := d.Raft.Apply(ctx, state.Batch(actions...)); err != nil {
 		// A heartbeat raced with us; the nodes that are still silent are
 		// picked up again on the next tick.
 		d.mu.Lock()

@@ -507,7 +507,7 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 		if len(actions) == 0 {
 			return nil
 		}
-		_, err = s.d.Raft.Apply(s.ctx, Batch(actions...))
+		_, err = s.d.Raft.Apply(s.ctx, state.Batch(actions...))
 		if !errors.Is(err, state.ErrConflict) {
 			return err
 		}
@@ -546,7 +546,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 	slices.Sort(order)
 	actions := make([]*swarmpb.StoreAction, 0, len(order))
 	for _, id := range order {
-		actions = append(actions, Update(staged[id]))
+		actions = append(actions, state.Update(staged[id]))
 	}
 	return actions
 }

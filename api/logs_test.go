@@ -40,10 +40,10 @@ func logSetup(t *testing.T) (*ControlServer, *sessions, *session) {
 	a1, b1 := dtTask("a1", "A", swarmpb.TaskState_TASK_STATE_RUNNING), dtTask("b1", "B", swarmpb.TaskState_TASK_STATE_RUNNING)
 	a1.ServiceName, a1.Slot, b1.ServiceName, b1.Slot = "web", 1, "web", 2
 	dtApply(t, r,
-		Create(&swarmpb.Node{Id: "A", Description: &swarmpb.NodeDescription{Hostname: "hostA"}}),
-		Create(&swarmpb.Node{Id: "B", Description: &swarmpb.NodeDescription{Hostname: "hostB"}}),
-		Create(&swarmpb.Service{Id: "s", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
-		Create(a1), Create(b1))
+		state.Create(&swarmpb.Node{Id: "A", Description: &swarmpb.NodeDescription{Hostname: "hostA"}}),
+		state.Create(&swarmpb.Node{Id: "B", Description: &swarmpb.NodeDescription{Hostname: "hostB"}}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
+		state.Create(a1), state.Create(b1))
 	d := &Dispatcher{Store: st, Raft: r}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := d.startSessions(ctx)

@@ -97,7 +97,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 		return nil, Status(err)
 	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
-	out, err := s.writeService(ctx, Create(svc), svc.Id, "create service "+req.Spec.Name)
+	out, err := s.writeService(ctx, state.Create(svc), svc.Id, "create service "+req.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 // writeService applies one change to a service and returns the service as
 // stored. The write went through this leader, so its store already holds it.
 func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction, id, what string) (*swarmpb.Service, error) {
-	if _, err := s.Raft.Apply(ctx, Batch(a)); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(a)); err != nil {
 		if pce := (*state.PortConflictError)(nil); errors.As(err, &pce) {
 			// Lost a race for the port to another write.
 			return nil, Status(refusedf("%s", pce.Error()))
@@ -198,7 +198,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if !changed && next.SpecVersion == cur.SpecVersion {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 	}
-	out, err := s.writeService(ctx, Update(next), cur.Id, "update service "+cur.Spec.Name)
+	out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveSe
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(Delete(svc))); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(state.Delete(svc))); err != nil {
 		return nil, Status(fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
 	}
 	return &swarmpb.RemoveServiceResponse{}, nil

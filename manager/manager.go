@@ -124,7 +124,7 @@ func (m *Manager) Bootstrap(ctx context.Context, objs ...*swarmpb.StoreAction) e
 	if err := m.WaitLeader(ctx); err != nil {
 		return err
 	}
-	if _, err := m.raft.Apply(ctx, api.Batch(objs...)); err != nil {
+	if _, err := m.raft.Apply(ctx, state.Batch(objs...)); err != nil {
 		return fmt.Errorf("write initial cluster state: %w", err)
 	}
 	return nil

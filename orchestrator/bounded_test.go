@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -27,12 +26,12 @@ func boundedStore(t *testing.T) (*state.Store, *memRaft, *Orchestrator) {
 	t.Helper()
 	st := state.New()
 	r := &memRaft{st: st}
-	acts := []*swarmpb.StoreAction{api.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}})}
+	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}})}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		acts = append(acts, api.Create(&swarmpb.Node{Id: n, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
+		acts = append(acts, state.Create(&swarmpb.Node{Id: n, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
 			Description: &swarmpb.NodeDescription{Hostname: n}}))
 	}
-	if _, err := r.Apply(context.Background(), api.Batch(acts...)); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(acts...)); err != nil {
 		t.Fatal(err)
 	}
 	return st, r, newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -41,7 +40,7 @@ func boundedStore(t *testing.T) (*state.Store, *memRaft, *Orchestrator) {
 func storeService(t *testing.T, r *memRaft, replicas uint64) string {
 	t.Helper()
 	id := identity.NewID()
-	if _, err := r.Apply(context.Background(), api.Batch(api.Create(&swarmpb.Service{Id: id, Spec: spec("huge", replicas), SpecVersion: 1}))); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(state.Create(&swarmpb.Service{Id: id, Spec: spec("huge", replicas), SpecVersion: 1}))); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -84,7 +83,7 @@ func TestHugeServiceIsReconciledInBoundedPasses(t *testing.T) {
 	var svc *swarmpb.Service
 	st.View(func(tx state.ReadTx) { svc = proto.Clone(tx.GetService(id)).(*swarmpb.Service) })
 	svc.Spec.Replicas = 1
-	if _, err := r.Apply(ctx, api.Batch(api.Update(svc))); err != nil {
+	if _, err := r.Apply(ctx, state.Batch(state.Update(svc))); err != nil {
 		t.Fatal(err)
 	}
 	for pass := 0; ; pass++ {
@@ -100,7 +99,7 @@ func TestHugeServiceIsReconciledInBoundedPasses(t *testing.T) {
 
 	// Remove it: its tasks are shut down and deleted in a few passes.
 	st.View(func(tx state.ReadTx) { svc = tx.GetService(id) })
-	if _, err := r.Apply(ctx, api.Batch(api.Delete(svc))); err != nil {
+	if _, err := r.Apply(ctx, state.Batch(state.Delete(svc))); err != nil {
 		t.Fatal(err)
 	}
 	for pass := 0; ; pass++ {
@@ -128,7 +127,7 @@ func TestPlanningHoldsNoStoreLock(t *testing.T) {
 		o.planning = nil
 		done := make(chan error, 1)
 		go func() {
-			_, err := r.Apply(ctx, api.Batch(api.Delete(svc)))
+			_, err := r.Apply(ctx, state.Batch(state.Delete(svc)))
 			done <- err
 		}()
 		select {
@@ -176,7 +175,7 @@ func TestScaleAndRemoveWhileGrowingHugeService(t *testing.T) {
 		}
 		return nil
 	})
-	h.apply(api.Delete(h.service(big)))
+	h.apply(state.Delete(h.service(big)))
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if all, _ := taskCounts(h.st, big); all != 0 {
 			return fmt.Errorf("%d tasks of the removed service remain", all)
@@ -202,7 +201,7 @@ func TestReplicasClampedToAbsoluteCap(t *testing.T) {
 func TestBatchLenBoundsEntries(t *testing.T) {
 	small := make([]*swarmpb.StoreAction, 5000)
 	for i := range small {
-		small[i] = api.Create(&swarmpb.Task{Id: fmt.Sprint(i)})
+		small[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i)})
 	}
 	if n := batchLen(small); n != maxBatch {
 		t.Fatalf("small tasks: %d per entry, want %d", n, maxBatch)
@@ -211,10 +210,10 @@ func TestBatchLenBoundsEntries(t *testing.T) {
 	s.Labels = map[string]string{"blob": string(make([]byte, 700<<10))}
 	big := make([]*swarmpb.StoreAction, 20)
 	for i := range big {
-		big[i] = api.Create(&swarmpb.Task{Id: fmt.Sprint(i), Spec: s})
+		big[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i), Spec: s})
 	}
 	n := batchLen(big)
-	if size := proto.Size(api.Batch(big[:n]...)); n < 1 || size > maxBatchBytes+(1<<20) {
+	if size := proto.Size(state.Batch(big[:n]...)); n < 1 || size > maxBatchBytes+(1<<20) {
 		t.Fatalf("large tasks: %d per entry, %d bytes", n, size)
 	}
 	if n := batchLen(big[:1]); n != 1 {
@@ -230,11 +229,11 @@ func TestSchedulePassIsBounded(t *testing.T) {
 	r := &memRaft{st: st}
 	var acts []*swarmpb.StoreAction
 	for i := 0; i < 25; i++ {
-		acts = append(acts, api.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: "s", Spec: spec("s", 1),
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: "s", Spec: spec("s", 1),
 			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
 			Status:       &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}}))
 	}
-	if _, err := r.Apply(context.Background(), api.Batch(acts...)); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(acts...)); err != nil {
 		t.Fatal(err)
 	}
 	l := &schedLoop{store: st, raft: r, log: slog.New(slog.NewTextHandler(io.Discard, nil)), passLimit: 10,

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
@@ -197,7 +196,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) bool {
 	for len(acts) > 0 {
 		n := batchLen(acts)
-		if _, err := o.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
+		if _, err := o.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			if ctx.Err() == nil {
 				o.log.Debug("orchestrator write failed; reconciling again", "err", err)
 			}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
@@ -192,19 +191,19 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 			c.SchedulingMessage = d.Reason
 			c.Status.Message = d.Reason
 			c.Status.State = swarmpb.TaskState_TASK_STATE_PENDING
-			acts = append(acts, api.Update(c))
+			acts = append(acts, state.Update(c))
 			continue
 		}
 		c := proto.Clone(t).(*swarmpb.Task)
 		c.NodeId = d.NodeID
 		c.SchedulingMessage = ""
 		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ASSIGNED, Message: "scheduler assigned task to node", Timestamp: now.UnixNano()}
-		acts = append(acts, api.Update(c))
+		acts = append(acts, state.Update(c))
 	}
 	ok := true
 	for len(acts) > 0 {
 		n := batchLen(acts)
-		if _, err := l.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
+		if _, err := l.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			// The batch was refused whole (usually a task changed since we
 			// read it). Forget this pass's placements; the events bring
 			// the fresh tasks back and the retry places them again.
