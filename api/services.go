@@ -189,11 +189,11 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	next.Spec = spec
 	if req.Force || tasksAffected(cur.Spec, spec) {
 		next.SpecVersion++
-		state := "updating"
+		phase := swarmpb.UpdateState_UPDATE_STATE_UPDATING
 		if req.Rollback {
-			state = "rollback_started"
+			phase = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED
 		}
-		next.UpdateStatus = &swarmpb.UpdateStatus{State: state}
+		next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
 	}
 	if !changed && next.SpecVersion == cur.SpecVersion {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
