@@ -19,9 +19,9 @@ type ControlServer struct {
 	swarmpb.UnimplementedControlServer
 	Store *state.Store
 	Raft  Raft
-	// Dispatcher reaches the agents' sessions for ServiceLogs (logs.go);
-	// without it ServiceLogs is refused.
-	Dispatcher *Dispatcher
+	// Logs streams the agents' logs for ServiceLogs (control_logs.go),
+	// typically the leader's Dispatcher; without it ServiceLogs is refused.
+	Logs LogBroker
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

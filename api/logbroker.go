@@ -16,11 +16,7 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +24,6 @@ import (
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
-	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -41,14 +36,33 @@ const LogStreamError = "error"
 // to open its PublishLogs stream. A variable so tests can shorten it.
 var LogAnswerTimeout = 10 * time.Second
 
-// logRegistry holds a term's open subscriptions by ID.
-type logRegistry struct {
+// logBroker routes log lines for one leadership term: it holds the term's
+// open subscriptions by ID, pushes them to the nodes through their sessions
+// (a nodeSender, so it knows nothing else of them), and binds each node's
+// PublishLogs stream to the subscription it answers. The control server
+// reaches it through LogBroker; the agents through PublishLogs.
+type logBroker struct {
+	term      context.Context // ends with the term
+	termEnded func(ctx context.Context) error
+	nodes     nodeSender
+
 	mu   sync.Mutex
 	subs map[string]*logSub
 }
 
+// nodeSender queues an out-of-band message on a node's open sessions and
+// reports whether it has any (sessions.sendToNode).
+type nodeSender interface {
+	sendToNode(nodeID string, msg *swarmpb.SessionMessage) bool
+}
+
+func newLogBroker(term context.Context, termEnded func(context.Context) error, nodes nodeSender) *logBroker {
+	return &logBroker{term: term, termEnded: termEnded, nodes: nodes, subs: make(map[string]*logSub)}
+}
+
 // logSub is one ServiceLogs call waiting for the agents' lines.
 type logSub struct {
+	broker *logBroker
 	id     string
 	tasks  map[string]map[string]bool // node ID -> the task IDs asked of it
 	events chan logEvent              // to the ServiceLogs call
@@ -67,8 +81,9 @@ type logEvent struct {
 	closed bool   // the node will send nothing more
 }
 
-func (r *logRegistry) open(byNode map[string][]string) *logSub {
+func (r *logBroker) open(byNode map[string][]string) *logSub {
 	sub := &logSub{
+		broker:  r,
 		id:      identity.NewID(),
 		tasks:   make(map[string]map[string]bool, len(byNode)),
 		events:  make(chan logEvent, 16),
@@ -84,24 +99,28 @@ func (r *logRegistry) open(byNode map[string][]string) *logSub {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.subs == nil {
-		r.subs = make(map[string]*logSub)
-	}
 	r.subs[sub.id] = sub
 	return sub
 }
 
-func (r *logRegistry) remove(sub *logSub) {
+// close ends the subscription: its publish streams fail from now on, and
+// the nodes still reading (waiting; followers, mostly) are told to stop,
+// since an agent with nothing to send would not notice the failure.
+func (sub *logSub) close(waiting []string) {
+	r := sub.broker
 	r.mu.Lock()
 	delete(r.subs, sub.id)
 	r.mu.Unlock()
 	close(sub.done)
+	for _, node := range waiting {
+		r.nodes.sendToNode(node, subscriptionMessage(&swarmpb.LogSubscription{Id: sub.id, Close: true}))
+	}
 }
 
 // claim binds a publish stream from node to subscription id. A node may
 // only publish to a subscription sent to it, and only once: an agent with
 // two sessions (one of them stale) gets the subscription twice.
-func (r *logRegistry) claim(id, node string) (*logSub, error) {
+func (r *logBroker) claim(id, node string) (*logSub, error) {
 	r.mu.Lock()
 	sub := r.subs[id]
 	r.mu.Unlock()
@@ -120,13 +139,14 @@ func (r *logRegistry) claim(id, node string) (*logSub, error) {
 	return sub, nil
 }
 
-// sendTo pushes the subscription to node's sessions, recording it first
-// so that the node's answer, which may come at once, is accepted.
-func (sub *logSub) sendTo(s *sessions, node string, ls *swarmpb.LogSubscription) bool {
+// push sends the subscription to node's sessions, recording it first so
+// that the node's answer, which may come at once, is accepted. It reports
+// false when the node has no session.
+func (sub *logSub) push(node string, ls *swarmpb.LogSubscription) bool {
 	sub.mu.Lock()
 	sub.sent[node] = true
 	sub.mu.Unlock()
-	if s.sendToNode(node, subscriptionMessage(ls)) {
+	if sub.broker.nodes.sendToNode(node, subscriptionMessage(ls)) {
 		return true
 	}
 	sub.mu.Lock()
@@ -150,35 +170,13 @@ func (sub *logSub) deliver(ctx, term context.Context, ev logEvent) error {
 	}
 }
 
-// SendToNode queues an out-of-band message on every open session of
-// nodeID, ahead of task changes, and reports whether there was any (false
-// on a follower). msg must not be KIND_FULL unless it is a full task set.
-func (d *Dispatcher) SendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
-	s := d.taskSessions()
-	return s != nil && s.sendToNode(nodeID, msg)
-}
-
-func (s *sessions) sendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sess := range s.byNode[nodeID] {
-		sess.mu.Lock()
-		sess.oob = append(sess.oob, msg)
-		sess.mu.Unlock()
-		select {
-		case sess.notify <- struct{}{}:
-		default:
-		}
+// OpenLogs implements LogBroker with the running term's broker.
+func (d *Dispatcher) OpenLogs(byNode map[string][]string) (*logSub, error) {
+	b := d.logBroker()
+	if b == nil {
+		return nil, raft.ErrNotLeader
 	}
-	return len(s.byNode[nodeID]) > 0
-}
-
-func (sess *session) takeOOB() []*swarmpb.SessionMessage {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	out := sess.oob
-	sess.oob = nil
-	return out
+	return b.open(byNode), nil
 }
 
 // subscriptionMessage wraps a subscription for a session. KIND_UPDATE with
@@ -191,162 +189,6 @@ func subscriptionMessage(ls *swarmpb.LogSubscription) *swarmpb.SessionMessage {
 	}
 }
 
-func errorLine(taskID, format string, args ...any) *swarmpb.LogLine {
-	return &swarmpb.LogLine{TaskId: taskID, Timestamp: time.Now().UnixNano(), Stream: LogStreamError, Data: []byte(fmt.Sprintf(format, args...))}
-}
-
-// logTargets resolves a ServiceLogs target: a task ID, else a service
-// (ID, prefix or name) and its tasks that reached a node. It returns the
-// task IDs by node and where each task runs.
-func logTargets(tx state.ReadTx, target string) (map[string][]string, map[string]*swarmpb.LogContext, error) {
-	var tasks []*swarmpb.Task
-	if t := tx.GetTask(target); t != nil {
-		if !dispatched(t) {
-			return nil, nil, refusedf("task %s has not been assigned to a node yet: it has no logs", target)
-		}
-		tasks = append(tasks, t)
-	} else {
-		svc, err := findService(tx, target)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, t := range tx.TasksByService(svc.Id) {
-			if dispatched(t) {
-				tasks = append(tasks, t)
-			}
-		}
-	}
-	byNode := make(map[string][]string)
-	contexts := make(map[string]*swarmpb.LogContext, len(tasks))
-	for _, t := range tasks {
-		name := t.GetServiceName()
-		if name == "" {
-			name = t.GetSpec().GetName()
-		}
-		nodeName := t.GetNodeId()
-		if n := tx.GetNode(t.GetNodeId()); n != nil {
-			nodeName = hostname(n)
-		}
-		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t.GetId())
-		contexts[t.GetId()] = &swarmpb.LogContext{ServiceName: name, Slot: t.GetSlot(), NodeId: t.GetNodeId(), NodeName: nodeName}
-	}
-	return byNode, contexts, nil
-}
-
-// ServiceLogs streams the logs of a service's tasks, or of one task, from
-// the nodes that run them. It ends when no node has anything more to send
-// (without follow: when every node has sent its lines), or when the client
-// goes away; with follow that is usually the client.
-func (s *ControlServer) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swarmpb.Control_ServiceLogsServer) error {
-	ctx := stream.Context()
-	if s.Dispatcher == nil {
-		return Status(refusedf("this manager does not stream logs"))
-	}
-	if req.GetTail() < -1 {
-		return Status(invalidf("invalid tail %d: use a number of lines, or -1 for all", req.GetTail()))
-	}
-	if err := s.read(ctx); err != nil {
-		return err
-	}
-	var byNode map[string][]string
-	var contexts map[string]*swarmpb.LogContext
-	var err error
-	s.Store.View(func(tx state.ReadTx) { byNode, contexts, err = logTargets(tx, req.GetTarget()) })
-	if err != nil {
-		return Status(err)
-	}
-	sessions := s.Dispatcher.taskSessions()
-	if sessions == nil {
-		// Between winning the election and starting the dispatcher: the
-		// proxy retries on this error.
-		return Status(raft.ErrNotLeader)
-	}
-	sub := sessions.logs.open(byNode)
-	waiting := make(map[string]bool, len(byNode)) // sent a subscription, not closed yet
-	defer func() {
-		sessions.logs.remove(sub)
-		// Stop the agents still reading (followers, mostly). Their publish
-		// streams also fail now that the subscription is gone, but an
-		// agent with nothing to send would not notice.
-		for node := range waiting {
-			sessions.sendToNode(node, subscriptionMessage(&swarmpb.LogSubscription{Id: sub.id, Close: true}))
-		}
-	}()
-
-	send := func(lines []*swarmpb.LogLine) error {
-		msg := &swarmpb.ServiceLogsMessage{Lines: lines, Tasks: make(map[string]*swarmpb.LogContext)}
-		for _, l := range lines {
-			if c := contexts[l.GetTaskId()]; c != nil {
-				msg.Tasks[l.GetTaskId()] = c
-			}
-		}
-		return stream.Send(msg)
-	}
-	var down []*swarmpb.LogLine
-	for _, node := range slices.Sorted(maps.Keys(byNode)) {
-		ls := &swarmpb.LogSubscription{Id: sub.id, TaskIds: byNode[node], Follow: req.GetFollow(), Tail: req.GetTail(), Timestamps: req.GetTimestamps()}
-		if sub.sendTo(sessions, node, ls) {
-			waiting[node] = true
-			continue
-		}
-		ids := byNode[node]
-		down = append(down, errorLine(ids[0], "node %s is not connected to the leader: the logs of its %d task(s) are unavailable", contexts[ids[0]].GetNodeName(), len(ids)))
-	}
-	if len(down) > 0 {
-		if err := send(down); err != nil {
-			return err
-		}
-	}
-
-	answered := make(map[string]bool, len(waiting))
-	timer := time.NewTimer(LogAnswerTimeout)
-	defer timer.Stop()
-	for len(waiting) > 0 {
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-sessions.ctx.Done():
-			return s.Dispatcher.termEnded(ctx)
-		case <-timer.C:
-			var silent []string
-			var lines []*swarmpb.LogLine
-			for node := range waiting {
-				if !answered[node] {
-					name := contexts[byNode[node][0]].GetNodeName()
-					silent = append(silent, name)
-					lines = append(lines, errorLine(byNode[node][0], "node %s did not answer within %s: the logs of its tasks may be missing", name, LogAnswerTimeout))
-				}
-			}
-			if len(silent) == 0 {
-				continue
-			}
-			slices.Sort(silent)
-			if !req.GetFollow() {
-				return status.Errorf(codes.DeadlineExceeded, "incomplete logs: node(s) %s did not answer within %s", strings.Join(silent, ", "), LogAnswerTimeout)
-			}
-			if err := send(lines); err != nil {
-				return err
-			}
-		case ev := <-sub.events:
-			answered[ev.node] = true
-			lines := ev.lines
-			if ev.err != "" {
-				id := byNode[ev.node][0]
-				lines = append(lines, errorLine(id, "node %s: %s", contexts[id].GetNodeName(), ev.err))
-			}
-			if len(lines) > 0 {
-				if err := send(lines); err != nil {
-					return err
-				}
-			}
-			if ev.closed {
-				delete(waiting, ev.node)
-			}
-		}
-	}
-	return nil
-}
-
 // PublishLogs takes one agent's lines for one subscription and hands them
 // to the subscriber.
 func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) error {
@@ -355,8 +197,8 @@ func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) er
 	if err != nil {
 		return err
 	}
-	s := d.taskSessions()
-	if s == nil {
+	b := d.logBroker()
+	if b == nil {
 		return d.notLeader(ctx)
 	}
 	var sub *logSub
@@ -370,7 +212,7 @@ func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) er
 				if err != io.EOF {
 					why = "its log stream broke: " + status.Convert(err).Message()
 				}
-				_ = sub.deliver(context.Background(), s.ctx, logEvent{node: id.NodeID, err: why, closed: true})
+				_ = sub.deliver(context.Background(), b.term, logEvent{node: id.NodeID, err: why, closed: true})
 			}
 			if err == io.EOF {
 				return stream.SendAndClose(&swarmpb.PublishLogsResponse{})
@@ -378,7 +220,7 @@ func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) er
 			return err
 		}
 		if sub == nil {
-			if sub, err = s.logs.claim(msg.GetSubscriptionId(), id.NodeID); err != nil {
+			if sub, err = b.claim(msg.GetSubscriptionId(), id.NodeID); err != nil {
 				return Status(err)
 			}
 		} else if msg.GetSubscriptionId() != sub.id {
@@ -390,7 +232,7 @@ func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) er
 			}
 		}
 		ev := logEvent{node: id.NodeID, lines: msg.GetLines(), err: msg.GetError(), closed: msg.GetClose()}
-		if err := sub.deliver(ctx, s.ctx, ev); err != nil {
+		if err := sub.deliver(ctx, b.term, ev); err != nil {
 			return err
 		}
 		if msg.GetClose() {

@@ -60,8 +60,6 @@ type sessions struct {
 	byNode  map[string]map[*session]struct{}
 	events  <-chan state.Event
 	unwatch func()
-
-	logs logRegistry // the term's open ServiceLogs subscriptions (logs.go)
 }
 
 // session is one agent's open Session stream.
@@ -563,4 +561,35 @@ func statusAdvances(cur, next *swarmpb.TaskStatus) bool {
 	return next.GetMessage() != cur.GetMessage() || next.GetErr() != cur.GetErr() ||
 		next.GetExitCode() != cur.GetExitCode() ||
 		(next.GetContainerId() != "" && next.GetContainerId() != cur.GetContainerId())
+}
+
+// SendToNode queues an out-of-band message on every open session of
+// nodeID, ahead of task changes, and reports whether there was any (false
+// on a follower). msg must not be KIND_FULL unless it is a full task set.
+func (d *Dispatcher) SendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
+	s := d.taskSessions()
+	return s != nil && s.sendToNode(nodeID, msg)
+}
+
+func (s *sessions) sendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.byNode[nodeID] {
+		sess.mu.Lock()
+		sess.oob = append(sess.oob, msg)
+		sess.mu.Unlock()
+		select {
+		case sess.notify <- struct{}{}:
+		default:
+		}
+	}
+	return len(s.byNode[nodeID]) > 0
+}
+
+func (sess *session) takeOOB() []*swarmpb.SessionMessage {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	out := sess.oob
+	sess.oob = nil
+	return out
 }

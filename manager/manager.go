@@ -87,7 +87,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
-	m.control.Dispatcher = m.dispatcher
+	m.control.Logs = m.dispatcher
 	m.grpc = grpc.NewServer(append(api.ServerOptions(), grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
