@@ -12,7 +12,6 @@ import (
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/scheduler"
 	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
@@ -203,8 +202,8 @@ func TestBatchLenBoundsEntries(t *testing.T) {
 	for i := range small {
 		small[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i)})
 	}
-	if n := batchLen(small); n != maxBatch {
-		t.Fatalf("small tasks: %d per entry, want %d", n, maxBatch)
+	if n := state.BatchLen(small); n != state.MaxBatchActions {
+		t.Fatalf("small tasks: %d per entry, want %d", n, state.MaxBatchActions)
 	}
 	s := spec("big", 1)
 	s.Labels = map[string]string{"blob": string(make([]byte, 700<<10))}
@@ -212,66 +211,12 @@ func TestBatchLenBoundsEntries(t *testing.T) {
 	for i := range big {
 		big[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i), Spec: s})
 	}
-	n := batchLen(big)
-	if size := proto.Size(state.Batch(big[:n]...)); n < 1 || size > maxBatchBytes+(1<<20) {
+	n := state.BatchLen(big)
+	if size := proto.Size(state.Batch(big[:n]...)); n < 1 || size > state.MaxBatchBytes+(1<<20) {
 		t.Fatalf("large tasks: %d per entry, %d bytes", n, size)
 	}
-	if n := batchLen(big[:1]); n != 1 {
+	if n := state.BatchLen(big[:1]); n != 1 {
 		t.Fatalf("one large task: %d", n)
-	}
-}
-
-// The scheduling loop considers at most passLimit pending tasks a pass and
-// takes turns through all of them, so a pass stays bounded however many
-// tasks wait.
-func TestSchedulePassIsBounded(t *testing.T) {
-	st := state.New()
-	r := &memRaft{st: st}
-	var acts []*swarmpb.StoreAction
-	for i := 0; i < 25; i++ {
-		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: "s", Spec: spec("s", 1),
-			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
-			Status:       &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}}))
-	}
-	if _, err := r.Apply(context.Background(), state.Batch(acts...)); err != nil {
-		t.Fatal(err)
-	}
-	l := &schedLoop{store: st, raft: r, log: slog.New(slog.NewTextHandler(io.Discard, nil)), passLimit: 10,
-		pending: map[string]*swarmpb.Task{}, sched: scheduler.New()}
-	st.View(func(tx state.ReadTx) {
-		for _, tk := range tx.ListTasks() {
-			l.observe(tk)
-		}
-	})
-	seen := map[string]int{}
-	for pass, want := range []int{10, 10, 5} {
-		tasks := l.pass()
-		if len(tasks) != want {
-			t.Fatalf("pass %d: %d tasks, want %d", pass, len(tasks), want)
-		}
-		for _, tk := range tasks {
-			seen[tk.Id]++
-		}
-	}
-	if len(seen) != 25 || len(l.backlog) != 0 {
-		t.Fatalf("a round saw %d distinct tasks (want 25), backlog %d", len(seen), len(l.backlog))
-	}
-	// Every pass writes at most passLimit tasks (here: the reason no node
-	// fits them).
-	idx := st.Index()
-	if !l.schedule(context.Background()) {
-		t.Fatal("schedule failed")
-	}
-	var written int
-	st.View(func(tx state.ReadTx) {
-		for _, tk := range tx.ListTasks() {
-			if tk.Meta.Version > idx {
-				written++
-			}
-		}
-	})
-	if written == 0 || written > l.passLimit {
-		t.Fatalf("one pass wrote %d tasks, want 1..%d", written, l.passLimit)
 	}
 }
 

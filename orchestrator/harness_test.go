@@ -12,6 +12,7 @@ import (
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -78,7 +79,7 @@ func (h *harness) start() {
 		o.passLimit = h.passLimit
 	}
 	go func() { defer wg.Done(); _ = o.run(ctx) }()
-	go func() { defer wg.Done(); _ = RunScheduler(ctx, h.st, h.raft, log) }()
+	go func() { defer wg.Done(); _ = scheduler.RunLoop(ctx, h.st, h.raft, log) }()
 	go func() { wg.Wait(); close(h.done) }()
 }
 

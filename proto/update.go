@@ -51,7 +51,9 @@ func (x UpdateFailureAction) Text() string { return failureActionText[x] }
 func (x UpdateOrder) Text() string { return orderText[x] }
 
 // ParseUpdateFailureAction reads the text form; ok is false for an unknown one.
-func ParseUpdateFailureAction(s string) (UpdateFailureAction, bool) { return parse(failureActionText, s) }
+func ParseUpdateFailureAction(s string) (UpdateFailureAction, bool) {
+	return parse(failureActionText, s)
+}
 
 // ParseUpdateOrder reads the text form; ok is false for an unknown one.
 func ParseUpdateOrder(s string) (UpdateOrder, bool) { return parse(orderText, s) }

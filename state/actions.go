@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // The builders below make the store batches that writers propose to Raft
@@ -23,6 +24,32 @@ func Batch(actions ...*swarmpb.StoreAction) *swarmpb.StoreBatch {
 func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_CREATE, obj) }
 func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
 func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }
+
+// Bounds on one Raft entry written by the leader's loops: at most
+// MaxBatchActions actions and about MaxBatchBytes (a 10,000-task service
+// is five entries, not one of many megabytes; a spec with large labels,
+// copied into every task, makes smaller ones).
+const (
+	MaxBatchActions = 2000
+	MaxBatchBytes   = 4 << 20
+)
+
+// BatchLen is how many of acts go in the next Raft entry: at most
+// MaxBatchActions, and no more than about MaxBatchBytes (always at least
+// one).
+func BatchLen(acts []*swarmpb.StoreAction) int {
+	size := 0
+	for i, a := range acts {
+		if i == MaxBatchActions {
+			return i
+		}
+		size += proto.Size(a)
+		if size > MaxBatchBytes && i > 0 {
+			return i
+		}
+	}
+	return len(acts)
+}
 
 func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
 	a := &swarmpb.StoreAction{Kind: kind}
