@@ -24,7 +24,10 @@ import (
 type LogBroker interface {
 	// OpenLogs registers a subscription asking each node (key) for the
 	// logs of its tasks (value). It fails with raft.ErrNotLeader between
-	// terms, which the proxy retries. The caller must Close it.
+	// terms, which the proxy retries. The caller pushes it to the nodes
+	// (push), reads their lines (events), and must end it (close). It is
+	// only implemented in this package: *Dispatcher, with a per-term
+	// logBroker (logbroker.go).
 	OpenLogs(byNode map[string][]string) (*logSub, error)
 }
 
@@ -133,7 +136,7 @@ func (s *ControlServer) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swar
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case <-sub.broker.term.Done():
+		case <-sub.termDone():
 			return sub.broker.termEnded(ctx)
 		case <-timer.C:
 			var silent []string

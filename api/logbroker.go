@@ -139,6 +139,10 @@ func (r *logBroker) claim(id, node string) (*logSub, error) {
 	return sub, nil
 }
 
+// termDone is closed when the leadership term that holds the subscription
+// ends; the subscriber then gets broker.termEnded.
+func (sub *logSub) termDone() <-chan struct{} { return sub.broker.term.Done() }
+
 // push sends the subscription to node's sessions, recording it first so
 // that the node's answer, which may come at once, is accepted. It reports
 // false when the node has no session.
