@@ -83,14 +83,15 @@ func (d *Dispatcher) period(n int) time.Duration {
 
 func (d *Dispatcher) ttl(n int) time.Duration { return HeartbeatMisses * d.period(n) }
 
-// logBroker returns the running term's log broker, nil on a follower.
-func (d *Dispatcher) logBroker() *logBroker {
+// term returns the running term's task sessions and log broker, nils on a
+// follower.
+func (d *Dispatcher) term() (*sessions, *logBroker) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.active {
-		return nil
+		return nil, nil
 	}
-	return d.logs
+	return d.sessions, d.logs
 }
 
 func (d *Dispatcher) notLeader(ctx context.Context) error {

@@ -176,7 +176,7 @@ func (sub *logSub) deliver(ctx, term context.Context, ev logEvent) error {
 
 // OpenLogs implements LogBroker with the running term's broker.
 func (d *Dispatcher) OpenLogs(byNode map[string][]string) (*logSub, error) {
-	b := d.logBroker()
+	_, b := d.term()
 	if b == nil {
 		return nil, raft.ErrNotLeader
 	}
@@ -201,7 +201,7 @@ func (d *Dispatcher) PublishLogs(stream swarmpb.Dispatcher_PublishLogsServer) er
 	if err != nil {
 		return err
 	}
-	b := d.logBroker()
+	_, b := d.term()
 	if b == nil {
 		return d.notLeader(ctx)
 	}

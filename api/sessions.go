@@ -110,16 +110,6 @@ func (s *sessions) stop() {
 	s.mu.Unlock()
 }
 
-// taskSessions returns the running term's task dispatch, nil on a follower.
-func (d *Dispatcher) taskSessions() *sessions {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.active {
-		return nil
-	}
-	return d.sessions
-}
-
 // termEnded is what a session or status update gets when the term ends
 // under it: Unavailable, naming the new leader when known.
 func (d *Dispatcher) termEnded(ctx context.Context) error {
@@ -289,7 +279,7 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	if err != nil {
 		return err
 	}
-	s := d.taskSessions()
+	s, _ := d.term()
 	if s == nil {
 		return d.notLeader(ctx)
 	}
@@ -347,7 +337,7 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 	if err != nil {
 		return nil, err
 	}
-	s := d.taskSessions()
+	s, _ := d.term()
 	if s == nil {
 		return nil, d.notLeader(ctx)
 	}
@@ -567,7 +557,7 @@ func statusAdvances(cur, next *swarmpb.TaskStatus) bool {
 // nodeID, ahead of task changes, and reports whether there was any (false
 // on a follower). msg must not be KIND_FULL unless it is a full task set.
 func (d *Dispatcher) SendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
-	s := d.taskSessions()
+	s, _ := d.term()
 	return s != nil && s.sendToNode(nodeID, msg)
 }
 
