@@ -15,13 +15,17 @@ import (
 
 // validateServiceSpec applies package spec's rules with the cluster's
 // replica cap, read from the store's Cluster object, and returns an
-// InvalidArgument status naming the field and the limit.
+// InvalidArgument status naming the field and the limit. A valid spec that
+// gives the update settings only as enums gets the deprecated strings
+// filled too, so that older managers and clients read the same settings.
 func (s *ControlServer) validateServiceSpec(sp *swarmpb.ServiceSpec) error {
 	var settings *swarmpb.ClusterSettings
 	s.Store.View(func(tx state.ReadTx) { settings = tx.Cluster().GetSettings() })
 	if err := spec.ValidateServiceSpec(sp, spec.MaxReplicas(settings)); err != nil {
 		return Status(invalidf("%v", err))
 	}
+	sp.GetUpdate().FillDeprecated()
+	sp.GetRollback().FillDeprecated()
 	return nil
 }
 

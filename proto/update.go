@@ -144,3 +144,17 @@ func (x *UpdateConfig) OrderValue() UpdateOrder {
 	o, _ := ParseUpdateOrder(x.GetOrder())
 	return o
 }
+
+// FillDeprecated sets the deprecated strings from the enums where only the
+// enums are given, for readers of older versions. Safe on nil.
+func (x *UpdateConfig) FillDeprecated() {
+	if x == nil {
+		return
+	}
+	if x.FailureAction == "" {
+		x.FailureAction = x.OnFailure.Text()
+	}
+	if x.Order == "" {
+		x.Order = x.UpdateOrder.Text()
+	}
+}

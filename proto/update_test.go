@@ -30,4 +30,10 @@ func TestUpdateEnumsReadOldStrings(t *testing.T) {
 	if cfg.FailureActionValue().Text() != "pause" || cfg.OrderValue().Text() != "stop-first" {
 		t.Fatalf("enum config read as %v, %v", cfg.FailureActionValue(), cfg.OrderValue())
 	}
+	enumsOnly := &UpdateConfig{OnFailure: UpdateFailureAction_UPDATE_FAILURE_ACTION_CONTINUE}
+	enumsOnly.FillDeprecated()
+	if enumsOnly.FailureAction != "continue" || enumsOnly.Order != "" {
+		t.Fatalf("deprecated strings filled as %q, %q", enumsOnly.FailureAction, enumsOnly.Order)
+	}
+	(*UpdateConfig)(nil).FillDeprecated()
 }
