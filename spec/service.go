@@ -394,7 +394,7 @@ func enumText(field, str string, value int32, name string) (string, error) {
 	case value == 0:
 		return str, nil
 	case name == "":
-		return "", fieldErr(field, "%d is not a known value: upgrade swarmctl or use its text form", value)
+		return "", fieldErr(field, "%d is not a known value (is this manager older than the client?): use the text form", value)
 	case str != "" && str != name:
 		return "", fieldErr(field, "%s and %s disagree: send one", quote(str), quote(name))
 	}
