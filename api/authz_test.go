@@ -57,7 +57,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 func (f *authzFixture) apply(actions ...*swarmpb.StoreAction) {
 	f.t.Helper()
 	f.index++
-	if _, err := f.store.ApplyBatch(f.index, time.Now().UnixNano(), Batch(actions...)); err != nil {
+	if _, err := f.store.ApplyBatch(f.index, time.Now().UnixNano(), state.Batch(actions...)); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -93,9 +93,9 @@ func TestAuthorizerDecisions(t *testing.T) {
 		t.Fatal("fresh manager admitted an unknown node for a node-scoped call")
 	}
 
-	f.apply(Create(&swarmpb.Cluster{Id: "cluster1"}),
-		Create(f.node("leader", M, M)), Create(f.node("promoted", M, W)),
-		Create(f.node("demoted", W, M)), Create(f.node("worker", W, W)))
+	f.apply(state.Create(&swarmpb.Cluster{Id: "cluster1"}),
+		state.Create(f.node("leader", M, M)), state.Create(f.node("promoted", M, W)),
+		state.Create(f.node("demoted", W, M)), state.Create(f.node("worker", W, W)))
 	f.cfg.set("leader", "demoted")
 
 	cases := []struct {
@@ -146,7 +146,7 @@ func TestAuthorizerRevokesHolds(t *testing.T) {
 	const M, W = swarmpb.NodeRole_NODE_ROLE_MANAGER, swarmpb.NodeRole_NODE_ROLE_WORKER
 	f := newAuthzFixture(t)
 	f.az.Recheck = 20 * time.Millisecond
-	f.apply(Create(&swarmpb.Cluster{Id: "cluster1"}), Create(f.node("m", M, M)), Create(f.node("r", M, M)), Create(f.node("w", W, W)))
+	f.apply(state.Create(&swarmpb.Cluster{Id: "cluster1"}), state.Create(f.node("m", M, M)), state.Create(f.node("r", M, M)), state.Create(f.node("w", W, W)))
 	f.cfg.set("m", "r")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -193,12 +193,12 @@ func TestAuthorizerRevokesHolds(t *testing.T) {
 	}
 
 	// An unrelated change revokes nothing.
-	f.apply(Update(f.node("w", W, W)))
+	f.apply(state.Update(f.node("w", W, W)))
 	quiet("manager stream", "worker stream", "raft conn", "released")
 
-	f.apply(Update(f.node("m", W, M))) // demote m
+	f.apply(state.Update(f.node("m", W, M))) // demote m
 	expect("manager stream", "demoted")
-	f.apply(Delete(f.node("w", W, W))) // node rm w
+	f.apply(state.Delete(f.node("w", W, W))) // node rm w
 	expect("worker stream", "removed")
 	f.cfg.set("m") // r leaves the configuration: not a store event
 	expect("raft conn", "not a member")

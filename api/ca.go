@@ -108,7 +108,7 @@ func (s *CAServer) IssueNodeCertificate(ctx context.Context, req *swarmpb.IssueN
 		Role:        swarmpb.NodeRole_NODE_ROLE_WORKER, // becomes manager when it joins Raft
 		Addr:        req.Addr,                          // from the connection: see nodeAddr
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(Create(node))); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(state.Create(node))); err != nil {
 		return nil, Status(fmt.Errorf("register node: %w", err))
 	}
 	return &swarmpb.IssueNodeCertificateResponse{

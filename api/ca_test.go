@@ -51,7 +51,7 @@ func TestFollowerRelaysJoinToLeader(t *testing.T) {
 	}
 	st := state.New()
 	r := &followerRaft{storeRaft{store: st}}
-	if _, err := r.Apply(context.Background(), Batch(Create(&swarmpb.Cluster{Id: "c1",
+	if _, err := r.Apply(context.Background(), state.Batch(state.Create(&swarmpb.Cluster{Id: "c1",
 		RootCa:     &swarmpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM},
 		JoinTokens: &swarmpb.JoinTokens{Worker: stale, Manager: "x"}}))); err != nil {
 		t.Fatal(err)

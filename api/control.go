@@ -19,9 +19,9 @@ type ControlServer struct {
 	swarmpb.UnimplementedControlServer
 	Store *state.Store
 	Raft  Raft
-	// Dispatcher reaches the agents' sessions for ServiceLogs (logs.go);
-	// without it ServiceLogs is refused.
-	Dispatcher *Dispatcher
+	// Logs streams the agents' logs for ServiceLogs (control_logs.go),
+	// typically the leader's Dispatcher; without it ServiceLogs is refused.
+	Logs LogBroker
 }
 
 func (s *ControlServer) read(ctx context.Context) error {
@@ -263,7 +263,7 @@ func (s *ControlServer) RemoveNode(ctx context.Context, req *swarmpb.RemoveNodeR
 	if n.Status == swarmpb.NodeStatus_NODE_STATUS_READY && !req.Force {
 		return nil, Status(refusedf("node %s is Ready: stop it or run 'swarmctl leave' on it first, or use --force", hostname(n)))
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(Delete(n))); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(state.Delete(n))); err != nil {
 		return nil, Status(fmt.Errorf("remove node %s: %w", hostname(n), err))
 	}
 	return &swarmpb.RemoveNodeResponse{}, nil
@@ -292,7 +292,7 @@ func (s *ControlServer) GetJoinToken(ctx context.Context, req *swarmpb.GetJoinTo
 		} else {
 			nc.JoinTokens.Worker = tok
 		}
-		if _, err := s.Raft.Apply(ctx, Batch(Update(nc))); err != nil {
+		if _, err := s.Raft.Apply(ctx, state.Batch(state.Update(nc))); err != nil {
 			return nil, Status(fmt.Errorf("rotate join token: %w", err))
 		}
 		c = nc

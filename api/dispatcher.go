@@ -31,9 +31,18 @@ const (
 	HeartbeatMisses        = 3
 )
 
-// Dispatcher tracks agent liveness on the leader and streams each node its
-// tasks (dispatcher_tasks.go). It is active only while Run runs, which the
-// leader does for the length of its term.
+// Dispatcher serves the agents on the leader. It is made of three parts,
+// each in its own file and reaching the others only through a narrow seam:
+//
+//   - heartbeats and node liveness (this file);
+//   - task sessions: one store watch fanned out to each node's Session
+//     stream, and the batched writes of task status updates (sessions.go);
+//   - the routing-mesh endpoint table (endpoints.go);
+//   - the log broker, which routes PublishLogs streams to ServiceLogs calls
+//     and reaches sessions only to push a subscription (logbroker.go).
+//
+// It is active only while Run runs, which the leader does for the length of
+// its term; every part lives for one term.
 type Dispatcher struct {
 	swarmpb.UnimplementedDispatcherServer
 	Store  *state.Store
@@ -48,8 +57,9 @@ type Dispatcher struct {
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
 	wake      chan struct{}
-	sessions  *sessions      // task dispatch for the current term (dispatcher_tasks.go)
+	sessions  *sessions      // task dispatch for the current term (sessions.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
+	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
 
 	descBudgets map[string]*descBudget // node ID -> description writes left (takeDescWrite)
 	addrWarned  map[string]string      // node ID -> last foreign address claim logged
@@ -72,6 +82,17 @@ func (d *Dispatcher) period(n int) time.Duration {
 }
 
 func (d *Dispatcher) ttl(n int) time.Duration { return HeartbeatMisses * d.period(n) }
+
+// term returns the running term's task sessions and log broker, nils on a
+// follower.
+func (d *Dispatcher) term() (*sessions, *logBroker) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.active {
+		return nil, nil
+	}
+	return d.sessions, d.logs
+}
 
 func (d *Dispatcher) notLeader(ctx context.Context) error {
 	if _, addr := d.Raft.Leader(); addr != "" {
@@ -227,6 +248,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	start := time.Now().Add(d.ttl(len(nodes)) + grace)
 	tasks := d.startSessions(ctx)
 	table := d.startEndpoints(ctx)
+	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
@@ -237,12 +259,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.active = true
 	d.sessions = tasks
 	d.endpoints = table
+	d.logs = logs
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		d.active = false
 		d.sessions = nil
 		d.endpoints = nil
+		d.logs = nil
 		d.mu.Unlock()
 		tasks.stop()
 		table.stop()
@@ -284,7 +308,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 			c := proto.Clone(n).(*swarmpb.Node)
 			c.Status = swarmpb.NodeStatus_NODE_STATUS_DOWN
 			c.StatusMessage = "heartbeat failure"
-			actions = append(actions, Update(c))
+			actions = append(actions, state.Update(c))
 		}
 	})
 	d.mu.Lock()
@@ -309,7 +333,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	if len(actions) == 0 {
 		return
 	}
-	if _, err := d.Raft.Apply(ctx, Batch(actions...)); err != nil {
+	if _, err := d.Raft.Apply(ctx, state.Batch(actions...)); err != nil {
 		// A heartbeat raced with us; the nodes that are still silent are
 		// picked up again on the next tick.
 		d.mu.Lock()

@@ -21,11 +21,11 @@ func TestEndpointsOnlyOnTheNodesAddress(t *testing.T) {
 		tk := dtTask(id, "n1", swarmpb.TaskState_TASK_STATE_RUNNING)
 		tk.Spec = sp
 		tk.Status.Ports = b
-		return Create(tk)
+		return state.Create(tk)
 	}
 	dtApply(t, r,
-		Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Addr: "10.0.0.5:2377"}),
-		Create(&swarmpb.Service{Id: "s", Spec: sp}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Addr: "10.0.0.5:2377"}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: sp}),
 		task("t1", bind("0.0.0.0", 30001)),
 		task("t2", bind("10.0.0.5", 30002)),
 		task("t3", bind("10.9.9.9", 30003)),

@@ -30,7 +30,7 @@ func (r *ctlRaft) Members() ([]raft.Member, error) {
 func newControl(t *testing.T) (*ControlServer, *ctlRaft) {
 	st := state.New()
 	r := &ctlRaft{storeRaft{store: st}}
-	dtApply(t, &r.storeRaft, Create(&swarmpb.Cluster{Id: "c1"}))
+	dtApply(t, &r.storeRaft, state.Create(&swarmpb.Cluster{Id: "c1"}))
 	return &ControlServer{Store: st, Raft: r}, r
 }
 
@@ -75,7 +75,7 @@ func TestListServicesLargerThanOneMessage(t *testing.T) {
 	blob := strings.Repeat("x", 700<<10)
 	var acts []*swarmpb.StoreAction
 	for i := 0; i < 12; i++ {
-		acts = append(acts, Create(&swarmpb.Service{Id: fmt.Sprintf("svc%02d", i), SpecVersion: 1, Spec: &swarmpb.ServiceSpec{
+		acts = append(acts, state.Create(&swarmpb.Service{Id: fmt.Sprintf("svc%02d", i), SpecVersion: 1, Spec: &swarmpb.ServiceSpec{
 			Name: fmt.Sprintf("big%02d", i), Labels: map[string]string{"blob": blob}, Container: &swarmpb.ContainerSpec{Image: "demo"}}}))
 	}
 	dtApply(t, &r.storeRaft, acts...)
@@ -109,17 +109,17 @@ func TestListServicesLargerThanOneMessage(t *testing.T) {
 func TestListTasksPages(t *testing.T) {
 	s, r := newControl(t)
 	acts := []*swarmpb.StoreAction{
-		Create(&swarmpb.Node{Id: "n1", Description: &swarmpb.NodeDescription{Hostname: "host1"}}),
-		Create(&swarmpb.Node{Id: "n2", Description: &swarmpb.NodeDescription{Hostname: "host2"}}),
-		Create(&swarmpb.Service{Id: "s1", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
-		Create(&swarmpb.Service{Id: "s2", Spec: &swarmpb.ServiceSpec{Name: "db"}}),
+		state.Create(&swarmpb.Node{Id: "n1", Description: &swarmpb.NodeDescription{Hostname: "host1"}}),
+		state.Create(&swarmpb.Node{Id: "n2", Description: &swarmpb.NodeDescription{Hostname: "host2"}}),
+		state.Create(&swarmpb.Service{Id: "s1", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
+		state.Create(&swarmpb.Service{Id: "s2", Spec: &swarmpb.ServiceSpec{Name: "db"}}),
 	}
 	for i := 0; i < 25; i++ {
 		sid, node := "s1", "n1"
 		if i >= 20 {
 			sid, node = "s2", "n2"
 		}
-		acts = append(acts, Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: sid, NodeId: node}))
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: sid, NodeId: node}))
 	}
 	dtApply(t, &r.storeRaft, acts...)
 	ctx := context.Background()
@@ -185,7 +185,7 @@ func TestListNodesPages(t *testing.T) {
 	s, r := newControl(t)
 	var acts []*swarmpb.StoreAction
 	for i := 0; i < 5; i++ {
-		acts = append(acts, Create(&swarmpb.Node{Id: fmt.Sprintf("n%d", i), Description: &swarmpb.NodeDescription{Hostname: fmt.Sprintf("h%d", 4-i)}}))
+		acts = append(acts, state.Create(&swarmpb.Node{Id: fmt.Sprintf("n%d", i), Description: &swarmpb.NodeDescription{Hostname: fmt.Sprintf("h%d", 4-i)}}))
 	}
 	dtApply(t, &r.storeRaft, acts...)
 	ctx := context.Background()

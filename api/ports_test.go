@@ -114,6 +114,6 @@ func TestUpdateToTakenPortRefused(t *testing.T) {
 	s.Store.View(func(tx state.ReadTx) { api = tx.GetServiceByName("api") })
 	next := portSpec("api", 8080)
 	upd := &swarmpb.Service{Id: api.Id, Meta: api.Meta, Spec: next, SpecVersion: 2}
-	_, err = s.writeService(ctx, Update(upd), api.Id, "update service api")
+	_, err = s.writeService(ctx, state.Update(upd), api.Id, "update service api")
 	wantCode(t, err, codes.FailedPrecondition, "port 8080/tcp is already published by service web")
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/grpc"
@@ -27,6 +28,10 @@ type ControlProxy struct {
 	swarmpb.UnimplementedControlServer
 	Router Router
 }
+
+// relayRetryDelay is how long a relay waits for an election before routing
+// again; a relay routes at most 10 times.
+const relayRetryDelay = 200 * time.Millisecond
 
 func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 	local func(swarmpb.ControlServer, context.Context, Req) (Resp, error),
@@ -51,12 +56,8 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 		// Give the election a moment and route again: the next route
 		// either finds the new leader or reports quorum loss.
 		lastErr = err
-		t := time.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, relayRetryDelay) {
 			return zero, Status(ctx.Err())
-		case <-t.C:
 		}
 	}
 	return zero, lastErr
@@ -124,12 +125,8 @@ func (p *ControlProxy) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swarm
 		if out.sent || (!errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
 			return err
 		}
-		t := time.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, relayRetryDelay) {
 			return Status(ctx.Err())
-		case <-t.C:
 		}
 	}
 	return err

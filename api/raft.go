@@ -120,7 +120,7 @@ func updateNode(ctx context.Context, st *state.Store, r Raft, id string, fn func
 		if !fn(n) {
 			return nil
 		}
-		_, err := r.Apply(ctx, Batch(Update(n)))
+		_, err := r.Apply(ctx, state.Batch(state.Update(n)))
 		if errors.Is(err, state.ErrConflict) && attempt < 5 {
 			continue
 		}

@@ -32,13 +32,17 @@ func (s *ControlServer) generatedServiceName() string {
 
 // validateServiceSpec applies package spec's rules with the cluster's
 // replica cap, read from the store's Cluster object, and returns an
-// InvalidArgument status naming the field and the limit.
+// InvalidArgument status naming the field and the limit. A valid spec that
+// gives the update settings only as enums gets the deprecated strings
+// filled too, so that older managers and clients read the same settings.
 func (s *ControlServer) validateServiceSpec(sp *swarmpb.ServiceSpec) error {
 	var settings *swarmpb.ClusterSettings
 	s.Store.View(func(tx state.ReadTx) { settings = tx.Cluster().GetSettings() })
 	if err := spec.ValidateServiceSpec(sp, spec.MaxReplicas(settings)); err != nil {
 		return Status(invalidf("%v", err))
 	}
+	sp.GetUpdate().FillDeprecated()
+	sp.GetRollback().FillDeprecated()
 	return nil
 }
 
@@ -119,7 +123,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 		return nil, Status(err)
 	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
-	out, err := s.writeService(ctx, Create(svc), svc.Id, "create service "+req.Spec.Name)
+	out, err := s.writeService(ctx, state.Create(svc), svc.Id, "create service "+req.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +133,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 // writeService applies one change to a service and returns the service as
 // stored. The write went through this leader, so its store already holds it.
 func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction, id, what string) (*swarmpb.Service, error) {
-	if _, err := s.Raft.Apply(ctx, Batch(a)); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(a)); err != nil {
 		if pce := (*state.PortConflictError)(nil); errors.As(err, &pce) {
 			// Lost a race for the port to another write.
 			return nil, Status(refusedf("%s", pce.Error()))
@@ -211,16 +215,16 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	next.Spec = spec
 	if req.Force || tasksAffected(cur.Spec, spec) {
 		next.SpecVersion++
-		state := "updating"
+		phase := swarmpb.UpdateState_UPDATE_STATE_UPDATING
 		if req.Rollback {
-			state = "rollback_started"
+			phase = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED
 		}
-		next.UpdateStatus = &swarmpb.UpdateStatus{State: state}
+		next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
 	}
 	if !changed && next.SpecVersion == cur.SpecVersion {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 	}
-	out, err := s.writeService(ctx, Update(next), cur.Id, "update service "+cur.Spec.Name)
+	out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +278,7 @@ func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveSe
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.Raft.Apply(ctx, Batch(Delete(svc))); err != nil {
+	if _, err := s.Raft.Apply(ctx, state.Batch(state.Delete(svc))); err != nil {
 		return nil, Status(fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
 	}
 	return &swarmpb.RemoveServiceResponse{}, nil

@@ -22,11 +22,11 @@ func validationServer(t *testing.T, maxReplicas uint64, withService bool) (*Cont
 	st := state.New()
 	r := &storeRaft{store: st}
 	acts := []*swarmpb.StoreAction{
-		Create(&swarmpb.Cluster{Id: "c", Settings: &swarmpb.ClusterSettings{MaxReplicas: maxReplicas}}),
-		Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{Labels: map[string]string{"zone": "a"}}, Description: &swarmpb.NodeDescription{Hostname: "host1"}}),
+		state.Create(&swarmpb.Cluster{Id: "c", Settings: &swarmpb.ClusterSettings{MaxReplicas: maxReplicas}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{Labels: map[string]string{"zone": "a"}}, Description: &swarmpb.NodeDescription{Hostname: "host1"}}),
 	}
 	if withService {
-		acts = append(acts, Create(&swarmpb.Service{Id: "s1", SpecVersion: 1, Spec: goodSpec()}))
+		acts = append(acts, state.Create(&swarmpb.Service{Id: "s1", SpecVersion: 1, Spec: goodSpec()}))
 	}
 	dtApply(t, r, acts...)
 	return &ControlServer{Store: st, Raft: leaderRaft{r}}, st

@@ -96,32 +96,3 @@ func findNode(tx state.ReadTx, ref string) (*swarmpb.Node, error) {
 	return nil, invalidf("node reference %s is ambiguous: it matches %d nodes by hostname or ID prefix: %s; use the full node ID",
 		strconv.Quote(ref), len(matches), b.String())
 }
-
-func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
-	a := &swarmpb.StoreAction{Kind: kind}
-	switch o := obj.(type) {
-	case *swarmpb.Cluster:
-		a.Target = &swarmpb.StoreAction_Cluster{Cluster: o}
-	case *swarmpb.Node:
-		a.Target = &swarmpb.StoreAction_Node{Node: o}
-	case *swarmpb.Service:
-		a.Target = &swarmpb.StoreAction_Service{Service: o}
-	case *swarmpb.Task:
-		a.Target = &swarmpb.StoreAction_Task{Task: o}
-	case *swarmpb.Secret:
-		a.Target = &swarmpb.StoreAction_Secret{Secret: o}
-	default:
-		panic(fmt.Sprintf("store action on unsupported type %T", obj))
-	}
-	return a
-}
-
-// Batch builds a store batch from actions.
-func Batch(actions ...*swarmpb.StoreAction) *swarmpb.StoreBatch {
-	return &swarmpb.StoreBatch{Actions: actions}
-}
-
-// Create, Update and Delete build the store actions of a batch.
-func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_CREATE, obj) }
-func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
-func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }

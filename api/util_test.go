@@ -17,7 +17,7 @@ func TestFindNodeRefusesAmbiguousReferences(t *testing.T) {
 	st := state.New()
 	r := &storeRaft{store: st}
 	node := func(id, host string) *swarmpb.StoreAction {
-		return Create(&swarmpb.Node{Id: id, Spec: &swarmpb.NodeSpec{}, Description: &swarmpb.NodeDescription{Hostname: host}})
+		return state.Create(&swarmpb.Node{Id: id, Spec: &swarmpb.NodeSpec{}, Description: &swarmpb.NodeDescription{Hostname: host}})
 	}
 	dtApply(t, r,
 		node("cimle6v7abcdefghij0123456", "m1"),

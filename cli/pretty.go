@@ -117,9 +117,9 @@ func printServicePretty(w io.Writer, s *swarmpb.Service) {
 	if sp.GetMode() == swarmpb.ServiceMode_SERVICE_MODE_REPLICATED {
 		k.line(1, "Replicas", "%d", sp.GetReplicas())
 	}
-	if us := s.GetUpdateStatus(); us.GetState() != "" {
+	if us := s.GetUpdateStatus(); us.Current() != swarmpb.UpdateState_UPDATE_STATE_UNSPECIFIED {
 		k.head(0, "UpdateStatus")
-		k.line(1, "State", "%s", us.GetState())
+		k.line(1, "State", "%s", us.Current().Text())
 		k.line(1, "Started", "%s", formatTime(us.GetStartedAt()))
 		if us.GetCompletedAt() != 0 {
 			k.line(1, "Completed", "%s", formatTime(us.GetCompletedAt()))
@@ -212,10 +212,10 @@ func printUpdateConfig(k kv, title string, u *swarmpb.UpdateConfig) {
 	if u.GetDelayNs() != 0 {
 		k.line(1, "Delay", "%s", time.Duration(u.GetDelayNs()))
 	}
-	k.line(1, "On failure", "%s", u.GetFailureAction())
+	k.line(1, "On failure", "%s", u.FailureActionValue().Text())
 	k.line(1, "Monitoring Period", "%s", time.Duration(u.GetMonitorNs()))
 	k.line(1, "Max failure ratio", "%g", u.GetMaxFailureRatio())
-	k.line(1, "Update order", "%s", u.GetOrder())
+	k.line(1, "Update order", "%s", u.OrderValue().Text())
 }
 
 func modeString(m swarmpb.ServiceMode) string {

@@ -296,29 +296,24 @@ func pausedUpdate(svc *swarmpb.Service, start time.Time) string {
 	if us.GetStartedAt() < start.Add(-time.Second).UnixNano() {
 		return ""
 	}
-	switch us.GetState() {
-	case "paused", "rollback_paused":
-		if m := us.GetMessage(); m != "" {
-			return m
-		}
-		return "update " + us.GetState()
+	if !us.Paused() {
+		return ""
 	}
-	return ""
+	if m := us.GetMessage(); m != "" {
+		return m
+	}
+	return "update " + us.Current().Text()
 }
 
 // updateInFlight reports a rolling update (or rollback) the daemon has
 // not finished, typically in its monitor period.
 func updateInFlight(svc *swarmpb.Service) bool {
-	switch svc.GetUpdateStatus().GetState() {
-	case "updating", "rollback_started":
-		return true
-	}
-	return false
+	return svc.GetUpdateStatus().InProgress()
 }
 
 func monitorSeconds(svc *swarmpb.Service) int64 {
 	cfg := svc.GetSpec().GetUpdate()
-	if svc.GetUpdateStatus().GetState() == "rollback_started" {
+	if svc.GetUpdateStatus().Current() == swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED {
 		cfg = svc.GetSpec().GetRollback()
 	}
 	return int64(time.Duration(cfg.GetMonitorNs()).Round(time.Second) / time.Second)
@@ -328,10 +323,10 @@ func monitorSeconds(svc *swarmpb.Service) int64 {
 // rolled back because new tasks failed.
 func autoRollback(svc *swarmpb.Service, start time.Time) string {
 	us := svc.GetUpdateStatus()
-	if us.GetState() != "rollback_completed" || us.GetStartedAt() < start.Add(-time.Second).UnixNano() {
+	if us.Current() != swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED || us.GetStartedAt() < start.Add(-time.Second).UnixNano() {
 		return ""
 	}
-	if strings.Contains(us.GetMessage(), "rolled back due to failure") || strings.HasPrefix(us.GetMessage(), "update rolled back") {
+	if us.RolledBackOnFailure() {
 		return us.GetMessage()
 	}
 	return ""

@@ -233,10 +233,10 @@ func (a *app) printUpdateStatus(ctl swarmpb.ControlClient, services []string) {
 			continue
 		}
 		us := svc.GetUpdateStatus()
-		if us.GetState() == "" {
+		if us.Current() == swarmpb.UpdateState_UPDATE_STATE_UNSPECIFIED {
 			continue
 		}
-		line := fmt.Sprintf("\n%s update status: %s", escapeText(svc.GetSpec().GetName()), escapeText(us.GetState()))
+		line := fmt.Sprintf("\n%s update status: %s", escapeText(svc.GetSpec().GetName()), escapeText(us.Current().Text()))
 		if m := us.GetMessage(); m != "" {
 			line += " (" + escapeText(m) + ")"
 		}

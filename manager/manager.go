@@ -17,6 +17,7 @@ import (
 	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -88,7 +89,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
-	m.control.Dispatcher = m.dispatcher
+	m.control.Logs = m.dispatcher
 	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
 	m.grpc = grpc.NewServer(append(api.ServerOptions(m.authz), grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
@@ -129,7 +130,7 @@ func (m *Manager) Bootstrap(ctx context.Context, objs ...*swarmpb.StoreAction) e
 	if err := m.WaitLeader(ctx); err != nil {
 		return err
 	}
-	if _, err := m.raft.Apply(ctx, api.Batch(objs...)); err != nil {
+	if _, err := m.raft.Apply(ctx, state.Batch(objs...)); err != nil {
 		return fmt.Errorf("write initial cluster state: %w", err)
 	}
 	return nil
@@ -247,7 +248,7 @@ func (m *Manager) leaderLoop() {
 		g.Go(func() error { return m.dispatcher.Run(gctx) })
 		g.Go(func() error { return m.runRoleManager(gctx) })
 		g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
-		g.Go(func() error { return orchestrator.RunScheduler(gctx, m.store, m.raft, m.log) })
+		g.Go(func() error { return scheduler.RunLoop(gctx, m.store, m.raft, m.log) })
 		for _, w := range m.cfg.LeaderWork {
 			g.Go(func() error { return w(gctx, m) })
 		}

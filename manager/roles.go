@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
@@ -72,7 +71,7 @@ func (m *Manager) reconcileRoles(ctx context.Context) {
 		if n.Role == swarmpb.NodeRole_NODE_ROLE_MANAGER {
 			c := proto.Clone(n).(*swarmpb.Node)
 			c.Role = swarmpb.NodeRole_NODE_ROLE_WORKER
-			if _, err := m.raft.Apply(ctx, api.Batch(api.Update(c))); err != nil {
+			if _, err := m.raft.Apply(ctx, state.Batch(state.Update(c))); err != nil {
 				m.log.Warn("recording demotion failed; will retry", "node", n.Id, "err", err)
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
@@ -187,7 +186,7 @@ func TestForgedPortBindingKeptOutOfMesh(t *testing.T) {
 	sp.Ports = []*swarmpb.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 18080}}
 	task := tkTask("pub", id)
 	task.Spec = sp
-	tkApply(t, c, api.Create(&swarmpb.Service{Id: "svc-pub", Spec: sp}), api.Create(task))
+	tkApply(t, c, state.Create(&swarmpb.Service{Id: "svc-pub", Spec: sp}), state.Create(task))
 	tkWaitState(t, c, "pub", swarmpb.TaskState_TASK_STATE_RUNNING)
 
 	stream, err := disp.Endpoints(ctx, &swarmpb.EndpointsRequest{})

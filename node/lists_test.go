@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/listing"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
 )
 
 // Services whose specs together exceed gRPC's 4 MiB message limit (stored
@@ -27,7 +27,7 @@ func TestServiceListLargerThanOneMessage(t *testing.T) {
 		svc := &swarmpb.Service{Id: identity.NewID(), SpecVersion: 1, Spec: &swarmpb.ServiceSpec{
 			Name: fmt.Sprintf("big%02d", i), Labels: map[string]string{"blob": blob},
 			Container: &swarmpb.ContainerSpec{Image: "demo:v1"}}}
-		if _, err := leader.Node.Manager().Raft().Apply(ctx, api.Batch(api.Create(svc))); err != nil {
+		if _, err := leader.Node.Manager().Raft().Apply(ctx, state.Batch(state.Create(svc))); err != nil {
 			t.Fatalf("store service %d: %v", i, err)
 		}
 	}

@@ -143,7 +143,7 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 	}
 	bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := mgr.Bootstrap(bctx, api.Create(cluster), api.Create(self)); err != nil {
+	if err := mgr.Bootstrap(bctx, state.Create(cluster), state.Create(self)); err != nil {
 		return nil, err
 	}
 	if err := m.save(n.cfg.StateDir); err != nil {
@@ -422,12 +422,12 @@ func (n *Node) forceNewCluster(ctx context.Context) (*swarmpb.InitResponse, erro
 				c := proto.Clone(nd).(*swarmpb.Node)
 				c.Role = swarmpb.NodeRole_NODE_ROLE_WORKER
 				c.Spec.DesiredRole = swarmpb.NodeRole_NODE_ROLE_WORKER
-				actions = append(actions, api.Update(c))
+				actions = append(actions, state.Update(c))
 			}
 		}
 	})
 	if len(actions) > 0 {
-		if _, err := mgr.Raft().Apply(wctx, api.Batch(actions...)); err != nil {
+		if _, err := mgr.Raft().Apply(wctx, state.Batch(actions...)); err != nil {
 			return nil, err
 		}
 	}

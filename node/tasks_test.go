@@ -51,8 +51,8 @@ func tkSpec(id string) *swarmpb.ServiceSpec {
 func tkCreate(t *testing.T, c *testcluster.Cluster, id, nodeID string) {
 	t.Helper()
 	tkApply(t, c,
-		api.Create(&swarmpb.Service{Id: "svc-" + id, Spec: tkSpec(id)}),
-		api.Create(tkTask(id, nodeID)))
+		state.Create(&swarmpb.Service{Id: "svc-" + id, Spec: tkSpec(id)}),
+		state.Create(tkTask(id, nodeID)))
 }
 
 // tkShutdown sets the task's desired state to SHUTDOWN, scaling its
@@ -62,7 +62,7 @@ func tkShutdown(t *testing.T, c *testcluster.Cluster, id string) {
 	tkWrite(t, c, id, func(task *swarmpb.Task, svc *swarmpb.Service) []*swarmpb.StoreAction {
 		task.DesiredState = swarmpb.TaskState_TASK_STATE_SHUTDOWN
 		svc.Spec.Replicas = 0
-		return []*swarmpb.StoreAction{api.Update(svc), api.Update(task)}
+		return []*swarmpb.StoreAction{state.Update(svc), state.Update(task)}
 	})
 }
 
@@ -70,7 +70,7 @@ func tkShutdown(t *testing.T, c *testcluster.Cluster, id string) {
 func tkDelete(t *testing.T, c *testcluster.Cluster, id string) {
 	t.Helper()
 	tkWrite(t, c, id, func(task *swarmpb.Task, svc *swarmpb.Service) []*swarmpb.StoreAction {
-		return []*swarmpb.StoreAction{api.Delete(task), api.Delete(svc)}
+		return []*swarmpb.StoreAction{state.Delete(task), state.Delete(svc)}
 	})
 }
 
@@ -91,7 +91,7 @@ func tkWrite(t *testing.T, c *testcluster.Cluster, id string, fn func(*swarmpb.T
 		acts := fn(proto.Clone(task).(*swarmpb.Task), proto.Clone(svc).(*swarmpb.Service))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := mgr.Raft().Apply(ctx, api.Batch(acts...))
+		_, err := mgr.Raft().Apply(ctx, state.Batch(acts...))
 		return err
 	})
 }
@@ -103,7 +103,7 @@ func tkApply(t *testing.T, c *testcluster.Cluster, actions ...*swarmpb.StoreActi
 	testutil.Eventually(t, tkWait, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := c.Leader(tkWait).Node.Manager().Raft().Apply(ctx, api.Batch(actions...))
+		_, err := c.Leader(tkWait).Node.Manager().Raft().Apply(ctx, state.Batch(actions...))
 		if errors.Is(err, state.ErrExists) {
 			return nil // an earlier attempt went through after all
 		}
@@ -129,7 +129,7 @@ func tkUpdate(t *testing.T, c *testcluster.Cluster, id string, fn func(*swarmpb.
 		fn(upd)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := c.Leader(tkWait).Node.Manager().Raft().Apply(ctx, api.Batch(api.Update(upd)))
+		_, err := c.Leader(tkWait).Node.Manager().Raft().Apply(ctx, state.Batch(state.Update(upd)))
 		return err
 	})
 }

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/scheduler"
 	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
@@ -27,12 +25,12 @@ func boundedStore(t *testing.T) (*state.Store, *memRaft, *Orchestrator) {
 	t.Helper()
 	st := state.New()
 	r := &memRaft{st: st}
-	acts := []*swarmpb.StoreAction{api.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}})}
+	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}})}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		acts = append(acts, api.Create(&swarmpb.Node{Id: n, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
+		acts = append(acts, state.Create(&swarmpb.Node{Id: n, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
 			Description: &swarmpb.NodeDescription{Hostname: n}}))
 	}
-	if _, err := r.Apply(context.Background(), api.Batch(acts...)); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(acts...)); err != nil {
 		t.Fatal(err)
 	}
 	return st, r, newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -41,7 +39,7 @@ func boundedStore(t *testing.T) (*state.Store, *memRaft, *Orchestrator) {
 func storeService(t *testing.T, r *memRaft, replicas uint64) string {
 	t.Helper()
 	id := identity.NewID()
-	if _, err := r.Apply(context.Background(), api.Batch(api.Create(&swarmpb.Service{Id: id, Spec: spec("huge", replicas), SpecVersion: 1}))); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(state.Create(&swarmpb.Service{Id: id, Spec: spec("huge", replicas), SpecVersion: 1}))); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -84,7 +82,7 @@ func TestHugeServiceIsReconciledInBoundedPasses(t *testing.T) {
 	var svc *swarmpb.Service
 	st.View(func(tx state.ReadTx) { svc = proto.Clone(tx.GetService(id)).(*swarmpb.Service) })
 	svc.Spec.Replicas = 1
-	if _, err := r.Apply(ctx, api.Batch(api.Update(svc))); err != nil {
+	if _, err := r.Apply(ctx, state.Batch(state.Update(svc))); err != nil {
 		t.Fatal(err)
 	}
 	for pass := 0; ; pass++ {
@@ -100,7 +98,7 @@ func TestHugeServiceIsReconciledInBoundedPasses(t *testing.T) {
 
 	// Remove it: its tasks are shut down and deleted in a few passes.
 	st.View(func(tx state.ReadTx) { svc = tx.GetService(id) })
-	if _, err := r.Apply(ctx, api.Batch(api.Delete(svc))); err != nil {
+	if _, err := r.Apply(ctx, state.Batch(state.Delete(svc))); err != nil {
 		t.Fatal(err)
 	}
 	for pass := 0; ; pass++ {
@@ -128,7 +126,7 @@ func TestPlanningHoldsNoStoreLock(t *testing.T) {
 		o.planning = nil
 		done := make(chan error, 1)
 		go func() {
-			_, err := r.Apply(ctx, api.Batch(api.Delete(svc)))
+			_, err := r.Apply(ctx, state.Batch(state.Delete(svc)))
 			done <- err
 		}()
 		select {
@@ -176,7 +174,7 @@ func TestScaleAndRemoveWhileGrowingHugeService(t *testing.T) {
 		}
 		return nil
 	})
-	h.apply(api.Delete(h.service(big)))
+	h.apply(state.Delete(h.service(big)))
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if all, _ := taskCounts(h.st, big); all != 0 {
 			return fmt.Errorf("%d tasks of the removed service remain", all)
@@ -202,77 +200,23 @@ func TestReplicasClampedToAbsoluteCap(t *testing.T) {
 func TestBatchLenBoundsEntries(t *testing.T) {
 	small := make([]*swarmpb.StoreAction, 5000)
 	for i := range small {
-		small[i] = api.Create(&swarmpb.Task{Id: fmt.Sprint(i)})
+		small[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i)})
 	}
-	if n := batchLen(small); n != maxBatch {
-		t.Fatalf("small tasks: %d per entry, want %d", n, maxBatch)
+	if n := state.BatchLen(small); n != state.MaxBatchActions {
+		t.Fatalf("small tasks: %d per entry, want %d", n, state.MaxBatchActions)
 	}
 	s := spec("big", 1)
 	s.Labels = map[string]string{"blob": string(make([]byte, 700<<10))}
 	big := make([]*swarmpb.StoreAction, 20)
 	for i := range big {
-		big[i] = api.Create(&swarmpb.Task{Id: fmt.Sprint(i), Spec: s})
+		big[i] = state.Create(&swarmpb.Task{Id: fmt.Sprint(i), Spec: s})
 	}
-	n := batchLen(big)
-	if size := proto.Size(api.Batch(big[:n]...)); n < 1 || size > maxBatchBytes+(1<<20) {
+	n := state.BatchLen(big)
+	if size := proto.Size(state.Batch(big[:n]...)); n < 1 || size > state.MaxBatchBytes+(1<<20) {
 		t.Fatalf("large tasks: %d per entry, %d bytes", n, size)
 	}
-	if n := batchLen(big[:1]); n != 1 {
+	if n := state.BatchLen(big[:1]); n != 1 {
 		t.Fatalf("one large task: %d", n)
-	}
-}
-
-// The scheduling loop considers at most passLimit pending tasks a pass and
-// takes turns through all of them, so a pass stays bounded however many
-// tasks wait.
-func TestSchedulePassIsBounded(t *testing.T) {
-	st := state.New()
-	r := &memRaft{st: st}
-	var acts []*swarmpb.StoreAction
-	for i := 0; i < 25; i++ {
-		acts = append(acts, api.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: "s", Spec: spec("s", 1),
-			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
-			Status:       &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}}))
-	}
-	if _, err := r.Apply(context.Background(), api.Batch(acts...)); err != nil {
-		t.Fatal(err)
-	}
-	l := &schedLoop{store: st, raft: r, log: slog.New(slog.NewTextHandler(io.Discard, nil)), passLimit: 10,
-		pending: map[string]*swarmpb.Task{}, sched: scheduler.New()}
-	st.View(func(tx state.ReadTx) {
-		for _, tk := range tx.ListTasks() {
-			l.observe(tk)
-		}
-	})
-	seen := map[string]int{}
-	for pass, want := range []int{10, 10, 5} {
-		tasks := l.pass()
-		if len(tasks) != want {
-			t.Fatalf("pass %d: %d tasks, want %d", pass, len(tasks), want)
-		}
-		for _, tk := range tasks {
-			seen[tk.Id]++
-		}
-	}
-	if len(seen) != 25 || len(l.backlog) != 0 {
-		t.Fatalf("a round saw %d distinct tasks (want 25), backlog %d", len(seen), len(l.backlog))
-	}
-	// Every pass writes at most passLimit tasks (here: the reason no node
-	// fits them).
-	idx := st.Index()
-	if !l.schedule(context.Background()) {
-		t.Fatal("schedule failed")
-	}
-	var written int
-	st.View(func(tx state.ReadTx) {
-		for _, tk := range tx.ListTasks() {
-			if tk.Meta.Version > idx {
-				written++
-			}
-		}
-	})
-	if written == 0 || written > l.passLimit {
-		t.Fatalf("one pass wrote %d tasks, want 1..%d", written, l.passLimit)
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -56,7 +56,7 @@ func newHarness(t *testing.T, nodes ...string) *harness {
 func newHarnessLimit(t *testing.T, passLimit int, nodes ...string) *harness {
 	st := state.New()
 	h := &harness{t: t, st: st, raft: &memRaft{st: st}, failNext: map[string]int32{}, passLimit: passLimit}
-	h.apply(api.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}))
+	h.apply(state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}))
 	for _, n := range nodes {
 		h.addNode(n)
 	}
@@ -79,7 +79,7 @@ func (h *harness) start() {
 		o.passLimit = h.passLimit
 	}
 	go func() { defer wg.Done(); _ = o.run(ctx) }()
-	go func() { defer wg.Done(); _ = RunScheduler(ctx, h.st, h.raft, log) }()
+	go func() { defer wg.Done(); _ = scheduler.RunLoop(ctx, h.st, h.raft, log) }()
 	go func() { wg.Wait(); close(h.done) }()
 }
 
@@ -93,13 +93,13 @@ func (h *harness) stop() {
 
 func (h *harness) apply(acts ...*swarmpb.StoreAction) {
 	h.t.Helper()
-	if _, err := h.raft.Apply(context.Background(), api.Batch(acts...)); err != nil {
+	if _, err := h.raft.Apply(context.Background(), state.Batch(acts...)); err != nil {
 		h.t.Fatal(err)
 	}
 }
 
 func (h *harness) addNode(id string) {
-	h.apply(api.Create(&swarmpb.Node{Id: id, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
+	h.apply(state.Create(&swarmpb.Node{Id: id, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,
 		Description: &swarmpb.NodeDescription{Hostname: id, Os: "linux", Arch: "amd64"}}))
 }
 
@@ -109,7 +109,7 @@ func (h *harness) updateNode(id string, fn func(*swarmpb.Node)) {
 		var n *swarmpb.Node
 		h.st.View(func(tx state.ReadTx) { n = proto.Clone(tx.GetNode(id)).(*swarmpb.Node) })
 		fn(n)
-		_, err := h.raft.Apply(context.Background(), api.Batch(api.Update(n)))
+		_, err := h.raft.Apply(context.Background(), state.Batch(state.Update(n)))
 		return err
 	})
 }
@@ -158,12 +158,12 @@ func (h *harness) agentPass() {
 			default:
 				continue
 			}
-			acts = append(acts, api.Update(c))
+			acts = append(acts, state.Update(c))
 		}
 	})
 	h.mu.Unlock()
 	if len(acts) > 0 {
-		_, _ = h.raft.Apply(context.Background(), api.Batch(acts...)) // a conflict is retried next pass
+		_, _ = h.raft.Apply(context.Background(), state.Batch(acts...)) // a conflict is retried next pass
 	}
 }
 
@@ -175,7 +175,7 @@ func (h *harness) failNextTask(service string, code int32) {
 
 func (h *harness) createService(spec *swarmpb.ServiceSpec) string {
 	id := identity.NewID()
-	h.apply(api.Create(&swarmpb.Service{Id: id, Spec: spec, SpecVersion: 1}))
+	h.apply(state.Create(&swarmpb.Service{Id: id, Spec: spec, SpecVersion: 1}))
 	return id
 }
 
@@ -190,7 +190,7 @@ func (h *harness) updateService(id string, fn func(*swarmpb.Service)) {
 	testutil.Eventually(h.t, 5*time.Second, func() error {
 		s := proto.Clone(h.service(id)).(*swarmpb.Service)
 		fn(s)
-		_, err := h.raft.Apply(context.Background(), api.Batch(api.Update(s)))
+		_, err := h.raft.Apply(context.Background(), state.Batch(state.Update(s)))
 		return err
 	})
 }
@@ -254,6 +254,6 @@ func spec(name string, replicas uint64) *swarmpb.ServiceSpec {
 }
 
 func cloneTask(t *swarmpb.Task) *swarmpb.Task            { return proto.Clone(t).(*swarmpb.Task) }
-func updateAct(o any) *swarmpb.StoreAction               { return api.Update(o) }
-func deleteAct(o any) *swarmpb.StoreAction               { return api.Delete(o) }
-func batch(a []*swarmpb.StoreAction) *swarmpb.StoreBatch { return api.Batch(a...) }
+func updateAct(o any) *swarmpb.StoreAction               { return state.Update(o) }
+func deleteAct(o any) *swarmpb.StoreAction               { return state.Delete(o) }
+func batch(a []*swarmpb.StoreAction) *swarmpb.StoreBatch { return state.Batch(a...) }

@@ -5,11 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
-	"google.golang.org/protobuf/proto"
 )
 
 // Raft is where the loops write.
@@ -17,17 +15,10 @@ type Raft interface {
 	Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error)
 }
 
-// Bounds on the orchestrator's work. A Raft entry carries at most
-// maxBatch actions and about maxBatchBytes (a 10,000-task service is five
-// entries, not one of many megabytes; a spec with large labels, copied
-// into every task, makes smaller ones). One reconciliation pass writes at
-// most maxPassTasks tasks; what remains is done by the next pass, which
-// follows at once.
-const (
-	maxBatch      = 2000
-	maxBatchBytes = 4 << 20
-	maxPassTasks  = 10_000
-)
+// Bounds on the orchestrator's work. A Raft entry is bounded by
+// state.BatchLen. One reconciliation pass writes at most maxPassTasks
+// tasks; what remains is done by the next pass, which follows at once.
+const maxPassTasks = 10_000
 
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
@@ -196,8 +187,8 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 
 func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) bool {
 	for len(acts) > 0 {
-		n := batchLen(acts)
-		if _, err := o.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
+		n := state.BatchLen(acts)
+		if _, err := o.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			if ctx.Err() == nil {
 				o.log.Debug("orchestrator write failed; reconciling again", "err", err)
 			}
@@ -206,22 +197,6 @@ func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) b
 		acts = acts[n:]
 	}
 	return true
-}
-
-// batchLen is how many of acts go in the next Raft entry: at most
-// maxBatch, and no more than about maxBatchBytes (always at least one).
-func batchLen(acts []*swarmpb.StoreAction) int {
-	size := 0
-	for i, a := range acts {
-		if i == maxBatch {
-			return i
-		}
-		size += proto.Size(a)
-		if size > maxBatchBytes && i > 0 {
-			return i
-		}
-	}
-	return len(acts)
 }
 
 // replicas is the replica count to run: the spec's, clamped to the

@@ -281,3 +281,31 @@ func TestUpdateSurvivesNodeLoss(t *testing.T) {
 	})
 	h.waitConverged(id, 6, map[string]int{"n1": 0})
 }
+
+// A rollback the failure action starts is recorded in the status enum, so
+// that clients need not read the message; the new enum form of the config
+// (no deprecated strings) drives it like the old.
+func TestFailureRollbackRecordedInStatus(t *testing.T) {
+	h := newHarness(t, "n1", "n2")
+	id := h.createService(spec("web", 2))
+	h.waitConverged(id, 2)
+	h.updateService(id, func(s *swarmpb.Service) {
+		s.PreviousSpec = s.Spec
+		s.Spec = spec("web", 2)
+		s.Spec.Container.Image = "demo:crash"
+		s.Spec.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK
+		s.SpecVersion++
+		s.UpdateStatus = swarmpb.NewUpdateStatus(swarmpb.UpdateState_UPDATE_STATE_UPDATING)
+	})
+	h.failNextTask("web", 1)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		us := h.service(id).UpdateStatus
+		if us.GetUpdateState() != swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED || !us.GetFailureRollback() {
+			return fmt.Errorf("update status %v (failure rollback %v) %s", us.GetUpdateState(), us.GetFailureRollback(), us.GetMessage())
+		}
+		if us.GetState() != "rollback_completed" {
+			return fmt.Errorf("deprecated state string %q", us.GetState())
+		}
+		return nil
+	})
+}

@@ -4,9 +4,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -121,18 +121,18 @@ func (p *plan) updateService(s *swarmpb.Service) { p.services = append(p.service
 func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
 	var out []*swarmpb.StoreAction
 	for _, s := range p.services {
-		out = append(out, api.Update(s))
+		out = append(out, state.Update(s))
 	}
 	for _, id := range p.order {
 		if _, gone := p.deleted[id]; !gone {
-			out = append(out, api.Update(p.updated[id]))
+			out = append(out, state.Update(p.updated[id]))
 		}
 	}
 	for _, t := range p.deleted {
-		out = append(out, api.Delete(t))
+		out = append(out, state.Delete(t))
 	}
 	for _, t := range p.created {
-		creates = append(creates, api.Create(t))
+		creates = append(creates, state.Create(t))
 	}
 	return out, creates
 }

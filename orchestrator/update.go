@@ -3,21 +3,20 @@ package orchestrator
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/protobuf/proto"
 )
 
-// Update states shown in service inspect and ps.
+// Update states, shortened.
 const (
-	UpdateUpdating          = "updating"
-	UpdatePaused            = "paused"
-	UpdateCompleted         = "completed"
-	UpdateRollbackStarted   = "rollback_started"
-	UpdateRollbackPaused    = "rollback_paused"
-	UpdateRollbackCompleted = "rollback_completed"
+	updateUpdating          = swarmpb.UpdateState_UPDATE_STATE_UPDATING
+	updatePaused            = swarmpb.UpdateState_UPDATE_STATE_PAUSED
+	updateCompleted         = swarmpb.UpdateState_UPDATE_STATE_COMPLETED
+	updateRollbackStarted   = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED
+	updateRollbackPaused    = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_PAUSED
+	updateRollbackCompleted = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED
 )
 
 // rollingUpdate replaces live tasks older than the service's spec_version
@@ -35,7 +34,7 @@ func (o *Orchestrator) rollingUpdate(p *plan, svc *swarmpb.Service, live map[uin
 
 func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives []*swarmpb.Task, replace func(*swarmpb.Task) *swarmpb.Task) {
 	st := svc.GetUpdateStatus()
-	rollingBack := st.GetState() == UpdateRollbackStarted || st.GetState() == UpdateRollbackPaused
+	rollingBack := st.RollingBack()
 	cfg := svc.Spec.GetUpdate()
 	if rollingBack {
 		cfg = svc.Spec.GetRollback()
@@ -51,16 +50,16 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 			inflight++
 		}
 	}
-	updating := st.GetState() == UpdateUpdating || st.GetState() == UpdateRollbackStarted
+	updating := st.InProgress()
 	if !updating && len(outdated) == 0 {
 		return
 	}
 	startedAt := time.Unix(0, st.GetStartedAt())
 	if updating && st.GetStartedAt() == 0 {
 		startedAt = p.now
-		o.setUpdateStatus(p, svc, st.GetState(), "", startedAt, time.Time{})
+		o.setUpdateStatus(p, svc, st.Current(), "", startedAt, time.Time{})
 	}
-	if st.GetState() == UpdatePaused || st.GetState() == UpdateRollbackPaused {
+	if st.Paused() {
 		return
 	}
 
@@ -83,27 +82,29 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 	}
 	if failed > 0 && float64(failed)/float64(max(total, 1)) > float64(cfg.GetMaxFailureRatio()) {
 		switch {
-		case cfg.GetFailureAction() == "continue":
-		case cfg.GetFailureAction() == "rollback" && !rollingBack && svc.PreviousSpec != nil:
+		case cfg.FailureActionValue() == swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_CONTINUE:
+		case cfg.FailureActionValue() == swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK && !rollingBack && svc.PreviousSpec != nil:
 			// The store refuses a spec claiming another service's port;
 			// retrying that write would stall every pass, so pause.
 			if k, owner := p.tx.portTaken(svc.Id, svc.PreviousSpec); owner != nil {
-				o.setUpdateStatus(p, svc, UpdatePaused, fmt.Sprintf("update paused due to failure or early termination of task %s; it cannot roll back: port %d/%s is already published by service %s",
+				o.setUpdateStatus(p, svc, updatePaused, fmt.Sprintf("update paused due to failure or early termination of task %s; it cannot roll back: port %d/%s is already published by service %s",
 					lastFailure.Id, k.Port, k.Protocol, owner.GetSpec().GetName()), startedAt, time.Time{})
 				return
 			}
 			next := proto.Clone(svc).(*swarmpb.Service)
 			next.Spec, next.PreviousSpec = next.PreviousSpec, next.Spec
 			next.SpecVersion++
-			next.UpdateStatus = &swarmpb.UpdateStatus{State: UpdateRollbackStarted, StartedAt: p.now.UnixNano(),
-				Message: fmt.Sprintf("update rolled back due to failure or early termination of task %s", lastFailure.Id)}
+			next.UpdateStatus = swarmpb.NewUpdateStatus(updateRollbackStarted)
+			next.UpdateStatus.StartedAt = p.now.UnixNano()
+			next.UpdateStatus.FailureRollback = true
+			next.UpdateStatus.Message = fmt.Sprintf("update rolled back due to failure or early termination of task %s", lastFailure.Id)
 			p.updateService(next)
 			delete(o.stableAt, svc.Id)
 			return
 		default:
-			state := UpdatePaused
+			state := updatePaused
 			if rollingBack {
-				state = UpdateRollbackPaused
+				state = updateRollbackPaused
 			}
 			o.setUpdateStatus(p, svc, state, fmt.Sprintf("update paused due to failure or early termination of task %s", lastFailure.Id), startedAt, time.Time{})
 			return
@@ -125,12 +126,12 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 			p.wakeAt(done)
 			return
 		}
-		final := UpdateCompleted
+		final := updateCompleted
 		msg := "update completed"
 		if rollingBack {
-			final, msg = UpdateRollbackCompleted, "rollback completed"
-			if m := st.GetMessage(); strings.Contains(m, "rolled back due to failure") {
-				msg = m // keep why: the CLI reports an automatic rollback as a failed update
+			final, msg = updateRollbackCompleted, "rollback completed"
+			if st.RolledBackOnFailure() {
+				msg = st.GetMessage() // keep why the update was rolled back
 			}
 		}
 		o.setUpdateStatus(p, svc, final, msg, startedAt, p.now)
@@ -162,7 +163,7 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 		return outdated[i].NodeId < outdated[j].NodeId
 	})
 	for _, old := range outdated[:n] {
-		if cfg.GetOrder() != "start-first" {
+		if cfg.OrderValue() != swarmpb.UpdateOrder_UPDATE_ORDER_START_FIRST {
 			p.shutdown(old, "updating to a new spec")
 		}
 		replace(old)
@@ -175,15 +176,23 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 // svc; the delay applies between batches, not before the first.
 func inflightHadBatch(o *Orchestrator, svc *swarmpb.Service) bool { return o.batched[svc.Id] }
 
-func (o *Orchestrator) setUpdateStatus(p *plan, svc *swarmpb.Service, state, msg string, started, completed time.Time) {
+// setUpdateStatus records the update's new state. A rollback the failure
+// action started stays marked as such through its pause and completion, so
+// that the CLI reports the update as failed.
+func (o *Orchestrator) setUpdateStatus(p *plan, svc *swarmpb.Service, state swarmpb.UpdateState, msg string, started, completed time.Time) {
+	us := swarmpb.NewUpdateStatus(state)
+	us.Message, us.StartedAt, us.CompletedAt = msg, started.UnixNano(), unixOrZero(completed)
+	if old := svc.GetUpdateStatus(); old.RollingBack() && old.RolledBackOnFailure() && us.RollingBackOrDone() {
+		us.FailureRollback = true
+	}
 	for _, s := range p.services {
 		if s.Id == svc.Id {
-			s.UpdateStatus = &swarmpb.UpdateStatus{State: state, Message: msg, StartedAt: started.UnixNano(), CompletedAt: unixOrZero(completed)}
+			s.UpdateStatus = us
 			return
 		}
 	}
 	next := proto.Clone(svc).(*swarmpb.Service)
-	next.UpdateStatus = &swarmpb.UpdateStatus{State: state, Message: msg, StartedAt: started.UnixNano(), CompletedAt: unixOrZero(completed)}
+	next.UpdateStatus = us
 	p.updateService(next)
 }
 

@@ -215,6 +215,172 @@ func (ServiceMode) EnumDescriptor() ([]byte, []int) {
 	return file_objects_proto_rawDescGZIP(), []int{3}
 }
 
+// What a rolling update does when too many new tasks fail.
+type UpdateFailureAction int32
+
+const (
+	UpdateFailureAction_UPDATE_FAILURE_ACTION_UNSPECIFIED UpdateFailureAction = 0 // written before the enum existed: read failure_action
+	UpdateFailureAction_UPDATE_FAILURE_ACTION_PAUSE       UpdateFailureAction = 1
+	UpdateFailureAction_UPDATE_FAILURE_ACTION_CONTINUE    UpdateFailureAction = 2
+	UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK    UpdateFailureAction = 3
+)
+
+// Enum value maps for UpdateFailureAction.
+var (
+	UpdateFailureAction_name = map[int32]string{
+		0: "UPDATE_FAILURE_ACTION_UNSPECIFIED",
+		1: "UPDATE_FAILURE_ACTION_PAUSE",
+		2: "UPDATE_FAILURE_ACTION_CONTINUE",
+		3: "UPDATE_FAILURE_ACTION_ROLLBACK",
+	}
+	UpdateFailureAction_value = map[string]int32{
+		"UPDATE_FAILURE_ACTION_UNSPECIFIED": 0,
+		"UPDATE_FAILURE_ACTION_PAUSE":       1,
+		"UPDATE_FAILURE_ACTION_CONTINUE":    2,
+		"UPDATE_FAILURE_ACTION_ROLLBACK":    3,
+	}
+)
+
+func (x UpdateFailureAction) Enum() *UpdateFailureAction {
+	p := new(UpdateFailureAction)
+	*p = x
+	return p
+}
+
+func (x UpdateFailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateFailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_objects_proto_enumTypes[4].Descriptor()
+}
+
+func (UpdateFailureAction) Type() protoreflect.EnumType {
+	return &file_objects_proto_enumTypes[4]
+}
+
+func (x UpdateFailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateFailureAction.Descriptor instead.
+func (UpdateFailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{4}
+}
+
+// Whether a rolling update stops an old task before starting its
+// replacement, or starts the replacement first.
+type UpdateOrder int32
+
+const (
+	UpdateOrder_UPDATE_ORDER_UNSPECIFIED UpdateOrder = 0 // written before the enum existed: read order
+	UpdateOrder_UPDATE_ORDER_STOP_FIRST  UpdateOrder = 1
+	UpdateOrder_UPDATE_ORDER_START_FIRST UpdateOrder = 2
+)
+
+// Enum value maps for UpdateOrder.
+var (
+	UpdateOrder_name = map[int32]string{
+		0: "UPDATE_ORDER_UNSPECIFIED",
+		1: "UPDATE_ORDER_STOP_FIRST",
+		2: "UPDATE_ORDER_START_FIRST",
+	}
+	UpdateOrder_value = map[string]int32{
+		"UPDATE_ORDER_UNSPECIFIED": 0,
+		"UPDATE_ORDER_STOP_FIRST":  1,
+		"UPDATE_ORDER_START_FIRST": 2,
+	}
+)
+
+func (x UpdateOrder) Enum() *UpdateOrder {
+	p := new(UpdateOrder)
+	*p = x
+	return p
+}
+
+func (x UpdateOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_objects_proto_enumTypes[5].Descriptor()
+}
+
+func (UpdateOrder) Type() protoreflect.EnumType {
+	return &file_objects_proto_enumTypes[5]
+}
+
+func (x UpdateOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateOrder.Descriptor instead.
+func (UpdateOrder) EnumDescriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{5}
+}
+
+// The phase of a service's last rolling update or rollback.
+type UpdateState int32
+
+const (
+	UpdateState_UPDATE_STATE_UNSPECIFIED        UpdateState = 0 // no update, or written before the enum existed: read state
+	UpdateState_UPDATE_STATE_UPDATING           UpdateState = 1
+	UpdateState_UPDATE_STATE_PAUSED             UpdateState = 2
+	UpdateState_UPDATE_STATE_COMPLETED          UpdateState = 3
+	UpdateState_UPDATE_STATE_ROLLBACK_STARTED   UpdateState = 4
+	UpdateState_UPDATE_STATE_ROLLBACK_PAUSED    UpdateState = 5
+	UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED UpdateState = 6
+)
+
+// Enum value maps for UpdateState.
+var (
+	UpdateState_name = map[int32]string{
+		0: "UPDATE_STATE_UNSPECIFIED",
+		1: "UPDATE_STATE_UPDATING",
+		2: "UPDATE_STATE_PAUSED",
+		3: "UPDATE_STATE_COMPLETED",
+		4: "UPDATE_STATE_ROLLBACK_STARTED",
+		5: "UPDATE_STATE_ROLLBACK_PAUSED",
+		6: "UPDATE_STATE_ROLLBACK_COMPLETED",
+	}
+	UpdateState_value = map[string]int32{
+		"UPDATE_STATE_UNSPECIFIED":        0,
+		"UPDATE_STATE_UPDATING":           1,
+		"UPDATE_STATE_PAUSED":             2,
+		"UPDATE_STATE_COMPLETED":          3,
+		"UPDATE_STATE_ROLLBACK_STARTED":   4,
+		"UPDATE_STATE_ROLLBACK_PAUSED":    5,
+		"UPDATE_STATE_ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateState) Enum() *UpdateState {
+	p := new(UpdateState)
+	*p = x
+	return p
+}
+
+func (x UpdateState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateState) Descriptor() protoreflect.EnumDescriptor {
+	return file_objects_proto_enumTypes[6].Descriptor()
+}
+
+func (UpdateState) Type() protoreflect.EnumType {
+	return &file_objects_proto_enumTypes[6]
+}
+
+func (x UpdateState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateState.Descriptor instead.
+func (UpdateState) EnumDescriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{6}
+}
+
 // Task states are ordered: a task only moves forward.
 type TaskState int32
 
@@ -279,11 +445,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_objects_proto_enumTypes[4].Descriptor()
+	return file_objects_proto_enumTypes[7].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_objects_proto_enumTypes[4]
+	return &file_objects_proto_enumTypes[7]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -292,7 +458,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{4}
+	return file_objects_proto_rawDescGZIP(), []int{7}
 }
 
 type Mount_Type int32
@@ -325,11 +491,11 @@ func (x Mount_Type) String() string {
 }
 
 func (Mount_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_objects_proto_enumTypes[5].Descriptor()
+	return file_objects_proto_enumTypes[8].Descriptor()
 }
 
 func (Mount_Type) Type() protoreflect.EnumType {
-	return &file_objects_proto_enumTypes[5]
+	return &file_objects_proto_enumTypes[8]
 }
 
 func (x Mount_Type) Number() protoreflect.EnumNumber {
@@ -374,11 +540,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_objects_proto_enumTypes[6].Descriptor()
+	return file_objects_proto_enumTypes[9].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_objects_proto_enumTypes[6]
+	return &file_objects_proto_enumTypes[9]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -1554,15 +1720,22 @@ func (x *PortConfig) GetPublishMode() string {
 }
 
 type UpdateConfig struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Parallelism     uint64                 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
-	DelayNs         int64                  `protobuf:"varint,2,opt,name=delay_ns,json=delayNs,proto3" json:"delay_ns,omitempty"`
-	FailureAction   string                 `protobuf:"bytes,3,opt,name=failure_action,json=failureAction,proto3" json:"failure_action,omitempty"` // pause | continue | rollback
-	MonitorNs       int64                  `protobuf:"varint,4,opt,name=monitor_ns,json=monitorNs,proto3" json:"monitor_ns,omitempty"`
-	MaxFailureRatio float32                `protobuf:"fixed32,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
-	Order           string                 `protobuf:"bytes,6,opt,name=order,proto3" json:"order,omitempty"` // stop-first | start-first
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Parallelism uint64                 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	DelayNs     int64                  `protobuf:"varint,2,opt,name=delay_ns,json=delayNs,proto3" json:"delay_ns,omitempty"`
+	// Deprecated: use on_failure. Still accepted (pause | continue |
+	// rollback) and still read when on_failure is unspecified, because specs
+	// written by older versions and older clients carry only this field.
+	FailureAction   string  `protobuf:"bytes,3,opt,name=failure_action,json=failureAction,proto3" json:"failure_action,omitempty"`
+	MonitorNs       int64   `protobuf:"varint,4,opt,name=monitor_ns,json=monitorNs,proto3" json:"monitor_ns,omitempty"`
+	MaxFailureRatio float32 `protobuf:"fixed32,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	// Deprecated: use update_order. Still accepted (stop-first |
+	// start-first) and still read when update_order is unspecified.
+	Order         string              `protobuf:"bytes,6,opt,name=order,proto3" json:"order,omitempty"`
+	OnFailure     UpdateFailureAction `protobuf:"varint,7,opt,name=on_failure,json=onFailure,proto3,enum=raftswarm.v1.UpdateFailureAction" json:"on_failure,omitempty"`
+	UpdateOrder   UpdateOrder         `protobuf:"varint,8,opt,name=update_order,json=updateOrder,proto3,enum=raftswarm.v1.UpdateOrder" json:"update_order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateConfig) Reset() {
@@ -1637,14 +1810,36 @@ func (x *UpdateConfig) GetOrder() string {
 	return ""
 }
 
+func (x *UpdateConfig) GetOnFailure() UpdateFailureAction {
+	if x != nil {
+		return x.OnFailure
+	}
+	return UpdateFailureAction_UPDATE_FAILURE_ACTION_UNSPECIFIED
+}
+
+func (x *UpdateConfig) GetUpdateOrder() UpdateOrder {
+	if x != nil {
+		return x.UpdateOrder
+	}
+	return UpdateOrder_UPDATE_ORDER_UNSPECIFIED
+}
+
 type UpdateStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"` // updating, paused, completed, rollback_started, ...
-	StartedAt     int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	CompletedAt   int64                  `protobuf:"varint,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deprecated: use update_state. Managers still write it beside
+	// update_state (updating, paused, completed, rollback_started,
+	// rollback_paused, rollback_completed) so that older managers and
+	// clients can read it, and read it when update_state is unspecified.
+	State       string      `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	StartedAt   int64       `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt int64       `protobuf:"varint,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message     string      `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"` // for people; never parsed
+	UpdateState UpdateState `protobuf:"varint,5,opt,name=update_state,json=updateState,proto3,enum=raftswarm.v1.UpdateState" json:"update_state,omitempty"`
+	// The rollback was started by the update's failure action, not by the
+	// user: the update failed.
+	FailureRollback bool `protobuf:"varint,6,opt,name=failure_rollback,json=failureRollback,proto3" json:"failure_rollback,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateStatus) Reset() {
@@ -1703,6 +1898,20 @@ func (x *UpdateStatus) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *UpdateStatus) GetUpdateState() UpdateState {
+	if x != nil {
+		return x.UpdateState
+	}
+	return UpdateState_UPDATE_STATE_UNSPECIFIED
+}
+
+func (x *UpdateStatus) GetFailureRollback() bool {
+	if x != nil {
+		return x.FailureRollback
+	}
+	return false
 }
 
 type ServiceSpec struct {
@@ -2391,7 +2600,7 @@ const file_objects_proto_rawDesc = "" +
 	"\vtarget_port\x18\x02 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12!\n" +
-	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\"\xd3\x01\n" +
+	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\"\xd3\x02\n" +
 	"\fUpdateConfig\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
 	"\bdelay_ns\x18\x02 \x01(\x03R\adelayNs\x12%\n" +
@@ -2399,13 +2608,18 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"monitor_ns\x18\x04 \x01(\x03R\tmonitorNs\x12*\n" +
 	"\x11max_failure_ratio\x18\x05 \x01(\x02R\x0fmaxFailureRatio\x12\x14\n" +
-	"\x05order\x18\x06 \x01(\tR\x05order\"\x80\x01\n" +
+	"\x05order\x18\x06 \x01(\tR\x05order\x12@\n" +
+	"\n" +
+	"on_failure\x18\a \x01(\x0e2!.raftswarm.v1.UpdateFailureActionR\tonFailure\x12<\n" +
+	"\fupdate_order\x18\b \x01(\x0e2\x19.raftswarm.v1.UpdateOrderR\vupdateOrder\"\xe9\x01\n" +
 	"\fUpdateStatus\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x1d\n" +
 	"\n" +
 	"started_at\x18\x02 \x01(\x03R\tstartedAt\x12!\n" +
 	"\fcompleted_at\x18\x03 \x01(\x03R\vcompletedAt\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\xed\x04\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12<\n" +
+	"\fupdate_state\x18\x05 \x01(\x0e2\x19.raftswarm.v1.UpdateStateR\vupdateState\x12)\n" +
+	"\x10failure_rollback\x18\x06 \x01(\bR\x0ffailureRollback\"\xed\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
 	"\x06labels\x18\x02 \x03(\v2%.raftswarm.v1.ServiceSpec.LabelsEntryR\x06labels\x129\n" +
@@ -2478,7 +2692,24 @@ const file_objects_proto_rawDesc = "" +
 	"\x17NODE_AVAILABILITY_DRAIN\x10\x02*C\n" +
 	"\vServiceMode\x12\x1b\n" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
-	"\x13SERVICE_MODE_GLOBAL\x10\x01*\xd1\x02\n" +
+	"\x13SERVICE_MODE_GLOBAL\x10\x01*\xa5\x01\n" +
+	"\x13UpdateFailureAction\x12%\n" +
+	"!UPDATE_FAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bUPDATE_FAILURE_ACTION_PAUSE\x10\x01\x12\"\n" +
+	"\x1eUPDATE_FAILURE_ACTION_CONTINUE\x10\x02\x12\"\n" +
+	"\x1eUPDATE_FAILURE_ACTION_ROLLBACK\x10\x03*f\n" +
+	"\vUpdateOrder\x12\x1c\n" +
+	"\x18UPDATE_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17UPDATE_ORDER_STOP_FIRST\x10\x01\x12\x1c\n" +
+	"\x18UPDATE_ORDER_START_FIRST\x10\x02*\xe5\x01\n" +
+	"\vUpdateState\x12\x1c\n" +
+	"\x18UPDATE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15UPDATE_STATE_UPDATING\x10\x01\x12\x17\n" +
+	"\x13UPDATE_STATE_PAUSED\x10\x02\x12\x1a\n" +
+	"\x16UPDATE_STATE_COMPLETED\x10\x03\x12!\n" +
+	"\x1dUPDATE_STATE_ROLLBACK_STARTED\x10\x04\x12 \n" +
+	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x05\x12#\n" +
+	"\x1fUPDATE_STATE_ROLLBACK_COMPLETED\x10\x06*\xd1\x02\n" +
 	"\tTaskState\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_PENDING\x10@\x12\x18\n" +
@@ -2506,90 +2737,96 @@ func file_objects_proto_rawDescGZIP() []byte {
 	return file_objects_proto_rawDescData
 }
 
-var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),                // 0: raftswarm.v1.NodeRole
 	(NodeStatus)(0),              // 1: raftswarm.v1.NodeStatus
 	(NodeAvailability)(0),        // 2: raftswarm.v1.NodeAvailability
 	(ServiceMode)(0),             // 3: raftswarm.v1.ServiceMode
-	(TaskState)(0),               // 4: raftswarm.v1.TaskState
-	(Mount_Type)(0),              // 5: raftswarm.v1.Mount.Type
-	(RestartPolicy_Condition)(0), // 6: raftswarm.v1.RestartPolicy.Condition
-	(*Meta)(nil),                 // 7: raftswarm.v1.Meta
-	(*Cluster)(nil),              // 8: raftswarm.v1.Cluster
-	(*RootCA)(nil),               // 9: raftswarm.v1.RootCA
-	(*JoinTokens)(nil),           // 10: raftswarm.v1.JoinTokens
-	(*ClusterSettings)(nil),      // 11: raftswarm.v1.ClusterSettings
-	(*NodeSpec)(nil),             // 12: raftswarm.v1.NodeSpec
-	(*Resources)(nil),            // 13: raftswarm.v1.Resources
-	(*NodeDescription)(nil),      // 14: raftswarm.v1.NodeDescription
-	(*Node)(nil),                 // 15: raftswarm.v1.Node
-	(*Mount)(nil),                // 16: raftswarm.v1.Mount
-	(*HealthConfig)(nil),         // 17: raftswarm.v1.HealthConfig
-	(*ContainerSpec)(nil),        // 18: raftswarm.v1.ContainerSpec
-	(*RestartPolicy)(nil),        // 19: raftswarm.v1.RestartPolicy
-	(*Placement)(nil),            // 20: raftswarm.v1.Placement
-	(*ResourceRequirements)(nil), // 21: raftswarm.v1.ResourceRequirements
-	(*PortConfig)(nil),           // 22: raftswarm.v1.PortConfig
-	(*UpdateConfig)(nil),         // 23: raftswarm.v1.UpdateConfig
-	(*UpdateStatus)(nil),         // 24: raftswarm.v1.UpdateStatus
-	(*ServiceSpec)(nil),          // 25: raftswarm.v1.ServiceSpec
-	(*Service)(nil),              // 26: raftswarm.v1.Service
-	(*TaskStatus)(nil),           // 27: raftswarm.v1.TaskStatus
-	(*PortBinding)(nil),          // 28: raftswarm.v1.PortBinding
-	(*Task)(nil),                 // 29: raftswarm.v1.Task
-	(*Secret)(nil),               // 30: raftswarm.v1.Secret
-	nil,                          // 31: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                          // 32: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                          // 33: raftswarm.v1.ServiceSpec.LabelsEntry
+	(UpdateFailureAction)(0),     // 4: raftswarm.v1.UpdateFailureAction
+	(UpdateOrder)(0),             // 5: raftswarm.v1.UpdateOrder
+	(UpdateState)(0),             // 6: raftswarm.v1.UpdateState
+	(TaskState)(0),               // 7: raftswarm.v1.TaskState
+	(Mount_Type)(0),              // 8: raftswarm.v1.Mount.Type
+	(RestartPolicy_Condition)(0), // 9: raftswarm.v1.RestartPolicy.Condition
+	(*Meta)(nil),                 // 10: raftswarm.v1.Meta
+	(*Cluster)(nil),              // 11: raftswarm.v1.Cluster
+	(*RootCA)(nil),               // 12: raftswarm.v1.RootCA
+	(*JoinTokens)(nil),           // 13: raftswarm.v1.JoinTokens
+	(*ClusterSettings)(nil),      // 14: raftswarm.v1.ClusterSettings
+	(*NodeSpec)(nil),             // 15: raftswarm.v1.NodeSpec
+	(*Resources)(nil),            // 16: raftswarm.v1.Resources
+	(*NodeDescription)(nil),      // 17: raftswarm.v1.NodeDescription
+	(*Node)(nil),                 // 18: raftswarm.v1.Node
+	(*Mount)(nil),                // 19: raftswarm.v1.Mount
+	(*HealthConfig)(nil),         // 20: raftswarm.v1.HealthConfig
+	(*ContainerSpec)(nil),        // 21: raftswarm.v1.ContainerSpec
+	(*RestartPolicy)(nil),        // 22: raftswarm.v1.RestartPolicy
+	(*Placement)(nil),            // 23: raftswarm.v1.Placement
+	(*ResourceRequirements)(nil), // 24: raftswarm.v1.ResourceRequirements
+	(*PortConfig)(nil),           // 25: raftswarm.v1.PortConfig
+	(*UpdateConfig)(nil),         // 26: raftswarm.v1.UpdateConfig
+	(*UpdateStatus)(nil),         // 27: raftswarm.v1.UpdateStatus
+	(*ServiceSpec)(nil),          // 28: raftswarm.v1.ServiceSpec
+	(*Service)(nil),              // 29: raftswarm.v1.Service
+	(*TaskStatus)(nil),           // 30: raftswarm.v1.TaskStatus
+	(*PortBinding)(nil),          // 31: raftswarm.v1.PortBinding
+	(*Task)(nil),                 // 32: raftswarm.v1.Task
+	(*Secret)(nil),               // 33: raftswarm.v1.Secret
+	nil,                          // 34: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                          // 35: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                          // 36: raftswarm.v1.ServiceSpec.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
-	7,  // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
-	9,  // 1: raftswarm.v1.Cluster.root_ca:type_name -> raftswarm.v1.RootCA
-	10, // 2: raftswarm.v1.Cluster.join_tokens:type_name -> raftswarm.v1.JoinTokens
-	11, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
+	10, // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
+	12, // 1: raftswarm.v1.Cluster.root_ca:type_name -> raftswarm.v1.RootCA
+	13, // 2: raftswarm.v1.Cluster.join_tokens:type_name -> raftswarm.v1.JoinTokens
+	14, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	31, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
-	13, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
-	7,  // 8: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
-	12, // 9: raftswarm.v1.Node.spec:type_name -> raftswarm.v1.NodeSpec
-	14, // 10: raftswarm.v1.Node.description:type_name -> raftswarm.v1.NodeDescription
+	34, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	16, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
+	10, // 8: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
+	15, // 9: raftswarm.v1.Node.spec:type_name -> raftswarm.v1.NodeSpec
+	17, // 10: raftswarm.v1.Node.description:type_name -> raftswarm.v1.NodeDescription
 	0,  // 11: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
 	1,  // 12: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
-	5,  // 13: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	32, // 14: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
-	16, // 15: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
-	17, // 16: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
-	6,  // 17: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
-	13, // 18: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
-	13, // 19: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
-	33, // 20: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
-	18, // 21: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
-	3,  // 22: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
-	19, // 23: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
-	20, // 24: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
-	21, // 25: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
-	22, // 26: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
-	23, // 27: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
-	23, // 28: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
-	7,  // 29: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
-	25, // 30: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
-	25, // 31: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
-	24, // 32: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
-	4,  // 33: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	28, // 34: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
-	7,  // 35: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	4,  // 36: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	27, // 37: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	25, // 38: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	7,  // 39: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	8,  // 13: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
+	35, // 14: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	19, // 15: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
+	20, // 16: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
+	9,  // 17: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
+	16, // 18: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
+	16, // 19: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
+	4,  // 20: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
+	5,  // 21: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
+	6,  // 22: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
+	36, // 23: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	21, // 24: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
+	3,  // 25: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
+	22, // 26: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
+	23, // 27: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
+	24, // 28: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
+	25, // 29: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
+	26, // 30: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
+	26, // 31: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
+	10, // 32: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
+	28, // 33: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
+	28, // 34: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
+	27, // 35: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
+	7,  // 36: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
+	31, // 37: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	10, // 38: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	7,  // 39: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	30, // 40: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	28, // 41: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	10, // 42: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2602,7 +2839,7 @@ func file_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      10,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -1,4 +1,5 @@
-// Package scheduler decides where tasks run. It is a pure placement engine:
+// Package scheduler decides where tasks run, and runs the leader's
+// scheduling loop that commits those decisions. Its core is a pure placement engine:
 // given what it has been told about nodes and about the tasks that count
 // against them, Schedule returns a decision (a node, or a user-facing reason)
 // for each pending task.
@@ -18,4 +19,13 @@
 // identical decisions, ties broken by node id), cheap to test with plain
 // tables, and cheap to rebuild from the store after a leader change. A
 // Scheduler is not safe for concurrent use; its owner serialises calls.
+//
+// That owner is the scheduling loop, RunLoop in loop.go: the one file of
+// the package that does I/O (a store watch, Raft writes through the small
+// Applier interface it owns). It lives here, beside the engine it drives,
+// rather than in orchestrator; the placement files (scheduler.go, filter.go,
+// tree.go, constraint.go) must stay free of I/O, goroutines and clocks.
+//
+// scheduler may import proto, spec and, in loop.go only, state. It must not
+// import orchestrator, api, manager, node or agent.
 package scheduler

@@ -399,12 +399,36 @@ func validatePorts(ports []*swarmpb.PortConfig) error {
 	return nil
 }
 
+// enumText is the text form of a setting given as a deprecated string, an
+// enum (value, with its text form name), or both.
+func enumText(field, str string, value int32, name string) (string, error) {
+	switch {
+	case value == 0:
+		return str, nil
+	case name == "":
+		return "", fieldErr(field, "%d is not a known value (is this manager older than the client?): use the text form", value)
+	case str != "" && str != name:
+		return "", fieldErr(field, "%s and %s disagree: send one", quote(str), quote(name))
+	}
+	return name, nil
+}
+
 // validateUpdateConfig checks --update-* (which "update") or --rollback-*.
 func validateUpdateConfig(which string, u *swarmpb.UpdateConfig) error {
 	if u == nil {
 		return nil
 	}
-	switch u.FailureAction {
+	// The enums replaced the strings; a client may send either, or both
+	// when they agree.
+	failureAction, err := enumText(which+" failure action", u.FailureAction, int32(u.OnFailure), u.OnFailure.Text())
+	if err != nil {
+		return err
+	}
+	order, err := enumText(which+" order", u.Order, int32(u.UpdateOrder), u.UpdateOrder.Text())
+	if err != nil {
+		return err
+	}
+	switch failureAction {
 	case "", "pause", "continue":
 	case "rollback":
 		if which == "rollback" {
@@ -415,12 +439,12 @@ func validateUpdateConfig(which string, u *swarmpb.UpdateConfig) error {
 		if which == "rollback" {
 			allowed = "pause or continue"
 		}
-		return fieldErr(which+" failure action", "%s is invalid: use %s", quote(u.FailureAction), allowed)
+		return fieldErr(which+" failure action", "%s is invalid: use %s", quote(failureAction), allowed)
 	}
-	switch u.Order {
+	switch order {
 	case "", "stop-first", "start-first":
 	default:
-		return fieldErr(which+" order", "%s is invalid: use stop-first or start-first", quote(u.Order))
+		return fieldErr(which+" order", "%s is invalid: use stop-first or start-first", quote(order))
 	}
 	if r := u.MaxFailureRatio; !(r >= 0 && r <= 1) {
 		return fieldErr(which+" max failure ratio", "%g is out of range: use 0 to 1", r)

@@ -6,7 +6,10 @@
 //
 // The Raft FSM is the only writer: it calls ApplyBatch for every committed
 // entry, so every replica runs the same deterministic validation and reaches
-// the same state. Everything else reads.
+// the same state. Everything else reads, and proposes batches built with
+// this package's Batch, Create, Update and Delete (actions.go), bounded by
+// BatchLen; they live here, at the bottom, so that every layer can build
+// writes without importing another.
 //
 // Three design rules hold the package together:
 //
@@ -27,4 +30,8 @@
 //     bound per watcher, so a slow consumer can never stall Raft apply. A
 //     Restore swaps the whole state, which cannot be expressed as events, so
 //     it closes every watcher's channel and consumers start over.
+//
+// state imports only proto (and the standard library and protobuf). It must
+// not import api, orchestrator, scheduler, raft, manager, node or agent:
+// everything above it reads and writes through it.
 package state

@@ -23,25 +23,11 @@ func join(bs ...*swarmpb.StoreBatch) *swarmpb.StoreBatch {
 	return out
 }
 
+// batch builds a batch of one kind of action with the package's builders.
 func batch(k swarmpb.StoreAction_Kind, objs ...any) *swarmpb.StoreBatch {
 	b := &swarmpb.StoreBatch{}
 	for _, o := range objs {
-		a := &swarmpb.StoreAction{Kind: k}
-		switch o := o.(type) {
-		case *swarmpb.Cluster:
-			a.Target = &swarmpb.StoreAction_Cluster{Cluster: o}
-		case *swarmpb.Node:
-			a.Target = &swarmpb.StoreAction_Node{Node: o}
-		case *swarmpb.Service:
-			a.Target = &swarmpb.StoreAction_Service{Service: o}
-		case *swarmpb.Task:
-			a.Target = &swarmpb.StoreAction_Task{Task: o}
-		case *swarmpb.Secret:
-			a.Target = &swarmpb.StoreAction_Secret{Secret: o}
-		default:
-			panic("unknown object")
-		}
-		b.Actions = append(b.Actions, a)
+		b.Actions = append(b.Actions, action(k, o))
 	}
 	return b
 }

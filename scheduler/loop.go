@@ -1,13 +1,16 @@
-package orchestrator
+package scheduler
+
+// The leader's scheduling loop: the one file of this package that does I/O.
+// It keeps a Scheduler in step with the store's events and writes its
+// placements through Raft; the placement code it drives (scheduler.go,
+// filter.go, tree.go, constraint.go) stays pure.
 
 import (
 	"context"
 	"log/slog"
 	"time"
 
-	"github.com/raftswarm/raftswarm/api"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -18,13 +21,24 @@ func needsPlacement(t *swarmpb.Task) bool {
 		t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_PENDING
 }
 
-// schedLoop keeps a scheduler.Scheduler in step with the store and writes
+// Applier is what the loop needs from Raft: a way to propose a batch.
+type Applier interface {
+	Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error)
+}
+
+// failedEnd reports a task that ended other than by completing.
+func failedEnd(t *swarmpb.Task) bool {
+	st := t.GetStatus().GetState()
+	return st > swarmpb.TaskState_TASK_STATE_RUNNING && st != swarmpb.TaskState_TASK_STATE_COMPLETE
+}
+
+// schedLoop keeps a Scheduler in step with the store and writes
 // its placements. It is the single writer of assignments.
 type schedLoop struct {
 	store   *state.Store
-	raft    Raft
+	raft    Applier
 	log     *slog.Logger
-	sched   *scheduler.Scheduler
+	sched   *Scheduler
 	pending map[string]*swarmpb.Task
 	// backlog holds the IDs of a round through more pending tasks than
 	// one pass takes; each pass takes the next passLimit of them.
@@ -37,8 +51,9 @@ type schedLoop struct {
 // (as many as a service's replicas when no node fits them).
 const maxSchedulePass = 10_000
 
-// RunScheduler runs the scheduling loop until ctx ends.
-func RunScheduler(ctx context.Context, st *state.Store, r Raft, log *slog.Logger) error {
+// RunLoop runs the scheduling loop until ctx ends: the leader runs it for
+// the length of its term. It is the single writer of assignments.
+func RunLoop(ctx context.Context, st *state.Store, r Applier, log *slog.Logger) error {
 	l := &schedLoop{store: st, raft: r, log: log, passLimit: maxSchedulePass}
 	for ctx.Err() == nil {
 		if err := l.runWatch(ctx); err != nil {
@@ -51,7 +66,7 @@ func RunScheduler(ctx context.Context, st *state.Store, r Raft, log *slog.Logger
 // runWatch runs over one watch; it returns nil when the watch is closed by
 // a snapshot restore, to be restarted from fresh state.
 func (l *schedLoop) runWatch(ctx context.Context) error {
-	l.sched = scheduler.New()
+	l.sched = New()
 	l.pending = map[string]*swarmpb.Task{}
 	l.backlog = nil
 	events, cancel := l.store.ViewAndWatch(func(tx state.ReadTx) {
@@ -67,16 +82,16 @@ func (l *schedLoop) runWatch(ctx context.Context) error {
 	})
 	defer cancel()
 	l.schedule(ctx)
-	retry := time.NewTimer(time.Hour)
+	again := time.NewTimer(time.Hour)
 	if len(l.backlog) > 0 {
-		retry.Reset(0)
+		again.Reset(0)
 	}
-	defer retry.Stop()
+	defer again.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-retry.C:
+		case <-again.C:
 		case ev, ok := <-events:
 			if !ok {
 				return nil
@@ -98,9 +113,9 @@ func (l *schedLoop) runWatch(ctx context.Context) error {
 		ok := l.schedule(ctx)
 		switch {
 		case !ok:
-			retry.Reset(200 * time.Millisecond)
+			again.Reset(200 * time.Millisecond)
 		case len(l.backlog) > 0:
-			retry.Reset(0) // the rest of the round, after any events
+			again.Reset(0) // the rest of the round, after any events
 		}
 	}
 }
@@ -192,19 +207,19 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 			c.SchedulingMessage = d.Reason
 			c.Status.Message = d.Reason
 			c.Status.State = swarmpb.TaskState_TASK_STATE_PENDING
-			acts = append(acts, api.Update(c))
+			acts = append(acts, state.Update(c))
 			continue
 		}
 		c := proto.Clone(t).(*swarmpb.Task)
 		c.NodeId = d.NodeID
 		c.SchedulingMessage = ""
 		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ASSIGNED, Message: "scheduler assigned task to node", Timestamp: now.UnixNano()}
-		acts = append(acts, api.Update(c))
+		acts = append(acts, state.Update(c))
 	}
 	ok := true
 	for len(acts) > 0 {
-		n := batchLen(acts)
-		if _, err := l.raft.Apply(ctx, api.Batch(acts[:n]...)); err != nil {
+		n := state.BatchLen(acts)
+		if _, err := l.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			// The batch was refused whole (usually a task changed since we
 			// read it). Forget this pass's placements; the events bring
 			// the fresh tasks back and the retry places them again.

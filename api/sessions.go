@@ -60,8 +60,6 @@ type sessions struct {
 	byNode  map[string]map[*session]struct{}
 	events  <-chan state.Event
 	unwatch func()
-
-	logs logRegistry // the term's open ServiceLogs subscriptions (logs.go)
 }
 
 // session is one agent's open Session stream.
@@ -110,16 +108,6 @@ func (s *sessions) stop() {
 	s.unwatch()
 	s.byNode = make(map[string]map[*session]struct{})
 	s.mu.Unlock()
-}
-
-// taskSessions returns the running term's task dispatch, nil on a follower.
-func (d *Dispatcher) taskSessions() *sessions {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.active {
-		return nil
-	}
-	return d.sessions
 }
 
 // termEnded is what a session or status update gets when the term ends
@@ -291,7 +279,7 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	if err != nil {
 		return err
 	}
-	s := d.taskSessions()
+	s, _ := d.term()
 	if s == nil {
 		return d.notLeader(ctx)
 	}
@@ -349,7 +337,7 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 	if err != nil {
 		return nil, err
 	}
-	s := d.taskSessions()
+	s, _ := d.term()
 	if s == nil {
 		return nil, d.notLeader(ctx)
 	}
@@ -507,7 +495,7 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 		if len(actions) == 0 {
 			return nil
 		}
-		_, err = s.d.Raft.Apply(s.ctx, Batch(actions...))
+		_, err = s.d.Raft.Apply(s.ctx, state.Batch(actions...))
 		if !errors.Is(err, state.ErrConflict) {
 			return err
 		}
@@ -546,7 +534,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 	slices.Sort(order)
 	actions := make([]*swarmpb.StoreAction, 0, len(order))
 	for _, id := range order {
-		actions = append(actions, Update(staged[id]))
+		actions = append(actions, state.Update(staged[id]))
 	}
 	return actions
 }
@@ -563,4 +551,35 @@ func statusAdvances(cur, next *swarmpb.TaskStatus) bool {
 	return next.GetMessage() != cur.GetMessage() || next.GetErr() != cur.GetErr() ||
 		next.GetExitCode() != cur.GetExitCode() ||
 		(next.GetContainerId() != "" && next.GetContainerId() != cur.GetContainerId())
+}
+
+// SendToNode queues an out-of-band message on every open session of
+// nodeID, ahead of task changes, and reports whether there was any (false
+// on a follower). msg must not be KIND_FULL unless it is a full task set.
+func (d *Dispatcher) SendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
+	s, _ := d.term()
+	return s != nil && s.sendToNode(nodeID, msg)
+}
+
+func (s *sessions) sendToNode(nodeID string, msg *swarmpb.SessionMessage) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.byNode[nodeID] {
+		sess.mu.Lock()
+		sess.oob = append(sess.oob, msg)
+		sess.mu.Unlock()
+		select {
+		case sess.notify <- struct{}{}:
+		default:
+		}
+	}
+	return len(s.byNode[nodeID]) > 0
+}
+
+func (sess *session) takeOOB() []*swarmpb.SessionMessage {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	out := sess.oob
+	sess.oob = nil
+	return out
 }

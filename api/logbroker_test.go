@@ -34,25 +34,26 @@ func (s *logStream) Send(m *swarmpb.ServiceLogsMessage) error {
 
 // logSetup is a leader with service web: task a1 on node A (connected)
 // and b1 on node B (no session).
-func logSetup(t *testing.T) (*ControlServer, *sessions, *session) {
+func logSetup(t *testing.T) (*ControlServer, *logBroker, *session) {
 	st := state.New()
 	r := &storeRaft{store: st}
 	a1, b1 := dtTask("a1", "A", swarmpb.TaskState_TASK_STATE_RUNNING), dtTask("b1", "B", swarmpb.TaskState_TASK_STATE_RUNNING)
 	a1.ServiceName, a1.Slot, b1.ServiceName, b1.Slot = "web", 1, "web", 2
 	dtApply(t, r,
-		Create(&swarmpb.Node{Id: "A", Description: &swarmpb.NodeDescription{Hostname: "hostA"}}),
-		Create(&swarmpb.Node{Id: "B", Description: &swarmpb.NodeDescription{Hostname: "hostB"}}),
-		Create(&swarmpb.Service{Id: "s", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
-		Create(a1), Create(b1))
+		state.Create(&swarmpb.Node{Id: "A", Description: &swarmpb.NodeDescription{Hostname: "hostA"}}),
+		state.Create(&swarmpb.Node{Id: "B", Description: &swarmpb.NodeDescription{Hostname: "hostB"}}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: &swarmpb.ServiceSpec{Name: "web"}}),
+		state.Create(a1), state.Create(b1))
 	d := &Dispatcher{Store: st, Raft: r}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := d.startSessions(ctx)
+	b := newLogBroker(s.ctx, d.termEnded, s)
 	d.mu.Lock()
-	d.active, d.sessions = true, s
+	d.active, d.sessions, d.logs = true, s, b
 	d.mu.Unlock()
 	sessA, _ := s.register("A")
 	t.Cleanup(func() { s.unregister(sessA); cancel(); s.stop() })
-	return &ControlServer{Store: st, Raft: leaderRaft{r}, Dispatcher: d}, s, sessA
+	return &ControlServer{Store: st, Raft: leaderRaft{r}, Logs: d}, b, sessA
 }
 
 // nextSubscription waits for the session's next log subscription.
@@ -99,18 +100,18 @@ func TestServiceLogsRouting(t *testing.T) {
 	}
 
 	// Only the node the subscription was sent to may publish, once.
-	if _, err := s.logs.claim(sub.GetId(), "B"); !errors.Is(err, errPermission) {
+	if _, err := s.claim(sub.GetId(), "B"); !errors.Is(err, errPermission) {
 		t.Fatalf("claim by B: %v", err)
 	}
-	ls, err := s.logs.claim(sub.GetId(), "A")
+	ls, err := s.claim(sub.GetId(), "A")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.logs.claim(sub.GetId(), "A"); !errors.Is(err, errRefused) {
+	if _, err := s.claim(sub.GetId(), "A"); !errors.Is(err, errRefused) {
 		t.Fatalf("second claim by A: %v", err)
 	}
 	line := &swarmpb.LogLine{TaskId: "a1", Stream: "stdout", Data: []byte("hi\n")}
-	if err := ls.deliver(context.Background(), s.ctx, logEvent{node: "A", lines: []*swarmpb.LogLine{line}, closed: true}); err != nil {
+	if err := ls.deliver(context.Background(), s.term, logEvent{node: "A", lines: []*swarmpb.LogLine{line}, closed: true}); err != nil {
 		t.Fatal(err)
 	}
 	m = nextMessage(t, out)
@@ -123,7 +124,7 @@ func TestServiceLogsRouting(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("ServiceLogs: %v", err)
 	}
-	if _, err := s.logs.claim(sub.GetId(), "A"); !errors.Is(err, state.ErrNotFound) {
+	if _, err := s.claim(sub.GetId(), "A"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("claim after the end: %v", err)
 	}
 }

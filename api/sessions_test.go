@@ -37,7 +37,7 @@ func dtTask(id, node string, st swarmpb.TaskState) *swarmpb.Task {
 
 func dtApply(t *testing.T, r *storeRaft, acts ...*swarmpb.StoreAction) {
 	t.Helper()
-	if _, err := r.Apply(context.Background(), Batch(acts...)); err != nil {
+	if _, err := r.Apply(context.Background(), state.Batch(acts...)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -81,9 +81,9 @@ func TestSessionFanOut(t *testing.T) {
 	r := &storeRaft{store: st}
 	d := &Dispatcher{Store: st, Raft: r}
 	dtApply(t, r,
-		Create(dtTask("a1", "A", swarmpb.TaskState_TASK_STATE_RUNNING)),
-		Create(dtTask("a2", "A", swarmpb.TaskState_TASK_STATE_PENDING)), // not yet assigned
-		Create(dtTask("b1", "B", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
+		state.Create(dtTask("a1", "A", swarmpb.TaskState_TASK_STATE_RUNNING)),
+		state.Create(dtTask("a2", "A", swarmpb.TaskState_TASK_STATE_PENDING)), // not yet assigned
+		state.Create(dtTask("b1", "B", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -96,7 +96,7 @@ func TestSessionFanOut(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 200 {
-			dtApply(t, r, Create(dtTask(fmt.Sprintf("n%03d", i), "A", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
+			dtApply(t, r, state.Create(dtTask(fmt.Sprintf("n%03d", i), "A", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
 		}
 	}()
 	sessA, full := s.register("A")
@@ -133,7 +133,7 @@ func TestSessionFanOut(t *testing.T) {
 	a2.Status.State = swarmpb.TaskState_TASK_STATE_ASSIGNED
 	a1 := proto.Clone(dtGet(st, "a1")).(*swarmpb.Task)
 	a1.NodeId = "B"
-	dtApply(t, r, Update(a2), Update(a1), Delete(dtGet(st, "b1")))
+	dtApply(t, r, state.Update(a2), state.Update(a1), state.Delete(dtGet(st, "b1")))
 	drain(t, sessA, func(changed map[string]*swarmpb.Task, removed map[string]bool) bool {
 		return changed["a2"] != nil && removed["a1"]
 	})
@@ -147,9 +147,9 @@ func TestStatusBatching(t *testing.T) {
 	r := &storeRaft{store: st}
 	d := &Dispatcher{Store: st, Raft: r}
 	dtApply(t, r,
-		Create(dtTask("x", "A", swarmpb.TaskState_TASK_STATE_ASSIGNED)),
-		Create(dtTask("y", "A", swarmpb.TaskState_TASK_STATE_RUNNING)),
-		Create(dtTask("z", "B", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
+		state.Create(dtTask("x", "A", swarmpb.TaskState_TASK_STATE_ASSIGNED)),
+		state.Create(dtTask("y", "A", swarmpb.TaskState_TASK_STATE_RUNNING)),
+		state.Create(dtTask("z", "B", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := d.startSessions(ctx)

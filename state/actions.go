@@ -1,0 +1,71 @@
+package state
+
+import (
+	"fmt"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+// The builders below make the store batches that writers propose to Raft
+// and the FSM hands to ApplyBatch. They live beside the store that applies
+// them so that every writer (the control API, the orchestrator, the
+// scheduling loop, the dispatcher, the node) builds batches from the one
+// package every layer may import.
+
+// Batch builds a store batch from actions.
+func Batch(actions ...*swarmpb.StoreAction) *swarmpb.StoreBatch {
+	return &swarmpb.StoreBatch{Actions: actions}
+}
+
+// Create, Update and Delete build the store actions of a batch. They panic
+// on an object type the store does not hold: that is a programming error,
+// not an input error.
+func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_CREATE, obj) }
+func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
+func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }
+
+// Bounds on one Raft entry written by the leader's loops: at most
+// MaxBatchActions actions and about MaxBatchBytes (a 10,000-task service
+// is five entries, not one of many megabytes; a spec with large labels,
+// copied into every task, makes smaller ones).
+const (
+	MaxBatchActions = 2000
+	MaxBatchBytes   = 4 << 20
+)
+
+// BatchLen is how many of acts go in the next Raft entry: at most
+// MaxBatchActions, and no more than about MaxBatchBytes (always at least
+// one).
+func BatchLen(acts []*swarmpb.StoreAction) int {
+	size := 0
+	for i, a := range acts {
+		if i == MaxBatchActions {
+			return i
+		}
+		size += proto.Size(a)
+		if size > MaxBatchBytes && i > 0 {
+			return i
+		}
+	}
+	return len(acts)
+}
+
+func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
+	a := &swarmpb.StoreAction{Kind: kind}
+	switch o := obj.(type) {
+	case *swarmpb.Cluster:
+		a.Target = &swarmpb.StoreAction_Cluster{Cluster: o}
+	case *swarmpb.Node:
+		a.Target = &swarmpb.StoreAction_Node{Node: o}
+	case *swarmpb.Service:
+		a.Target = &swarmpb.StoreAction_Service{Service: o}
+	case *swarmpb.Task:
+		a.Target = &swarmpb.StoreAction_Task{Task: o}
+	case *swarmpb.Secret:
+		a.Target = &swarmpb.StoreAction_Secret{Secret: o}
+	default:
+		panic(fmt.Sprintf("store action on unsupported type %T", obj))
+	}
+	return a
+}
