@@ -59,6 +59,26 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// SleepOrWake waits for d, until wake receives, or until ctx ends; it
+// reports whether the full delay passed. A loop whose wait a newer piece of
+// work should cut short (a status that replaces the one being resent)
+// passes that work's signal as wake.
+func SleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // permanent marks an error that must not be retried.
 type permanent struct{ err error }
 
