@@ -45,24 +45,12 @@ func (b *Backoff) Wait(ctx context.Context) bool { return Sleep(ctx, b.Next()) }
 
 // Sleep waits for d, or until ctx ends; it reports whether the full delay
 // passed.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func Sleep(ctx context.Context, d time.Duration) bool { return SleepOrWake(ctx, d, nil) }
 
 // SleepOrWake waits for d, until wake receives, or until ctx ends; it
 // reports whether the full delay passed. A loop whose wait a newer piece of
 // work should cut short (a status that replaces the one being resent)
-// passes that work's signal as wake.
+// passes that work's signal as wake; a nil wake never fires.
 func SleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	if d <= 0 {
 		return ctx.Err() == nil

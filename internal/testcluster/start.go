@@ -51,14 +51,9 @@ func Start(opts StartOptions) (*Cluster, error) {
 func (c *Cluster) start(opts StartOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var managers []*Member
-	for i := 1; i <= opts.Managers; i++ {
-		m, err := c.add(fmt.Sprintf("m%d", i), true)
-		if err != nil {
-			return err
-		}
-		m.JoinedAs = swarmpb.NodeRole_NODE_ROLE_MANAGER
-		managers = append(managers, m)
+	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
+	if err != nil {
+		return err
 	}
 	m1 := managers[0]
 	if _, err := m1.Node.Init(ctx, m1.Addr, ""); err != nil {
@@ -77,14 +72,9 @@ func (c *Cluster) start(opts StartOptions) error {
 	if err != nil {
 		return fmt.Errorf("worker join token: %w", err)
 	}
-	var workers []*Member
-	for i := 1; i <= opts.Workers; i++ {
-		m, err := c.add(fmt.Sprintf("w%d", i), false)
-		if err != nil {
-			return err
-		}
-		m.JoinedAs = swarmpb.NodeRole_NODE_ROLE_WORKER
-		workers = append(workers, m)
+	workers, err := c.addN("w", opts.Workers, swarmpb.NodeRole_NODE_ROLE_WORKER)
+	if err != nil {
+		return err
 	}
 	sem := make(chan struct{}, opts.JoinParallel)
 	errc := make(chan error, len(workers))
@@ -104,6 +94,21 @@ func (c *Cluster) start(opts StartOptions) error {
 		return err
 	}
 	return c.WaitReady(ctx, opts.Managers+opts.Workers)
+}
+
+// addN starts n members named prefix1, prefix2, ... that will join as
+// role; only managers serve a local socket.
+func (c *Cluster) addN(prefix string, n int, role swarmpb.NodeRole) ([]*Member, error) {
+	var out []*Member
+	for i := 1; i <= n; i++ {
+		m, err := c.add(fmt.Sprintf("%s%d", prefix, i), role == swarmpb.NodeRole_NODE_ROLE_MANAGER)
+		if err != nil {
+			return nil, err
+		}
+		m.JoinedAs = role
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // Close stops every member (workers first, in parallel, then the managers
