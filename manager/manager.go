@@ -14,6 +14,7 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
@@ -184,12 +185,8 @@ func (m *Manager) JoinRaft(ctx context.Context, managers []string) error {
 		if lastErr == nil {
 			return errors.New("no manager address known")
 		}
-		t := time.NewTimer(time.Duration(200*(round+1)) * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, time.Duration(200*(round+1))*time.Millisecond) {
 			return lastErr
-		case <-t.C:
 		}
 	}
 }

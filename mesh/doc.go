@@ -47,4 +47,10 @@
 // the real client (Docker's ingress mode SNATs too, so that is no worse).
 // Load balancing decisions are per node: each node round-robins its own
 // connections with no shared state.
+//
+// # What it must not import
+//
+// mesh imports proto and internal/retry (transient accept errors back off
+// through it) only: never the agent, node, manager, api or state packages.
+// It learns the endpoint table through Update and nothing else.
 package mesh

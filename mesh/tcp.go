@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftswarm/raftswarm/internal/retry"
 )
 
 type tcpPort struct {
@@ -22,31 +24,23 @@ func (p *tcpPort) close()                     { p.ln.Close() }
 
 func (p *tcpPort) serve() {
 	defer p.m.wg.Done()
-	var backoff time.Duration
+	// Transient accept errors (e.g. EMFILE) back off like net/http does,
+	// but stop at once if the mesh closes.
+	b := retry.NewBackoff(5*time.Millisecond, time.Second)
 	for {
 		c, err := p.ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Transient (e.g. EMFILE): back off like net/http does, but
-			// stop at once if the mesh closes.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff *= 2; backoff > time.Second {
-				backoff = time.Second
-			}
-			p.m.log.Warn("accept failed", "port", p.key.String(), "err", err, "retry_in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-p.m.ctx.Done():
-				t.Stop()
+			delay := b.Next()
+			p.m.log.Warn("accept failed", "port", p.key.String(), "err", err, "retry_in", delay)
+			if !retry.Sleep(p.m.ctx, delay) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		b.Reset()
 		p.m.wg.Add(1)
 		go p.handle(c)
 	}

@@ -12,9 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
 )
@@ -149,14 +149,6 @@ func openStores(cfg Config) (*raftboltdb.BoltStore, *hraft.FileSnapshotStore, er
 		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	return bolt, snaps, nil
-}
-
-func hclogger(l *slog.Logger) hclog.Logger {
-	lvl := hclog.Warn
-	if l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
-		lvl = hclog.Info
-	}
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: lvl, Output: os.Stderr})
 }
 
 func raftConfig(cfg Config) *hraft.Config {
@@ -420,15 +412,8 @@ func (n *Node) waitChange(ctx context.Context) error {
 	n.mu.Lock()
 	ch := n.changed
 	n.mu.Unlock()
-	t := time.NewTimer(n.cfg.timings().ElectionTimeout)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
+	retry.SleepOrWake(ctx, n.cfg.timings().ElectionTimeout, ch)
+	return ctx.Err()
 }
 
 // quorumOr returns a QuorumError if quorum is in fact lost, else err.

@@ -19,4 +19,12 @@
 // reported RUNNING and waited on rather than restarted, containers that
 // exited meanwhile are reported as such, and containers of tasks no longer
 // assigned are removed.
+//
+// Every wait between attempts goes through internal/retry (one Backoff per
+// retried operation, from WithBackoff's minimum to its maximum).
+//
+// worker imports proto, agent/exec and internal helpers only; it must not
+// import the agent, node, manager, api, state or raft packages: it learns
+// its tasks through Assign/Update and reports through the StatusReporter
+// its owner passes in.
 package worker

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -183,7 +184,7 @@ func (r *runner) drain() bool {
 	if r.w.drainDelay <= 0 || !exec.PublishesIngress(r.current()) {
 		return true
 	}
-	return sleep(r.ctx, r.w.drainDelay)
+	return retry.Sleep(r.ctx, r.w.drainDelay)
 }
 
 // shutdown stops the container (after the drain delay) and reports
@@ -402,7 +403,7 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 // from which the leader builds the routing mesh's endpoints.
 func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 	if pr, ok := ctl.(exec.PortReporter); ok {
-		delay := r.w.minBackoff
+		b := r.w.backoff()
 		for attempt := 1; ; attempt++ {
 			ports, err := pr.Ports(r.stopCtx)
 			if err == nil {
@@ -419,10 +420,9 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 				break
 			}
 			r.w.log.Warn("worker: reading published ports failed, retrying", "task", r.id, "err", err)
-			if !sleep(r.stopCtx, delay) {
+			if !b.Wait(r.stopCtx) {
 				break
 			}
-			delay = r.w.next(delay)
 		}
 	}
 	r.report(st)
@@ -448,7 +448,7 @@ func (r *runner) failUnhealthy(ctl exec.Controller, stamp func(*swarmpb.TaskStat
 // waitContainer waits for the container to end, retrying failed waits (not
 // cancellation) up to maxWaitErrors times.
 func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, error) {
-	delay := r.w.minBackoff
+	b := r.w.backoff()
 	for attempt := 1; ; attempt++ {
 		code, err := ctl.Wait(ctx)
 		if ctx.Err() != nil {
@@ -461,10 +461,9 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 			return 0, err
 		}
 		r.w.log.Warn("worker: wait failed, retrying", "task", r.id, "err", err)
-		if !sleep(ctx, delay) {
+		if !b.Wait(ctx) {
 			return 0, ctx.Err()
 		}
-		delay = r.w.next(delay)
 	}
 }
 
@@ -597,7 +596,7 @@ func (p *reporter) loop(ctx context.Context) {
 // deliver tries st with backoff until it is accepted, superseded by a newer
 // status, out of attempts, or ctx ends.
 func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
-	delay := p.w.minBackoff
+	b := p.w.backoff()
 	for attempt := 1; ; attempt++ {
 		// The reporter may keep the message; give it its own copy.
 		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, proto.Clone(st).(*swarmpb.TaskStatus))
@@ -612,29 +611,14 @@ func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 			p.giveUp(st)
 			return
 		}
+		delay := b.Next()
 		p.w.log.Warn("worker: status report failed, retrying", "task", p.id, "state", st.GetState(), "err", err, "in", delay)
 		// A new status (kick) cuts the wait short: it replaces this one.
-		if !sleepOrKick(ctx, delay, p.kick) && ctx.Err() != nil {
+		if !retry.SleepOrWake(ctx, delay, p.kick) && ctx.Err() != nil {
 			return
 		}
 		if p.superseded() {
 			return
 		}
-		delay = p.w.next(delay)
-	}
-}
-
-// sleepOrKick waits d, a kick, or the end of ctx; it reports whether d
-// elapsed.
-func sleepOrKick(ctx context.Context, d time.Duration, kick chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-kick:
-		return false
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -247,9 +248,13 @@ func (w *Worker) Close() {
 	w.wg.Wait()
 }
 
+// backoff returns a fresh retry policy doubling from the worker's minimum
+// delay up to its maximum.
+func (w *Worker) backoff() *retry.Backoff { return retry.NewBackoff(w.minBackoff, w.maxBackoff) }
+
 // retry calls op until it succeeds or ctx ends, with capped backoff.
 func (w *Worker) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	delay := w.minBackoff
+	b := w.backoff()
 	for {
 		err := op(ctx)
 		if err == nil {
@@ -258,31 +263,11 @@ func (w *Worker) retry(ctx context.Context, what string, op func(context.Context
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		delay := b.Next()
 		w.log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
-		if !sleep(ctx, delay) {
+		if !retry.Sleep(ctx, delay) {
 			return ctx.Err()
 		}
-		delay = w.next(delay)
-	}
-}
-
-func (w *Worker) next(d time.Duration) time.Duration {
-	d *= 2
-	if d > w.maxBackoff {
-		d = w.maxBackoff
-	}
-	return d
-}
-
-// sleep waits d or until ctx ends; it reports whether the full d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc"
@@ -338,10 +339,8 @@ func heartbeatLoop(a *agent, c *counters, stop <-chan struct{}) {
 	client := swarmpb.NewDispatcherClient(a.conn)
 	wait := time.Duration(rand.Int64N(int64(time.Second)))
 	for {
-		select {
-		case <-stop:
+		if !retry.SleepOrWake(context.Background(), wait, stop) {
 			return
-		case <-time.After(wait):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := client.Heartbeat(ctx, &swarmpb.HeartbeatRequest{Description: a.desc, Addr: a.addr})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftswarm/raftswarm/internal/retry"
 )
 
 // newClient is the load generator's HTTP/1.1 client: keep-alive with up
@@ -195,10 +198,8 @@ func startPaced(addrs []string, rate, workers int) *pacedLoad {
 			for k := w; ; k += workers {
 				due := l.start.Add(time.Duration(k) * interval)
 				if wait := time.Until(due); wait > 0 {
-					select {
-					case <-l.stop:
+					if !retry.SleepOrWake(context.Background(), wait, l.stop) {
 						return
-					case <-time.After(wait):
 					}
 				} else {
 					select {

@@ -1,5 +1,5 @@
 // Command nodeloss times the recovery from a lost worker on an in-process
-// cluster with fake container engines (bench/internal/inproc): 3 managers
+// cluster with fake container engines (internal/testcluster): 3 managers
 // and 20 workers, raft.DefaultTimings(), fsync on, a 100-replica service.
 //
 // Each round stops the worker that runs the most of the service's tasks
@@ -24,8 +24,9 @@ import (
 
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
-	"github.com/raftswarm/raftswarm/bench/internal/inproc"
+	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
 )
 
@@ -45,7 +46,9 @@ func main() {
 		level, logTo = slog.LevelWarn, os.Stderr
 	}
 	t0 := time.Now()
-	c, err := inproc.Start(inproc.Options{Managers: *managers, Workers: *workers, NoSync: *noSync, HeartbeatPeriod: *hb, LogLevel: level})
+	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, Options: testcluster.Options{
+		Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 512 << 20,
+	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start cluster:", err)
 		os.Exit(1)
@@ -67,19 +70,19 @@ func main() {
 	}
 }
 
-func bench(c *inproc.Cluster, replicas, rounds, nodes int) error {
+func bench(c *testcluster.Cluster, replicas, rounds, nodes int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	leader, err := c.Leader(ctx)
+	leader, err := c.WaitLeader(ctx)
 	if err != nil {
 		return err
 	}
-	ctl := c.Control(leader)
-	st := leader.Node().Manager().Store()
+	ctl := leader.Control()
+	st := leader.Node.Manager().Store()
 	const name = "loss"
-	w := inproc.WatchService(st, name)
+	w := testcluster.WatchService(st, name)
 	defer w.Close()
-	all := w.Await(func(t *inproc.Tally) bool { return t.LiveRunning == replicas })
+	all := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning == replicas })
 	start := time.Now()
 	if _, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(replicas),
@@ -91,15 +94,15 @@ func bench(c *inproc.Cluster, replicas, rounds, nodes int) error {
 	}
 	fmt.Printf("service %q: %d/%d running after %v\n\n", name, replicas, replicas, time.Since(start).Round(time.Millisecond))
 
-	byID := map[string]*inproc.Member{}
-	for _, m := range c.Workers {
+	byID := map[string]*testcluster.Member{}
+	for _, m := range c.Workers() {
 		byID[m.NodeID()] = m
 	}
 	var downs, recs []time.Duration
 	fmt.Printf("%-5s %-5s %5s %9s %9s %9s\n", "round", "node", "tasks", "Stop()", "Down", "recovered")
 	for r := 1; r <= rounds; r++ {
 		// The worker running the most replicas.
-		var victim *inproc.Member
+		var victim *testcluster.Member
 		most := 0
 		for id, n := range w.Tally().PerNode {
 			if m := byID[id]; m != nil && n > most {
@@ -110,7 +113,7 @@ func bench(c *inproc.Cluster, replicas, rounds, nodes int) error {
 			return fmt.Errorf("no worker runs a task: %+v", w.Tally())
 		}
 		id := victim.NodeID()
-		recovered := w.Await(func(t *inproc.Tally) bool { return t.LiveRunning == replicas && t.PerNode[id] == 0 })
+		recovered := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning == replicas && t.PerNode[id] == 0 })
 		down := awaitDown(st, id)
 
 		t0 := time.Now()
@@ -131,13 +134,13 @@ func bench(c *inproc.Cluster, replicas, rounds, nodes int) error {
 
 		// Bring the node back and let the cluster settle: all nodes Ready,
 		// and the stale tasks on the returning node stopped.
-		if err := victim.Start(); err != nil {
+		if err := victim.Restart(); err != nil {
 			return err
 		}
 		sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
 		err = c.WaitReady(sctx, nodes)
 		if err == nil {
-			_, err = w.Await(func(t *inproc.Tally) bool { return t.Running == replicas && t.LiveRunning == replicas })(sctx)
+			_, err = w.Await(func(t *testcluster.Tally) bool { return t.Running == replicas && t.LiveRunning == replicas })(sctx)
 		}
 		scancel()
 		if err != nil {

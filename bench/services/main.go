@@ -1,5 +1,5 @@
 // Command services times a large service end to end on an in-process
-// cluster with fake container engines (bench/internal/inproc): 3 managers
+// cluster with fake container engines (internal/testcluster): 3 managers
 // and 200 workers, raft.DefaultTimings(), fsync on, 1 s heartbeats.
 //
 // Each run creates a service of -replicas replicas through the Control API
@@ -25,9 +25,10 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
-	"github.com/raftswarm/raftswarm/bench/internal/inproc"
 	"github.com/raftswarm/raftswarm/internal/listing"
+	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -66,7 +67,9 @@ func main() {
 		profFile = f
 	}
 	t0 := time.Now()
-	c, err := inproc.Start(inproc.Options{Managers: *managers, Workers: *workers, NoSync: *noSync, HeartbeatPeriod: *hb, LogLevel: level})
+	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, Options: testcluster.Options{
+		Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 512 << 20,
+	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start cluster:", err)
 		os.Exit(1)
@@ -129,7 +132,7 @@ var (
 )
 
 // trace prints the watcher's counts every traceEvery until stop is closed.
-func trace(w *inproc.Watcher, start time.Time, stop chan struct{}) {
+func trace(w *testcluster.Watcher, start time.Time, stop chan struct{}) {
 	if traceEvery <= 0 {
 		return
 	}
@@ -153,20 +156,20 @@ type result struct {
 	gone                                    time.Duration // from RemoveService
 }
 
-func run(c *inproc.Cluster, name string, n int) (result, error) {
+func run(c *testcluster.Cluster, name string, n int) (result, error) {
 	var res result
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	leader, err := c.Leader(ctx)
+	leader, err := c.WaitLeader(ctx)
 	if err != nil {
 		return res, err
 	}
-	ctl := c.Control(leader)
-	w := inproc.WatchService(leader.Node().Manager().Store(), name)
+	ctl := leader.Control()
+	w := testcluster.WatchService(leader.Node.Manager().Store(), name)
 	defer w.Close()
-	created := w.Await(func(t *inproc.Tally) bool { return t.Live >= n })
-	assigned := w.Await(func(t *inproc.Tally) bool { return t.Assigned >= n })
-	running := w.Await(func(t *inproc.Tally) bool { return t.LiveRunning >= n })
+	created := w.Await(func(t *testcluster.Tally) bool { return t.Live >= n })
+	assigned := w.Await(func(t *testcluster.Tally) bool { return t.Assigned >= n })
+	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
 
 	spec := &swarmpb.ServiceSpec{
 		Name:      name,
@@ -177,7 +180,7 @@ func run(c *inproc.Cluster, name string, n int) (result, error) {
 	stopTrace := make(chan struct{})
 	go trace(w, start, stopTrace)
 	if probeBatches {
-		defer probe(leader.Node().Manager().Store(), start)()
+		defer probe(leader.Node.Manager().Store(), start)()
 	}
 	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec})
 	if err != nil {
@@ -219,7 +222,7 @@ func run(c *inproc.Cluster, name string, n int) (result, error) {
 	}
 
 	// Scale to 0.
-	down := w.Await(func(t *inproc.Tally) bool { return t.Live == 0 && t.Running == 0 })
+	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
 	gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: cr.Service.Id})
 	if err != nil {
 		return res, err
@@ -238,7 +241,7 @@ func run(c *inproc.Cluster, name string, n int) (result, error) {
 	res.down = at.Sub(start)
 
 	// Remove it and wait until its tasks are gone, so runs do not overlap.
-	gone := w.Await(func(t *inproc.Tally) bool { return t.Total == 0 })
+	gone := w.Await(func(t *testcluster.Tally) bool { return t.Total == 0 })
 	start = time.Now()
 	if _, err := ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: cr.Service.Id}); err != nil {
 		return res, fmt.Errorf("remove service: %w", err)

@@ -45,7 +45,13 @@ func (b *Backoff) Wait(ctx context.Context) bool { return Sleep(ctx, b.Next()) }
 
 // Sleep waits for d, or until ctx ends; it reports whether the full delay
 // passed.
-func Sleep(ctx context.Context, d time.Duration) bool {
+func Sleep(ctx context.Context, d time.Duration) bool { return SleepOrWake(ctx, d, nil) }
+
+// SleepOrWake waits for d, until wake receives, or until ctx ends; it
+// reports whether the full delay passed. A loop whose wait a newer piece of
+// work should cut short (a status that replaces the one being resent)
+// passes that work's signal as wake; a nil wake never fires.
+func SleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -53,6 +59,8 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
+	case <-wake:
 		return false
 	case <-t.C:
 		return true

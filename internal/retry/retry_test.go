@@ -59,3 +59,19 @@ func TestDo(t *testing.T) {
 		t.Fatalf("Do = %v, want the deadline", err)
 	}
 }
+
+func TestSleepOrWake(t *testing.T) {
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
+	if SleepOrWake(context.Background(), time.Hour, wake) {
+		t.Fatal("SleepOrWake after a wake reported a full delay")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if SleepOrWake(ctx, time.Hour, wake) {
+		t.Fatal("SleepOrWake on a cancelled context reported a full delay")
+	}
+	if !SleepOrWake(context.Background(), time.Millisecond, nil) {
+		t.Fatal("SleepOrWake of 1ms with no wake did not complete")
+	}
+}

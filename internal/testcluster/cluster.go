@@ -1,5 +1,3 @@
-// Package testcluster runs in-process clusters of real nodes over loopback
-// mutual TLS with fast Raft timings, for tests of every layer above Raft.
 package testcluster
 
 import (
@@ -16,6 +14,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/exec/fake"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	"github.com/raftswarm/raftswarm/manager"
 	"github.com/raftswarm/raftswarm/node"
@@ -35,8 +34,14 @@ type Member struct {
 	// published ports on it.
 	Ingress string
 	Node    *node.Node
-	cfg     node.Config
-	conn    *grpc.ClientConn
+	// JoinedAs is the role the member joined with (m1 inits as a
+	// manager); promotions and demotions do not change it.
+	JoinedAs swarmpb.NodeRole
+	cfg      node.Config
+	conn     *grpc.ClientConn
+
+	maxRecv int
+	stopMu  sync.Mutex
 
 	fakeMu   sync.Mutex
 	fake     *fake.Executor
@@ -45,6 +50,8 @@ type Member struct {
 
 // Options tune a cluster.
 type Options struct {
+	// HeartbeatPeriod is the base heartbeat period; New makes 0 mean
+	// 100ms, Start the node's default.
 	HeartbeatPeriod time.Duration
 	LeaderWork      []func(ctx context.Context, m *manager.Manager) error
 	// Configure, if set, adjusts each member's config before it starts.
@@ -53,15 +60,48 @@ type Options struct {
 	// it each member gets an in-memory engine (Member.Fake) that survives
 	// the member's restarts, like a real engine's containers do.
 	Docker bool
+
+	// The options below serve the benchmark commands (Start); tests
+	// rarely need them.
+
+	// Timings are the Raft timings; raft.FastTimings() when zero.
+	Timings raft.Timings
+	// Sync fsyncs the Raft log, as production does. Off by default: tests
+	// need no durability across a power cut.
+	Sync bool
+	// SharedLoopback puts every member on 127.0.0.1 with no ingress
+	// address of its own (published ports bind on all addresses), for
+	// clusters larger than the loopback addresses New hands out.
+	SharedLoopback bool
+	// MaxRecvMsgSize bounds the replies the members' clients accept
+	// (gRPC's default, 4 MiB, when zero); listing thousands of nodes needs
+	// more.
+	MaxRecvMsgSize int
 }
 
-// Cluster is a set of members sharing a test.
+// StartOptions configure a cluster started without a testing.TB (Start).
+type StartOptions struct {
+	Options
+	Managers, Workers int
+	// JoinParallel is how many workers join at once (default 16).
+	JoinParallel int
+	// LogLevel is the level of the cluster log (Cluster.LogPath).
+	LogLevel slog.Level
+}
+
+// Cluster is a set of members sharing a test or a benchmark run.
 type Cluster struct {
-	t       testing.TB
+	t       testing.TB // nil for a cluster from Start
 	opts    Options
 	Members []*Member
 	sockDir string
 	baseDir string
+
+	// Set by Start: the cluster's directory and its log file.
+	Dir     string
+	LogPath string
+	logf    *os.File
+	log     *slog.Logger
 }
 
 // New starts managers+workers nodes: the first inits, the rest join.
@@ -83,6 +123,7 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 		os.RemoveAll(sockDir)
 	})
 	first := c.Add("m1")
+	first.JoinedAs = swarmpb.NodeRole_NODE_ROLE_MANAGER
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := first.Local().Init(ctx, &swarmpb.InitRequest{AdvertiseAddr: first.Addr}); err != nil {
@@ -98,43 +139,73 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 }
 
 // freeAddr is a free port on ip.
-func freeAddr(t testing.TB, ip string) string {
+func freeAddr(ip string) (string, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // Add starts a new, inactive member.
 func (c *Cluster) Add(name string) *Member {
 	c.t.Helper()
-	m := &Member{Name: name, Dir: filepath.Join(c.baseDir, name), Socket: filepath.Join(c.sockDir, name+".sock")}
+	m, err := c.add(name, true)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m
+}
+
+// add starts a new, inactive member, serving its local socket if socket.
+func (c *Cluster) add(name string, socket bool) (*Member, error) {
+	m := &Member{Name: name, Dir: filepath.Join(c.baseDir, name)}
+	if socket {
+		m.Socket = filepath.Join(c.sockDir, name+".sock")
+	}
 	// Each member has a loopback address of its own, as nodes on separate
 	// hosts would: it advertises and listens there, connects to managers
 	// from there (managers record a node's address from its connections)
 	// and binds published ports there.
-	m.Ingress = fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
-	m.Addr = freeAddr(c.t, m.Ingress)
+	ip := fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
+	if c.opts.SharedLoopback {
+		ip = "127.0.0.1"
+	} else {
+		m.Ingress = ip
+	}
+	var err error
+	if m.Addr, err = freeAddr(ip); err != nil {
+		return nil, err
+	}
+	timings := c.opts.Timings
+	if timings.HeartbeatTimeout == 0 {
+		timings = raft.FastTimings()
+	}
 	m.cfg = node.Config{
 		StateDir: m.Dir, SocketPath: m.Socket, Hostname: name, IngressAddr: m.Ingress,
-		Timings: raft.FastTimings(), HeartbeatPeriod: c.opts.HeartbeatPeriod, NoSync: true,
+		Timings: timings, HeartbeatPeriod: c.opts.HeartbeatPeriod, NoSync: !c.opts.Sync,
 		LeaderWork: c.opts.LeaderWork,
-		Logger:     slog.New(slog.NewTextHandler(testWriter{c.t, name}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if c.log != nil {
+		m.cfg.Logger = c.log.With("node", name)
+	} else {
+		m.cfg.Logger = slog.New(slog.NewTextHandler(testWriter{c.t, name}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	if !c.opts.Docker {
 		m.cfg.Executor = m.fakeExecutor
 	}
-	if m.cfg.HeartbeatPeriod == 0 {
+	if m.cfg.HeartbeatPeriod == 0 && c.t != nil {
 		m.cfg.HeartbeatPeriod = 100 * time.Millisecond
 	}
 	if c.opts.Configure != nil {
 		c.opts.Configure(name, &m.cfg)
 	}
-	m.Start(c.t)
+	if err := m.start(c.opts.MaxRecvMsgSize); err != nil {
+		return nil, err
+	}
 	c.Members = append(c.Members, m)
-	return m
+	return m, nil
 }
 
 // Join adds a member that joins with the token for role.
@@ -147,6 +218,7 @@ func (c *Cluster) Join(name string, role swarmpb.NodeRole) *Member {
 		c.t.Fatalf("join-token: %v", err)
 	}
 	m := c.Add(name)
+	m.JoinedAs = role
 	if _, err := m.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: tok.Managers[0], AdvertiseAddr: m.Addr}); err != nil {
 		c.t.Fatalf("join %s: %v", name, err)
 	}
@@ -156,30 +228,52 @@ func (c *Cluster) Join(name string, role swarmpb.NodeRole) *Member {
 // Start (re)starts the member's daemon on its state dir.
 func (m *Member) Start(t testing.TB) {
 	t.Helper()
-	n, err := node.New(m.cfg)
-	if err != nil {
+	if err := m.start(m.maxRecv); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatalf("start %s: %v", m.Name, err)
-	}
-	m.Node = n
-	conn, err := grpc.NewClient("unix://"+m.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.conn = conn
 }
 
-// Stop stops the member's daemon, keeping its state dir.
-func (m *Member) Stop() {
-	if m.conn != nil {
-		m.conn.Close()
-		m.conn = nil
+// Restart is Start for callers without a testing.TB: it (re)starts the
+// member's daemon on its state dir and returns what failed.
+func (m *Member) Restart() error { return m.start(m.maxRecv) }
+
+func (m *Member) start(maxRecv int) error {
+	m.maxRecv = maxRecv
+	n, err := node.New(m.cfg)
+	if err != nil {
+		return err
 	}
-	if m.Node != nil {
-		m.Node.Stop()
-		m.Node = nil
+	if err := n.Start(context.Background()); err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	m.Node = n
+	if m.Socket == "" {
+		return nil // a member without a local socket has no client
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if maxRecv > 0 {
+		opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv)))
+	}
+	conn, err := grpc.NewClient("unix://"+m.Socket, opts...)
+	if err != nil {
+		return err
+	}
+	m.conn = conn
+	return nil
+}
+
+// Stop stops the member's daemon, keeping its state dir. It is safe to call
+// twice at once (a benchmark's signal handler and its deferred Close).
+func (m *Member) Stop() {
+	m.stopMu.Lock()
+	conn, n := m.conn, m.Node
+	m.conn, m.Node = nil, nil
+	m.stopMu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+	if n != nil {
+		n.Stop()
 	}
 }
 
@@ -256,6 +350,73 @@ func (c *Cluster) Leader(timeout time.Duration) *Member {
 
 // NodeID returns the member's node ID.
 func (m *Member) NodeID() string { return m.Node.NodeID() }
+
+// Managers returns the members that joined as managers, in join order.
+func (c *Cluster) Managers() []*Member { return c.joinedAs(swarmpb.NodeRole_NODE_ROLE_MANAGER) }
+
+// Workers returns the members that joined as workers, in join order.
+func (c *Cluster) Workers() []*Member { return c.joinedAs(swarmpb.NodeRole_NODE_ROLE_WORKER) }
+
+func (c *Cluster) joinedAs(role swarmpb.NodeRole) []*Member {
+	var out []*Member
+	for _, m := range c.Members {
+		if m.JoinedAs == role {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// WaitLeader waits for a leader among the running members, or until ctx
+// ends; it is Leader for callers without a testing.TB.
+func (c *Cluster) WaitLeader(ctx context.Context) (*Member, error) {
+	for {
+		for _, m := range c.Members {
+			if !m.Running() {
+				continue
+			}
+			if mgr := m.Node.Manager(); mgr != nil {
+				if ok, _ := mgr.Raft().Leadership(); ok {
+					return m, nil
+				}
+			}
+		}
+		if !retry.Sleep(ctx, 10*time.Millisecond) {
+			return nil, fmt.Errorf("no leader: %w", ctx.Err())
+		}
+	}
+}
+
+// WaitReady waits until the leader's store lists want nodes, all Ready
+// with their engine described, or until ctx ends.
+func (c *Cluster) WaitReady(ctx context.Context, want int) error {
+	var last string
+	for {
+		if l, err := c.WaitLeader(ctx); err == nil {
+			resp, err := l.Control().ListNodes(ctx, &swarmpb.ListNodesRequest{})
+			if err == nil {
+				ready := 0
+				for _, n := range resp.Nodes {
+					// Ready, and its heartbeat already carries the engine's
+					// description: until then a later heartbeat still
+					// rewrites the node, which would land in a timed phase.
+					if n.Node.Status == swarmpb.NodeStatus_NODE_STATUS_READY && n.Node.GetDescription().GetEngineVersion() != "" {
+						ready++
+					}
+				}
+				if ready == want && len(resp.Nodes) == want {
+					return nil
+				}
+				last = fmt.Sprintf("%d nodes, %d ready", len(resp.Nodes), ready)
+			} else {
+				last = err.Error()
+			}
+		}
+		if !retry.Sleep(ctx, 50*time.Millisecond) {
+			return fmt.Errorf("waiting for %d ready nodes (%s): %w", want, last, ctx.Err())
+		}
+	}
+}
 
 type testWriter struct {
 	t    testing.TB

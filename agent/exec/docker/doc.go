@@ -18,4 +18,7 @@
 //
 // All engine calls go through the Engine interface so a stub can stand in
 // for the real client.
+//
+// docker imports agent/exec, proto and internal helpers; it must not import
+// agent/worker or anything above it (agent, node, manager, api).
 package docker

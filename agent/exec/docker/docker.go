@@ -27,6 +27,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -558,12 +559,8 @@ func waitListening(ctx context.Context, ip string, ports []*swarmpb.PortConfig) 
 				c.Close()
 				break
 			}
-			t := time.NewTimer(50 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !retry.Sleep(ctx, 50*time.Millisecond) {
 				return
-			case <-t.C:
 			}
 		}
 	}

@@ -1,0 +1,145 @@
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// Start runs a cluster for a program rather than a test (the benchmark
+// commands): it creates a temporary directory, starts the managers (the
+// first inits, the others join with the manager token) and then the workers,
+// JoinParallel at a time, and waits until every node is Ready in the
+// leader's store. Members log to LogPath at LogLevel. Workers serve no local
+// socket: they join by calling node.Join, which is what the socket's
+// Local.Join does. Errors are returned; Close stops everything.
+//
+// Unlike New, the heartbeat period defaults to the node's own default.
+func Start(opts StartOptions) (*Cluster, error) {
+	if opts.Managers < 1 {
+		return nil, errors.New("need at least one manager")
+	}
+	if opts.JoinParallel <= 0 {
+		opts.JoinParallel = 16
+	}
+	dir, err := os.MkdirTemp("", "rsw-inproc-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts.Options, Dir: dir, baseDir: dir, sockDir: dir, LogPath: filepath.Join(dir, "cluster.log")}
+	c.logf, err = os.Create(c.LogPath)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c.log = slog.New(slog.NewTextHandler(c.logf, &slog.HandlerOptions{Level: opts.LogLevel}))
+	if err := c.start(opts); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(opts StartOptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
+	if err != nil {
+		return err
+	}
+	m1 := managers[0]
+	if _, err := m1.Node.Init(ctx, m1.Addr, ""); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	mtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_MANAGER})
+	if err != nil {
+		return fmt.Errorf("manager join token: %w", err)
+	}
+	for _, m := range managers[1:] {
+		if _, err := m.Node.Join(ctx, mtok.Token, m1.Addr, m.Addr, ""); err != nil {
+			return fmt.Errorf("join %s: %w", m.Name, err)
+		}
+	}
+	wtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_WORKER})
+	if err != nil {
+		return fmt.Errorf("worker join token: %w", err)
+	}
+	workers, err := c.addN("w", opts.Workers, swarmpb.NodeRole_NODE_ROLE_WORKER)
+	if err != nil {
+		return err
+	}
+	sem := make(chan struct{}, opts.JoinParallel)
+	errc := make(chan error, len(workers))
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, ""); err != nil {
+				errc <- fmt.Errorf("join %s: %w", w.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	return c.WaitReady(ctx, opts.Managers+opts.Workers)
+}
+
+// addN starts n members named prefix1, prefix2, ... that will join as
+// role; only managers serve a local socket.
+func (c *Cluster) addN(prefix string, n int, role swarmpb.NodeRole) ([]*Member, error) {
+	var out []*Member
+	for i := 1; i <= n; i++ {
+		m, err := c.add(fmt.Sprintf("%s%d", prefix, i), role == swarmpb.NodeRole_NODE_ROLE_MANAGER)
+		if err != nil {
+			return nil, err
+		}
+		m.JoinedAs = role
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Close stops every member (workers first, in parallel, then the managers
+// from the last joined) and removes the directory of a cluster from Start.
+func (c *Cluster) Close() { c.CloseLog(nil) }
+
+// CloseLog is Close, copying the tail of the cluster log to w first when w
+// is not nil and the log is not empty.
+func (c *Cluster) CloseLog(w io.Writer) {
+	var wg sync.WaitGroup
+	for _, m := range c.Workers() {
+		wg.Go(m.Stop)
+	}
+	wg.Wait()
+	managers := c.Managers()
+	for i := len(managers) - 1; i >= 0; i-- {
+		managers[i].Stop()
+	}
+	if c.logf != nil {
+		c.logf.Close()
+		if w != nil {
+			if b, err := os.ReadFile(c.LogPath); err == nil && len(b) > 0 {
+				const max = 8 << 10
+				if len(b) > max {
+					b = b[len(b)-max:]
+				}
+				fmt.Fprintf(w, "--- tail of the cluster log ---\n%s--- end ---\n", b)
+			}
+		}
+	}
+	if c.Dir != "" {
+		os.RemoveAll(c.Dir)
+	}
+}
