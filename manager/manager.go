@@ -18,7 +18,7 @@ import (
 	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
-	"github.com/raftswarm/raftswarm/scheduler"
+	schedloop "github.com/raftswarm/raftswarm/scheduler/loop"
 	"github.com/raftswarm/raftswarm/state"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -245,7 +245,7 @@ func (m *Manager) leaderLoop() {
 		g.Go(func() error { return m.dispatcher.Run(gctx) })
 		g.Go(func() error { return m.runRoleManager(gctx) })
 		g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
-		g.Go(func() error { return scheduler.RunLoop(gctx, m.store, m.raft, m.log) })
+		g.Go(func() error { return schedloop.Run(gctx, m.store, m.raft, m.log) })
 		for _, w := range m.cfg.LeaderWork {
 			g.Go(func() error { return w(gctx, m) })
 		}

@@ -2,7 +2,7 @@
 // tasks: it reconciles each service's desired state (replicas or one task
 // per eligible node, restart policy, rolling updates and rollbacks, task
 // history, removed services) into task objects, which the scheduling loop
-// (scheduler.RunLoop) then places. It is state-driven: every decision is
+// (scheduler/loop.Run) then places. It is state-driven: every decision is
 // derived from the replicated store, so a new leader simply continues from
 // what it reads, with no duplicate and no lost task. It consumes store
 // watches and writes through Raft in batches (state.BatchLen bounds each

@@ -12,7 +12,7 @@ import (
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"github.com/raftswarm/raftswarm/scheduler"
+	schedloop "github.com/raftswarm/raftswarm/scheduler/loop"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -79,7 +79,7 @@ func (h *harness) start() {
 		o.passLimit = h.passLimit
 	}
 	go func() { defer wg.Done(); _ = o.run(ctx) }()
-	go func() { defer wg.Done(); _ = scheduler.RunLoop(ctx, h.st, h.raft, log) }()
+	go func() { defer wg.Done(); _ = schedloop.Run(ctx, h.st, h.raft, log) }()
 	go func() { wg.Wait(); close(h.done) }()
 }
 

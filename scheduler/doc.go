@@ -20,12 +20,11 @@
 // tables, and cheap to rebuild from the store after a leader change. A
 // Scheduler is not safe for concurrent use; its owner serialises calls.
 //
-// That owner is the scheduling loop, RunLoop in loop.go: the one file of
-// the package that does I/O (a store watch, Raft writes through the small
-// Applier interface it owns). It lives here, beside the engine it drives,
-// rather than in orchestrator; the placement files (scheduler.go, filter.go,
-// tree.go, constraint.go) must stay free of I/O, goroutines and clocks.
+// That owner is the scheduling loop, package scheduler/loop (loop.Run),
+// beside the engine it drives: it does the I/O (a store watch, Raft writes
+// through the small Applier interface it owns), so this package stays free
+// of I/O, goroutines and clocks.
 //
-// scheduler may import proto, spec and, in loop.go only, state. It must not
-// import orchestrator, api, manager, node or agent.
+// scheduler may import only proto (spec imports its constraint parser). It
+// must not import state, orchestrator, api, manager, node or agent.
 package scheduler

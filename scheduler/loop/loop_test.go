@@ -1,4 +1,4 @@
-package scheduler
+package loop
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 )
 
@@ -45,7 +46,7 @@ func TestSchedulePassIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := &schedLoop{store: st, raft: r, log: slog.New(slog.NewTextHandler(io.Discard, nil)), passLimit: 10,
-		pending: map[string]*swarmpb.Task{}, sched: New()}
+		pending: map[string]*swarmpb.Task{}, sched: scheduler.New()}
 	st.View(func(tx state.ReadTx) {
 		for _, tk := range tx.ListTasks() {
 			l.observe(tk)

@@ -1,9 +1,12 @@
-package scheduler
-
-// The leader's scheduling loop: the one file of this package that does I/O.
-// It keeps a Scheduler in step with the store's events and writes its
-// placements through Raft; the placement code it drives (scheduler.go,
-// filter.go, tree.go, constraint.go) stays pure.
+// Package loop is the leader's scheduling loop, beside the scheduler it
+// drives: it keeps a scheduler.Scheduler in step with the store's events and
+// writes its placements through Raft, in bounded passes, for the length of a
+// leadership term. It is a package of its own so that package scheduler
+// stays pure placement (no store, no Raft, no clock).
+//
+// loop may import scheduler, state and proto; it must not import api,
+// manager, node or orchestrator.
+package loop
 
 import (
 	"context"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -38,7 +42,7 @@ type schedLoop struct {
 	store   *state.Store
 	raft    Applier
 	log     *slog.Logger
-	sched   *Scheduler
+	sched   *scheduler.Scheduler
 	pending map[string]*swarmpb.Task
 	// backlog holds the IDs of a round through more pending tasks than
 	// one pass takes; each pass takes the next passLimit of them.
@@ -51,9 +55,9 @@ type schedLoop struct {
 // (as many as a service's replicas when no node fits them).
 const maxSchedulePass = 10_000
 
-// RunLoop runs the scheduling loop until ctx ends: the leader runs it for
+// Run runs the scheduling loop until ctx ends: the leader runs it for
 // the length of its term. It is the single writer of assignments.
-func RunLoop(ctx context.Context, st *state.Store, r Applier, log *slog.Logger) error {
+func Run(ctx context.Context, st *state.Store, r Applier, log *slog.Logger) error {
 	l := &schedLoop{store: st, raft: r, log: log, passLimit: maxSchedulePass}
 	for ctx.Err() == nil {
 		if err := l.runWatch(ctx); err != nil {
@@ -66,7 +70,7 @@ func RunLoop(ctx context.Context, st *state.Store, r Applier, log *slog.Logger) 
 // runWatch runs over one watch; it returns nil when the watch is closed by
 // a snapshot restore, to be restarted from fresh state.
 func (l *schedLoop) runWatch(ctx context.Context) error {
-	l.sched = New()
+	l.sched = scheduler.New()
 	l.pending = map[string]*swarmpb.Task{}
 	l.backlog = nil
 	events, cancel := l.store.ViewAndWatch(func(tx state.ReadTx) {
