@@ -61,6 +61,14 @@ type Node struct {
 
 	sock    net.Listener
 	sockSrv *grpc.Server
+
+	// Encryption at rest and autolock (lock.go); under mu except dekMu.
+	locked  bool   // a manager waiting for 'swarmctl swarm unlock'
+	kek     []byte // the last key-encrypting key known to unwrap the DEK
+	curDEK  []byte // the running manager's data key
+	dekStop chan struct{}
+	dekDone chan struct{}
+	dekMu   sync.Mutex // serialises writes of the DEK file
 }
 
 // New prepares a node; Start brings it up.
@@ -93,6 +101,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	if err := fixModes(cfg.StateDir); err != nil {
+		return nil, err
 	}
 	return &Node{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -141,21 +152,18 @@ func (n *Node) resume(ctx context.Context, m *Membership) error {
 	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
 	n.mu.Unlock()
 	if creds.Identity().Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && m.manager() {
-		hasState, err := raft.HasState(n.raftDir())
-		if err != nil {
+		if _, err := n.dataKey(); errors.Is(err, errNeedsUnlock) {
+			// Autolock: the Raft state stays sealed until Unlock.
+			n.mu.Lock()
+			n.locked = true
+			n.mu.Unlock()
+			n.log.Warn("this manager is locked (autolock): run 'swarmctl swarm unlock' with the unlock key", "node", m.NodeID)
+			return nil
+		} else if err != nil {
 			return err
 		}
-		mgr, err := n.startManager()
-		if err != nil {
+		if err := n.resumeManager(ctx, m); err != nil {
 			return err
-		}
-		if !hasState {
-			// Crashed between certificate renewal and joining Raft.
-			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			if err := mgr.JoinRaft(jctx, m.Managers); err != nil {
-				n.log.Warn("joining raft after restart failed; the agent retries", "err", err)
-			}
 		}
 	}
 	n.startAgent()
@@ -163,15 +171,44 @@ func (n *Node) resume(ctx context.Context, m *Membership) error {
 	return nil
 }
 
+// resumeManager starts the manager of a node that was a manager before a
+// restart, on its Raft state.
+func (n *Node) resumeManager(ctx context.Context, m *Membership) error {
+	hasState, err := raft.HasState(n.raftDir())
+	if err != nil {
+		return err
+	}
+	mgr, err := n.startManager()
+	if err != nil {
+		return err
+	}
+	if !hasState {
+		// Crashed between certificate renewal and joining Raft.
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := mgr.JoinRaft(jctx, m.Managers); err != nil {
+			n.log.Warn("joining raft after restart failed; the agent retries", "err", err)
+		}
+	}
+	return nil
+}
+
 func (n *Node) startManager() (*manager.Manager, error) {
 	n.mu.Lock()
 	m, creds, pool := n.member, n.creds, n.pool
 	n.mu.Unlock()
+	dek, err := n.dataKey()
+	if errors.Is(err, errNeedsUnlock) {
+		return nil, errLocked
+	}
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := manager.New(manager.Config{
 		NodeID: m.NodeID, ListenAddr: m.ListenAddr, AdvertiseAddr: m.AdvertiseAddr,
 		RaftDir: n.raftDir(), Creds: creds, Pool: pool, Timings: n.cfg.Timings,
 		HeartbeatPeriod: n.cfg.HeartbeatPeriod, Logger: n.log, NoSync: n.cfg.NoSync,
-		LeaderWork: n.cfg.LeaderWork,
+		LeaderWork: n.cfg.LeaderWork, DEK: dek,
 	})
 	if err != nil {
 		return nil, err
@@ -179,10 +216,12 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	n.mu.Lock()
 	n.mgr = mgr
 	n.mu.Unlock()
+	n.startKeySync(mgr.Store(), dek)
 	return mgr, nil
 }
 
 func (n *Node) stopManager() {
+	n.stopKeySync()
 	n.mu.Lock()
 	mgr := n.mgr
 	n.mgr = nil
@@ -214,11 +253,13 @@ func (n *Node) NodeID() string {
 // RouteControl implements api.Router for the local socket.
 func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.ClientConn, error) {
 	n.mu.Lock()
-	member, mgr := n.member, n.mgr
+	member, mgr, locked := n.member, n.mgr, n.locked
 	n.mu.Unlock()
 	switch {
 	case member == nil:
 		return nil, nil, api.ErrNotInCluster
+	case locked:
+		return nil, nil, errLocked
 	case mgr == nil:
 		return nil, nil, api.ErrNotManager
 	}
