@@ -127,11 +127,33 @@ func TestStateAtRestIsEncrypted(t *testing.T) {
 	})
 }
 
-// dekWrappedBy waits until the member's data key file is wrapped under
-// key (or unwrapped when key is "").
+const sealedKeyPEM = "-----BEGIN RAFTSWARM SEALED PRIVATE KEY-----"
+
+// keySealed reports whether the member's TLS key file is sealed; a
+// plaintext one must be an ordinary PEM private key.
+func keySealed(t *testing.T, m *testcluster.Member) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(m.Dir, "certs", "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.HasPrefix(b, []byte(sealedKeyPEM)) {
+		return true
+	}
+	if !bytes.Contains(b, []byte("PRIVATE KEY-----")) {
+		t.Fatalf("%s: node.key is neither sealed nor a PEM key", m.Name)
+	}
+	return false
+}
+
+// dekWrappedBy waits until the member's data key file and TLS key are
+// wrapped under key (or both in the clear when key is "").
 func dekWrappedBy(t *testing.T, m *testcluster.Member, key string) {
 	t.Helper()
 	testutil.Eventually(t, 15*time.Second, func() error {
+		if sealed := keySealed(t, m); sealed != (key != "") {
+			return fmt.Errorf("%s: node.key sealed=%v", m.Name, sealed)
+		}
 		k, err := raft.ReadDEK(filepath.Join(m.Dir, "raft"))
 		if err != nil {
 			return err
@@ -327,9 +349,33 @@ func TestAutolockManagerRejoins(t *testing.T) {
 	})
 
 	w := c.Get("w1")
+	if keySealed(t, w) {
+		t.Fatal("a worker's TLS key is sealed")
+	}
 	w.Stop()
 	w.Start(t)
 	if s := infoState(t, ctx, w); s != "active" {
 		t.Fatalf("restarted worker is %q", s)
+	}
+
+	// A demoted manager is a worker: its key is in the clear again and it
+	// restarts unlocked.
+	role := swarmpb.NodeRole_NODE_ROLE_WORKER
+	if _, err := live.Control().UpdateNode(ctx, &swarmpb.UpdateNodeRequest{Node: down.Name, DesiredRole: &role}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if down.Node.Manager() != nil {
+			return fmt.Errorf("%s still runs a manager", down.Name)
+		}
+		if keySealed(t, down) {
+			return fmt.Errorf("%s: node.key still sealed after demotion", down.Name)
+		}
+		return nil
+	})
+	down.Stop()
+	down.Start(t)
+	if s := infoState(t, ctx, down); s != "active" {
+		t.Fatalf("restarted demoted manager is %q", s)
 	}
 }

@@ -167,7 +167,7 @@ func (n *Node) initCluster(ctx context.Context, advertise, listen string, autolo
 	}
 	// Wrap the data key now rather than when the key sync sees the
 	// cluster object: the unlock key is printed only once it works.
-	n.syncDEK(cluster)
+	n.syncKeys(cluster)
 	if err := m.save(n.cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -423,8 +423,11 @@ func (n *Node) forceNewCluster(ctx context.Context) (*swarmpb.InitResponse, erro
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	member := n.member
+	member, locked := n.member, n.locked
 	n.mu.Unlock()
+	if locked {
+		return nil, errLocked
+	}
 	if member == nil || !member.manager() {
 		return nil, status.Error(codes.FailedPrecondition, "--force-new-cluster needs a manager's state to recover: this node is not a manager of any cluster")
 	}

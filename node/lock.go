@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -26,8 +27,8 @@ import (
 // (Info says "locked", Control calls fail with errLocked) until Unlock
 // gets the KEK. Workers hold no Raft state and are never locked.
 //
-// The node's TLS key (certs/node.key) is not wrapped; see README.md
-// ("Encryption at rest and autolock") for why and what that means.
+// The node's TLS key (certs/node.key) is sealed under the KEK too
+// (keyfile.go).
 
 var errLocked = status.Error(codes.FailedPrecondition, "this manager is locked: run 'swarmctl swarm unlock' with the unlock key")
 
@@ -74,29 +75,52 @@ func (n *Node) Unlock(ctx context.Context, key string) error {
 	if err != nil {
 		return invalid(err)
 	}
-	k, err := raft.ReadDEK(n.raftDir())
-	if err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
-	}
-	if _, err := k.Unwrap(kek); err != nil {
-		if errors.Is(err, raft.ErrBadUnlockKey) {
-			return status.Error(codes.InvalidArgument, "invalid unlock key: it does not unlock this manager (if the key was rotated while this manager was down, use the key in force before the rotation)")
+	// Check the key against every sealed file before starting anything.
+	wrongKey := status.Error(codes.InvalidArgument, "invalid unlock key: it does not unlock this manager (if the key was rotated while this manager was down, use the key in force before the rotation)")
+	if k, err := raft.ReadDEK(n.raftDir()); err == nil && k.IsWrapped() {
+		if _, err := k.Unwrap(kek); err != nil {
+			return wrongKey
 		}
-		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if _, sealed, _, err := readNodeKey(n.keyPath()); err == nil && sealed != nil {
+		if _, err := raft.OpenWithKEK(kek, sealed, "node key"); err != nil {
+			return wrongKey
+		}
 	}
 	n.mu.Lock()
 	n.kek, n.locked = kek, false
 	n.mu.Unlock()
-	if err := n.resumeManager(ctx, m); err != nil {
+	if err := n.resumeUnlocked(ctx, m); err != nil {
+		n.stopAgent()
 		n.stopManager()
 		n.mu.Lock()
-		n.locked = true
+		pool := n.pool
+		n.creds, n.pool, n.locked = nil, nil, true
 		n.mu.Unlock()
+		if pool != nil {
+			pool.Close()
+		}
 		return err
 	}
-	n.startAgent()
 	n.log.Info("manager unlocked", "node", m.NodeID)
 	return nil
+}
+
+// isLocked reports whether a node with membership m must wait for the
+// unlock key: its data key is wrapped (a manager), or its TLS key is
+// sealed (a manager, or a node that crashed while being demoted).
+func (n *Node) isLocked(m *Membership) (bool, error) {
+	if nodeKeySealed(n.keyPath()) {
+		return true, nil
+	}
+	if !m.manager() {
+		return false, nil
+	}
+	_, err := n.dataKey()
+	if errors.Is(err, errNeedsUnlock) {
+		return true, nil
+	}
+	return false, err
 }
 
 // startKeySync keeps the DEK file wrapped as the cluster's autolock
@@ -111,7 +135,7 @@ func (n *Node) startKeySync(store *state.Store, dek []byte) {
 		for {
 			var c *swarmpb.Cluster
 			events, cancel := store.ViewAndWatch(func(tx state.ReadTx) { c = tx.Cluster() })
-			n.syncDEK(c)
+			n.syncKeys(c)
 		loop:
 			for {
 				select {
@@ -120,7 +144,7 @@ func (n *Node) startKeySync(store *state.Store, dek []byte) {
 						break loop // the store was restored from a snapshot: read it again
 					}
 					if c := ev.Cluster(); c != nil && ev.Kind != state.EventDelete {
-						n.syncDEK(c)
+						n.syncKeys(c)
 					}
 				case <-stop:
 					cancel()
@@ -143,9 +167,13 @@ func (n *Node) stopKeySync() {
 	}
 }
 
-// syncDEK writes the DEK file wrapped under c's unlock key while autolock
-// is on, unwrapped otherwise. It writes only when that changes.
-func (n *Node) syncDEK(c *swarmpb.Cluster) {
+// syncKeys makes the DEK file and the TLS key follow c: wrapped under
+// c's unlock key while autolock is on, in the clear otherwise. It writes
+// only what changes. A file written in the clear is sealed before the
+// other is opened, so that a crash in between leaves the node locked
+// (and unlockable with the key in force before), never half-protected
+// without saying so.
+func (n *Node) syncKeys(c *swarmpb.Cluster) {
 	if c == nil {
 		return
 	}
@@ -156,7 +184,7 @@ func (n *Node) syncDEK(c *swarmpb.Cluster) {
 	n.dekMu.Lock()
 	defer n.dekMu.Unlock()
 	n.mu.Lock()
-	dek := n.curDEK
+	dek, old := n.curDEK, n.kek
 	n.mu.Unlock()
 	if dek == nil {
 		return
@@ -169,21 +197,63 @@ func (n *Node) syncDEK(c *swarmpb.Cluster) {
 		}
 		return
 	}
-	switch {
-	case want == nil && !cur.IsWrapped():
-		return
-	case want != nil && cur.IsWrapped() && cur.KEKID == raft.KEKID(want):
-		n.setKEK(want)
+	sealKey := func() bool {
+		if err := sealNodeKey(n.keyPath(), want, old); err != nil {
+			n.log.Error("cannot rewrite the node's TLS key for the autolock setting", "err", err)
+			return false
+		}
+		return true
+	}
+	if want == nil && !sealKey() {
 		return
 	}
-	if err := raft.WriteDEK(dir, dek, want); err != nil {
-		n.log.Error("cannot rewrite the data key file for the autolock setting", "err", err, "file", filepath.Join(dir, raft.DEKFile))
-		return
+	if !(want == nil && !cur.IsWrapped()) && !(want != nil && cur.IsWrapped() && cur.KEKID == raft.KEKID(want)) {
+		if err := raft.WriteDEK(dir, dek, want); err != nil {
+			n.log.Error("cannot rewrite the data key file for the autolock setting", "err", err, "file", filepath.Join(dir, raft.DEKFile))
+			return
+		}
+		n.log.Info("data key file rewritten", "wrapped", want != nil)
 	}
 	if want != nil {
+		if !sealKey() {
+			return
+		}
 		n.setKEK(want)
 	}
-	n.log.Info("data key file rewritten", "wrapped", want != nil)
+}
+
+// saveCreds saves renewed credentials, sealing the new TLS key at once
+// when this manager's keys are wrapped.
+func (n *Node) saveCreds(creds *ca.Creds) error {
+	n.dekMu.Lock()
+	defer n.dekMu.Unlock()
+	if err := creds.Save(n.certDir()); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	kek, mgr := n.kek, n.mgr
+	n.mu.Unlock()
+	if kek == nil || mgr == nil {
+		return nil
+	}
+	if k, err := raft.ReadDEK(n.raftDir()); err != nil || !k.IsWrapped() || k.KEKID != raft.KEKID(kek) {
+		return nil
+	}
+	return sealNodeKey(n.keyPath(), kek, kek)
+}
+
+// unsealNodeKey writes the TLS key in the clear again: a demoted manager
+// is a worker, and workers are never locked.
+func (n *Node) unsealNodeKey() {
+	n.dekMu.Lock()
+	defer n.dekMu.Unlock()
+	n.mu.Lock()
+	kek := n.kek
+	n.kek = nil
+	n.mu.Unlock()
+	if err := sealNodeKey(n.keyPath(), nil, kek); err != nil {
+		n.log.Warn("cannot write the node's TLS key in the clear after demotion", "err", err)
+	}
 }
 
 func (n *Node) setKEK(kek []byte) {

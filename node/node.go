@@ -142,9 +142,30 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// resume brings up a node that was in a cluster before a restart.
+// resume brings up a node that was in a cluster before a restart; a
+// locked one (autolock) waits for Unlock.
 func (n *Node) resume(ctx context.Context, m *Membership) error {
-	creds, err := ca.LoadCreds(n.certDir())
+	locked, err := n.isLocked(m)
+	if err != nil {
+		return err
+	}
+	if locked {
+		n.mu.Lock()
+		n.member, n.locked = m, true
+		n.mu.Unlock()
+		n.log.Warn("this manager is locked (autolock): run 'swarmctl swarm unlock' with the unlock key", "node", m.NodeID)
+		return nil
+	}
+	return n.resumeUnlocked(ctx, m)
+}
+
+// resumeUnlocked loads the credentials (opening a sealed key with the
+// known KEK) and starts the manager, if any, and the agent.
+func (n *Node) resumeUnlocked(ctx context.Context, m *Membership) error {
+	n.mu.Lock()
+	kek := n.kek
+	n.mu.Unlock()
+	creds, err := n.loadCreds(kek)
 	if err != nil {
 		return fmt.Errorf("load certificates: %w", err)
 	}
@@ -152,19 +173,11 @@ func (n *Node) resume(ctx context.Context, m *Membership) error {
 	n.member, n.creds, n.pool = m, creds, dial.NewPool(creds)
 	n.mu.Unlock()
 	if creds.Identity().Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && m.manager() {
-		if _, err := n.dataKey(); errors.Is(err, errNeedsUnlock) {
-			// Autolock: the Raft state stays sealed until Unlock.
-			n.mu.Lock()
-			n.locked = true
-			n.mu.Unlock()
-			n.log.Warn("this manager is locked (autolock): run 'swarmctl swarm unlock' with the unlock key", "node", m.NodeID)
-			return nil
-		} else if err != nil {
-			return err
-		}
 		if err := n.resumeManager(ctx, m); err != nil {
 			return err
 		}
+	} else if nodeKeySealed(n.keyPath()) {
+		n.unsealNodeKey() // stopped while being demoted
 	}
 	n.startAgent()
 	n.log.Info("rejoined cluster", "node", m.NodeID, "role", m.Role.String())

@@ -67,15 +67,49 @@ func KEKID(kek []byte) string {
 	return hex.EncodeToString(s[:8])
 }
 
-func wrapAEAD(kek []byte) (cipher.AEAD, error) {
+func wrapAEAD(kek []byte, purpose string) (cipher.AEAD, error) {
 	if len(kek) != DEKSize {
 		return nil, fmt.Errorf("unlock key must hold %d bytes, got %d", DEKSize, len(kek))
 	}
-	k, err := hkdf.Key(sha256.New, kek, nil, "raftswarm dek wrap v1", DEKSize)
+	k, err := hkdf.Key(sha256.New, kek, nil, "raftswarm "+purpose+" wrap v1", DEKSize)
 	if err != nil {
 		return nil, err
 	}
 	return newAEAD(k)
+}
+
+// SealWithKEK seals data under a key derived from kek for purpose (which
+// separates the keys, e.g. "dek" and "node key"): nonce || AES-256-GCM.
+func SealWithKEK(kek, data []byte, purpose string) ([]byte, error) {
+	a, err := wrapAEAD(kek, purpose)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcmNonce)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return a.Seal(nonce, nonce, data, []byte("raftswarm-"+purpose)), nil
+}
+
+// OpenWithKEK opens what SealWithKEK sealed; a wrong kek gives
+// ErrBadUnlockKey.
+func OpenWithKEK(kek, sealed []byte, purpose string) ([]byte, error) {
+	if len(kek) == 0 {
+		return nil, ErrBadUnlockKey
+	}
+	a, err := wrapAEAD(kek, purpose)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < gcmNonce+gcmTag {
+		return nil, fmt.Errorf("sealed %s is corrupted", purpose)
+	}
+	out, err := a.Open(nil, sealed[:gcmNonce], sealed[gcmNonce:], []byte("raftswarm-"+purpose))
+	if err != nil {
+		return nil, ErrBadUnlockKey
+	}
+	return out, nil
 }
 
 // Unwrap returns the DEK, using kek when it is wrapped.
@@ -86,21 +120,7 @@ func (k *DataKey) Unwrap(kek []byte) ([]byte, error) {
 		}
 		return k.Key, nil
 	}
-	if len(kek) == 0 {
-		return nil, ErrBadUnlockKey
-	}
-	a, err := wrapAEAD(kek)
-	if err != nil {
-		return nil, err
-	}
-	if len(k.Wrapped) < gcmNonce+gcmTag {
-		return nil, errors.New("data key file is corrupted")
-	}
-	dek, err := a.Open(nil, k.Wrapped[:gcmNonce], k.Wrapped[gcmNonce:], []byte("raftswarm-dek"))
-	if err != nil {
-		return nil, ErrBadUnlockKey
-	}
-	return dek, nil
+	return OpenWithKEK(kek, k.Wrapped, "dek")
 }
 
 // ReadDEK reads dir's DEK file; it returns an error wrapping
@@ -130,16 +150,11 @@ func WriteDEK(dir string, dek, kek []byte) error {
 	if kek == nil {
 		k.Key = dek
 	} else {
-		a, err := wrapAEAD(kek)
+		w, err := SealWithKEK(kek, dek, "dek")
 		if err != nil {
 			return err
 		}
-		nonce := make([]byte, gcmNonce)
-		if _, err := rand.Read(nonce); err != nil {
-			return err
-		}
-		k.Wrapped = a.Seal(nonce, nonce, dek, []byte("raftswarm-dek"))
-		k.KEKID = KEKID(kek)
+		k.Wrapped, k.KEKID = w, KEKID(kek)
 	}
 	b, err := json.Marshal(&k)
 	if err != nil {
