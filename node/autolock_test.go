@@ -218,6 +218,13 @@ func TestAutolockInitRestartUnlockRotate(t *testing.T) {
 	if err := recSetLabel(ctx, a.Control(), "a1", "kept", "yes"); err != nil {
 		t.Fatal(err)
 	}
+	zero, fifty := uint64(0), uint64(50)
+	_, err = a.Control().UpdateCluster(ctx, &swarmpb.UpdateClusterRequest{MaxReplicas: &zero})
+	wantStatus(t, "max replicas 0", err, codes.InvalidArgument, "max replicas must be between 1 and")
+	up, err := a.Control().UpdateCluster(ctx, &swarmpb.UpdateClusterRequest{MaxReplicas: &fifty})
+	if err != nil || up.GetCluster().GetSettings().GetMaxReplicas() != 50 || up.GetUnlockKey() != "" {
+		t.Fatalf("max replicas 50: %v, %v", up, err)
+	}
 
 	a.Stop()
 	a.Start(t)
@@ -228,6 +235,10 @@ func TestAutolockInitRestartUnlockRotate(t *testing.T) {
 	wantStatus(t, "node ls while locked", err, codes.FailedPrecondition, "this manager is locked", "swarmctl swarm unlock")
 	_, err = a.Control().GetCluster(ctx, &swarmpb.GetClusterRequest{})
 	wantStatus(t, "swarm inspect while locked", err, codes.FailedPrecondition, "this manager is locked")
+	_, err = a.Local().Init(ctx, &swarmpb.InitRequest{AdvertiseAddr: a.Addr})
+	wantStatus(t, "init while locked", err, codes.FailedPrecondition, "this manager is locked")
+	_, err = a.Local().Leave(ctx, &swarmpb.LeaveRequest{})
+	wantStatus(t, "leave while locked", err, codes.FailedPrecondition, "this manager is locked")
 	other, _ := raft.NewKey()
 	wantStatus(t, "unlock with another key", unlock(ctx, a, raft.FormatUnlockKey(other)), codes.InvalidArgument, "invalid unlock key")
 	wantStatus(t, "unlock with garbage", unlock(ctx, a, "not-a-key"), codes.InvalidArgument, "invalid unlock key")
@@ -299,7 +310,8 @@ func TestAutolockManagerRejoins(t *testing.T) {
 	defer stopMembers(c)
 	ctx := secCtx(t, 120*time.Second)
 	on := true
-	resp, err := c.Control().UpdateCluster(ctx, &swarmpb.UpdateClusterRequest{Autolock: &on})
+	// Through a follower's socket: the proxy relays it to the leader.
+	resp, err := recFollower(t, c).Control().UpdateCluster(ctx, &swarmpb.UpdateClusterRequest{Autolock: &on})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,9 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 func (n *Node) initCluster(ctx context.Context, advertise, listen string, autolock bool) (*swarmpb.InitResponse, error) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
+	if n.Locked() {
+		return nil, errLocked
+	}
 	if n.NodeID() != "" {
 		return nil, errInCluster
 	}
@@ -201,6 +204,9 @@ func (n *Node) reset() {
 func (n *Node) Join(ctx context.Context, token, remote, advertise, listen string) (*swarmpb.JoinResponse, error) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
+	if n.Locked() {
+		return nil, errLocked
+	}
 	if n.NodeID() != "" {
 		return nil, errInCluster
 	}
