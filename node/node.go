@@ -37,6 +37,9 @@ type Config struct {
 	HeartbeatPeriod time.Duration
 	// NoSync skips fsync of the Raft log (tests only).
 	NoSync bool
+	// PlaintextRaft writes the Raft log and snapshots unencrypted; only for
+	// benchmarks that measure what encryption at rest costs.
+	PlaintextRaft bool
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
 	// Executor creates the container engine the agent runs tasks on, once
@@ -216,6 +219,9 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if n.cfg.PlaintextRaft {
+		dek = nil
 	}
 	mgr, err := manager.New(manager.Config{
 		NodeID: m.NodeID, ListenAddr: m.ListenAddr, AdvertiseAddr: m.AdvertiseAddr,
