@@ -184,7 +184,7 @@ func infoState(t *testing.T, ctx context.Context, m *testcluster.Member) string 
 	return info.State
 }
 
-func unlock(ctx context.Context, m *testcluster.Member, key string) error {
+func unlockNode(ctx context.Context, m *testcluster.Member, key string) error {
 	_, err := m.Local().Unlock(ctx, &swarmpb.UnlockRequest{UnlockKey: key})
 	return err
 }
@@ -240,12 +240,12 @@ func TestAutolockInitRestartUnlockRotate(t *testing.T) {
 	_, err = a.Local().Leave(ctx, &swarmpb.LeaveRequest{})
 	wantStatus(t, "leave while locked", err, codes.FailedPrecondition, "this manager is locked")
 	other, _ := raft.NewKey()
-	wantStatus(t, "unlock with another key", unlock(ctx, a, raft.FormatUnlockKey(other)), codes.InvalidArgument, "invalid unlock key")
-	wantStatus(t, "unlock with garbage", unlock(ctx, a, "not-a-key"), codes.InvalidArgument, "invalid unlock key")
+	wantStatus(t, "unlock with another key", unlockNode(ctx, a, raft.FormatUnlockKey(other)), codes.InvalidArgument, "invalid unlock key")
+	wantStatus(t, "unlock with garbage", unlockNode(ctx, a, "not-a-key"), codes.InvalidArgument, "invalid unlock key")
 	if s := infoState(t, ctx, a); s != "locked" {
 		t.Fatalf("after wrong keys the manager is %q, want locked", s)
 	}
-	if err := unlock(ctx, a, key); err != nil {
+	if err := unlockNode(ctx, a, key); err != nil {
 		t.Fatalf("unlock with the right key: %v", err)
 	}
 	if s := infoState(t, ctx, a); s != "active" {
@@ -258,7 +258,7 @@ func TestAutolockInitRestartUnlockRotate(t *testing.T) {
 		}
 		return nil
 	})
-	wantStatus(t, "unlock when not locked", unlock(ctx, a, key), codes.FailedPrecondition, "not locked")
+	wantStatus(t, "unlock when not locked", unlockNode(ctx, a, key), codes.FailedPrecondition, "not locked")
 
 	// Rotation: the manager re-wraps its data key under the new key.
 	rot, err := a.Control().GetUnlockKey(ctx, &swarmpb.GetUnlockKeyRequest{Rotate: true})
@@ -272,8 +272,8 @@ func TestAutolockInitRestartUnlockRotate(t *testing.T) {
 	dekWrappedBy(t, a, key2)
 	a.Stop()
 	a.Start(t)
-	wantStatus(t, "unlock with the key before rotation", unlock(ctx, a, key), codes.InvalidArgument, "invalid unlock key")
-	if err := unlock(ctx, a, key2); err != nil {
+	wantStatus(t, "unlock with the key before rotation", unlockNode(ctx, a, key), codes.InvalidArgument, "invalid unlock key")
+	if err := unlockNode(ctx, a, key2); err != nil {
 		t.Fatalf("unlock with the rotated key: %v", err)
 	}
 
@@ -343,7 +343,7 @@ func TestAutolockManagerRejoins(t *testing.T) {
 	if s := infoState(t, ctx, down); s != "locked" {
 		t.Fatalf("restarted %s is %q, want locked", down.Name, s)
 	}
-	if err := unlock(ctx, down, key); err != nil {
+	if err := unlockNode(ctx, down, key); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 20*time.Second, func() error {

@@ -65,7 +65,7 @@ func sealNodeKey(path string, kek, oldKEK []byte) error {
 		}
 		out = pem.EncodeToMemory(&pem.Block{Type: sealedKeyType, Headers: map[string]string{"Kek-Id": raft.KEKID(kek)}, Bytes: s})
 	}
-	return writeFileAtomic(path, out, 0o600)
+	return writeKeyFileAtomic(path, out, 0o600)
 }
 
 // loadCreds reads the node's credentials, opening a sealed key with kek.
@@ -87,7 +87,7 @@ func (n *Node) loadCreds(kek []byte) (*ca.Creds, error) {
 	return ca.NewCreds(files[0], files[1], keyPEM)
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func writeKeyFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err

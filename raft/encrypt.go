@@ -68,7 +68,7 @@ func logAAD(l *hraft.Log) []byte {
 	return ad[:]
 }
 
-func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
+func hasMagic(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
 
 // encryptedLogs is a hraft.LogStore that seals Log.Data.
 type encryptedLogs struct {
@@ -92,7 +92,7 @@ func (s *encryptedLogs) GetLog(index uint64, l *hraft.Log) error {
 	if err := s.inner.GetLog(index, l); err != nil {
 		return err
 	}
-	if !hasPrefix(l.Data, logMagic) {
+	if !hasMagic(l.Data, logMagic) {
 		return nil // written before encryption at rest
 	}
 	if s.aead == nil {
@@ -192,8 +192,8 @@ func (s *encryptedSnapshots) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser
 	}
 	br := bufio.NewReaderSize(rc, snapChunkOut)
 	head, _ := br.Peek(snapHeader)
-	if !hasPrefix(head, snapMagic) {
-		return meta, readCloser{br, rc}, nil // written before encryption at rest
+	if !hasMagic(head, snapMagic) {
+		return meta, snapReadCloser{br, rc}, nil // written before encryption at rest
 	}
 	if s.aead == nil {
 		rc.Close()
@@ -217,7 +217,7 @@ func (s *encryptedSnapshots) Open(id string) (*hraft.SnapshotMeta, io.ReadCloser
 	return &m, r, nil
 }
 
-type readCloser struct {
+type snapReadCloser struct {
 	io.Reader
 	io.Closer
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/raftswarm/raftswarm/state"
 )
 
-const marker = "rsw-plaintext-marker"
+const encMarker = "rsw-plaintext-marker"
 
 func openNodeKey(t *testing.T, dir string, dek []byte, st *state.Store) (*Node, error) {
 	t.Helper()
@@ -47,7 +47,7 @@ func openNodeKey(t *testing.T, dir string, dek []byte, st *state.Store) (*Node, 
 
 func markedNode(i int) *swarmpb.Node {
 	n := nodeObj(i)
-	n.Description.Hostname = marker + "-" + n.Id
+	n.Description.Hostname = encMarker + "-" + n.Id
 	return n
 }
 
@@ -71,7 +71,7 @@ func writeMarked(t *testing.T, n *Node, from, count int) {
 	}
 }
 
-// plaintextFiles lists the files under dir holding the marker.
+// plaintextFiles lists the files under dir holding the encMarker.
 func plaintextFiles(t *testing.T, dir string) (found []string, snapFiles int) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -85,7 +85,7 @@ func plaintextFiles(t *testing.T, dir string) (found []string, snapFiles int) {
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(b, []byte(marker)) {
+		if bytes.Contains(b, []byte(encMarker)) {
 			found = append(found, p)
 		}
 		return nil
@@ -96,7 +96,7 @@ func plaintextFiles(t *testing.T, dir string) (found []string, snapFiles int) {
 	return found, snapFiles
 }
 
-func mode(t *testing.T, p string) fs.FileMode {
+func encPerm(t *testing.T, p string) fs.FileMode {
 	t.Helper()
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -122,7 +122,7 @@ func TestEncryptionAtRestLogAndSnapshots(t *testing.T) {
 		t.Fatalf("plaintext found on disk in %v", found)
 	}
 	for _, p := range []string{dir, filepath.Join(dir, "snapshots")} {
-		if m := mode(t, p); m != 0o700 {
+		if m := encPerm(t, p); m != 0o700 {
 			t.Errorf("%s has mode %o, want 700", p, m)
 		}
 	}
@@ -176,7 +176,7 @@ func TestPlaintextStateStillLoads(t *testing.T) {
 	if got := countNodes(st); got != 20 {
 		t.Fatalf("loaded %d nodes from the plaintext state, want 20", got)
 	}
-	if m := mode(t, filepath.Join(dir, "snapshots")); m != 0o700 {
+	if m := encPerm(t, filepath.Join(dir, "snapshots")); m != 0o700 {
 		t.Errorf("snapshots folder has mode %o after start, want 700", m)
 	}
 	writeMarked(t, n, 20, 20)
@@ -236,7 +236,7 @@ func TestSealedSnapshotStream(t *testing.T) {
 			p := filepath.Join(dir, "snapshots", sink.ID(), "state.bin")
 			b, _ := os.ReadFile(p)
 			short := b[:snapHeader+snapChunkOut]
-			r := &openReader{br: bufioReader(short[snapHeader:]), closer: io.NopCloser(nil), aead: aead, prefix: short[5:snapHeader]}
+			r := &openReader{br: encBufReader(short[snapHeader:]), closer: io.NopCloser(nil), aead: aead, prefix: short[5:snapHeader]}
 			if _, err := io.ReadAll(r); !errors.Is(err, ErrDecrypt) {
 				t.Fatalf("size %d: truncated snapshot read: %v, want ErrDecrypt", size, err)
 			}
@@ -247,14 +247,14 @@ func TestSealedSnapshotStream(t *testing.T) {
 func TestDataKeyWrapping(t *testing.T) {
 	dir := t.TempDir()
 	dek, _ := LoadOrCreateDEK(dir, nil)
-	if m := mode(t, filepath.Join(dir, DEKFile)); m != 0o600 {
+	if m := encPerm(t, filepath.Join(dir, DEKFile)); m != 0o600 {
 		t.Fatalf("dek mode %o, want 600", m)
 	}
 	kek, _ := NewKey()
 	if err := WriteDEK(dir, dek, kek); err != nil {
 		t.Fatal(err)
 	}
-	if m := mode(t, filepath.Join(dir, DEKFile)); m != 0o600 {
+	if m := encPerm(t, filepath.Join(dir, DEKFile)); m != 0o600 {
 		t.Fatalf("wrapped dek mode %o, want 600", m)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, DEKFile))
@@ -287,4 +287,4 @@ func TestDataKeyWrapping(t *testing.T) {
 	}
 }
 
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+func encBufReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
