@@ -11,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/exec/fake"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	"github.com/raftswarm/raftswarm/internal/testutil"
+	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 const atRestMarker = "rsw-at-rest-marker-7f3a"
@@ -389,5 +393,91 @@ func TestAutolockManagerRejoins(t *testing.T) {
 	down.Start(t)
 	if s := infoState(t, ctx, down); s != "active" {
 		t.Fatalf("restarted demoted manager is %q", s)
+	}
+}
+
+// A state dir written before encryption at rest (plaintext log and
+// snapshot, no data key file, a 0755 snapshots folder) still loads, and
+// what is written from then on is sealed.
+func TestPlaintextStateDirStillLoads(t *testing.T) {
+	c := testcluster.New(t, 1, 0, testcluster.Options{Configure: func(_ string, cfg *node.Config) { cfg.PlaintextRaft = true }})
+	defer stopMembers(c)
+	ctx := secCtx(t, 60*time.Second)
+	m := c.Get("m1")
+	if err := recSetLabel(ctx, m.Control(), "m1", "old", atRestMarker); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Node.Manager().Raft().Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	raftDir := filepath.Join(m.Dir, "raft")
+	if err := os.Remove(filepath.Join(raftDir, raft.DEKFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(raftDir, "snapshots"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(filepath.Join(raftDir, "raft.db"))
+	if err != nil || !bytes.Contains(db, []byte(atRestMarker)) {
+		t.Fatalf("the old-format log holds no plaintext (%v): the test proves nothing", err)
+	}
+
+	// The same dir under today's defaults.
+	n, err := node.New(node.Config{
+		StateDir: m.Dir, SocketPath: filepath.Join(t.TempDir(), "new.sock"), Hostname: "m1",
+		Timings: raft.FastTimings(), HeartbeatPeriod: 100 * time.Millisecond, NoSync: true,
+		Executor: func(id string) (exec.Executor, error) { return fake.New(id), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	if got := permOf(t, filepath.Join(raftDir, "snapshots")); got != 0o700 {
+		t.Errorf("snapshots folder has mode %o after start, want 700", got)
+	}
+	if k, err := raft.ReadDEK(raftDir); err != nil || k.IsWrapped() {
+		t.Fatalf("no fresh data key: %v", err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() error {
+		mgr := n.Manager()
+		if mgr == nil {
+			return fmt.Errorf("no manager")
+		}
+		var v string
+		mgr.Store().View(func(tx state.ReadTx) { v = tx.GetNode(n.NodeID()).GetSpec().GetLabels()["old"] })
+		if v != atRestMarker {
+			return fmt.Errorf("label from the plaintext state: %q", v)
+		}
+		return nil
+	})
+	// New writes are sealed: the new label is nowhere on disk in the clear.
+	newLabel := atRestMarker + "-new"
+	mgr := n.Manager()
+	testutil.Eventually(t, 15*time.Second, func() error {
+		var nd *swarmpb.Node
+		mgr.Store().View(func(tx state.ReadTx) { nd = tx.GetNode(n.NodeID()) })
+		nd = proto.Clone(nd).(*swarmpb.Node)
+		nd.Spec.Labels["new"] = newLabel
+		_, err := mgr.Raft().Apply(ctx, &swarmpb.StoreBatch{Actions: []*swarmpb.StoreAction{{
+			Kind: swarmpb.StoreAction_KIND_UPDATE, Target: &swarmpb.StoreAction_Node{Node: nd}}}})
+		return err
+	})
+	if err := mgr.Raft().Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	n.Stop()
+	files, _ := raftFiles(t, raftDir)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(newLabel)) {
+			t.Errorf("%s holds a label written after the upgrade in plaintext", f)
+		}
 	}
 }
