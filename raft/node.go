@@ -29,6 +29,10 @@ type Timings struct {
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log
+	// (hashicorp/raft's default, 10240, when 0). Tests lower it to make a
+	// leader send its snapshot to a new follower.
+	TrailingLogs uint64
 	// LeaderWait bounds how long a write waits for a leader to emerge
 	// before it fails with a QuorumError.
 	LeaderWait time.Duration
@@ -183,6 +187,9 @@ func raftConfig(cfg Config) *hraft.Config {
 	rc.CommitTimeout = t.CommitTimeout
 	rc.SnapshotThreshold = t.SnapshotThreshold
 	rc.SnapshotInterval = t.SnapshotInterval
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
 	rc.Logger = hclogger(cfg.Logger)
 	return rc
 }
