@@ -171,10 +171,8 @@ func (a *app) readUnlockKey() (string, error) {
 	if in == nil {
 		in = os.Stdin
 	}
-	if f, ok := in.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(a.stdout, "Enter unlock key: ")
-		}
+	if isTerminalFile(in) {
+		fmt.Fprint(a.stdout, "Enter unlock key: ")
 	}
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -185,4 +183,19 @@ func (a *app) readUnlockKey() (string, error) {
 		return "", errors.New("no unlock key given: type it, or pipe it to stdin")
 	}
 	return key, nil
+}
+
+// isTerminalFile reports whether r is a terminal: a character device other
+// than /dev/null.
+func isTerminalFile(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
 }
