@@ -88,20 +88,24 @@ func (n *Node) Unlock(ctx context.Context, key string) error {
 		}
 	}
 	n.mu.Lock()
-	n.kek, n.locked = kek, false
+	n.kek = kek
 	n.mu.Unlock()
+	// Still locked for the socket's callers until everything runs.
 	if err := n.resumeUnlocked(ctx, m); err != nil {
 		n.stopAgent()
 		n.stopManager()
 		n.mu.Lock()
 		pool := n.pool
-		n.creds, n.pool, n.locked = nil, nil, true
+		n.creds, n.pool = nil, nil
 		n.mu.Unlock()
 		if pool != nil {
 			pool.Close()
 		}
 		return err
 	}
+	n.mu.Lock()
+	n.locked = false
+	n.mu.Unlock()
 	n.log.Info("manager unlocked", "node", m.NodeID)
 	return nil
 }
