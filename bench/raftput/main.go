@@ -39,6 +39,7 @@ import (
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -286,6 +287,7 @@ func report(rep int, path string, w int, r result, load string) {
 type project struct {
 	nodes   []*node.Node
 	leader  *raft.Node
+	store   *state.Store // the leader's
 	mu      sync.Mutex
 	version []uint64 // per writer: Meta.Version of its Secret
 	payload []byte
@@ -320,6 +322,14 @@ func (p *project) entrySize() int {
 func (p *project) write(ctx context.Context, w int) error {
 	idx, err := p.leader.Apply(ctx, p.batch(w, p.version[w]))
 	if err != nil {
+		// A write that timed out may still have been applied: quote the
+		// version the store holds next time, or every later write of this
+		// writer would be refused as out of sequence.
+		p.store.View(func(tx state.ReadTx) {
+			if s := tx.GetSecret(fmt.Sprintf("bench-secret-%04d", w)); s != nil {
+				p.version[w] = s.GetMeta().GetVersion()
+			}
+		})
 		return err
 	}
 	p.version[w] = idx
@@ -382,7 +392,7 @@ func startProject(dir string, writers, first int, plaintext bool) (*project, err
 		for _, n := range p.nodes {
 			if m := n.Manager(); m != nil {
 				if ok, _ := m.Raft().Leadership(); ok {
-					p.leader = m.Raft()
+					p.leader, p.store = m.Raft(), m.Store()
 				}
 			}
 		}
