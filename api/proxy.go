@@ -96,6 +96,15 @@ func (p *ControlProxy) RemoveService(ctx context.Context, r *swarmpb.RemoveServi
 func (p *ControlProxy) ListTasks(ctx context.Context, r *swarmpb.ListTasksRequest) (*swarmpb.ListTasksResponse, error) {
 	return relay(ctx, p, r, swarmpb.ControlServer.ListTasks, swarmpb.ControlClient.ListTasks)
 }
+func (p *ControlProxy) GetCluster(ctx context.Context, r *swarmpb.GetClusterRequest) (*swarmpb.GetClusterResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetCluster, swarmpb.ControlClient.GetCluster)
+}
+func (p *ControlProxy) UpdateCluster(ctx context.Context, r *swarmpb.UpdateClusterRequest) (*swarmpb.UpdateClusterResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.UpdateCluster, swarmpb.ControlClient.UpdateCluster)
+}
+func (p *ControlProxy) GetUnlockKey(ctx context.Context, r *swarmpb.GetUnlockKeyRequest) (*swarmpb.GetUnlockKeyResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetUnlockKey, swarmpb.ControlClient.GetUnlockKey)
+}
 
 // leaderUnreachable reports a transport failure reaching the leader, as
 // opposed to an answer from it.

@@ -38,7 +38,8 @@ type options struct {
 	pollInterval time.Duration
 	rpcTimeout   time.Duration
 	now          func() time.Time
-	terminal     *bool // nil: detect from stdout
+	terminal     *bool     // nil: detect from stdout
+	stdin        io.Reader // nil: os.Stdin
 }
 
 // app is the state shared by the commands of one invocation.
@@ -111,6 +112,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.joinCommand(),
 		a.joinTokenCommand(),
 		a.leaveCommand(),
+		a.swarmCommand(),
 		a.nodeCommand(),
 		a.serviceCommand(),
 	)

@@ -96,6 +96,10 @@ func (a *app) initCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "To add a worker to this swarm, run the following command:\n\n")
 			fmt.Fprintf(a.stdout, "    swarmctl join --token %s %s\n\n", resp.GetWorkerToken(), resp.GetManagerAddr())
 			fmt.Fprintf(a.stdout, "To add a manager to this swarm, run 'swarmctl join-token manager' and follow the instructions.\n")
+			if k := resp.GetUnlockKey(); k != "" {
+				fmt.Fprintln(a.stdout)
+				a.printUnlockKey(k)
+			}
 			return nil
 		},
 	}
@@ -103,6 +107,7 @@ func (a *app) initCommand() *cobra.Command {
 	f.StringVar(&req.AdvertiseAddr, "advertise-addr", "", "address advertised to other nodes (HOST[:PORT], default port 2377)")
 	f.StringVar(&req.ListenAddr, "listen-addr", "", "address to listen on (HOST:PORT)")
 	f.BoolVar(&req.ForceNewCluster, "force-new-cluster", false, "force a new cluster from the current state")
+	f.BoolVar(&req.Autolock, "autolock", false, "lock managers after a restart until 'swarmctl swarm unlock' is given the unlock key")
 	return cmd
 }
 

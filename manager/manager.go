@@ -39,6 +39,8 @@ type Config struct {
 	HeartbeatPeriod time.Duration
 	Logger          *slog.Logger
 	NoSync          bool
+	// DEK seals the Raft log and snapshots on disk (raft.Config.DEK).
+	DEK []byte
 	// LeaderWork, when set, runs extra leader-only components for a term
 	// (orchestrator, scheduler, ...). It must return when ctx ends.
 	LeaderWork []func(ctx context.Context, m *Manager) error
@@ -82,7 +84,7 @@ func New(cfg Config) (*Manager, error) {
 	m.raft, err = raft.Open(raft.Config{
 		NodeID: cfg.NodeID, Addr: cfg.AdvertiseAddr, Dir: cfg.RaftDir, Stream: m.stream,
 		Store: m.store, Forwarder: forwarder{cfg.Pool}, Pinger: cfg.Pool, Prober: forwarder{cfg.Pool},
-		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync,
+		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync, DEK: cfg.DEK,
 	})
 	if err != nil {
 		ln.Close()

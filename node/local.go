@@ -35,7 +35,14 @@ func (s *localServer) Init(ctx context.Context, req *swarmpb.InitRequest) (*swar
 	if req.ForceNewCluster {
 		return s.n.forceNewCluster(ctx)
 	}
-	return s.n.Init(ctx, req.AdvertiseAddr, req.ListenAddr)
+	return s.n.initCluster(ctx, req.AdvertiseAddr, req.ListenAddr, req.Autolock)
+}
+
+func (s *localServer) Unlock(ctx context.Context, req *swarmpb.UnlockRequest) (*swarmpb.UnlockResponse, error) {
+	if err := s.n.Unlock(ctx, req.UnlockKey); err != nil {
+		return nil, err
+	}
+	return &swarmpb.UnlockResponse{}, nil
 }
 
 func (s *localServer) Join(ctx context.Context, req *swarmpb.JoinRequest) (*swarmpb.JoinResponse, error) {
@@ -56,9 +63,13 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 	if n.member == nil {
 		return &swarmpb.InfoResponse{State: "inactive"}, nil
 	}
+	st := "active"
+	if n.locked {
+		st = "locked"
+	}
 	return &swarmpb.InfoResponse{
 		NodeId: n.member.NodeID, ClusterId: n.member.ClusterID, Role: n.member.Role,
-		State: "active", Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
+		State: st, Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
 	}, nil
 }
 
@@ -66,8 +77,16 @@ func invalid(err error) error { return status.Error(codes.InvalidArgument, err.E
 
 // Init creates a new cluster with this node as its only manager.
 func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.InitResponse, error) {
+	return n.initCluster(ctx, advertise, listen, false)
+}
+
+// initCluster is Init, with autolock on from the start when asked.
+func (n *Node) initCluster(ctx context.Context, advertise, listen string, autolock bool) (*swarmpb.InitResponse, error) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
+	if n.Locked() {
+		return nil, errLocked
+	}
 	if n.NodeID() != "" {
 		return nil, errInCluster
 	}
@@ -131,7 +150,12 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 		Id: clusterID, Name: "default",
 		RootCa:     &swarmpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM, Digest: digest},
 		JoinTokens: &swarmpb.JoinTokens{Worker: workerTok, Manager: managerTok},
-		Settings:   &swarmpb.ClusterSettings{TaskHistoryLimit: 5},
+		Settings:   &swarmpb.ClusterSettings{TaskHistoryLimit: 5, Autolock: autolock},
+	}
+	if autolock {
+		if cluster.UnlockKey, err = raft.NewKey(); err != nil {
+			return nil, err
+		}
 	}
 	self := &swarmpb.Node{
 		Id:          nodeID,
@@ -146,13 +170,16 @@ func (n *Node) Init(ctx context.Context, advertise, listen string) (*swarmpb.Ini
 	if err := mgr.Bootstrap(bctx, state.Create(cluster), state.Create(self)); err != nil {
 		return nil, err
 	}
+	// Wrap the data key now rather than when the key sync sees the
+	// cluster object: the unlock key is printed only once it works.
+	n.syncKeys(cluster)
 	if err := m.save(n.cfg.StateDir); err != nil {
 		return nil, err
 	}
 	ok = true
 	n.startAgent()
 	n.log.Info("cluster initialized", "cluster", clusterID, "node", nodeID, "addr", adv)
-	return &swarmpb.InitResponse{NodeId: nodeID, WorkerToken: workerTok, ManagerAddr: adv}, nil
+	return &swarmpb.InitResponse{NodeId: nodeID, WorkerToken: workerTok, ManagerAddr: adv, UnlockKey: raft.FormatUnlockKey(cluster.UnlockKey)}, nil
 }
 
 // reset stops whatever a failed init or join started and removes its state,
@@ -163,6 +190,7 @@ func (n *Node) reset() {
 	n.mu.Lock()
 	pool := n.pool
 	n.member, n.creds, n.pool = nil, nil, nil
+	n.locked, n.kek = false, nil
 	n.mu.Unlock()
 	if pool != nil {
 		pool.Close()
@@ -178,6 +206,9 @@ func (n *Node) reset() {
 func (n *Node) Join(ctx context.Context, token, remote, advertise, listen string) (*swarmpb.JoinResponse, error) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
+	if n.Locked() {
+		return nil, errLocked
+	}
 	if n.NodeID() != "" {
 		return nil, errInCluster
 	}
@@ -325,10 +356,20 @@ func (n *Node) requestCert(ctx context.Context, remote string, rootPEM []byte, t
 // quorum); the last manager cannot leave.
 func (n *Node) Leave(ctx context.Context, force bool) error {
 	n.mu.Lock()
-	member, mgr := n.member, n.mgr
+	member, mgr, locked := n.member, n.mgr, n.locked
 	n.mu.Unlock()
 	if member == nil {
 		return status.Error(codes.FailedPrecondition, "this node is not part of a swarm")
+	}
+	if locked {
+		if !force {
+			return status.Error(codes.FailedPrecondition, "this manager is locked: run 'swarmctl swarm unlock' with the unlock key, or 'leave --force' to delete its state without demoting it (then remove it from the cluster on another manager)")
+		}
+		n.opMu.Lock()
+		defer n.opMu.Unlock()
+		n.reset()
+		n.log.Warn("a locked manager left the cluster: its state is deleted; demote and remove it on another manager")
+		return nil
 	}
 	if mgr != nil {
 		if !force {
@@ -389,14 +430,24 @@ func (n *Node) forceNewCluster(ctx context.Context) (*swarmpb.InitResponse, erro
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	member := n.member
+	member, locked := n.member, n.locked
 	n.mu.Unlock()
+	if locked {
+		return nil, errLocked
+	}
 	if member == nil || !member.manager() {
 		return nil, status.Error(codes.FailedPrecondition, "--force-new-cluster needs a manager's state to recover: this node is not a manager of any cluster")
 	}
 	n.stopAgent()
 	n.stopManager()
-	if err := raft.RecoverSingle(raft.Config{NodeID: member.NodeID, Addr: member.AdvertiseAddr, Dir: n.raftDir(), Timings: n.cfg.Timings, Logger: n.log}); err != nil {
+	dek, err := n.dataKey()
+	if errors.Is(err, errNeedsUnlock) {
+		return nil, errLocked
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := raft.RecoverSingle(raft.Config{NodeID: member.NodeID, Addr: member.AdvertiseAddr, Dir: n.raftDir(), Timings: n.cfg.Timings, Logger: n.log, DEK: dek}); err != nil {
 		return nil, err
 	}
 	mgr, err := n.startManager()

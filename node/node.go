@@ -38,6 +38,9 @@ type Config struct {
 	HeartbeatPeriod time.Duration
 	// NoSync skips fsync of the Raft log (tests only).
 	NoSync bool
+	// PlaintextRaft writes the Raft log and snapshots unencrypted; only for
+	// benchmarks that measure what encryption at rest costs.
+	PlaintextRaft bool
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
 	// Executor creates the container engine the agent runs tasks on, once
@@ -62,6 +65,14 @@ type Node struct {
 
 	sock    net.Listener
 	sockSrv *grpc.Server
+
+	// Encryption at rest and autolock (lock.go); under mu except dekMu.
+	locked  bool   // a manager waiting for 'swarmctl swarm unlock'
+	kek     []byte // the last key-encrypting key known to unwrap the DEK
+	curDEK  []byte // the running manager's data key
+	dekStop chan struct{}
+	dekDone chan struct{}
+	dekMu   sync.Mutex // serialises writes of the DEK file
 }
 
 // New prepares a node; Start brings it up.
@@ -100,6 +111,9 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
+	if err := fixModes(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	return &Node{cfg: cfg, log: cfg.Logger}, nil
 }
 
@@ -137,9 +151,30 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// resume brings up a node that was in a cluster before a restart.
+// resume brings up a node that was in a cluster before a restart; a
+// locked one (autolock) waits for Unlock.
 func (n *Node) resume(ctx context.Context, m *Membership) error {
-	creds, err := ca.LoadCreds(n.certDir())
+	locked, err := n.isLocked(m)
+	if err != nil {
+		return err
+	}
+	if locked {
+		n.mu.Lock()
+		n.member, n.locked = m, true
+		n.mu.Unlock()
+		n.log.Warn("this manager is locked (autolock): run 'swarmctl swarm unlock' with the unlock key", "node", m.NodeID)
+		return nil
+	}
+	return n.resumeUnlocked(ctx, m)
+}
+
+// resumeUnlocked loads the credentials (opening a sealed key with the
+// known KEK) and starts the manager, if any, and the agent.
+func (n *Node) resumeUnlocked(ctx context.Context, m *Membership) error {
+	n.mu.Lock()
+	kek := n.kek
+	n.mu.Unlock()
+	creds, err := n.loadCreds(kek)
 	if err != nil {
 		return fmt.Errorf("load certificates: %w", err)
 	}
@@ -147,25 +182,36 @@ func (n *Node) resume(ctx context.Context, m *Membership) error {
 	n.member, n.creds, n.pool = m, creds, dial.NewPoolFrom(creds, dial.SourceIP(m.AdvertiseAddr))
 	n.mu.Unlock()
 	if creds.Identity().Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && m.manager() {
-		hasState, err := raft.HasState(n.raftDir())
-		if err != nil {
+		if err := n.resumeManager(ctx, m); err != nil {
 			return err
 		}
-		mgr, err := n.startManager()
-		if err != nil {
-			return err
-		}
-		if !hasState {
-			// Crashed between certificate renewal and joining Raft.
-			jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			if err := mgr.JoinRaft(jctx, m.Managers); err != nil {
-				n.log.Warn("joining raft after restart failed; the agent retries", "err", err)
-			}
-		}
+	} else if nodeKeySealed(n.keyPath()) {
+		n.unsealNodeKey() // stopped while being demoted
 	}
 	n.startAgent()
 	n.log.Info("rejoined cluster", "node", m.NodeID, "role", m.Role.String())
+	return nil
+}
+
+// resumeManager starts the manager of a node that was a manager before a
+// restart, on its Raft state.
+func (n *Node) resumeManager(ctx context.Context, m *Membership) error {
+	hasState, err := raft.HasState(n.raftDir())
+	if err != nil {
+		return err
+	}
+	mgr, err := n.startManager()
+	if err != nil {
+		return err
+	}
+	if !hasState {
+		// Crashed between certificate renewal and joining Raft.
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := mgr.JoinRaft(jctx, m.Managers); err != nil {
+			n.log.Warn("joining raft after restart failed; the agent retries", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -173,11 +219,21 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	n.mu.Lock()
 	m, creds, pool := n.member, n.creds, n.pool
 	n.mu.Unlock()
+	dek, err := n.dataKey()
+	if errors.Is(err, errNeedsUnlock) {
+		return nil, errLocked
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n.cfg.PlaintextRaft {
+		dek = nil
+	}
 	mgr, err := manager.New(manager.Config{
 		NodeID: m.NodeID, ListenAddr: m.ListenAddr, AdvertiseAddr: m.AdvertiseAddr,
 		RaftDir: n.raftDir(), Creds: creds, Pool: pool, Timings: n.cfg.Timings,
 		HeartbeatPeriod: n.cfg.HeartbeatPeriod, Logger: n.log, NoSync: n.cfg.NoSync,
-		LeaderWork: n.cfg.LeaderWork,
+		LeaderWork: n.cfg.LeaderWork, DEK: dek,
 	})
 	if err != nil {
 		return nil, err
@@ -185,10 +241,12 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	n.mu.Lock()
 	n.mgr = mgr
 	n.mu.Unlock()
+	n.startKeySync(mgr.Store(), dek)
 	return mgr, nil
 }
 
 func (n *Node) stopManager() {
+	n.stopKeySync()
 	n.mu.Lock()
 	mgr := n.mgr
 	n.mgr = nil
@@ -220,11 +278,13 @@ func (n *Node) NodeID() string {
 // RouteControl implements api.Router for the local socket.
 func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.ClientConn, error) {
 	n.mu.Lock()
-	member, mgr := n.member, n.mgr
+	member, mgr, locked := n.member, n.mgr, n.locked
 	n.mu.Unlock()
 	switch {
 	case member == nil:
 		return nil, nil, api.ErrNotInCluster
+	case locked:
+		return nil, nil, errLocked
 	case mgr == nil:
 		return nil, nil, api.ErrNotManager
 	}

@@ -159,7 +159,7 @@ func (n *Node) renewCert(ctx context.Context, managers []string, want swarmpb.No
 			return err
 		}
 		pool.Reset()
-		return creds.Save(n.certDir())
+		return n.saveCreds(creds)
 	}
 	return lastErr
 }
@@ -193,6 +193,7 @@ func (n *Node) demote(ctx context.Context, managers []string) error {
 	n.mu.Unlock()
 	others := slices.DeleteFunc(slices.Clone(managers), func(a string) bool { return a == self })
 	n.stopManager()
+	n.unsealNodeKey()
 	if err := os.RemoveAll(n.raftDir()); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,10 @@ type Timings struct {
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log
+	// (hashicorp/raft's default, 10240, when 0). Tests lower it to make a
+	// leader send its snapshot to a new follower.
+	TrailingLogs uint64
 	// LeaderWait bounds how long a write waits for a leader to emerge
 	// before it fails with a QuorumError.
 	LeaderWait time.Duration
@@ -94,6 +99,10 @@ type Config struct {
 	// NoSync skips fsync on the log; only for tests and benchmarks that
 	// measure something else.
 	NoSync bool
+	// DEK is the data encryption key (DEKSize bytes) that seals log
+	// entries and snapshots on disk (encrypt.go). Without it new data is
+	// written in plaintext and sealed data cannot be read.
+	DEK []byte
 }
 
 // Member is one server of the Raft configuration.
@@ -135,20 +144,38 @@ func (c *Config) timings() Timings {
 	return t
 }
 
-func openStores(cfg Config) (*raftboltdb.BoltStore, *hraft.FileSnapshotStore, error) {
+// openStores opens the log (bolt, also the stable store) and the snapshot
+// store, both sealing their data under cfg.DEK. Folders are made 0700,
+// existing ones included.
+func openStores(cfg Config) (*raftboltdb.BoltStore, hraft.LogStore, hraft.SnapshotStore, error) {
+	var aead cipher.AEAD
+	if len(cfg.DEK) > 0 {
+		var err error
+		if aead, err = newAEAD(cfg.DEK); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create raft dir: %w", err)
+		return nil, nil, nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("restrict raft dir: %w", err)
 	}
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: cfg.NoSync})
 	if err != nil {
-		return nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+		return nil, nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
 	}
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger(cfg.Logger))
 	if err != nil {
 		bolt.Close()
-		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
+		return nil, nil, nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	return bolt, snaps, nil
+	snapDir := filepath.Join(cfg.Dir, "snapshots")
+	if err := os.Chmod(snapDir, 0o700); err != nil {
+		bolt.Close()
+		return nil, nil, nil, fmt.Errorf("restrict snapshot dir: %w", err)
+	}
+	return bolt, &encryptedLogs{inner: bolt, aead: aead}, &encryptedSnapshots{inner: snaps, dir: snapDir, aead: aead}, nil
 }
 
 func raftConfig(cfg Config) *hraft.Config {
@@ -161,6 +188,9 @@ func raftConfig(cfg Config) *hraft.Config {
 	rc.CommitTimeout = t.CommitTimeout
 	rc.SnapshotThreshold = t.SnapshotThreshold
 	rc.SnapshotInterval = t.SnapshotInterval
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
 	rc.Logger = hclogger(cfg.Logger)
 	return rc
 }
@@ -171,11 +201,15 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	bolt, snaps, err := openStores(cfg)
+	bolt, sealed, snaps, err := openStores(cfg)
 	if err != nil {
 		return nil, err
 	}
-	logs, err := hraft.NewLogCache(512, bolt)
+	if err := checkKey(sealed); err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	logs, err := hraft.NewLogCache(512, sealed)
 	if err != nil {
 		bolt.Close()
 		return nil, err
@@ -556,7 +590,7 @@ func (n *Node) Shutdown() error {
 // from permanent quorum loss (init --force-new-cluster). Raft must not be
 // running on cfg.Dir.
 func RecoverSingle(cfg Config) error {
-	bolt, snaps, err := openStores(cfg)
+	bolt, sealed, snaps, err := openStores(cfg)
 	if err != nil {
 		return err
 	}
@@ -566,7 +600,7 @@ func RecoverSingle(cfg Config) error {
 	conf := hraft.Configuration{Servers: []hraft.Server{{
 		ID: hraft.ServerID(cfg.NodeID), Address: hraft.ServerAddress(cfg.Addr), Suffrage: hraft.Voter,
 	}}}
-	if err := hraft.RecoverCluster(raftConfig(cfg), scratch, bolt, bolt, snaps, trans, conf); err != nil {
+	if err := hraft.RecoverCluster(raftConfig(cfg), scratch, sealed, bolt, snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover raft configuration: %w", err)
 	}
 	return nil
