@@ -18,8 +18,12 @@ func TestUpdateConfigEnums(t *testing.T) {
 		{"enums only", func(s *swarmpb.ServiceSpec) {
 			s.Update = &swarmpb.UpdateConfig{OnFailure: swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK, UpdateOrder: swarmpb.UpdateOrder_UPDATE_ORDER_START_FIRST}
 		}, ""},
-		{"both agree", func(s *swarmpb.ServiceSpec) { s.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK }, ""},
-		{"both disagree", func(s *swarmpb.ServiceSpec) { s.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_PAUSE }, "disagree"},
+		{"both agree", func(s *swarmpb.ServiceSpec) {
+			s.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK
+		}, ""},
+		{"both disagree", func(s *swarmpb.ServiceSpec) {
+			s.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_PAUSE
+		}, "disagree"},
 		{"unknown enum", func(s *swarmpb.ServiceSpec) { s.Update.UpdateOrder = 42 }, "update order 42 is not a known value"},
 		{"rollback enum rollback", func(s *swarmpb.ServiceSpec) {
 			s.Rollback = &swarmpb.UpdateConfig{OnFailure: swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK}
