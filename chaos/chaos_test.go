@@ -15,7 +15,7 @@ import (
 var (
 	durationFlag = flag.Duration("chaos.duration", 0, "run randomized chaos runs for this long (0: the short fixed run of make test)")
 	seedFlag     = flag.Int64("chaos.seed", 0, "replay the run with this seed (its random schedule of faults)")
-	faultsFlag   = flag.Int("chaos.faults", 6, "faults per randomized run")
+	faultsFlag   = flag.Int("chaos.faults", 5, "faults per randomized run")
 )
 
 // shortSeed and shortSteps are the fixed run of plain `go test`: the

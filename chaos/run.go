@@ -218,10 +218,12 @@ func orOK(s string) string {
 // inject applies one fault, holds it, heals it and returns when healing
 // was done. Minority managers are probed while a partition holds.
 func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration) error, logf func(string, ...any)) ([]Probe, time.Time, error) {
+	t0 := time.Now()
 	leader, err := c.Leader(ctx)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	logf("  leader %s (asked in %v)", leader.Host.Name, time.Since(t0).Round(time.Millisecond))
 	var followers []*Daemon
 	for _, d := range c.Managers() {
 		if d != leader {
@@ -236,12 +238,10 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 	}
 	var minority []*Daemon
 	var heal func() error
+	// Every host is healed at once: one at a time, under load, a heal
+	// leaves the network half-healed for seconds.
 	healNet := func() error {
-		var errs []error
-		for _, d := range c.Daemons {
-			errs = append(errs, d.Host.Heal())
-		}
-		return errors.Join(errs...)
+		return each(c.Daemons, func(d *Daemon) error { return d.Host.Heal() })
 	}
 	isolate := func(target *Daemon) error {
 		var others []string
@@ -292,12 +292,12 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 			}
 			return out
 		}
-		for _, d := range a {
-			err = errors.Join(err, d.Host.Drop(ips(b), ips(b)))
-		}
-		for _, d := range b {
-			err = errors.Join(err, d.Host.Drop(ips(a), ips(a)))
-		}
+		err = each(c.Daemons, func(d *Daemon) error {
+			if slices.Contains(a, d) {
+				return d.Host.Drop(ips(b), ips(b))
+			}
+			return d.Host.Drop(ips(a), ips(a))
+		})
 		logf("  split %v | %v", names(a), names(b))
 		managers := func(ds []*Daemon) (out []*Daemon) {
 			for _, d := range ds {
@@ -317,9 +317,7 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 		heal = healNet
 	case Loss:
 		logf("  30%% packet loss on every node")
-		for _, d := range c.Daemons {
-			err = errors.Join(err, d.Host.Lose(30))
-		}
+		err = each(c.Daemons, func(d *Daemon) error { return d.Host.Lose(30) })
 		heal = healNet
 	case Kill9:
 		target := pickManager()
@@ -363,9 +361,11 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 	}
 	herr := hold(step.Hold)
 	wg.Wait() // a probe may outlast the hold; the fault stays until it ends
+	t1 := time.Now()
 	if err := heal(); err != nil {
 		return probes, time.Time{}, fmt.Errorf("heal: %w", err)
 	}
+	logf("  healed in %v", time.Since(t1).Round(time.Millisecond))
 	return probes, time.Now(), herr
 }
 
@@ -386,6 +386,17 @@ func probe(ctx context.Context, c *Cluster, d *Daemon, write bool) Probe {
 		p.Err = err.Error()
 	}
 	return p
+}
+
+// each runs fn on every daemon at once.
+func each(ds []*Daemon, fn func(*Daemon) error) error {
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { errs[i] = fn(d) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func names(ds []*Daemon) []string {
