@@ -23,8 +23,8 @@ var (
 const shortSeed = 1
 
 var shortSteps = []Step{
-	{Kind: IsolateLeader, Hold: 6 * time.Second},
-	{Kind: Kill9, Pick: 0, Hold: 4 * time.Second},
+	{Kind: IsolateLeader, Hold: 10 * time.Second},
+	{Kind: Kill9, Pick: 0, Hold: 8 * time.Second},
 }
 
 // knownIssues are findings of issue 9's fault list that the bed reports
