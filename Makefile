@@ -14,7 +14,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 BINARIES := managerd workerd swarmctl
 
-.PHONY: all help build test lint proto tools images demo demo-down clean
+.PHONY: all help build test lint proto tools images demo demo-down clean chaos
 
 all: build
 
@@ -28,6 +28,7 @@ help:
 	@echo "  images     build the raftswarm/demo:* Docker images"
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"
+	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m), then totals"
 	@echo "  clean      remove build outputs"
 
 build:
@@ -82,6 +83,11 @@ demo: build
 
 demo-down:
 	scripts/demo.sh down
+
+DURATION ?= 5m
+
+chaos: build
+	RAFTSWARM_BIN=$(BIN) $(GO) test -count=1 -v -timeout 0 ./chaos/ -run 'TestChaos$$' -chaos.duration=$(DURATION)
 
 clean:
 	rm -rf $(BIN) deploy/build
