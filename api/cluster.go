@@ -24,9 +24,12 @@ func ClusterInfo(c *swarmpb.Cluster) *swarmpb.ClusterInfo {
 		Id: c.GetId(), Name: c.GetName(), RootCaDigest: c.GetRootCa().GetDigest(),
 		Version: c.GetMeta().GetVersion(),
 	}
+	info.Settings = &swarmpb.ClusterSettings{}
 	if c.GetSettings() != nil {
 		info.Settings = proto.Clone(c.GetSettings()).(*swarmpb.ClusterSettings)
 	}
+	// Show the cap in force, not 0 for "the default".
+	info.Settings.MaxReplicas = spec.MaxReplicas(c.GetSettings())
 	return info
 }
 
