@@ -1,5 +1,3 @@
-// Package cli implements swarmctl, the command-line client that talks to a
-// raftswarm daemon (managerd or workerd) over its local unix socket.
 package cli
 
 import (

@@ -1,4 +1,3 @@
-// Package identity generates object IDs.
 package identity
 
 import (

@@ -1,4 +1,3 @@
-// Package testutil holds the one polling helper tests use instead of sleeps.
 package testutil
 
 import (

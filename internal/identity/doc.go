@@ -1,0 +1,4 @@
+// Package identity generates object IDs.
+//
+// identity imports only the standard library.
+package identity
