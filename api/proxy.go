@@ -173,16 +173,20 @@ func (p *ControlProxy) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swarm
 	for attempt := 0; attempt < 10; attempt++ {
 		var srv swarmpb.ControlServer
 		var conn *grpc.ClientConn
+		changed := p.leaderChanged()
 		if srv, conn, err = p.Router.RouteControl(ctx); err != nil {
 			return Status(err)
 		}
 		out := &sentTracker{Control_ServiceLogsServer: stream}
+		moved := false
 		if srv != nil {
 			err = srv.ServiceLogs(req, out)
 		} else {
-			err = relayLogs(ctx, swarmpb.NewControlClient(conn), req, out)
+			_, err, moved = relayOnce(ctx, changed, func(actx context.Context) (struct{}, error) {
+				return struct{}{}, relayLogs(actx, swarmpb.NewControlClient(conn), req, out)
+			})
 		}
-		if out.sent || (!errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
+		if out.sent || (!moved && !errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
 			return err
 		}
 		if !retry.Sleep(ctx, relayRetryDelay) {

@@ -27,6 +27,12 @@ func (s *silentLeader) GetCluster(ctx context.Context, _ *swarmpb.GetClusterRequ
 	return nil, ctx.Err()
 }
 
+func (s *silentLeader) ServiceLogs(_ *swarmpb.ServiceLogsRequest, stream swarmpb.Control_ServiceLogsServer) error {
+	s.entered <- struct{}{}
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
 type answeringLeader struct {
 	swarmpb.UnimplementedControlServer
 }
@@ -120,5 +126,34 @@ func TestRelayReturnsQuorumErrorWhenLeaderLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := p.GetCluster(ctx, &swarmpb.GetClusterRequest{})
+	wantCode(t, err, codes.Unavailable, raft.ErrQuorumLost.Error())
+}
+
+// relayedLogStream is the proxy's side of a client's log stream.
+type relayedLogStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	msgs []*swarmpb.ServiceLogsMessage
+}
+
+func (s *relayedLogStream) Context() context.Context { return s.ctx }
+func (s *relayedLogStream) Send(m *swarmpb.ServiceLogsMessage) error {
+	s.msgs = append(s.msgs, m)
+	return nil
+}
+
+// A log stream relayed to a silent leader, nothing sent yet, moves on
+// when the leader changes: here to none, and the quorum error.
+func TestRelayLogsLeavesSilentLeader(t *testing.T) {
+	leader, conn := dialSilentLeader(t)
+	r := &switchRouter{conn: conn, changed: make(chan struct{})}
+	p := &ControlProxy{Router: r}
+	go func() {
+		<-leader.entered
+		r.moveTo(nil, &raft.QuorumError{Reachable: 1, Total: 3})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.ServiceLogs(&swarmpb.ServiceLogsRequest{}, &relayedLogStream{ctx: ctx})
 	wantCode(t, err, codes.Unavailable, raft.ErrQuorumLost.Error())
 }
