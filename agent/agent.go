@@ -152,6 +152,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 	// back off past that.
 	period := DefaultHeartbeatPeriod
 	backoff := retry.NewBackoff(heartbeatMinBackoff, heartbeatMaxBackoff)
+	down := &outage{log: a.log, what: "heartbeats"}
 	for ctx.Err() == nil {
 		addr, _ := a.leaders.get()
 		if addr == "" {
@@ -170,7 +171,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 				// itself by retrying.
 				a.log.Warn("the manager refused this node's heartbeat", "manager", addr, "err", err)
 			} else {
-				a.log.Debug("heartbeat failed; trying the next manager", "manager", addr, "err", err)
+				down.fail("manager", addr, "err", err)
 			}
 			a.leaders.failed(addr)
 			if !retry.Sleep(ctx, min(backoff.Next(), period)) {
@@ -179,6 +180,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 			continue
 		}
 		backoff.Reset()
+		down.ok()
 		// It answered, so it leads: the task session follows.
 		a.leaders.set(addr)
 		if resp.Removed {

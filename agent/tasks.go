@@ -52,6 +52,9 @@ type taskAgent struct {
 	leader   *leaderTracker
 	reports  chan *statusReport
 
+	// Owned by the runSessions goroutine: outages logged once each.
+	sessionDown, assignDown outage
+
 	ctx    context.Context // ends with the agent run (run cancels it)
 	cancel context.CancelFunc
 
@@ -205,6 +208,8 @@ func (ta *taskAgent) readEngine(ctx context.Context) {
 func (ta *taskAgent) runSessions(ctx context.Context) {
 	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	redirects := 0
+	ta.sessionDown = outage{log: ta.log, what: "task session"}
+	ta.assignDown = outage{log: ta.log, what: "applying assigned tasks"}
 	for ctx.Err() == nil {
 		addr, changed := ta.leader.get()
 		if addr == "" {
@@ -253,7 +258,7 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 			ta.leader.failed(addr)
 		}
 		in := backoff.Next()
-		ta.log.Debug("task session ended; reconnecting", "manager", addr, "err", err, "in", in)
+		ta.sessionDown.fail("manager", addr, "err", err, "retry_in", in)
 		if !retry.Sleep(ctx, in) {
 			return
 		}
@@ -288,16 +293,21 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 			if !established {
 				established = true
 				ta.leader.set(addr)
+				ta.sessionDown.ok()
 			}
 			if err := ta.worker.Assign(ctx, msg.GetTasks()); err != nil {
-				ta.log.Debug("assigning tasks", "err", err)
+				ta.assignDown.fail("err", err)
+			} else {
+				ta.assignDown.ok()
 			}
 		case swarmpb.SessionMessage_KIND_UPDATE:
 			if !established {
 				continue // cannot happen: the full set comes first
 			}
 			if err := ta.worker.Update(ctx, msg.GetTasks(), msg.GetRemovedTaskIds()); err != nil {
-				ta.log.Debug("updating tasks", "err", err)
+				ta.assignDown.fail("err", err)
+			} else {
+				ta.assignDown.ok()
 			}
 		}
 		ta.leader.setManagers(msg.GetManagers())

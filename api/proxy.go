@@ -29,6 +29,15 @@ type ControlProxy struct {
 	Router Router
 }
 
+// LeaderWatcher is an optional Router ability: LeaderChanged returns a
+// channel closed at the next change of the leader this manager knows
+// (including to none). A relay uses it to give up on a leader that was cut
+// off without its connection closing: the call would otherwise hang on
+// dropped packets until the client's deadline.
+type LeaderWatcher interface {
+	LeaderChanged() <-chan struct{}
+}
+
 // relayRetryDelay is how long a relay waits for an election before routing
 // again; a relay routes at most 10 times.
 const relayRetryDelay = 200 * time.Millisecond
@@ -39,28 +48,70 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 	var zero Resp
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
+		changed := p.leaderChanged()
 		srv, conn, err := p.Router.RouteControl(ctx)
 		if err != nil {
 			return zero, Status(err)
 		}
 		var resp Resp
+		moved := false
 		if srv != nil {
 			resp, err = local(srv, ctx, req)
 		} else {
-			resp, err = remote(swarmpb.NewControlClient(conn), ctx, req)
+			resp, err, moved = relayOnce(ctx, changed, func(actx context.Context) (Resp, error) {
+				return remote(swarmpb.NewControlClient(conn), actx, req)
+			})
 		}
-		if !errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err) {
+		if !moved && !errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err) {
 			return resp, err
 		}
-		// The leader changed or died under us; the call was not served.
-		// Give the election a moment and route again: the next route
-		// either finds the new leader or reports quorum loss.
+		// The leader changed, died or was cut off under us (a leader that
+		// lost its quorum answers with the quorum error, or not at all, while
+		// the majority elects another). Give the election a moment and route
+		// again: the next route either finds the new leader or, if this
+		// manager is the one cut off, reports quorum loss. A write the old
+		// leader could not commit is safe to send again; one it did commit
+		// fails on the new leader with a sequence or name conflict.
 		lastErr = err
 		if !retry.Sleep(ctx, relayRetryDelay) {
 			return zero, Status(ctx.Err())
 		}
 	}
 	return zero, lastErr
+}
+
+// leaderChanged returns the router's leader-change channel, or nil (never
+// ready) when the router cannot tell.
+func (p *ControlProxy) leaderChanged() <-chan struct{} {
+	if w, ok := p.Router.(LeaderWatcher); ok {
+		return w.LeaderChanged()
+	}
+	return nil
+}
+
+// relayOnce makes one call to the leader, cancelled if the known leader
+// changes before it answers. moved reports that the leader changed during a
+// call that failed while ctx is still live: the caller should route again.
+func relayOnce[Resp any](ctx context.Context, changed <-chan struct{}, call func(context.Context) (Resp, error)) (resp Resp, err error, moved bool) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-actx.Done(): // answered, or the caller gave up
+		}
+	}()
+	resp, err = call(actx)
+	if err == nil || ctx.Err() != nil {
+		return resp, err, false
+	}
+	select {
+	case <-changed:
+		return resp, err, true
+	default:
+		return resp, err, false
+	}
 }
 
 func (p *ControlProxy) ListNodes(ctx context.Context, r *swarmpb.ListNodesRequest) (*swarmpb.ListNodesResponse, error) {
@@ -122,16 +173,20 @@ func (p *ControlProxy) ServiceLogs(req *swarmpb.ServiceLogsRequest, stream swarm
 	for attempt := 0; attempt < 10; attempt++ {
 		var srv swarmpb.ControlServer
 		var conn *grpc.ClientConn
+		changed := p.leaderChanged()
 		if srv, conn, err = p.Router.RouteControl(ctx); err != nil {
 			return Status(err)
 		}
 		out := &sentTracker{Control_ServiceLogsServer: stream}
+		moved := false
 		if srv != nil {
 			err = srv.ServiceLogs(req, out)
 		} else {
-			err = relayLogs(ctx, swarmpb.NewControlClient(conn), req, out)
+			_, err, moved = relayOnce(ctx, changed, func(actx context.Context) (struct{}, error) {
+				return struct{}{}, relayLogs(actx, swarmpb.NewControlClient(conn), req, out)
+			})
 		}
-		if out.sent || (!errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
+		if out.sent || (!moved && !errors.Is(FromStatus(err), raft.ErrNotLeader) && !leaderUnreachable(err)) {
 			return err
 		}
 		if !retry.Sleep(ctx, relayRetryDelay) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -104,10 +106,21 @@ func (s *RaftServer) Ping(ctx context.Context, _ *swarmpb.PingRequest) (*swarmpb
 	return &swarmpb.PingResponse{NodeId: s.NodeID, Leader: s.Raft.IsLeader(), LeaderAddr: leader}, nil
 }
 
+// nodeUpdateAttempts bounds updateNode's re-reads. Every node write is a
+// re-applied change (labels, availability, role, status), so a conflict
+// only means another write landed first; each round lets at least one
+// writer through, so the bound must exceed the writers that may race on
+// one node (several clients, plus the dispatcher's status writes). Five,
+// as before, failed 8 concurrent `node update --label-add` calls with
+// "update out of sequence".
+const nodeUpdateAttempts = 50
+
 // updateNode applies fn to a fresh copy of the node and writes it when fn
-// reports a change, retrying when another write got there first.
+// reports a change, retrying when another write got there first. The
+// retries back off briefly (up to 50 ms) so racing writers spread out.
 func updateNode(ctx context.Context, st *state.Store, r Raft, id string, fn func(*swarmpb.Node) bool) error {
-	for attempt := 0; ; attempt++ {
+	b := retry.NewBackoff(time.Millisecond, 50*time.Millisecond)
+	for attempt := 1; ; attempt++ {
 		var cur *swarmpb.Node
 		st.View(func(tx state.ReadTx) { cur = tx.GetNode(id) })
 		if cur == nil {
@@ -121,7 +134,7 @@ func updateNode(ctx context.Context, st *state.Store, r Raft, id string, fn func
 			return nil
 		}
 		_, err := r.Apply(ctx, state.Batch(state.Update(n)))
-		if errors.Is(err, state.ErrConflict) && attempt < 5 {
+		if errors.Is(err, state.ErrConflict) && attempt < nodeUpdateAttempts && b.Wait(ctx) {
 			continue
 		}
 		if err != nil {

@@ -12,8 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// opTimeout bounds every client call: longer than issue 9 #10's relay
-// stalls (up to 7 s), so that they show as slow calls, not ambiguous ones.
+// opTimeout bounds every client call: longer than the 5 s past which a
+// call counts as slow (issue 9 #10's relay stalls, now fixed), so that a
+// stall shows as a slow call, not an ambiguous one.
 const opTimeout = 10 * time.Second
 
 // register is one key of the workload: a label of a node, or the label

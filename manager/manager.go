@@ -355,3 +355,10 @@ func (f forwarder) RaftLeader(ctx context.Context, addr string) (string, error) 
 	}
 	return resp.LeaderAddr, nil
 }
+
+// LeaderChanged implements api.LeaderWatcher: the channel closes at the
+// next change of the leader this manager knows.
+func (m *Manager) LeaderChanged() <-chan struct{} {
+	_, ch := m.raft.Leadership()
+	return ch
+}

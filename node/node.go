@@ -291,6 +291,18 @@ func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.C
 	return mgr.RouteControl(ctx)
 }
 
+// LeaderChanged implements api.LeaderWatcher for the local socket; nil
+// (never ready) when this node runs no manager.
+func (n *Node) LeaderChanged() <-chan struct{} {
+	n.mu.Lock()
+	mgr := n.mgr
+	n.mu.Unlock()
+	if mgr == nil {
+		return nil
+	}
+	return mgr.LeaderChanged()
+}
+
 // Stop stops the agent, the manager and the socket; state stays on disk.
 func (n *Node) Stop() {
 	n.opMu.Lock()
