@@ -107,9 +107,24 @@ func New(cfg Config) (*Manager, error) {
 	go func() { defer m.wg.Done(); <-m.stop; acancel() }()
 	go func() { defer m.wg.Done(); _ = m.authz.Run(actx) }()
 	go func() { defer m.wg.Done(); mx.serve() }()
-	go func() { defer m.wg.Done(); _ = m.grpc.Serve(gl) }()
+	go func() {
+		defer m.wg.Done()
+		if err := m.grpc.Serve(gl); err != nil && !m.stopping() {
+			m.log.Error("manager gRPC server stopped", "err", err)
+		}
+	}()
 	go func() { defer m.wg.Done(); m.leaderLoop() }()
 	return m, nil
+}
+
+// stopping reports whether Stop has been called.
+func (m *Manager) stopping() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Store is the manager's replicated state.
