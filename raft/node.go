@@ -450,22 +450,38 @@ func (n *Node) waitChange(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// quorumOr returns a QuorumError if quorum is in fact lost, else err.
+// quorumOr returns a QuorumError if quorum is in fact lost, else err. Once
+// ctx has ended it returns err without pinging: the caller has given up and
+// must not be held.
 func (n *Node) quorumOr(ctx context.Context, err error) error {
-	if qe := n.quorumError(ctx); qe.(*QuorumError).Reachable < qe.(*QuorumError).Needed() {
+	if ctx.Err() != nil {
+		return err
+	}
+	if qe, complete := n.countReachable(ctx); complete && qe.Reachable < qe.Needed() {
 		return qe
 	}
 	return err
 }
 
-// quorumError counts the voters that answer a ping right now.
+// quorumError counts the voters that answer a ping right now. If ctx ends
+// before the count is complete, it returns ctx's error instead.
 func (n *Node) quorumError(ctx context.Context) error {
+	qe, complete := n.countReachable(ctx)
+	if !complete {
+		return fmt.Errorf("counting the reachable managers: %w", ctx.Err())
+	}
+	return qe
+}
+
+// countReachable pings the other voters, for at most a second and never
+// past ctx; complete is false when ctx ended first, leaving the count short.
+func (n *Node) countReachable(ctx context.Context) (qe *QuorumError, complete bool) {
 	members, err := n.Members()
 	if err != nil {
-		return &QuorumError{Reachable: 1, Total: 1}
+		return &QuorumError{Reachable: 1, Total: 1}, true
 	}
-	qe := &QuorumError{}
-	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	qe = &QuorumError{}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -494,7 +510,7 @@ func (n *Node) quorumError(ctx context.Context) error {
 	}
 	wg.Wait()
 	qe.Reachable += answered
-	return qe
+	return qe, ctx.Err() == nil
 }
 
 // ReadBarrier makes a following read linearizable: this node must be the
