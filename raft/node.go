@@ -103,6 +103,9 @@ type Config struct {
 	// entries and snapshots on disk (encrypt.go). Without it new data is
 	// written in plaintext and sealed data cannot be read.
 	DEK []byte
+
+	// barrier replaces the Raft barrier in tests that make it fail.
+	barrier func(timeout time.Duration) error
 }
 
 // Member is one server of the Raft configuration.
@@ -292,19 +295,53 @@ func (n *Node) observe() {
 	}
 }
 
+// becomeLeader applies the term's barrier and then reports leadership. A
+// failed barrier (a slow disk, a follower that lags) is retried with
+// backoff for as long as this node leads in the term it started in:
+// without the barrier no leader work starts, and a leader that gave up
+// would accept nothing until the next election.
 func (n *Node) becomeLeader() {
 	defer n.wg.Done()
 	t := n.cfg.timings()
-	if err := n.raft.Barrier(t.LeaderWait).Error(); err != nil {
-		n.cfg.Logger.Warn("leader barrier failed", "err", err)
-		return
+	term := n.raft.CurrentTerm()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	b := retry.NewBackoff(50*time.Millisecond, t.LeaderWait)
+	for {
+		if n.raft.State() != hraft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
+		err := n.barrier(t.LeaderWait)
+		if err == nil {
+			break
+		}
+		d := b.Next()
+		n.cfg.Logger.Error("leader barrier failed: leader work waits for it; retrying", "term", term, "in", d, "err", err)
+		if !retry.Sleep(ctx, d) {
+			return
+		}
 	}
-	if n.raft.State() == hraft.Leader {
+	if n.raft.State() == hraft.Leader && n.raft.CurrentTerm() == term {
 		n.mu.Lock()
 		n.unreachable = map[string]time.Time{}
 		n.mu.Unlock()
 		n.setLeader(true)
 	}
+}
+
+// barrier waits until the FSM has applied every entry of earlier terms.
+func (n *Node) barrier(timeout time.Duration) error {
+	if n.cfg.barrier != nil {
+		return n.cfg.barrier(timeout)
+	}
+	return n.raft.Barrier(timeout).Error()
 }
 
 func (n *Node) setLeader(v bool) {

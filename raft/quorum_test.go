@@ -3,7 +3,9 @@ package raft
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -79,5 +81,36 @@ func TestQuorumErrorStopsWithCaller(t *testing.T) {
 	case <-p.started:
 		t.Fatal("quorumOr pinged after the caller gave up")
 	default:
+	}
+}
+
+// TestLeaderBarrierRetried checks that a leader whose term barrier fails
+// retries it and then reports leadership, instead of never starting its
+// leader work.
+func TestLeaderBarrierRetried(t *testing.T) {
+	layer := listen(t, "127.0.0.1:0")
+	var failures atomic.Int32
+	cfg := Config{
+		NodeID: "n1", Addr: layer.Addr().String(), Dir: t.TempDir(), Stream: layer,
+		Store: state.New(), Timings: FastTimings(), NoSync: true,
+	}
+	var n *Node
+	cfg.barrier = func(timeout time.Duration) error {
+		if failures.Add(1) <= 2 {
+			return errors.New("injected barrier failure")
+		}
+		return n.raft.Barrier(timeout).Error()
+	}
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	if err := n.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, n, 10*time.Second)
+	if got := failures.Load(); got < 3 {
+		t.Fatalf("barrier called %d times, want the 2 failures retried", got)
 	}
 }
