@@ -130,10 +130,17 @@ type Node struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 
-	mu          sync.Mutex
-	leader      bool          // leader with the term barrier applied
-	changed     chan struct{} // closed and replaced on every leadership or leader change
+	mu      sync.Mutex
+	leader  bool          // leader with the term barrier applied
+	changed chan struct{} // closed and replaced on every leadership or leader change
+	// Reachability of the other members, kept while this node leads (see
+	// Unreachable): unreachable holds when a failed heartbeat to a member
+	// was observed, contact when the member last answered an
+	// AppendEntries (heartbeats included), leaderSince when this node
+	// became leader (zero while it follows).
 	unreachable map[string]time.Time
+	contact     map[string]time.Time
+	leaderSince time.Time
 }
 
 func (c *Config) timings() Timings {
@@ -226,9 +233,9 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, trans: trans, bolt: bolt, fsm: newFSM(cfg.Store, cfg.Logger),
 		obsCh: make(chan hraft.Observation, 128), done: make(chan struct{}),
-		changed: make(chan struct{}), unreachable: map[string]time.Time{},
+		changed: make(chan struct{}), unreachable: map[string]time.Time{}, contact: map[string]time.Time{},
 	}
-	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, trans)
+	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, &contactTransport{NetworkTransport: trans, onContact: n.recordContact})
 	if err != nil {
 		trans.Close()
 		bolt.Close()
@@ -274,6 +281,7 @@ func (n *Node) observe() {
 		case o := <-n.obsCh:
 			switch d := o.Data.(type) {
 			case hraft.RaftState:
+				n.resetReachability(d == hraft.Leader)
 				if d == hraft.Leader {
 					n.wg.Add(1)
 					go n.becomeLeader()
@@ -284,7 +292,7 @@ func (n *Node) observe() {
 				n.notify()
 			case hraft.FailedHeartbeatObservation:
 				n.mu.Lock()
-				n.unreachable[string(d.PeerID)] = d.LastContact
+				n.unreachable[string(d.PeerID)] = time.Now()
 				n.mu.Unlock()
 			case hraft.ResumedHeartbeatObservation:
 				n.mu.Lock()
@@ -329,9 +337,6 @@ func (n *Node) becomeLeader() {
 		}
 	}
 	if n.raft.State() == hraft.Leader && n.raft.CurrentTerm() == term {
-		n.mu.Lock()
-		n.unreachable = map[string]time.Time{}
-		n.mu.Unlock()
 		n.setLeader(true)
 	}
 }
@@ -380,12 +385,78 @@ func (n *Node) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
-// Unreachable reports whether the leader has failed to heartbeat the member.
+// Unreachable reports whether this node, as leader, has lost contact with
+// the member: a failed heartbeat to it was observed and it has not answered
+// since, or it has not answered for staleContact (counted from the start
+// of this term). Marks are not trusted alone: the observation that clears
+// one (ResumedHeartbeatObservation) can be lost, when the observer channel
+// is full or a step-down stops the heartbeat loop, and a mark must not
+// outlive the fault. A follower keeps no view of the others and reports
+// every member reachable.
 func (n *Node) Unreachable(id string) bool {
+	if id == n.cfg.NodeID || n.raft.State() != hraft.Leader {
+		return false
+	}
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, ok := n.unreachable[id]
-	return ok
+	if n.leaderSince.IsZero() {
+		return false
+	}
+	last := n.contact[id]
+	if marked, ok := n.unreachable[id]; ok {
+		if last.After(marked) {
+			delete(n.unreachable, id)
+		} else {
+			return true
+		}
+	}
+	if last.Before(n.leaderSince) {
+		last = n.leaderSince
+	}
+	return now.Sub(last) > n.staleContact()
+}
+
+// staleContact is how long a member may go without answering before the
+// leader calls it unreachable: several heartbeat timeouts (the leader
+// heartbeats ten times per timeout), so that one slow answer does not flap.
+func (n *Node) staleContact() time.Duration { return 4 * n.cfg.timings().HeartbeatTimeout }
+
+// recordContact notes that the member answered an AppendEntries.
+func (n *Node) recordContact(id hraft.ServerID) {
+	now := time.Now()
+	n.mu.Lock()
+	n.contact[string(id)] = now
+	n.mu.Unlock()
+}
+
+// resetReachability forgets every member's reachability on a change of
+// Raft state: marks from an earlier term say nothing about this one.
+func (n *Node) resetReachability(leader bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.unreachable = map[string]time.Time{}
+	n.contact = map[string]time.Time{}
+	n.leaderSince = time.Time{}
+	if leader {
+		n.leaderSince = time.Now()
+	}
+}
+
+// contactTransport records, for Unreachable, each member that answers an
+// AppendEntries. Heartbeats go through AppendEntries every tenth of the
+// heartbeat timeout, so a reachable member answers often.
+type contactTransport struct {
+	*hraft.NetworkTransport
+	onContact func(hraft.ServerID)
+}
+
+func (t *contactTransport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		t.onContact(id)
+	}
+	return err
 }
 
 // AppliedIndex is the last log index applied to the FSM.
