@@ -47,9 +47,11 @@ func (d *Dispatcher) startEndpoints(ctx context.Context) *endpointTable {
 				return
 			case ev, ok := <-events:
 				if !ok {
+					// Closed by a Restore (or for falling behind): the
+					// state was replaced, so rebuild on the new watch,
+					// through the timer like any change.
 					cancel()
 					events, cancel = d.Store.Watch()
-					pending = true
 				} else if !affectsEndpoints(ev) {
 					continue
 				}

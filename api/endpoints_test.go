@@ -1,8 +1,13 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/raftswarm/raftswarm/internal/testutil"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
@@ -44,4 +49,36 @@ func TestEndpointsOnlyOnTheNodesAddress(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("backends %v, want %v", got, want)
 	}
+}
+
+// TestEndpointsUpdateAfterRestore checks that the table keeps following the
+// store after a Restore closes its watch: it used to mark a rebuild
+// pending without starting the timer, and stopped updating for the term.
+func TestEndpointsUpdateAfterRestore(t *testing.T) {
+	st := state.New()
+	r := &storeRaft{store: st}
+	d := &Dispatcher{Store: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := d.startEndpoints(ctx)
+	defer e.stop()
+
+	sp := &swarmpb.ServiceSpec{Name: "web", Ports: []*swarmpb.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080}}}
+	node := &swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Addr: "10.0.0.5:2377"}
+	other := state.New()
+	dtApply(t, &storeRaft{store: other}, state.Create(node))
+	if err := st.Restore(other.Index(), other.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	tk := dtTask("t1", "n1", swarmpb.TaskState_TASK_STATE_RUNNING)
+	tk.Spec = sp
+	tk.Status.Ports = []*swarmpb.PortBinding{{Protocol: "tcp", TargetPort: 80, HostIp: "0.0.0.0", HostPort: 30001, PublishMode: "ingress"}}
+	dtApply(t, r, state.Create(&swarmpb.Service{Id: "s", Spec: sp}), state.Create(tk))
+	testutil.Eventually(t, 10*time.Second, func() error {
+		ports, _ := e.get()
+		if len(ports) != 1 || len(ports[0].GetBackends()) != 1 {
+			return fmt.Errorf("table %v, want the service's one backend", ports)
+		}
+		return nil
+	})
 }

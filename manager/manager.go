@@ -107,9 +107,24 @@ func New(cfg Config) (*Manager, error) {
 	go func() { defer m.wg.Done(); <-m.stop; acancel() }()
 	go func() { defer m.wg.Done(); _ = m.authz.Run(actx) }()
 	go func() { defer m.wg.Done(); mx.serve() }()
-	go func() { defer m.wg.Done(); _ = m.grpc.Serve(gl) }()
+	go func() {
+		defer m.wg.Done()
+		if err := m.grpc.Serve(gl); err != nil && !m.stopping() {
+			m.log.Error("manager gRPC server stopped", "err", err)
+		}
+	}()
 	go func() { defer m.wg.Done(); m.leaderLoop() }()
 	return m, nil
+}
+
+// stopping reports whether Stop has been called.
+func (m *Manager) stopping() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Store is the manager's replicated state.
@@ -229,59 +244,141 @@ func (m *Manager) waitReplica(ctx context.Context) error {
 }
 
 // leaderLoop runs the leader-only work for each term this manager leads,
-// under one errgroup: when any part fails, the whole term's work stops
-// and is restarted if leadership continues.
+// under one errgroup: when any part fails, the whole term's work stops,
+// is logged at Error, and is restarted with backoff if leadership
+// continues.
 func (m *Manager) leaderLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	runLeaderTerms(leaderTerms{
+		leadership: m.raft.Leadership,
+		stop:       m.stop,
+		work:       m.leaderWork,
+		log:        m.log,
+		backoff:    retry.NewBackoff(100*time.Millisecond, 10*time.Second),
+		sleep: func(d time.Duration, wake <-chan struct{}) bool {
+			return retry.SleepOrWake(ctx, d, wake)
+		},
+	})
+}
+
+// leaderWork runs one term's leader components until ctx ends or one of
+// them fails.
+func (m *Manager) leaderWork(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.dispatcher.Run(gctx) })
+	g.Go(func() error { return m.runRoleManager(gctx) })
+	g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
+	g.Go(func() error { return schedloop.Run(gctx, m.store, m.raft, m.log) })
+	for _, w := range m.cfg.LeaderWork {
+		g.Go(func() error { return w(gctx, m) })
+	}
+	return g.Wait()
+}
+
+// leaderTerms is what runLeaderTerms needs from a manager; tests fake it.
+type leaderTerms struct {
+	// leadership is raft.Node.Leadership.
+	leadership func() (bool, <-chan struct{})
+	stop       <-chan struct{}
+	// work runs the term's leader work until ctx ends or it fails.
+	work func(ctx context.Context) error
+	log  *slog.Logger
+	// backoff spaces restarts of failed work within a term.
+	backoff *retry.Backoff
+	// sleep waits d, or until wake or stop; it reports whether d passed.
+	sleep func(d time.Duration, wake <-chan struct{}) bool
+}
+
+// errWorkEnded stands for leader work that returned while still leader.
+var errWorkEnded = errors.New("leader work returned while this manager still leads")
+
+// runLeaderTerms starts lt.work whenever this manager leads and stops it
+// when leadership ends. Work that fails (or returns on its own) while
+// leadership continues is logged at Error and restarted after a backoff
+// delay, so that a component failing at once does not spin; the delays
+// start again from the minimum in each new term, and after a run that
+// lasted longer than the maximum delay.
+func runLeaderTerms(lt leaderTerms) {
+	inTerm := false
 	for {
-		leader, changed := m.raft.Leadership()
+		leader, changed := lt.leadership()
 		if !leader {
+			inTerm = false
 			select {
 			case <-changed:
 				continue
-			case <-m.stop:
+			case <-lt.stop:
 				return
 			}
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return m.dispatcher.Run(gctx) })
-		g.Go(func() error { return m.runRoleManager(gctx) })
-		g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
-		g.Go(func() error { return schedloop.Run(gctx, m.store, m.raft, m.log) })
-		for _, w := range m.cfg.LeaderWork {
-			g.Go(func() error { return w(gctx, m) })
+		if !inTerm {
+			lt.backoff.Reset()
+			inTerm = true
 		}
-		m.log.Info("leadership acquired: leader work started")
+		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- g.Wait() }()
+		started := time.Now()
+		go func() { done <- lt.work(ctx) }()
+		lt.log.Info("leadership acquired: leader work started")
+		var failed error
 	wait:
 		for {
 			select {
 			case <-changed:
-				if still, ch := m.raft.Leadership(); still {
+				if still, ch := lt.leadership(); still {
 					changed = ch
 					continue
 				}
 				break wait
 			case err := <-done:
-				if err != nil {
-					m.log.Error("leader work failed; restarting it", "err", err)
+				failed = err
+				if failed == nil {
+					failed = errWorkEnded
 				}
 				done <- err
 				break wait
-			case <-m.stop:
+			case <-lt.stop:
 				break wait
 			}
 		}
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			m.log.Warn("leader work stopped", "err", err)
+		if err := <-done; failed == nil && err != nil && !errors.Is(err, context.Canceled) {
+			lt.log.Warn("leader work stopped", "err", err)
 		}
-		m.log.Info("leader work stopped")
+		lt.log.Info("leader work stopped")
 		select {
-		case <-m.stop:
+		case <-lt.stop:
 			return
 		default:
+		}
+		if failed == nil {
+			continue
+		}
+		if time.Since(started) > lt.backoff.Max {
+			lt.backoff.Reset()
+		}
+		d := lt.backoff.Next()
+		lt.log.Error("leader work failed; restarting it", "in", d, "err", failed)
+		deadline := time.Now().Add(d)
+		for {
+			// Wait out the delay unless leadership ends or the manager stops.
+			still, ch := lt.leadership()
+			if !still || lt.sleep(time.Until(deadline), ch) {
+				break
+			}
+			select {
+			case <-lt.stop:
+				return
+			default:
+			}
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package manager
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 )
@@ -27,13 +30,32 @@ type mux struct {
 	log    *slog.Logger
 }
 
+// serve accepts connections until the listener fails for good. A
+// temporary error (out of file descriptors, a connection aborted before
+// accept) is retried after a growing pause, as net/http does; any other
+// error ends serving, and unless the listener was closed on purpose it is
+// logged, since every gRPC and Raft connection to this manager stops with it.
 func (m *mux) serve() {
+	b := retry.NewBackoff(5*time.Millisecond, time.Second)
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed) {
+				d := b.Next()
+				m.log.Warn("accepting a connection failed; retrying", "addr", m.ln.Addr(), "in", d, "err", err)
+				retry.Sleep(context.Background(), d)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				m.log.Debug("manager listener closed", "addr", m.ln.Addr())
+			} else {
+				m.log.Error("manager listener failed: no new gRPC or Raft connections until restart", "addr", m.ln.Addr(), "err", err)
+			}
 			m.grpc.Close()
 			return
 		}
+		b.Reset()
 		go m.route(c)
 	}
 }

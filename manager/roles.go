@@ -16,25 +16,42 @@ import (
 // then records its role as worker, which tells its agent to stop its
 // manager half.
 func (m *Manager) runRoleManager(ctx context.Context) error {
-	events, cancel := m.store.Watch()
-	defer func() { cancel() }()
 	// Raft membership changes are not store events, and a step can fail
 	// transiently; a slow tick retries.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	watchRoles(ctx, m.store, tick.C, func() { m.reconcileRoles(ctx) })
+	return nil
+}
+
+// watchRoles calls reconcile once at the start, then again after each node
+// event, tick, or watch restart, until ctx ends. Every other event (tasks
+// above all, the bulk of the traffic) is skipped without a rescan: roles
+// depend only on nodes and on the Raft configuration the tick covers.
+func watchRoles(ctx context.Context, store *state.Store, tick <-chan time.Time, reconcile func()) {
+	events, cancel := store.Watch()
+	defer func() { cancel() }()
 	for {
-		m.reconcileRoles(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				cancel()
-				events, cancel = m.store.Watch()
-			} else if ev.Node() == nil {
-				continue // only node changes (and the tick) concern roles
+		reconcile()
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-events:
+				if !ok {
+					// Dropped for falling behind: events may be lost, so
+					// rescan once on the new watch.
+					cancel()
+					events, cancel = store.Watch()
+					break wait
+				}
+				if ev.Node() != nil {
+					break wait
+				}
+			case <-tick:
+				break wait
 			}
-		case <-tick.C:
 		}
 	}
 }

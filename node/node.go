@@ -344,6 +344,12 @@ func (n *Node) serveSocket() error {
 	n.sockSrv = grpc.NewServer()
 	swarmpb.RegisterLocalServer(n.sockSrv, &localServer{n: n})
 	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n})
-	go func() { _ = n.sockSrv.Serve(ln) }()
+	srv := n.sockSrv
+	go func() {
+		// Stop makes Serve return nil; any error is the socket failing.
+		if err := srv.Serve(ln); err != nil {
+			n.log.Error("local socket server stopped: swarmctl cannot reach this daemon", "socket", path, "err", err)
+		}
+	}()
 	return nil
 }

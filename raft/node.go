@@ -103,6 +103,9 @@ type Config struct {
 	// entries and snapshots on disk (encrypt.go). Without it new data is
 	// written in plaintext and sealed data cannot be read.
 	DEK []byte
+
+	// barrier replaces the Raft barrier in tests that make it fail.
+	barrier func(timeout time.Duration) error
 }
 
 // Member is one server of the Raft configuration.
@@ -127,10 +130,17 @@ type Node struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 
-	mu          sync.Mutex
-	leader      bool          // leader with the term barrier applied
-	changed     chan struct{} // closed and replaced on every leadership or leader change
+	mu      sync.Mutex
+	leader  bool          // leader with the term barrier applied
+	changed chan struct{} // closed and replaced on every leadership or leader change
+	// Reachability of the other members, kept while this node leads (see
+	// Unreachable): unreachable holds when a failed heartbeat to a member
+	// was observed, contact when the member last answered an
+	// AppendEntries (heartbeats included), leaderSince when this node
+	// became leader (zero while it follows).
 	unreachable map[string]time.Time
+	contact     map[string]time.Time
+	leaderSince time.Time
 }
 
 func (c *Config) timings() Timings {
@@ -223,9 +233,9 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, trans: trans, bolt: bolt, fsm: newFSM(cfg.Store, cfg.Logger),
 		obsCh: make(chan hraft.Observation, 128), done: make(chan struct{}),
-		changed: make(chan struct{}), unreachable: map[string]time.Time{},
+		changed: make(chan struct{}), unreachable: map[string]time.Time{}, contact: map[string]time.Time{},
 	}
-	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, trans)
+	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, &contactTransport{NetworkTransport: trans, onContact: n.recordContact})
 	if err != nil {
 		trans.Close()
 		bolt.Close()
@@ -271,6 +281,7 @@ func (n *Node) observe() {
 		case o := <-n.obsCh:
 			switch d := o.Data.(type) {
 			case hraft.RaftState:
+				n.resetReachability(d == hraft.Leader)
 				if d == hraft.Leader {
 					n.wg.Add(1)
 					go n.becomeLeader()
@@ -281,7 +292,7 @@ func (n *Node) observe() {
 				n.notify()
 			case hraft.FailedHeartbeatObservation:
 				n.mu.Lock()
-				n.unreachable[string(d.PeerID)] = d.LastContact
+				n.unreachable[string(d.PeerID)] = time.Now()
 				n.mu.Unlock()
 			case hraft.ResumedHeartbeatObservation:
 				n.mu.Lock()
@@ -292,19 +303,50 @@ func (n *Node) observe() {
 	}
 }
 
+// becomeLeader applies the term's barrier and then reports leadership. A
+// failed barrier (a slow disk, a follower that lags) is retried with
+// backoff for as long as this node leads in the term it started in:
+// without the barrier no leader work starts, and a leader that gave up
+// would accept nothing until the next election.
 func (n *Node) becomeLeader() {
 	defer n.wg.Done()
 	t := n.cfg.timings()
-	if err := n.raft.Barrier(t.LeaderWait).Error(); err != nil {
-		n.cfg.Logger.Warn("leader barrier failed", "err", err)
-		return
+	term := n.raft.CurrentTerm()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	b := retry.NewBackoff(50*time.Millisecond, t.LeaderWait)
+	for {
+		if n.raft.State() != hraft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
+		err := n.barrier(t.LeaderWait)
+		if err == nil {
+			break
+		}
+		d := b.Next()
+		n.cfg.Logger.Error("leader barrier failed: leader work waits for it; retrying", "term", term, "in", d, "err", err)
+		if !retry.Sleep(ctx, d) {
+			return
+		}
 	}
-	if n.raft.State() == hraft.Leader {
-		n.mu.Lock()
-		n.unreachable = map[string]time.Time{}
-		n.mu.Unlock()
+	if n.raft.State() == hraft.Leader && n.raft.CurrentTerm() == term {
 		n.setLeader(true)
 	}
+}
+
+// barrier waits until the FSM has applied every entry of earlier terms.
+func (n *Node) barrier(timeout time.Duration) error {
+	if n.cfg.barrier != nil {
+		return n.cfg.barrier(timeout)
+	}
+	return n.raft.Barrier(timeout).Error()
 }
 
 func (n *Node) setLeader(v bool) {
@@ -343,12 +385,78 @@ func (n *Node) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
-// Unreachable reports whether the leader has failed to heartbeat the member.
+// Unreachable reports whether this node, as leader, has lost contact with
+// the member: a failed heartbeat to it was observed and it has not answered
+// since, or it has not answered for staleContact (counted from the start
+// of this term). Marks are not trusted alone: the observation that clears
+// one (ResumedHeartbeatObservation) can be lost, when the observer channel
+// is full or a step-down stops the heartbeat loop, and a mark must not
+// outlive the fault. A follower keeps no view of the others and reports
+// every member reachable.
 func (n *Node) Unreachable(id string) bool {
+	if id == n.cfg.NodeID || n.raft.State() != hraft.Leader {
+		return false
+	}
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, ok := n.unreachable[id]
-	return ok
+	if n.leaderSince.IsZero() {
+		return false
+	}
+	last := n.contact[id]
+	if marked, ok := n.unreachable[id]; ok {
+		if last.After(marked) {
+			delete(n.unreachable, id)
+		} else {
+			return true
+		}
+	}
+	if last.Before(n.leaderSince) {
+		last = n.leaderSince
+	}
+	return now.Sub(last) > n.staleContact()
+}
+
+// staleContact is how long a member may go without answering before the
+// leader calls it unreachable: several heartbeat timeouts (the leader
+// heartbeats ten times per timeout), so that one slow answer does not flap.
+func (n *Node) staleContact() time.Duration { return 4 * n.cfg.timings().HeartbeatTimeout }
+
+// recordContact notes that the member answered an AppendEntries.
+func (n *Node) recordContact(id hraft.ServerID) {
+	now := time.Now()
+	n.mu.Lock()
+	n.contact[string(id)] = now
+	n.mu.Unlock()
+}
+
+// resetReachability forgets every member's reachability on a change of
+// Raft state: marks from an earlier term say nothing about this one.
+func (n *Node) resetReachability(leader bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.unreachable = map[string]time.Time{}
+	n.contact = map[string]time.Time{}
+	n.leaderSince = time.Time{}
+	if leader {
+		n.leaderSince = time.Now()
+	}
+}
+
+// contactTransport records, for Unreachable, each member that answers an
+// AppendEntries. Heartbeats go through AppendEntries every tenth of the
+// heartbeat timeout, so a reachable member answers often.
+type contactTransport struct {
+	*hraft.NetworkTransport
+	onContact func(hraft.ServerID)
+}
+
+func (t *contactTransport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		t.onContact(id)
+	}
+	return err
 }
 
 // AppliedIndex is the last log index applied to the FSM.
@@ -450,22 +558,38 @@ func (n *Node) waitChange(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// quorumOr returns a QuorumError if quorum is in fact lost, else err.
+// quorumOr returns a QuorumError if quorum is in fact lost, else err. Once
+// ctx has ended it returns err without pinging: the caller has given up and
+// must not be held.
 func (n *Node) quorumOr(ctx context.Context, err error) error {
-	if qe := n.quorumError(ctx); qe.(*QuorumError).Reachable < qe.(*QuorumError).Needed() {
+	if ctx.Err() != nil {
+		return err
+	}
+	if qe, complete := n.countReachable(ctx); complete && qe.Reachable < qe.Needed() {
 		return qe
 	}
 	return err
 }
 
-// quorumError counts the voters that answer a ping right now.
+// quorumError counts the voters that answer a ping right now. If ctx ends
+// before the count is complete, it returns ctx's error instead.
 func (n *Node) quorumError(ctx context.Context) error {
+	qe, complete := n.countReachable(ctx)
+	if !complete {
+		return fmt.Errorf("counting the reachable managers: %w", ctx.Err())
+	}
+	return qe
+}
+
+// countReachable pings the other voters, for at most a second and never
+// past ctx; complete is false when ctx ended first, leaving the count short.
+func (n *Node) countReachable(ctx context.Context) (qe *QuorumError, complete bool) {
 	members, err := n.Members()
 	if err != nil {
-		return &QuorumError{Reachable: 1, Total: 1}
+		return &QuorumError{Reachable: 1, Total: 1}, true
 	}
-	qe := &QuorumError{}
-	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	qe = &QuorumError{}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -494,7 +618,7 @@ func (n *Node) quorumError(ctx context.Context) error {
 	}
 	wg.Wait()
 	qe.Reachable += answered
-	return qe
+	return qe, ctx.Err() == nil
 }
 
 // ReadBarrier makes a following read linearizable: this node must be the
