@@ -224,10 +224,16 @@ func (r result) String() string {
 
 // swarmctl runs swarmctl against d's socket.
 func (c *cluster) swarmctl(d *daemon, args ...string) result {
+	return c.swarmctlIn(d, "", args...)
+}
+
+// swarmctlIn runs swarmctl against d's socket with stdin as its input.
+func (c *cluster) swarmctlIn(d *daemon, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	full := append([]string{"-H", "unix://" + d.socket}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "swarmctl"), full...)
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "SWARMCTL_HOST=") // only -H counts
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
