@@ -43,7 +43,7 @@ var layers = [][]string{
 	{"node"},
 	{"cli"},
 	// Mains, test harnesses and benchmarks: they may import anything.
-	{"cmd", "internal/testcluster", "bench", "e2e", "integration", "deploy"},
+	{"cmd", "internal/testcluster", "bench", "e2e", "integration", "deploy", "chaos"},
 }
 
 // onlyImportedBy names packages that, beyond the layer order, only the
