@@ -190,7 +190,7 @@ func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) b
 		n := state.BatchLen(acts)
 		if _, err := o.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			if ctx.Err() == nil {
-				logWriteFailure(o.log, "orchestrator write failed; reconciling again", err)
+				state.LogWriteFailure(o.log, "orchestrator write failed; reconciling again", err)
 			}
 			return false
 		}

@@ -225,7 +225,7 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 				}
 			}
 			if ctx.Err() == nil {
-				logWriteFailure(l.log, "writing placements failed; retrying", err)
+				state.LogWriteFailure(l.log, "writing placements failed; retrying", err)
 			}
 			ok = false
 		} else {

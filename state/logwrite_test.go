@@ -1,12 +1,10 @@
-package orchestrator
+package state
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
-
-	"github.com/raftswarm/raftswarm/state"
 )
 
 func TestWriteFailureLoggedAboveDebug(t *testing.T) {
@@ -14,10 +12,10 @@ func TestWriteFailureLoggedAboveDebug(t *testing.T) {
 		err  error
 		want slog.Level
 	}{
-		{fmt.Errorf("apply: %w", state.ErrConflict), slog.LevelInfo},
+		{fmt.Errorf("apply: %w", ErrConflict), slog.LevelInfo},
 		{errors.New("the cluster has lost quorum"), slog.LevelWarn},
 	} {
-		if got := writeFailureLevel(tc.err); got != tc.want {
+		if got := WriteFailureLevel(tc.err); got != tc.want {
 			t.Errorf("level for %v = %v, want %v", tc.err, got, tc.want)
 		}
 	}
