@@ -171,9 +171,13 @@ func openStores(cfg Config) (*raftboltdb.BoltStore, hraft.LogStore, hraft.Snapsh
 	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("restrict raft dir: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: cfg.NoSync})
+	dbPath := filepath.Join(cfg.Dir, "raft.db")
+	if err := checkBoltFile(dbPath); err != nil {
+		return nil, nil, nil, err
+	}
+	bolt, err := openBolt(dbPath, cfg.NoSync)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+		return nil, nil, nil, err
 	}
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger(cfg.Logger))
 	if err != nil {
@@ -186,6 +190,24 @@ func openStores(cfg Config) (*raftboltdb.BoltStore, hraft.LogStore, hraft.Snapsh
 		return nil, nil, nil, fmt.Errorf("restrict snapshot dir: %w", err)
 	}
 	return bolt, &encryptedLogs{inner: bolt, aead: aead}, &encryptedSnapshots{inner: snaps, dir: snapDir, aead: aead}, nil
+}
+
+// openBolt opens raft.db, reporting the damage bbolt finds (or panics on)
+// as a CorruptError.
+func openBolt(path string, noSync bool) (_ *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &CorruptError{What: "raft log", Path: path, Err: fmt.Errorf("%v", p)}
+		}
+	}()
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: noSync})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+	}
+	if err != nil {
+		return nil, &CorruptError{What: "raft log", Path: path, Err: err}
+	}
+	return bolt, nil
 }
 
 func raftConfig(cfg Config) *hraft.Config {
@@ -216,6 +238,12 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if err := checkKey(sealed); err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	// After checkKey: with the key known good, a snapshot that does not
+	// open is damaged, not sealed under another key.
+	if err := checkNewestSnapshot(snaps, filepath.Join(cfg.Dir, "snapshots")); err != nil {
 		bolt.Close()
 		return nil, err
 	}
