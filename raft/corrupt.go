@@ -142,3 +142,20 @@ func checkNewestSnapshot(snaps hraft.SnapshotStore, dir string) error {
 	}
 	return nil
 }
+
+// checkLog runs checkKey on the log, reporting as a CorruptError what
+// bbolt finds damaged or panics on while reading it (a damaged page makes
+// bbolt index out of range). A sealed entry that does not open stays
+// ErrDecrypt: it may as well be the wrong key.
+func checkLog(logs hraft.LogStore, path string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &CorruptError{What: "raft log", Path: path, Err: fmt.Errorf("%v", p)}
+		}
+	}()
+	err = checkKey(logs)
+	if err != nil && !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrNoDataKey) {
+		return &CorruptError{What: "raft log", Path: path, Err: err}
+	}
+	return err
+}

@@ -37,6 +37,21 @@ func TestCorruptStateRefusesToStart(t *testing.T) {
 			return db(dir)
 		}},
 		{"raft.db truncated", false, func(t *testing.T, dir string) string { truncate(t, db(dir), 50); return db(dir) }},
+		{"raft.db page damaged", false, func(t *testing.T, dir string) string {
+			// In the middle of the file: a page the start-up read of the
+			// last entries goes through, where bbolt panics.
+			b, err := os.ReadFile(db(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 64; i++ {
+				b[len(b)/2+i] ^= 0x5a
+			}
+			if err := os.WriteFile(db(dir), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return db(dir)
+		}},
 		{"raft.db emptied", false, func(t *testing.T, dir string) string { truncate(t, db(dir), 0); return db(dir) }},
 		{"snapshot flipped", false, func(t *testing.T, dir string) string { p := newestState(t, dir); flip(t, p); return p }},
 		{"snapshot truncated", false, func(t *testing.T, dir string) string { p := newestState(t, dir); truncate(t, p, 50); return p }},

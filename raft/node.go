@@ -237,7 +237,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKey(sealed); err != nil {
+	if err := checkLog(sealed, filepath.Join(cfg.Dir, "raft.db")); err != nil {
 		bolt.Close()
 		return nil, err
 	}
