@@ -17,7 +17,9 @@
 // container's health (exec.HealthReporter), both read with an inspect.
 //
 // All engine calls go through the Engine interface so a stub can stand in
-// for the real client.
+// for the real client. Each call but the streaming ones (wait, logs, pull)
+// has its own deadline (deadline.go): a hung engine fails the step with an
+// error naming the call, which the worker reports as the task's Err.
 //
 // docker imports agent/exec, proto and internal helpers; it must not import
 // agent/worker or anything above it (agent, node, manager, api).

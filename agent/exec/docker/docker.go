@@ -120,8 +120,13 @@ func NewWithOptions(dockerHost string, nodeID string, o Options) (*Executor, err
 }
 
 // NewWithEngine builds an executor on an existing engine client or stub.
+// Every call but the streaming ones gets its own deadline (deadlineEngine).
 func NewWithEngine(engine Engine, nodeID string) *Executor {
-	return &Executor{engine: engine, nodeID: nodeID}
+	return newWithEngine(engine, nodeID, defaultTimeouts)
+}
+
+func newWithEngine(engine Engine, nodeID string, t callTimeouts) *Executor {
+	return &Executor{engine: deadlineEngine{Engine: engine, t: t}, nodeID: nodeID}
 }
 
 // NodeID returns the node this executor acts for.
