@@ -219,14 +219,21 @@ func (d *fakeDaemon) ListTasks(_ context.Context, r *swarmpb.ListTasksRequest) (
 // startFake serves d on a unix socket and returns the --host value.
 func startFake(t *testing.T, d *fakeDaemon) string {
 	t.Helper()
+	return serveFake(t, d, d)
+}
+
+// serveFake serves a fake Local and Control API on a unix socket for the
+// length of the test and returns the --host value.
+func serveFake(t *testing.T, local swarmpb.LocalServer, control swarmpb.ControlServer) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	lis, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	swarmpb.RegisterLocalServer(srv, d)
-	swarmpb.RegisterControlServer(srv, d)
+	swarmpb.RegisterLocalServer(srv, local)
+	swarmpb.RegisterControlServer(srv, control)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

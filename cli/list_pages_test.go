@@ -3,14 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"google.golang.org/grpc"
 )
 
 // pagedDaemon answers the lists of a fakeDaemon two items a page, as a
@@ -51,24 +48,7 @@ func (d pagedDaemon) ListTasks(_ context.Context, r *swarmpb.ListTasksRequest) (
 
 func startPaged(t *testing.T, d pagedDaemon) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	swarmpb.RegisterLocalServer(srv, d.fakeDaemon)
-	swarmpb.RegisterControlServer(srv, d)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return "unix://" + sock
+	return serveFake(t, d.fakeDaemon, d)
 }
 
 // node ls, service ls and service ps read every page, not the first.

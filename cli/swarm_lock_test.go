@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -70,18 +67,7 @@ func (d *lockDaemon) GetCluster(context.Context, *swarmpb.GetClusterRequest) (*s
 
 func startLockDaemon(t *testing.T, d *lockDaemon) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	swarmpb.RegisterLocalServer(srv, d)
-	swarmpb.RegisterControlServer(srv, d)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return "unix://" + sock
+	return serveFake(t, d, d)
 }
 
 func TestSwarmUnlockReadsStdin(t *testing.T) {
