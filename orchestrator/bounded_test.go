@@ -14,6 +14,7 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	swarmspec "github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/statetest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -24,7 +25,7 @@ const billion = 1_000_000_000
 func boundedStore(t *testing.T) (*state.Store, *memRaft, *Orchestrator) {
 	t.Helper()
 	st := state.New()
-	r := &memRaft{st: st}
+	r := statetest.NewApplier(st)
 	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}})}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		acts = append(acts, state.Create(&swarmpb.Node{Id: n, Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY,

@@ -14,24 +14,12 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	schedloop "github.com/raftswarm/raftswarm/scheduler/loop"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/statetest"
 	"google.golang.org/protobuf/proto"
 )
 
-// memRaft applies batches straight to a store, in order: Raft without
-// the network, for testing the loops above it.
-type memRaft struct {
-	mu  sync.Mutex
-	st  *state.Store
-	idx uint64
-}
-
-func (r *memRaft) Apply(_ context.Context, b *swarmpb.StoreBatch) (uint64, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.idx++
-	_, err := r.st.ApplyBatch(r.idx, time.Now().UnixNano(), b)
-	return r.idx, err
-}
+// memRaft applies batches straight to a store: Raft without the network.
+type memRaft = statetest.Applier
 
 // harness runs the orchestrator and scheduler over a memRaft, with a
 // simulated agent per node that starts assigned tasks and stops the ones
@@ -55,7 +43,7 @@ func newHarness(t *testing.T, nodes ...string) *harness {
 
 func newHarnessLimit(t *testing.T, passLimit int, nodes ...string) *harness {
 	st := state.New()
-	h := &harness{t: t, st: st, raft: &memRaft{st: st}, failNext: map[string]int32{}, passLimit: passLimit}
+	h := &harness{t: t, st: st, raft: statetest.NewApplier(st), failNext: map[string]int32{}, passLimit: passLimit}
 	h.apply(state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}))
 	for _, n := range nodes {
 		h.addNode(n)

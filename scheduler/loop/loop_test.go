@@ -5,37 +5,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
-	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/scheduler"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/statetest"
 )
 
-// memRaft applies batches straight to a store, in order: Raft without
-// replication.
-type memRaft struct {
-	mu  sync.Mutex
-	st  *state.Store
-	idx uint64
-}
-
-func (r *memRaft) Apply(_ context.Context, b *swarmpb.StoreBatch) (uint64, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.idx++
-	_, err := r.st.ApplyBatch(r.idx, time.Now().UnixNano(), b)
-	return r.idx, err
-}
+// memRaft applies batches straight to a store: Raft without the network.
+type memRaft = statetest.Applier
 
 // The scheduling loop considers at most passLimit pending tasks a pass and
 // takes turns through all of them, so a pass stays bounded however many
 // tasks wait.
 func TestSchedulePassIsBounded(t *testing.T) {
 	st := state.New()
-	r := &memRaft{st: st}
+	r := statetest.NewApplier(st)
 	var acts []*swarmpb.StoreAction
 	for i := 0; i < 25; i++ {
 		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%02d", i), ServiceId: "s", Spec: loopSpec("s", 1),
