@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -27,10 +28,24 @@ func TestServiceListLargerThanOneMessage(t *testing.T) {
 		svc := &swarmpb.Service{Id: identity.NewID(), SpecVersion: 1, Spec: &swarmpb.ServiceSpec{
 			Name: fmt.Sprintf("big%02d", i), Labels: map[string]string{"blob": blob},
 			Container: &swarmpb.ContainerSpec{Image: "demo:v1"}}}
-		if _, err := leader.Node.Manager().Raft().Apply(ctx, state.Batch(state.Create(svc))); err != nil {
+		// 700 KB entries on fast test timings can cost the leader its
+		// lease on a loaded machine: a write whose outcome is unknown is
+		// tried again on the current leader (an "exists" refusal then means
+		// the first try was applied).
+		var err error
+		for try := 0; try < 5; try++ {
+			leader = c.Leader(10 * time.Second)
+			_, err = leader.Node.Manager().Raft().Apply(ctx, state.Batch(state.Create(svc)))
+			if err == nil || errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrNameConflict) {
+				err = nil
+				break
+			}
+		}
+		if err != nil {
 			t.Fatalf("store service %d: %v", i, err)
 		}
 	}
+	leader = c.Leader(10 * time.Second)
 	var follower *testcluster.Member
 	for _, m := range c.Members {
 		if m != leader {

@@ -135,6 +135,12 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	for i := 1; i <= workers; i++ {
 		c.Join(fmt.Sprintf("w%d", i), swarmpb.NodeRole_NODE_ROLE_WORKER)
 	}
+	// A joined node is Ready only after its first heartbeat; tests that
+	// place tasks right away must see every node, or a loaded machine
+	// decides where they land.
+	if err := c.waitReady(ctx, managers+workers, false); err != nil {
+		t.Fatalf("cluster of %d nodes: %v", managers+workers, err)
+	}
 	return c
 }
 
@@ -390,6 +396,12 @@ func (c *Cluster) WaitLeader(ctx context.Context) (*Member, error) {
 // WaitReady waits until the leader's store lists want nodes, all Ready
 // with their engine described, or until ctx ends.
 func (c *Cluster) WaitReady(ctx context.Context, want int) error {
+	return c.waitReady(ctx, want, true)
+}
+
+// waitReady is WaitReady; needEngine also waits for each node's engine
+// description.
+func (c *Cluster) waitReady(ctx context.Context, want int, needEngine bool) error {
 	var last string
 	for {
 		if l, err := c.WaitLeader(ctx); err == nil {
@@ -400,7 +412,7 @@ func (c *Cluster) WaitReady(ctx context.Context, want int) error {
 					// Ready, and its heartbeat already carries the engine's
 					// description: until then a later heartbeat still
 					// rewrites the node, which would land in a timed phase.
-					if n.Node.Status == swarmpb.NodeStatus_NODE_STATUS_READY && n.Node.GetDescription().GetEngineVersion() != "" {
+					if n.Node.Status == swarmpb.NodeStatus_NODE_STATUS_READY && (!needEngine || n.Node.GetDescription().GetEngineVersion() != "") {
 						ready++
 					}
 				}
