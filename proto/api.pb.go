@@ -24,6 +24,52 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TunnelHeader_Kind int32
+
+const (
+	TunnelHeader_KIND_CONNECT TunnelHeader_Kind = 0 // connect to port of task on network
+	TunnelHeader_KIND_IMAGE   TunnelHeader_Kind = 1 // send image image_id as a 'docker save' stream
+)
+
+// Enum value maps for TunnelHeader_Kind.
+var (
+	TunnelHeader_Kind_name = map[int32]string{
+		0: "KIND_CONNECT",
+		1: "KIND_IMAGE",
+	}
+	TunnelHeader_Kind_value = map[string]int32{
+		"KIND_CONNECT": 0,
+		"KIND_IMAGE":   1,
+	}
+)
+
+func (x TunnelHeader_Kind) Enum() *TunnelHeader_Kind {
+	p := new(TunnelHeader_Kind)
+	*p = x
+	return p
+}
+
+func (x TunnelHeader_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TunnelHeader_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_proto_enumTypes[0].Descriptor()
+}
+
+func (TunnelHeader_Kind) Type() protoreflect.EnumType {
+	return &file_api_proto_enumTypes[0]
+}
+
+func (x TunnelHeader_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TunnelHeader_Kind.Descriptor instead.
+func (TunnelHeader_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{21, 0}
+}
+
 type SessionMessage_Kind int32
 
 const (
@@ -54,11 +100,11 @@ func (x SessionMessage_Kind) String() string {
 }
 
 func (SessionMessage_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_api_proto_enumTypes[0].Descriptor()
+	return file_api_proto_enumTypes[1].Descriptor()
 }
 
 func (SessionMessage_Kind) Type() protoreflect.EnumType {
-	return &file_api_proto_enumTypes[0]
+	return &file_api_proto_enumTypes[1]
 }
 
 func (x SessionMessage_Kind) Number() protoreflect.EnumNumber {
@@ -67,7 +113,7 @@ func (x SessionMessage_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionMessage_Kind.Descriptor instead.
 func (SessionMessage_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{23, 0}
+	return file_api_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type GetRootCACertificateRequest struct {
@@ -843,8 +889,14 @@ func (x *ServiceEndpoint) GetBackends() []*Backend {
 }
 
 type EndpointsMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*ServiceEndpoint     `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*ServiceEndpoint     `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// Service discovery, filtered for the receiving node: only the networks
+	// it has tasks on (assigned and not yet terminal), their services, and
+	// those services' running tasks.
+	Networks      []*NetworkView      `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	Services      []*DiscoveryService `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Nodes         []*NodeDataAddr     `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"` // data-path address of every node named in services
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -886,6 +938,474 @@ func (x *EndpointsMessage) GetPorts() []*ServiceEndpoint {
 	return nil
 }
 
+func (x *EndpointsMessage) GetNetworks() []*NetworkView {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetServices() []*DiscoveryService {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetNodes() []*NodeDataAddr {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type NetworkView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Subnet        string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"` // virtual addresses
+	Internal      bool                   `protobuf:"varint,4,opt,name=internal,proto3" json:"internal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkView) Reset() {
+	*x = NetworkView{}
+	mi := &file_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkView) ProtoMessage() {}
+
+func (x *NetworkView) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkView.ProtoReflect.Descriptor instead.
+func (*NetworkView) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NetworkView) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NetworkView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkView) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkView) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
+}
+
+type DiscoveryService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Networks      []*DiscoveryAttachment `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty"`
+	Tasks         []*DiscoveryTask       `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"` // running (and healthy) tasks only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoveryService) Reset() {
+	*x = DiscoveryService{}
+	mi := &file_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoveryService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoveryService) ProtoMessage() {}
+
+func (x *DiscoveryService) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoveryService.ProtoReflect.Descriptor instead.
+func (*DiscoveryService) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DiscoveryService) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *DiscoveryService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DiscoveryService) GetNetworks() []*DiscoveryAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *DiscoveryService) GetTasks() []*DiscoveryTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type DiscoveryAttachment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Vip           string                 `protobuf:"bytes,2,opt,name=vip,proto3" json:"vip,omitempty"`
+	Aliases       []string               `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoveryAttachment) Reset() {
+	*x = DiscoveryAttachment{}
+	mi := &file_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoveryAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoveryAttachment) ProtoMessage() {}
+
+func (x *DiscoveryAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoveryAttachment.ProtoReflect.Descriptor instead.
+func (*DiscoveryAttachment) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DiscoveryAttachment) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *DiscoveryAttachment) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *DiscoveryAttachment) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+type DiscoveryTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot          uint64                 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoveryTask) Reset() {
+	*x = DiscoveryTask{}
+	mi := &file_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoveryTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoveryTask) ProtoMessage() {}
+
+func (x *DiscoveryTask) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoveryTask.ProtoReflect.Descriptor instead.
+func (*DiscoveryTask) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DiscoveryTask) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *DiscoveryTask) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DiscoveryTask) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+type NodeDataAddr struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // host:port of its data-path listener
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeDataAddr) Reset() {
+	*x = NodeDataAddr{}
+	mi := &file_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDataAddr) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDataAddr) ProtoMessage() {}
+
+func (x *NodeDataAddr) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDataAddr.ProtoReflect.Descriptor instead.
+func (*NodeDataAddr) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *NodeDataAddr) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeDataAddr) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// The data path between node daemons: a mutual-TLS connection to a node's
+// data port carries one request (a length-prefixed TunnelHeader), answered
+// by a length-prefixed TunnelReply, then raw bytes.
+type TunnelHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TunnelHeader_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=raftswarm.v1.TunnelHeader_Kind" json:"kind,omitempty"`
+	NetworkId     string                 `protobuf:"bytes,2,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Port          uint32                 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	ImageId       string                 `protobuf:"bytes,5,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunnelHeader) Reset() {
+	*x = TunnelHeader{}
+	mi := &file_api_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunnelHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunnelHeader) ProtoMessage() {}
+
+func (x *TunnelHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunnelHeader.ProtoReflect.Descriptor instead.
+func (*TunnelHeader) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TunnelHeader) GetKind() TunnelHeader_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return TunnelHeader_KIND_CONNECT
+}
+
+func (x *TunnelHeader) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *TunnelHeader) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TunnelHeader) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *TunnelHeader) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+type TunnelReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ok            bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"` // KIND_IMAGE: bytes that follow, when known; 0 otherwise
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunnelReply) Reset() {
+	*x = TunnelReply{}
+	mi := &file_api_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunnelReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunnelReply) ProtoMessage() {}
+
+func (x *TunnelReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunnelReply.ProtoReflect.Descriptor instead.
+func (*TunnelReply) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TunnelReply) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *TunnelReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TunnelReply) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // LogSubscription asks an agent for the logs of some of its tasks.
 type LogSubscription struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -901,7 +1421,7 @@ type LogSubscription struct {
 
 func (x *LogSubscription) Reset() {
 	*x = LogSubscription{}
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1433,7 @@ func (x *LogSubscription) String() string {
 func (*LogSubscription) ProtoMessage() {}
 
 func (x *LogSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1446,7 @@ func (x *LogSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
 func (*LogSubscription) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{16}
+	return file_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogSubscription) GetId() string {
@@ -983,7 +1503,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1515,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1528,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{17}
+	return file_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogLine) GetTaskId() string {
@@ -1051,7 +1571,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1583,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1596,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{18}
+	return file_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -1115,7 +1635,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1647,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1660,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{19}
+	return file_api_proto_rawDescGZIP(), []int{26}
 }
 
 type HeartbeatRequest struct {
@@ -1153,7 +1673,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1685,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1698,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{20}
+	return file_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HeartbeatRequest) GetDescription() *NodeDescription {
@@ -1208,7 +1728,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1740,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1753,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{21}
+	return file_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HeartbeatResponse) GetPeriodNs() int64 {
@@ -1280,7 +1800,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1812,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1825,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{22}
+	return file_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -1322,13 +1842,17 @@ type SessionMessage struct {
 	RemovedTaskIds   []string               `protobuf:"bytes,3,rep,name=removed_task_ids,json=removedTaskIds,proto3" json:"removed_task_ids,omitempty"`
 	Managers         []string               `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
 	LogSubscriptions []*LogSubscription     `protobuf:"bytes,5,rep,name=log_subscriptions,json=logSubscriptions,proto3" json:"log_subscriptions,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The contents of the secrets and configs this node's tasks use (only
+	// those), keyed by ID and version.
+	Secrets       []*DataPayload `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs       []*DataPayload `protobuf:"bytes,7,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1864,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1877,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{23}
+	return file_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SessionMessage) GetKind() SessionMessage_Kind {
@@ -1391,6 +1915,80 @@ func (x *SessionMessage) GetLogSubscriptions() []*LogSubscription {
 	return nil
 }
 
+func (x *SessionMessage) GetSecrets() []*DataPayload {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetConfigs() []*DataPayload {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+type DataPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataPayload) Reset() {
+	*x = DataPayload{}
+	mi := &file_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataPayload) ProtoMessage() {}
+
+func (x *DataPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataPayload.ProtoReflect.Descriptor instead.
+func (*DataPayload) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DataPayload) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DataPayload) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DataPayload) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1401,7 +1999,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +2011,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +2024,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{24}
+	return file_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -1452,7 +2050,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +2062,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +2075,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{25}
+	return file_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
@@ -1495,7 +2093,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +2105,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +2118,1574 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{26}
+	return file_api_proto_rawDescGZIP(), []int{34}
+}
+
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkResponse) Reset() {
+	*x = CreateNetworkResponse{}
+	mi := &file_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkResponse) ProtoMessage() {}
+
+func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
+func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CreateNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type GetNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"` // ID, unique prefix or name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+// NetworkAttachedService is a service on a network, with its address there.
+type NetworkAttachedService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ServiceName   string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Vip           string                 `protobuf:"bytes,3,opt,name=vip,proto3" json:"vip,omitempty"`
+	Aliases       []string               `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachedService) Reset() {
+	*x = NetworkAttachedService{}
+	mi := &file_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachedService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachedService) ProtoMessage() {}
+
+func (x *NetworkAttachedService) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachedService.ProtoReflect.Descriptor instead.
+func (*NetworkAttachedService) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *NetworkAttachedService) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *NetworkAttachedService) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *NetworkAttachedService) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *NetworkAttachedService) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+type NetworkNodeInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Hostname      string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	State         *NodeNetwork           `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkNodeInfo) Reset() {
+	*x = NetworkNodeInfo{}
+	mi := &file_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkNodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkNodeInfo) ProtoMessage() {}
+
+func (x *NetworkNodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkNodeInfo.ProtoReflect.Descriptor instead.
+func (*NetworkNodeInfo) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *NetworkNodeInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NetworkNodeInfo) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *NetworkNodeInfo) GetState() *NodeNetwork {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type GetNetworkResponse struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Network       *Network                  `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Services      []*NetworkAttachedService `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	Nodes         []*NetworkNodeInfo        `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"` // per node, what it set up
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkResponse) Reset() {
+	*x = GetNetworkResponse{}
+	mi := &file_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkResponse) ProtoMessage() {}
+
+func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
+func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *GetNetworkResponse) GetServices() []*NetworkAttachedService {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *GetNetworkResponse) GetNodes() []*NetworkNodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type ListNetworksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListNetworksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNetworksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type NetworkInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Services      uint32                 `protobuf:"varint,2,opt,name=services,proto3" json:"services,omitempty"` // services attached
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkInfo) Reset() {
+	*x = NetworkInfo{}
+	mi := &file_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkInfo) ProtoMessage() {}
+
+func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkInfo.ProtoReflect.Descriptor instead.
+func (*NetworkInfo) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *NetworkInfo) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *NetworkInfo) GetServices() uint32 {
+	if x != nil {
+		return x.Services
+	}
+	return 0
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*NetworkInfo         `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_api_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*NetworkInfo {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *ListNetworksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_api_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RemoveNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{45}
+}
+
+type CreateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretRequest) Reset() {
+	*x = CreateSecretRequest{}
+	mi := &file_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretRequest) ProtoMessage() {}
+
+func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CreateSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateSecretRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateSecretRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type CreateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretResponse) Reset() {
+	*x = CreateSecretResponse{}
+	mi := &file_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretResponse) ProtoMessage() {}
+
+func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
+func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CreateSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type GetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"` // ID, unique prefix or name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_api_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetSecretRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type GetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Services      []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"` // names of the services using it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretResponse) Reset() {
+	*x = GetSecretResponse{}
+	mi := &file_api_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretResponse) ProtoMessage() {}
+
+func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *GetSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *GetSecretResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_api_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateSecret replaces the content: the services using the secret roll
+// to the new version with their update settings.
+type UpdateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // replaces the labels when set_labels
+	SetLabels     bool                   `protobuf:"varint,4,opt,name=set_labels,json=setLabels,proto3" json:"set_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretRequest) Reset() {
+	*x = UpdateSecretRequest{}
+	mi := &file_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretRequest) ProtoMessage() {}
+
+func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *UpdateSecretRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *UpdateSecretRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *UpdateSecretRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *UpdateSecretRequest) GetSetLabels() bool {
+	if x != nil {
+		return x.SetLabels
+	}
+	return false
+}
+
+type UpdateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Services      []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"` // the services rolled
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretResponse) Reset() {
+	*x = UpdateSecretResponse{}
+	mi := &file_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretResponse) ProtoMessage() {}
+
+func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *UpdateSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *UpdateSecretResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type RemoveSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretRequest) Reset() {
+	*x = RemoveSecretRequest{}
+	mi := &file_api_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretRequest) ProtoMessage() {}
+
+func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
+func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RemoveSecretRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type RemoveSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretResponse) Reset() {
+	*x = RemoveSecretResponse{}
+	mi := &file_api_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretResponse) ProtoMessage() {}
+
+func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
+func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{55}
+}
+
+type CreateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigRequest) Reset() {
+	*x = CreateConfigRequest{}
+	mi := &file_api_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigRequest) ProtoMessage() {}
+
+func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
+func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *CreateConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateConfigRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateConfigRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type CreateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigResponse) Reset() {
+	*x = CreateConfigResponse{}
+	mi := &file_api_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigResponse) ProtoMessage() {}
+
+func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigResponse.ProtoReflect.Descriptor instead.
+func (*CreateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *CreateConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        string                 `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_api_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetConfigRequest) GetConfig() string {
+	if x != nil {
+		return x.Config
+	}
+	return ""
+}
+
+type GetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Services      []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_api_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *GetConfigResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ListConfigsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest) Reset() {
+	*x = ListConfigsRequest{}
+	mi := &file_api_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest) ProtoMessage() {}
+
+func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListConfigsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListConfigsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListConfigsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Configs       []*Config              `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsResponse) Reset() {
+	*x = ListConfigsResponse{}
+	mi := &file_api_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsResponse) ProtoMessage() {}
+
+func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ListConfigsResponse) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+func (x *ListConfigsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type UpdateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        string                 `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SetLabels     bool                   `protobuf:"varint,4,opt,name=set_labels,json=setLabels,proto3" json:"set_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfigRequest) Reset() {
+	*x = UpdateConfigRequest{}
+	mi := &file_api_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfigRequest) ProtoMessage() {}
+
+func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
+func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *UpdateConfigRequest) GetConfig() string {
+	if x != nil {
+		return x.Config
+	}
+	return ""
+}
+
+func (x *UpdateConfigRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *UpdateConfigRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *UpdateConfigRequest) GetSetLabels() bool {
+	if x != nil {
+		return x.SetLabels
+	}
+	return false
+}
+
+type UpdateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Services      []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfigResponse) Reset() {
+	*x = UpdateConfigResponse{}
+	mi := &file_api_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfigResponse) ProtoMessage() {}
+
+func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfigResponse.ProtoReflect.Descriptor instead.
+func (*UpdateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *UpdateConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateConfigResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type RemoveConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        string                 `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigRequest) Reset() {
+	*x = RemoveConfigRequest{}
+	mi := &file_api_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigRequest) ProtoMessage() {}
+
+func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
+func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RemoveConfigRequest) GetConfig() string {
+	if x != nil {
+		return x.Config
+	}
+	return ""
+}
+
+type RemoveConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigResponse) Reset() {
+	*x = RemoveConfigResponse{}
+	mi := &file_api_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigResponse) ProtoMessage() {}
+
+func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
+func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{65}
 }
 
 // ClusterInfo is the cluster as the API shows it: never the CA key or the
@@ -1538,7 +3703,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +3715,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +3728,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{27}
+	return file_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ClusterInfo) GetId() string {
@@ -1609,7 +3774,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +3786,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +3799,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{28}
+	return file_api_proto_rawDescGZIP(), []int{67}
 }
 
 type GetClusterResponse struct {
@@ -1646,7 +3811,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +3823,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +3836,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{29}
+	return file_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetClusterResponse) GetCluster() *ClusterInfo {
@@ -1692,7 +3857,7 @@ type UpdateClusterRequest struct {
 
 func (x *UpdateClusterRequest) Reset() {
 	*x = UpdateClusterRequest{}
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +3869,7 @@ func (x *UpdateClusterRequest) String() string {
 func (*UpdateClusterRequest) ProtoMessage() {}
 
 func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +3882,7 @@ func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30}
+	return file_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UpdateClusterRequest) GetAutolock() bool {
@@ -1744,7 +3909,7 @@ type UpdateClusterResponse struct {
 
 func (x *UpdateClusterResponse) Reset() {
 	*x = UpdateClusterResponse{}
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +3921,7 @@ func (x *UpdateClusterResponse) String() string {
 func (*UpdateClusterResponse) ProtoMessage() {}
 
 func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +3934,7 @@ func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{31}
+	return file_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateClusterResponse) GetCluster() *ClusterInfo {
@@ -1795,7 +3960,7 @@ type GetUnlockKeyRequest struct {
 
 func (x *GetUnlockKeyRequest) Reset() {
 	*x = GetUnlockKeyRequest{}
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +3972,7 @@ func (x *GetUnlockKeyRequest) String() string {
 func (*GetUnlockKeyRequest) ProtoMessage() {}
 
 func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +3985,7 @@ func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{32}
+	return file_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetUnlockKeyRequest) GetRotate() bool {
@@ -1839,7 +4004,7 @@ type GetUnlockKeyResponse struct {
 
 func (x *GetUnlockKeyResponse) Reset() {
 	*x = GetUnlockKeyResponse{}
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +4016,7 @@ func (x *GetUnlockKeyResponse) String() string {
 func (*GetUnlockKeyResponse) ProtoMessage() {}
 
 func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +4029,7 @@ func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{33}
+	return file_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetUnlockKeyResponse) GetUnlockKey() string {
@@ -1886,7 +4051,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +4063,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +4076,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{34}
+	return file_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ServiceLogsRequest) GetTarget() string {
@@ -1954,7 +4119,7 @@ type LogContext struct {
 
 func (x *LogContext) Reset() {
 	*x = LogContext{}
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +4131,7 @@ func (x *LogContext) String() string {
 func (*LogContext) ProtoMessage() {}
 
 func (x *LogContext) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +4144,7 @@ func (x *LogContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
 func (*LogContext) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{35}
+	return file_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *LogContext) GetServiceName() string {
@@ -2020,7 +4185,7 @@ type ServiceLogsMessage struct {
 
 func (x *ServiceLogsMessage) Reset() {
 	*x = ServiceLogsMessage{}
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +4197,7 @@ func (x *ServiceLogsMessage) String() string {
 func (*ServiceLogsMessage) ProtoMessage() {}
 
 func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +4210,7 @@ func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogsMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{36}
+	return file_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ServiceLogsMessage) GetLines() []*LogLine {
@@ -2073,7 +4238,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +4250,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +4263,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{37}
+	return file_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -2125,7 +4290,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +4302,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +4315,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{38}
+	return file_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListNodesRequest) GetPageSize() int32 {
@@ -2177,7 +4342,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +4354,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +4367,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{39}
+	return file_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -2228,7 +4393,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +4405,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +4418,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{40}
+	return file_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -2272,7 +4437,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +4449,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +4462,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{41}
+	return file_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetNodeResponse) GetNode() *NodeInfo {
@@ -2321,7 +4486,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +4498,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +4511,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{42}
+	return file_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -2393,7 +4558,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +4570,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +4583,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{43}
+	return file_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *UpdateNodeResponse) GetNode() *NodeInfo {
@@ -2438,7 +4603,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +4615,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +4628,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{44}
+	return file_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -2488,7 +4653,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +4665,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +4678,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{45}
+	return file_api_proto_rawDescGZIP(), []int{84}
 }
 
 type GetJoinTokenRequest struct {
@@ -2526,7 +4691,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2538,7 +4703,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2551,7 +4716,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{46}
+	return file_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeRole {
@@ -2578,7 +4743,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +4755,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +4768,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{47}
+	return file_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -2629,7 +4794,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +4806,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +4819,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{48}
+	return file_api_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -2673,7 +4838,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +4850,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +4863,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{49}
+	return file_api_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2721,7 +4886,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +4898,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +4911,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{50}
+	return file_api_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -2793,7 +4958,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +4970,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +4983,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{51}
+	return file_api_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2837,7 +5002,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +5014,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +5027,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{52}
+	return file_api_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -2881,7 +5046,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +5058,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +5071,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{53}
+	return file_api_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2926,7 +5091,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +5103,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +5116,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{54}
+	return file_api_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ListServicesRequest) GetPageSize() int32 {
@@ -2979,7 +5144,7 @@ type ServiceInfo struct {
 
 func (x *ServiceInfo) Reset() {
 	*x = ServiceInfo{}
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +5156,7 @@ func (x *ServiceInfo) String() string {
 func (*ServiceInfo) ProtoMessage() {}
 
 func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +5169,7 @@ func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInfo.ProtoReflect.Descriptor instead.
 func (*ServiceInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{55}
+	return file_api_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ServiceInfo) GetService() *Service {
@@ -3038,7 +5203,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +5215,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +5228,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{56}
+	return file_api_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceInfo {
@@ -3089,7 +5254,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +5266,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +5279,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{57}
+	return file_api_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -3132,7 +5297,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +5309,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +5322,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{58}
+	return file_api_proto_rawDescGZIP(), []int{97}
 }
 
 type ListTasksRequest struct {
@@ -3172,7 +5337,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +5349,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +5362,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{59}
+	return file_api_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ListTasksRequest) GetServices() []string {
@@ -3239,7 +5404,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +5416,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3264,7 +5429,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{60}
+	return file_api_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3297,7 +5462,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +5474,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +5487,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{61}
+	return file_api_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *UnlockRequest) GetUnlockKey() string {
@@ -3340,7 +5505,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_api_proto_msgTypes[62]
+	mi := &file_api_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +5517,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[62]
+	mi := &file_api_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +5530,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{62}
+	return file_api_proto_rawDescGZIP(), []int{101}
 }
 
 type InitRequest struct {
@@ -3380,7 +5545,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_api_proto_msgTypes[63]
+	mi := &file_api_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +5557,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[63]
+	mi := &file_api_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +5570,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{63}
+	return file_api_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *InitRequest) GetAdvertiseAddr() string {
@@ -3448,7 +5613,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_api_proto_msgTypes[64]
+	mi := &file_api_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3460,7 +5625,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[64]
+	mi := &file_api_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3473,7 +5638,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{64}
+	return file_api_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *InitResponse) GetNodeId() string {
@@ -3516,7 +5681,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_proto_msgTypes[65]
+	mi := &file_api_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +5693,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[65]
+	mi := &file_api_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +5706,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{65}
+	return file_api_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -3582,7 +5747,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_proto_msgTypes[66]
+	mi := &file_api_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +5759,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[66]
+	mi := &file_api_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +5772,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{66}
+	return file_api_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -3633,7 +5798,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_api_proto_msgTypes[67]
+	mi := &file_api_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +5810,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[67]
+	mi := &file_api_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +5823,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{67}
+	return file_api_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -3676,7 +5841,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_api_proto_msgTypes[68]
+	mi := &file_api_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +5853,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[68]
+	mi := &file_api_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +5866,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{68}
+	return file_api_proto_rawDescGZIP(), []int{107}
 }
 
 type InfoRequest struct {
@@ -3712,7 +5877,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_api_proto_msgTypes[69]
+	mi := &file_api_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3724,7 +5889,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[69]
+	mi := &file_api_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3737,7 +5902,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{69}
+	return file_api_proto_rawDescGZIP(), []int{108}
 }
 
 type InfoResponse struct {
@@ -3754,7 +5919,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_api_proto_msgTypes[70]
+	mi := &file_api_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +5931,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[70]
+	mi := &file_api_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +5944,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{70}
+	return file_api_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -3876,9 +6041,50 @@ const file_api_proto_rawDesc = "" +
 	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12%\n" +
 	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x121\n" +
-	"\bbackends\x18\x05 \x03(\v2\x15.raftswarm.v1.BackendR\bbackends\"G\n" +
+	"\bbackends\x18\x05 \x03(\v2\x15.raftswarm.v1.BackendR\bbackends\"\xec\x01\n" +
 	"\x10EndpointsMessage\x123\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\x05ports\"\x9e\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\x05ports\x125\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x19.raftswarm.v1.NetworkViewR\bnetworks\x12:\n" +
+	"\bservices\x18\x03 \x03(\v2\x1e.raftswarm.v1.DiscoveryServiceR\bservices\x120\n" +
+	"\x05nodes\x18\x04 \x03(\v2\x1a.raftswarm.v1.NodeDataAddrR\x05nodes\"e\n" +
+	"\vNetworkView\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x1a\n" +
+	"\binternal\x18\x04 \x01(\bR\binternal\"\xb7\x01\n" +
+	"\x10DiscoveryService\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12=\n" +
+	"\bnetworks\x18\x03 \x03(\v2!.raftswarm.v1.DiscoveryAttachmentR\bnetworks\x121\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x1b.raftswarm.v1.DiscoveryTaskR\x05tasks\"`\n" +
+	"\x13DiscoveryAttachment\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x10\n" +
+	"\x03vip\x18\x02 \x01(\tR\x03vip\x12\x18\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\"U\n" +
+	"\rDiscoveryTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04slot\x18\x03 \x01(\x04R\x04slot\";\n" +
+	"\fNodeDataAddr\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xd4\x01\n" +
+	"\fTunnelHeader\x123\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1f.raftswarm.v1.TunnelHeader.KindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x02 \x01(\tR\tnetworkId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x12\x19\n" +
+	"\bimage_id\x18\x05 \x01(\tR\aimageId\"(\n" +
+	"\x04Kind\x12\x10\n" +
+	"\fKIND_CONNECT\x10\x00\x12\x0e\n" +
+	"\n" +
+	"KIND_IMAGE\x10\x01\"G\n" +
+	"\vTunnelReply\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x9e\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
@@ -3909,22 +6115,133 @@ const file_api_proto_rawDesc = "" +
 	"\aremoved\x18\x04 \x01(\bR\aremoved\x12*\n" +
 	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"Q\n" +
 	"\x0eSessionRequest\x12?\n" +
-	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\xab\x02\n" +
+	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\x95\x03\n" +
 	"\x0eSessionMessage\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.raftswarm.v1.SessionMessage.KindR\x04kind\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12(\n" +
 	"\x10removed_task_ids\x18\x03 \x03(\tR\x0eremovedTaskIds\x12\x1a\n" +
 	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12J\n" +
-	"\x11log_subscriptions\x18\x05 \x03(\v2\x1d.raftswarm.v1.LogSubscriptionR\x10logSubscriptions\"&\n" +
+	"\x11log_subscriptions\x18\x05 \x03(\v2\x1d.raftswarm.v1.LogSubscriptionR\x10logSubscriptions\x123\n" +
+	"\asecrets\x18\x06 \x03(\v2\x19.raftswarm.v1.DataPayloadR\asecrets\x123\n" +
+	"\aconfigs\x18\a \x03(\v2\x19.raftswarm.v1.DataPayloadR\aconfigs\"&\n" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_FULL\x10\x00\x12\x0f\n" +
-	"\vKIND_UPDATE\x10\x01\"]\n" +
+	"\vKIND_UPDATE\x10\x01\"K\n" +
+	"\vDataPayload\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"]\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"S\n" +
 	"\x17UpdateTaskStatusRequest\x128\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1e.raftswarm.v1.TaskStatusUpdateR\aupdates\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse\"\xac\x01\n" +
+	"\x18UpdateTaskStatusResponse\"E\n" +
+	"\x14CreateNetworkRequest\x12-\n" +
+	"\x04spec\x18\x01 \x01(\v2\x19.raftswarm.v1.NetworkSpecR\x04spec\"H\n" +
+	"\x15CreateNetworkResponse\x12/\n" +
+	"\anetwork\x18\x01 \x01(\v2\x15.raftswarm.v1.NetworkR\anetwork\"-\n" +
+	"\x11GetNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x86\x01\n" +
+	"\x16NetworkAttachedService\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x10\n" +
+	"\x03vip\x18\x03 \x01(\tR\x03vip\x12\x18\n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\"w\n" +
+	"\x0fNetworkNodeInfo\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12/\n" +
+	"\x05state\x18\x03 \x01(\v2\x19.raftswarm.v1.NodeNetworkR\x05state\"\xbc\x01\n" +
+	"\x12GetNetworkResponse\x12/\n" +
+	"\anetwork\x18\x01 \x01(\v2\x15.raftswarm.v1.NetworkR\anetwork\x12@\n" +
+	"\bservices\x18\x02 \x03(\v2$.raftswarm.v1.NetworkAttachedServiceR\bservices\x123\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1d.raftswarm.v1.NetworkNodeInfoR\x05nodes\"Q\n" +
+	"\x13ListNetworksRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"Z\n" +
+	"\vNetworkInfo\x12/\n" +
+	"\anetwork\x18\x01 \x01(\v2\x15.raftswarm.v1.NetworkR\anetwork\x12\x1a\n" +
+	"\bservices\x18\x02 \x01(\rR\bservices\"u\n" +
+	"\x14ListNetworksResponse\x125\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x19.raftswarm.v1.NetworkInfoR\bnetworks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +
+	"\x14RemoveNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x17\n" +
+	"\x15RemoveNetworkResponse\"\xbf\x01\n" +
+	"\x13CreateSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12E\n" +
+	"\x06labels\x18\x02 \x03(\v2-.raftswarm.v1.CreateSecretRequest.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x14CreateSecretResponse\x12,\n" +
+	"\x06secret\x18\x01 \x01(\v2\x14.raftswarm.v1.SecretR\x06secret\"*\n" +
+	"\x10GetSecretRequest\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"]\n" +
+	"\x11GetSecretResponse\x12,\n" +
+	"\x06secret\x18\x01 \x01(\v2\x14.raftswarm.v1.SecretR\x06secret\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"P\n" +
+	"\x12ListSecretsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"m\n" +
+	"\x13ListSecretsResponse\x12.\n" +
+	"\asecrets\x18\x01 \x03(\v2\x14.raftswarm.v1.SecretR\asecrets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x01\n" +
+	"\x13UpdateSecretRequest\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12E\n" +
+	"\x06labels\x18\x03 \x03(\v2-.raftswarm.v1.UpdateSecretRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"set_labels\x18\x04 \x01(\bR\tsetLabels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
+	"\x14UpdateSecretResponse\x12,\n" +
+	"\x06secret\x18\x01 \x01(\v2\x14.raftswarm.v1.SecretR\x06secret\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"-\n" +
+	"\x13RemoveSecretRequest\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"\x16\n" +
+	"\x14RemoveSecretResponse\"\xbf\x01\n" +
+	"\x13CreateConfigRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12E\n" +
+	"\x06labels\x18\x02 \x03(\v2-.raftswarm.v1.CreateConfigRequest.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x14CreateConfigResponse\x12,\n" +
+	"\x06config\x18\x01 \x01(\v2\x14.raftswarm.v1.ConfigR\x06config\"*\n" +
+	"\x10GetConfigRequest\x12\x16\n" +
+	"\x06config\x18\x01 \x01(\tR\x06config\"]\n" +
+	"\x11GetConfigResponse\x12,\n" +
+	"\x06config\x18\x01 \x01(\v2\x14.raftswarm.v1.ConfigR\x06config\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"P\n" +
+	"\x12ListConfigsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"m\n" +
+	"\x13ListConfigsResponse\x12.\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x14.raftswarm.v1.ConfigR\aconfigs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x01\n" +
+	"\x13UpdateConfigRequest\x12\x16\n" +
+	"\x06config\x18\x01 \x01(\tR\x06config\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12E\n" +
+	"\x06labels\x18\x03 \x03(\v2-.raftswarm.v1.UpdateConfigRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"set_labels\x18\x04 \x01(\bR\tsetLabels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
+	"\x14UpdateConfigResponse\x12,\n" +
+	"\x06config\x18\x01 \x01(\v2\x14.raftswarm.v1.ConfigR\x06config\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"-\n" +
+	"\x13RemoveConfigRequest\x12\x16\n" +
+	"\x06config\x18\x01 \x01(\tR\x06config\"\x16\n" +
+	"\x14RemoveConfigResponse\"\xac\x01\n" +
 	"\vClusterInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -4101,7 +6418,7 @@ const file_api_proto_rawDesc = "" +
 	"\aSession\x12\x1c.raftswarm.v1.SessionRequest\x1a\x1c.raftswarm.v1.SessionMessage0\x01\x12a\n" +
 	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse\x12M\n" +
 	"\tEndpoints\x12\x1e.raftswarm.v1.EndpointsRequest\x1a\x1e.raftswarm.v1.EndpointsMessage0\x01\x12T\n" +
-	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x012\xf3\t\n" +
+	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x012\x9d\x13\n" +
 	"\aControl\x12L\n" +
 	"\tListNodes\x12\x1e.raftswarm.v1.ListNodesRequest\x1a\x1f.raftswarm.v1.ListNodesResponse\x12F\n" +
 	"\aGetNode\x12\x1c.raftswarm.v1.GetNodeRequest\x1a\x1d.raftswarm.v1.GetNodeResponse\x12O\n" +
@@ -4121,7 +6438,22 @@ const file_api_proto_rawDesc = "" +
 	"\n" +
 	"GetCluster\x12\x1f.raftswarm.v1.GetClusterRequest\x1a .raftswarm.v1.GetClusterResponse\x12X\n" +
 	"\rUpdateCluster\x12\".raftswarm.v1.UpdateClusterRequest\x1a#.raftswarm.v1.UpdateClusterResponse\x12U\n" +
-	"\fGetUnlockKey\x12!.raftswarm.v1.GetUnlockKeyRequest\x1a\".raftswarm.v1.GetUnlockKeyResponse2\xcb\x02\n" +
+	"\fGetUnlockKey\x12!.raftswarm.v1.GetUnlockKeyRequest\x1a\".raftswarm.v1.GetUnlockKeyResponse\x12X\n" +
+	"\rCreateNetwork\x12\".raftswarm.v1.CreateNetworkRequest\x1a#.raftswarm.v1.CreateNetworkResponse\x12O\n" +
+	"\n" +
+	"GetNetwork\x12\x1f.raftswarm.v1.GetNetworkRequest\x1a .raftswarm.v1.GetNetworkResponse\x12U\n" +
+	"\fListNetworks\x12!.raftswarm.v1.ListNetworksRequest\x1a\".raftswarm.v1.ListNetworksResponse\x12X\n" +
+	"\rRemoveNetwork\x12\".raftswarm.v1.RemoveNetworkRequest\x1a#.raftswarm.v1.RemoveNetworkResponse\x12U\n" +
+	"\fCreateSecret\x12!.raftswarm.v1.CreateSecretRequest\x1a\".raftswarm.v1.CreateSecretResponse\x12L\n" +
+	"\tGetSecret\x12\x1e.raftswarm.v1.GetSecretRequest\x1a\x1f.raftswarm.v1.GetSecretResponse\x12R\n" +
+	"\vListSecrets\x12 .raftswarm.v1.ListSecretsRequest\x1a!.raftswarm.v1.ListSecretsResponse\x12U\n" +
+	"\fUpdateSecret\x12!.raftswarm.v1.UpdateSecretRequest\x1a\".raftswarm.v1.UpdateSecretResponse\x12U\n" +
+	"\fRemoveSecret\x12!.raftswarm.v1.RemoveSecretRequest\x1a\".raftswarm.v1.RemoveSecretResponse\x12U\n" +
+	"\fCreateConfig\x12!.raftswarm.v1.CreateConfigRequest\x1a\".raftswarm.v1.CreateConfigResponse\x12L\n" +
+	"\tGetConfig\x12\x1e.raftswarm.v1.GetConfigRequest\x1a\x1f.raftswarm.v1.GetConfigResponse\x12R\n" +
+	"\vListConfigs\x12 .raftswarm.v1.ListConfigsRequest\x1a!.raftswarm.v1.ListConfigsResponse\x12U\n" +
+	"\fUpdateConfig\x12!.raftswarm.v1.UpdateConfigRequest\x1a\".raftswarm.v1.UpdateConfigResponse\x12U\n" +
+	"\fRemoveConfig\x12!.raftswarm.v1.RemoveConfigRequest\x1a\".raftswarm.v1.RemoveConfigResponse2\xcb\x02\n" +
 	"\x05Local\x12=\n" +
 	"\x04Init\x12\x19.raftswarm.v1.InitRequest\x1a\x1a.raftswarm.v1.InitResponse\x12=\n" +
 	"\x04Join\x12\x19.raftswarm.v1.JoinRequest\x1a\x1a.raftswarm.v1.JoinResponse\x12@\n" +
@@ -4141,201 +6473,306 @@ func file_api_proto_rawDescGZIP() []byte {
 	return file_api_proto_rawDescData
 }
 
-var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 117)
 var file_api_proto_goTypes = []any{
-	(SessionMessage_Kind)(0),             // 0: raftswarm.v1.SessionMessage.Kind
-	(*GetRootCACertificateRequest)(nil),  // 1: raftswarm.v1.GetRootCACertificateRequest
-	(*GetRootCACertificateResponse)(nil), // 2: raftswarm.v1.GetRootCACertificateResponse
-	(*IssueNodeCertificateRequest)(nil),  // 3: raftswarm.v1.IssueNodeCertificateRequest
-	(*IssueNodeCertificateResponse)(nil), // 4: raftswarm.v1.IssueNodeCertificateResponse
-	(*RenewNodeCertificateRequest)(nil),  // 5: raftswarm.v1.RenewNodeCertificateRequest
-	(*RaftJoinRequest)(nil),              // 6: raftswarm.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),             // 7: raftswarm.v1.RaftJoinResponse
-	(*RaftMember)(nil),                   // 8: raftswarm.v1.RaftMember
-	(*ForwardRequest)(nil),               // 9: raftswarm.v1.ForwardRequest
-	(*ForwardResponse)(nil),              // 10: raftswarm.v1.ForwardResponse
-	(*PingRequest)(nil),                  // 11: raftswarm.v1.PingRequest
-	(*PingResponse)(nil),                 // 12: raftswarm.v1.PingResponse
-	(*EndpointsRequest)(nil),             // 13: raftswarm.v1.EndpointsRequest
-	(*Backend)(nil),                      // 14: raftswarm.v1.Backend
-	(*ServiceEndpoint)(nil),              // 15: raftswarm.v1.ServiceEndpoint
-	(*EndpointsMessage)(nil),             // 16: raftswarm.v1.EndpointsMessage
-	(*LogSubscription)(nil),              // 17: raftswarm.v1.LogSubscription
-	(*LogLine)(nil),                      // 18: raftswarm.v1.LogLine
-	(*PublishLogsMessage)(nil),           // 19: raftswarm.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),          // 20: raftswarm.v1.PublishLogsResponse
-	(*HeartbeatRequest)(nil),             // 21: raftswarm.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 22: raftswarm.v1.HeartbeatResponse
-	(*SessionRequest)(nil),               // 23: raftswarm.v1.SessionRequest
-	(*SessionMessage)(nil),               // 24: raftswarm.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),             // 25: raftswarm.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),      // 26: raftswarm.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil),     // 27: raftswarm.v1.UpdateTaskStatusResponse
-	(*ClusterInfo)(nil),                  // 28: raftswarm.v1.ClusterInfo
-	(*GetClusterRequest)(nil),            // 29: raftswarm.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),           // 30: raftswarm.v1.GetClusterResponse
-	(*UpdateClusterRequest)(nil),         // 31: raftswarm.v1.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil),        // 32: raftswarm.v1.UpdateClusterResponse
-	(*GetUnlockKeyRequest)(nil),          // 33: raftswarm.v1.GetUnlockKeyRequest
-	(*GetUnlockKeyResponse)(nil),         // 34: raftswarm.v1.GetUnlockKeyResponse
-	(*ServiceLogsRequest)(nil),           // 35: raftswarm.v1.ServiceLogsRequest
-	(*LogContext)(nil),                   // 36: raftswarm.v1.LogContext
-	(*ServiceLogsMessage)(nil),           // 37: raftswarm.v1.ServiceLogsMessage
-	(*NodeInfo)(nil),                     // 38: raftswarm.v1.NodeInfo
-	(*ListNodesRequest)(nil),             // 39: raftswarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 40: raftswarm.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 41: raftswarm.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),              // 42: raftswarm.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),            // 43: raftswarm.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),           // 44: raftswarm.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),            // 45: raftswarm.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 46: raftswarm.v1.RemoveNodeResponse
-	(*GetJoinTokenRequest)(nil),          // 47: raftswarm.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),         // 48: raftswarm.v1.GetJoinTokenResponse
-	(*CreateServiceRequest)(nil),         // 49: raftswarm.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),        // 50: raftswarm.v1.CreateServiceResponse
-	(*UpdateServiceRequest)(nil),         // 51: raftswarm.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),        // 52: raftswarm.v1.UpdateServiceResponse
-	(*GetServiceRequest)(nil),            // 53: raftswarm.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),           // 54: raftswarm.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),          // 55: raftswarm.v1.ListServicesRequest
-	(*ServiceInfo)(nil),                  // 56: raftswarm.v1.ServiceInfo
-	(*ListServicesResponse)(nil),         // 57: raftswarm.v1.ListServicesResponse
-	(*RemoveServiceRequest)(nil),         // 58: raftswarm.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),        // 59: raftswarm.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),             // 60: raftswarm.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 61: raftswarm.v1.ListTasksResponse
-	(*UnlockRequest)(nil),                // 62: raftswarm.v1.UnlockRequest
-	(*UnlockResponse)(nil),               // 63: raftswarm.v1.UnlockResponse
-	(*InitRequest)(nil),                  // 64: raftswarm.v1.InitRequest
-	(*InitResponse)(nil),                 // 65: raftswarm.v1.InitResponse
-	(*JoinRequest)(nil),                  // 66: raftswarm.v1.JoinRequest
-	(*JoinResponse)(nil),                 // 67: raftswarm.v1.JoinResponse
-	(*LeaveRequest)(nil),                 // 68: raftswarm.v1.LeaveRequest
-	(*LeaveResponse)(nil),                // 69: raftswarm.v1.LeaveResponse
-	(*InfoRequest)(nil),                  // 70: raftswarm.v1.InfoRequest
-	(*InfoResponse)(nil),                 // 71: raftswarm.v1.InfoResponse
-	nil,                                  // 72: raftswarm.v1.ServiceLogsMessage.TasksEntry
-	nil,                                  // 73: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                  // 74: raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	(NodeRole)(0),                        // 75: raftswarm.v1.NodeRole
-	(*NodeDescription)(nil),              // 76: raftswarm.v1.NodeDescription
-	(*Task)(nil),                         // 77: raftswarm.v1.Task
-	(*TaskStatus)(nil),                   // 78: raftswarm.v1.TaskStatus
-	(*ClusterSettings)(nil),              // 79: raftswarm.v1.ClusterSettings
-	(*Node)(nil),                         // 80: raftswarm.v1.Node
-	(NodeAvailability)(0),                // 81: raftswarm.v1.NodeAvailability
-	(*ServiceSpec)(nil),                  // 82: raftswarm.v1.ServiceSpec
-	(*Service)(nil),                      // 83: raftswarm.v1.Service
+	(TunnelHeader_Kind)(0),               // 0: raftswarm.v1.TunnelHeader.Kind
+	(SessionMessage_Kind)(0),             // 1: raftswarm.v1.SessionMessage.Kind
+	(*GetRootCACertificateRequest)(nil),  // 2: raftswarm.v1.GetRootCACertificateRequest
+	(*GetRootCACertificateResponse)(nil), // 3: raftswarm.v1.GetRootCACertificateResponse
+	(*IssueNodeCertificateRequest)(nil),  // 4: raftswarm.v1.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 5: raftswarm.v1.IssueNodeCertificateResponse
+	(*RenewNodeCertificateRequest)(nil),  // 6: raftswarm.v1.RenewNodeCertificateRequest
+	(*RaftJoinRequest)(nil),              // 7: raftswarm.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),             // 8: raftswarm.v1.RaftJoinResponse
+	(*RaftMember)(nil),                   // 9: raftswarm.v1.RaftMember
+	(*ForwardRequest)(nil),               // 10: raftswarm.v1.ForwardRequest
+	(*ForwardResponse)(nil),              // 11: raftswarm.v1.ForwardResponse
+	(*PingRequest)(nil),                  // 12: raftswarm.v1.PingRequest
+	(*PingResponse)(nil),                 // 13: raftswarm.v1.PingResponse
+	(*EndpointsRequest)(nil),             // 14: raftswarm.v1.EndpointsRequest
+	(*Backend)(nil),                      // 15: raftswarm.v1.Backend
+	(*ServiceEndpoint)(nil),              // 16: raftswarm.v1.ServiceEndpoint
+	(*EndpointsMessage)(nil),             // 17: raftswarm.v1.EndpointsMessage
+	(*NetworkView)(nil),                  // 18: raftswarm.v1.NetworkView
+	(*DiscoveryService)(nil),             // 19: raftswarm.v1.DiscoveryService
+	(*DiscoveryAttachment)(nil),          // 20: raftswarm.v1.DiscoveryAttachment
+	(*DiscoveryTask)(nil),                // 21: raftswarm.v1.DiscoveryTask
+	(*NodeDataAddr)(nil),                 // 22: raftswarm.v1.NodeDataAddr
+	(*TunnelHeader)(nil),                 // 23: raftswarm.v1.TunnelHeader
+	(*TunnelReply)(nil),                  // 24: raftswarm.v1.TunnelReply
+	(*LogSubscription)(nil),              // 25: raftswarm.v1.LogSubscription
+	(*LogLine)(nil),                      // 26: raftswarm.v1.LogLine
+	(*PublishLogsMessage)(nil),           // 27: raftswarm.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),          // 28: raftswarm.v1.PublishLogsResponse
+	(*HeartbeatRequest)(nil),             // 29: raftswarm.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 30: raftswarm.v1.HeartbeatResponse
+	(*SessionRequest)(nil),               // 31: raftswarm.v1.SessionRequest
+	(*SessionMessage)(nil),               // 32: raftswarm.v1.SessionMessage
+	(*DataPayload)(nil),                  // 33: raftswarm.v1.DataPayload
+	(*TaskStatusUpdate)(nil),             // 34: raftswarm.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),      // 35: raftswarm.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil),     // 36: raftswarm.v1.UpdateTaskStatusResponse
+	(*CreateNetworkRequest)(nil),         // 37: raftswarm.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),        // 38: raftswarm.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),            // 39: raftswarm.v1.GetNetworkRequest
+	(*NetworkAttachedService)(nil),       // 40: raftswarm.v1.NetworkAttachedService
+	(*NetworkNodeInfo)(nil),              // 41: raftswarm.v1.NetworkNodeInfo
+	(*GetNetworkResponse)(nil),           // 42: raftswarm.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),          // 43: raftswarm.v1.ListNetworksRequest
+	(*NetworkInfo)(nil),                  // 44: raftswarm.v1.NetworkInfo
+	(*ListNetworksResponse)(nil),         // 45: raftswarm.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),         // 46: raftswarm.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),        // 47: raftswarm.v1.RemoveNetworkResponse
+	(*CreateSecretRequest)(nil),          // 48: raftswarm.v1.CreateSecretRequest
+	(*CreateSecretResponse)(nil),         // 49: raftswarm.v1.CreateSecretResponse
+	(*GetSecretRequest)(nil),             // 50: raftswarm.v1.GetSecretRequest
+	(*GetSecretResponse)(nil),            // 51: raftswarm.v1.GetSecretResponse
+	(*ListSecretsRequest)(nil),           // 52: raftswarm.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 53: raftswarm.v1.ListSecretsResponse
+	(*UpdateSecretRequest)(nil),          // 54: raftswarm.v1.UpdateSecretRequest
+	(*UpdateSecretResponse)(nil),         // 55: raftswarm.v1.UpdateSecretResponse
+	(*RemoveSecretRequest)(nil),          // 56: raftswarm.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),         // 57: raftswarm.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),          // 58: raftswarm.v1.CreateConfigRequest
+	(*CreateConfigResponse)(nil),         // 59: raftswarm.v1.CreateConfigResponse
+	(*GetConfigRequest)(nil),             // 60: raftswarm.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),            // 61: raftswarm.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),           // 62: raftswarm.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),          // 63: raftswarm.v1.ListConfigsResponse
+	(*UpdateConfigRequest)(nil),          // 64: raftswarm.v1.UpdateConfigRequest
+	(*UpdateConfigResponse)(nil),         // 65: raftswarm.v1.UpdateConfigResponse
+	(*RemoveConfigRequest)(nil),          // 66: raftswarm.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),         // 67: raftswarm.v1.RemoveConfigResponse
+	(*ClusterInfo)(nil),                  // 68: raftswarm.v1.ClusterInfo
+	(*GetClusterRequest)(nil),            // 69: raftswarm.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),           // 70: raftswarm.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),         // 71: raftswarm.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),        // 72: raftswarm.v1.UpdateClusterResponse
+	(*GetUnlockKeyRequest)(nil),          // 73: raftswarm.v1.GetUnlockKeyRequest
+	(*GetUnlockKeyResponse)(nil),         // 74: raftswarm.v1.GetUnlockKeyResponse
+	(*ServiceLogsRequest)(nil),           // 75: raftswarm.v1.ServiceLogsRequest
+	(*LogContext)(nil),                   // 76: raftswarm.v1.LogContext
+	(*ServiceLogsMessage)(nil),           // 77: raftswarm.v1.ServiceLogsMessage
+	(*NodeInfo)(nil),                     // 78: raftswarm.v1.NodeInfo
+	(*ListNodesRequest)(nil),             // 79: raftswarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 80: raftswarm.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 81: raftswarm.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),              // 82: raftswarm.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),            // 83: raftswarm.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),           // 84: raftswarm.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),            // 85: raftswarm.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 86: raftswarm.v1.RemoveNodeResponse
+	(*GetJoinTokenRequest)(nil),          // 87: raftswarm.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),         // 88: raftswarm.v1.GetJoinTokenResponse
+	(*CreateServiceRequest)(nil),         // 89: raftswarm.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),        // 90: raftswarm.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),         // 91: raftswarm.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),        // 92: raftswarm.v1.UpdateServiceResponse
+	(*GetServiceRequest)(nil),            // 93: raftswarm.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),           // 94: raftswarm.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),          // 95: raftswarm.v1.ListServicesRequest
+	(*ServiceInfo)(nil),                  // 96: raftswarm.v1.ServiceInfo
+	(*ListServicesResponse)(nil),         // 97: raftswarm.v1.ListServicesResponse
+	(*RemoveServiceRequest)(nil),         // 98: raftswarm.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),        // 99: raftswarm.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),             // 100: raftswarm.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 101: raftswarm.v1.ListTasksResponse
+	(*UnlockRequest)(nil),                // 102: raftswarm.v1.UnlockRequest
+	(*UnlockResponse)(nil),               // 103: raftswarm.v1.UnlockResponse
+	(*InitRequest)(nil),                  // 104: raftswarm.v1.InitRequest
+	(*InitResponse)(nil),                 // 105: raftswarm.v1.InitResponse
+	(*JoinRequest)(nil),                  // 106: raftswarm.v1.JoinRequest
+	(*JoinResponse)(nil),                 // 107: raftswarm.v1.JoinResponse
+	(*LeaveRequest)(nil),                 // 108: raftswarm.v1.LeaveRequest
+	(*LeaveResponse)(nil),                // 109: raftswarm.v1.LeaveResponse
+	(*InfoRequest)(nil),                  // 110: raftswarm.v1.InfoRequest
+	(*InfoResponse)(nil),                 // 111: raftswarm.v1.InfoResponse
+	nil,                                  // 112: raftswarm.v1.CreateSecretRequest.LabelsEntry
+	nil,                                  // 113: raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	nil,                                  // 114: raftswarm.v1.CreateConfigRequest.LabelsEntry
+	nil,                                  // 115: raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	nil,                                  // 116: raftswarm.v1.ServiceLogsMessage.TasksEntry
+	nil,                                  // 117: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                  // 118: raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	(NodeRole)(0),                        // 119: raftswarm.v1.NodeRole
+	(*NodeDescription)(nil),              // 120: raftswarm.v1.NodeDescription
+	(*Task)(nil),                         // 121: raftswarm.v1.Task
+	(*TaskStatus)(nil),                   // 122: raftswarm.v1.TaskStatus
+	(*NetworkSpec)(nil),                  // 123: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                      // 124: raftswarm.v1.Network
+	(*NodeNetwork)(nil),                  // 125: raftswarm.v1.NodeNetwork
+	(*Secret)(nil),                       // 126: raftswarm.v1.Secret
+	(*Config)(nil),                       // 127: raftswarm.v1.Config
+	(*ClusterSettings)(nil),              // 128: raftswarm.v1.ClusterSettings
+	(*Node)(nil),                         // 129: raftswarm.v1.Node
+	(NodeAvailability)(0),                // 130: raftswarm.v1.NodeAvailability
+	(*ServiceSpec)(nil),                  // 131: raftswarm.v1.ServiceSpec
+	(*Service)(nil),                      // 132: raftswarm.v1.Service
 }
 var file_api_proto_depIdxs = []int32{
-	75, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
-	8,  // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
-	14, // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
-	15, // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
-	18, // 4: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	76, // 5: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
-	75, // 6: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	75, // 7: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
-	76, // 8: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
-	0,  // 9: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	77, // 10: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
-	17, // 11: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
-	78, // 12: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
-	25, // 13: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
-	79, // 14: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
-	28, // 15: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
-	28, // 16: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
-	18, // 17: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	72, // 18: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
-	80, // 19: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	38, // 20: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	38, // 21: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	75, // 22: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	81, // 23: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	73, // 24: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	38, // 25: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	75, // 26: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	82, // 27: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	83, // 28: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	82, // 29: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	83, // 30: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	83, // 31: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	83, // 32: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	56, // 33: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	77, // 34: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	74, // 35: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	75, // 36: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	75, // 37: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	36, // 38: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
-	1,  // 39: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	3,  // 40: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	5,  // 41: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	6,  // 42: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	9,  // 43: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	11, // 44: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	21, // 45: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	23, // 46: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	26, // 47: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	13, // 48: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
-	19, // 49: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
-	39, // 50: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	41, // 51: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	43, // 52: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	45, // 53: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	47, // 54: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	49, // 55: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	51, // 56: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	53, // 57: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	55, // 58: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	58, // 59: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	60, // 60: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	35, // 61: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
-	29, // 62: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
-	31, // 63: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
-	33, // 64: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
-	64, // 65: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	66, // 66: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	68, // 67: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	70, // 68: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	62, // 69: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	2,  // 70: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	4,  // 71: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	4,  // 72: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	7,  // 73: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	10, // 74: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	12, // 75: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	22, // 76: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	24, // 77: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	27, // 78: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	16, // 79: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	20, // 80: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	40, // 81: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	42, // 82: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	44, // 83: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	46, // 84: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	48, // 85: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	50, // 86: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	52, // 87: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	54, // 88: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	57, // 89: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	59, // 90: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	61, // 91: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	37, // 92: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	30, // 93: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	32, // 94: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	34, // 95: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	65, // 96: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	67, // 97: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	69, // 98: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	71, // 99: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	63, // 100: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	70, // [70:101] is the sub-list for method output_type
-	39, // [39:70] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	119, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
+	9,   // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
+	15,  // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
+	16,  // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
+	18,  // 4: raftswarm.v1.EndpointsMessage.networks:type_name -> raftswarm.v1.NetworkView
+	19,  // 5: raftswarm.v1.EndpointsMessage.services:type_name -> raftswarm.v1.DiscoveryService
+	22,  // 6: raftswarm.v1.EndpointsMessage.nodes:type_name -> raftswarm.v1.NodeDataAddr
+	20,  // 7: raftswarm.v1.DiscoveryService.networks:type_name -> raftswarm.v1.DiscoveryAttachment
+	21,  // 8: raftswarm.v1.DiscoveryService.tasks:type_name -> raftswarm.v1.DiscoveryTask
+	0,   // 9: raftswarm.v1.TunnelHeader.kind:type_name -> raftswarm.v1.TunnelHeader.Kind
+	26,  // 10: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	120, // 11: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
+	119, // 12: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
+	119, // 13: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	120, // 14: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	1,   // 15: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
+	121, // 16: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	25,  // 17: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
+	33,  // 18: raftswarm.v1.SessionMessage.secrets:type_name -> raftswarm.v1.DataPayload
+	33,  // 19: raftswarm.v1.SessionMessage.configs:type_name -> raftswarm.v1.DataPayload
+	122, // 20: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	34,  // 21: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
+	123, // 22: raftswarm.v1.CreateNetworkRequest.spec:type_name -> raftswarm.v1.NetworkSpec
+	124, // 23: raftswarm.v1.CreateNetworkResponse.network:type_name -> raftswarm.v1.Network
+	125, // 24: raftswarm.v1.NetworkNodeInfo.state:type_name -> raftswarm.v1.NodeNetwork
+	124, // 25: raftswarm.v1.GetNetworkResponse.network:type_name -> raftswarm.v1.Network
+	40,  // 26: raftswarm.v1.GetNetworkResponse.services:type_name -> raftswarm.v1.NetworkAttachedService
+	41,  // 27: raftswarm.v1.GetNetworkResponse.nodes:type_name -> raftswarm.v1.NetworkNodeInfo
+	124, // 28: raftswarm.v1.NetworkInfo.network:type_name -> raftswarm.v1.Network
+	44,  // 29: raftswarm.v1.ListNetworksResponse.networks:type_name -> raftswarm.v1.NetworkInfo
+	112, // 30: raftswarm.v1.CreateSecretRequest.labels:type_name -> raftswarm.v1.CreateSecretRequest.LabelsEntry
+	126, // 31: raftswarm.v1.CreateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	126, // 32: raftswarm.v1.GetSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	126, // 33: raftswarm.v1.ListSecretsResponse.secrets:type_name -> raftswarm.v1.Secret
+	113, // 34: raftswarm.v1.UpdateSecretRequest.labels:type_name -> raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	126, // 35: raftswarm.v1.UpdateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	114, // 36: raftswarm.v1.CreateConfigRequest.labels:type_name -> raftswarm.v1.CreateConfigRequest.LabelsEntry
+	127, // 37: raftswarm.v1.CreateConfigResponse.config:type_name -> raftswarm.v1.Config
+	127, // 38: raftswarm.v1.GetConfigResponse.config:type_name -> raftswarm.v1.Config
+	127, // 39: raftswarm.v1.ListConfigsResponse.configs:type_name -> raftswarm.v1.Config
+	115, // 40: raftswarm.v1.UpdateConfigRequest.labels:type_name -> raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	127, // 41: raftswarm.v1.UpdateConfigResponse.config:type_name -> raftswarm.v1.Config
+	128, // 42: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
+	68,  // 43: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	68,  // 44: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	26,  // 45: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	116, // 46: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
+	129, // 47: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	78,  // 48: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	78,  // 49: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	119, // 50: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	130, // 51: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	117, // 52: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	78,  // 53: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	119, // 54: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	131, // 55: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	132, // 56: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	131, // 57: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	132, // 58: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	132, // 59: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	132, // 60: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	96,  // 61: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	121, // 62: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	118, // 63: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	119, // 64: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	119, // 65: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	76,  // 66: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	2,   // 67: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	4,   // 68: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	6,   // 69: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	7,   // 70: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	10,  // 71: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	12,  // 72: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	29,  // 73: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	31,  // 74: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	35,  // 75: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	14,  // 76: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	27,  // 77: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	79,  // 78: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	81,  // 79: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	83,  // 80: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	85,  // 81: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	87,  // 82: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	89,  // 83: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	91,  // 84: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	93,  // 85: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	95,  // 86: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	98,  // 87: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	100, // 88: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	75,  // 89: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	69,  // 90: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
+	71,  // 91: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
+	73,  // 92: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
+	37,  // 93: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
+	39,  // 94: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
+	43,  // 95: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
+	46,  // 96: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
+	48,  // 97: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
+	50,  // 98: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
+	52,  // 99: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
+	54,  // 100: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
+	56,  // 101: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
+	58,  // 102: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
+	60,  // 103: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
+	62,  // 104: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
+	64,  // 105: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
+	66,  // 106: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
+	104, // 107: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	106, // 108: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	108, // 109: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	110, // 110: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	102, // 111: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 112: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 113: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 114: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 115: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 116: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 117: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 118: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	32,  // 119: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	36,  // 120: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 121: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 122: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	80,  // 123: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	82,  // 124: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	84,  // 125: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	86,  // 126: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	88,  // 127: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	90,  // 128: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	92,  // 129: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	94,  // 130: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	97,  // 131: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	99,  // 132: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	101, // 133: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	77,  // 134: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	70,  // 135: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	72,  // 136: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	74,  // 137: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	38,  // 138: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	42,  // 139: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	45,  // 140: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	47,  // 141: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	49,  // 142: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	51,  // 143: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	53,  // 144: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	55,  // 145: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	57,  // 146: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	59,  // 147: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	61,  // 148: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	63,  // 149: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	65,  // 150: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	67,  // 151: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	105, // 152: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	107, // 153: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	109, // 154: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	111, // 155: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	103, // 156: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	112, // [112:157] is the sub-list for method output_type
+	67,  // [67:112] is the sub-list for method input_type
+	67,  // [67:67] is the sub-list for extension type_name
+	67,  // [67:67] is the sub-list for extension extendee
+	0,   // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }
@@ -4344,15 +6781,15 @@ func file_api_proto_init() {
 		return
 	}
 	file_objects_proto_init()
-	file_api_proto_msgTypes[30].OneofWrappers = []any{}
-	file_api_proto_msgTypes[42].OneofWrappers = []any{}
+	file_api_proto_msgTypes[69].OneofWrappers = []any{}
+	file_api_proto_msgTypes[81].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   74,
+			NumEnums:      2,
+			NumMessages:   117,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

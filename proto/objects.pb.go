@@ -466,6 +466,7 @@ type Mount_Type int32
 const (
 	Mount_TYPE_BIND   Mount_Type = 0
 	Mount_TYPE_VOLUME Mount_Type = 1
+	Mount_TYPE_TMPFS  Mount_Type = 2
 )
 
 // Enum value maps for Mount_Type.
@@ -473,10 +474,12 @@ var (
 	Mount_Type_name = map[int32]string{
 		0: "TYPE_BIND",
 		1: "TYPE_VOLUME",
+		2: "TYPE_TMPFS",
 	}
 	Mount_Type_value = map[string]int32{
 		"TYPE_BIND":   0,
 		"TYPE_VOLUME": 1,
+		"TYPE_TMPFS":  2,
 	}
 )
 
@@ -504,7 +507,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{9, 0}
+	return file_objects_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -553,7 +556,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{12, 0}
+	return file_objects_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type Meta struct {
@@ -1019,6 +1022,13 @@ type NodeDescription struct {
 	EngineVersion string                 `protobuf:"bytes,4,opt,name=engine_version,json=engineVersion,proto3" json:"engine_version,omitempty"`
 	Resources     *Resources             `protobuf:"bytes,5,opt,name=resources,proto3" json:"resources,omitempty"`
 	EngineError   string                 `protobuf:"bytes,6,opt,name=engine_error,json=engineError,proto3" json:"engine_error,omitempty"` // non-empty when the node cannot reach its container engine
+	// The TCP port of the node's data-path listener (service-to-service
+	// tunnels, image fetches); 0 when the node serves none. A claim: managers
+	// pair it with the address they observe, never an address the node names.
+	DataPort uint32 `protobuf:"varint,7,opt,name=data_port,json=dataPort,proto3" json:"data_port,omitempty"`
+	// What the node has set up for each cluster network it has tasks on;
+	// shown by 'network inspect'. A claim: bounded and validated.
+	Networks      []*NodeNetwork `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1095,6 +1105,104 @@ func (x *NodeDescription) GetEngineError() string {
 	return ""
 }
 
+func (x *NodeDescription) GetDataPort() uint32 {
+	if x != nil {
+		return x.DataPort
+	}
+	return 0
+}
+
+func (x *NodeDescription) GetNetworks() []*NodeNetwork {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type NodeNetwork struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	DockerNetwork string                 `protobuf:"bytes,2,opt,name=docker_network,json=dockerNetwork,proto3" json:"docker_network,omitempty"` // the engine's network (node-scoped name)
+	Bridge        string                 `protobuf:"bytes,3,opt,name=bridge,proto3" json:"bridge,omitempty"`                                    // the bridge interface
+	Subnet        string                 `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`                                    // the bridge's subnet (CIDR)
+	Gateway       string                 `protobuf:"bytes,5,opt,name=gateway,proto3" json:"gateway,omitempty"`                                  // where the node answers DNS and proxies
+	Tasks         uint32                 `protobuf:"varint,6,opt,name=tasks,proto3" json:"tasks,omitempty"`                                     // this node's tasks attached to it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeNetwork) Reset() {
+	*x = NodeNetwork{}
+	mi := &file_objects_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeNetwork) ProtoMessage() {}
+
+func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
+func (*NodeNetwork) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NodeNetwork) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetDockerNetwork() string {
+	if x != nil {
+		return x.DockerNetwork
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetTasks() uint32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
 type Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1112,7 +1220,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_objects_proto_msgTypes[8]
+	mi := &file_objects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1232,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[8]
+	mi := &file_objects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1245,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{8}
+	return file_objects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Node) GetId() string {
@@ -1204,18 +1312,24 @@ func (x *Node) GetLastHeartbeat() int64 {
 }
 
 type Mount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          Mount_Type             `protobuf:"varint,1,opt,name=type,proto3,enum=raftswarm.v1.Mount_Type" json:"type,omitempty"`
-	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool                   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Type     Mount_Type             `protobuf:"varint,1,opt,name=type,proto3,enum=raftswarm.v1.Mount_Type" json:"type,omitempty"`
+	Source   string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target   string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly bool                   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// Named volumes (TYPE_VOLUME): created on the task's node when missing.
+	VolumeDriver   string            `protobuf:"bytes,5,opt,name=volume_driver,json=volumeDriver,proto3" json:"volume_driver,omitempty"`
+	VolumeOptions  map[string]string `protobuf:"bytes,6,rep,name=volume_options,json=volumeOptions,proto3" json:"volume_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeLabels   map[string]string `protobuf:"bytes,7,rep,name=volume_labels,json=volumeLabels,proto3" json:"volume_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeNocopy   bool              `protobuf:"varint,8,opt,name=volume_nocopy,json=volumeNocopy,proto3" json:"volume_nocopy,omitempty"`
+	TmpfsSizeBytes int64             `protobuf:"varint,9,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"` // TYPE_TMPFS; 0: the engine's default
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1341,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1354,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{9}
+	return file_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1271,6 +1385,41 @@ func (x *Mount) GetReadOnly() bool {
 	return false
 }
 
+func (x *Mount) GetVolumeDriver() string {
+	if x != nil {
+		return x.VolumeDriver
+	}
+	return ""
+}
+
+func (x *Mount) GetVolumeOptions() map[string]string {
+	if x != nil {
+		return x.VolumeOptions
+	}
+	return nil
+}
+
+func (x *Mount) GetVolumeLabels() map[string]string {
+	if x != nil {
+		return x.VolumeLabels
+	}
+	return nil
+}
+
+func (x *Mount) GetVolumeNocopy() bool {
+	if x != nil {
+		return x.VolumeNocopy
+	}
+	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
 type HealthConfig struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Test          []string               `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"` // Docker form: ["CMD-SHELL", "..."], ["NONE"]
@@ -1284,7 +1433,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1445,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1458,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{10}
+	return file_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1360,13 +1509,19 @@ type ContainerSpec struct {
 	Mounts            []*Mount               `protobuf:"bytes,9,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	StopGracePeriodNs int64                  `protobuf:"varint,10,opt,name=stop_grace_period_ns,json=stopGracePeriodNs,proto3" json:"stop_grace_period_ns,omitempty"`
 	Healthcheck       *HealthConfig          `protobuf:"bytes,11,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Secrets           []*SecretReference     `protobuf:"bytes,12,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs           []*ConfigReference     `protobuf:"bytes,13,rep,name=configs,proto3" json:"configs,omitempty"`
+	// The image's ID (sha256:...) on the node where the service was created
+	// or updated, when that node's engine had the image; a node that lacks
+	// the image fetches exactly this ID from a node that has it.
+	ImageId       string `protobuf:"bytes,14,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"` // Fields 15-29 are kept for the stacks work.
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1533,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1546,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{11}
+	return file_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1471,6 +1626,215 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 	return nil
 }
 
+func (x *ContainerSpec) GetSecrets() []*SecretReference {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetConfigs() []*ConfigReference {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+// SecretReference mounts one version of a secret in a task, read-only, at
+// /run/secrets/<target>.
+type SecretReference struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SecretId      string                 `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	SecretName    string                 `protobuf:"bytes,2,opt,name=secret_name,json=secretName,proto3" json:"secret_name,omitempty"`
+	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"` // file name under /run/secrets; default: secret_name
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode          uint32                 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`       // default 0444
+	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"` // the secret's content version the task mounts
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretReference) Reset() {
+	*x = SecretReference{}
+	mi := &file_objects_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretReference) ProtoMessage() {}
+
+func (x *SecretReference) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
+func (*SecretReference) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SecretReference) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *SecretReference) GetSecretName() string {
+	if x != nil {
+		return x.SecretName
+	}
+	return ""
+}
+
+func (x *SecretReference) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *SecretReference) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *SecretReference) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *SecretReference) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *SecretReference) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ConfigReference mounts one version of a config in a task, read-only, at
+// target (an absolute path; default /<config_name>).
+type ConfigReference struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigId      string                 `protobuf:"bytes,1,opt,name=config_id,json=configId,proto3" json:"config_id,omitempty"`
+	ConfigName    string                 `protobuf:"bytes,2,opt,name=config_name,json=configName,proto3" json:"config_name,omitempty"`
+	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode          uint32                 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"` // default 0444
+	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigReference) Reset() {
+	*x = ConfigReference{}
+	mi := &file_objects_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigReference) ProtoMessage() {}
+
+func (x *ConfigReference) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
+func (*ConfigReference) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConfigReference) GetConfigId() string {
+	if x != nil {
+		return x.ConfigId
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetConfigName() string {
+	if x != nil {
+		return x.ConfigName
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ConfigReference) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ConfigReference) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *ConfigReference) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *ConfigReference) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type RestartPolicy struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
 	Condition     RestartPolicy_Condition `protobuf:"varint,1,opt,name=condition,proto3,enum=raftswarm.v1.RestartPolicy_Condition" json:"condition,omitempty"`
@@ -1483,7 +1847,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1859,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1872,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{12}
+	return file_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1550,7 +1914,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1926,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1939,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{13}
+	return file_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1609,7 +1973,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1985,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1998,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{14}
+	return file_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -1663,7 +2027,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2039,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2052,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{15}
+	return file_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -1740,7 +2104,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2116,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2129,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{16}
+	return file_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1844,7 +2208,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2220,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2233,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{17}
+	return file_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateStatus) GetState() string {
@@ -1915,25 +2279,28 @@ func (x *UpdateStatus) GetFailureRollback() bool {
 }
 
 type ServiceSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Container     *ContainerSpec         `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
-	Mode          ServiceMode            `protobuf:"varint,4,opt,name=mode,proto3,enum=raftswarm.v1.ServiceMode" json:"mode,omitempty"`
-	Replicas      uint64                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
-	Restart       *RestartPolicy         `protobuf:"bytes,6,opt,name=restart,proto3" json:"restart,omitempty"`
-	Placement     *Placement             `protobuf:"bytes,7,opt,name=placement,proto3" json:"placement,omitempty"`
-	Resources     *ResourceRequirements  `protobuf:"bytes,8,opt,name=resources,proto3" json:"resources,omitempty"`
-	Ports         []*PortConfig          `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
-	Update        *UpdateConfig          `protobuf:"bytes,10,opt,name=update,proto3" json:"update,omitempty"`
-	Rollback      *UpdateConfig          `protobuf:"bytes,11,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Container *ContainerSpec         `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	Mode      ServiceMode            `protobuf:"varint,4,opt,name=mode,proto3,enum=raftswarm.v1.ServiceMode" json:"mode,omitempty"`
+	Replicas  uint64                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Restart   *RestartPolicy         `protobuf:"bytes,6,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement *Placement             `protobuf:"bytes,7,opt,name=placement,proto3" json:"placement,omitempty"`
+	Resources *ResourceRequirements  `protobuf:"bytes,8,opt,name=resources,proto3" json:"resources,omitempty"`
+	Ports     []*PortConfig          `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
+	Update    *UpdateConfig          `protobuf:"bytes,10,opt,name=update,proto3" json:"update,omitempty"`
+	Rollback  *UpdateConfig          `protobuf:"bytes,11,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// Networks the service's tasks attach to; target is a network ID (the
+	// API resolves names). Empty: today's behaviour, no service discovery.
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,12,rep,name=networks,proto3" json:"networks,omitempty"` // Fields 13-29 are kept for the stacks work.
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2312,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2325,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{18}
+	return file_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -2038,6 +2405,120 @@ func (x *ServiceSpec) GetRollback() *UpdateConfig {
 	return nil
 }
 
+func (x *ServiceSpec) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type NetworkAttachmentConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`   // network ID
+	Aliases       []string               `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"` // extra DNS names on that network
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentConfig) Reset() {
+	*x = NetworkAttachmentConfig{}
+	mi := &file_objects_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentConfig) ProtoMessage() {}
+
+func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *NetworkAttachmentConfig) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+// VirtualIP is a service's address on one network, allocated by the
+// managers from the network's subnet: connections to any port of it reach
+// the service's running tasks.
+type VirtualIP struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // IPv4 address, no prefix length
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualIP) Reset() {
+	*x = VirtualIP{}
+	mi := &file_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualIP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualIP) ProtoMessage() {}
+
+func (x *VirtualIP) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
+func (*VirtualIP) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *VirtualIP) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *VirtualIP) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 type Service struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2046,13 +2527,14 @@ type Service struct {
 	PreviousSpec  *ServiceSpec           `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
 	SpecVersion   uint64                 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"` // bumped on every spec change that affects tasks
 	UpdateStatus  *UpdateStatus          `protobuf:"bytes,6,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	VirtualIps    []*VirtualIP           `protobuf:"bytes,7,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"` // one per attached network
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2546,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2559,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{19}
+	return file_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Service) GetId() string {
@@ -2122,6 +2604,13 @@ func (x *Service) GetUpdateStatus() *UpdateStatus {
 	return nil
 }
 
+func (x *Service) GetVirtualIps() []*VirtualIP {
+	if x != nil {
+		return x.VirtualIps
+	}
+	return nil
+}
+
 type TaskStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         TaskState              `protobuf:"varint,1,opt,name=state,proto3,enum=raftswarm.v1.TaskState" json:"state,omitempty"`
@@ -2137,7 +2626,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2638,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2651,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{20}
+	return file_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2229,7 +2718,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2730,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2743,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{21}
+	return file_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PortBinding) GetProtocol() string {
@@ -2311,7 +2800,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2812,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2825,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{22}
+	return file_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Task) GetId() string {
@@ -2416,19 +2905,237 @@ func (x *Task) GetSchedulingMessage() string {
 	return ""
 }
 
+type NetworkSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Driver        string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`      // "overlay" (the default) or "bridge": accepted for compatibility; both mean the raftswarm data path
+	Subnet        string                 `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`      // the virtual address subnet (CIDR); the managers choose one when empty
+	Internal      bool                   `protobuf:"varint,5,opt,name=internal,proto3" json:"internal,omitempty"` // tasks on it get no route out of the cluster
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkSpec) Reset() {
+	*x = NetworkSpec{}
+	mi := &file_objects_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkSpec) ProtoMessage() {}
+
+func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
+func (*NetworkSpec) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *NetworkSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *NetworkSpec) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
+}
+
+type Network struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec          *NetworkSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Subnet        string                 `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"` // the subnet in force: spec.subnet or the one allocated
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_objects_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Network) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Network) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Network) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Network) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+// DataVersion is one content of a secret or config. Versions still
+// referenced by a service (spec or previous spec) or a task are kept, so
+// that a rollback returns to the old content.
+type DataVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`                         // hex digest of data
+	CreatedAt     int64                  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"` // unix nanoseconds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataVersion) Reset() {
+	*x = DataVersion{}
+	mi := &file_objects_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataVersion) ProtoMessage() {}
+
+func (x *DataVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataVersion.ProtoReflect.Descriptor instead.
+func (*DataVersion) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DataVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DataVersion) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *DataVersion) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *DataVersion) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
 type Secret struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"` // unused; kept for wire compatibility
+	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`  // the current content version
+	Versions      []*DataVersion         `protobuf:"bytes,7,rep,name=versions,proto3" json:"versions,omitempty"` // current and still-referenced contents
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[23]
+	mi := &file_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +3147,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[23]
+	mi := &file_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +3160,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{23}
+	return file_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Secret) GetId() string {
@@ -2480,6 +3187,111 @@ func (x *Secret) GetName() string {
 func (x *Secret) GetData() []byte {
 	if x != nil {
 		return x.Data
+	}
+	return nil
+}
+
+func (x *Secret) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Secret) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Secret) GetVersions() []*DataVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type Config struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Version       uint64                 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Versions      []*DataVersion         `protobuf:"bytes,6,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Config) Reset() {
+	*x = Config{}
+	mi := &file_objects_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Config) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Config) ProtoMessage() {}
+
+func (x *Config) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Config.ProtoReflect.Descriptor instead.
+func (*Config) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Config) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Config) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Config) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Config) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Config) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Config) GetVersions() []*DataVersion {
+	if x != nil {
+		return x.Versions
 	}
 	return nil
 }
@@ -2528,14 +3340,24 @@ const file_objects_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xd2\x01\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa6\x02\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x03 \x01(\tR\x04arch\x12%\n" +
 	"\x0eengine_version\x18\x04 \x01(\tR\rengineVersion\x125\n" +
 	"\tresources\x18\x05 \x01(\v2\x17.raftswarm.v1.ResourcesR\tresources\x12!\n" +
-	"\fengine_error\x18\x06 \x01(\tR\vengineError\"\xeb\x02\n" +
+	"\fengine_error\x18\x06 \x01(\tR\vengineError\x12\x1b\n" +
+	"\tdata_port\x18\a \x01(\rR\bdataPort\x125\n" +
+	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\"\xb3\x01\n" +
+	"\vNodeNetwork\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12%\n" +
+	"\x0edocker_network\x18\x02 \x01(\tR\rdockerNetwork\x12\x16\n" +
+	"\x06bridge\x18\x03 \x01(\tR\x06bridge\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x05 \x01(\tR\agateway\x12\x14\n" +
+	"\x05tasks\x18\x06 \x01(\rR\x05tasks\"\xeb\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12*\n" +
@@ -2545,15 +3367,28 @@ const file_objects_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\x0e2\x18.raftswarm.v1.NodeStatusR\x06status\x12%\n" +
 	"\x0estatus_message\x18\a \x01(\tR\rstatusMessage\x12\x12\n" +
 	"\x04addr\x18\b \x01(\tR\x04addr\x12%\n" +
-	"\x0elast_heartbeat\x18\t \x01(\x03R\rlastHeartbeat\"\xaa\x01\n" +
+	"\x0elast_heartbeat\x18\t \x01(\x03R\rlastHeartbeat\"\xcc\x04\n" +
 	"\x05Mount\x12,\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.raftswarm.v1.Mount.TypeR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"&\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12#\n" +
+	"\rvolume_driver\x18\x05 \x01(\tR\fvolumeDriver\x12M\n" +
+	"\x0evolume_options\x18\x06 \x03(\v2&.raftswarm.v1.Mount.VolumeOptionsEntryR\rvolumeOptions\x12J\n" +
+	"\rvolume_labels\x18\a \x03(\v2%.raftswarm.v1.Mount.VolumeLabelsEntryR\fvolumeLabels\x12#\n" +
+	"\rvolume_nocopy\x18\b \x01(\bR\fvolumeNocopy\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\t \x01(\x03R\x0etmpfsSizeBytes\x1a@\n" +
+	"\x12VolumeOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
+	"\x11VolumeLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
 	"\x04Type\x12\r\n" +
 	"\tTYPE_BIND\x10\x00\x12\x0f\n" +
-	"\vTYPE_VOLUME\x10\x01\"\xa4\x01\n" +
+	"\vTYPE_VOLUME\x10\x01\x12\x0e\n" +
+	"\n" +
+	"TYPE_TMPFS\x10\x02\"\xa4\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x12\x1f\n" +
 	"\vinterval_ns\x18\x02 \x01(\x03R\n" +
@@ -2561,7 +3396,7 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ns\x18\x03 \x01(\x03R\ttimeoutNs\x12&\n" +
 	"\x0fstart_period_ns\x18\x04 \x01(\x03R\rstartPeriodNs\x12\x18\n" +
-	"\aretries\x18\x05 \x01(\x05R\aretries\"\xbf\x03\n" +
+	"\aretries\x18\x05 \x01(\x05R\aretries\"\xcc\x04\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2574,10 +3409,31 @@ const file_objects_proto_rawDesc = "" +
 	"\x06mounts\x18\t \x03(\v2\x13.raftswarm.v1.MountR\x06mounts\x12/\n" +
 	"\x14stop_grace_period_ns\x18\n" +
 	" \x01(\x03R\x11stopGracePeriodNs\x12<\n" +
-	"\vhealthcheck\x18\v \x01(\v2\x1a.raftswarm.v1.HealthConfigR\vhealthcheck\x1a9\n" +
+	"\vhealthcheck\x18\v \x01(\v2\x1a.raftswarm.v1.HealthConfigR\vhealthcheck\x127\n" +
+	"\asecrets\x18\f \x03(\v2\x1d.raftswarm.v1.SecretReferenceR\asecrets\x127\n" +
+	"\aconfigs\x18\r \x03(\v2\x1d.raftswarm.v1.ConfigReferenceR\aconfigs\x12\x19\n" +
+	"\bimage_id\x18\x0e \x01(\tR\aimageId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfd\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x0fSecretReference\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x1f\n" +
+	"\vsecret_name\x18\x02 \x01(\tR\n" +
+	"secretName\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"\xb9\x01\n" +
+	"\x0fConfigReference\x12\x1b\n" +
+	"\tconfig_id\x18\x01 \x01(\tR\bconfigId\x12\x1f\n" +
+	"\vconfig_name\x18\x02 \x01(\tR\n" +
+	"configName\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"\xfd\x01\n" +
 	"\rRestartPolicy\x12C\n" +
 	"\tcondition\x18\x01 \x01(\x0e2%.raftswarm.v1.RestartPolicy.ConditionR\tcondition\x12\x19\n" +
 	"\bdelay_ns\x18\x02 \x01(\x03R\adelayNs\x12!\n" +
@@ -2619,7 +3475,7 @@ const file_objects_proto_rawDesc = "" +
 	"\fcompleted_at\x18\x03 \x01(\x03R\vcompletedAt\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12<\n" +
 	"\fupdate_state\x18\x05 \x01(\x0e2\x19.raftswarm.v1.UpdateStateR\vupdateState\x12)\n" +
-	"\x10failure_rollback\x18\x06 \x01(\bR\x0ffailureRollback\"\xed\x04\n" +
+	"\x10failure_rollback\x18\x06 \x01(\bR\x0ffailureRollback\"\xb0\x05\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
 	"\x06labels\x18\x02 \x03(\v2%.raftswarm.v1.ServiceSpec.LabelsEntryR\x06labels\x129\n" +
@@ -2632,17 +3488,27 @@ const file_objects_proto_rawDesc = "" +
 	"\x05ports\x18\t \x03(\v2\x18.raftswarm.v1.PortConfigR\x05ports\x122\n" +
 	"\x06update\x18\n" +
 	" \x01(\v2\x1a.raftswarm.v1.UpdateConfigR\x06update\x126\n" +
-	"\brollback\x18\v \x01(\v2\x1a.raftswarm.v1.UpdateConfigR\brollback\x1a9\n" +
+	"\brollback\x18\v \x01(\v2\x1a.raftswarm.v1.UpdateConfigR\brollback\x12A\n" +
+	"\bnetworks\x18\f \x03(\v2%.raftswarm.v1.NetworkAttachmentConfigR\bnetworks\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
+	"\x17NetworkAttachmentConfig\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\">\n" +
+	"\tVirtualIP\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xce\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
 	"\x04spec\x18\x03 \x01(\v2\x19.raftswarm.v1.ServiceSpecR\x04spec\x12>\n" +
 	"\rprevious_spec\x18\x04 \x01(\v2\x19.raftswarm.v1.ServiceSpecR\fpreviousSpec\x12!\n" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12?\n" +
-	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\"\xf6\x01\n" +
+	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\x128\n" +
+	"\vvirtual_ips\x18\a \x03(\v2\x17.raftswarm.v1.VirtualIPR\n" +
+	"virtualIps\"\xf6\x01\n" +
 	"\n" +
 	"TaskStatus\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.raftswarm.v1.TaskStateR\x05state\x12\x18\n" +
@@ -2672,12 +3538,48 @@ const file_objects_proto_rawDesc = "" +
 	"\x04spec\x18\t \x01(\v2\x19.raftswarm.v1.ServiceSpecR\x04spec\x12!\n" +
 	"\fspec_version\x18\n" +
 	" \x01(\x04R\vspecVersion\x12-\n" +
-	"\x12scheduling_message\x18\v \x01(\tR\x11schedulingMessage\"h\n" +
+	"\x12scheduling_message\x18\v \x01(\tR\x11schedulingMessage\"\xe7\x01\n" +
+	"\vNetworkSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
+	"\x06labels\x18\x02 \x03(\v2%.raftswarm.v1.NetworkSpec.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06driver\x18\x03 \x01(\tR\x06driver\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\x12\x1a\n" +
+	"\binternal\x18\x05 \x01(\bR\binternal\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
+	"\aNetwork\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
+	"\x04spec\x18\x03 \x01(\v2\x19.raftswarm.v1.NetworkSpecR\x04spec\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\"r\n" +
+	"\vDataVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"\xae\x02\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data*7\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x128\n" +
+	"\x06labels\x18\x05 \x03(\v2 .raftswarm.v1.Secret.LabelsEntryR\x06labels\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x125\n" +
+	"\bversions\x18\a \x03(\v2\x19.raftswarm.v1.DataVersionR\bversions\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9a\x02\n" +
+	"\x06Config\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x128\n" +
+	"\x06labels\x18\x04 \x03(\v2 .raftswarm.v1.Config.LabelsEntryR\x06labels\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x125\n" +
+	"\bversions\x18\x06 \x03(\v2\x19.raftswarm.v1.DataVersionR\bversions\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*7\n" +
 	"\bNodeRole\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x00\x12\x15\n" +
 	"\x11NODE_ROLE_MANAGER\x10\x01*R\n" +
@@ -2738,45 +3640,59 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_objects_proto_goTypes = []any{
-	(NodeRole)(0),                // 0: raftswarm.v1.NodeRole
-	(NodeStatus)(0),              // 1: raftswarm.v1.NodeStatus
-	(NodeAvailability)(0),        // 2: raftswarm.v1.NodeAvailability
-	(ServiceMode)(0),             // 3: raftswarm.v1.ServiceMode
-	(UpdateFailureAction)(0),     // 4: raftswarm.v1.UpdateFailureAction
-	(UpdateOrder)(0),             // 5: raftswarm.v1.UpdateOrder
-	(UpdateState)(0),             // 6: raftswarm.v1.UpdateState
-	(TaskState)(0),               // 7: raftswarm.v1.TaskState
-	(Mount_Type)(0),              // 8: raftswarm.v1.Mount.Type
-	(RestartPolicy_Condition)(0), // 9: raftswarm.v1.RestartPolicy.Condition
-	(*Meta)(nil),                 // 10: raftswarm.v1.Meta
-	(*Cluster)(nil),              // 11: raftswarm.v1.Cluster
-	(*RootCA)(nil),               // 12: raftswarm.v1.RootCA
-	(*JoinTokens)(nil),           // 13: raftswarm.v1.JoinTokens
-	(*ClusterSettings)(nil),      // 14: raftswarm.v1.ClusterSettings
-	(*NodeSpec)(nil),             // 15: raftswarm.v1.NodeSpec
-	(*Resources)(nil),            // 16: raftswarm.v1.Resources
-	(*NodeDescription)(nil),      // 17: raftswarm.v1.NodeDescription
-	(*Node)(nil),                 // 18: raftswarm.v1.Node
-	(*Mount)(nil),                // 19: raftswarm.v1.Mount
-	(*HealthConfig)(nil),         // 20: raftswarm.v1.HealthConfig
-	(*ContainerSpec)(nil),        // 21: raftswarm.v1.ContainerSpec
-	(*RestartPolicy)(nil),        // 22: raftswarm.v1.RestartPolicy
-	(*Placement)(nil),            // 23: raftswarm.v1.Placement
-	(*ResourceRequirements)(nil), // 24: raftswarm.v1.ResourceRequirements
-	(*PortConfig)(nil),           // 25: raftswarm.v1.PortConfig
-	(*UpdateConfig)(nil),         // 26: raftswarm.v1.UpdateConfig
-	(*UpdateStatus)(nil),         // 27: raftswarm.v1.UpdateStatus
-	(*ServiceSpec)(nil),          // 28: raftswarm.v1.ServiceSpec
-	(*Service)(nil),              // 29: raftswarm.v1.Service
-	(*TaskStatus)(nil),           // 30: raftswarm.v1.TaskStatus
-	(*PortBinding)(nil),          // 31: raftswarm.v1.PortBinding
-	(*Task)(nil),                 // 32: raftswarm.v1.Task
-	(*Secret)(nil),               // 33: raftswarm.v1.Secret
-	nil,                          // 34: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                          // 35: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                          // 36: raftswarm.v1.ServiceSpec.LabelsEntry
+	(NodeRole)(0),                   // 0: raftswarm.v1.NodeRole
+	(NodeStatus)(0),                 // 1: raftswarm.v1.NodeStatus
+	(NodeAvailability)(0),           // 2: raftswarm.v1.NodeAvailability
+	(ServiceMode)(0),                // 3: raftswarm.v1.ServiceMode
+	(UpdateFailureAction)(0),        // 4: raftswarm.v1.UpdateFailureAction
+	(UpdateOrder)(0),                // 5: raftswarm.v1.UpdateOrder
+	(UpdateState)(0),                // 6: raftswarm.v1.UpdateState
+	(TaskState)(0),                  // 7: raftswarm.v1.TaskState
+	(Mount_Type)(0),                 // 8: raftswarm.v1.Mount.Type
+	(RestartPolicy_Condition)(0),    // 9: raftswarm.v1.RestartPolicy.Condition
+	(*Meta)(nil),                    // 10: raftswarm.v1.Meta
+	(*Cluster)(nil),                 // 11: raftswarm.v1.Cluster
+	(*RootCA)(nil),                  // 12: raftswarm.v1.RootCA
+	(*JoinTokens)(nil),              // 13: raftswarm.v1.JoinTokens
+	(*ClusterSettings)(nil),         // 14: raftswarm.v1.ClusterSettings
+	(*NodeSpec)(nil),                // 15: raftswarm.v1.NodeSpec
+	(*Resources)(nil),               // 16: raftswarm.v1.Resources
+	(*NodeDescription)(nil),         // 17: raftswarm.v1.NodeDescription
+	(*NodeNetwork)(nil),             // 18: raftswarm.v1.NodeNetwork
+	(*Node)(nil),                    // 19: raftswarm.v1.Node
+	(*Mount)(nil),                   // 20: raftswarm.v1.Mount
+	(*HealthConfig)(nil),            // 21: raftswarm.v1.HealthConfig
+	(*ContainerSpec)(nil),           // 22: raftswarm.v1.ContainerSpec
+	(*SecretReference)(nil),         // 23: raftswarm.v1.SecretReference
+	(*ConfigReference)(nil),         // 24: raftswarm.v1.ConfigReference
+	(*RestartPolicy)(nil),           // 25: raftswarm.v1.RestartPolicy
+	(*Placement)(nil),               // 26: raftswarm.v1.Placement
+	(*ResourceRequirements)(nil),    // 27: raftswarm.v1.ResourceRequirements
+	(*PortConfig)(nil),              // 28: raftswarm.v1.PortConfig
+	(*UpdateConfig)(nil),            // 29: raftswarm.v1.UpdateConfig
+	(*UpdateStatus)(nil),            // 30: raftswarm.v1.UpdateStatus
+	(*ServiceSpec)(nil),             // 31: raftswarm.v1.ServiceSpec
+	(*NetworkAttachmentConfig)(nil), // 32: raftswarm.v1.NetworkAttachmentConfig
+	(*VirtualIP)(nil),               // 33: raftswarm.v1.VirtualIP
+	(*Service)(nil),                 // 34: raftswarm.v1.Service
+	(*TaskStatus)(nil),              // 35: raftswarm.v1.TaskStatus
+	(*PortBinding)(nil),             // 36: raftswarm.v1.PortBinding
+	(*Task)(nil),                    // 37: raftswarm.v1.Task
+	(*NetworkSpec)(nil),             // 38: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                 // 39: raftswarm.v1.Network
+	(*DataVersion)(nil),             // 40: raftswarm.v1.DataVersion
+	(*Secret)(nil),                  // 41: raftswarm.v1.Secret
+	(*Config)(nil),                  // 42: raftswarm.v1.Config
+	nil,                             // 43: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                             // 44: raftswarm.v1.Mount.VolumeOptionsEntry
+	nil,                             // 45: raftswarm.v1.Mount.VolumeLabelsEntry
+	nil,                             // 46: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                             // 47: raftswarm.v1.ServiceSpec.LabelsEntry
+	nil,                             // 48: raftswarm.v1.NetworkSpec.LabelsEntry
+	nil,                             // 49: raftswarm.v1.Secret.LabelsEntry
+	nil,                             // 50: raftswarm.v1.Config.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	10, // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
@@ -2785,48 +3701,63 @@ var file_objects_proto_depIdxs = []int32{
 	14, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	34, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	43, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
 	16, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
-	10, // 8: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
-	15, // 9: raftswarm.v1.Node.spec:type_name -> raftswarm.v1.NodeSpec
-	17, // 10: raftswarm.v1.Node.description:type_name -> raftswarm.v1.NodeDescription
-	0,  // 11: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
-	1,  // 12: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
-	8,  // 13: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	35, // 14: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
-	19, // 15: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
-	20, // 16: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
-	9,  // 17: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
-	16, // 18: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
-	16, // 19: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
-	4,  // 20: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
-	5,  // 21: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
-	6,  // 22: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
-	36, // 23: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
-	21, // 24: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
-	3,  // 25: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
-	22, // 26: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
-	23, // 27: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
-	24, // 28: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
-	25, // 29: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
-	26, // 30: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
-	26, // 31: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
-	10, // 32: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
-	28, // 33: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
-	28, // 34: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
-	27, // 35: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
-	7,  // 36: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	31, // 37: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
-	10, // 38: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	7,  // 39: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	30, // 40: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	28, // 41: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	10, // 42: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	18, // 8: raftswarm.v1.NodeDescription.networks:type_name -> raftswarm.v1.NodeNetwork
+	10, // 9: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
+	15, // 10: raftswarm.v1.Node.spec:type_name -> raftswarm.v1.NodeSpec
+	17, // 11: raftswarm.v1.Node.description:type_name -> raftswarm.v1.NodeDescription
+	0,  // 12: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
+	1,  // 13: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
+	8,  // 14: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
+	44, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
+	45, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
+	46, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	20, // 18: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
+	21, // 19: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
+	23, // 20: raftswarm.v1.ContainerSpec.secrets:type_name -> raftswarm.v1.SecretReference
+	24, // 21: raftswarm.v1.ContainerSpec.configs:type_name -> raftswarm.v1.ConfigReference
+	9,  // 22: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
+	16, // 23: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
+	16, // 24: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
+	4,  // 25: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
+	5,  // 26: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
+	6,  // 27: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
+	47, // 28: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	22, // 29: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
+	3,  // 30: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
+	25, // 31: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
+	26, // 32: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
+	27, // 33: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
+	28, // 34: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
+	29, // 35: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
+	29, // 36: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
+	32, // 37: raftswarm.v1.ServiceSpec.networks:type_name -> raftswarm.v1.NetworkAttachmentConfig
+	10, // 38: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
+	31, // 39: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
+	31, // 40: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
+	30, // 41: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
+	33, // 42: raftswarm.v1.Service.virtual_ips:type_name -> raftswarm.v1.VirtualIP
+	7,  // 43: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
+	36, // 44: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	10, // 45: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	7,  // 46: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	35, // 47: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	31, // 48: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	48, // 49: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
+	10, // 50: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
+	38, // 51: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
+	10, // 52: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	49, // 53: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
+	40, // 54: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
+	10, // 55: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
+	50, // 56: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
+	40, // 57: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2840,7 +3771,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   27,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

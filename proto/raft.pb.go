@@ -239,6 +239,8 @@ type StoreAction struct {
 	//	*StoreAction_Service
 	//	*StoreAction_Task
 	//	*StoreAction_Secret
+	//	*StoreAction_Network
+	//	*StoreAction_Config
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -333,6 +335,24 @@ func (x *StoreAction) GetSecret() *Secret {
 	return nil
 }
 
+func (x *StoreAction) GetNetwork() *Network {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetConfig() *Config {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -357,6 +377,14 @@ type StoreAction_Secret struct {
 	Secret *Secret `protobuf:"bytes,6,opt,name=secret,proto3,oneof"`
 }
 
+type StoreAction_Network struct {
+	Network *Network `protobuf:"bytes,7,opt,name=network,proto3,oneof"`
+}
+
+type StoreAction_Config struct {
+	Config *Config `protobuf:"bytes,8,opt,name=config,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -366,6 +394,10 @@ func (*StoreAction_Service) isStoreAction_Target() {}
 func (*StoreAction_Task) isStoreAction_Target() {}
 
 func (*StoreAction_Secret) isStoreAction_Target() {}
+
+func (*StoreAction_Network) isStoreAction_Target() {}
+
+func (*StoreAction_Config) isStoreAction_Target() {}
 
 // Snapshot is the whole state, written by the FSM's Persist.
 type Snapshot struct {
@@ -377,6 +409,8 @@ type Snapshot struct {
 	Tasks         []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Secrets       []*Secret              `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	Index         uint64                 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"` // the Raft index the snapshot covers (store batches)
+	Networks      []*Network             `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
+	Configs       []*Config              `protobuf:"bytes,9,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +494,20 @@ func (x *Snapshot) GetIndex() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *Snapshot) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
 var File_raft_proto protoreflect.FileDescriptor
 
 const file_raft_proto_rawDesc = "" +
@@ -472,19 +520,21 @@ const file_raft_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\"A\n" +
 	"\n" +
 	"StoreBatch\x123\n" +
-	"\aactions\x18\x01 \x03(\v2\x19.raftswarm.v1.StoreActionR\aactions\"\xf0\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x19.raftswarm.v1.StoreActionR\aactions\"\xd3\x03\n" +
 	"\vStoreAction\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.raftswarm.v1.StoreAction.KindR\x04kind\x121\n" +
 	"\acluster\x18\x02 \x01(\v2\x15.raftswarm.v1.ClusterH\x00R\acluster\x12(\n" +
 	"\x04node\x18\x03 \x01(\v2\x12.raftswarm.v1.NodeH\x00R\x04node\x121\n" +
 	"\aservice\x18\x04 \x01(\v2\x15.raftswarm.v1.ServiceH\x00R\aservice\x12(\n" +
 	"\x04task\x18\x05 \x01(\v2\x12.raftswarm.v1.TaskH\x00R\x04task\x12.\n" +
-	"\x06secret\x18\x06 \x01(\v2\x14.raftswarm.v1.SecretH\x00R\x06secret\"9\n" +
+	"\x06secret\x18\x06 \x01(\v2\x14.raftswarm.v1.SecretH\x00R\x06secret\x121\n" +
+	"\anetwork\x18\a \x01(\v2\x15.raftswarm.v1.NetworkH\x00R\anetwork\x12.\n" +
+	"\x06config\x18\b \x01(\v2\x14.raftswarm.v1.ConfigH\x00R\x06config\"9\n" +
 	"\x04Kind\x12\x0f\n" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x02B\b\n" +
-	"\x06target\"\xa4\x02\n" +
+	"\x06target\"\x87\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +
@@ -492,7 +542,9 @@ const file_raft_proto_rawDesc = "" +
 	"\bservices\x18\x04 \x03(\v2\x15.raftswarm.v1.ServiceR\bservices\x12(\n" +
 	"\x05tasks\x18\x05 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12.\n" +
 	"\asecrets\x18\x06 \x03(\v2\x14.raftswarm.v1.SecretR\asecrets\x12\x14\n" +
-	"\x05index\x18\a \x01(\x04R\x05index*I\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\x121\n" +
+	"\bnetworks\x18\b \x03(\v2\x15.raftswarm.v1.NetworkR\bnetworks\x12.\n" +
+	"\aconfigs\x18\t \x03(\v2\x14.raftswarm.v1.ConfigR\aconfigs*I\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_TYPE_STORE_BATCH\x10\x01B.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
@@ -523,6 +575,8 @@ var file_raft_proto_goTypes = []any{
 	(*Service)(nil),       // 8: raftswarm.v1.Service
 	(*Task)(nil),          // 9: raftswarm.v1.Task
 	(*Secret)(nil),        // 10: raftswarm.v1.Secret
+	(*Network)(nil),       // 11: raftswarm.v1.Network
+	(*Config)(nil),        // 12: raftswarm.v1.Config
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: raftswarm.v1.Command.type:type_name -> raftswarm.v1.CommandType
@@ -533,16 +587,20 @@ var file_raft_proto_depIdxs = []int32{
 	8,  // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
 	9,  // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
 	10, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
-	6,  // 8: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
-	7,  // 9: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
-	8,  // 10: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
-	9,  // 11: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
-	10, // 12: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
+	12, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
+	6,  // 10: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
+	7,  // 11: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
+	8,  // 12: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
+	9,  // 13: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
+	10, // 14: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
+	11, // 15: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
+	12, // 16: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -557,6 +615,8 @@ func file_raft_proto_init() {
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
 		(*StoreAction_Secret)(nil),
+		(*StoreAction_Network)(nil),
+		(*StoreAction_Config)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

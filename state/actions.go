@@ -64,6 +64,10 @@ func action(kind swarmpb.StoreAction_Kind, obj any) *swarmpb.StoreAction {
 		a.Target = &swarmpb.StoreAction_Task{Task: o}
 	case *swarmpb.Secret:
 		a.Target = &swarmpb.StoreAction_Secret{Secret: o}
+	case *swarmpb.Network:
+		a.Target = &swarmpb.StoreAction_Network{Network: o}
+	case *swarmpb.Config:
+		a.Target = &swarmpb.StoreAction_Config{Config: o}
 	default:
 		panic(fmt.Sprintf("store action on unsupported type %T", obj))
 	}

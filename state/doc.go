@@ -1,5 +1,5 @@
 // Package state owns the manager's in-memory copy of the replicated cluster
-// state: clusters, nodes, services, tasks and secrets, plus the secondary
+// state: clusters, nodes, services, tasks, networks, secrets and configs, plus the secondary
 // indexes (service name, published port, tasks by service, tasks by node)
 // that the orchestrator, scheduler and dispatcher query on hot paths. Names
 // and published ports are unique, checked where batches are applied.

@@ -41,3 +41,5 @@ func (e Event) Node() *swarmpb.Node       { n, _ := e.Object.(*swarmpb.Node); re
 func (e Event) Service() *swarmpb.Service { s, _ := e.Object.(*swarmpb.Service); return s }
 func (e Event) Task() *swarmpb.Task       { t, _ := e.Object.(*swarmpb.Task); return t }
 func (e Event) Secret() *swarmpb.Secret   { s, _ := e.Object.(*swarmpb.Secret); return s }
+func (e Event) Network() *swarmpb.Network { n, _ := e.Object.(*swarmpb.Network); return n }
+func (e Event) Config() *swarmpb.Config   { c, _ := e.Object.(*swarmpb.Config); return c }

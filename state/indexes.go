@@ -10,12 +10,55 @@ type data struct {
 	services map[string]*swarmpb.Service
 	tasks    map[string]*swarmpb.Task
 	secrets  map[string]*swarmpb.Secret
+	networks map[string]*swarmpb.Network
+	configs  map[string]*swarmpb.Config
 
 	serviceByName  map[string]string  // unique non-empty service name -> id
 	tasksByService map[string]idSet   // service id -> task ids
 	tasksByNode    map[string]idSet   // node id ("" = unassigned) -> task ids
 	portOwner      map[PortKey]string // published port/protocol -> service id
+	// Unique names of networks, secrets and configs: kind -> name -> id.
+	objectByName map[nameKind]map[string]string
 }
+
+// nameKind is a kind of object whose names the store keeps unique (besides
+// services, which have their own index).
+type nameKind string
+
+const (
+	kindNetwork nameKind = "network"
+	kindSecret  nameKind = "secret"
+	kindConfig  nameKind = "config"
+)
+
+func (d *data) indexName(k nameKind, name, id string) {
+	if name == "" {
+		return
+	}
+	m := d.objectByName[k]
+	if m == nil {
+		m = make(map[string]string)
+		d.objectByName[k] = m
+	}
+	m[name] = id
+}
+
+func (d *data) unindexName(k nameKind, name, id string) {
+	if m := d.objectByName[k]; m != nil && name != "" && m[name] == id {
+		delete(m, name)
+	}
+}
+
+func (d *data) indexNetwork(n *swarmpb.Network) {
+	d.indexName(kindNetwork, n.GetSpec().GetName(), n.GetId())
+}
+func (d *data) unindexNetwork(n *swarmpb.Network) {
+	d.unindexName(kindNetwork, n.GetSpec().GetName(), n.GetId())
+}
+func (d *data) indexSecret(s *swarmpb.Secret)   { d.indexName(kindSecret, s.GetName(), s.GetId()) }
+func (d *data) unindexSecret(s *swarmpb.Secret) { d.unindexName(kindSecret, s.GetName(), s.GetId()) }
+func (d *data) indexConfig(c *swarmpb.Config)   { d.indexName(kindConfig, c.GetName(), c.GetId()) }
+func (d *data) unindexConfig(c *swarmpb.Config) { d.unindexName(kindConfig, c.GetName(), c.GetId()) }
 
 type idSet map[string]struct{}
 
@@ -26,6 +69,9 @@ func newData() *data {
 		services:       make(map[string]*swarmpb.Service),
 		tasks:          make(map[string]*swarmpb.Task),
 		secrets:        make(map[string]*swarmpb.Secret),
+		networks:       make(map[string]*swarmpb.Network),
+		configs:        make(map[string]*swarmpb.Config),
+		objectByName:   make(map[nameKind]map[string]string),
 		serviceByName:  make(map[string]string),
 		tasksByService: make(map[string]idSet),
 		tasksByNode:    make(map[string]idSet),

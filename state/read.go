@@ -28,6 +28,13 @@ type ReadTx interface {
 	TasksByNode(nodeID string) []*swarmpb.Task // "" lists unassigned tasks
 	GetSecret(id string) *swarmpb.Secret
 	ListSecrets() []*swarmpb.Secret
+	GetSecretByName(name string) *swarmpb.Secret
+	GetNetwork(id string) *swarmpb.Network
+	ListNetworks() []*swarmpb.Network
+	GetNetworkByName(name string) *swarmpb.Network
+	GetConfig(id string) *swarmpb.Config
+	ListConfigs() []*swarmpb.Config
+	GetConfigByName(name string) *swarmpb.Config
 
 	// For readers that must hold the lock briefly (see reads.go).
 	TasksByServiceUnordered(serviceID string) []*swarmpb.Task
@@ -64,17 +71,32 @@ func (r readTx) Cluster() *swarmpb.Cluster {
 	return first
 }
 
-func (r readTx) GetCluster(id string) *swarmpb.Cluster    { return r.d.clusters[id] }
-func (r readTx) ListClusters() []*swarmpb.Cluster         { return sortedValues(r.d.clusters) }
-func (r readTx) GetNode(id string) *swarmpb.Node          { return r.d.nodes[id] }
-func (r readTx) ListNodes() []*swarmpb.Node               { return sortedValues(r.d.nodes) }
-func (r readTx) NodeCount() int                           { return len(r.d.nodes) }
-func (r readTx) GetService(id string) *swarmpb.Service    { return r.d.services[id] }
-func (r readTx) ListServices() []*swarmpb.Service         { return sortedValues(r.d.services) }
-func (r readTx) GetTask(id string) *swarmpb.Task          { return r.d.tasks[id] }
-func (r readTx) ListTasks() []*swarmpb.Task               { return sortedValues(r.d.tasks) }
-func (r readTx) GetSecret(id string) *swarmpb.Secret      { return r.d.secrets[id] }
-func (r readTx) ListSecrets() []*swarmpb.Secret           { return sortedValues(r.d.secrets) }
+func (r readTx) GetCluster(id string) *swarmpb.Cluster { return r.d.clusters[id] }
+func (r readTx) ListClusters() []*swarmpb.Cluster      { return sortedValues(r.d.clusters) }
+func (r readTx) GetNode(id string) *swarmpb.Node       { return r.d.nodes[id] }
+func (r readTx) ListNodes() []*swarmpb.Node            { return sortedValues(r.d.nodes) }
+func (r readTx) NodeCount() int                        { return len(r.d.nodes) }
+func (r readTx) GetService(id string) *swarmpb.Service { return r.d.services[id] }
+func (r readTx) ListServices() []*swarmpb.Service      { return sortedValues(r.d.services) }
+func (r readTx) GetTask(id string) *swarmpb.Task       { return r.d.tasks[id] }
+func (r readTx) ListTasks() []*swarmpb.Task            { return sortedValues(r.d.tasks) }
+func (r readTx) GetSecret(id string) *swarmpb.Secret   { return r.d.secrets[id] }
+func (r readTx) ListSecrets() []*swarmpb.Secret        { return sortedValues(r.d.secrets) }
+func (r readTx) GetNetwork(id string) *swarmpb.Network { return r.d.networks[id] }
+func (r readTx) ListNetworks() []*swarmpb.Network      { return sortedValues(r.d.networks) }
+func (r readTx) GetConfig(id string) *swarmpb.Config   { return r.d.configs[id] }
+func (r readTx) ListConfigs() []*swarmpb.Config        { return sortedValues(r.d.configs) }
+
+func (r readTx) GetNetworkByName(name string) *swarmpb.Network {
+	return r.d.networks[r.d.objectByName[kindNetwork][name]]
+}
+func (r readTx) GetSecretByName(name string) *swarmpb.Secret {
+	return r.d.secrets[r.d.objectByName[kindSecret][name]]
+}
+func (r readTx) GetConfigByName(name string) *swarmpb.Config {
+	return r.d.configs[r.d.objectByName[kindConfig][name]]
+}
+
 func (r readTx) TasksByService(id string) []*swarmpb.Task { return r.tasksIn(r.d.tasksByService[id]) }
 func (r readTx) TasksByNode(id string) []*swarmpb.Task    { return r.tasksIn(r.d.tasksByNode[id]) }
 

@@ -33,6 +33,8 @@ func (s *Store) SnapshotWithIndex() (*swarmpb.Snapshot, uint64) {
 		Services: sortedValues(d.services),
 		Tasks:    sortedValues(d.tasks),
 		Secrets:  sortedValues(d.secrets),
+		Networks: sortedValues(d.networks),
+		Configs:  sortedValues(d.configs),
 		Index:    s.index,
 	}, s.index
 }
@@ -73,7 +75,13 @@ func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := load(d.secrets, "secret", snap.GetSecrets(), nil); err != nil {
+	if err := loadNamed(d, kindSecret, d.secrets, snap.GetSecrets(), func(s *swarmpb.Secret) string { return s.GetName() }); err != nil {
+		return err
+	}
+	if err := loadNamed(d, kindNetwork, d.networks, snap.GetNetworks(), func(n *swarmpb.Network) string { return n.GetSpec().GetName() }); err != nil {
+		return err
+	}
+	if err := loadNamed(d, kindConfig, d.configs, snap.GetConfigs(), func(c *swarmpb.Config) string { return c.GetName() }); err != nil {
 		return err
 	}
 
@@ -83,6 +91,21 @@ func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
 	s.index = index
 	s.closeWatchers()
 	return nil
+}
+
+// loadNamed loads objects whose names are unique within their kind.
+func loadNamed[T object](d *data, kind nameKind, m map[string]T, objs []T, nameOf func(T) string) error {
+	return load(m, string(kind), objs, func(o T) error {
+		name := nameOf(o)
+		if name == "" {
+			return nil
+		}
+		if other, ok := d.objectByName[kind][name]; ok {
+			return fmt.Errorf("restore: %s %s: name %q is used by %s %s: %w", kind, o.GetId(), name, kind, other, ErrNameConflict)
+		}
+		d.indexName(kind, name, o.GetId())
+		return nil
+	})
 }
 
 func load[T object](m map[string]T, noun string, objs []T, index func(T) error) error {

@@ -41,10 +41,22 @@ func kindCases() []kindCase {
 			func(tx ReadTx) []string { return ids(tx.ListTasks()) },
 			func(e Event) proto.Message { return nilIfNil(e.Task()) }},
 		{"secret",
-			func(id string) proto.Message { return &swarmpb.Secret{Id: id, Name: "s", Data: []byte("x")} },
+			func(id string) proto.Message { return &swarmpb.Secret{Id: id, Name: "s-" + id, Data: []byte("x")} },
 			func(tx ReadTx, id string) proto.Message { return nilIfNil(tx.GetSecret(id)) },
 			func(tx ReadTx) []string { return ids(tx.ListSecrets()) },
 			func(e Event) proto.Message { return nilIfNil(e.Secret()) }},
+		{"network",
+			func(id string) proto.Message {
+				return &swarmpb.Network{Id: id, Spec: &swarmpb.NetworkSpec{Name: "n-" + id}, Subnet: "10.96.0.0/20"}
+			},
+			func(tx ReadTx, id string) proto.Message { return nilIfNil(tx.GetNetwork(id)) },
+			func(tx ReadTx) []string { return ids(tx.ListNetworks()) },
+			func(e Event) proto.Message { return nilIfNil(e.Network()) }},
+		{"config",
+			func(id string) proto.Message { return &swarmpb.Config{Id: id, Name: "c-" + id, Version: 1} },
+			func(tx ReadTx, id string) proto.Message { return nilIfNil(tx.GetConfig(id)) },
+			func(tx ReadTx) []string { return ids(tx.ListConfigs()) },
+			func(e Event) proto.Message { return nilIfNil(e.Config()) }},
 	}
 }
 

@@ -68,8 +68,11 @@ type txn struct {
 	services overlay[*swarmpb.Service]
 	tasks    overlay[*swarmpb.Task]
 	secrets  overlay[*swarmpb.Secret]
-	names    map[string]string  // service name -> id as of this batch; "" = freed
-	ports    map[PortKey]string // published port -> service id as of this batch; "" = freed
+	networks overlay[*swarmpb.Network]
+	configs  overlay[*swarmpb.Config]
+	objNames map[nameKind]map[string]string // like names, for networks, secrets and configs
+	names    map[string]string              // service name -> id as of this batch; "" = freed
+	ports    map[PortKey]string             // published port -> service id as of this batch; "" = freed
 }
 
 func newTxn(d *data, index uint64, now int64) *txn {
@@ -82,6 +85,8 @@ func newTxn(d *data, index uint64, now int64) *txn {
 		services: overlay[*swarmpb.Service]{base: d.services},
 		tasks:    overlay[*swarmpb.Task]{base: d.tasks},
 		secrets:  overlay[*swarmpb.Secret]{base: d.secrets},
+		networks: overlay[*swarmpb.Network]{base: d.networks},
+		configs:  overlay[*swarmpb.Config]{base: d.configs},
 	}
 }
 
@@ -118,7 +123,23 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 	case *swarmpb.StoreAction_Task:
 		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
 	case *swarmpb.StoreAction_Secret:
-		return stage(&tx.secrets, tx, k, "secret", t.Secret, func(s *swarmpb.Secret, m *swarmpb.Meta) { s.Meta = m })
+		ev, err := stage(&tx.secrets, tx, k, "secret", t.Secret, func(s *swarmpb.Secret, m *swarmpb.Meta) { s.Meta = m })
+		if err != nil {
+			return ev, err
+		}
+		return ev, tx.stageObjectName(kindSecret, k, ev, func(o proto.Message) string { return o.(*swarmpb.Secret).GetName() })
+	case *swarmpb.StoreAction_Network:
+		ev, err := stage(&tx.networks, tx, k, "network", t.Network, func(n *swarmpb.Network, m *swarmpb.Meta) { n.Meta = m })
+		if err != nil {
+			return ev, err
+		}
+		return ev, tx.stageObjectName(kindNetwork, k, ev, func(o proto.Message) string { return o.(*swarmpb.Network).GetSpec().GetName() })
+	case *swarmpb.StoreAction_Config:
+		ev, err := stage(&tx.configs, tx, k, "config", t.Config, func(c *swarmpb.Config, m *swarmpb.Meta) { c.Meta = m })
+		if err != nil {
+			return ev, err
+		}
+		return ev, tx.stageObjectName(kindConfig, k, ev, func(o proto.Message) string { return o.(*swarmpb.Config).GetName() })
 	}
 	return Event{}, fmt.Errorf("%s: no target object: %w", verb(k), ErrInvalid)
 }
@@ -168,6 +189,50 @@ func (tx *txn) stageServiceName(k swarmpb.StoreAction_Kind, ev Event) error {
 	return nil
 }
 
+// stageObjectName enforces unique names among networks, secrets or configs,
+// as stageServiceName does for services.
+func (tx *txn) stageObjectName(kind nameKind, k swarmpb.StoreAction_Kind, ev Event, nameOf func(proto.Message) string) error {
+	var oldName, newName string
+	id := ev.Object.(interface{ GetId() string }).GetId()
+	switch ev.Kind {
+	case EventCreate:
+		newName = nameOf(ev.Object)
+	case EventUpdate:
+		newName, oldName = nameOf(ev.Object), nameOf(ev.Old)
+	case EventDelete:
+		oldName = nameOf(ev.Object)
+	}
+	if oldName == newName {
+		return nil
+	}
+	owner := func(name string) string {
+		if id, ok := tx.objNames[kind][name]; ok {
+			return id
+		}
+		return tx.d.objectByName[kind][name]
+	}
+	if newName != "" {
+		if o := owner(newName); o != "" && o != id {
+			return fmt.Errorf("%s %s %s: name %q is used by %s %s: %w", verb(k), kind, id, newName, kind, o, ErrNameConflict)
+		}
+	}
+	if tx.objNames == nil {
+		tx.objNames = make(map[nameKind]map[string]string)
+	}
+	m := tx.objNames[kind]
+	if m == nil {
+		m = make(map[string]string)
+		tx.objNames[kind] = m
+	}
+	if oldName != "" {
+		m[oldName] = ""
+	}
+	if newName != "" {
+		m[newName] = id
+	}
+	return nil
+}
+
 func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun string, in T, setMeta func(T, *swarmpb.Meta)) (Event, error) {
 	id := in.GetId()
 	if id == "" {
@@ -211,5 +276,7 @@ func (tx *txn) commit() {
 	tx.nodes.commit(nil, nil)
 	tx.services.commit(d.unindexService, d.indexService)
 	tx.tasks.commit(d.unindexTask, d.indexTask)
-	tx.secrets.commit(nil, nil)
+	tx.secrets.commit(d.unindexSecret, d.indexSecret)
+	tx.networks.commit(d.unindexNetwork, d.indexNetwork)
+	tx.configs.commit(d.unindexConfig, d.indexConfig)
 }
