@@ -157,6 +157,49 @@ func (p *ControlProxy) GetUnlockKey(ctx context.Context, r *swarmpb.GetUnlockKey
 	return relay(ctx, p, r, swarmpb.ControlServer.GetUnlockKey, swarmpb.ControlClient.GetUnlockKey)
 }
 
+func (p *ControlProxy) CreateNetwork(ctx context.Context, r *swarmpb.CreateNetworkRequest) (*swarmpb.CreateNetworkResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.CreateNetwork, swarmpb.ControlClient.CreateNetwork)
+}
+func (p *ControlProxy) GetNetwork(ctx context.Context, r *swarmpb.GetNetworkRequest) (*swarmpb.GetNetworkResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetNetwork, swarmpb.ControlClient.GetNetwork)
+}
+func (p *ControlProxy) ListNetworks(ctx context.Context, r *swarmpb.ListNetworksRequest) (*swarmpb.ListNetworksResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListNetworks, swarmpb.ControlClient.ListNetworks)
+}
+func (p *ControlProxy) RemoveNetwork(ctx context.Context, r *swarmpb.RemoveNetworkRequest) (*swarmpb.RemoveNetworkResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveNetwork, swarmpb.ControlClient.RemoveNetwork)
+}
+func (p *ControlProxy) CreateSecret(ctx context.Context, r *swarmpb.CreateSecretRequest) (*swarmpb.CreateSecretResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.CreateSecret, swarmpb.ControlClient.CreateSecret)
+}
+func (p *ControlProxy) GetSecret(ctx context.Context, r *swarmpb.GetSecretRequest) (*swarmpb.GetSecretResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetSecret, swarmpb.ControlClient.GetSecret)
+}
+func (p *ControlProxy) ListSecrets(ctx context.Context, r *swarmpb.ListSecretsRequest) (*swarmpb.ListSecretsResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListSecrets, swarmpb.ControlClient.ListSecrets)
+}
+func (p *ControlProxy) UpdateSecret(ctx context.Context, r *swarmpb.UpdateSecretRequest) (*swarmpb.UpdateSecretResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.UpdateSecret, swarmpb.ControlClient.UpdateSecret)
+}
+func (p *ControlProxy) RemoveSecret(ctx context.Context, r *swarmpb.RemoveSecretRequest) (*swarmpb.RemoveSecretResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveSecret, swarmpb.ControlClient.RemoveSecret)
+}
+func (p *ControlProxy) CreateConfig(ctx context.Context, r *swarmpb.CreateConfigRequest) (*swarmpb.CreateConfigResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.CreateConfig, swarmpb.ControlClient.CreateConfig)
+}
+func (p *ControlProxy) GetConfig(ctx context.Context, r *swarmpb.GetConfigRequest) (*swarmpb.GetConfigResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.GetConfig, swarmpb.ControlClient.GetConfig)
+}
+func (p *ControlProxy) ListConfigs(ctx context.Context, r *swarmpb.ListConfigsRequest) (*swarmpb.ListConfigsResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.ListConfigs, swarmpb.ControlClient.ListConfigs)
+}
+func (p *ControlProxy) UpdateConfig(ctx context.Context, r *swarmpb.UpdateConfigRequest) (*swarmpb.UpdateConfigResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.UpdateConfig, swarmpb.ControlClient.UpdateConfig)
+}
+func (p *ControlProxy) RemoveConfig(ctx context.Context, r *swarmpb.RemoveConfigRequest) (*swarmpb.RemoveConfigResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveConfig, swarmpb.ControlClient.RemoveConfig)
+}
+
 // leaderUnreachable reports a transport failure reaching the leader, as
 // opposed to an answer from it.
 func leaderUnreachable(err error) bool {
