@@ -33,7 +33,7 @@ var layers = [][]string{
 	// loop that drives the pure scheduler); it must not know the control API.
 	{"orchestrator", "scheduler/loop"},
 	// What runs tasks and routes traffic on a node.
-	{"agent/exec", "agent/worker", "mesh"},
+	{"agent/exec", "agent/worker", "mesh", "netplane"},
 	// The control API served by managers.
 	{"api"},
 	// The node agent: heartbeats, task sessions, mesh and log wiring.
