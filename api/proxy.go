@@ -199,6 +199,9 @@ func (p *ControlProxy) UpdateConfig(ctx context.Context, r *swarmpb.UpdateConfig
 func (p *ControlProxy) RemoveConfig(ctx context.Context, r *swarmpb.RemoveConfigRequest) (*swarmpb.RemoveConfigResponse, error) {
 	return relay(ctx, p, r, swarmpb.ControlServer.RemoveConfig, swarmpb.ControlClient.RemoveConfig)
 }
+func (p *ControlProxy) RemoveVolumes(ctx context.Context, r *swarmpb.RemoveVolumesRequest) (*swarmpb.RemoveVolumesResponse, error) {
+	return relay(ctx, p, r, swarmpb.ControlServer.RemoveVolumes, swarmpb.ControlClient.RemoveVolumes)
+}
 
 // leaderUnreachable reports a transport failure reaching the leader, as
 // opposed to an answer from it.

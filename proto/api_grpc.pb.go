@@ -697,6 +697,7 @@ const (
 	Control_ListConfigs_FullMethodName   = "/raftswarm.v1.Control/ListConfigs"
 	Control_UpdateConfig_FullMethodName  = "/raftswarm.v1.Control/UpdateConfig"
 	Control_RemoveConfig_FullMethodName  = "/raftswarm.v1.Control/RemoveConfig"
+	Control_RemoveVolumes_FullMethodName = "/raftswarm.v1.Control/RemoveVolumes"
 )
 
 // ControlClient is the client API for Control service.
@@ -736,6 +737,9 @@ type ControlClient interface {
 	ListConfigs(ctx context.Context, in *ListConfigsRequest, opts ...grpc.CallOption) (*ListConfigsResponse, error)
 	UpdateConfig(ctx context.Context, in *UpdateConfigRequest, opts ...grpc.CallOption) (*UpdateConfigResponse, error)
 	RemoveConfig(ctx context.Context, in *RemoveConfigRequest, opts ...grpc.CallOption) (*RemoveConfigResponse, error)
+	// RemoveVolumes removes named volumes on every node that has them
+	// (stack rm --volumes); it answers with each node's result.
+	RemoveVolumes(ctx context.Context, in *RemoveVolumesRequest, opts ...grpc.CallOption) (*RemoveVolumesResponse, error)
 }
 
 type controlClient struct {
@@ -1045,6 +1049,16 @@ func (c *controlClient) RemoveConfig(ctx context.Context, in *RemoveConfigReques
 	return out, nil
 }
 
+func (c *controlClient) RemoveVolumes(ctx context.Context, in *RemoveVolumesRequest, opts ...grpc.CallOption) (*RemoveVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumesResponse)
+	err := c.cc.Invoke(ctx, Control_RemoveVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -1082,6 +1096,9 @@ type ControlServer interface {
 	ListConfigs(context.Context, *ListConfigsRequest) (*ListConfigsResponse, error)
 	UpdateConfig(context.Context, *UpdateConfigRequest) (*UpdateConfigResponse, error)
 	RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error)
+	// RemoveVolumes removes named volumes on every node that has them
+	// (stack rm --volumes); it answers with each node's result.
+	RemoveVolumes(context.Context, *RemoveVolumesRequest) (*RemoveVolumesResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -1178,6 +1195,9 @@ func (UnimplementedControlServer) UpdateConfig(context.Context, *UpdateConfigReq
 }
 func (UnimplementedControlServer) RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveConfig not implemented")
+}
+func (UnimplementedControlServer) RemoveVolumes(context.Context, *RemoveVolumesRequest) (*RemoveVolumesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveVolumes not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -1715,6 +1735,24 @@ func _Control_RemoveConfig_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RemoveVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RemoveVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RemoveVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RemoveVolumes(ctx, req.(*RemoveVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1833,6 +1871,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveConfig",
 			Handler:    _Control_RemoveConfig_Handler,
+		},
+		{
+			MethodName: "RemoveVolumes",
+			Handler:    _Control_RemoveVolumes_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
