@@ -290,6 +290,10 @@ func (s *ControlServer) RemoveNetwork(ctx context.Context, req *swarmpb.RemoveNe
 		return nil, Status(err)
 	}
 	if _, err := s.Raft.Apply(ctx, state.Batch(state.Delete(n))); err != nil {
+		if inUse := (*state.NetworkInUseError)(nil); errors.As(err, &inUse) {
+			// A service attached it since the check above.
+			return nil, Status(refusedf("%s", inUse.Error()))
+		}
 		return nil, Status(fmt.Errorf("remove network %s: %w", networkName(n), err))
 	}
 	return &swarmpb.RemoveNetworkResponse{}, nil

@@ -260,3 +260,37 @@ func TestGetNetworkShowsServicesAndNodes(t *testing.T) {
 	_, err = s.GetNetwork(ctx, &swarmpb.GetNetworkRequest{Network: "zzz"})
 	wantCode(t, err, codes.NotFound, "network zzz not found")
 }
+
+// hookRaft runs before once, just before the first batch that deletes a
+// network is applied: a write that landed in between.
+type hookRaft struct {
+	ctlRaft
+	before func()
+}
+
+func (r *hookRaft) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error) {
+	if len(b.Actions) == 1 && b.Actions[0].GetNetwork() != nil && b.Actions[0].Kind == swarmpb.StoreAction_KIND_DELETE && r.before != nil {
+		f := r.before
+		r.before = nil
+		f()
+	}
+	return r.ctlRaft.Apply(ctx, b)
+}
+
+// A service attached while the network is being removed (after the API's
+// check) keeps it: the store refuses the removal with the same message.
+func TestRemoveNetworkRacingAServiceCreate(t *testing.T) {
+	st := state.New()
+	r := &hookRaft{ctlRaft: ctlRaft{storeRaft{store: st}}}
+	s := &ControlServer{Store: st, Raft: r}
+	ctx := context.Background()
+	mkNetwork(t, s, "appnet", "")
+	r.before = func() { mkService(t, s, netSpec("web", att("appnet"))) }
+	_, err := s.RemoveNetwork(ctx, &swarmpb.RemoveNetworkRequest{Network: "appnet"})
+	wantCode(t, err, codes.FailedPrecondition, "network appnet is in use by service web")
+	var n *swarmpb.Network
+	st.View(func(tx state.ReadTx) { n = tx.GetNetworkByName("appnet") })
+	if n == nil {
+		t.Fatal("network removed")
+	}
+}

@@ -164,6 +164,10 @@ func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction
 			// Lost a race for the port to another write.
 			return nil, Status(refusedf("%s", pce.Error()))
 		}
+		if errors.Is(err, state.ErrNoSuchNetwork) {
+			// A network was removed since it was resolved.
+			return nil, Status(notFoundf("%s: a network it attaches was removed meanwhile; try again", what))
+		}
 		if vce := (*state.VIPConflictError)(nil); errors.As(err, &vce) {
 			return nil, &userError{kind: vipConflict{vce}, msg: fmt.Sprintf("%s: %s; try again", what, vce.Error())}
 		}

@@ -123,6 +123,9 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 		if err := tx.stageServicePorts(k, ev); err != nil {
 			return ev, err
 		}
+		if err := tx.stageServiceNetworks(k, ev); err != nil {
+			return ev, err
+		}
 		return ev, tx.stageServiceVIPs(k, ev)
 	case *swarmpb.StoreAction_Task:
 		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
@@ -135,6 +138,9 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 	case *swarmpb.StoreAction_Network:
 		ev, err := stage(&tx.networks, tx, k, "network", t.Network, func(n *swarmpb.Network, m *swarmpb.Meta) { n.Meta = m })
 		if err != nil {
+			return ev, err
+		}
+		if err := tx.stageNetworkDelete(ev); err != nil {
 			return ev, err
 		}
 		return ev, tx.stageObjectName(kindNetwork, k, ev, func(o proto.Message) string { return o.(*swarmpb.Network).GetSpec().GetName() })

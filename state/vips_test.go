@@ -57,3 +57,34 @@ func TestVIPsUniqueInStore(t *testing.T) {
 	wantVIPConflict(t, err, "api")
 	mustApply(t, r, create(svcVIPs("e", "e", "n1", "10.96.0.2")))
 }
+
+// A network a service's spec attaches cannot be deleted, and a service
+// cannot newly attach a network the store lacks, in one batch or across
+// batches.
+func TestNetworkReferencesInStore(t *testing.T) {
+	s := New()
+	n1 := &swarmpb.Network{Id: "n1", Spec: &swarmpb.NetworkSpec{Name: "appnet"}}
+	web := svc("a", "web")
+	web.Spec.Networks = []*swarmpb.NetworkAttachmentConfig{{Target: "n1"}}
+	_, err := s.ApplyBatch(s.Index()+1, 1, create(web))
+	if !errors.Is(err, ErrNoSuchNetwork) {
+		t.Fatalf("service on a missing network: %v", err)
+	}
+	mustApply(t, s, create(n1, web))
+	redis := svc("b", "redis")
+	redis.Spec.Networks = web.Spec.Networks
+	mustApply(t, s, create(redis))
+	_, err = s.ApplyBatch(s.Index()+1, 1, del(n1))
+	var inUse *NetworkInUseError
+	if !errors.As(err, &inUse) || inUse.Error() != "network appnet is in use by services redis, web" {
+		t.Fatalf("delete in use: %v", err)
+	}
+	// Detaching every service in the batch that deletes the network is fine.
+	var a, b *swarmpb.Service
+	s.View(func(tx ReadTx) {
+		a = proto.Clone(tx.GetService("a")).(*swarmpb.Service)
+		b = tx.GetService("b")
+	})
+	a.Spec.Networks = nil
+	mustApply(t, s, join(update(a), del(b), del(n1)))
+}
