@@ -61,7 +61,13 @@ func buildDiscovery(tx state.ReadTx) *discovery {
 			}
 			atts = append(atts, &swarmpb.DiscoveryAttachment{NetworkId: a.GetTarget(), Vip: vipOn(svc, a.GetTarget()), Aliases: a.GetAliases()})
 		}
-		tasks := tx.TasksByService(svc.Id)
+		if len(svc.GetSpec().GetNetworks()) == 0 && len(svc.GetPreviousSpec().GetNetworks()) == 0 {
+			// Neither its tasks nor those of its previous spec (still
+			// draining during an update) are on a network.
+			continue
+		}
+		tasks := tx.TasksByServiceUnordered(svc.Id)
+		sort.Slice(tasks, func(i, j int) bool { return tasks[i].Id < tasks[j].Id })
 		for _, t := range tasks {
 			d.noteNodeNets(t, svc)
 		}

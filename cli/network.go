@@ -59,7 +59,7 @@ func (a *app) networkCreateCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&driver, "driver", "d", "", "network driver: overlay (the default) or bridge, accepted for compatibility; both mean raftswarm's data path")
-	f.StringVar(&subnet, "subnet", "", "virtual address subnet, IPv4 CIDR /16 to /24 (default: the next free /20 of "+"10.96.0.0/12)")
+	f.StringVar(&subnet, "subnet", "", "virtual address subnet, IPv4 CIDR /16 to /24 (default: the next free /20 of 10.96.0.0/12)")
 	f.StringArrayVar(&labels, "label", nil, "network label (KEY=VALUE)")
 	f.BoolVar(&internal, "internal", false, "give the network's tasks no route out of the cluster")
 	return cmd
