@@ -313,7 +313,7 @@ func printNetworkPretty(w io.Writer, r *swarmpb.GetNetworkResponse) {
 	}
 	k.head(0, "Services")
 	for _, s := range r.GetServices() {
-		k.line(1, s.GetServiceName(), "%s", s.GetVip())
+		k.line(1, escapeText(s.GetServiceName()), "%s", s.GetVip()) // keys are not escaped by kv
 		if len(s.GetAliases()) > 0 {
 			k.line(2, "Aliases", "%s", strings.Join(s.GetAliases(), ", "))
 		}
@@ -321,7 +321,7 @@ func printNetworkPretty(w io.Writer, r *swarmpb.GetNetworkResponse) {
 	k.head(0, "Nodes")
 	for _, nd := range r.GetNodes() {
 		st := nd.GetState()
-		k.line(1, nd.GetHostname(), "%s", nd.GetNodeId())
+		k.line(1, escapeText(nd.GetHostname()), "%s", nd.GetNodeId())
 		k.line(2, "Docker network", "%s", st.GetDockerNetwork())
 		k.line(2, "Bridge", "%s", st.GetBridge())
 		k.line(2, "Subnet", "%s", st.GetSubnet())
@@ -440,7 +440,7 @@ func printServiceNetworks(w io.Writer, nets []serviceNetworkView) {
 	k := newKV(w)
 	k.head(0, "Networks")
 	for _, n := range nets {
-		k.line(1, n.Name, "%s", n.VIP)
+		k.line(1, escapeText(n.Name), "%s", n.VIP)
 		if len(n.Aliases) > 0 {
 			k.line(2, "Aliases", "%s", strings.Join(n.Aliases, ", "))
 		}

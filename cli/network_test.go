@@ -154,3 +154,58 @@ func TestNetworkCommandsOnCluster(t *testing.T) {
 		t.Fatalf("ls --format: %q", r.stdout)
 	}
 }
+
+// netFake answers GetNetwork with a canned network.
+type netFake struct {
+	fakeDaemon
+	resp *swarmpb.GetNetworkResponse
+}
+
+func (d *netFake) GetNetwork(_ context.Context, r *swarmpb.GetNetworkRequest) (*swarmpb.GetNetworkResponse, error) {
+	if err := d.record("GetNetwork", r); err != nil {
+		return nil, err
+	}
+	return d.resp, nil
+}
+
+// Per-node setup is shown by every form of network inspect, and what the
+// nodes and users stored is escaped on the terminal.
+func TestNetworkInspectNodesEscaped(t *testing.T) {
+	d := &netFake{resp: &swarmpb.GetNetworkResponse{
+		Network:  &swarmpb.Network{Id: "netid", Spec: &swarmpb.NetworkSpec{Name: "appnet", Labels: map[string]string{"k": "v\x1b[31m"}}, Subnet: "10.96.0.0/20"},
+		Services: []*swarmpb.NetworkAttachedService{{ServiceId: "s1", ServiceName: "web", Vip: "10.96.0.2", Aliases: []string{"www"}}},
+		Nodes: []*swarmpb.NetworkNodeInfo{{NodeId: "n1", Hostname: "host\x1b]0;x\a1",
+			State: &swarmpb.NodeNetwork{NetworkId: "netid", DockerNetwork: "rs-appnet-n1", Bridge: "rsabc", Subnet: "172.18.0.0/16", Gateway: "172.18.0.1", Tasks: 2}}},
+	}}
+	host := serveFake(t, d, d)
+	r := runCLI(host, "network", "inspect", "--pretty", "appnet")
+	expectOK(t, r)
+	for _, want := range []string{"Name:     appnet", "web:      10.96.0.2", "Aliases: www", `host\x1b]0;x\a1:`, "Docker network: rs-appnet-n1", "Gateway:        172.18.0.1", "Tasks:          2", `k=v\x1b[31m`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("pretty lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(host, "network", "inspect", "-f", "{{range .Nodes}}{{.Hostname}} {{.Bridge}} {{.Tasks}}{{end}} {{index .Labels \"k\"}}", "appnet")
+	if expectOK(t, r); r.stdout != `host\x1b]0;x\a1 rsabc 2 v\x1b[31m`+"\n" {
+		t.Fatalf("format: %q", r.stdout)
+	}
+	r = runCLI(host, "network", "inspect", "appnet")
+	expectOK(t, r)
+	var objs []struct {
+		ID       string `json:"id"`
+		Services []struct {
+			ServiceName string `json:"serviceName"`
+		} `json:"Services"`
+		Nodes []struct {
+			Hostname string `json:"hostname"`
+			State    struct {
+				Bridge string `json:"bridge"`
+			} `json:"state"`
+		} `json:"Nodes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &objs); err != nil || len(objs) != 1 || objs[0].ID != "netid" ||
+		objs[0].Services[0].ServiceName != "web" || objs[0].Nodes[0].State.Bridge != "rsabc" || objs[0].Nodes[0].Hostname != "host\x1b]0;x\a1" {
+		t.Fatalf("json %v %+v\n%s", err, objs, r.stdout)
+	}
+	expectError(t, runCLI(host, "network", "inspect", "--pretty", "-f", "x", "appnet"), "--pretty and --format cannot be combined")
+}
