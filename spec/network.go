@@ -38,11 +38,6 @@ var networkNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 // with a letter or digit.
 var aliasRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
 
-// NetworkDrivers are the accepted values of NetworkSpec.driver. "overlay"
-// and "bridge" are accepted for compatibility with Docker's commands; all of
-// them mean raftswarm's own data path.
-var NetworkDrivers = []string{"overlay", "bridge", "raftswarm"}
-
 // ValidateNetworkName checks a network name: 1-63 letters, digits, '_',
 // '.' or '-', starting with a letter or digit (Docker's rule).
 func ValidateNetworkName(name string) error {
@@ -63,6 +58,8 @@ func ValidateNetworkSpec(s *swarmpb.NetworkSpec) error {
 	if err := ValidateNetworkName(s.Name); err != nil {
 		return err
 	}
+	// "overlay" and "bridge" are accepted for compatibility with Docker's
+	// commands; every driver means raftswarm's own data path.
 	switch s.Driver {
 	case "", "overlay", "bridge", "raftswarm":
 	default:
