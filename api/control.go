@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -22,6 +23,8 @@ type ControlServer struct {
 	// Logs streams the agents' logs for ServiceLogs (control_logs.go),
 	// typically the leader's Dispatcher; without it ServiceLogs is refused.
 	Logs LogBroker
+
+	netMu sync.Mutex // serializes network creates (subnet choice, networks.go)
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
@@ -25,14 +26,15 @@ import (
 type endpointTable struct {
 	mu      sync.Mutex
 	ports   []*swarmpb.ServiceEndpoint
-	changed chan struct{} // closed and replaced when ports change
+	disc    *discovery    // service discovery, filtered per node when sent (discovery.go)
+	changed chan struct{} // closed and replaced when ports or disc change
 	done    chan struct{}
 	stopped chan struct{}
 }
 
 func (d *Dispatcher) startEndpoints(ctx context.Context) *endpointTable {
 	e := &endpointTable{changed: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{})}
-	events, cancel := d.Store.ViewAndWatch(func(tx state.ReadTx) { e.ports = buildEndpoints(tx) })
+	events, cancel := d.Store.ViewAndWatch(func(tx state.ReadTx) { e.ports, e.disc = buildEndpoints(tx), buildDiscovery(tx) })
 	go func() {
 		defer close(e.stopped)
 		defer func() { cancel() }()
@@ -52,7 +54,7 @@ func (d *Dispatcher) startEndpoints(ctx context.Context) *endpointTable {
 					// through the timer like any change.
 					cancel()
 					events, cancel = d.Store.Watch()
-				} else if !affectsEndpoints(ev) {
+				} else if !affectsEndpoints(ev) && !affectsDiscovery(ev) {
 					continue
 				}
 				if !pending {
@@ -62,8 +64,9 @@ func (d *Dispatcher) startEndpoints(ctx context.Context) *endpointTable {
 			case <-debounce.C:
 				pending = false
 				var ports []*swarmpb.ServiceEndpoint
-				d.Store.View(func(tx state.ReadTx) { ports = buildEndpoints(tx) })
-				e.set(ports)
+				var disc *discovery
+				d.Store.View(func(tx state.ReadTx) { ports, disc = buildEndpoints(tx), buildDiscovery(tx) })
+				e.set(ports, disc)
 			}
 		}
 	}()
@@ -75,21 +78,26 @@ func (e *endpointTable) stop() {
 	<-e.stopped
 }
 
-func (e *endpointTable) set(ports []*swarmpb.ServiceEndpoint) {
+func (e *endpointTable) set(ports []*swarmpb.ServiceEndpoint, disc *discovery) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if equalEndpoints(e.ports, ports) {
+	if equalEndpoints(e.ports, ports) && e.disc.equal(disc) {
 		return
 	}
-	e.ports = ports
+	e.ports, e.disc = ports, disc
 	close(e.changed)
 	e.changed = make(chan struct{})
 }
 
 func (e *endpointTable) get() ([]*swarmpb.ServiceEndpoint, <-chan struct{}) {
+	ports, _, changed := e.getAll()
+	return ports, changed
+}
+
+func (e *endpointTable) getAll() ([]*swarmpb.ServiceEndpoint, *discovery, <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.ports, e.changed
+	return e.ports, e.disc, e.changed
 }
 
 func equalEndpoints(a, b []*swarmpb.ServiceEndpoint) bool {
@@ -178,20 +186,40 @@ func protoOrTCP(p string) string {
 	return p
 }
 
-// Endpoints streams the routing table to a node's mesh: the whole table
-// now, then again on every change, until the term ends.
+// Endpoints streams the routing table to a node's mesh, with the service
+// discovery view computed for that node (discovery.go): the whole of both
+// now, then again on every change that concerns the node, until the term
+// ends.
 func (d *Dispatcher) Endpoints(_ *swarmpb.EndpointsRequest, stream grpc.ServerStreamingServer[swarmpb.EndpointsMessage]) error {
 	ctx := stream.Context()
+	// The auth interceptor has checked the node certificate; without one
+	// (never in a cluster) the node gets the routing table only.
+	var nodeID string
+	if id, err := ca.PeerIdentity(ctx); err == nil {
+		nodeID = id.NodeID
+	}
+	return d.streamEndpoints(ctx, nodeID, stream.Send)
+}
+
+func (d *Dispatcher) streamEndpoints(ctx context.Context, nodeID string, send func(*swarmpb.EndpointsMessage) error) error {
 	d.mu.Lock()
 	active, table := d.active, d.endpoints
 	d.mu.Unlock()
 	if !active || table == nil {
 		return d.notLeader(ctx)
 	}
+	var last *swarmpb.EndpointsMessage
 	for {
-		ports, changed := table.get()
-		if err := stream.Send(&swarmpb.EndpointsMessage{Ports: ports}); err != nil {
-			return err
+		ports, disc, changed := table.getAll()
+		msg := &swarmpb.EndpointsMessage{Ports: ports}
+		if nodeID != "" {
+			disc.forNode(nodeID, msg)
+		}
+		if last == nil || !proto.Equal(last, msg) {
+			if err := send(msg); err != nil {
+				return err
+			}
+			last = msg
 		}
 		select {
 		case <-changed:

@@ -111,32 +111,65 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
 	}
-	var err error
-	s.Store.View(func(tx state.ReadTx) {
-		if tx.GetServiceByName(req.Spec.Name) != nil {
-			err = &userError{kind: state.ErrNameConflict, msg: fmt.Sprintf("service %s already exists", req.Spec.Name)}
-			return
+	svc := &swarmpb.Service{Id: identity.NewID(), Spec: proto.Clone(req.Spec).(*swarmpb.ServiceSpec), SpecVersion: 1}
+	for attempt := 0; ; attempt++ {
+		var err error
+		s.Store.View(func(tx state.ReadTx) {
+			if tx.GetServiceByName(svc.Spec.Name) != nil {
+				err = &userError{kind: state.ErrNameConflict, msg: fmt.Sprintf("service %s already exists", svc.Spec.Name)}
+				return
+			}
+			if err = checkPorts(tx, "", svc.Spec); err != nil {
+				return
+			}
+			if err = resolveNetworks(tx, svc.Id, svc.Spec); err != nil {
+				return
+			}
+			svc.VirtualIps, err = allocateVIPs(tx, svc.Id, svc.Spec, nil)
+		})
+		if err != nil {
+			return nil, Status(err)
 		}
-		err = checkPorts(tx, "", req.Spec)
-	})
-	if err != nil {
-		return nil, Status(err)
+		out, err := s.writeService(ctx, state.Create(svc), svc.Id, "create service "+svc.Spec.Name)
+		if retryVIP(err, attempt) {
+			continue
+		}
+		if err != nil {
+			return nil, Status(err)
+		}
+		return &swarmpb.CreateServiceResponse{Service: out}, nil
 	}
-	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
-	out, err := s.writeService(ctx, state.Create(svc), svc.Id, "create service "+req.Spec.Name)
-	if err != nil {
-		return nil, err
-	}
-	return &swarmpb.CreateServiceResponse{Service: out}, nil
+}
+
+// vipAttempts bounds the writes of one service create or update that
+// lose races for VIPs: each lost race means another write won, so n
+// concurrent writes to one network all succeed within n attempts.
+const vipAttempts = 5
+
+// retryVIP reports whether a service write lost a race for a VIP to
+// another write (the store refused it) and may be tried again, with VIPs
+// allocated from the state that includes the winner.
+func retryVIP(err error, attempt int) bool {
+	return attempt+1 < vipAttempts && errors.Is(err, state.ErrVIPConflict)
 }
 
 // writeService applies one change to a service and returns the service as
 // stored. The write went through this leader, so its store already holds it.
+// Its error is a status, except a lost race for a VIP, which is left as
+// the store's error (errors.Is state.ErrVIPConflict) for the caller to
+// retry; Status turns it into one.
 func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction, id, what string) (*swarmpb.Service, error) {
 	if _, err := s.Raft.Apply(ctx, state.Batch(a)); err != nil {
 		if pce := (*state.PortConflictError)(nil); errors.As(err, &pce) {
 			// Lost a race for the port to another write.
 			return nil, Status(refusedf("%s", pce.Error()))
+		}
+		if errors.Is(err, state.ErrNoSuchNetwork) {
+			// A network was removed since it was resolved.
+			return nil, Status(notFoundf("%s: a network it attaches was removed meanwhile; try again", what))
+		}
+		if vce := (*state.VIPConflictError)(nil); errors.As(err, &vce) {
+			return nil, &userError{kind: vipConflict{vce}, msg: fmt.Sprintf("%s: %s; try again", what, vce.Error())}
 		}
 		return nil, Status(fmt.Errorf("%s: %w", what, err))
 	}
@@ -146,6 +179,15 @@ func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction
 		return nil, Status(notFoundf("service %s was removed meanwhile", id))
 	}
 	return out, nil
+}
+
+// vipConflict classifies a lost VIP race: errors.Is matches both
+// state.ErrVIPConflict (to retry) and errRefused (for the status code).
+type vipConflict struct{ err *state.VIPConflictError }
+
+func (v vipConflict) Error() string { return v.err.Error() }
+func (v vipConflict) Is(target error) bool {
+	return target == state.ErrVIPConflict || target == errRefused
 }
 
 // lookupService resolves a user's SERVICE argument with a linearizable
@@ -182,7 +224,6 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if req.Version != 0 && req.Version != cur.Meta.GetVersion() {
 		return nil, Status(&userError{kind: state.ErrConflict, msg: fmt.Sprintf("service %s changed since it was read; try again", cur.Spec.Name)})
 	}
-	next := proto.Clone(cur).(*swarmpb.Service)
 	var spec *swarmpb.ServiceSpec
 	switch {
 	case req.Rollback:
@@ -204,31 +245,48 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	if err := s.validateServiceSpec(spec); err != nil {
 		return nil, err
 	}
-	s.Store.View(func(tx state.ReadTx) { err = checkPorts(tx, cur.Id, spec) })
-	if err != nil {
-		return nil, Status(err)
-	}
-	changed := !proto.Equal(spec, cur.Spec)
-	if changed {
-		next.PreviousSpec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
-	}
-	next.Spec = spec
-	if req.Force || tasksAffected(cur.Spec, spec) {
-		next.SpecVersion++
-		phase := swarmpb.UpdateState_UPDATE_STATE_UPDATING
-		if req.Rollback {
-			phase = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED
+	for attempt := 0; ; attempt++ {
+		next := proto.Clone(cur).(*swarmpb.Service)
+		spec := proto.Clone(spec).(*swarmpb.ServiceSpec)
+		s.Store.View(func(tx state.ReadTx) {
+			if err = checkPorts(tx, cur.Id, spec); err != nil {
+				return
+			}
+			if err = resolveNetworks(tx, cur.Id, spec); err != nil {
+				return
+			}
+			next.VirtualIps, err = allocateVIPs(tx, cur.Id, spec, cur.VirtualIps)
+		})
+		if err != nil {
+			return nil, Status(err)
 		}
-		next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
+		changed := !proto.Equal(spec, cur.Spec)
+		if changed {
+			next.PreviousSpec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
+		}
+		next.Spec = spec
+		// A change of networks or aliases is a change of the spec's
+		// networks field, so tasksAffected rolls the tasks for it.
+		if req.Force || tasksAffected(cur.Spec, spec) {
+			next.SpecVersion++
+			phase := swarmpb.UpdateState_UPDATE_STATE_UPDATING
+			if req.Rollback {
+				phase = swarmpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED
+			}
+			next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
+		}
+		if !changed && next.SpecVersion == cur.SpecVersion && vipsEqual(next.VirtualIps, cur.VirtualIps) {
+			return &swarmpb.UpdateServiceResponse{Service: cur}, nil
+		}
+		out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)
+		if retryVIP(err, attempt) {
+			continue
+		}
+		if err != nil {
+			return nil, Status(err)
+		}
+		return &swarmpb.UpdateServiceResponse{Service: out}, nil
 	}
-	if !changed && next.SpecVersion == cur.SpecVersion {
-		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
-	}
-	out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)
-	if err != nil {
-		return nil, err
-	}
-	return &swarmpb.UpdateServiceResponse{Service: out}, nil
 }
 
 // ListServices returns one page of services in ID order (see paging.go)

@@ -120,3 +120,21 @@ func FuzzParseDuration(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseNetworkAttachment(f *testing.F) {
+	for _, s := range []string{"appnet", "name=appnet,alias=db", "target=x,alias=a,alias=b", "alias=x", "name=a,name=b", ",,,", "=", "name=,alias=", "a b", "name=a\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		att, err := parseNetworkAttachment("--network", s)
+		if err != nil {
+			checkFlagError(t, err)
+			return
+		}
+		sp := fuzzSpec()
+		sp.Networks = []*swarmpb.NetworkAttachmentConfig{att}
+		if err := spec.ValidateServiceSpec(sp, 0); err != nil {
+			checkFlagError(t, err)
+		}
+	})
+}

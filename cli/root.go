@@ -113,6 +113,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.swarmCommand(),
 		a.nodeCommand(),
 		a.serviceCommand(),
+		a.networkCommand(),
 	)
 	return root
 }

@@ -168,8 +168,22 @@ func (a *app) serviceInspectCommand() *cobra.Command {
 			if err != nil {
 				return nil, nil, err
 			}
-			return func(w io.Writer) { printServicePretty(w, svc) },
-				func() (json.RawMessage, error) { return marshalObject(svc, nil) }, nil
+			names, err := a.serviceNetworkNames(ctl, svc)
+			if err != nil {
+				return nil, nil, err
+			}
+			nets := serviceNetworks(svc, names)
+			return func(w io.Writer) {
+					printServicePretty(w, svc)
+					printServiceNetworks(w, nets)
+				},
+				func() (json.RawMessage, error) {
+					var extra map[string]any
+					if len(nets) > 0 {
+						extra = map[string]any{"Networks": nets}
+					}
+					return marshalObject(svc, extra)
+				}, nil
 		})
 }
 

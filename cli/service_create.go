@@ -24,6 +24,8 @@ type createFlags struct {
 	constraints     []string
 	placementPrefs  []string
 	mounts          []string
+	networks        []string
+	networkAliases  []string
 }
 
 func (o *createFlags) register(f *pflag.FlagSet) {
@@ -37,6 +39,8 @@ func (o *createFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement constraint (e.g. node.labels.zone==a)")
 	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "placement preference (spread=node.labels.KEY)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount (type=bind|volume,source=...,target=...[,readonly])")
+	f.StringArrayVar(&o.networks, "network", nil, "attach to a network: NAME or name=NAME,alias=ALIAS (repeatable)")
+	f.StringArrayVar(&o.networkAliases, "network-alias", nil, "add a name the service answers to on every --network (repeatable)")
 }
 
 // spec builds and validates the spec of a new service.
@@ -94,6 +98,17 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 			return nil, err
 		}
 		spec.Container.Mounts = append(spec.Container.Mounts, mnt)
+	}
+	for _, n := range o.networks {
+		att, err := parseNetworkAttachment("--network", n)
+		if err != nil {
+			return nil, err
+		}
+		att.Aliases = append(att.Aliases, o.networkAliases...)
+		spec.Networks = append(spec.Networks, att)
+	}
+	if len(o.networkAliases) > 0 && len(o.networks) == 0 {
+		return nil, fmt.Errorf("--network-alias needs a --network to apply to")
 	}
 	// The managers' rules, run here too so that bad input fails before
 	// anything is sent, with the same message. The replica cap is the

@@ -24,6 +24,7 @@ type updateOnlyFlags struct {
 	publishAdd, publishRm               []string
 	mountAdd, mountRm                   []string
 	placementPrefAdd, placementPrefRm   []string
+	networkAdd, networkRm               []string
 	force, rollback                     bool
 }
 
@@ -45,6 +46,8 @@ func (o *updateOnlyFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.mountRm, "mount-rm", nil, "remove a mount by its target path")
 	f.StringArrayVar(&o.placementPrefAdd, "placement-pref-add", nil, "add a placement preference (spread=node.labels.KEY)")
 	f.StringArrayVar(&o.placementPrefRm, "placement-pref-rm", nil, "remove a placement preference")
+	f.StringArrayVar(&o.networkAdd, "network-add", nil, "attach to a network: NAME or name=NAME,alias=ALIAS")
+	f.StringArrayVar(&o.networkRm, "network-rm", nil, "detach from a network")
 	f.BoolVar(&o.force, "force", false, "force the update even if no changes require it")
 	f.BoolVar(&o.rollback, "rollback", false, "roll back to the previous spec")
 }
@@ -125,6 +128,11 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 	c.Labels = labelMap(o.containerLabelAdd, c.Labels)
 	if err := o.modifyPorts(spec); err != nil {
 		return err
+	}
+	for _, n := range o.networkAdd {
+		if _, err := parseNetworkAttachment("--network-add", n); err != nil {
+			return err
+		}
 	}
 	for _, target := range o.mountRm {
 		c.Mounts = removeWhere(c.Mounts, func(m *swarmpb.Mount) bool { return m.Target == target })
@@ -227,6 +235,9 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 				if err := o.modify(spec, fs); err != nil {
 					return err
 				}
+				if err := a.modifyNetworks(ctl, s, spec, o.networkAdd, o.networkRm); err != nil {
+					return err
+				}
 				// The managers' rules (the replica cap aside, which only
 				// they know), so that an update they would refuse is not sent.
 				if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
@@ -246,4 +257,41 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 	}
 	o.register(cmd.Flags())
 	return cmd
+}
+
+// modifyNetworks applies --network-rm, then --network-add, to spec (a copy
+// of svc's), naming networks by ID as the managers store them.
+func (a *app) modifyNetworks(ctl swarmpb.ControlClient, svc *swarmpb.Service, spec *swarmpb.ServiceSpec, add, rm []string) error {
+	name := displayName(svc)
+	for _, ref := range rm {
+		resp, err := a.getNetwork(ctl, ref)
+		if err != nil {
+			return err
+		}
+		id := resp.GetNetwork().GetId()
+		before := len(spec.Networks)
+		spec.Networks = removeWhere(spec.Networks, func(n *swarmpb.NetworkAttachmentConfig) bool { return n.GetTarget() == id })
+		if len(spec.Networks) == before {
+			return fmt.Errorf("service %s is not attached to network %s", name, ref)
+		}
+	}
+	for _, s := range add {
+		att, err := parseNetworkAttachment("--network-add", s)
+		if err != nil {
+			return err
+		}
+		resp, err := a.getNetwork(ctl, att.Target)
+		if err != nil {
+			return err
+		}
+		n := resp.GetNetwork()
+		for _, cur := range spec.Networks {
+			if cur.GetTarget() == n.GetId() {
+				return fmt.Errorf("network %s is already attached to service %s", n.GetSpec().GetName(), name)
+			}
+		}
+		att.Target = n.GetId()
+		spec.Networks = append(spec.Networks, att)
+	}
+	return nil
 }

@@ -89,7 +89,7 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 	if m := r.GetMemoryBytes(); m < 0 || m > MaxNodeMemoryBytes {
 		return fmt.Errorf("invalid node description: %d bytes of memory, must be between 0 and %d", m, MaxNodeMemoryBytes)
 	}
-	return nil
+	return validateNodeNetworks(d)
 }
 
 // ClipNodeDescription makes an honest node's description fit the limits

@@ -106,6 +106,9 @@ func ValidateServiceSpec(s *swarmpb.ServiceSpec, maxReplicas uint64) error {
 	if err := validatePorts(s.Ports); err != nil {
 		return err
 	}
+	if err := validateServiceNetworks(s.Networks); err != nil {
+		return err
+	}
 	if err := validateUpdateConfig("update", s.Update); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ type data struct {
 	tasksByService map[string]idSet   // service id -> task ids
 	tasksByNode    map[string]idSet   // node id ("" = unassigned) -> task ids
 	portOwner      map[PortKey]string // published port/protocol -> service id
+	vipOwner       map[VIPKey]string  // virtual IP on a network -> service id
 	// Unique names of networks, secrets and configs: kind -> name -> id.
 	objectByName map[nameKind]map[string]string
 }
@@ -76,6 +77,7 @@ func newData() *data {
 		tasksByService: make(map[string]idSet),
 		tasksByNode:    make(map[string]idSet),
 		portOwner:      make(map[PortKey]string),
+		vipOwner:       make(map[VIPKey]string),
 	}
 }
 
@@ -84,6 +86,7 @@ func (d *data) indexService(s *swarmpb.Service) {
 		d.serviceByName[name] = s.GetId()
 	}
 	d.indexPorts(s)
+	d.indexVIPs(s)
 }
 
 // unindexService only drops the name if it still points at this service: in
@@ -95,6 +98,7 @@ func (d *data) unindexService(s *swarmpb.Service) {
 		delete(d.serviceByName, name)
 	}
 	d.unindexPorts(s)
+	d.unindexVIPs(s)
 }
 
 func (d *data) indexTask(t *swarmpb.Task) {

@@ -73,6 +73,7 @@ type txn struct {
 	objNames map[nameKind]map[string]string // like names, for networks, secrets and configs
 	names    map[string]string              // service name -> id as of this batch; "" = freed
 	ports    map[PortKey]string             // published port -> service id as of this batch; "" = freed
+	vips     map[VIPKey]string              // virtual IP -> service id as of this batch; "" = freed
 }
 
 func newTxn(d *data, index uint64, now int64) *txn {
@@ -119,7 +120,13 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 		if err := tx.stageServiceName(k, ev); err != nil {
 			return ev, err
 		}
-		return ev, tx.stageServicePorts(k, ev)
+		if err := tx.stageServicePorts(k, ev); err != nil {
+			return ev, err
+		}
+		if err := tx.stageServiceNetworks(k, ev); err != nil {
+			return ev, err
+		}
+		return ev, tx.stageServiceVIPs(k, ev)
 	case *swarmpb.StoreAction_Task:
 		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
 	case *swarmpb.StoreAction_Secret:
@@ -131,6 +138,9 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 	case *swarmpb.StoreAction_Network:
 		ev, err := stage(&tx.networks, tx, k, "network", t.Network, func(n *swarmpb.Network, m *swarmpb.Meta) { n.Meta = m })
 		if err != nil {
+			return ev, err
+		}
+		if err := tx.stageNetworkDelete(ev); err != nil {
 			return ev, err
 		}
 		return ev, tx.stageObjectName(kindNetwork, k, ev, func(o proto.Message) string { return o.(*swarmpb.Network).GetSpec().GetName() })
