@@ -111,6 +111,9 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
 	}
+	if err := s.resolveDataRefs(req.Spec); err != nil { // secrets.go
+		return nil, err
+	}
 	var err error
 	s.Store.View(func(tx state.ReadTx) {
 		if tx.GetServiceByName(req.Spec.Name) != nil {
@@ -202,6 +205,9 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		return nil, Status(invalidf("service %s: the mode cannot change after creation", cur.Spec.Name))
 	}
 	if err := s.validateServiceSpec(spec); err != nil {
+		return nil, err
+	}
+	if err := s.resolveDataRefs(spec); err != nil { // secrets.go
 		return nil, err
 	}
 	s.Store.View(func(tx state.ReadTx) { err = checkPorts(tx, cur.Id, spec) })
