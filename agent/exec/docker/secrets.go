@@ -68,6 +68,17 @@ func isTmpfs(dir string) bool {
 	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
+// isMountPoint reports whether dir is a mount of its own (its device
+// differs from its parent's): a tmpfs the secrets directory merely sits on
+// (a tmpfs /tmp) is shared with other programs, so it does not count.
+func isMountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Dir(dir), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
 // ensureSecretsTmpfs mounts the secrets tmpfs unless it is there already
 // (a previous run of the node mounted it and did not close). e.data.mu is
 // held.
@@ -76,7 +87,8 @@ func (e *Executor) ensureSecretsTmpfs() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secrets: create %s: %w", dir, err)
 	}
-	if isTmpfs(dir) {
+	if isTmpfs(dir) && isMountPoint(dir) {
+		e.data.mounted = true // a previous run's; detached on Close
 		return nil
 	}
 	if os.Geteuid() != 0 {
@@ -86,7 +98,7 @@ func (e *Executor) ensureSecretsTmpfs() error {
 	if err != nil {
 		return fmt.Errorf("secrets: mount a tmpfs at %s: %w", dir, err)
 	}
-	if !isTmpfs(dir) {
+	if !isTmpfs(dir) || !isMountPoint(dir) {
 		return fmt.Errorf("secrets: %s is not a tmpfs after mounting one", dir)
 	}
 	e.data.mounted = true
