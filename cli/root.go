@@ -113,6 +113,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.swarmCommand(),
 		a.nodeCommand(),
 		a.serviceCommand(),
+		a.secretCommand(),
+		a.configCommand(),
 	)
 	return root
 }

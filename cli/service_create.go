@@ -24,6 +24,7 @@ type createFlags struct {
 	constraints     []string
 	placementPrefs  []string
 	mounts          []string
+	data            dataCreateFlags // --secret, --config (service_secrets.go)
 }
 
 func (o *createFlags) register(f *pflag.FlagSet) {
@@ -37,6 +38,7 @@ func (o *createFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement constraint (e.g. node.labels.zone==a)")
 	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "placement preference (spread=node.labels.KEY)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount (type=bind|volume,source=...,target=...[,readonly])")
+	o.data.register(f)
 }
 
 // spec builds and validates the spec of a new service.
@@ -94,6 +96,9 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 			return nil, err
 		}
 		spec.Container.Mounts = append(spec.Container.Mounts, mnt)
+	}
+	if err := o.data.apply(spec); err != nil {
+		return nil, err
 	}
 	// The managers' rules, run here too so that bad input fails before
 	// anything is sent, with the same message. The replica cap is the
