@@ -208,6 +208,15 @@ func TestServiceSecretFlags(t *testing.T) {
 	expectError(t, runCLI(host, "service", "create", "-d", "--secret", "a", "--secret", "source=b,target=a", "nginx"),
 		`secret[1] target "a" is used by another secret of the service: give each a distinct target`)
 
+	// inspect --pretty lists the references.
+	r = runCLI(host, "service", "inspect", "--pretty", "web")
+	expectOK(t, r)
+	for _, want := range []string{"/run/secrets/dbpw", "db (version 0)", "1:2, mode 0400", "/etc/nginx/nginx.conf", "nginx (version 0)", "0:0, mode 0444"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("inspect --pretty lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
 	// Update: remove one by name, add one; kept references keep their version.
 	d.created.Spec.Container.Secrets[0].Version = 3
 	d.created.Spec.Container.Secrets[1].Version = 5

@@ -176,3 +176,25 @@ func parseConfigRef(flag, s string) (*swarmpb.ConfigReference, error) {
 	}
 	return r, nil
 }
+
+// printDataRefs adds a service's secret and config references (never
+// their contents, which a spec does not hold) to `service inspect
+// --pretty`.
+func printDataRefs(k kv, c *swarmpb.ContainerSpec) {
+	if len(c.GetSecrets()) > 0 {
+		k.head(0, "Secrets")
+		for _, r := range c.GetSecrets() {
+			k.line(1, "Target", "/run/secrets/%s", specrules.SecretTarget(r))
+			k.line(2, "Source", "%s (version %d)", r.GetSecretName(), r.GetVersion())
+			k.line(2, "Owner", "%d:%d, mode %#o", r.GetUid(), r.GetGid(), specrules.DataMode(r.GetMode()))
+		}
+	}
+	if len(c.GetConfigs()) > 0 {
+		k.head(0, "Configs")
+		for _, r := range c.GetConfigs() {
+			k.line(1, "Target", "%s", specrules.ConfigTarget(r))
+			k.line(2, "Source", "%s (version %d)", r.GetConfigName(), r.GetVersion())
+			k.line(2, "Owner", "%d:%d, mode %#o", r.GetUid(), r.GetGid(), specrules.DataMode(r.GetMode()))
+		}
+	}
+}
