@@ -13,7 +13,7 @@ import (
 func (a *app) configCommand() *cobra.Command { return a.dataCommand(configAPI, "Manage configs") }
 
 func configInfo(c *swarmpb.Config) *dataInfo {
-	return &dataInfo{obj: c, id: c.GetId(), name: c.GetName(), meta: c.GetMeta(), labels: c.GetLabels(), version: c.GetVersion(), versions: c.GetVersions()}
+	return &dataInfo{id: c.GetId(), name: c.GetName(), meta: c.GetMeta(), labels: c.GetLabels(), version: c.GetVersion(), versions: c.GetVersions()}
 }
 
 var configAPI = &dataAPI{

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
@@ -22,7 +21,6 @@ import (
 
 // dataInfo is a secret or config as the commands print it.
 type dataInfo struct {
-	obj      proto.Message // the Secret or Config, for JSON
 	id, name string
 	meta     *swarmpb.Meta
 	labels   map[string]string
@@ -31,7 +29,7 @@ type dataInfo struct {
 }
 
 func secretInfo(s *swarmpb.Secret) *dataInfo {
-	return &dataInfo{obj: s, id: s.GetId(), name: s.GetName(), meta: s.GetMeta(), labels: s.GetLabels(), version: s.GetVersion(), versions: s.GetVersions()}
+	return &dataInfo{id: s.GetId(), name: s.GetName(), meta: s.GetMeta(), labels: s.GetLabels(), version: s.GetVersion(), versions: s.GetVersions()}
 }
 
 // dataAPI is the Control calls of one kind.
@@ -234,22 +232,24 @@ func (a *app) dataLsCommand(api *dataAPI) *cobra.Command {
 	return cmd
 }
 
-// dataInspect is what `inspect --format` templates see: metadata only.
+// dataInspect is what `inspect` prints as JSON, and what --format
+// templates see: metadata only, there being no content to show.
 type dataInspect struct {
-	ID       string
-	Name     string
-	Labels   map[string]string
-	Version  uint64
-	Versions []dataVersionInfo
-	Created  string
-	Updated  string
-	Services []string
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels"`
+	Version  uint64            `json:"version"`
+	Versions []dataVersionInfo `json:"versions"`
+	Created  string            `json:"createdAt"`
+	Updated  string            `json:"updatedAt"`
+	Services []string          `json:"services"`
 }
 
+// dataVersionInfo is one content version: its number, digest and time.
 type dataVersionInfo struct {
-	Version uint64
-	SHA256  string
-	Created string
+	Version uint64 `json:"version"`
+	SHA256  string `json:"sha256"`
+	Created string `json:"createdAt"`
 }
 
 func (a *app) dataInspectCommand(api *dataAPI) *cobra.Command {
@@ -286,16 +286,20 @@ func (a *app) dataInspectCommand(api *dataAPI) *cobra.Command {
 				if services == nil {
 					services = []string{}
 				}
+				ins := dataInspect{ID: info.id, Name: info.name, Labels: info.labels, Version: info.version, Services: services,
+					Versions: []dataVersionInfo{},
+					Created:  formatTime(info.meta.GetCreatedAt()), Updated: formatTime(info.meta.GetUpdatedAt())}
+				if ins.Labels == nil {
+					ins.Labels = map[string]string{}
+				}
+				for _, v := range info.versions {
+					ins.Versions = append(ins.Versions, dataVersionInfo{Version: v.GetVersion(), SHA256: v.GetSha256(), Created: formatTime(v.GetCreatedAt())})
+				}
 				if fmtr != nil {
-					ins := dataInspect{ID: info.id, Name: info.name, Labels: info.labels, Version: info.version, Services: services,
-						Created: formatTime(info.meta.GetCreatedAt()), Updated: formatTime(info.meta.GetUpdatedAt())}
-					for _, v := range info.versions {
-						ins.Versions = append(ins.Versions, dataVersionInfo{Version: v.GetVersion(), SHA256: v.GetSha256(), Created: formatTime(v.GetCreatedAt())})
-					}
 					rows = append(rows, ins)
 					continue
 				}
-				obj, err := marshalObject(info.obj, map[string]any{"services": services})
+				obj, err := json.Marshal(ins)
 				if err != nil {
 					return err
 				}

@@ -147,7 +147,7 @@ func TestSecretCommands(t *testing.T) {
 	r = runCLI(host, "secret", "inspect", "pw")
 	expectOK(t, r)
 	if !strings.Contains(r.stdout, `"services": [`) || !strings.Contains(r.stdout, `"web"`) || !strings.Contains(r.stdout, `"sha256": "abc"`) ||
-		strings.Contains(r.stdout, "hunter2") {
+		strings.Contains(r.stdout, "hunter2") || strings.Contains(r.stdout, `"data"`) {
 		t.Fatalf("inspect:\n%s", r.stdout)
 	}
 	r = runCLI(host, "secret", "inspect", "--format", "{{.Name}} v{{.Version}} {{join .Services \",\"}}", "pw")
