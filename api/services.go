@@ -111,6 +111,9 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
 	}
+	if err := s.resolveDataRefs(req.Spec); err != nil { // secrets.go
+		return nil, err
+	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: proto.Clone(req.Spec).(*swarmpb.ServiceSpec), SpecVersion: 1}
 	for attempt := 0; ; attempt++ {
 		var err error
@@ -243,6 +246,9 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		return nil, Status(invalidf("service %s: the mode cannot change after creation", cur.Spec.Name))
 	}
 	if err := s.validateServiceSpec(spec); err != nil {
+		return nil, err
+	}
+	if err := s.resolveDataRefs(spec); err != nil { // secrets.go
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {

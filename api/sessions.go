@@ -287,10 +287,14 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	defer s.unregister(sess)
 
 	managers := managerAddrs(d.Raft)
+	sent := newSentData() // sessions_data.go
+	secrets, configs := d.payloads(sent, full)
 	if err := stream.Send(&swarmpb.SessionMessage{
 		Kind:     swarmpb.SessionMessage_KIND_FULL,
 		Tasks:    full,
 		Managers: managers,
+		Secrets:  secrets,
+		Configs:  configs,
 	}); err != nil {
 		return err
 	}
@@ -317,11 +321,14 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 			if len(changed) == 0 && len(removed) == 0 {
 				break
 			}
+			secrets, configs := d.payloads(sent, changed)
 			if err := stream.Send(&swarmpb.SessionMessage{
 				Kind:           swarmpb.SessionMessage_KIND_UPDATE,
 				Tasks:          changed,
 				RemovedTaskIds: removed,
 				Managers:       managers,
+				Secrets:        secrets,
+				Configs:        configs,
 			}); err != nil {
 				return err
 			}

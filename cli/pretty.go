@@ -178,6 +178,7 @@ func printServicePretty(w io.Writer, s *swarmpb.Service) {
 			k.line(2, "Type", "%s", mountTypeString(m.GetType()))
 		}
 	}
+	printDataRefs(k, c) // service_secrets.go
 	if res := sp.GetResources(); res != nil {
 		k.head(0, "Resources")
 		if r := res.GetReservations(); r != nil {

@@ -114,6 +114,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.nodeCommand(),
 		a.serviceCommand(),
 		a.networkCommand(),
+		a.secretCommand(),
+		a.configCommand(),
 	)
 	return root
 }

@@ -26,6 +26,7 @@ type createFlags struct {
 	mounts          []string
 	networks        []string
 	networkAliases  []string
+	data            dataCreateFlags // --secret, --config (service_secrets.go)
 }
 
 func (o *createFlags) register(f *pflag.FlagSet) {
@@ -41,6 +42,7 @@ func (o *createFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount (type=bind|volume,source=...,target=...[,readonly])")
 	f.StringArrayVar(&o.networks, "network", nil, "attach to a network: NAME or name=NAME,alias=ALIAS (repeatable)")
 	f.StringArrayVar(&o.networkAliases, "network-alias", nil, "add a name the service answers to on every --network (repeatable)")
+	o.data.register(f)
 }
 
 // spec builds and validates the spec of a new service.
@@ -109,6 +111,9 @@ func (o *createFlags) spec(fs *pflag.FlagSet, args []string) (*swarmpb.ServiceSp
 	}
 	if len(o.networkAliases) > 0 && len(o.networks) == 0 {
 		return nil, fmt.Errorf("--network-alias needs a --network to apply to")
+	}
+	if err := o.data.apply(spec); err != nil {
+		return nil, err
 	}
 	// The managers' rules, run here too so that bad input fails before
 	// anything is sent, with the same message. The replica cap is the

@@ -26,6 +26,7 @@ type updateOnlyFlags struct {
 	placementPrefAdd, placementPrefRm   []string
 	networkAdd, networkRm               []string
 	force, rollback                     bool
+	data                                dataUpdateFlags // --secret-add etc. (service_secrets.go)
 }
 
 func (o *updateOnlyFlags) register(f *pflag.FlagSet) {
@@ -50,6 +51,7 @@ func (o *updateOnlyFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.networkRm, "network-rm", nil, "detach from a network")
 	f.BoolVar(&o.force, "force", false, "force the update even if no changes require it")
 	f.BoolVar(&o.rollback, "rollback", false, "roll back to the previous spec")
+	o.data.register(f)
 }
 
 func envKey(e string) string {
@@ -145,7 +147,7 @@ func (o *updateOnlyFlags) modify(spec *swarmpb.ServiceSpec, fs *pflag.FlagSet) e
 		c.Mounts = removeWhere(c.Mounts, func(old *swarmpb.Mount) bool { return old.Target == m.Target })
 		c.Mounts = append(c.Mounts, m)
 	}
-	return nil
+	return o.data.modify(spec)
 }
 
 func (o *updateOnlyFlags) modifyPorts(spec *swarmpb.ServiceSpec) error {

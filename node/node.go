@@ -98,7 +98,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Executor == nil {
 		host := cfg.DockerHost
 		cfg.Executor = func(nodeID string) (exec.Executor, error) {
-			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr})
+			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata")})
 			if err != nil {
 				return nil, err
 			}

@@ -170,6 +170,9 @@ func validateContainer(c *swarmpb.ContainerSpec) error {
 	if err := checkDuration("stop grace period", c.StopGracePeriodNs); err != nil {
 		return err
 	}
+	if err := validateDataRefs(c); err != nil { // secret.go
+		return err
+	}
 	return validateHealth(c.Healthcheck)
 }
 

@@ -55,7 +55,8 @@ type Executor struct {
 	engine Engine
 	nodeID string
 	opts   Options
-	closer io.Closer // the client New created; nil when given an Engine
+	closer io.Closer  // the client New created; nil when given an Engine
+	data   dataMounts // secrets and configs (secrets.go)
 }
 
 var _ exec.Executor = (*Executor)(nil)
@@ -77,6 +78,10 @@ type Options struct {
 	// routing mesh (ingress mode) and host-mode ports alike. "" publishes
 	// on all addresses.
 	IngressIP string
+	// DataDir is where the node keeps its tasks' secrets (on a tmpfs the
+	// executor mounts at DataDir/secrets) and configs (DataDir/configs),
+	// under the node's state dir. "": tasks using them are rejected.
+	DataDir string
 }
 
 // NewWithOptions is New with options.
@@ -134,10 +139,11 @@ func (e *Executor) NodeID() string { return e.nodeID }
 
 // Close releases the client created by New. Containers are left alone.
 func (e *Executor) Close() error {
+	derr := e.closeData() // secrets.go
 	if e.closer != nil {
-		return e.closer.Close()
+		return errors.Join(e.closer.Close(), derr)
 	}
-	return nil
+	return derr
 }
 
 // Describe reports the engine's platform (Go-style os/arch, as used by
@@ -300,6 +306,10 @@ func (c *controller) Prepare(ctx context.Context) error {
 		return err
 	}
 	cfg, hostCfg := c.configs()
+	if err := c.mountData(hostCfg); err != nil { // secrets.go
+		_ = c.removeData()
+		return err
+	}
 	resp, err := c.e.engine.ContainerCreate(ctx, cfg, hostCfg, nil, nil, c.name)
 	if cerrdefs.IsConflict(err) {
 		// Someone (a previous attempt whose response we lost) created it
@@ -309,6 +319,7 @@ func (c *controller) Prepare(ctx context.Context) error {
 		return err
 	}
 	if err != nil {
+		_ = c.removeData()
 		return fmt.Errorf("create container %s: %w", c.name, err)
 	}
 	c.mu.Lock()
@@ -491,8 +502,11 @@ func (c *controller) Shutdown(ctx context.Context) error {
 
 func (c *controller) Remove(ctx context.Context) error {
 	id, err := c.lookup(ctx)
-	if err != nil || id == "" {
+	if err != nil {
 		return err
+	}
+	if id == "" {
+		return c.removeData() // secrets.go
 	}
 	// Force: removal is final (the task is gone); anonymous volumes go
 	// with the container, named volumes stay.
@@ -501,7 +515,7 @@ func (c *controller) Remove(ctx context.Context) error {
 		return fmt.Errorf("remove container %s: %w", c.name, err)
 	}
 	c.forget()
-	return nil
+	return c.removeData()
 }
 
 // ContainerID returns the container's ID once known, else "".

@@ -43,6 +43,8 @@ type Executor struct {
 	logs    map[string][]*swarmpb.LogLine // task ID -> its lines (fake_logs.go)
 	logWake chan struct{}                 // closed and replaced on every AppendLog
 	readers int                           // Logs calls in progress
+
+	data exec.DataSource // fake_data.go
 }
 
 var (
