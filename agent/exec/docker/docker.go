@@ -604,7 +604,19 @@ func portBindings(specPorts []*swarmpb.PortConfig, pm nat.PortMap) []*swarmpb.Po
 		if err != nil {
 			continue
 		}
+		// Docker lists a wildcard binding once per address family, and
+		// may give the two families different host ports; the mesh dials
+		// IPv4, so an IPv6 binding counts only when there is no IPv4 one.
+		hasV4 := false
 		for _, b := range pm[port] {
+			if !isIPv6(b.HostIP) {
+				hasV4 = true
+			}
+		}
+		for _, b := range pm[port] {
+			if hasV4 && isIPv6(b.HostIP) {
+				continue
+			}
 			hp, err := strconv.ParseUint(b.HostPort, 10, 16)
 			if err != nil || hp == 0 {
 				continue
