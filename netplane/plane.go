@@ -57,6 +57,7 @@ type Plane struct {
 	tbl     atomic.Pointer[Table]
 	wake    chan struct{}
 	ruleErr atomic.Pointer[error]
+	report  atomic.Pointer[[]*swarmpb.NodeNetwork] // for heartbeats, never blocked by the engine
 
 	// mu guards bridges and the listeners in it. Engine calls are made
 	// while holding it: Attach and reconcile are serialized, which keeps
@@ -192,6 +193,7 @@ func (p *Plane) adopt(ctx context.Context) {
 		p.bridges[br.NetworkID] = &bridgeState{br: br}
 		p.log.Info("adopted bridge", "network", br.NetworkID, "bridge", br.DockerName)
 	}
+	p.publishReportLocked()
 }
 
 // Update hands the Plane the latest discovery view from the leader. It does
@@ -290,6 +292,7 @@ func (p *Plane) reconcile(ctx context.Context) {
 	tb := BuildTable(TableInput{View: view, NodeID: p.cfg.NodeID, Local: local}, p.alloc)
 	p.tbl.Store(tb)
 	p.applyRulesLocked(ctx, tb)
+	p.publishReportLocked()
 }
 
 // ensureLocked ensures the bridge of a network and its listeners.
@@ -436,6 +439,7 @@ func (p *Plane) Attach(ctx context.Context, t *swarmpb.Task) (Attachment, error)
 		if b != nil {
 			b.attachedAt = time.Now()
 		}
+		p.publishReportLocked()
 		p.mu.Unlock()
 		if err != nil {
 			return Attachment{}, fmt.Errorf("attach to network %s: %w", nameOr(vn.GetName(), id), err)
@@ -479,10 +483,23 @@ func (p *Plane) waitNetwork(ctx context.Context, id string) *swarmpb.NetworkView
 	}
 }
 
-// Report is what this node has set up per network, for its heartbeats.
+// Report is what this node has set up per network, for its heartbeats. It
+// returns the state of the last reconcile or attachment, without waiting
+// for one in progress.
 func (p *Plane) Report() []*swarmpb.NodeNetwork {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	r := p.report.Load()
+	if r == nil {
+		return nil
+	}
+	out := make([]*swarmpb.NodeNetwork, len(*r))
+	for i, n := range *r {
+		out[i] = proto.CloneOf(n)
+	}
+	return out
+}
+
+// publishReportLocked snapshots the bridges for Report.
+func (p *Plane) publishReportLocked() {
 	out := make([]*swarmpb.NodeNetwork, 0, len(p.bridges))
 	for id, b := range p.bridges {
 		nn := &swarmpb.NodeNetwork{
@@ -500,7 +517,7 @@ func (p *Plane) Report() []*swarmpb.NodeNetwork {
 		out = append(out, nn)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NetworkId < out[j].NetworkId })
-	return out
+	p.report.Store(&out)
 }
 
 // RulesError is the last failure to program the kernel rules, nil once

@@ -1,7 +1,6 @@
 package netplane
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -362,6 +361,3 @@ func (s *connSet) closeAll() {
 		c.Close()
 	}
 }
-
-// ctxDone reports whether ctx has ended.
-func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }
