@@ -289,6 +289,13 @@ func (p *Plane) reconcile(ctx context.Context) {
 	if view == nil {
 		view = &swarmpb.EndpointsMessage{}
 	}
+	// Forget dial failures old enough not to matter any more.
+	p.down.Range(func(k, v any) bool {
+		if time.Since(v.(time.Time)) > downFor {
+			p.down.Delete(k)
+		}
+		return true
+	})
 	tb := BuildTable(TableInput{View: view, NodeID: p.cfg.NodeID, Local: local}, p.alloc)
 	p.tbl.Store(tb)
 	p.applyRulesLocked(ctx, tb)

@@ -146,7 +146,7 @@ func TestProxyRoundRobinAndHalfClose(t *testing.T) {
 
 func TestProxySkipsDeadBackend(t *testing.T) {
 	port, _, _ := twoBackends(t)
-	_, pr, dst := proxyFixture(t, true)
+	p, pr, dst := proxyFixture(t, true)
 	d := netip.AddrPortFrom(mp("10.96.0.2"), uint16(port))
 	dst.Store(&d)
 	for i := range 6 {
@@ -154,6 +154,13 @@ func TestProxySkipsDeadBackend(t *testing.T) {
 		if err != nil || (got != "A:x" && got != "B:x") {
 			t.Fatalf("connection %d: %q, %v", i, got, err)
 		}
+	}
+	// r3 was tried, failed, and is now tried only after the others.
+	if _, ok := p.down.Load("r3"); !ok {
+		t.Fatal("the dead backend is not marked down")
+	}
+	if st := p.Stats()["svc-redis"]; st.Connections != 6 || st.Errors != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
