@@ -386,7 +386,11 @@ func (p *Plane) applyRulesLocked(ctx context.Context, tb *Table) {
 	p.lastRules, p.lastApplied = &rs, time.Now()
 }
 
-// RuleSet is what the kernel must do for this node's bridges now.
+// ruleSetLocked is what the kernel must do for this node's bridges now:
+// per bridge, its own network's virtual subnet, then those of the networks
+// its containers are also on (a container on several networks sends to
+// all of them through its default route, one bridge). The proxy answers
+// only for networks the connecting container is on.
 func (p *Plane) ruleSetLocked(tb *Table) RuleSet {
 	var rs RuleSet
 	ids := make([]string, 0, len(p.bridges))
@@ -407,6 +411,20 @@ func (p *Plane) ruleSetLocked(tb *Table) RuleSet {
 			RefusePort: b.proxy.RefusePort(),
 			Live:       tb.Live(id),
 		})
+		for _, other := range tb.CoNetworks(id) {
+			_, subnet, _, ok := tb.Network(other)
+			if !ok || subnet.Overlaps(b.vipSubnet) {
+				continue
+			}
+			rs.Bridges = append(rs.Bridges, BridgeRules{
+				Interface:  b.br.Interface,
+				Gateway:    b.br.Gateway,
+				VIPSubnet:  subnet,
+				ProxyPort:  b.proxy.ProxyPort(),
+				RefusePort: b.proxy.RefusePort(),
+				Live:       tb.Live(other),
+			})
+		}
 	}
 	return rs
 }

@@ -475,3 +475,42 @@ func TestPlaneUpdateDoesNotBlock(t *testing.T) {
 		t.Fatal("Update blocked")
 	}
 }
+
+func TestPlaneRulesForContainersOnTwoNetworks(t *testing.T) {
+	br := newFakeBridges()
+	rules := &fakeRules{}
+	p := runPlane(t, br, rules)
+	v := testView() // appnet and othernet
+	p.Update(v)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if got := br.names(); len(got) != 2 {
+			return fmt.Errorf("bridges %v", got)
+		}
+		return nil
+	})
+	// w1 joins both bridges.
+	br.setEndpoints("rs-appnet-self", map[string]netip.Addr{"w1": mp("172.30.1.2")})
+	br.setEndpoints("rs-othernet-self", map[string]netip.Addr{"w1": mp("172.30.2.2")})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		p.Update(v)
+		last := rules.get()
+		if last == nil || len(last.Bridges) != 4 {
+			return fmt.Errorf("rules %+v", last)
+		}
+		return nil
+	})
+	got := map[string]BridgeRules{}
+	for _, b := range rules.get().Bridges {
+		got[b.Interface+" "+b.VIPSubnet.String()] = b
+	}
+	for _, k := range []string{"rsfake1 10.96.0.0/20", "rsfake1 10.96.16.0/20", "rsfake2 10.96.0.0/20", "rsfake2 10.96.16.0/20"} {
+		if _, ok := got[k]; !ok {
+			t.Fatalf("no rules for %s: %v", k, got)
+		}
+	}
+	// Through appnet's bridge, othernet's live addresses go to appnet's proxy.
+	a, o := got["rsfake1 10.96.0.0/20"], got["rsfake1 10.96.16.0/20"]
+	if o.ProxyPort != a.ProxyPort || o.Gateway != a.Gateway || !slices.Contains(o.Live, mp("10.96.16.2")) {
+		t.Fatalf("cross-network rules %+v (own %+v)", o, a)
+	}
+}

@@ -249,3 +249,46 @@ func TestOriginalDstOnPlainSocket(t *testing.T) {
 		}
 	}
 }
+
+// A container on two networks reaches the second network's VIP through the
+// first network's bridge (its default route); a container on the first
+// network only is reset.
+func TestProxyCrossNetworkOnlyForMembers(t *testing.T) {
+	port, _ := backendServer(t, "127.0.0.34", 0, "D")
+	p := New(Config{NodeID: "self"})
+	t.Cleanup(p.shutdown)
+	v := testView()
+	v.Services[2].Tasks = []*swarmpb.DiscoveryTask{{TaskId: "d1", NodeId: "self"}}
+	local := map[string]map[string]netip.Addr{
+		appnet:   {"r1": mp("127.0.0.35"), "w1": mp("127.0.0.36")},
+		othernet: {"w1": mp("127.0.0.37"), "d1": mp("127.0.0.34")},
+	}
+	p.tbl.Store(BuildTable(TableInput{View: v, NodeID: "self", Local: local}, nil))
+	p.origDst = func(*net.TCPConn) (netip.AddrPort, error) {
+		return netip.AddrPortFrom(mp("10.96.16.2"), uint16(port)), nil // db's VIP
+	}
+	pr, err := p.startProxy(mp("127.0.0.1"), appnet) // appnet's bridge
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pr.close)
+	from := func(src string) (string, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 3 * time.Second}
+		c, err := d.Dial("tcp4", proxyAddr(pr))
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "q")
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	if got, err := from("127.0.0.36"); err != nil || got != "D:q" { // w1: on both
+		t.Fatalf("w1 to db: %q, %v", got, err)
+	}
+	if got, err := from("127.0.0.35"); !isReset(err) { // r1: appnet only
+		t.Fatalf("r1 to db: %q, %v; want a reset", got, err)
+	}
+}

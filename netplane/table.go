@@ -325,6 +325,31 @@ func (t *Table) Live(networkID string) []netip.Addr {
 	return live
 }
 
+// CoNetworks lists the other networks that share a local task with
+// networkID (a container attached to both), sorted. Such a container's
+// packets to those networks' virtual addresses may enter through this
+// network's bridge (its default route), so that bridge needs their rules
+// too; the proxy still checks the container is on the target's network.
+func (t *Table) CoNetworks(networkID string) []string {
+	set := map[string]bool{}
+	for _, nets := range t.taskNets {
+		if !slices.Contains(nets, networkID) {
+			continue
+		}
+		for _, n := range nets {
+			if n != networkID && t.nets[n] != nil {
+				set[n] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // LocalTask returns the container address of a task of this node attached
 // to a network's bridge.
 func (t *Table) LocalTask(networkID, taskID string) (netip.Addr, bool) {

@@ -230,3 +230,18 @@ func mustTaskAddr(t *testing.T, tb *Table, name, taskID string) netip.Addr {
 	t.Fatalf("%s has no address for task %s (answers %v)", name, taskID, addrs)
 	return netip.Addr{}
 }
+
+func TestTableCoNetworks(t *testing.T) {
+	local := testLocal()
+	if got := BuildTable(TableInput{View: testView(), NodeID: "self", Local: local}, nil).CoNetworks(appnet); len(got) != 0 {
+		t.Fatalf("no task on two networks, CoNetworks = %v", got)
+	}
+	local[othernet] = map[string]netip.Addr{"w1": mp("172.31.0.5")}
+	tb := BuildTable(TableInput{View: testView(), NodeID: "self", Local: local}, nil)
+	if got := tb.CoNetworks(appnet); !slices.Equal(got, []string{othernet}) {
+		t.Fatalf("CoNetworks(appnet) = %v", got)
+	}
+	if got := tb.CoNetworks(othernet); !slices.Equal(got, []string{appnet}) {
+		t.Fatalf("CoNetworks(othernet) = %v", got)
+	}
+}
