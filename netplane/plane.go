@@ -66,7 +66,8 @@ type Plane struct {
 	bridges map[string]*bridgeState // by network ID
 	running bool                    // Run is serving listeners
 
-	alloc       *TaskAddrs // reconcile only
+	warned      map[string]string // warning key -> last error logged at Warn
+	alloc       *TaskAddrs        // reconcile only
 	lastRules   *RuleSet
 	lastApplied time.Time
 
@@ -108,6 +109,7 @@ func New(cfg Config) *Plane {
 		wake:       make(chan struct{}, 1),
 		bridges:    map[string]*bridgeState{},
 		alloc:      NewTaskAddrs(),
+		warned:     map[string]string{},
 		sessions:   tls.NewLRUClientSessionCache(256),
 		dnsPort:    DNSPort,
 		resolvConf: "/etc/resolv.conf",
@@ -234,9 +236,8 @@ func (p *Plane) reconcile(ctx context.Context) {
 	}
 	if p.cfg.Bridges != nil {
 		for _, n := range view.GetNetworks() {
-			if _, err := p.ensureLocked(ctx, n.GetId(), n.GetName(), n.GetInternal()); err != nil {
-				p.log.Warn("cannot set up the network on this node; its tasks cannot start here until this is fixed", "network", n.GetName(), "err", err)
-			}
+			_, err := p.ensureLocked(ctx, n.GetId(), n.GetName(), n.GetInternal())
+			p.warnLocked("ensure "+n.GetId(), err, "cannot set up the network on this node; its tasks cannot start here until this is fixed", "network", n.GetName())
 		}
 	}
 	// Local containers per bridge; listeners on every bridge (adopted and
@@ -244,9 +245,8 @@ func (p *Plane) reconcile(ctx context.Context) {
 	local := map[string]map[string]netip.Addr{}
 	for id, b := range p.bridges {
 		if p.running {
-			if err := p.startListeners(b, id); err != nil {
-				p.log.Warn("cannot serve names and virtual addresses on a bridge; retrying", "bridge", b.br.DockerName, "err", err)
-			}
+			err := p.startListeners(b, id)
+			p.warnLocked("listen "+id, err, "cannot serve names and virtual addresses on a bridge (is another DNS server bound to port 53 on every address?); retrying", "bridge", b.br.DockerName)
 		}
 		if vn := p.networkInView(id); vn != nil {
 			if pfx, err := netip.ParsePrefix(vn.GetSubnet()); err == nil {
@@ -257,9 +257,8 @@ func (p *Plane) reconcile(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, engineTimeout)
 			eps, err := p.cfg.Bridges.Endpoints(cctx, b.br.DockerName)
 			cancel()
-			if err != nil {
-				p.log.Warn("cannot list the containers on a bridge; using the last list", "bridge", b.br.DockerName, "err", err)
-			} else {
+			p.warnLocked("endpoints "+id, err, "cannot list the containers on a bridge; using the last list", "bridge", b.br.DockerName)
+			if err == nil {
 				b.local = eps
 			}
 		}
@@ -276,8 +275,8 @@ func (p *Plane) reconcile(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, engineTimeout)
 			err := p.cfg.Bridges.RemoveBridge(cctx, b.br.DockerName)
 			cancel()
+			p.warnLocked("remove "+id, err, "cannot remove a bridge no longer needed; retrying later (remove it with 'docker network rm' if its containers are gone)", "bridge", b.br.DockerName)
 			if err != nil {
-				p.log.Warn("cannot remove a bridge no longer needed; retrying later", "bridge", b.br.DockerName, "err", err)
 				continue
 			}
 			b.stopListeners()
@@ -298,8 +297,29 @@ func (p *Plane) reconcile(ctx context.Context) {
 	})
 	tb := BuildTable(TableInput{View: view, NodeID: p.cfg.NodeID, Local: local}, p.alloc)
 	p.tbl.Store(tb)
-	p.applyRulesLocked(ctx, tb)
+	// Until the first view the rules of a previous run stay: replacing them
+	// with an empty set would let packets to virtual addresses leave.
+	if p.view.Load() != nil {
+		p.applyRulesLocked(ctx, tb)
+	}
 	p.publishReportLocked()
+}
+
+// warnLocked logs err at Warn the first time it occurs for key (and when it
+// changes), at Debug while it repeats, so that a retried failure does not
+// flood the log; a nil err clears key.
+func (p *Plane) warnLocked(key string, err error, msg string, args ...any) {
+	if err == nil {
+		delete(p.warned, key)
+		return
+	}
+	args = append(args, "err", err)
+	if p.warned[key] == err.Error() {
+		p.log.Debug(msg, args...)
+		return
+	}
+	p.warned[key] = err.Error()
+	p.log.Warn(msg, args...)
 }
 
 // ensureLocked ensures the bridge of a network and its listeners.
@@ -376,10 +396,10 @@ func (p *Plane) applyRulesLocked(ctx context.Context, tb *Table) {
 	cctx, cancel := context.WithTimeout(ctx, rulesTimeout)
 	err := p.cfg.Rules.Apply(cctx, rs)
 	cancel()
+	p.warnLocked("rules", err, "cannot program the kernel rules; service names on this node do not route until this is fixed (needs root or CAP_NET_ADMIN and nftables)")
 	if err != nil {
 		p.ruleErr.Store(&err)
 		p.lastRules = nil
-		p.log.Warn("cannot program the kernel rules; service names on this node do not route until this is fixed (needs root or CAP_NET_ADMIN and nftables)", "err", err)
 		return
 	}
 	p.ruleErr.Store(nil)

@@ -421,6 +421,9 @@ func TestPlaneAdoptsAfterRestart(t *testing.T) {
 	if len(br.names()) != 2 {
 		t.Fatal("removed a bridge before the first view")
 	}
+	if rules.get() != nil {
+		t.Fatal("rules replaced before the first view")
+	}
 	p.Update(planeView(true))
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if got := br.names(); !slices.Equal(got, []string{"rs-appnet-self"}) {
