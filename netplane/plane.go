@@ -128,19 +128,22 @@ func (p *Plane) table() *Table { return p.tbl.Load() }
 // Run serves the tunnel listener (if DataAddr is set) and keeps bridges,
 // rules, names and proxies in line with the latest view until ctx ends.
 // On return the listeners are closed; bridges and rules are left in place
-// (running tasks keep working while the daemon restarts).
+// (running tasks keep working while the daemon restarts). It returns nil:
+// every failure is logged and retried (a data port that cannot be bound is
+// logged, and the rest runs without it).
 func (p *Plane) Run(ctx context.Context) error {
 	defer p.shutdown()
-	var ln net.Listener
 	if p.cfg.DataAddr != "" {
-		var err error
-		ln, err = net.Listen("tcp", p.cfg.DataAddr)
-		if err != nil {
-			return fmt.Errorf("netplane: listen on the data address %s: %w (choose another port with --data-port, or 0 to serve no tunnels)", p.cfg.DataAddr, err)
+		// A data port taken by another program must not stop the rest:
+		// local names and proxies still work, only other nodes cannot
+		// reach this node's tasks.
+		if ln, err := net.Listen("tcp", p.cfg.DataAddr); err != nil {
+			p.log.Warn("cannot serve the data port: tasks on this node are reachable only from this node (choose another port with --data-port)", "addr", p.cfg.DataAddr, "err", err)
+		} else {
+			p.wg.Add(1)
+			go p.serveTunnel(ln)
+			defer ln.Close()
 		}
-		p.wg.Add(1)
-		go p.serveTunnel(ln)
-		defer ln.Close()
 	}
 	p.mu.Lock()
 	p.running = true

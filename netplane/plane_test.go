@@ -2,6 +2,7 @@ package netplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,12 +10,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -28,6 +31,7 @@ type fakeBridges struct {
 	removed   []string
 	failRm    int // RemoveBridge calls left to fail
 	n         int
+	base      byte // gateways are 127.0.0.(base+n); 50 if zero
 }
 
 func newFakeBridges() *fakeBridges {
@@ -41,7 +45,7 @@ func (f *fakeBridges) add(netID, name string) Bridge {
 		DockerName: "rs-" + name + "-self",
 		Interface:  fmt.Sprintf("rsfake%d", f.n),
 		Subnet:     netip.MustParsePrefix(fmt.Sprintf("172.30.%d.0/24", f.n)),
-		Gateway:    netip.AddrFrom4([4]byte{127, 0, 0, byte(50 + f.n)}),
+		Gateway:    netip.AddrFrom4([4]byte{127, 0, 0, max(f.base, 50) + byte(f.n)}),
 	}
 	f.bridges[br.DockerName] = br
 	return br
@@ -515,5 +519,72 @@ func TestPlaneRulesForContainersOnTwoNetworks(t *testing.T) {
 	a, o := got["rsfake1 10.96.0.0/20"], got["rsfake1 10.96.16.0/20"]
 	if o.ProxyPort != a.ProxyPort || o.Gateway != a.Gateway || !slices.Contains(o.Live, mp("10.96.16.2")) {
 		t.Fatalf("cross-network rules %+v (own %+v)", o, a)
+	}
+}
+
+// Two running Planes: node-a's proxy reaches node-b's task through node-b's
+// data port.
+func TestPlanesAcrossNodes(t *testing.T) {
+	root := testRoot(t)
+	credsA, credsB := testCreds(t, root, "node-a", "cluster-1"), testCreds(t, root, "node-b", "cluster-1")
+	free := func() string {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	bAddr := free()
+	port, _ := backendServer(t, "127.0.0.72", 0, "R")
+	start := func(nodeID, dataAddr string, br *fakeBridges, rules *fakeRules, creds *ca.Creds) *Plane {
+		p := New(Config{NodeID: nodeID, DataAddr: dataAddr, Bridges: br, Rules: rules,
+			ServerTLS: creds.ServerTLSConfig, ClientTLS: func() *tls.Config { return creds.ClientTLSConfig(TunnelALPN) }})
+		p.dnsPort = 0
+		p.resolvConf = "/nonexistent"
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return p
+	}
+	brA, brB := newFakeBridges(), newFakeBridges()
+	brB.base = 60
+	rulesA := &fakeRules{}
+	a := start("node-a", "", brA, rulesA, credsA)
+	b := start("node-b", bAddr, brB, &fakeRules{}, credsB)
+	view := tunnelView(bAddr, true) // r2 on node-b, w1 on node-a
+	b.Update(view)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if len(brB.names()) != 1 {
+			return errors.New("no bridge on node-b")
+		}
+		return nil
+	})
+	brB.setEndpoints("rs-appnet-self", map[string]netip.Addr{"r2": mp("127.0.0.72")})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		b.Update(view)
+		if _, ok := b.table().LocalTask(appnet, "r2"); !ok {
+			return errors.New("node-b does not know r2's container yet")
+		}
+		return nil
+	})
+	var dst atomic.Pointer[netip.AddrPort]
+	vip := netip.AddrPortFrom(mp("10.96.0.2"), uint16(port))
+	dst.Store(&vip)
+	a.origDst = func(*net.TCPConn) (netip.AddrPort, error) { return *dst.Load(), nil }
+	a.Update(view)
+	var proxyAt string
+	testutil.Eventually(t, 5*time.Second, func() error {
+		last := rulesA.get()
+		if last == nil || len(last.Bridges) != 1 || len(last.Bridges[0].Live) == 0 {
+			return fmt.Errorf("node-a rules %+v", last)
+		}
+		proxyAt = netip.AddrPortFrom(last.Bridges[0].Gateway, last.Bridges[0].ProxyPort).String()
+		return nil
+	})
+	got, err := roundTrip(proxyAt, "across")
+	if err != nil || got != "R:across" {
+		t.Fatalf("node-a to r2 on node-b: %q, %v", got, err)
 	}
 }
