@@ -31,6 +31,7 @@ const (
 type dnsServer struct {
 	networkID string
 	table     func() *Table
+	unknown   func() // called for a query from an address the table does not know
 	fwd       *forwarder
 	log       *slog.Logger
 	sem       chan struct{}
@@ -38,7 +39,9 @@ type dnsServer struct {
 }
 
 // startDNS binds addr (UDP and TCP) and serves the bridge of networkID.
-func startDNS(addr netip.AddrPort, networkID string, table func() *Table, fwd *forwarder, log *slog.Logger) (*dnsServer, error) {
+// unknown (may be nil) is called when a query comes from an address the
+// table does not know, e.g. a container that has just started.
+func startDNS(addr netip.AddrPort, networkID string, table func() *Table, unknown func(), fwd *forwarder, log *slog.Logger) (*dnsServer, error) {
 	pc, err := net.ListenPacket("udp4", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen for DNS on udp %s: %w", addr, err)
@@ -50,7 +53,7 @@ func startDNS(addr netip.AddrPort, networkID string, table func() *Table, fwd *f
 		pc.Close()
 		return nil, fmt.Errorf("listen for DNS on tcp %s: %w", tcpAddr, err)
 	}
-	s := &dnsServer{networkID: networkID, table: table, fwd: fwd, log: log, sem: make(chan struct{}, maxForwards)}
+	s := &dnsServer{networkID: networkID, table: table, unknown: unknown, fwd: fwd, log: log, sem: make(chan struct{}, maxForwards)}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
 	s.tcp = &dns.Server{Listener: ln, Handler: s}
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
@@ -103,6 +106,9 @@ func (s *dnsServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if q.Qclass == dns.ClassINET {
 		src := addrOf(w.RemoteAddr())
 		tb := s.table()
+		if s.unknown != nil && !tb.Known(src) {
+			s.unknown()
+		}
 		if addrs, owned := tb.Resolve(q.Name, tb.NetworksOf(src, s.networkID)); owned {
 			m := new(dns.Msg)
 			m.SetReply(r)

@@ -54,7 +54,7 @@ func dnsFixture(t *testing.T, upstreams []string) *dnsServer {
 	fwd := newForwarder("/nonexistent")
 	fwd.static = upstreams
 	fwd.timeout, fwd.total = 300*time.Millisecond, 600*time.Millisecond
-	s, err := startDNS(netip.MustParseAddrPort("127.0.0.1:0"), appnet, func() *Table { return tb }, fwd, slog.Default())
+	s, err := startDNS(netip.MustParseAddrPort("127.0.0.1:0"), appnet, func() *Table { return tb }, nil, fwd, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,8 @@ const (
 	// rulesReapply re-applies unchanged rules now and then, in case someone
 	// flushed them.
 	rulesReapply = time.Minute
+	// refreshEvery bounds the wake-ups for unknown sources.
+	refreshEvery = time.Second
 	// DNSPort is where the DNS responder listens on each gateway.
 	DNSPort = 53
 )
@@ -52,12 +54,14 @@ type Plane struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	view    atomic.Pointer[swarmpb.EndpointsMessage]
-	viewCh  atomic.Pointer[chan struct{}] // closed and replaced on each Update
-	tbl     atomic.Pointer[Table]
-	wake    chan struct{}
-	ruleErr atomic.Pointer[error]
-	report  atomic.Pointer[[]*swarmpb.NodeNetwork] // for heartbeats, never blocked by the engine
+	view   atomic.Pointer[swarmpb.EndpointsMessage]
+	viewCh atomic.Pointer[chan struct{}] // closed and replaced on each Update
+	tbl    atomic.Pointer[Table]
+	wake   chan struct{}
+	// lastRefresh is when refreshSoon last woke the loop (unix ns).
+	lastRefresh atomic.Int64
+	ruleErr     atomic.Pointer[error]
+	report      atomic.Pointer[[]*swarmpb.NodeNetwork] // for heartbeats, never blocked by the engine
 
 	// mu guards bridges and the listeners in it. Engine calls are made
 	// while holding it: Attach and reconcile are serialized, which keeps
@@ -218,6 +222,21 @@ func (p *Plane) Update(view *swarmpb.EndpointsMessage) {
 	}
 }
 
+// refreshSoon wakes the reconcile loop, at most once per refreshEvery: a
+// query or connection from a container the table does not know yet (it has
+// just started) gets it listed before the periodic resync.
+func (p *Plane) refreshSoon() {
+	now := time.Now().UnixNano()
+	last := p.lastRefresh.Load()
+	if now-last < int64(refreshEvery) || !p.lastRefresh.CompareAndSwap(last, now) {
+		return
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // networkInView returns a network of the latest view.
 func (p *Plane) networkInView(id string) *swarmpb.NetworkView {
 	for _, n := range p.view.Load().GetNetworks() {
@@ -359,7 +378,7 @@ func (p *Plane) startListeners(b *bridgeState, networkID string) error {
 	}
 	if b.dns == nil {
 		fwd := newForwarder(p.resolvConf)
-		s, err := startDNS(netip.AddrPortFrom(b.br.Gateway, p.dnsPort), networkID, p.table, fwd, p.log)
+		s, err := startDNS(netip.AddrPortFrom(b.br.Gateway, p.dnsPort), networkID, p.table, p.refreshSoon, fwd, p.log)
 		if err != nil {
 			return err
 		}

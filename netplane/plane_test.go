@@ -588,3 +588,39 @@ func TestPlanesAcrossNodes(t *testing.T) {
 		t.Fatalf("node-a to r2 on node-b: %q, %v", got, err)
 	}
 }
+
+// A query from a container the table does not know yet (just started) makes
+// the Plane list the bridge's containers again, before the periodic resync.
+func TestPlaneUnknownSourceRefreshes(t *testing.T) {
+	br := newFakeBridges()
+	p := runPlane(t, br, &fakeRules{})
+	p.Update(planeView(true))
+	var addr netip.AddrPort
+	testutil.Eventually(t, 5*time.Second, func() error {
+		var ok bool
+		if addr, ok = p.dnsAddr(appnet); !ok {
+			return errors.New("no DNS yet")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if len(p.wake) != 0 {
+			return errors.New("a reconcile is pending")
+		}
+		return nil
+	})
+	p.mu.Lock() // the reconcile in flight (if any) is over
+	p.mu.Unlock()
+	br.setEndpoints("rs-appnet-self", map[string]netip.Addr{"r1": mp("127.0.0.81")})
+	start := time.Now()
+	testutil.Eventually(t, 3*time.Second, func() error {
+		query(t, addr, "127.0.0.81", "udp", "redis", dns.TypeA)
+		if !p.table().Known(mp("127.0.0.81")) {
+			return errors.New("the asking container is still unknown")
+		}
+		return nil
+	})
+	if d := time.Since(start); d >= resyncEvery {
+		t.Fatalf("known only after %v, the periodic resync", d)
+	}
+}

@@ -201,6 +201,9 @@ func (pr *proxy) handle(client *net.TCPConn) {
 	}
 	src, _ := netip.AddrFromSlice(client.RemoteAddr().(*net.TCPAddr).IP)
 	tb := p.table()
+	if !tb.Known(src.Unmap()) {
+		p.refreshSoon()
+	}
 	tg := tb.Lookup(dst.Addr(), tb.NetworksOf(src.Unmap(), pr.networkID))
 	if tg == nil || len(tg.Backends) == 0 {
 		if tg != nil {

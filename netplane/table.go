@@ -247,6 +247,12 @@ func (t *Table) Network(id string) (name string, subnet netip.Prefix, internal, 
 	return nt.name, nt.subnet, nt.internal, true
 }
 
+// Known reports whether src is one of this node's task containers.
+func (t *Table) Known(src netip.Addr) bool {
+	_, ok := t.local[src.Unmap()]
+	return ok
+}
+
 // NetworksOf returns the networks whose names a container at src, asking
 // through the bridge of network bridgeNet, may see: every network its task
 // is attached to on this node, bridgeNet first; for an unknown source, just
