@@ -81,6 +81,7 @@ type Plane struct {
 	rr        sync.Map // network/address -> *atomic.Uint64
 	down      sync.Map // task ID -> time.Time of its last failed dial
 	conns     connSet
+	pending   chan struct{} // data-port connections before their request
 
 	// Seams for tests.
 	dnsPort    uint16
@@ -114,6 +115,7 @@ func New(cfg Config) *Plane {
 		bridges:    map[string]*bridgeState{},
 		alloc:      NewTaskAddrs(),
 		warned:     map[string]string{},
+		pending:    make(chan struct{}, maxPendingTunnels),
 		sessions:   tls.NewLRUClientSessionCache(256),
 		dnsPort:    DNSPort,
 		resolvConf: "/etc/resolv.conf",

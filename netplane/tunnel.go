@@ -32,6 +32,9 @@ const (
 	tunnelHandshakeTimeout = 5 * time.Second
 	// backendDialTimeout bounds a connect to a task container.
 	backendDialTimeout = 2 * time.Second
+	// maxPendingTunnels bounds the data-port connections still in their
+	// handshake or header (unauthenticated so far); more are closed at once.
+	maxPendingTunnels = 512
 )
 
 // Tunnel errors a client may see in its reply.
@@ -238,6 +241,13 @@ func (p *Plane) serveTunnel(ln net.Listener) {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		select {
+		case p.pending <- struct{}{}:
+		default:
+			p.log.Debug("data port: too many connections in their handshake; closing one", "remote", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -248,7 +258,17 @@ func (p *Plane) serveTunnel(ln net.Listener) {
 
 // handleTunnel serves one data-path connection: handshake, header,
 // authorization, then the raw bytes.
+// The caller took a p.pending slot; it is given back once the request is
+// read.
 func (p *Plane) handleTunnel(raw net.Conn) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-p.pending
+		}
+	}
+	defer release()
 	if !p.conns.add(raw) {
 		raw.Close()
 		return
@@ -272,6 +292,7 @@ func (p *Plane) handleTunnel(raw net.Conn) {
 		p.log.Debug("data port: bad header", "peer", peer.NodeID, "err", err)
 		return
 	}
+	release()
 	refuse := func(err error) {
 		p.log.Debug("data port: request refused", "peer", peer.NodeID, "kind", h.GetKind().String(), "err", err)
 		writeFrame(c, &swarmpb.TunnelReply{Error: err.Error()})
