@@ -210,6 +210,10 @@ func BuildTable(in TableInput, alloc *TaskAddrs) *Table {
 				if _, dup := nt.names[a]; a != "" && !dup {
 					nt.names[a] = vip
 				}
+				// tasks.ALIAS too, as Docker does.
+				if _, dup := nt.tasks[a]; a != "" && !dup {
+					nt.tasks[a] = nt.tasks[normName(s.GetName())]
+				}
 			}
 		}
 	}

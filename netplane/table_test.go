@@ -85,6 +85,9 @@ func TestTableResolve(t *testing.T) {
 	if !owned || len(got) != 2 || got[0] != mp("172.30.0.2") {
 		t.Fatalf("tasks.redis = %v, %v", got, owned)
 	}
+	if al, _ := tb.Resolve("tasks.cache", app); !slices.Equal(al, got) {
+		t.Fatalf("tasks.cache = %v, tasks.redis = %v", al, got)
+	}
 	upper := netip.MustParsePrefix("10.96.8.0/21")
 	if !upper.Contains(got[1]) {
 		t.Fatalf("remote task address %v not in the upper half %v", got[1], upper)
