@@ -101,6 +101,11 @@ type Config struct {
 	Rules     Rules       // nil: no kernel rules (tests)
 	Images    ImageSource // nil: this node serves no images
 	Logger    *slog.Logger
+	// RulesError, when set, is why this node cannot program kernel rules
+	// (e.g. NewNFTRules failed: no root, no nf_tables). Attach then fails
+	// with it, so tasks with networks are rejected with the cause; tasks
+	// without networks are unaffected.
+	RulesError error
 }
 
 // Attachment is how a task's container joins its networks: the engine
