@@ -55,8 +55,15 @@ func (ta *taskAgent) setupPlane(cfg Config, ex exec.Executor) {
 		Logger:    ta.log.With("component", "netplane"),
 	}
 	if cfg.DataPort > 0 && cfg.DataServerTLS != nil {
-		pc.DataAddr = dataAddr(cfg.AdvertiseAddr, cfg.DataPort)
-		ta.dataPort = uint32(cfg.DataPort)
+		addr := dataAddr(cfg.AdvertiseAddr, cfg.DataPort)
+		// A data port taken by another program must not stop the whole
+		// data plane: local service discovery still works without it.
+		if err := canListen(addr); err != nil {
+			ta.log.Warn("the data port is unusable: this node's tasks on networks are reachable only from this node (choose another --data-port)", "addr", addr, "err", err)
+		} else {
+			pc.DataAddr = addr
+			ta.dataPort = uint32(cfg.DataPort)
+		}
 	}
 	if img, ok := ex.(netplane.ImageSource); ok {
 		pc.Images = img
@@ -82,6 +89,15 @@ func dataAddr(advertise string, port int) string {
 		host = advertise
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// canListen checks that a TCP listener can bind addr now.
+func canListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // attachNetworks is the executor's network attacher: the data plane's

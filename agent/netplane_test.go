@@ -229,7 +229,8 @@ func TestDataPlaneWiring(t *testing.T) {
 	view := &swarmpb.EndpointsMessage{Networks: []*swarmpb.NetworkView{{Id: "net1", Name: "appnet", Subnet: "10.96.0.0/20"}}}
 	d := &netDispatcher{view: view}
 	serverTLS := func() *tls.Config { return &tls.Config{} }
-	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.0.7:2377", Hostname: "h1", DataPort: 4790,
+	port := freeTCPPort(t, "127.0.0.7")
+	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.0.7:2377", Hostname: "h1", DataPort: port,
 		DataServerTLS: serverTLS, DataClientTLS: serverTLS,
 		Executor: func(string) (exec.Executor, error) { return be, nil }})
 
@@ -239,7 +240,7 @@ func TestDataPlaneWiring(t *testing.T) {
 		t.Fatal("the data plane was not run")
 	}
 	cfg := rp.cfg
-	if cfg.NodeID != "n1" || cfg.DataAddr != "127.0.0.7:4790" || cfg.Bridges != netplane.Bridges(be) ||
+	if cfg.NodeID != "n1" || cfg.DataAddr != fmt.Sprintf("127.0.0.7:%d", port) || cfg.Bridges != netplane.Bridges(be) ||
 		cfg.Rules != netplane.Rules(stubRules{}) || cfg.Images != netplane.ImageSource(be) ||
 		cfg.ServerTLS == nil || cfg.ClientTLS == nil || cfg.Logger == nil {
 		t.Fatalf("plane config %+v", cfg)
@@ -254,7 +255,7 @@ func TestDataPlaneWiring(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() error {
 		desc := d.lastDesc()
-		if desc.GetDataPort() != 4790 || len(desc.GetNetworks()) != 1 || desc.GetNetworks()[0].GetDockerNetwork() != "rs-net1-n1" {
+		if desc.GetDataPort() != uint32(port) || len(desc.GetNetworks()) != 1 || desc.GetNetworks()[0].GetDockerNetwork() != "rs-net1-n1" {
 			return fmt.Errorf("heartbeat: data port %d, networks %v", desc.GetDataPort(), desc.GetNetworks())
 		}
 		return nil
@@ -292,6 +293,37 @@ func TestDataPlaneWithoutRules(t *testing.T) {
 	}
 	if _, err := be.attacher()(context.Background(), &swarmpb.Task{Id: "t2"}); err != nil {
 		t.Fatalf("attach of a task without networks: %v", err)
+	}
+}
+
+// freeTCPPort returns a port free on ip a moment ago.
+func freeTCPPort(t *testing.T, ip string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A data port another program holds leaves the plane without a listener
+// (and reports none) instead of stopping it.
+func TestDataPortTaken(t *testing.T) {
+	rp := &recPlane{running: make(chan struct{}), views: make(chan *swarmpb.EndpointsMessage, 1)}
+	stubPlanes(t, func(string) (netplane.Rules, error) { return stubRules{}, nil },
+		func(cfg netplane.Config) dataPlane { rp.cfg = cfg; return rp })
+	ln, err := net.Listen("tcp", "127.0.0.7:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tlsCfg := func() *tls.Config { return &tls.Config{} }
+	a := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.7:2377", Hostname: "h1", DataPort: ln.Addr().(*net.TCPAddr).Port,
+		DataServerTLS: tlsCfg, DataClientTLS: tlsCfg,
+		Executor: func(string) (exec.Executor, error) { return &bridgedExecutor{Executor: fake.New("n1")}, nil }})
+	if rp.cfg.DataAddr != "" || a.tasks.dataPort != 0 || rp.cfg.Rules == nil {
+		t.Fatalf("plane config %+v, data port %d", rp.cfg, a.tasks.dataPort)
 	}
 }
 
