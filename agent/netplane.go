@@ -52,7 +52,7 @@ func (ta *taskAgent) setupPlane(cfg Config, ex exec.Executor) {
 		ServerTLS: cfg.DataServerTLS,
 		ClientTLS: cfg.DataClientTLS,
 		Bridges:   br,
-		Logger:    ta.log.With("component", "netplane"),
+		Logger:    ta.log,
 	}
 	if cfg.DataPort > 0 && cfg.DataServerTLS != nil {
 		addr := dataAddr(cfg.AdvertiseAddr, cfg.DataPort)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -147,42 +148,87 @@ func excerpt(out string) string {
 // nftScript renders the transaction that replaces table with rs: create
 // the table if absent, delete it, and create it again with everything, all
 // in one commit.
+//
+// Each bridge's rules cover the virtual addresses of every network in rs,
+// not only its own: a container on several networks reaches all of them
+// through its default route, which is one bridge, and that bridge's proxy
+// serves the networks of the connecting container (and resets connections
+// to networks it is not on). So from any bridge: TCP to a live virtual
+// address goes to that bridge's proxy, TCP to any other address of a
+// virtual subnet is refused, and every other packet to a virtual subnet is
+// dropped, so none leaves the host.
 func nftScript(table string, rs RuleSet) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", table, table, table)
-	var pre, fwd strings.Builder
-	for i, br := range rs.Bridges {
+	var live []string
+	seenLive := map[netip.Addr]bool{}
+	var subnets []netip.Prefix
+	for _, br := range rs.Bridges {
 		if err := checkBridgeRules(br); err != nil {
 			return "", err
 		}
-		set := "live_" + strconv.Itoa(i)
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n", set)
-		var elems []string
-		seen := map[netip.Addr]bool{}
+		subnets = append(subnets, br.VIPSubnet.Masked())
 		for _, a := range br.Live {
-			if !a.Is4() || seen[a] {
-				continue
+			if a = a.Unmap(); a.Is4() && !seenLive[a] {
+				seenLive[a] = true
+				live = append(live, a.String())
 			}
-			seen[a] = true
-			elems = append(elems, a.String())
 		}
-		if len(elems) > 0 {
-			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
-		}
-		b.WriteString("\t}\n")
-		iif := strconv.Quote(br.Interface)
-		sub := br.VIPSubnet.Masked().String()
-		fmt.Fprintf(&pre, "\t\tiifname %s ip daddr @%s meta l4proto tcp redirect to :%d\n", iif, set, br.ProxyPort)
-		fmt.Fprintf(&pre, "\t\tiifname %s ip daddr %s meta l4proto tcp redirect to :%d\n", iif, sub, br.RefusePort)
-		fmt.Fprintf(&fwd, "\t\tiifname %s ip daddr %s drop\n", iif, sub)
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", table, table, table)
+	b.WriteString("\tset live {\n\t\ttype ipv4_addr\n")
+	if len(live) > 0 {
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(live, ", "))
+	}
+	b.WriteString("\t}\n")
+	b.WriteString("\tset vips {\n\t\ttype ipv4_addr\n\t\tflags interval\n")
+	if vips := disjoint(subnets); len(vips) > 0 {
+		strs := make([]string, len(vips))
+		for i, p := range vips {
+			strs[i] = p.String()
+		}
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(strs, ", "))
+	}
+	b.WriteString("\t}\n")
 	b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat - 5; policy accept;\n")
-	b.WriteString(pre.String())
+	for _, br := range rs.Bridges {
+		iif := strconv.Quote(br.Interface)
+		fmt.Fprintf(&b, "\t\tiifname %s ip daddr @live meta l4proto tcp redirect to :%d\n", iif, br.ProxyPort)
+		fmt.Fprintf(&b, "\t\tiifname %s ip daddr @vips meta l4proto tcp redirect to :%d\n", iif, br.RefusePort)
+	}
 	b.WriteString("\t}\n")
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter - 5; policy accept;\n")
-	b.WriteString(fwd.String())
+	for _, br := range rs.Bridges {
+		fmt.Fprintf(&b, "\t\tiifname %s ip daddr @vips drop\n", strconv.Quote(br.Interface))
+	}
 	b.WriteString("\t}\n}\n")
 	return b.String(), nil
+}
+
+// disjoint returns the prefixes without duplicates and without those
+// inside another (nft refuses overlapping intervals), sorted.
+func disjoint(ps []netip.Prefix) []netip.Prefix {
+	sorted := append([]netip.Prefix(nil), ps...)
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].Bits() != sorted[j].Bits() {
+			return sorted[i].Bits() < sorted[j].Bits()
+		}
+		return sorted[i].Addr().Less(sorted[j].Addr())
+	})
+	var out []netip.Prefix
+	for _, p := range sorted {
+		inside := false
+		for _, q := range out {
+			if q.Overlaps(p) { // CIDR prefixes overlap only by containment; q is the wider
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out
 }
 
 // checkBridgeRules refuses what would make a broken or dangerous rule: the

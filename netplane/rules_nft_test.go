@@ -11,6 +11,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,24 +52,29 @@ func TestNFTScript(t *testing.T) {
 	}
 	for _, want := range []string{
 		"table ip raftswarm_n1\ndelete table ip raftswarm_n1\ntable ip raftswarm_n1 {",
-		"set live_0 {\n\t\ttype ipv4_addr\n\t\telements = { 10.96.0.2, 10.96.8.1 }\n\t}",
-		"set live_1 {\n\t\ttype ipv4_addr\n\t}",
+		"set live {\n\t\ttype ipv4_addr\n\t\telements = { 10.96.0.2, 10.96.8.1 }\n\t}",
+		"set vips {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.96.0.0/20, 10.96.16.0/20 }\n\t}",
 		"type nat hook prerouting priority dstnat - 5; policy accept;",
-		`iifname "rs0123456789ab" ip daddr @live_0 meta l4proto tcp redirect to :40001`,
-		`iifname "rs0123456789ab" ip daddr 10.96.0.0/20 meta l4proto tcp redirect to :40002`,
-		`iifname "rsffffffffffff" ip daddr @live_1 meta l4proto tcp redirect to :40003`,
-		`iifname "rsffffffffffff" ip daddr 10.96.16.0/20 meta l4proto tcp redirect to :40004`,
+		`iifname "rs0123456789ab" ip daddr @live meta l4proto tcp redirect to :40001`,
+		`iifname "rs0123456789ab" ip daddr @vips meta l4proto tcp redirect to :40002`,
+		`iifname "rsffffffffffff" ip daddr @live meta l4proto tcp redirect to :40003`,
+		`iifname "rsffffffffffff" ip daddr @vips meta l4proto tcp redirect to :40004`,
 		"type filter hook forward priority filter - 5; policy accept;",
-		`iifname "rs0123456789ab" ip daddr 10.96.0.0/20 drop`,
-		`iifname "rsffffffffffff" ip daddr 10.96.16.0/20 drop`,
+		`iifname "rs0123456789ab" ip daddr @vips drop`,
+		`iifname "rsffffffffffff" ip daddr @vips drop`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
 	}
 	// The live rule of a bridge comes before its refuse rule.
-	if strings.Index(s, "@live_0") > strings.Index(s, "redirect to :40002") {
+	if strings.Index(s, "redirect to :40001") > strings.Index(s, "redirect to :40002") {
 		t.Errorf("refuse rule before live rule:\n%s", s)
+	}
+	// No bridges: empty sets and chains, still a valid replacement.
+	s, err = nftScript("raftswarm_n1", RuleSet{})
+	if err != nil || strings.Contains(s, "elements") || strings.Contains(s, "iifname") {
+		t.Errorf("empty rule set: %v\n%s", err, s)
 	}
 
 	for _, bad := range []BridgeRules{
@@ -81,6 +87,19 @@ func TestNFTScript(t *testing.T) {
 		if _, err := nftScript("raftswarm_n1", RuleSet{Bridges: []BridgeRules{bad}}); err == nil {
 			t.Errorf("nftScript accepted %+v", bad)
 		}
+	}
+}
+
+func TestDisjoint(t *testing.T) {
+	in := []netip.Prefix{
+		netip.MustParsePrefix("10.96.16.0/20"), netip.MustParsePrefix("10.96.0.0/20"),
+		netip.MustParsePrefix("10.96.0.0/20"), netip.MustParsePrefix("10.96.4.0/24"), netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.168.0.0/24"),
+	}
+	got := disjoint(in)
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/24")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("disjoint = %v, want %v", got, want)
 	}
 }
 
@@ -215,9 +234,15 @@ func TestNFTRulesRedirect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	br := BridgeRules{Interface: hostIf, Gateway: gw, VIPSubnet: vipNet, ProxyPort: proxyPort, RefusePort: refusePort, Live: []netip.Addr{live}}
+	// Another network's bridge (its interface need not exist): a
+	// container on both networks reaches its addresses through this one.
+	otherNet := netip.MustParsePrefix(fmt.Sprintf("10.215.%d.0/24", octet))
+	otherLive := netip.MustParseAddr(fmt.Sprintf("10.215.%d.2", octet))
+	otherDead := netip.MustParseAddr(fmt.Sprintf("10.215.%d.3", octet))
+	other := BridgeRules{Interface: "rsty" + r, Gateway: netip.MustParseAddr("10.216.0.1"), VIPSubnet: otherNet, ProxyPort: 1, RefusePort: 2, Live: []netip.Addr{otherLive}}
 	// Applied twice: the second run replaces an existing table.
 	for i := 0; i < 2; i++ {
-		if err := rules.Apply(ctx, RuleSet{Bridges: []BridgeRules{br}}); err != nil {
+		if err := rules.Apply(ctx, RuleSet{Bridges: []BridgeRules{br, other}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +250,7 @@ func TestNFTRulesRedirect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("list table: %v\n%s", err, out)
 	}
-	for _, want := range []string{live.String(), fmt.Sprintf("redirect to :%d", proxyPort), fmt.Sprintf("redirect to :%d", refusePort), "drop"} {
+	for _, want := range []string{live.String(), otherLive.String(), otherNet.String(), fmt.Sprintf("redirect to :%d", proxyPort), fmt.Sprintf("redirect to :%d", refusePort), "drop"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -260,18 +285,36 @@ func TestNFTRulesRedirect(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the proxy listener accepted nothing")
 	}
-	start := time.Now()
-	err = dial(dead)
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("connect to dead %s: %v, want connection refused", dead, err)
+	for _, to := range []netip.Addr{dead, otherDead} {
+		start := time.Now()
+		err = dial(to)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("connect to dead %s: %v, want connection refused", to, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refusal took %v", d)
+		}
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("refusal took %v", d)
+	// The other network's live address reaches this bridge's proxy.
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	if err := dial(otherLive); err != nil {
+		t.Fatalf("connect to the other network's live %s: %v", otherLive, err)
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy listener accepted nothing")
 	}
 
 	// Now the dead address goes live: it reaches the proxy too.
 	br.Live = append(br.Live, dead)
-	if err := rules.Apply(ctx, RuleSet{Bridges: []BridgeRules{br}}); err != nil {
+	if err := rules.Apply(ctx, RuleSet{Bridges: []BridgeRules{br, other}}); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
