@@ -148,6 +148,9 @@ func TestBridgesOnEngine(t *testing.T) {
 	if bb.Subnet.Overlaps(ba.Subnet) {
 		t.Fatalf("subnets overlap: %v %v", ba.Subnet, bb.Subnet)
 	}
+	if ins, err := cli.NetworkInspect(ctx, bb.DockerName, network.InspectOptions{}); err != nil || !ins.Internal {
+		t.Fatalf("internal network %+v, %v", ins, err)
+	}
 	// Another node on the same engine, same cluster network: its own.
 	bo, err := other.EnsureBridge(ctx, netplane.BridgeRequest{NetworkID: netA, NetworkName: "appnet"})
 	if err != nil || bo.DockerName == ba.DockerName || bo.Interface == ba.Interface || bo.Subnet.Overlaps(ba.Subnet) {
@@ -283,6 +286,40 @@ func TestEnsureBridgeNameTaken(t *testing.T) {
 	}
 	if err := e.RemoveBridge(ctx, foreign); err == nil {
 		t.Fatal("removed a foreign network")
+	}
+}
+
+// A container that cannot join all its networks never runs: the engine
+// refuses the connection (Prepare fails and removes the container) or, for
+// a created container, records it and refuses the start; either error
+// names the network.
+func TestMissingNetworkNeverRuns(t *testing.T) {
+	cli := engine(t)
+	img := buildImage(t, cli)
+	e := newNetExecutor(t, cli, randID(t)+"testnode")
+	ctx := ctxT(t)
+	netA := "neta" + randID(t)
+	e.SetNetworkAttacher(func(ctx context.Context, _ *swarmpb.Task) (netplane.Attachment, error) {
+		b, err := e.EnsureBridge(ctx, netplane.BridgeRequest{NetworkID: netA, NetworkName: "a"})
+		if err != nil {
+			return netplane.Attachment{}, err
+		}
+		return netplane.Attachment{
+			Networks: []netplane.AttachedNetwork{{NetworkID: netA, DockerName: b.DockerName}, {NetworkID: "gone", DockerName: "rs-gone-" + randID(t)}},
+			DNS:      []netip.Addr{b.Gateway},
+		}, nil
+	})
+	tk := testTask("task"+randID(t), 1, img)
+	tk.Spec.Networks = []*swarmpb.NetworkAttachmentConfig{{Target: netA}, {Target: "gone"}}
+	ctl, _ := e.Controller(tk)
+	err := ctl.Prepare(ctx)
+	if err == nil {
+		err = ctl.Start(ctx)
+	} else if list, lerr := e.Containers(ctx); lerr != nil || len(list) != 0 {
+		t.Fatalf("containers left after a failed Prepare: %+v, %v", list, lerr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "rs-gone-") {
+		t.Fatalf("Prepare/Start = %v, want an error naming the missing network", err)
 	}
 }
 
