@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"slices"
@@ -77,6 +78,16 @@ type Config struct {
 	Roles    RoleReconciler  // may be nil: the agent then only reports
 	Recorder ManagerRecorder // may be nil
 	Logger   *slog.Logger
+	// DataPort is the TCP port of the service-discovery data path
+	// (tunnels between nodes), bound on the advertised host; 0: none.
+	DataPort int
+	// DataServerTLS and DataClientTLS are the data path's mutual-TLS
+	// configurations, from the node's certificate (see
+	// netplane.Config.ServerTLS). The client's ServerName is left empty:
+	// the data plane sets it to the node ID it dials (node certificates
+	// name it). Without DataServerTLS no data-path listener is served.
+	DataServerTLS func() *tls.Config
+	DataClientTLS func() *tls.Config
 }
 
 // Agent is what runs on every node of a cluster, manager or worker: the

@@ -16,7 +16,15 @@
 // heartbeat loop, so a node being promoted keeps heartbeating. Every wait
 // between attempts uses internal/retry.
 //
-// agent may import proto, spec, mesh, agent/worker, agent/exec and
+// When the executor's engine has bridge networks (netplane.Bridges: the
+// docker executor), the agent also runs the node's service-discovery data
+// plane (netplane.go): kernel rules from netplane.NewNFTRules (when nft is
+// unusable, tasks on networks are rejected with the reason), the data
+// path's mutual TLS and port from the node, every view of the Endpoints
+// stream handed to it, its per-network report and data port in the
+// heartbeats, and its Attach given to the executor for task containers.
+//
+// agent may import proto, spec, mesh, netplane, agent/worker, agent/exec and
 // internal packages. It must not import node, manager, api (the managers'
 // server side: the wire values it shares with the dispatcher are copied here
 // and checked by node's tests), orchestrator, scheduler, raft or state.

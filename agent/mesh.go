@@ -91,6 +91,7 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 		select {
 		case msg := <-msgs:
 			got = true
+			ta.updatePlane(msg)
 			last = msg.Ports
 			failing = ta.applyMesh(m, last)
 		case <-reapply.C:

@@ -62,6 +62,12 @@ type taskAgent struct {
 	engMu  sync.Mutex
 	eng    *swarmpb.NodeDescription // last engine description, nil if none yet
 	engErr error
+
+	// The service-discovery data plane (netplane.go); nil when the
+	// engine has no bridge networks.
+	plane    dataPlane
+	rulesErr error  // why the kernel rules are unusable, if they are
+	dataPort uint32 // reported in heartbeats; 0 when no listener
 }
 
 type statusReport struct {
@@ -99,6 +105,7 @@ func newTaskAgent(a *Agent) *taskAgent {
 	if du, ok := ex.(exec.DataUser); ok {
 		du.SetDataSource(ta.data)
 	}
+	ta.setupPlane(a.cfg, ex)
 	ta.worker = worker.New(ex, ta, ta.log.With("component", "worker"))
 	return ta
 }
@@ -123,6 +130,7 @@ func (ta *taskAgent) run(ctx context.Context) {
 	}
 	// Every node forwards published ports, even one that runs no tasks.
 	wg.Go(func() { ta.runMesh(ctx) })
+	wg.Go(func() { ta.runPlane(ctx) })
 	wg.Wait()
 	if ta.worker != nil {
 		ta.worker.Close()
@@ -167,6 +175,7 @@ func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 		}
 		d.EngineError = eng.GetEngineError()
 	}
+	ta.describeNetworks(d)
 	// The engine's texts are not ours to trust blindly either: make them
 	// fit the bounds the managers enforce, so an odd engine version or a
 	// long error cannot get every heartbeat refused.

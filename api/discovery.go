@@ -88,6 +88,11 @@ func buildDiscovery(tx state.ReadTx) *discovery {
 			d.byNet[a.NetworkId] = append(d.byNet[a.NetworkId], ds)
 		}
 	}
+	for _, node := range slices.Sorted(maps.Keys(d.nodeNets)) {
+		for id := range d.nodeNets[node] {
+			d.networks[id].NodeIds = append(d.networks[id].NodeIds, node)
+		}
+	}
 	return d
 }
 

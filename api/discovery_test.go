@@ -80,13 +80,13 @@ func TestDiscoveryViewPerNode(t *testing.T) {
 	webOnA := `services: {service_id: "sweb" name: "web" networks: {network_id: "neta" vip: "10.96.0.2" aliases: "www"} tasks: {task_id: "t1" node_id: "n1" slot: 1} tasks: {task_id: "t3" node_id: "n3" slot: 3}}`
 	redis := `services: {service_id: "sredis" name: "redis" networks: {network_id: "neta" vip: "10.96.0.3"} tasks: {task_id: "t4" node_id: "n1" slot: 1}}`
 	nodes := `nodes: {node_id: "n1" addr: "127.0.0.11:4790"} nodes: {node_id: "n3" addr: "127.0.0.13:4791"}`
-	netA := `networks: {id: "neta" name: "a" subnet: "10.96.0.0/20"}`
+	netA := `networks: {id: "neta" name: "a" subnet: "10.96.0.0/20" node_ids: ["n1", "n2", "n3"]}`
 	for _, c := range []struct{ node, want string }{
 		// n1 and n2 are on a only: no secret, web without its b address.
 		{"n1", netA + redis + webOnA + nodes},
 		{"n2", netA + redis + webOnA + nodes},
 		// n3 is on a and b: web with both attachments, secret too.
-		{"n3", netA + `networks: {id: "netb" name: "b" subnet: "10.96.16.0/20" internal: true}` +
+		{"n3", netA + `networks: {id: "netb" name: "b" subnet: "10.96.16.0/20" internal: true node_ids: "n3"}` +
 			redis +
 			`services: {service_id: "ssecret" name: "secret" networks: {network_id: "netb" vip: "10.96.16.3"} tasks: {task_id: "t5" node_id: "n3" slot: 1}}` +
 			`services: {service_id: "sweb" name: "web" networks: {network_id: "neta" vip: "10.96.0.2" aliases: "www"} networks: {network_id: "netb" vip: "10.96.16.2"} tasks: {task_id: "t1" node_id: "n1" slot: 1} tasks: {task_id: "t3" node_id: "n3" slot: 3}}` +

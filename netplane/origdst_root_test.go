@@ -8,37 +8,18 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// inNetns runs fn on a thread switched into the named network namespace:
-// sockets fn creates live there.
-func inNetns(t *testing.T, name string, fn func()) {
+// inNetnsT runs fn on a thread switched into the named network namespace
+// (sockets fn creates live there), failing the test if it cannot switch.
+func inNetnsT(t *testing.T, name string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is left in the namespace: never unlock it, so it is
-		// thrown away when the goroutine ends.
-		f, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return
-		}
-		fn()
-	}()
-	<-done
+	if err := inNetns(name, func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestOriginalDstWithRedirect checks originalDst against a real nftables
@@ -65,7 +46,7 @@ func TestOriginalDstWithRedirect(t *testing.T) {
 	run("ip", "-n", ns, "route", "add", "local", "10.99.0.0/24", "dev", "lo")
 
 	var ln *net.TCPListener
-	inNetns(t, ns, func() {
+	inNetnsT(t, ns, func() {
 		var err error
 		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -85,7 +66,7 @@ func TestOriginalDstWithRedirect(t *testing.T) {
 	}
 
 	var client net.Conn
-	inNetns(t, ns, func() {
+	inNetnsT(t, ns, func() {
 		var err error
 		client, err = net.DialTimeout("tcp4", "10.99.0.7:8080", 3*time.Second)
 		if err != nil {

@@ -60,7 +60,7 @@ type netTable struct {
 	names    map[string]netip.Addr   // service name or alias -> VIP
 	tasks    map[string][]netip.Addr // service name -> task addresses
 	targets  map[netip.Addr]*Target  // virtual address -> target
-	peers    map[string]bool         // nodes with a running task on the network
+	peers    map[string]bool         // nodes with a task assigned (view.node_ids) or running on the network
 	local    map[string]netip.Addr   // local task ID -> container address
 }
 
@@ -106,6 +106,9 @@ func BuildTable(in TableInput, alloc *TaskAddrs) *Table {
 			targets: map[netip.Addr]*Target{},
 			peers:   map[string]bool{},
 			local:   map[string]netip.Addr{},
+		}
+		for _, id := range n.GetNodeIds() {
+			t.nets[n.GetId()].peers[id] = true
 		}
 	}
 	for netID, eps := range in.Local {

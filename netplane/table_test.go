@@ -248,3 +248,18 @@ func TestTableCoNetworks(t *testing.T) {
 		t.Fatalf("CoNetworks(othernet) = %v", got)
 	}
 }
+
+// A node with a task assigned on a network (view.node_ids) may reach it
+// through tunnels before that task runs: a client starting up connects to
+// its dependencies before it counts as running.
+func TestPeersIncludeAssignedNodes(t *testing.T) {
+	v := testView()
+	netID := v.GetNetworks()[0].GetId()
+	if BuildTable(TableInput{View: v, NodeID: "self"}, nil).PeerOn(netID, "starting") {
+		t.Fatal("a node with no task on the network is a peer")
+	}
+	v.Networks[0].NodeIds = []string{"starting"}
+	if !BuildTable(TableInput{View: v, NodeID: "self"}, nil).PeerOn(netID, "starting") {
+		t.Fatal("a node with a task assigned on the network is not a peer")
+	}
+}

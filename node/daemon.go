@@ -28,12 +28,17 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine URL for running tasks (default: $DOCKER_HOST or the local socket)")
 	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "Error: %s takes no arguments, got %q\n", name, fs.Args())
+		return 2
+	}
+	if cfg.DataPort < 0 || cfg.DataPort > 65535 {
+		fmt.Fprintf(stderr, "Error: invalid --data-port %d: use a port from 1 to 65535, or 0 to disable the data path\n", cfg.DataPort)
 		return 2
 	}
 	var lv slog.Level

@@ -43,6 +43,10 @@ type Config struct {
 	PlaintextRaft bool
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
+	// DataPort is the TCP port of the service-discovery data path (node to
+	// node tunnels, on the advertised host); 0: none (this node's tasks
+	// are then reachable only from this node).
+	DataPort int
 	// Executor creates the container engine the agent runs tasks on, once
 	// the node ID is known; a docker executor on DockerHost publishing
 	// task ports on IngressAddr if nil.

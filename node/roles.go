@@ -41,6 +41,7 @@ func (n *Node) startAgent() {
 		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.cfg.Executor,
 		Roles: n, Recorder: n, Logger: n.log,
 	}
+	n.dataPlaneConfig(&cfg)
 	n.mu.Unlock()
 	if pool != nil { // it is set before the agent starts, and closed after it stops
 		cfg.Conns = pool

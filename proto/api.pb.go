@@ -960,11 +960,15 @@ func (x *EndpointsMessage) GetNodes() []*NodeDataAddr {
 }
 
 type NetworkView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Subnet        string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"` // virtual addresses
-	Internal      bool                   `protobuf:"varint,4,opt,name=internal,proto3" json:"internal,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Subnet   string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"` // virtual addresses
+	Internal bool                   `protobuf:"varint,4,opt,name=internal,proto3" json:"internal,omitempty"`
+	// Nodes with tasks assigned on this network (not only running ones): a
+	// node accepts tunnel connections to the network only from these, so a
+	// client task still starting can already reach its dependencies.
+	NodeIds       []string `protobuf:"bytes,5,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1025,6 +1029,13 @@ func (x *NetworkView) GetInternal() bool {
 		return x.Internal
 	}
 	return false
+}
+
+func (x *NetworkView) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
 }
 
 type DiscoveryService struct {
@@ -6210,12 +6221,13 @@ const file_api_proto_rawDesc = "" +
 	"\x05ports\x18\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\x05ports\x125\n" +
 	"\bnetworks\x18\x02 \x03(\v2\x19.raftswarm.v1.NetworkViewR\bnetworks\x12:\n" +
 	"\bservices\x18\x03 \x03(\v2\x1e.raftswarm.v1.DiscoveryServiceR\bservices\x120\n" +
-	"\x05nodes\x18\x04 \x03(\v2\x1a.raftswarm.v1.NodeDataAddrR\x05nodes\"e\n" +
+	"\x05nodes\x18\x04 \x03(\v2\x1a.raftswarm.v1.NodeDataAddrR\x05nodes\"\x80\x01\n" +
 	"\vNetworkView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x1a\n" +
-	"\binternal\x18\x04 \x01(\bR\binternal\"\xb7\x01\n" +
+	"\binternal\x18\x04 \x01(\bR\binternal\x12\x19\n" +
+	"\bnode_ids\x18\x05 \x03(\tR\anodeIds\"\xb7\x01\n" +
 	"\x10DiscoveryService\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x12\n" +

@@ -21,9 +21,9 @@ import (
 // then returns an error naming the call, which the worker reports as the
 // task's Err (Prepare: REJECTED; Start: FAILED) instead of waiting forever.
 type callTimeouts struct {
-	inspect time.Duration // ContainerInspect, ImageInspect, Info, ServerVersion
-	list    time.Duration // ContainerList
-	create  time.Duration // ContainerCreate, ContainerStart, ContainerRemove
+	inspect time.Duration // ContainerInspect, ImageInspect, NetworkInspect, Info, ServerVersion
+	list    time.Duration // ContainerList, NetworkList
+	create  time.Duration // ContainerCreate, ContainerStart, ContainerRemove, Network{Create,Remove,Connect}
 	// stop is added to the container's stop grace period, which the
 	// engine waits out before it answers.
 	stop time.Duration
@@ -117,6 +117,36 @@ func (e deadlineEngine) Info(ctx context.Context) (system.Info, error) {
 
 func (e deadlineEngine) ServerVersion(ctx context.Context) (types.Version, error) {
 	return withDeadline(ctx, "ServerVersion", e.t.inspect, e.Engine.ServerVersion)
+}
+
+func (e deadlineEngine) NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error) {
+	return withDeadline(ctx, "NetworkCreate", e.t.create, func(ctx context.Context) (network.CreateResponse, error) {
+		return e.Engine.NetworkCreate(ctx, name, options)
+	})
+}
+
+func (e deadlineEngine) NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error) {
+	return withDeadline(ctx, "NetworkInspect", e.t.inspect, func(ctx context.Context) (network.Inspect, error) {
+		return e.Engine.NetworkInspect(ctx, networkID, options)
+	})
+}
+
+func (e deadlineEngine) NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error) {
+	return withDeadline(ctx, "NetworkList", e.t.list, func(ctx context.Context) ([]network.Summary, error) {
+		return e.Engine.NetworkList(ctx, options)
+	})
+}
+
+func (e deadlineEngine) NetworkRemove(ctx context.Context, networkID string) error {
+	return withDeadlineErr(ctx, "NetworkRemove", e.t.create, func(ctx context.Context) error {
+		return e.Engine.NetworkRemove(ctx, networkID)
+	})
+}
+
+func (e deadlineEngine) NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error {
+	return withDeadlineErr(ctx, "NetworkConnect", e.t.create, func(ctx context.Context) error {
+		return e.Engine.NetworkConnect(ctx, networkID, containerID, config)
+	})
 }
 
 // Streaming calls, passed through on purpose (see deadlineEngine).

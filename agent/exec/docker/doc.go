@@ -21,6 +21,16 @@
 // has its own deadline (deadline.go): a hung engine fails the step with an
 // error naming the call, which the worker reports as the task's Err.
 //
-// docker imports agent/exec, proto and internal helpers; it must not import
+// Cluster networks (networks.go): the executor implements netplane.Bridges
+// with one bridge network per cluster network the node has tasks on, named
+// "rs-<network>-<node id first 8>", labelled with the node and the network
+// (so a restarted agent adopts them and nodes sharing an engine never touch
+// each other's), its interface named from a hash of both, its subnet picked
+// by the engine. A task with networks is created on the first engine network
+// its attacher (SetNetworkAttacher: the data plane's Attach) names, with the
+// gateways as DNS servers, and connected to the others before it starts;
+// without an attacher such a task is rejected.
+//
+// docker imports agent/exec, netplane, proto and internal helpers; it must not import
 // agent/worker or anything above it (agent, node, manager, api).
 package docker

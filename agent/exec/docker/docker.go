@@ -46,6 +46,12 @@ type Engine interface {
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
 	Info(ctx context.Context) (system.Info, error)
 	ServerVersion(ctx context.Context) (types.Version, error)
+	// Bridge networks for cluster networks (networks.go).
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+	NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error)
+	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
+	NetworkRemove(ctx context.Context, networkID string) error
+	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
 }
 
 var _ Engine = (*client.Client)(nil)
@@ -57,6 +63,7 @@ type Executor struct {
 	opts   Options
 	closer io.Closer  // the client New created; nil when given an Engine
 	data   dataMounts // secrets and configs (secrets.go)
+	nets   netState   // how task containers join cluster networks (networks.go)
 }
 
 var _ exec.Executor = (*Executor)(nil)
@@ -306,17 +313,24 @@ func (c *controller) Prepare(ctx context.Context) error {
 		return err
 	}
 	cfg, hostCfg := c.configs()
+	netCfg, moreNets, err := c.attachNetworks(ctx, hostCfg)
+	if err != nil {
+		return err
+	}
 	if err := c.mountData(hostCfg); err != nil { // secrets.go
 		_ = c.removeData()
 		return err
 	}
-	resp, err := c.e.engine.ContainerCreate(ctx, cfg, hostCfg, nil, nil, c.name)
+	resp, err := c.e.engine.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, c.name)
 	if cerrdefs.IsConflict(err) {
 		// Someone (a previous attempt whose response we lost) created it
 		// meanwhile; reuse it if it is ours.
 		c.forget()
-		_, err = c.mustLookup(ctx)
-		return err
+		id, err := c.mustLookup(ctx)
+		if err != nil {
+			return err
+		}
+		return c.connectNetworks(ctx, id, moreNets)
 	}
 	if err != nil {
 		_ = c.removeData()
@@ -325,6 +339,11 @@ func (c *controller) Prepare(ctx context.Context) error {
 	c.mu.Lock()
 	c.id = resp.ID
 	c.mu.Unlock()
+	if err := c.connectNetworks(ctx, resp.ID, moreNets); err != nil {
+		// A container missing one of its networks must not run.
+		_ = c.Remove(context.WithoutCancel(ctx))
+		return err
+	}
 	return nil
 }
 
@@ -545,7 +564,7 @@ func (c *controller) Ports(ctx context.Context) ([]*swarmpb.PortBinding, error) 
 	if ins.NetworkSettings == nil {
 		return nil, nil
 	}
-	waitListening(ctx, ins.NetworkSettings.IPAddress, specPorts)
+	waitListening(ctx, containerIP(ins.NetworkSettings), specPorts)
 	return portBindings(specPorts, ins.NetworkSettings.Ports), nil
 }
 
