@@ -107,13 +107,28 @@ func (e *Executor) EnsureBridge(ctx context.Context, req netplane.BridgeRequest)
 		label = req.NetworkID
 	}
 	name := BridgeName(e.nodeID, label)
+	subnets, err := e.freeSubnets(ctx)
+	if err != nil {
+		return netplane.Bridge{}, err
+	}
 	for attempt := 0; ; attempt++ {
-		resp, err := e.engine.NetworkCreate(ctx, name, network.CreateOptions{
+		opts := network.CreateOptions{
 			Driver:   "bridge",
 			Internal: req.Internal,
 			Options:  map[string]string{bridgeNameOption: BridgeInterface(e.nodeID, req.NetworkID)},
 			Labels:   map[string]string{exec.LabelNodeID: e.nodeID, LabelNetworkID: req.NetworkID},
-		})
+		}
+		if len(subnets) > 0 {
+			opts.IPAM = ipamFor(subnets[0])
+		}
+		resp, err := e.engine.NetworkCreate(ctx, name, opts)
+		if err != nil && len(subnets) > 0 && isPoolClash(err) {
+			// Another node sharing the engine took this subnet meanwhile;
+			// try the next (when none is left, the engine chooses).
+			subnets = subnets[1:]
+			attempt--
+			continue
+		}
 		if err == nil {
 			n, err := e.engine.NetworkInspect(ctx, resp.ID, network.InspectOptions{})
 			if err != nil {
