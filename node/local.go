@@ -70,6 +70,7 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 	return &swarmpb.InfoResponse{
 		NodeId: n.member.NodeID, ClusterId: n.member.ClusterID, Role: n.member.Role,
 		State: st, Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
+		EngineHost: n.cfg.DockerHost,
 	}, nil
 }
 
