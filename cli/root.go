@@ -38,6 +38,7 @@ type options struct {
 	now          func() time.Time
 	terminal     *bool     // nil: detect from stdout
 	stdin        io.Reader // nil: os.Stdin
+	builder      imageBuilder // nil: the node's Docker Engine (stack deploy's build:)
 }
 
 // app is the state shared by the commands of one invocation.
@@ -113,6 +114,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.swarmCommand(),
 		a.nodeCommand(),
 		a.serviceCommand(),
+		a.stackCommand(),
 	)
 	return root
 }

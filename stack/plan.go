@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 
+	"google.golang.org/protobuf/proto"
+
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -112,3 +114,32 @@ type Service struct {
 
 // Name is the service's cluster name.
 func (s Service) Name() string { return s.Spec.GetName() }
+
+// SpecChanged reports whether deploying want over a service whose stored
+// spec is stored changes anything, ignoring what the managers and nodes
+// fill in: the image ID, secret and config IDs and versions, and the
+// update settings' two spellings (enum or text).
+func SpecChanged(stored, want *swarmpb.ServiceSpec) bool {
+	return !proto.Equal(comparable(stored), comparable(want))
+}
+
+func comparable(s *swarmpb.ServiceSpec) *swarmpb.ServiceSpec {
+	c := proto.Clone(s).(*swarmpb.ServiceSpec)
+	if ct := c.GetContainer(); ct != nil {
+		ct.ImageId = ""
+		for _, r := range ct.Secrets {
+			r.SecretId, r.Version = "", 0
+		}
+		for _, r := range ct.Configs {
+			r.ConfigId, r.Version = "", 0
+		}
+	}
+	for _, u := range []*swarmpb.UpdateConfig{c.GetUpdate(), c.GetRollback()} {
+		if u == nil {
+			continue
+		}
+		u.OnFailure, u.UpdateOrder = u.FailureActionValue(), u.OrderValue()
+		u.FailureAction, u.Order = "", ""
+	}
+	return c
+}
