@@ -35,6 +35,9 @@ are removed on every node that has them, once the stack's tasks stopped.`,
 			if err != nil {
 				return err
 			}
+			if len(args) == 1 {
+				return a.removeStack(ctl, args[0], volumes)
+			}
 			var failed []string
 			for _, name := range args {
 				if err := a.removeStack(ctl, name, volumes); err != nil {
