@@ -36,8 +36,8 @@ type options struct {
 	pollInterval time.Duration
 	rpcTimeout   time.Duration
 	now          func() time.Time
-	terminal     *bool     // nil: detect from stdout
-	stdin        io.Reader // nil: os.Stdin
+	terminal     *bool        // nil: detect from stdout
+	stdin        io.Reader    // nil: os.Stdin
 	builder      imageBuilder // nil: the node's Docker Engine (stack deploy's build:)
 }
 

@@ -37,7 +37,7 @@ type stackFake struct {
 	state func(name string, poll int) (swarmpb.TaskState, int32, string)
 	// volumesRemoved records RemoveVolumes' names.
 	volumesRemoved []string
-	engineHost string
+	engineHost     string
 }
 
 func newStackFake() *stackFake {
