@@ -528,3 +528,51 @@ func TestConvertTmpfsAndBuildOptions(t *testing.T) {
 		t.Errorf("build = %+v", b)
 	}
 }
+
+func TestSpecChangedIgnoresWhatManagersFill(t *testing.T) {
+	want := service(t, fullPlan(t), "web").Spec
+	stored := proto.Clone(want).(*swarmpb.ServiceSpec)
+	stored.Container.ImageId = "sha256:abc"
+	stored.Container.Secrets[0].SecretId, stored.Container.Secrets[0].Version = "sec1", 3
+	stored.Container.Configs[0].ConfigId, stored.Container.Configs[0].Version = "cfg1", 2
+	stored.Update.OnFailure = swarmpb.UpdateFailureAction_UPDATE_FAILURE_ACTION_ROLLBACK
+	stored.Update.UpdateOrder = swarmpb.UpdateOrder_UPDATE_ORDER_START_FIRST
+	stored.Update.FailureAction, stored.Update.Order = "", ""
+	if SpecChanged(stored, want) {
+		t.Fatal("a spec the managers only filled in counts as changed")
+	}
+	for name, edit := range map[string]func(s *swarmpb.ServiceSpec){
+		"env":      func(s *swarmpb.ServiceSpec) { s.Container.Env = append(s.Container.Env, "X=1") },
+		"replicas": func(s *swarmpb.ServiceSpec) { s.Replicas++ },
+		"order":    func(s *swarmpb.ServiceSpec) { s.Update.UpdateOrder = swarmpb.UpdateOrder_UPDATE_ORDER_STOP_FIRST },
+		"secret":   func(s *swarmpb.ServiceSpec) { s.Container.Secrets[0].Target = "other" },
+	} {
+		changed := proto.Clone(stored).(*swarmpb.ServiceSpec)
+		edit(changed)
+		if !SpecChanged(changed, want) {
+			t.Errorf("%s: change not seen", name)
+		}
+	}
+}
+
+func TestDependencyOrderRefusesCycles(t *testing.T) {
+	svc := func(key string, deps ...string) Service {
+		s := Service{Key: key}
+		for _, d := range deps {
+			s.DependsOn = append(s.DependsOn, Dependency{Key: d, Service: "st_" + d, Condition: ServiceStarted})
+		}
+		return s
+	}
+	order, err := dependencyOrder(map[string]Service{"web": svc("web", "api", "db"), "api": svc("api", "db"), "db": svc("db")})
+	if err != nil || !slices.Equal(order, []string{"db", "api", "web"}) {
+		t.Fatalf("order %v, err %v", order, err)
+	}
+	_, err = dependencyOrder(map[string]Service{"a": svc("a", "b"), "b": svc("b", "a")})
+	if err == nil || !strings.Contains(err.Error(), "a -> b -> a") {
+		t.Fatalf("err = %v, want the cycle named", err)
+	}
+	_, err = dependencyOrder(map[string]Service{"a": svc("a", "ghost")})
+	if err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("err = %v", err)
+	}
+}
