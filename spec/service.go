@@ -167,6 +167,9 @@ func validateContainer(c *swarmpb.ContainerSpec) error {
 	if err := checkDuration("stop grace period", c.StopGracePeriodNs); err != nil {
 		return err
 	}
+	if err := validateContainerExtras(c); err != nil {
+		return err
+	}
 	return validateHealth(c.Healthcheck)
 }
 
