@@ -122,7 +122,15 @@ func Convert(p *Project, stack string) (*Plan, error) {
 	for _, key := range order {
 		plan.Services = append(plan.Services, services[key])
 	}
-	plan.Warnings = c.warnings
+	// compose-go reports unsupported keys; Convert adds what only the
+	// values tell (endpoint_mode dnsrr, bind propagation): each once.
+	seen := map[string]bool{}
+	for _, w := range c.warnings {
+		if !seen[w] {
+			seen[w] = true
+			plan.Warnings = append(plan.Warnings, w)
+		}
+	}
 	return plan, nil
 }
 
@@ -174,9 +182,6 @@ func (c *converter) network(key string, n types.NetworkConfig) (Network, error) 
 	if spec.Driver != "overlay" && spec.Driver != "bridge" {
 		return nw, fmt.Errorf("networks.%s.driver: %q is not supported: use overlay (or bridge); both mean the cluster's data path", key, n.Driver)
 	}
-	if len(n.DriverOpts) > 0 {
-		c.warn("network %s: key driver_opts is not supported by the cluster and is ignored", key)
-	}
 	for i, pool := range n.Ipam.Config {
 		if pool == nil {
 			continue
@@ -214,9 +219,6 @@ func (c *converter) data(kind, key string, f types.FileObjectConfig) (Data, erro
 		d.Content = []byte(f.Content)
 	default:
 		return d, fmt.Errorf("%s.%s: give file, environment, content or external: true", kind, key)
-	}
-	if len(f.Driver) > 0 || len(f.TemplateDriver) > 0 {
-		c.warn("%s %s: drivers are not supported by the cluster and are ignored", strings.TrimSuffix(kind, "s"), key)
 	}
 	return d, nil
 }
@@ -310,11 +312,23 @@ func (c *converter) serviceSpec(s types.ServiceConfig) (Service, error) {
 		if h.Disable {
 			hc = &swarmpb.HealthConfig{Test: []string{"NONE"}}
 		}
-		if h.StartInterval != nil {
-			c.warn("service %s: key healthcheck.start_interval is not supported by the cluster and is ignored", s.Name)
-		}
 		ct.Healthcheck = hc
 	}
+	ct.Tty, ct.OpenStdin, ct.ReadOnly, ct.StopSignal = s.Tty, s.StdinOpen, s.ReadOnly, s.StopSignal
+	ct.Init = s.Init != nil && *s.Init
+	ct.CapAdd, ct.CapDrop = slices.Clone(s.CapAdd), slices.Clone(s.CapDrop)
+	ct.Sysctls = maps.Clone(map[string]string(s.Sysctls))
+	ct.GroupAdd = slices.Clone(s.GroupAdd)
+	for _, name := range sortedKeys(s.Ulimits) {
+		u := s.Ulimits[name]
+		soft, hard := int64(u.Soft), int64(u.Hard)
+		if u.Single != 0 {
+			soft, hard = int64(u.Single), int64(u.Single)
+		}
+		ct.Ulimits = append(ct.Ulimits, &swarmpb.Ulimit{Name: name, Soft: soft, Hard: hard})
+	}
+	ct.ExtraHosts = s.ExtraHosts.AsList(":")
+	sort.Strings(ct.ExtraHosts)
 	if err := c.mounts(s, ct); err != nil {
 		return out, err
 	}
@@ -361,9 +375,6 @@ func (c *converter) serviceSpec(s types.ServiceConfig) (Service, error) {
 		default:
 			return out, fmt.Errorf("depends_on.%s.condition: %q is unknown: use service_started, service_healthy or service_completed_successfully", dep, d.Condition)
 		}
-		if d.Restart {
-			c.warn("service %s: key depends_on.%s.restart is not supported by the cluster and is ignored", s.Name, dep)
-		}
 		out.DependsOn = append(out.DependsOn, Dependency{Service: c.scoped(dep), Key: dep, Condition: cond})
 	}
 	return out, nil
@@ -402,9 +413,6 @@ func (c *converter) mounts(s types.ServiceConfig, ct *swarmpb.ContainerSpec) err
 			}
 			if v.Volume != nil {
 				m.VolumeNocopy = v.Volume.NoCopy
-				if v.Volume.Subpath != "" {
-					c.warn("service %s: key volumes[%d].volume.subpath is not supported by the cluster and is ignored", s.Name, i)
-				}
 			}
 		case types.VolumeTypeTmpfs:
 			m.Type = swarmpb.Mount_TYPE_TMPFS
@@ -504,9 +512,6 @@ func (c *converter) ports(s types.ServiceConfig, spec *swarmpb.ServiceSpec) erro
 			}
 			pc.PublishedPort = uint32(n)
 		}
-		if p.HostIP != "" {
-			c.warn("service %s: key ports[%d].host_ip is not supported by the cluster and is ignored (ports publish on every node's ingress address)", s.Name, i)
-		}
 		spec.Ports = append(spec.Ports, pc)
 	}
 	return nil
@@ -605,15 +610,9 @@ func (c *converter) deploy(s types.ServiceConfig, spec *swarmpb.ServiceSpec) err
 	res := &swarmpb.ResourceRequirements{}
 	if l := d.Resources.Limits; l != nil {
 		res.Limits = &swarmpb.Resources{NanoCpus: int64(math.Round(float64(l.NanoCPUs) * 1e9)), MemoryBytes: int64(l.MemoryBytes)}
-		if l.Pids != 0 || len(l.Devices) > 0 || len(l.GenericResources) > 0 {
-			c.warn("service %s: keys deploy.resources.limits.pids, devices and generic_resources are not supported by the cluster and are ignored", s.Name)
-		}
 	}
 	if r := d.Resources.Reservations; r != nil {
 		res.Reservations = &swarmpb.Resources{NanoCpus: int64(math.Round(float64(r.NanoCPUs) * 1e9)), MemoryBytes: int64(r.MemoryBytes)}
-		if len(r.Devices) > 0 || len(r.GenericResources) > 0 {
-			c.warn("service %s: keys deploy.resources.reservations.devices and generic_resources are not supported by the cluster and are ignored", s.Name)
-		}
 	}
 	if res.Limits != nil || res.Reservations != nil {
 		spec.Resources = res

@@ -187,6 +187,9 @@ func supportedPaths() []tree.Path {
 		"depends_on", "depends_on.*", "depends_on.*.condition", "depends_on.*.required",
 		"build", "build.context", "build.dockerfile", "build.args", "build.args.*", "build.target", "build.labels", "build.labels.*",
 		"profiles", "scale",
+		"tty", "stdin_open", "init", "read_only", "stop_signal", "cap_add", "cap_drop",
+		"sysctls", "sysctls.*", "group_add", "ulimits", "ulimits.*", "ulimits.*.soft", "ulimits.*.hard",
+		"extra_hosts", "extra_hosts.*", "tmpfs",
 	}
 	for _, k := range []string{"update_config", "rollback_config"} {
 		svc = append(svc, "deploy."+k)

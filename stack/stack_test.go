@@ -270,8 +270,8 @@ func TestLoadProfiles(t *testing.T) {
 	if !slices.Contains(serviceKeys(p), "debug") {
 		t.Fatal("debug service missing with profile debug")
 	}
-	if !slices.Contains(p.Warnings, "service debug: key cap_add is not supported by the cluster and is ignored") {
-		t.Errorf("warnings = %q, want one about cap_add", p.Warnings)
+	if !slices.Contains(p.Warnings, "service debug: key devices is not supported by the cluster and is ignored") {
+		t.Errorf("warnings = %q, want one about devices", p.Warnings)
 	}
 }
 
@@ -282,7 +282,7 @@ func TestConvertWarnsOncePerUnsupportedKey(t *testing.T) {
   web:
     image: nginx
     privileged: true
-    cap_add: [NET_ADMIN]
+    devices: ["/dev/fuse"]
     container_name: fixed
     ports:
       - target: 80
@@ -299,7 +299,7 @@ networks:
 `)
 	p := plan(t, LoadOptions{Files: []string{file}})
 	want := []string{
-		"service web: key cap_add is not supported by the cluster and is ignored",
+		"service web: key devices is not supported by the cluster and is ignored",
 		"service web: key container_name is not supported by the cluster and is ignored",
 		"service web: key healthcheck.start_interval is not supported by the cluster and is ignored",
 		"service web: key ports[].host_ip is not supported by the cluster and is ignored",
@@ -311,6 +311,9 @@ networks:
 		if !slices.Contains(p.Warnings, w) {
 			t.Errorf("missing warning %q in\n%s", w, strings.Join(p.Warnings, "\n"))
 		}
+	}
+	if len(p.Warnings) != len(want) {
+		t.Errorf("got %d warnings, want %d:\n%s", len(p.Warnings), len(want), strings.Join(p.Warnings, "\n"))
 	}
 	for _, w := range p.Warnings {
 		if strings.Contains(w, "\n") {
@@ -490,6 +493,43 @@ func TestConvertRejectsBadValues(t *testing.T) {
 				t.Fatalf("error = %v, want one naming %s", err, c.want)
 			}
 		})
+	}
+}
+
+func TestConvertContainerOptions(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
+	writeFile(t, file, `services:
+  web:
+    image: nginx
+    tty: true
+    stdin_open: true
+    init: true
+    read_only: true
+    stop_signal: SIGQUIT
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    sysctls:
+      net.core.somaxconn: 1024
+    group_add: [audio]
+    ulimits:
+      nproc: 65535
+      nofile: {soft: 1024, hard: 4096}
+    extra_hosts:
+      - "db.local:10.0.0.5"
+`)
+	p := plan(t, LoadOptions{Files: []string{file}})
+	ct := service(t, p, "web").Spec.GetContainer()
+	want := &swarmpb.ContainerSpec{
+		Image: "nginx", Labels: ns(), Tty: true, OpenStdin: true, Init: true, ReadOnly: true, StopSignal: "SIGQUIT",
+		CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"ALL"}, Sysctls: map[string]string{"net.core.somaxconn": "1024"},
+		GroupAdd:   []string{"audio"},
+		Ulimits:    []*swarmpb.Ulimit{{Name: "nofile", Soft: 1024, Hard: 4096}, {Name: "nproc", Soft: 65535, Hard: 65535}},
+		ExtraHosts: []string{"db.local:10.0.0.5"},
+	}
+	equalSpec(t, ct, want)
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings = %q", p.Warnings)
 	}
 }
 
