@@ -56,17 +56,17 @@ func (a *app) stackServices(ctl swarmpb.ControlClient, name string) ([]*swarmpb.
 	return out, nil
 }
 
-// codedError is a user-facing RPC error that keeps its gRPC code.
-type codedError struct {
+// stackRPCError is a user-facing RPC error that keeps its gRPC code.
+type stackRPCError struct {
 	code codes.Code
 	err  error
 }
 
-func (e *codedError) Error() string { return e.err.Error() }
+func (e *stackRPCError) Error() string { return e.err.Error() }
 
-// callCoded is call under the default deadline, keeping the gRPC code of a
-// failure for hasCode.
-func (a *app) callCoded(fn func(ctx context.Context) error) error {
+// stackCall is call under the default deadline, keeping the gRPC code of a
+// failure for stackHasCode.
+func (a *app) stackCall(fn func(ctx context.Context) error) error {
 	code := codes.OK
 	err := a.call(0, func(ctx context.Context) error {
 		err := fn(ctx)
@@ -74,17 +74,17 @@ func (a *app) callCoded(fn func(ctx context.Context) error) error {
 		return err
 	})
 	if err != nil {
-		return &codedError{code: code, err: err}
+		return &stackRPCError{code: code, err: err}
 	}
 	return nil
 }
 
-func hasCode(err error, c codes.Code) bool {
-	var ce *codedError
+func stackHasCode(err error, c codes.Code) bool {
+	var ce *stackRPCError
 	return errors.As(err, &ce) && ce.code == c
 }
 
-func isNotFound(err error) bool { return hasCode(err, codes.NotFound) }
+func stackNotFound(err error) bool { return stackHasCode(err, codes.NotFound) }
 
 func (a *app) stackLsCommand() *cobra.Command {
 	var format string
@@ -275,18 +275,18 @@ func (a *app) stackPsCommand() *cobra.Command {
 	return cmd
 }
 
-// loadOptions are the Compose files' load settings of deploy and config.
-type loadOptions struct {
+// composeLoadOptions are the Compose files' load settings of deploy and config.
+type composeLoadOptions struct {
 	files    []string
 	profiles []string
 }
 
-func (o *loadOptions) register(cmd *cobra.Command) {
+func (o *composeLoadOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&o.files, "compose-file", "c", nil, "path to a Compose file (repeat to merge several, in order)")
 	cmd.Flags().StringArrayVar(&o.profiles, "profile", nil, "enable a Compose profile (repeatable)")
 }
 
-func (o *loadOptions) load(name string) (*stack.Project, error) {
+func (o *composeLoadOptions) load(name string) (*stack.Project, error) {
 	if len(o.files) == 0 {
 		return nil, errors.New("no Compose file given: use -c FILE (repeatable)")
 	}
@@ -296,7 +296,7 @@ func (o *loadOptions) load(name string) (*stack.Project, error) {
 }
 
 func (a *app) stackConfigCommand() *cobra.Command {
-	var lo loadOptions
+	var lo composeLoadOptions
 	cmd := &cobra.Command{
 		Use:   "config -c FILE [-c FILE...]",
 		Short: "Print the merged, interpolated Compose file",

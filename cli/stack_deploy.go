@@ -18,7 +18,7 @@ import (
 )
 
 type deployFlags struct {
-	loadOptions
+	composeLoadOptions
 	prune        bool
 	detach       bool
 	resolveImage string
@@ -134,11 +134,11 @@ func (d *deployer) checkExternal() error {
 			continue
 		}
 		var resp *swarmpb.GetNetworkResponse
-		err := d.a.callCoded(func(ctx context.Context) (err error) {
+		err := d.a.stackCall(func(ctx context.Context) (err error) {
 			resp, err = d.ctl.GetNetwork(ctx, &swarmpb.GetNetworkRequest{Network: n.Name})
 			return err
 		})
-		if isNotFound(err) {
+		if stackNotFound(err) {
 			return fmt.Errorf("network %s (networks.%s) is external but does not exist: create it first (swarmctl network create %s)", n.Name, n.Key, n.Name)
 		}
 		if err != nil {
@@ -150,11 +150,11 @@ func (d *deployer) checkExternal() error {
 		if !s.External {
 			continue
 		}
-		err := d.a.callCoded(func(ctx context.Context) error {
+		err := d.a.stackCall(func(ctx context.Context) error {
 			_, err := d.ctl.GetSecret(ctx, &swarmpb.GetSecretRequest{Secret: s.Name})
 			return err
 		})
-		if isNotFound(err) {
+		if stackNotFound(err) {
 			return fmt.Errorf("secret %s (secrets.%s) is external but does not exist: create it first (swarmctl secret create %s FILE)", s.Name, s.Key, s.Name)
 		}
 		if err != nil {
@@ -165,11 +165,11 @@ func (d *deployer) checkExternal() error {
 		if !c.External {
 			continue
 		}
-		err := d.a.callCoded(func(ctx context.Context) error {
+		err := d.a.stackCall(func(ctx context.Context) error {
 			_, err := d.ctl.GetConfig(ctx, &swarmpb.GetConfigRequest{Config: c.Name})
 			return err
 		})
-		if isNotFound(err) {
+		if stackNotFound(err) {
 			return fmt.Errorf("config %s (configs.%s) is external but does not exist: create it first (swarmctl config create %s FILE)", c.Name, c.Key, c.Name)
 		}
 		if err != nil {
@@ -209,7 +209,7 @@ func (d *deployer) networks() error {
 			continue
 		}
 		var got *swarmpb.GetNetworkResponse
-		err := d.a.callCoded(func(ctx context.Context) (err error) {
+		err := d.a.stackCall(func(ctx context.Context) (err error) {
 			got, err = d.ctl.GetNetwork(ctx, &swarmpb.GetNetworkRequest{Network: n.Name})
 			return err
 		})
@@ -217,12 +217,12 @@ func (d *deployer) networks() error {
 			d.netIDs[n.Name] = got.GetNetwork().GetId()
 			continue
 		}
-		if !isNotFound(err) {
+		if !stackNotFound(err) {
 			return fmt.Errorf("network %s: %v", n.Name, err)
 		}
 		fmt.Fprintf(d.a.stdout, "Creating network %s\n", escapeText(n.Name))
 		var created *swarmpb.CreateNetworkResponse
-		if err := d.a.callCoded(func(ctx context.Context) (err error) {
+		if err := d.a.stackCall(func(ctx context.Context) (err error) {
 			created, err = d.ctl.CreateNetwork(ctx, &swarmpb.CreateNetworkRequest{Spec: n.Spec})
 			return err
 		}); err != nil {
@@ -233,7 +233,7 @@ func (d *deployer) networks() error {
 	return nil
 }
 
-func digest(b []byte) string {
+func contentDigest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -256,14 +256,14 @@ func (d *deployer) data() error {
 			continue
 		}
 		var got *swarmpb.GetSecretResponse
-		err := d.a.callCoded(func(ctx context.Context) (err error) {
+		err := d.a.stackCall(func(ctx context.Context) (err error) {
 			got, err = d.ctl.GetSecret(ctx, &swarmpb.GetSecretRequest{Secret: s.Name})
 			return err
 		})
 		switch {
-		case isNotFound(err):
+		case stackNotFound(err):
 			fmt.Fprintf(d.a.stdout, "Creating secret %s\n", escapeText(s.Name))
-			if err := d.a.callCoded(func(ctx context.Context) error {
+			if err := d.a.stackCall(func(ctx context.Context) error {
 				_, err := d.ctl.CreateSecret(ctx, &swarmpb.CreateSecretRequest{Name: s.Name, Labels: s.Labels, Data: s.Content})
 				return err
 			}); err != nil {
@@ -271,10 +271,10 @@ func (d *deployer) data() error {
 			}
 		case err != nil:
 			return fmt.Errorf("secret %s: %v", s.Name, err)
-		case currentDigest(got.GetSecret().GetVersion(), got.GetSecret().GetVersions()) != digest(s.Content):
+		case currentDigest(got.GetSecret().GetVersion(), got.GetSecret().GetVersions()) != contentDigest(s.Content):
 			fmt.Fprintf(d.a.stdout, "Updating secret %s\n", escapeText(s.Name))
 			var resp *swarmpb.UpdateSecretResponse
-			if err := d.a.callCoded(func(ctx context.Context) (err error) {
+			if err := d.a.stackCall(func(ctx context.Context) (err error) {
 				resp, err = d.ctl.UpdateSecret(ctx, &swarmpb.UpdateSecretRequest{Secret: s.Name, Data: s.Content})
 				return err
 			}); err != nil {
@@ -288,14 +288,14 @@ func (d *deployer) data() error {
 			continue
 		}
 		var got *swarmpb.GetConfigResponse
-		err := d.a.callCoded(func(ctx context.Context) (err error) {
+		err := d.a.stackCall(func(ctx context.Context) (err error) {
 			got, err = d.ctl.GetConfig(ctx, &swarmpb.GetConfigRequest{Config: c.Name})
 			return err
 		})
 		switch {
-		case isNotFound(err):
+		case stackNotFound(err):
 			fmt.Fprintf(d.a.stdout, "Creating config %s\n", escapeText(c.Name))
-			if err := d.a.callCoded(func(ctx context.Context) error {
+			if err := d.a.stackCall(func(ctx context.Context) error {
 				_, err := d.ctl.CreateConfig(ctx, &swarmpb.CreateConfigRequest{Name: c.Name, Labels: c.Labels, Data: c.Content})
 				return err
 			}); err != nil {
@@ -303,10 +303,10 @@ func (d *deployer) data() error {
 			}
 		case err != nil:
 			return fmt.Errorf("config %s: %v", c.Name, err)
-		case currentDigest(got.GetConfig().GetVersion(), got.GetConfig().GetVersions()) != digest(c.Content):
+		case currentDigest(got.GetConfig().GetVersion(), got.GetConfig().GetVersions()) != contentDigest(c.Content):
 			fmt.Fprintf(d.a.stdout, "Updating config %s\n", escapeText(c.Name))
 			var resp *swarmpb.UpdateConfigResponse
-			if err := d.a.callCoded(func(ctx context.Context) (err error) {
+			if err := d.a.stackCall(func(ctx context.Context) (err error) {
 				resp, err = d.ctl.UpdateConfig(ctx, &swarmpb.UpdateConfigRequest{Config: c.Name, Data: c.Content})
 				return err
 			}); err != nil {
@@ -365,7 +365,7 @@ func (d *deployer) services() error {
 		if !ok {
 			fmt.Fprintf(d.a.stdout, "Creating service %s\n", escapeText(s.Name()))
 			var resp *swarmpb.CreateServiceResponse
-			if err := d.a.callCoded(func(ctx context.Context) (err error) {
+			if err := d.a.stackCall(func(ctx context.Context) (err error) {
 				resp, err = d.ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec})
 				return err
 			}); err != nil {
@@ -380,7 +380,7 @@ func (d *deployer) services() error {
 			continue
 		}
 		fmt.Fprintf(d.a.stdout, "Updating service %s (id: %s)\n", escapeText(s.Name()), escapeText(cur.GetId()))
-		if err := d.a.callCoded(func(ctx context.Context) error {
+		if err := d.a.stackCall(func(ctx context.Context) error {
 			_, err := d.ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cur.GetId(), Version: cur.GetMeta().GetVersion(), Spec: spec})
 			return err
 		}); err != nil {
@@ -400,10 +400,10 @@ func (d *deployer) services() error {
 	sort.Strings(names)
 	for _, n := range names {
 		fmt.Fprintf(d.a.stdout, "Removing service %s\n", escapeText(n))
-		if err := d.a.callCoded(func(ctx context.Context) error {
+		if err := d.a.stackCall(func(ctx context.Context) error {
 			_, err := d.ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: existing[n].GetId()})
 			return err
-		}); err != nil && !isNotFound(err) {
+		}); err != nil && !stackNotFound(err) {
 			return fmt.Errorf("cannot remove service %s: %v", n, err)
 		}
 	}
@@ -425,7 +425,7 @@ func (d *deployer) waitDependency(s stack.Service, dep stack.Dependency) error {
 	for polls := 0; ; polls++ {
 		var svc *swarmpb.Service
 		var tasks []*swarmpb.Task
-		err := d.a.callCoded(func(ctx context.Context) error {
+		err := d.a.stackCall(func(ctx context.Context) error {
 			resp, err := d.ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: dep.Service})
 			if err != nil {
 				return err

@@ -141,7 +141,7 @@ func (f *stackFake) RemoveNetwork(_ context.Context, r *swarmpb.RemoveNetworkReq
 
 // ---- secrets and configs
 
-func dataVersion(v uint64, data []byte) *swarmpb.DataVersion {
+func fakeDataVersion(v uint64, data []byte) *swarmpb.DataVersion {
 	sum := sha256.Sum256(data)
 	return &swarmpb.DataVersion{Version: v, Sha256: hex.EncodeToString(sum[:])}
 }
@@ -170,7 +170,7 @@ func (f *stackFake) CreateSecret(_ context.Context, r *swarmpb.CreateSecretReque
 	defer f.mu.Unlock()
 	f.record("CreateSecret", r.GetName())
 	s := &swarmpb.Secret{Id: f.id("sec"), Name: r.GetName(), Labels: r.GetLabels(), Version: 1,
-		Versions: []*swarmpb.DataVersion{dataVersion(1, r.GetData())}}
+		Versions: []*swarmpb.DataVersion{fakeDataVersion(1, r.GetData())}}
 	f.secrets[s.Name] = s
 	return &swarmpb.CreateSecretResponse{Secret: s}, nil
 }
@@ -194,7 +194,7 @@ func (f *stackFake) UpdateSecret(_ context.Context, r *swarmpb.UpdateSecretReque
 		return nil, status.Errorf(codes.NotFound, "secret %s not found", r.GetSecret())
 	}
 	s.Version++
-	s.Versions = append(s.Versions, dataVersion(s.Version, r.GetData()))
+	s.Versions = append(s.Versions, fakeDataVersion(s.Version, r.GetData()))
 	return &swarmpb.UpdateSecretResponse{Secret: s, Services: f.usersOf(s.Name, "")}, nil
 }
 
@@ -221,7 +221,7 @@ func (f *stackFake) CreateConfig(_ context.Context, r *swarmpb.CreateConfigReque
 	defer f.mu.Unlock()
 	f.record("CreateConfig", r.GetName())
 	c := &swarmpb.Config{Id: f.id("cfg"), Name: r.GetName(), Labels: r.GetLabels(), Version: 1,
-		Versions: []*swarmpb.DataVersion{dataVersion(1, r.GetData())}}
+		Versions: []*swarmpb.DataVersion{fakeDataVersion(1, r.GetData())}}
 	f.configs[c.Name] = c
 	return &swarmpb.CreateConfigResponse{Config: c}, nil
 }
@@ -245,7 +245,7 @@ func (f *stackFake) UpdateConfig(_ context.Context, r *swarmpb.UpdateConfigReque
 		return nil, status.Errorf(codes.NotFound, "config %s not found", r.GetConfig())
 	}
 	c.Version++
-	c.Versions = append(c.Versions, dataVersion(c.Version, r.GetData()))
+	c.Versions = append(c.Versions, fakeDataVersion(c.Version, r.GetData()))
 	return &swarmpb.UpdateConfigResponse{Config: c, Services: f.usersOf("", c.Name)}, nil
 }
 

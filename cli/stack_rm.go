@@ -55,7 +55,7 @@ are removed on every node that has them, once the stack's tasks stopped.`,
 	return cmd
 }
 
-func hasNamespace(labels map[string]string, name string) bool {
+func inStack(labels map[string]string, name string) bool {
 	return labels[stack.NamespaceLabel] == name
 }
 
@@ -65,11 +65,11 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 		return err
 	}
 	networks, err := a.stackNetworks(ctl, name)
-	if err != nil && !hasCode(err, codes.Unimplemented) {
+	if err != nil && !stackHasCode(err, codes.Unimplemented) {
 		return err
 	}
 	secrets, configs, err := a.stackData(ctl, name)
-	if err != nil && !hasCode(err, codes.Unimplemented) {
+	if err != nil && !stackHasCode(err, codes.Unimplemented) {
 		return err
 	}
 	if len(infos)+len(networks)+len(secrets)+len(configs) == 0 {
@@ -82,7 +82,7 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 		s := si.GetService()
 		ids[s.GetId()] = true
 		for _, m := range s.GetSpec().GetContainer().GetMounts() {
-			if m.GetType() == swarmpb.Mount_TYPE_VOLUME && m.GetSource() != "" && hasNamespace(m.GetVolumeLabels(), name) {
+			if m.GetType() == swarmpb.Mount_TYPE_VOLUME && m.GetSource() != "" && inStack(m.GetVolumeLabels(), name) {
 				volSet[m.GetSource()] = true
 			}
 		}
@@ -91,28 +91,28 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 	for _, si := range infos {
 		s := si.GetService()
 		fmt.Fprintf(a.stdout, "Removing service %s\n", escapeText(s.GetSpec().GetName()))
-		if err := a.callCoded(func(ctx context.Context) error {
+		if err := a.stackCall(func(ctx context.Context) error {
 			_, err := ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: s.GetId()})
 			return err
-		}); err != nil && !isNotFound(err) {
+		}); err != nil && !stackNotFound(err) {
 			problems = append(problems, fmt.Sprintf("service %s: %v", s.GetSpec().GetName(), err))
 		}
 	}
 	for _, s := range secrets {
 		fmt.Fprintf(a.stdout, "Removing secret %s\n", escapeText(s))
-		if err := a.callCoded(func(ctx context.Context) error {
+		if err := a.stackCall(func(ctx context.Context) error {
 			_, err := ctl.RemoveSecret(ctx, &swarmpb.RemoveSecretRequest{Secret: s})
 			return err
-		}); err != nil && !isNotFound(err) {
+		}); err != nil && !stackNotFound(err) {
 			problems = append(problems, fmt.Sprintf("secret %s: %v", s, err))
 		}
 	}
 	for _, c := range configs {
 		fmt.Fprintf(a.stdout, "Removing config %s\n", escapeText(c))
-		if err := a.callCoded(func(ctx context.Context) error {
+		if err := a.stackCall(func(ctx context.Context) error {
 			_, err := ctl.RemoveConfig(ctx, &swarmpb.RemoveConfigRequest{Config: c})
 			return err
-		}); err != nil && !isNotFound(err) {
+		}); err != nil && !stackNotFound(err) {
 			problems = append(problems, fmt.Sprintf("config %s: %v", c, err))
 		}
 	}
@@ -124,10 +124,10 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 	}
 	for _, n := range networks {
 		fmt.Fprintf(a.stdout, "Removing network %s\n", escapeText(n))
-		if err := a.callCoded(func(ctx context.Context) error {
+		if err := a.stackCall(func(ctx context.Context) error {
 			_, err := ctl.RemoveNetwork(ctx, &swarmpb.RemoveNetworkRequest{Network: n})
 			return err
-		}); err != nil && !isNotFound(err) {
+		}); err != nil && !stackNotFound(err) {
 			problems = append(problems, fmt.Sprintf("network %s: %v", n, err))
 		}
 	}
@@ -175,7 +175,7 @@ func (a *app) waitTasksGone(ctl swarmpb.ControlClient, services map[string]bool)
 	defer ticker.Stop()
 	for {
 		var tasks []*swarmpb.Task
-		if err := a.callCoded(func(ctx context.Context) (err error) {
+		if err := a.stackCall(func(ctx context.Context) (err error) {
 			tasks, _, err = listing.Tasks(ctx, ctl, &swarmpb.ListTasksRequest{})
 			return err
 		}); err != nil {
@@ -203,14 +203,14 @@ func (a *app) stackNetworks(ctl swarmpb.ControlClient, name string) ([]string, e
 	token := ""
 	for page := 0; page < 10000; page++ {
 		var resp *swarmpb.ListNetworksResponse
-		if err := a.callCoded(func(ctx context.Context) (err error) {
+		if err := a.stackCall(func(ctx context.Context) (err error) {
 			resp, err = ctl.ListNetworks(ctx, &swarmpb.ListNetworksRequest{PageToken: token})
 			return err
 		}); err != nil {
 			return nil, err
 		}
 		for _, n := range resp.GetNetworks() {
-			if hasNamespace(n.GetNetwork().GetSpec().GetLabels(), name) {
+			if inStack(n.GetNetwork().GetSpec().GetLabels(), name) {
 				out = append(out, n.GetNetwork().GetSpec().GetName())
 			}
 		}
@@ -227,14 +227,14 @@ func (a *app) stackData(ctl swarmpb.ControlClient, name string) (secrets, config
 	token := ""
 	for page := 0; page < 10000; page++ {
 		var resp *swarmpb.ListSecretsResponse
-		if err := a.callCoded(func(ctx context.Context) (err error) {
+		if err := a.stackCall(func(ctx context.Context) (err error) {
 			resp, err = ctl.ListSecrets(ctx, &swarmpb.ListSecretsRequest{PageToken: token})
 			return err
 		}); err != nil {
 			return nil, nil, err
 		}
 		for _, s := range resp.GetSecrets() {
-			if hasNamespace(s.GetLabels(), name) {
+			if inStack(s.GetLabels(), name) {
 				secrets = append(secrets, s.GetName())
 			}
 		}
@@ -245,14 +245,14 @@ func (a *app) stackData(ctl swarmpb.ControlClient, name string) (secrets, config
 	token = ""
 	for page := 0; page < 10000; page++ {
 		var resp *swarmpb.ListConfigsResponse
-		if err := a.callCoded(func(ctx context.Context) (err error) {
+		if err := a.stackCall(func(ctx context.Context) (err error) {
 			resp, err = ctl.ListConfigs(ctx, &swarmpb.ListConfigsRequest{PageToken: token})
 			return err
 		}); err != nil {
 			return secrets, nil, err
 		}
 		for _, c := range resp.GetConfigs() {
-			if hasNamespace(c.GetLabels(), name) {
+			if inStack(c.GetLabels(), name) {
 				configs = append(configs, c.GetName())
 			}
 		}

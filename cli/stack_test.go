@@ -72,7 +72,7 @@ func dbThenMigrate(name string, poll int) (swarmpb.TaskState, int32, string) {
 	return swarmpb.TaskState_TASK_STATE_RUNNING, 0, ""
 }
 
-func indexOf(calls []string, call string, nth int) int {
+func callIndex(calls []string, call string, nth int) int {
 	seen := 0
 	for i, c := range calls {
 		if c == call {
@@ -102,10 +102,10 @@ func TestStackDeployCreatesInDependencyOrder(t *testing.T) {
 	calls := f.allCalls()
 	// migrate only once db was healthy (its third poll), web only once
 	// migrate had exited 0 (its second poll).
-	if i, j := indexOf(calls, "CreateService st_migrate", 1), indexOf(calls, "ListTasks st_db", 3); j < 0 || i < j {
+	if i, j := callIndex(calls, "CreateService st_migrate", 1), callIndex(calls, "ListTasks st_db", 3); j < 0 || i < j {
 		t.Errorf("st_migrate created at call %d, before st_db was healthy (call %d): %q", i, j, calls)
 	}
-	if i, j := indexOf(calls, "CreateService st_web", 1), indexOf(calls, "ListTasks st_migrate", 2); j < 0 || i < j {
+	if i, j := callIndex(calls, "CreateService st_web", 1), callIndex(calls, "ListTasks st_migrate", 2); j < 0 || i < j {
 		t.Errorf("st_web created at call %d, before st_migrate completed (call %d): %q", i, j, calls)
 	}
 	for _, line := range []string{
