@@ -197,7 +197,10 @@ func supportedPaths() []tree.Path {
 			svc = append(svc, "deploy."+k+"."+f)
 		}
 	}
+	// include and extends are resolved by compose-go itself.
 	paths := []tree.Path{"version", "name", "services", "services.*",
+		"include", "include.[].path", "include.[].env_file", "include.[].project_directory",
+		"services.*.extends", "services.*.extends.file", "services.*.extends.service",
 		"networks", "networks.*", "networks.*.name", "networks.*.driver", "networks.*.external",
 		"networks.*.internal", "networks.*.labels", "networks.*.labels.*", "networks.*.attachable",
 		"networks.*.ipam", "networks.*.ipam.config", "networks.*.ipam.config.[].subnet",

@@ -616,3 +616,21 @@ func TestDependencyOrderRefusesCycles(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestLoadIncludeAndExtends(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "base.yml"), "services:\n  base:\n    image: busybox\n    environment: {FROM_BASE: \"1\"}\n")
+	writeFile(t, filepath.Join(dir, "db.yml"), "services:\n  db:\n    image: mariadb:11\n")
+	file := filepath.Join(dir, "compose.yml")
+	writeFile(t, file, "include:\n  - db.yml\nservices:\n  web:\n    extends: {file: base.yml, service: base}\n    image: nginx\n")
+	p := plan(t, LoadOptions{Files: []string{file}})
+	if got := serviceKeys(p); !slices.Equal(got, []string{"db", "web"}) {
+		t.Fatalf("services = %v", got)
+	}
+	if env := service(t, p, "web").Spec.GetContainer().GetEnv(); !slices.Equal(env, []string{"FROM_BASE=1"}) {
+		t.Errorf("extended env = %v", env)
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings = %q", p.Warnings)
+	}
+}
