@@ -54,24 +54,29 @@ func Convert(p *Project, stack string) (*Plan, error) {
 	c.warnings = append(c.warnings, p.Warnings...)
 	plan := &Plan{Stack: stack}
 
-	// Networks: those the file declares, plus STACK_default when a
-	// service names none.
+	// Networks: those the services use (as Docker's stack deploy, which
+	// creates no unused network), STACK_default for services naming none.
+	used := map[string]bool{}
+	for _, s := range p.Services {
+		if len(s.Networks) == 0 && s.NetworkMode == "" {
+			used["default"] = true
+		}
+		for k := range s.Networks {
+			used[k] = true
+		}
+	}
 	for _, key := range sortedKeys(p.Networks) {
-		n := p.Networks[key]
-		nw, err := c.network(key, n)
+		if !used[key] {
+			continue
+		}
+		nw, err := c.network(key, p.Networks[key])
 		if err != nil {
 			return nil, err
 		}
 		c.networks[key] = nw.Name
 		plan.Networks = append(plan.Networks, nw)
 	}
-	needDefault := false
-	for _, s := range p.Services {
-		if len(s.Networks) == 0 && s.NetworkMode == "" {
-			needDefault = true
-		}
-	}
-	if _, declared := c.networks["default"]; needDefault && !declared {
+	if _, declared := c.networks["default"]; used["default"] && !declared {
 		name := c.scoped("default")
 		c.networks["default"] = name
 		plan.Networks = append(plan.Networks, Network{Key: "default", Name: name,

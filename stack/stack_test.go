@@ -200,8 +200,19 @@ func TestConvertNetworksVolumesSecretsConfigs(t *testing.T) {
 			equalSpec(t, n.Spec, &swarmpb.NetworkSpec{Name: "st_default", Labels: ns(), Driver: "overlay"})
 		}
 	}
-	if want := []string{"st_back", "st_front", "shared-net", "st_default"}; !sameSet(nets, want) {
+	// outside (external, shared-net) is used by no service: not needed.
+	if want := []string{"st_back", "st_front", "st_default"}; !sameSet(nets, want) {
 		t.Errorf("networks = %v, want %v", nets, want)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
+	writeFile(t, file, "services:\n  web:\n    image: x\n    networks: [outside]\nnetworks:\n  outside:\n    external: true\n    name: shared-net\n  unused: {}\n")
+	ext := plan(t, LoadOptions{Files: []string{file}})
+	if len(ext.Networks) != 1 || !ext.Networks[0].External || ext.Networks[0].Name != "shared-net" || ext.Networks[0].Spec != nil {
+		t.Errorf("networks = %+v, want only the external shared-net", ext.Networks)
+	}
+	if got := ext.Services[0].Spec.GetNetworks(); len(got) != 1 || got[0].GetTarget() != "shared-net" {
+		t.Errorf("web networks = %v", got)
 	}
 	vols := map[string]Volume{}
 	for _, v := range p.Volumes {
