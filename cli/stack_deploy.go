@@ -61,6 +61,7 @@ type deployer struct {
 	netIDs  map[string]string // network name -> ID
 	images  map[string]string // service key -> ID of the image built for it
 	waited  map[string]bool   // dependency conditions already met: "service/condition"
+	rolling map[string]bool   // services the managers roll to a new secret or config
 	ran     map[string]bool   // services awaited until they completed
 	changed []changedService
 }
@@ -95,7 +96,7 @@ func (a *app) deployStack(o *deployFlags, name string) error {
 		return err
 	}
 	d := &deployer{a: a, ctl: ctl, plan: plan, o: o, netIDs: map[string]string{},
-		images: map[string]string{}, waited: map[string]bool{}, ran: map[string]bool{}}
+		images: map[string]string{}, waited: map[string]bool{}, ran: map[string]bool{}, rolling: map[string]bool{}}
 	// Everything that can fail without changing the cluster comes first:
 	// external objects, then image builds.
 	if err := d.checkExternal(); err != nil {
@@ -322,6 +323,9 @@ func (d *deployer) rolled(services []string) {
 	if len(services) == 0 {
 		return
 	}
+	for _, n := range services {
+		d.rolling[n] = true
+	}
 	sort.Strings(services)
 	for i := range services {
 		services[i] = escapeText(services[i])
@@ -377,6 +381,10 @@ func (d *deployer) services() error {
 		stored := cur.GetSpec()
 		built := d.images[s.Key]
 		if !stack.SpecChanged(stored, spec) && (built == "" || built == stored.GetContainer().GetImageId()) {
+			if d.rolling[s.Name()] {
+				// Rolling to new secret or config content: wait for it too.
+				d.changed = append(d.changed, changedService{id: cur.GetId(), name: s.Name(), once: once})
+			}
 			continue
 		}
 		fmt.Fprintf(d.a.stdout, "Updating service %s (id: %s)\n", escapeText(s.Name()), escapeText(cur.GetId()))

@@ -164,7 +164,7 @@ func TestStackRedeployChangesOnlyWhatChanged(t *testing.T) {
 	if got, want := f.writes()[first:], []string{"UpdateSecret st_pw"}; !slices.Equal(got, want) {
 		t.Fatalf("writes = %q, want %q", got, want)
 	}
-	if !strings.Contains(r.stdout, "rolling services: [st_db]") {
+	if !strings.Contains(r.stdout, "rolling services: [st_db]") || !strings.Contains(r.stdout, "Waiting for service st_db to converge") {
 		t.Errorf("stdout = %q", r.stdout)
 	}
 }
