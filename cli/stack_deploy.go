@@ -430,6 +430,7 @@ func (d *deployer) waitDependency(s stack.Service, dep stack.Dependency) error {
 	ticker := time.NewTicker(d.a.opts.pollInterval)
 	defer ticker.Stop()
 	var last string
+	p := &progressPrinter{w: d.a.stdout, terminal: d.a.isTerminal()}
 	for polls := 0; ; polls++ {
 		var svc *swarmpb.Service
 		var tasks []*swarmpb.Task
@@ -457,6 +458,7 @@ func (d *deployer) waitDependency(s stack.Service, dep stack.Dependency) error {
 			return nil
 		}
 		last = why
+		p.draw([]string{fmt.Sprintf("%s: %s", escapeText(dep.Service), escapeText(why))})
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("service %s depends on %s (%s), which did not get there within %s: %s", s.Name(), dep.Service, dep.Condition, d.o.timeout, last)
 		}
