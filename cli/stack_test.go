@@ -404,4 +404,7 @@ func TestStackConfigPrintsMergedFile(t *testing.T) {
 			t.Errorf("stack config lacks %q:\n%s", s, r.stdout)
 		}
 	}
+	if strings.Contains(r.stdout, "pw1") {
+		t.Errorf("stack config prints the secret's content:\n%s", r.stdout)
+	}
 }
