@@ -36,8 +36,9 @@ type options struct {
 	pollInterval time.Duration
 	rpcTimeout   time.Duration
 	now          func() time.Time
-	terminal     *bool     // nil: detect from stdout
-	stdin        io.Reader // nil: os.Stdin
+	terminal     *bool        // nil: detect from stdout
+	stdin        io.Reader    // nil: os.Stdin
+	builder      imageBuilder // nil: the node's Docker Engine (stack deploy's build:)
 }
 
 // app is the state shared by the commands of one invocation.
@@ -116,6 +117,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.networkCommand(),
 		a.secretCommand(),
 		a.configCommand(),
+		a.stackCommand(),
 	)
 	return root
 }

@@ -70,7 +70,18 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 	return &swarmpb.InfoResponse{
 		NodeId: n.member.NodeID, ClusterId: n.member.ClusterID, Role: n.member.Role,
 		State: st, Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
+		EngineHost: engineHost(n.cfg.DockerHost),
 	}, nil
+}
+
+// engineHost is the Docker Engine address the executor uses: the
+// --docker-host flag, else the daemon's $DOCKER_HOST, else "" (the local
+// socket).
+func engineHost(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("DOCKER_HOST")
 }
 
 func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }

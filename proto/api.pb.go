@@ -6081,13 +6081,17 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 }
 
 type InfoResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"`
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // inactive | active | locked
-	Addr          string                 `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`
-	Managers      []string               `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Role      NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"`
+	State     string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // inactive | active | locked
+	Addr      string                 `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`
+	Managers  []string               `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
+	// The Docker Engine address this node's executor uses (its --docker-host;
+	// empty: $DOCKER_HOST or the local socket). stack deploy builds images
+	// there, so that the node already has them.
+	EngineHost    string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6162,6 +6166,13 @@ func (x *InfoResponse) GetManagers() []string {
 		return x.Managers
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetEngineHost() string {
+	if x != nil {
+		return x.EngineHost
+	}
+	return ""
 }
 
 var File_api_proto protoreflect.FileDescriptor
@@ -6581,7 +6592,7 @@ const file_api_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xb8\x01\n" +
+	"\vInfoRequest\"\xd9\x01\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -6589,7 +6600,9 @@ const file_api_proto_rawDesc = "" +
 	"\x04role\x18\x03 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
 	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x1a\n" +
-	"\bmanagers\x18\x06 \x03(\tR\bmanagers2\xd1\x02\n" +
+	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12\x1f\n" +
+	"\vengine_host\x18\x14 \x01(\tR\n" +
+	"engineHost2\xd1\x02\n" +
 	"\x02CA\x12m\n" +
 	"\x14GetRootCACertificate\x12).raftswarm.v1.GetRootCACertificateRequest\x1a*.raftswarm.v1.GetRootCACertificateResponse\x12m\n" +
 	"\x14IssueNodeCertificate\x12).raftswarm.v1.IssueNodeCertificateRequest\x1a*.raftswarm.v1.IssueNodeCertificateResponse\x12m\n" +

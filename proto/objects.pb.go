@@ -556,7 +556,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{15, 0}
+	return file_objects_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type Meta struct {
@@ -1514,7 +1514,20 @@ type ContainerSpec struct {
 	// The image's ID (sha256:...) on the node where the service was created
 	// or updated, when that node's engine had the image; a node that lacks
 	// the image fetches exactly this ID from a node that has it.
-	ImageId       string `protobuf:"bytes,14,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"` // Fields 15-29 are kept for the stacks work.
+	ImageId string `protobuf:"bytes,14,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// Container options Compose files use (stacks). Fields up to 29 are
+	// kept for the stacks work.
+	Tty           bool              `protobuf:"varint,15,opt,name=tty,proto3" json:"tty,omitempty"`                                // allocate a pseudo-TTY
+	OpenStdin     bool              `protobuf:"varint,16,opt,name=open_stdin,json=openStdin,proto3" json:"open_stdin,omitempty"`   // keep stdin open
+	Init          bool              `protobuf:"varint,17,opt,name=init,proto3" json:"init,omitempty"`                              // run an init process as PID 1
+	ReadOnly      bool              `protobuf:"varint,18,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`      // read-only root filesystem
+	StopSignal    string            `protobuf:"bytes,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"` // e.g. SIGQUIT; empty: the image's, else SIGTERM
+	CapAdd        []string          `protobuf:"bytes,20,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`             // Linux capabilities, e.g. NET_ADMIN
+	CapDrop       []string          `protobuf:"bytes,21,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	Sysctls       map[string]string `protobuf:"bytes,22,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // namespaced kernel parameters
+	GroupAdd      []string          `protobuf:"bytes,23,rep,name=group_add,json=groupAdd,proto3" json:"group_add,omitempty"`                                                         // supplementary groups
+	Ulimits       []*Ulimit         `protobuf:"bytes,24,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	ExtraHosts    []string          `protobuf:"bytes,25,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"` // /etc/hosts lines as HOST:IP
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1647,6 +1660,144 @@ func (x *ContainerSpec) GetImageId() string {
 	return ""
 }
 
+func (x *ContainerSpec) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetOpenStdin() bool {
+	if x != nil {
+		return x.OpenStdin
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetCapAdd() []string {
+	if x != nil {
+		return x.CapAdd
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetCapDrop() []string {
+	if x != nil {
+		return x.CapDrop
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetSysctls() map[string]string {
+	if x != nil {
+		return x.Sysctls
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetGroupAdd() []string {
+	if x != nil {
+		return x.GroupAdd
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetExtraHosts() []string {
+	if x != nil {
+		return x.ExtraHosts
+	}
+	return nil
+}
+
+// Ulimit is one resource limit of a container's processes.
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // nofile, nproc, core, ...
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_objects_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
 // SecretReference mounts one version of a secret in a task, read-only, at
 // /run/secrets/<target>.
 type SecretReference struct {
@@ -1664,7 +1815,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1827,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1840,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{13}
+	return file_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1758,7 +1909,7 @@ type ConfigReference struct {
 
 func (x *ConfigReference) Reset() {
 	*x = ConfigReference{}
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1921,7 @@ func (x *ConfigReference) String() string {
 func (*ConfigReference) ProtoMessage() {}
 
 func (x *ConfigReference) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1934,7 @@ func (x *ConfigReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
 func (*ConfigReference) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{14}
+	return file_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConfigReference) GetConfigId() string {
@@ -1847,7 +1998,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2010,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2023,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{15}
+	return file_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1914,7 +2065,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2077,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2090,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{16}
+	return file_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1973,7 +2124,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2136,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2149,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{17}
+	return file_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2027,7 +2178,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2190,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[18]
+	mi := &file_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2203,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{18}
+	return file_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -2104,7 +2255,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2267,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[19]
+	mi := &file_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2280,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{19}
+	return file_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2208,7 +2359,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2371,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[20]
+	mi := &file_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2384,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{20}
+	return file_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateStatus) GetState() string {
@@ -2300,7 +2451,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2463,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[21]
+	mi := &file_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2476,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{21}
+	return file_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -2422,7 +2573,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2585,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[22]
+	mi := &file_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2598,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{22}
+	return file_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -2477,7 +2628,7 @@ type VirtualIP struct {
 
 func (x *VirtualIP) Reset() {
 	*x = VirtualIP{}
-	mi := &file_objects_proto_msgTypes[23]
+	mi := &file_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2640,7 @@ func (x *VirtualIP) String() string {
 func (*VirtualIP) ProtoMessage() {}
 
 func (x *VirtualIP) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[23]
+	mi := &file_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2653,7 @@ func (x *VirtualIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
 func (*VirtualIP) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{23}
+	return file_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VirtualIP) GetNetworkId() string {
@@ -2534,7 +2685,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_objects_proto_msgTypes[24]
+	mi := &file_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2697,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[24]
+	mi := &file_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2710,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{24}
+	return file_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Service) GetId() string {
@@ -2626,7 +2777,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_objects_proto_msgTypes[25]
+	mi := &file_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2789,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[25]
+	mi := &file_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2802,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{25}
+	return file_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2718,7 +2869,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2881,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2894,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{26}
+	return file_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PortBinding) GetProtocol() string {
@@ -2800,7 +2951,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2963,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2976,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{27}
+	return file_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Task) GetId() string {
@@ -2918,7 +3069,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3081,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3094,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{28}
+	return file_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NetworkSpec) GetName() string {
@@ -2993,7 +3144,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3156,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3169,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{29}
+	return file_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Network) GetId() string {
@@ -3064,7 +3215,7 @@ type DataVersion struct {
 
 func (x *DataVersion) Reset() {
 	*x = DataVersion{}
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3227,7 @@ func (x *DataVersion) String() string {
 func (*DataVersion) ProtoMessage() {}
 
 func (x *DataVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3240,7 @@ func (x *DataVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataVersion.ProtoReflect.Descriptor instead.
 func (*DataVersion) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{30}
+	return file_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DataVersion) GetVersion() uint64 {
@@ -3135,7 +3286,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3298,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3311,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{31}
+	return file_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Secret) GetId() string {
@@ -3226,7 +3377,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3389,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3402,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{32}
+	return file_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Config) GetId() string {
@@ -3396,7 +3547,7 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ns\x18\x03 \x01(\x03R\ttimeoutNs\x12&\n" +
 	"\x0fstart_period_ns\x18\x04 \x01(\x03R\rstartPeriodNs\x12\x18\n" +
-	"\aretries\x18\x05 \x01(\x05R\aretries\"\xcc\x04\n" +
+	"\aretries\x18\x05 \x01(\x05R\aretries\"\xf1\a\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3412,10 +3563,31 @@ const file_objects_proto_rawDesc = "" +
 	"\vhealthcheck\x18\v \x01(\v2\x1a.raftswarm.v1.HealthConfigR\vhealthcheck\x127\n" +
 	"\asecrets\x18\f \x03(\v2\x1d.raftswarm.v1.SecretReferenceR\asecrets\x127\n" +
 	"\aconfigs\x18\r \x03(\v2\x1d.raftswarm.v1.ConfigReferenceR\aconfigs\x12\x19\n" +
-	"\bimage_id\x18\x0e \x01(\tR\aimageId\x1a9\n" +
+	"\bimage_id\x18\x0e \x01(\tR\aimageId\x12\x10\n" +
+	"\x03tty\x18\x0f \x01(\bR\x03tty\x12\x1d\n" +
+	"\n" +
+	"open_stdin\x18\x10 \x01(\bR\topenStdin\x12\x12\n" +
+	"\x04init\x18\x11 \x01(\bR\x04init\x12\x1b\n" +
+	"\tread_only\x18\x12 \x01(\bR\breadOnly\x12\x1f\n" +
+	"\vstop_signal\x18\x13 \x01(\tR\n" +
+	"stopSignal\x12\x17\n" +
+	"\acap_add\x18\x14 \x03(\tR\x06capAdd\x12\x19\n" +
+	"\bcap_drop\x18\x15 \x03(\tR\acapDrop\x12B\n" +
+	"\asysctls\x18\x16 \x03(\v2(.raftswarm.v1.ContainerSpec.SysctlsEntryR\asysctls\x12\x1b\n" +
+	"\tgroup_add\x18\x17 \x03(\tR\bgroupAdd\x12.\n" +
+	"\aulimits\x18\x18 \x03(\v2\x14.raftswarm.v1.UlimitR\aulimits\x12\x1f\n" +
+	"\vextra_hosts\x18\x19 \x03(\tR\n" +
+	"extraHosts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSysctlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"\xb9\x01\n" +
 	"\x0fSecretReference\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x1f\n" +
 	"\vsecret_name\x18\x02 \x01(\tR\n" +
@@ -3640,7 +3812,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: raftswarm.v1.NodeRole
 	(NodeStatus)(0),                 // 1: raftswarm.v1.NodeStatus
@@ -3665,34 +3837,36 @@ var file_objects_proto_goTypes = []any{
 	(*Mount)(nil),                   // 20: raftswarm.v1.Mount
 	(*HealthConfig)(nil),            // 21: raftswarm.v1.HealthConfig
 	(*ContainerSpec)(nil),           // 22: raftswarm.v1.ContainerSpec
-	(*SecretReference)(nil),         // 23: raftswarm.v1.SecretReference
-	(*ConfigReference)(nil),         // 24: raftswarm.v1.ConfigReference
-	(*RestartPolicy)(nil),           // 25: raftswarm.v1.RestartPolicy
-	(*Placement)(nil),               // 26: raftswarm.v1.Placement
-	(*ResourceRequirements)(nil),    // 27: raftswarm.v1.ResourceRequirements
-	(*PortConfig)(nil),              // 28: raftswarm.v1.PortConfig
-	(*UpdateConfig)(nil),            // 29: raftswarm.v1.UpdateConfig
-	(*UpdateStatus)(nil),            // 30: raftswarm.v1.UpdateStatus
-	(*ServiceSpec)(nil),             // 31: raftswarm.v1.ServiceSpec
-	(*NetworkAttachmentConfig)(nil), // 32: raftswarm.v1.NetworkAttachmentConfig
-	(*VirtualIP)(nil),               // 33: raftswarm.v1.VirtualIP
-	(*Service)(nil),                 // 34: raftswarm.v1.Service
-	(*TaskStatus)(nil),              // 35: raftswarm.v1.TaskStatus
-	(*PortBinding)(nil),             // 36: raftswarm.v1.PortBinding
-	(*Task)(nil),                    // 37: raftswarm.v1.Task
-	(*NetworkSpec)(nil),             // 38: raftswarm.v1.NetworkSpec
-	(*Network)(nil),                 // 39: raftswarm.v1.Network
-	(*DataVersion)(nil),             // 40: raftswarm.v1.DataVersion
-	(*Secret)(nil),                  // 41: raftswarm.v1.Secret
-	(*Config)(nil),                  // 42: raftswarm.v1.Config
-	nil,                             // 43: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                             // 44: raftswarm.v1.Mount.VolumeOptionsEntry
-	nil,                             // 45: raftswarm.v1.Mount.VolumeLabelsEntry
-	nil,                             // 46: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                             // 47: raftswarm.v1.ServiceSpec.LabelsEntry
-	nil,                             // 48: raftswarm.v1.NetworkSpec.LabelsEntry
-	nil,                             // 49: raftswarm.v1.Secret.LabelsEntry
-	nil,                             // 50: raftswarm.v1.Config.LabelsEntry
+	(*Ulimit)(nil),                  // 23: raftswarm.v1.Ulimit
+	(*SecretReference)(nil),         // 24: raftswarm.v1.SecretReference
+	(*ConfigReference)(nil),         // 25: raftswarm.v1.ConfigReference
+	(*RestartPolicy)(nil),           // 26: raftswarm.v1.RestartPolicy
+	(*Placement)(nil),               // 27: raftswarm.v1.Placement
+	(*ResourceRequirements)(nil),    // 28: raftswarm.v1.ResourceRequirements
+	(*PortConfig)(nil),              // 29: raftswarm.v1.PortConfig
+	(*UpdateConfig)(nil),            // 30: raftswarm.v1.UpdateConfig
+	(*UpdateStatus)(nil),            // 31: raftswarm.v1.UpdateStatus
+	(*ServiceSpec)(nil),             // 32: raftswarm.v1.ServiceSpec
+	(*NetworkAttachmentConfig)(nil), // 33: raftswarm.v1.NetworkAttachmentConfig
+	(*VirtualIP)(nil),               // 34: raftswarm.v1.VirtualIP
+	(*Service)(nil),                 // 35: raftswarm.v1.Service
+	(*TaskStatus)(nil),              // 36: raftswarm.v1.TaskStatus
+	(*PortBinding)(nil),             // 37: raftswarm.v1.PortBinding
+	(*Task)(nil),                    // 38: raftswarm.v1.Task
+	(*NetworkSpec)(nil),             // 39: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                 // 40: raftswarm.v1.Network
+	(*DataVersion)(nil),             // 41: raftswarm.v1.DataVersion
+	(*Secret)(nil),                  // 42: raftswarm.v1.Secret
+	(*Config)(nil),                  // 43: raftswarm.v1.Config
+	nil,                             // 44: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                             // 45: raftswarm.v1.Mount.VolumeOptionsEntry
+	nil,                             // 46: raftswarm.v1.Mount.VolumeLabelsEntry
+	nil,                             // 47: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                             // 48: raftswarm.v1.ContainerSpec.SysctlsEntry
+	nil,                             // 49: raftswarm.v1.ServiceSpec.LabelsEntry
+	nil,                             // 50: raftswarm.v1.NetworkSpec.LabelsEntry
+	nil,                             // 51: raftswarm.v1.Secret.LabelsEntry
+	nil,                             // 52: raftswarm.v1.Config.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	10, // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
@@ -3701,7 +3875,7 @@ var file_objects_proto_depIdxs = []int32{
 	14, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	43, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	44, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
 	16, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
 	18, // 8: raftswarm.v1.NodeDescription.networks:type_name -> raftswarm.v1.NodeNetwork
 	10, // 9: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
@@ -3710,54 +3884,56 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // 12: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
 	1,  // 13: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
 	8,  // 14: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	44, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
-	45, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
-	46, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	45, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
+	46, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
+	47, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
 	20, // 18: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
 	21, // 19: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
-	23, // 20: raftswarm.v1.ContainerSpec.secrets:type_name -> raftswarm.v1.SecretReference
-	24, // 21: raftswarm.v1.ContainerSpec.configs:type_name -> raftswarm.v1.ConfigReference
-	9,  // 22: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
-	16, // 23: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
-	16, // 24: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
-	4,  // 25: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
-	5,  // 26: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
-	6,  // 27: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
-	47, // 28: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
-	22, // 29: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
-	3,  // 30: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
-	25, // 31: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
-	26, // 32: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
-	27, // 33: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
-	28, // 34: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
-	29, // 35: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
-	29, // 36: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
-	32, // 37: raftswarm.v1.ServiceSpec.networks:type_name -> raftswarm.v1.NetworkAttachmentConfig
-	10, // 38: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
-	31, // 39: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
-	31, // 40: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
-	30, // 41: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
-	33, // 42: raftswarm.v1.Service.virtual_ips:type_name -> raftswarm.v1.VirtualIP
-	7,  // 43: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	36, // 44: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
-	10, // 45: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	7,  // 46: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	35, // 47: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	31, // 48: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	48, // 49: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
-	10, // 50: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
-	38, // 51: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
-	10, // 52: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	49, // 53: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
-	40, // 54: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
-	10, // 55: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
-	50, // 56: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
-	40, // 57: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	24, // 20: raftswarm.v1.ContainerSpec.secrets:type_name -> raftswarm.v1.SecretReference
+	25, // 21: raftswarm.v1.ContainerSpec.configs:type_name -> raftswarm.v1.ConfigReference
+	48, // 22: raftswarm.v1.ContainerSpec.sysctls:type_name -> raftswarm.v1.ContainerSpec.SysctlsEntry
+	23, // 23: raftswarm.v1.ContainerSpec.ulimits:type_name -> raftswarm.v1.Ulimit
+	9,  // 24: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
+	16, // 25: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
+	16, // 26: raftswarm.v1.ResourceRequirements.reservations:type_name -> raftswarm.v1.Resources
+	4,  // 27: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
+	5,  // 28: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
+	6,  // 29: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
+	49, // 30: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	22, // 31: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
+	3,  // 32: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
+	26, // 33: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
+	27, // 34: raftswarm.v1.ServiceSpec.placement:type_name -> raftswarm.v1.Placement
+	28, // 35: raftswarm.v1.ServiceSpec.resources:type_name -> raftswarm.v1.ResourceRequirements
+	29, // 36: raftswarm.v1.ServiceSpec.ports:type_name -> raftswarm.v1.PortConfig
+	30, // 37: raftswarm.v1.ServiceSpec.update:type_name -> raftswarm.v1.UpdateConfig
+	30, // 38: raftswarm.v1.ServiceSpec.rollback:type_name -> raftswarm.v1.UpdateConfig
+	33, // 39: raftswarm.v1.ServiceSpec.networks:type_name -> raftswarm.v1.NetworkAttachmentConfig
+	10, // 40: raftswarm.v1.Service.meta:type_name -> raftswarm.v1.Meta
+	32, // 41: raftswarm.v1.Service.spec:type_name -> raftswarm.v1.ServiceSpec
+	32, // 42: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
+	31, // 43: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
+	34, // 44: raftswarm.v1.Service.virtual_ips:type_name -> raftswarm.v1.VirtualIP
+	7,  // 45: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
+	37, // 46: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	10, // 47: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	7,  // 48: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	36, // 49: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	32, // 50: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	50, // 51: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
+	10, // 52: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
+	39, // 53: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
+	10, // 54: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	51, // 55: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
+	41, // 56: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
+	10, // 57: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
+	52, // 58: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
+	41, // 59: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -3771,7 +3947,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

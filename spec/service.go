@@ -173,6 +173,9 @@ func validateContainer(c *swarmpb.ContainerSpec) error {
 	if err := validateDataRefs(c); err != nil { // secret.go
 		return err
 	}
+	if err := validateContainerExtras(c); err != nil {
+		return err
+	}
 	return validateHealth(c.Healthcheck)
 }
 

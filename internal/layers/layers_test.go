@@ -41,7 +41,7 @@ var layers = [][]string{
 	{"manager"},
 	// The daemon: local API, init/join, role changes.
 	{"node"},
-	{"cli"},
+	{"cli", "stack"},
 	// Mains, test harnesses and benchmarks: they may import anything.
 	{"cmd", "internal/testcluster", "bench", "e2e", "integration", "deploy", "chaos"},
 }

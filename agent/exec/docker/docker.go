@@ -440,6 +440,7 @@ func (c *controller) configs() (*container.Config, *container.HostConfig) {
 		hostCfg.NanoCPUs = lim.GetNanoCpus()
 		hostCfg.Memory = lim.GetMemoryBytes()
 	}
+	applyExtras(spec, cfg, hostCfg)
 	c.publishPorts(cfg, hostCfg)
 	return cfg, hostCfg
 }
