@@ -418,7 +418,14 @@ func (p *Plane) applyRulesLocked(ctx context.Context, tb *Table) {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, rulesTimeout)
-	err := p.cfg.Rules.Apply(cctx, rs)
+	var err error
+	if len(rs.Bridges) == 0 {
+		// Nothing left on this node: no table at all, rather than an
+		// empty one.
+		err = p.cfg.Rules.Remove(cctx)
+	} else {
+		err = p.cfg.Rules.Apply(cctx, rs)
+	}
 	cancel()
 	p.warnLocked("rules", err, "cannot program the kernel rules; service names on this node do not route until this is fixed (needs root or CAP_NET_ADMIN and nftables)")
 	if err != nil {

@@ -121,10 +121,11 @@ func (f *fakeBridges) names() []string {
 }
 
 type fakeRules struct {
-	mu    sync.Mutex
-	last  *RuleSet
-	fail  error
-	calls int
+	mu      sync.Mutex
+	last    *RuleSet
+	fail    error
+	calls   int
+	removed int // Remove calls
 }
 
 func (r *fakeRules) Apply(_ context.Context, rs RuleSet) error {
@@ -138,7 +139,15 @@ func (r *fakeRules) Apply(_ context.Context, rs RuleSet) error {
 	return nil
 }
 
-func (r *fakeRules) Remove(context.Context) error { return nil }
+// Remove records an empty rule set: the table is gone.
+func (r *fakeRules) Remove(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	r.removed++
+	r.last = &RuleSet{}
+	return nil
+}
 
 func (r *fakeRules) get() *RuleSet {
 	r.mu.Lock()
@@ -315,6 +324,12 @@ func TestPlaneLastTaskLeavesRemovesBridge(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if last := rules.get(); last == nil || len(last.Bridges) != 0 {
 			return fmt.Errorf("rules %+v", last)
+		}
+		rules.mu.Lock()
+		removed := rules.removed
+		rules.mu.Unlock()
+		if removed == 0 {
+			return fmt.Errorf("the node's table was emptied, not removed")
 		}
 		if len(p.Report()) != 0 {
 			return fmt.Errorf("report %v", p.Report())
