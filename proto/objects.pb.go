@@ -2520,14 +2520,17 @@ func (x *VirtualIP) GetAddr() string {
 }
 
 type Service struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	PreviousSpec  *ServiceSpec           `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
-	SpecVersion   uint64                 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"` // bumped on every spec change that affects tasks
-	UpdateStatus  *UpdateStatus          `protobuf:"bytes,6,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
-	VirtualIps    []*VirtualIP           `protobuf:"bytes,7,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"` // one per attached network
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta         *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec         *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	PreviousSpec *ServiceSpec           `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	SpecVersion  uint64                 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"` // bumped on every spec change that affects tasks
+	UpdateStatus *UpdateStatus          `protobuf:"bytes,6,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	VirtualIps   []*VirtualIP           `protobuf:"bytes,7,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"` // one per attached network
+	// Nodes whose engine had the image of spec (and previous_spec) when it was
+	// written: image ID -> node. Nodes lacking the image fetch it from them.
+	ImageOrigins  []*ImageOrigin `protobuf:"bytes,8,rep,name=image_origins,json=imageOrigins,proto3" json:"image_origins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2611,6 +2614,67 @@ func (x *Service) GetVirtualIps() []*VirtualIP {
 	return nil
 }
 
+func (x *Service) GetImageOrigins() []*ImageOrigin {
+	if x != nil {
+		return x.ImageOrigins
+	}
+	return nil
+}
+
+// ImageOrigin names a node whose engine had an image (by ID) when a service
+// spec naming it was created or updated through that node.
+type ImageOrigin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ImageId       string                 `protobuf:"bytes,1,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageOrigin) Reset() {
+	*x = ImageOrigin{}
+	mi := &file_objects_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageOrigin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageOrigin) ProtoMessage() {}
+
+func (x *ImageOrigin) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageOrigin.ProtoReflect.Descriptor instead.
+func (*ImageOrigin) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ImageOrigin) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *ImageOrigin) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         TaskState              `protobuf:"varint,1,opt,name=state,proto3,enum=raftswarm.v1.TaskState" json:"state,omitempty"`
@@ -2626,7 +2690,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_objects_proto_msgTypes[25]
+	mi := &file_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2702,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[25]
+	mi := &file_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2715,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{25}
+	return file_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2718,7 +2782,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2794,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2807,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{26}
+	return file_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PortBinding) GetProtocol() string {
@@ -2800,7 +2864,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2876,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2889,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{27}
+	return file_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Task) GetId() string {
@@ -2918,7 +2982,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +2994,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3007,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{28}
+	return file_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NetworkSpec) GetName() string {
@@ -2993,7 +3057,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3069,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3082,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{29}
+	return file_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Network) GetId() string {
@@ -3064,7 +3128,7 @@ type DataVersion struct {
 
 func (x *DataVersion) Reset() {
 	*x = DataVersion{}
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3140,7 @@ func (x *DataVersion) String() string {
 func (*DataVersion) ProtoMessage() {}
 
 func (x *DataVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3153,7 @@ func (x *DataVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataVersion.ProtoReflect.Descriptor instead.
 func (*DataVersion) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{30}
+	return file_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DataVersion) GetVersion() uint64 {
@@ -3135,7 +3199,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3211,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3224,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{31}
+	return file_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Secret) GetId() string {
@@ -3226,7 +3290,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3302,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3315,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{32}
+	return file_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Config) GetId() string {
@@ -3499,7 +3563,7 @@ const file_objects_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xce\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x8e\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
@@ -3508,7 +3572,11 @@ const file_objects_proto_rawDesc = "" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12?\n" +
 	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\x128\n" +
 	"\vvirtual_ips\x18\a \x03(\v2\x17.raftswarm.v1.VirtualIPR\n" +
-	"virtualIps\"\xf6\x01\n" +
+	"virtualIps\x12>\n" +
+	"\rimage_origins\x18\b \x03(\v2\x19.raftswarm.v1.ImageOriginR\fimageOrigins\"A\n" +
+	"\vImageOrigin\x12\x19\n" +
+	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xf6\x01\n" +
 	"\n" +
 	"TaskStatus\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.raftswarm.v1.TaskStateR\x05state\x12\x18\n" +
@@ -3640,7 +3708,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: raftswarm.v1.NodeRole
 	(NodeStatus)(0),                 // 1: raftswarm.v1.NodeStatus
@@ -3677,22 +3745,23 @@ var file_objects_proto_goTypes = []any{
 	(*NetworkAttachmentConfig)(nil), // 32: raftswarm.v1.NetworkAttachmentConfig
 	(*VirtualIP)(nil),               // 33: raftswarm.v1.VirtualIP
 	(*Service)(nil),                 // 34: raftswarm.v1.Service
-	(*TaskStatus)(nil),              // 35: raftswarm.v1.TaskStatus
-	(*PortBinding)(nil),             // 36: raftswarm.v1.PortBinding
-	(*Task)(nil),                    // 37: raftswarm.v1.Task
-	(*NetworkSpec)(nil),             // 38: raftswarm.v1.NetworkSpec
-	(*Network)(nil),                 // 39: raftswarm.v1.Network
-	(*DataVersion)(nil),             // 40: raftswarm.v1.DataVersion
-	(*Secret)(nil),                  // 41: raftswarm.v1.Secret
-	(*Config)(nil),                  // 42: raftswarm.v1.Config
-	nil,                             // 43: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                             // 44: raftswarm.v1.Mount.VolumeOptionsEntry
-	nil,                             // 45: raftswarm.v1.Mount.VolumeLabelsEntry
-	nil,                             // 46: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                             // 47: raftswarm.v1.ServiceSpec.LabelsEntry
-	nil,                             // 48: raftswarm.v1.NetworkSpec.LabelsEntry
-	nil,                             // 49: raftswarm.v1.Secret.LabelsEntry
-	nil,                             // 50: raftswarm.v1.Config.LabelsEntry
+	(*ImageOrigin)(nil),             // 35: raftswarm.v1.ImageOrigin
+	(*TaskStatus)(nil),              // 36: raftswarm.v1.TaskStatus
+	(*PortBinding)(nil),             // 37: raftswarm.v1.PortBinding
+	(*Task)(nil),                    // 38: raftswarm.v1.Task
+	(*NetworkSpec)(nil),             // 39: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                 // 40: raftswarm.v1.Network
+	(*DataVersion)(nil),             // 41: raftswarm.v1.DataVersion
+	(*Secret)(nil),                  // 42: raftswarm.v1.Secret
+	(*Config)(nil),                  // 43: raftswarm.v1.Config
+	nil,                             // 44: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                             // 45: raftswarm.v1.Mount.VolumeOptionsEntry
+	nil,                             // 46: raftswarm.v1.Mount.VolumeLabelsEntry
+	nil,                             // 47: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                             // 48: raftswarm.v1.ServiceSpec.LabelsEntry
+	nil,                             // 49: raftswarm.v1.NetworkSpec.LabelsEntry
+	nil,                             // 50: raftswarm.v1.Secret.LabelsEntry
+	nil,                             // 51: raftswarm.v1.Config.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	10, // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
@@ -3701,7 +3770,7 @@ var file_objects_proto_depIdxs = []int32{
 	14, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	43, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	44, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
 	16, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
 	18, // 8: raftswarm.v1.NodeDescription.networks:type_name -> raftswarm.v1.NodeNetwork
 	10, // 9: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
@@ -3710,9 +3779,9 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // 12: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
 	1,  // 13: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
 	8,  // 14: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	44, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
-	45, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
-	46, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	45, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
+	46, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
+	47, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
 	20, // 18: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
 	21, // 19: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
 	23, // 20: raftswarm.v1.ContainerSpec.secrets:type_name -> raftswarm.v1.SecretReference
@@ -3723,7 +3792,7 @@ var file_objects_proto_depIdxs = []int32{
 	4,  // 25: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
 	5,  // 26: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
 	6,  // 27: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
-	47, // 28: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	48, // 28: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
 	22, // 29: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
 	3,  // 30: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
 	25, // 31: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
@@ -3738,26 +3807,27 @@ var file_objects_proto_depIdxs = []int32{
 	31, // 40: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
 	30, // 41: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
 	33, // 42: raftswarm.v1.Service.virtual_ips:type_name -> raftswarm.v1.VirtualIP
-	7,  // 43: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	36, // 44: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
-	10, // 45: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	7,  // 46: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	35, // 47: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	31, // 48: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	48, // 49: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
-	10, // 50: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
-	38, // 51: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
-	10, // 52: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	49, // 53: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
-	40, // 54: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
-	10, // 55: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
-	50, // 56: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
-	40, // 57: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	35, // 43: raftswarm.v1.Service.image_origins:type_name -> raftswarm.v1.ImageOrigin
+	7,  // 44: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
+	37, // 45: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	10, // 46: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	7,  // 47: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	36, // 48: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	31, // 49: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	49, // 50: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
+	10, // 51: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
+	39, // 52: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
+	10, // 53: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	50, // 54: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
+	41, // 55: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
+	10, // 56: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
+	51, // 57: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
+	41, // 58: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -3771,7 +3841,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
