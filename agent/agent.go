@@ -77,6 +77,9 @@ type Config struct {
 	Roles    RoleReconciler  // may be nil: the agent then only reports
 	Recorder ManagerRecorder // may be nil
 	Logger   *slog.Logger
+	// FetchImage gets an image from another node over the data path
+	// (netplane.Plane.FetchImage); nil: images are only pulled.
+	FetchImage FetchImageFunc
 }
 
 // Agent is what runs on every node of a cluster, manager or worker: the

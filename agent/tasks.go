@@ -49,6 +49,7 @@ type taskAgent struct {
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
 	worker   *worker.Worker
+	images   *imagePeers // who has which image (images.go)
 	leader   *leaderTracker
 	reports  chan *statusReport
 
@@ -78,6 +79,7 @@ func newTaskAgent(a *Agent) *taskAgent {
 		ingress:  a.cfg.IngressAddr,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
+		images:   newImagePeers(a.cfg.FetchImage),
 	}
 	ta.ctx, ta.cancel = context.WithCancel(context.Background())
 	var ex exec.Executor
@@ -94,6 +96,9 @@ func newTaskAgent(a *Agent) *taskAgent {
 		return ta
 	}
 	ta.exec = ex
+	if u, ok := ex.(exec.ImageFetchUser); ok {
+		u.SetImageFetcher(ta.images)
+	}
 	ta.worker = worker.New(ex, ta, ta.log.With("component", "worker"))
 	return ta
 }
@@ -287,6 +292,10 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 		}
 		for _, sub := range msg.GetLogSubscriptions() {
 			logs.handle(sub)
+		}
+		ta.images.record(msg.GetImageSources())
+		for _, vr := range msg.GetVolumeRemovals() {
+			ta.removeVolumes(ta.ctx, addr, vr) // volumes.go
 		}
 		switch msg.GetKind() {
 		case swarmpb.SessionMessage_KIND_FULL:
