@@ -22,6 +22,9 @@ type ControlServer struct {
 	// Logs streams the agents' logs for ServiceLogs (control_logs.go),
 	// typically the leader's Dispatcher; without it ServiceLogs is refused.
 	Logs LogBroker
+	// Volumes reaches the nodes for RemoveVolumes (volumes.go), typically
+	// the leader's Dispatcher; without it RemoveVolumes is refused.
+	Volumes VolumeBroker
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

@@ -106,7 +106,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if req.Spec != nil && req.Spec.Name == "" {
 		named := proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
 		named.Name = s.generatedServiceName()
-		req = &swarmpb.CreateServiceRequest{Spec: named}
+		req = &swarmpb.CreateServiceRequest{Spec: named, ImageNodeId: req.ImageNodeId}
 	}
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
@@ -123,6 +123,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 		return nil, Status(err)
 	}
 	svc := &swarmpb.Service{Id: identity.NewID(), Spec: req.Spec, SpecVersion: 1}
+	s.Store.View(func(tx state.ReadTx) { svc.ImageOrigins = imageOrigins(tx, nil, svc.Spec, nil, req.ImageNodeId) }) // images.go
 	out, err := s.writeService(ctx, state.Create(svc), svc.Id, "create service "+req.Spec.Name)
 	if err != nil {
 		return nil, err
@@ -192,6 +193,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		spec = proto.Clone(cur.PreviousSpec).(*swarmpb.ServiceSpec)
 	case req.Spec != nil:
 		spec = proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
+		clearStaleImageID(cur.Spec, spec) // images.go
 	default:
 		spec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
 	}
@@ -213,6 +215,9 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		next.PreviousSpec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
 	}
 	next.Spec = spec
+	s.Store.View(func(tx state.ReadTx) {
+		next.ImageOrigins = imageOrigins(tx, cur.ImageOrigins, next.Spec, next.PreviousSpec, req.ImageNodeId)
+	})
 	if req.Force || tasksAffected(cur.Spec, spec) {
 		next.SpecVersion++
 		phase := swarmpb.UpdateState_UPDATE_STATE_UPDATING
@@ -221,7 +226,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		}
 		next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
 	}
-	if !changed && next.SpecVersion == cur.SpecVersion {
+	if !changed && next.SpecVersion == cur.SpecVersion && proto.Equal(next, cur) {
 		return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 	}
 	out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)

@@ -288,9 +288,10 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 
 	managers := managerAddrs(d.Raft)
 	if err := stream.Send(&swarmpb.SessionMessage{
-		Kind:     swarmpb.SessionMessage_KIND_FULL,
-		Tasks:    full,
-		Managers: managers,
+		Kind:         swarmpb.SessionMessage_KIND_FULL,
+		Tasks:        full,
+		Managers:     managers,
+		ImageSources: d.imageSources(id.NodeID, full), // images.go
 	}); err != nil {
 		return err
 	}
@@ -322,6 +323,7 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 				Tasks:          changed,
 				RemovedTaskIds: removed,
 				Managers:       managers,
+				ImageSources:   d.imageSources(sess.nodeID, changed),
 			}); err != nil {
 				return err
 			}
