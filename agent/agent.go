@@ -80,6 +80,9 @@ type Config struct {
 	// FetchImage gets an image from another node over the data path
 	// (netplane.Plane.FetchImage); nil: images are only pulled.
 	FetchImage FetchImageFunc
+	// DataPort is the port of this node's data-path listener, reported in
+	// its description (0: none).
+	DataPort uint32
 }
 
 // Agent is what runs on every node of a cluster, manager or worker: the

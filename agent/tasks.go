@@ -45,6 +45,7 @@ const (
 type taskAgent struct {
 	log      *slog.Logger
 	hostname string        // reported in the node description
+	dataPort uint32        // reported in the node description
 	ingress  string        // the routing mesh's address
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
@@ -76,6 +77,7 @@ func newTaskAgent(a *Agent) *taskAgent {
 	ta := &taskAgent{
 		log:      a.log,
 		hostname: a.cfg.Hostname,
+		dataPort: a.cfg.DataPort,
 		ingress:  a.cfg.IngressAddr,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
@@ -150,6 +152,7 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 // (or the engine's error).
 func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 	d := Describe(ta.hostname)
+	d.DataPort = ta.dataPort
 	eng, err := ta.engine()
 	switch {
 	case err != nil:

@@ -51,6 +51,8 @@ type Config struct {
 	// FetchImage gets images from other nodes over the data path; nil
 	// leaves it to the agent's data plane (tests set their own).
 	FetchImage agent.FetchImageFunc
+	// DataPort is the node's data-path port, reported to the managers.
+	DataPort uint32
 }
 
 // Node is one raftswarm daemon.

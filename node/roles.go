@@ -39,7 +39,7 @@ func (n *Node) startAgent() {
 	cfg := agent.Config{
 		NodeID: m.NodeID, AdvertiseAddr: m.AdvertiseAddr, Managers: slices.Clone(m.Managers),
 		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.trackExecutor(n.cfg.Executor),
-		Roles: n, Recorder: n, Logger: n.log, FetchImage: n.cfg.FetchImage,
+		Roles: n, Recorder: n, Logger: n.log, FetchImage: n.cfg.FetchImage, DataPort: n.cfg.DataPort,
 	}
 	n.mu.Unlock()
 	if pool != nil { // it is set before the agent starts, and closed after it stops
