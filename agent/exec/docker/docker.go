@@ -52,10 +52,10 @@ var _ Engine = (*client.Client)(nil)
 
 // Executor runs tasks as Docker containers for one node.
 type Executor struct {
-	engine Engine
-	nodeID string
-	opts   Options
-	closer io.Closer // the client New created; nil when given an Engine
+	engine  Engine
+	nodeID  string
+	opts    Options
+	closer  io.Closer    // the client New created; nil when given an Engine
 	fetcher imageFetcher // gets missing images from other nodes (imagefetch.go)
 }
 

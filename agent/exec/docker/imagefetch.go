@@ -56,7 +56,9 @@ var (
 var imageIDRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // imageFetcher holds the fetcher the agent hands the executor.
-type imageFetcher struct{ p atomic.Pointer[exec.ImageFetcher] }
+type imageFetcher struct {
+	p atomic.Pointer[exec.ImageFetcher]
+}
 
 func (f *imageFetcher) get() exec.ImageFetcher {
 	if p := f.p.Load(); p != nil {
