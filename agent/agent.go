@@ -77,12 +77,13 @@ type Config struct {
 	Roles    RoleReconciler  // may be nil: the agent then only reports
 	Recorder ManagerRecorder // may be nil
 	Logger   *slog.Logger
+	// DataPort is the TCP port of the service-discovery data path
+	// (tunnels between nodes), bound on the advertised host; 0: none.
+	DataPort int
 	// FetchImage gets an image from another node over the data path
-	// (netplane.Plane.FetchImage); nil: images are only pulled.
+	// (netplane.Plane.FetchImage); nil: the data plane's, or none (images
+	// are then only pulled).
 	FetchImage FetchImageFunc
-	// DataPort is the port of this node's data-path listener, reported in
-	// its description (0: none).
-	DataPort uint32
 }
 
 // Agent is what runs on every node of a cluster, manager or worker: the

@@ -45,7 +45,7 @@ const (
 type taskAgent struct {
 	log      *slog.Logger
 	hostname string        // reported in the node description
-	dataPort uint32        // reported in the node description
+	dport    uint32        // the configured data port, reported (data plane wiring supersedes)
 	ingress  string        // the routing mesh's address
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
@@ -77,7 +77,7 @@ func newTaskAgent(a *Agent) *taskAgent {
 	ta := &taskAgent{
 		log:      a.log,
 		hostname: a.cfg.Hostname,
-		dataPort: a.cfg.DataPort,
+		dport:    uint32(max(0, min(a.cfg.DataPort, 65535))),
 		ingress:  a.cfg.IngressAddr,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
@@ -152,7 +152,7 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 // (or the engine's error).
 func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 	d := Describe(ta.hostname)
-	d.DataPort = ta.dataPort
+	d.DataPort = ta.dport // superseded by the data plane's report where it runs
 	eng, err := ta.engine()
 	switch {
 	case err != nil:

@@ -44,6 +44,10 @@ type Config struct {
 	PlaintextRaft bool
 	// LeaderWork is passed to the manager (orchestrator, scheduler, ...).
 	LeaderWork []func(ctx context.Context, m *manager.Manager) error
+	// DataPort is the TCP port of the service-discovery data path (node to
+	// node tunnels, on the advertised host); 0: none (this node's tasks
+	// are then reachable only from this node).
+	DataPort int
 	// Executor creates the container engine the agent runs tasks on, once
 	// the node ID is known; a docker executor on DockerHost publishing
 	// task ports on IngressAddr if nil.
@@ -51,8 +55,6 @@ type Config struct {
 	// FetchImage gets images from other nodes over the data path; nil
 	// leaves it to the agent's data plane (tests set their own).
 	FetchImage agent.FetchImageFunc
-	// DataPort is the node's data-path port, reported to the managers.
-	DataPort uint32
 }
 
 // Node is one raftswarm daemon.
