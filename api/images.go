@@ -86,6 +86,21 @@ func clearStaleImageID(cur, next *swarmpb.ServiceSpec) {
 	}
 }
 
+// settleImagePin decides the image ID of an update the socket proxy pinned
+// (nodeID: the proxy's node, whose engine has next's image as
+// next.ImageId). An update that leaves the image reference as it was keeps
+// the ID the service runs, unless forced: scaling a service through a node
+// whose tag names another build must not roll it to that build. It returns
+// the node to record as the image's origin ("" for none).
+func settleImagePin(cur, next *swarmpb.ServiceSpec, force bool, nodeID string) string {
+	nc, cc := next.GetContainer(), cur.GetContainer()
+	if nodeID == "" || nc == nil || force || nc.Image != cc.GetImage() || cc.GetImageId() == "" || nc.ImageId == cc.GetImageId() {
+		return nodeID
+	}
+	nc.ImageId = cc.GetImageId()
+	return ""
+}
+
 // imageOrigins is the origins a service keeps: those of its spec's and
 // previous spec's image IDs, with nodeID (when the request names an
 // existing node) as the origin of the spec's.

@@ -124,6 +124,20 @@ func TestImageOriginsFollowSpecs(t *testing.T) {
 	if next.Container.ImageId != idB {
 		t.Error("a freshly resolved image ID was dropped")
 	}
+
+	// Same reference, another build on the proxy's node: kept unless forced.
+	next = spec(idB)
+	if node := settleImagePin(cur, next, false, "n2"); node != "" || next.Container.ImageId != idA {
+		t.Errorf("scale through a node with another build: pinned %s from %q", next.Container.ImageId, node)
+	}
+	next = spec(idB)
+	if node := settleImagePin(cur, next, true, "n2"); node != "n2" || next.Container.ImageId != idB {
+		t.Errorf("forced update: pinned %s from %q", next.Container.ImageId, node)
+	}
+	next = spec(idA)
+	if node := settleImagePin(cur, next, false, "n2"); node != "n2" || next.Container.ImageId != idA {
+		t.Errorf("same build: pinned %s from %q (the node has it: an origin)", next.Container.ImageId, node)
+	}
 }
 
 // fakeImages is a node engine that has one image.

@@ -185,6 +185,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	}
 	next := proto.Clone(cur).(*swarmpb.Service)
 	var spec *swarmpb.ServiceSpec
+	imageNode := req.ImageNodeId
 	switch {
 	case req.Rollback:
 		if cur.PreviousSpec == nil {
@@ -194,6 +195,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	case req.Spec != nil:
 		spec = proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
 		clearStaleImageID(cur.Spec, spec) // images.go
+		imageNode = settleImagePin(cur.Spec, spec, req.Force, imageNode)
 	default:
 		spec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
 	}
@@ -216,7 +218,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 	}
 	next.Spec = spec
 	s.Store.View(func(tx state.ReadTx) {
-		next.ImageOrigins = imageOrigins(tx, cur.ImageOrigins, next.Spec, next.PreviousSpec, req.ImageNodeId)
+		next.ImageOrigins = imageOrigins(tx, cur.ImageOrigins, next.Spec, next.PreviousSpec, imageNode)
 	})
 	if req.Force || tasksAffected(cur.Spec, spec) {
 		next.SpecVersion++
