@@ -18,6 +18,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,10 +56,68 @@ var (
 // imageIDRE is the form of an image ID: the digest of its config.
 var imageIDRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-// imageFetcher holds the fetcher the agent hands the executor.
+// imageFetcher holds the fetcher the agent hands the executor, and the
+// fetches in flight by image ID.
 type imageFetcher struct {
 	p atomic.Pointer[exec.ImageFetcher]
+
+	mu       sync.Mutex
+	inflight map[string]*fetchCall
 }
+
+type fetchCall struct {
+	done      chan struct{}
+	note      string
+	tried     []string
+	abandoned bool // the fetching task's context ended first
+}
+
+// once runs fetch for image id unless a fetch of it is in flight, whose
+// result it then shares. err is only ctx's.
+func (f *imageFetcher) once(ctx context.Context, id string, fetch func() (string, []string)) (note string, tried []string, err error) {
+	f.mu.Lock()
+	for {
+		c, ok := f.inflight[id]
+		if !ok {
+			break
+		}
+		f.mu.Unlock()
+		if fetchWaitHook != nil {
+			fetchWaitHook()
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		}
+		if !c.abandoned {
+			return c.note, c.tried, nil
+		}
+		f.mu.Lock() // its task went away mid-fetch: fetch again
+	}
+	if f.inflight == nil {
+		f.inflight = make(map[string]*fetchCall)
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	f.inflight[id] = c
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.inflight, id)
+		f.mu.Unlock()
+		close(c.done)
+	}()
+	c.note, c.tried = fetch()
+	if c.note == "" && ctx.Err() != nil {
+		c.abandoned = true
+		return "", nil, ctx.Err()
+	}
+	return c.note, c.tried, nil
+}
+
+// fetchWaitHook, when set (tests), is called when a fetch waits for one in
+// flight.
+var fetchWaitHook func()
 
 func (f *imageFetcher) get() exec.ImageFetcher {
 	if p := f.p.Load(); p != nil {
@@ -138,21 +197,17 @@ func (c *controller) prepareImage(ctx context.Context, spec *swarmpb.ContainerSp
 	}
 	var tried []string
 	if f := c.e.fetcher.get(); f != nil {
-		for _, peer := range f.ImagePeers(id) {
-			if peer.NodeID == c.e.nodeID {
-				continue
-			}
-			start := time.Now()
-			n, err := c.fetchFrom(ctx, f, peer, id)
-			if err == nil {
-				c.setNote(fmt.Sprintf("image fetched from node %s (%s in %s)", shortID(peer.NodeID), humanBytes(n), time.Since(start).Round(100*time.Millisecond)))
-				return c.useID(ctx, ref, id, refHere), nil
-			}
-			if ctx.Err() != nil {
-				return "", ctx.Err()
-			}
-			tried = append(tried, fmt.Sprintf("node %s: %v", shortID(peer.NodeID), err))
+		// One fetch per image at a time on this engine: the node's other
+		// tasks of the service wait for it rather than fetch it again.
+		note, errs, err := c.e.fetcher.once(ctx, id, func() (string, []string) { return c.fetchAny(ctx, f, id) })
+		if err != nil {
+			return "", err
 		}
+		if note != "" {
+			c.setNote(note)
+			return c.useID(ctx, ref, id, refHere), nil
+		}
+		tried = errs
 	}
 	if err := c.ensureImage(ctx, ref); err != nil {
 		if len(tried) > 0 {
@@ -164,6 +219,26 @@ func (c *controller) prepareImage(ctx context.Context, spec *swarmpb.ContainerSp
 		c.setNote("image pulled: fetching it from other nodes failed")
 	}
 	return ref, nil
+}
+
+// fetchAny tries the peers in order until one delivers image id. It returns
+// a note saying where the image came from, or what each peer answered.
+func (c *controller) fetchAny(ctx context.Context, f exec.ImageFetcher, id string) (note string, tried []string) {
+	for _, peer := range f.ImagePeers(id) {
+		if peer.NodeID == c.e.nodeID {
+			continue
+		}
+		start := time.Now()
+		n, err := c.fetchFrom(ctx, f, peer, id)
+		if err == nil {
+			return fmt.Sprintf("image fetched from node %s (%s in %s)", shortID(peer.NodeID), humanBytes(n), time.Since(start).Round(100*time.Millisecond)), nil
+		}
+		if ctx.Err() != nil {
+			return "", tried
+		}
+		tried = append(tried, fmt.Sprintf("node %s: %v", shortID(peer.NodeID), err))
+	}
+	return "", tried
 }
 
 // useID tags image id with ref unless ref names another image here, and

@@ -468,3 +468,63 @@ func TestRemoveVolumesRetriesInUse(t *testing.T) {
 		t.Errorf("%d results", len(res))
 	}
 }
+
+// gateFetcher serves one archive, holding every fetch until released.
+type gateFetcher struct {
+	archive []byte
+	calls   chan struct{}
+	release chan struct{}
+}
+
+func (f *gateFetcher) ImagePeers(string) []exec.ImagePeer {
+	return []exec.ImagePeer{{NodeID: "node-a"}}
+}
+func (f *gateFetcher) FetchImage(ctx context.Context, _ exec.ImagePeer, _ string) (io.ReadCloser, error) {
+	f.calls <- struct{}{}
+	<-f.release
+	return io.NopCloser(bytes.NewReader(f.archive)), nil
+}
+
+// Two tasks of a node needing the same missing image fetch it once.
+func TestConcurrentPreparesFetchOnce(t *testing.T) {
+	cfg := []byte(`{"architecture":"amd64","rootfs":{"diff_ids":["sha256:cc"]}}`)
+	id := idOf(cfg)
+	waiting := make(chan struct{}, 1)
+	fetchWaitHook = func() { waiting <- struct{}{} }
+	t.Cleanup(func() { fetchWaitHook = nil })
+	stub := newImageStub()
+	f := &gateFetcher{archive: saveArchive(t, cfg, ""), calls: make(chan struct{}, 2), release: make(chan struct{})}
+	e := NewWithEngine(stub, "node-b")
+	e.SetImageFetcher(f)
+	errs := make(chan error, 2)
+	prep := func(taskID string) {
+		task := fetchTask("app:local", id)
+		task.Id = taskID
+		ctl, _ := e.Controller(task)
+		c := ctl.(*controller)
+		_, err := c.prepareImage(context.Background(), task.Spec.Container)
+		if err == nil && !strings.Contains(c.PrepareNote(), "fetched from node node-a") {
+			err = fmt.Errorf("task %s: note %q", taskID, c.PrepareNote())
+		}
+		errs <- err
+	}
+	go prep("t1")
+	<-f.calls // t1 is fetching
+	go prep("t2")
+	select {
+	case <-waiting: // t2 waits for t1's fetch
+	case <-f.calls:
+		t.Fatal("a second fetch of the same image started")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second task neither waited nor fetched")
+	}
+	close(f.release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(stub.loaded) != 1 {
+		t.Errorf("%d loads, want 1", len(stub.loaded))
+	}
+}
