@@ -23,6 +23,17 @@ var imageIDRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // the image imageID in 'docker save' format (netplane.Plane.FetchImage).
 type FetchImageFunc func(ctx context.Context, nodeID, addr, imageID string) (io.ReadCloser, error)
 
+// explicitDataPort is the data port a node reports when it was given its
+// own image transport (Config.FetchImage: tests, benchmarks), which serves
+// images without the data plane's listener; otherwise the data plane
+// reports the port it listens on, and this is 0.
+func explicitDataPort(cfg Config) uint32 {
+	if cfg.FetchImage == nil || cfg.DataPort <= 0 || cfg.DataPort > 65535 {
+		return 0
+	}
+	return uint32(cfg.DataPort)
+}
+
 // imagePeers is the agent's exec.ImageFetcher: it remembers which nodes
 // have which images, as the leader says with the tasks it sends, and
 // fetches over the data path.

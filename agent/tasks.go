@@ -45,7 +45,7 @@ const (
 type taskAgent struct {
 	log      *slog.Logger
 	hostname string        // reported in the node description
-	dport    uint32        // the configured data port, reported (data plane wiring supersedes)
+	dport    uint32        // data port reported for an explicit FetchImage (tests); else the data plane's
 	ingress  string        // the routing mesh's address
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
@@ -77,7 +77,7 @@ func newTaskAgent(a *Agent) *taskAgent {
 	ta := &taskAgent{
 		log:      a.log,
 		hostname: a.cfg.Hostname,
-		dport:    uint32(max(0, min(a.cfg.DataPort, 65535))),
+		dport:    explicitDataPort(a.cfg),
 		ingress:  a.cfg.IngressAddr,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
@@ -152,7 +152,7 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 // (or the engine's error).
 func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 	d := Describe(ta.hostname)
-	d.DataPort = ta.dport // superseded by the data plane's report where it runs
+	d.DataPort = ta.dport // images.go; the data plane reports the port it serves
 	eng, err := ta.engine()
 	switch {
 	case err != nil:
