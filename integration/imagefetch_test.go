@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,7 @@ type fetchRecorder struct {
 func (f *fetchRecorder) configure(engines map[string]string) func(name string, cfg *node.Config) {
 	return func(name string, cfg *node.Config) {
 		host, ingress := engines[name], cfg.IngressAddr
-		cfg.DataPort = 4790
+		cfg.DataPort = freeDataPort(ingress)
 		cfg.Executor = func(nodeID string) (rsexec.Executor, error) {
 			e, err := dockerexec.NewWithOptions(host, nodeID, dockerexec.Options{IngressIP: ingress})
 			if err == nil {
@@ -155,6 +156,17 @@ func (f *fetchRecorder) configure(engines map[string]string) func(name string, c
 			return e.SaveImage(ctx, imageID)
 		}
 	}
+}
+
+// freeDataPort is a TCP port free on ip now (tests on this machine share
+// the loopback addresses, so no fixed port).
+func freeDataPort(ip string) int {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestImageFetchAndVolumesAcrossEngines: an image built on the first engine
