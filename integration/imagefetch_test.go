@@ -158,6 +158,26 @@ func (f *fetchRecorder) configure(engines map[string]string) func(name string, c
 	}
 }
 
+// removeRules deletes, once the cluster has stopped, the kernel rules a
+// node's data plane leaves in place when it stops (one nft table per node,
+// design10.md); a tree without the data plane has none.
+func removeRules(t *testing.T, c *testcluster.Cluster) {
+	var ids []string
+	for _, m := range c.Members {
+		if id := m.NodeID(); len(id) >= 12 {
+			ids = append(ids, id[:12])
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range c.Members {
+			m.Stop()
+		}
+		for _, id := range ids {
+			_ = exec.Command("nft", "delete", "table", "ip", "raftswarm_"+id).Run()
+		}
+	})
+}
+
 // freeDataPort is a TCP port free on ip now (tests on this machine share
 // the loopback addresses, so no fixed port).
 func freeDataPort(ip string) int {
@@ -193,6 +213,7 @@ func TestImageFetchAndVolumesAcrossEngines(t *testing.T) {
 
 	rec := &fetchRecorder{execs: map[string]*dockerexec.Executor{}}
 	c := testcluster.New(t, 1, 1, testcluster.Options{Docker: true, Configure: rec.configure(map[string]string{"w1": eng.Host})})
+	removeRules(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ctl := c.Control() // m1's socket: its engine has the image
