@@ -88,6 +88,10 @@ type Config struct {
 	// name it). Without DataServerTLS no data-path listener is served.
 	DataServerTLS func() *tls.Config
 	DataClientTLS func() *tls.Config
+	// FetchImage gets an image from another node over the data path
+	// (netplane.Plane.FetchImage); nil: the data plane's, or none (images
+	// are then only pulled).
+	FetchImage FetchImageFunc
 }
 
 // Agent is what runs on every node of a cluster, manager or worker: the

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"fmt"
 	"net"
 	"strconv"
@@ -28,6 +29,7 @@ type dataPlane interface {
 	Update(view *swarmpb.EndpointsMessage)
 	Attach(ctx context.Context, t *swarmpb.Task) (netplane.Attachment, error)
 	Report() []*swarmpb.NodeNetwork
+	FetchImage(ctx context.Context, nodeID, addr, imageID string) (io.ReadCloser, error)
 }
 
 // newRules makes the node's kernel rules and newPlane its data plane;
@@ -77,6 +79,10 @@ func (ta *taskAgent) setupPlane(cfg Config, ex exec.Executor) {
 		pc.Rules = rules
 	}
 	ta.plane = newPlane(pc)
+	if cfg.FetchImage == nil {
+		// Images missing here come from other nodes over the data path.
+		ta.images.setTransport(ta.plane.FetchImage)
+	}
 	if na, ok := ex.(networkAttachable); ok {
 		na.SetNetworkAttacher(ta.attachNetworks)
 	}

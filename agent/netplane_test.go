@@ -212,6 +212,10 @@ func (p *recPlane) Report() []*swarmpb.NodeNetwork {
 	return []*swarmpb.NodeNetwork{{NetworkId: "net1", DockerNetwork: "rs-net1-n1", Bridge: "rs0123", Subnet: "172.20.0.0/16", Gateway: "172.20.0.1", Tasks: 1}}
 }
 
+func (p *recPlane) FetchImage(context.Context, string, string, string) (io.ReadCloser, error) {
+	return nil, errors.New("recPlane: no images")
+}
+
 type stubRules struct{}
 
 func (stubRules) Apply(context.Context, netplane.RuleSet) error { return nil }

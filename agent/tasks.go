@@ -45,11 +45,13 @@ const (
 type taskAgent struct {
 	log      *slog.Logger
 	hostname string        // reported in the node description
+	dport    uint32        // data port reported for an explicit FetchImage (tests); else the data plane's
 	ingress  string        // the routing mesh's address
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
 	worker   *worker.Worker
-	data     *dataStore // secret and config contents (data.go)
+	data     *dataStore  // secret and config contents (data.go)
+	images   *imagePeers // who has which image (images.go)
 	leader   *leaderTracker
 	reports  chan *statusReport
 
@@ -82,10 +84,12 @@ func newTaskAgent(a *Agent) *taskAgent {
 	ta := &taskAgent{
 		log:      a.log,
 		hostname: a.cfg.Hostname,
+		dport:    explicitDataPort(a.cfg),
 		ingress:  a.cfg.IngressAddr,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
 		data:     newDataStore(),
+		images:   newImagePeers(a.cfg.FetchImage),
 	}
 	ta.ctx, ta.cancel = context.WithCancel(context.Background())
 	var ex exec.Executor
@@ -106,6 +110,9 @@ func newTaskAgent(a *Agent) *taskAgent {
 		du.SetDataSource(ta.data)
 	}
 	ta.setupPlane(a.cfg, ex)
+	if u, ok := ex.(exec.ImageFetchUser); ok {
+		u.SetImageFetcher(ta.images)
+	}
 	ta.worker = worker.New(ex, ta, ta.log.With("component", "worker"))
 	return ta
 }
@@ -158,6 +165,7 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 // (or the engine's error).
 func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 	d := Describe(ta.hostname)
+	d.DataPort = ta.dport // images.go; the data plane reports the port it serves
 	eng, err := ta.engine()
 	switch {
 	case err != nil:
@@ -305,6 +313,10 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 		// Contents come with (never after) the tasks that need them.
 		if msg.GetKind() == swarmpb.SessionMessage_KIND_FULL || established {
 			ta.data.apply(msg, msg.GetKind() == swarmpb.SessionMessage_KIND_FULL)
+		}
+		ta.images.record(msg.GetImageSources())
+		for _, vr := range msg.GetVolumeRemovals() {
+			ta.removeVolumes(ta.ctx, addr, vr) // volumes.go
 		}
 		switch msg.GetKind() {
 		case swarmpb.SessionMessage_KIND_FULL:

@@ -25,6 +25,9 @@ type ControlServer struct {
 	Logs LogBroker
 
 	netMu sync.Mutex // serializes network creates (subnet choice, networks.go)
+	// Volumes reaches the nodes for RemoveVolumes (volumes.go), typically
+	// the leader's Dispatcher; without it RemoveVolumes is refused.
+	Volumes VolumeBroker
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

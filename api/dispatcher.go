@@ -60,6 +60,7 @@ type Dispatcher struct {
 	sessions  *sessions      // task dispatch for the current term (sessions.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
 	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
+	volumes   volumeRequests // volume removals waiting for the nodes (volumes.go)
 
 	descBudgets map[string]*descBudget // node ID -> description writes left (takeDescWrite)
 	addrWarned  map[string]string      // node ID -> last foreign address claim logged

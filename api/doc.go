@@ -25,7 +25,13 @@
 //   - the log broker (logbroker.go): routes the agents' PublishLogs streams
 //     to ServiceLogs calls. It pushes subscriptions to the nodes through a
 //     one-method nodeSender, and the control server reaches it only through
-//     LogBroker (control_logs.go), an interface the control server owns.
+//     LogBroker (control_logs.go), an interface the control server owns;
+//   - volume removal (volumes.go): RemoveVolumes pushes a request down every
+//     open session and gathers the nodes' ReportVolumeRemoval answers; the
+//     control server reaches it only through VolumeBroker;
+//   - image sources (images.go): each session message names, per image ID of
+//     its tasks, the nodes that have it (the service's image origin, nodes
+//     running it), which the nodes fetch missing images from.
 //
 // These are types in one package rather than subpackages on purpose, for
 // now: the parts share the package's error vocabulary (the sentinels and

@@ -27,6 +27,9 @@ type Router interface {
 type ControlProxy struct {
 	swarmpb.UnimplementedControlServer
 	Router Router
+	// Images, when set, pins created and updated services to the image ID
+	// this node's engine has for their image (images.go).
+	Images LocalImages
 }
 
 // LeaderWatcher is an optional Router ability: LeaderChanged returns a
@@ -130,9 +133,11 @@ func (p *ControlProxy) GetJoinToken(ctx context.Context, r *swarmpb.GetJoinToken
 	return relay(ctx, p, r, swarmpb.ControlServer.GetJoinToken, swarmpb.ControlClient.GetJoinToken)
 }
 func (p *ControlProxy) CreateService(ctx context.Context, r *swarmpb.CreateServiceRequest) (*swarmpb.CreateServiceResponse, error) {
+	r = p.createWithLocalImage(ctx, r)
 	return relay(ctx, p, r, swarmpb.ControlServer.CreateService, swarmpb.ControlClient.CreateService)
 }
 func (p *ControlProxy) UpdateService(ctx context.Context, r *swarmpb.UpdateServiceRequest) (*swarmpb.UpdateServiceResponse, error) {
+	r = p.updateWithLocalImage(ctx, r)
 	return relay(ctx, p, r, swarmpb.ControlServer.UpdateService, swarmpb.ControlClient.UpdateService)
 }
 func (p *ControlProxy) GetService(ctx context.Context, r *swarmpb.GetServiceRequest) (*swarmpb.GetServiceResponse, error) {

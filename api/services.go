@@ -106,7 +106,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if req.Spec != nil && req.Spec.Name == "" {
 		named := proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
 		named.Name = s.generatedServiceName()
-		req = &swarmpb.CreateServiceRequest{Spec: named}
+		req = &swarmpb.CreateServiceRequest{Spec: named, ImageNodeId: req.ImageNodeId}
 	}
 	if err := s.validateServiceSpec(req.Spec); err != nil {
 		return nil, err
@@ -129,6 +129,7 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 				return
 			}
 			svc.VirtualIps, err = allocateVIPs(tx, svc.Id, svc.Spec, nil)
+			svc.ImageOrigins = imageOrigins(tx, nil, svc.Spec, nil, req.ImageNodeId) // images.go
 		})
 		if err != nil {
 			return nil, Status(err)
@@ -228,6 +229,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		return nil, Status(&userError{kind: state.ErrConflict, msg: fmt.Sprintf("service %s changed since it was read; try again", cur.Spec.Name)})
 	}
 	var spec *swarmpb.ServiceSpec
+	imageNode := req.ImageNodeId
 	switch {
 	case req.Rollback:
 		if cur.PreviousSpec == nil {
@@ -236,6 +238,8 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 		spec = proto.Clone(cur.PreviousSpec).(*swarmpb.ServiceSpec)
 	case req.Spec != nil:
 		spec = proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
+		clearStaleImageID(cur.Spec, spec) // images.go
+		imageNode = settleImagePin(cur.Spec, spec, req.Force, imageNode)
 	default:
 		spec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
 	}
@@ -271,6 +275,9 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 			next.PreviousSpec = proto.Clone(cur.Spec).(*swarmpb.ServiceSpec)
 		}
 		next.Spec = spec
+		s.Store.View(func(tx state.ReadTx) {
+			next.ImageOrigins = imageOrigins(tx, cur.ImageOrigins, next.Spec, next.PreviousSpec, imageNode) // images.go
+		})
 		// A change of networks or aliases is a change of the spec's
 		// networks field, so tasksAffected rolls the tasks for it.
 		if req.Force || tasksAffected(cur.Spec, spec) {
@@ -281,7 +288,7 @@ func (s *ControlServer) UpdateService(ctx context.Context, req *swarmpb.UpdateSe
 			}
 			next.UpdateStatus = swarmpb.NewUpdateStatus(phase)
 		}
-		if !changed && next.SpecVersion == cur.SpecVersion && vipsEqual(next.VirtualIps, cur.VirtualIps) {
+		if !changed && next.SpecVersion == cur.SpecVersion && proto.Equal(next, cur) {
 			return &swarmpb.UpdateServiceResponse{Service: cur}, nil
 		}
 		out, err := s.writeService(ctx, state.Update(next), cur.Id, "update service "+cur.Spec.Name)

@@ -290,11 +290,12 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	sent := newSentData() // sessions_data.go
 	secrets, configs := d.payloads(sent, full)
 	if err := stream.Send(&swarmpb.SessionMessage{
-		Kind:     swarmpb.SessionMessage_KIND_FULL,
-		Tasks:    full,
-		Managers: managers,
-		Secrets:  secrets,
-		Configs:  configs,
+		Kind:         swarmpb.SessionMessage_KIND_FULL,
+		Tasks:        full,
+		Managers:     managers,
+		Secrets:      secrets,
+		Configs:      configs,
+		ImageSources: d.imageSources(id.NodeID, full), // images.go
 	}); err != nil {
 		return err
 	}
@@ -329,6 +330,7 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 				Managers:       managers,
 				Secrets:        secrets,
 				Configs:        configs,
+				ImageSources:   d.imageSources(sess.nodeID, changed),
 			}); err != nil {
 				return err
 			}

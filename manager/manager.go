@@ -93,6 +93,7 @@ func New(cfg Config) (*Manager, error) {
 	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
 	m.control.Logs = m.dispatcher
+	m.control.Volumes = m.dispatcher
 	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
 	m.grpc = grpc.NewServer(append(api.ServerOptions(m.authz), grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})

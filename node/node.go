@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/exec/docker"
 	"github.com/raftswarm/raftswarm/api"
@@ -51,6 +52,9 @@ type Config struct {
 	// the node ID is known; a docker executor on DockerHost publishing
 	// task ports on IngressAddr if nil.
 	Executor func(nodeID string) (exec.Executor, error)
+	// FetchImage gets images from other nodes over the data path; nil
+	// leaves it to the agent's data plane (tests set their own).
+	FetchImage agent.FetchImageFunc
 }
 
 // Node is one raftswarm daemon.
@@ -66,6 +70,7 @@ type Node struct {
 	pool   *dial.Pool
 	mgr    *manager.Manager
 	agent  *agentRun
+	exec   exec.Executor // the agent's engine, for LocalImage (images.go)
 
 	sock    net.Listener
 	sockSrv *grpc.Server
@@ -347,7 +352,7 @@ func (n *Node) serveSocket() error {
 	n.sock = ln
 	n.sockSrv = grpc.NewServer()
 	swarmpb.RegisterLocalServer(n.sockSrv, &localServer{n: n})
-	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n})
+	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n, Images: n})
 	srv := n.sockSrv
 	go func() {
 		// Stop makes Serve return nil; any error is the socket failing.

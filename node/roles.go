@@ -38,8 +38,8 @@ func (n *Node) startAgent() {
 	m, pool := n.member, n.pool
 	cfg := agent.Config{
 		NodeID: m.NodeID, AdvertiseAddr: m.AdvertiseAddr, Managers: slices.Clone(m.Managers),
-		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.cfg.Executor,
-		Roles: n, Recorder: n, Logger: n.log,
+		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.trackExecutor(n.cfg.Executor),
+		Roles: n, Recorder: n, Logger: n.log, FetchImage: n.cfg.FetchImage, DataPort: n.cfg.DataPort,
 	}
 	n.dataPlaneConfig(&cfg)
 	n.mu.Unlock()
@@ -61,6 +61,7 @@ func (n *Node) stopAgent() {
 	n.mu.Lock()
 	a := n.agent
 	n.agent = nil
+	n.exec = nil
 	n.mu.Unlock()
 	if a != nil {
 		a.cancel()

@@ -400,11 +400,12 @@ var RaftMembership_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Dispatcher_Heartbeat_FullMethodName        = "/raftswarm.v1.Dispatcher/Heartbeat"
-	Dispatcher_Session_FullMethodName          = "/raftswarm.v1.Dispatcher/Session"
-	Dispatcher_UpdateTaskStatus_FullMethodName = "/raftswarm.v1.Dispatcher/UpdateTaskStatus"
-	Dispatcher_Endpoints_FullMethodName        = "/raftswarm.v1.Dispatcher/Endpoints"
-	Dispatcher_PublishLogs_FullMethodName      = "/raftswarm.v1.Dispatcher/PublishLogs"
+	Dispatcher_Heartbeat_FullMethodName           = "/raftswarm.v1.Dispatcher/Heartbeat"
+	Dispatcher_Session_FullMethodName             = "/raftswarm.v1.Dispatcher/Session"
+	Dispatcher_UpdateTaskStatus_FullMethodName    = "/raftswarm.v1.Dispatcher/UpdateTaskStatus"
+	Dispatcher_Endpoints_FullMethodName           = "/raftswarm.v1.Dispatcher/Endpoints"
+	Dispatcher_PublishLogs_FullMethodName         = "/raftswarm.v1.Dispatcher/PublishLogs"
+	Dispatcher_ReportVolumeRemoval_FullMethodName = "/raftswarm.v1.Dispatcher/ReportVolumeRemoval"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -423,6 +424,9 @@ type DispatcherClient interface {
 	Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EndpointsMessage], error)
 	// PublishLogs carries log lines an agent reads for a log subscription.
 	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse], error)
+	// ReportVolumeRemoval answers a VolumeRemovalRequest pushed on the
+	// node's session.
+	ReportVolumeRemoval(ctx context.Context, in *ReportVolumeRemovalRequest, opts ...grpc.CallOption) (*ReportVolumeRemovalResponse, error)
 }
 
 type dispatcherClient struct {
@@ -504,6 +508,16 @@ func (c *dispatcherClient) PublishLogs(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsClient = grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse]
 
+func (c *dispatcherClient) ReportVolumeRemoval(ctx context.Context, in *ReportVolumeRemovalRequest, opts ...grpc.CallOption) (*ReportVolumeRemovalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportVolumeRemovalResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_ReportVolumeRemoval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -520,6 +534,9 @@ type DispatcherServer interface {
 	Endpoints(*EndpointsRequest, grpc.ServerStreamingServer[EndpointsMessage]) error
 	// PublishLogs carries log lines an agent reads for a log subscription.
 	PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error
+	// ReportVolumeRemoval answers a VolumeRemovalRequest pushed on the
+	// node's session.
+	ReportVolumeRemoval(context.Context, *ReportVolumeRemovalRequest) (*ReportVolumeRemovalResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -544,6 +561,9 @@ func (UnimplementedDispatcherServer) Endpoints(*EndpointsRequest, grpc.ServerStr
 }
 func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method PublishLogs not implemented")
+}
+func (UnimplementedDispatcherServer) ReportVolumeRemoval(context.Context, *ReportVolumeRemovalRequest) (*ReportVolumeRemovalResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReportVolumeRemoval not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -631,6 +651,24 @@ func _Dispatcher_PublishLogs_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsServer = grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]
 
+func _Dispatcher_ReportVolumeRemoval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportVolumeRemovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).ReportVolumeRemoval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_ReportVolumeRemoval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).ReportVolumeRemoval(ctx, req.(*ReportVolumeRemovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -645,6 +683,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateTaskStatus",
 			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
+		{
+			MethodName: "ReportVolumeRemoval",
+			Handler:    _Dispatcher_ReportVolumeRemoval_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

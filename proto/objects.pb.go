@@ -2671,14 +2671,17 @@ func (x *VirtualIP) GetAddr() string {
 }
 
 type Service struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	PreviousSpec  *ServiceSpec           `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
-	SpecVersion   uint64                 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"` // bumped on every spec change that affects tasks
-	UpdateStatus  *UpdateStatus          `protobuf:"bytes,6,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
-	VirtualIps    []*VirtualIP           `protobuf:"bytes,7,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"` // one per attached network
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta         *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec         *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	PreviousSpec *ServiceSpec           `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	SpecVersion  uint64                 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"` // bumped on every spec change that affects tasks
+	UpdateStatus *UpdateStatus          `protobuf:"bytes,6,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	VirtualIps   []*VirtualIP           `protobuf:"bytes,7,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"` // one per attached network
+	// Nodes whose engine had the image of spec (and previous_spec) when it was
+	// written: image ID -> node. Nodes lacking the image fetch it from them.
+	ImageOrigins  []*ImageOrigin `protobuf:"bytes,8,rep,name=image_origins,json=imageOrigins,proto3" json:"image_origins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2762,6 +2765,67 @@ func (x *Service) GetVirtualIps() []*VirtualIP {
 	return nil
 }
 
+func (x *Service) GetImageOrigins() []*ImageOrigin {
+	if x != nil {
+		return x.ImageOrigins
+	}
+	return nil
+}
+
+// ImageOrigin names a node whose engine had an image (by ID) when a service
+// spec naming it was created or updated through that node.
+type ImageOrigin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ImageId       string                 `protobuf:"bytes,1,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageOrigin) Reset() {
+	*x = ImageOrigin{}
+	mi := &file_objects_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageOrigin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageOrigin) ProtoMessage() {}
+
+func (x *ImageOrigin) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageOrigin.ProtoReflect.Descriptor instead.
+func (*ImageOrigin) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ImageOrigin) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *ImageOrigin) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         TaskState              `protobuf:"varint,1,opt,name=state,proto3,enum=raftswarm.v1.TaskState" json:"state,omitempty"`
@@ -2777,7 +2841,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2853,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[26]
+	mi := &file_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2866,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{26}
+	return file_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2869,7 +2933,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +2945,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[27]
+	mi := &file_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +2958,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{27}
+	return file_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PortBinding) GetProtocol() string {
@@ -2951,7 +3015,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3027,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[28]
+	mi := &file_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3040,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{28}
+	return file_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Task) GetId() string {
@@ -3069,7 +3133,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3145,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[29]
+	mi := &file_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3158,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{29}
+	return file_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NetworkSpec) GetName() string {
@@ -3144,7 +3208,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3220,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[30]
+	mi := &file_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3233,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{30}
+	return file_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Network) GetId() string {
@@ -3215,7 +3279,7 @@ type DataVersion struct {
 
 func (x *DataVersion) Reset() {
 	*x = DataVersion{}
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3291,7 @@ func (x *DataVersion) String() string {
 func (*DataVersion) ProtoMessage() {}
 
 func (x *DataVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[31]
+	mi := &file_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3304,7 @@ func (x *DataVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataVersion.ProtoReflect.Descriptor instead.
 func (*DataVersion) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{31}
+	return file_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DataVersion) GetVersion() uint64 {
@@ -3286,7 +3350,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3362,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[32]
+	mi := &file_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3375,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{32}
+	return file_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Secret) GetId() string {
@@ -3377,7 +3441,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_objects_proto_msgTypes[33]
+	mi := &file_objects_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3453,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[33]
+	mi := &file_objects_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3466,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{33}
+	return file_objects_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Config) GetId() string {
@@ -3671,7 +3735,7 @@ const file_objects_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xce\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x8e\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
@@ -3680,7 +3744,11 @@ const file_objects_proto_rawDesc = "" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12?\n" +
 	"\rupdate_status\x18\x06 \x01(\v2\x1a.raftswarm.v1.UpdateStatusR\fupdateStatus\x128\n" +
 	"\vvirtual_ips\x18\a \x03(\v2\x17.raftswarm.v1.VirtualIPR\n" +
-	"virtualIps\"\xf6\x01\n" +
+	"virtualIps\x12>\n" +
+	"\rimage_origins\x18\b \x03(\v2\x19.raftswarm.v1.ImageOriginR\fimageOrigins\"A\n" +
+	"\vImageOrigin\x12\x19\n" +
+	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xf6\x01\n" +
 	"\n" +
 	"TaskStatus\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.raftswarm.v1.TaskStateR\x05state\x12\x18\n" +
@@ -3812,7 +3880,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: raftswarm.v1.NodeRole
 	(NodeStatus)(0),                 // 1: raftswarm.v1.NodeStatus
@@ -3850,23 +3918,24 @@ var file_objects_proto_goTypes = []any{
 	(*NetworkAttachmentConfig)(nil), // 33: raftswarm.v1.NetworkAttachmentConfig
 	(*VirtualIP)(nil),               // 34: raftswarm.v1.VirtualIP
 	(*Service)(nil),                 // 35: raftswarm.v1.Service
-	(*TaskStatus)(nil),              // 36: raftswarm.v1.TaskStatus
-	(*PortBinding)(nil),             // 37: raftswarm.v1.PortBinding
-	(*Task)(nil),                    // 38: raftswarm.v1.Task
-	(*NetworkSpec)(nil),             // 39: raftswarm.v1.NetworkSpec
-	(*Network)(nil),                 // 40: raftswarm.v1.Network
-	(*DataVersion)(nil),             // 41: raftswarm.v1.DataVersion
-	(*Secret)(nil),                  // 42: raftswarm.v1.Secret
-	(*Config)(nil),                  // 43: raftswarm.v1.Config
-	nil,                             // 44: raftswarm.v1.NodeSpec.LabelsEntry
-	nil,                             // 45: raftswarm.v1.Mount.VolumeOptionsEntry
-	nil,                             // 46: raftswarm.v1.Mount.VolumeLabelsEntry
-	nil,                             // 47: raftswarm.v1.ContainerSpec.LabelsEntry
-	nil,                             // 48: raftswarm.v1.ContainerSpec.SysctlsEntry
-	nil,                             // 49: raftswarm.v1.ServiceSpec.LabelsEntry
-	nil,                             // 50: raftswarm.v1.NetworkSpec.LabelsEntry
-	nil,                             // 51: raftswarm.v1.Secret.LabelsEntry
-	nil,                             // 52: raftswarm.v1.Config.LabelsEntry
+	(*ImageOrigin)(nil),             // 36: raftswarm.v1.ImageOrigin
+	(*TaskStatus)(nil),              // 37: raftswarm.v1.TaskStatus
+	(*PortBinding)(nil),             // 38: raftswarm.v1.PortBinding
+	(*Task)(nil),                    // 39: raftswarm.v1.Task
+	(*NetworkSpec)(nil),             // 40: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                 // 41: raftswarm.v1.Network
+	(*DataVersion)(nil),             // 42: raftswarm.v1.DataVersion
+	(*Secret)(nil),                  // 43: raftswarm.v1.Secret
+	(*Config)(nil),                  // 44: raftswarm.v1.Config
+	nil,                             // 45: raftswarm.v1.NodeSpec.LabelsEntry
+	nil,                             // 46: raftswarm.v1.Mount.VolumeOptionsEntry
+	nil,                             // 47: raftswarm.v1.Mount.VolumeLabelsEntry
+	nil,                             // 48: raftswarm.v1.ContainerSpec.LabelsEntry
+	nil,                             // 49: raftswarm.v1.ContainerSpec.SysctlsEntry
+	nil,                             // 50: raftswarm.v1.ServiceSpec.LabelsEntry
+	nil,                             // 51: raftswarm.v1.NetworkSpec.LabelsEntry
+	nil,                             // 52: raftswarm.v1.Secret.LabelsEntry
+	nil,                             // 53: raftswarm.v1.Config.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	10, // 0: raftswarm.v1.Cluster.meta:type_name -> raftswarm.v1.Meta
@@ -3875,7 +3944,7 @@ var file_objects_proto_depIdxs = []int32{
 	14, // 3: raftswarm.v1.Cluster.settings:type_name -> raftswarm.v1.ClusterSettings
 	0,  // 4: raftswarm.v1.NodeSpec.desired_role:type_name -> raftswarm.v1.NodeRole
 	2,  // 5: raftswarm.v1.NodeSpec.availability:type_name -> raftswarm.v1.NodeAvailability
-	44, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
+	45, // 6: raftswarm.v1.NodeSpec.labels:type_name -> raftswarm.v1.NodeSpec.LabelsEntry
 	16, // 7: raftswarm.v1.NodeDescription.resources:type_name -> raftswarm.v1.Resources
 	18, // 8: raftswarm.v1.NodeDescription.networks:type_name -> raftswarm.v1.NodeNetwork
 	10, // 9: raftswarm.v1.Node.meta:type_name -> raftswarm.v1.Meta
@@ -3884,14 +3953,14 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // 12: raftswarm.v1.Node.role:type_name -> raftswarm.v1.NodeRole
 	1,  // 13: raftswarm.v1.Node.status:type_name -> raftswarm.v1.NodeStatus
 	8,  // 14: raftswarm.v1.Mount.type:type_name -> raftswarm.v1.Mount.Type
-	45, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
-	46, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
-	47, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
+	46, // 15: raftswarm.v1.Mount.volume_options:type_name -> raftswarm.v1.Mount.VolumeOptionsEntry
+	47, // 16: raftswarm.v1.Mount.volume_labels:type_name -> raftswarm.v1.Mount.VolumeLabelsEntry
+	48, // 17: raftswarm.v1.ContainerSpec.labels:type_name -> raftswarm.v1.ContainerSpec.LabelsEntry
 	20, // 18: raftswarm.v1.ContainerSpec.mounts:type_name -> raftswarm.v1.Mount
 	21, // 19: raftswarm.v1.ContainerSpec.healthcheck:type_name -> raftswarm.v1.HealthConfig
 	24, // 20: raftswarm.v1.ContainerSpec.secrets:type_name -> raftswarm.v1.SecretReference
 	25, // 21: raftswarm.v1.ContainerSpec.configs:type_name -> raftswarm.v1.ConfigReference
-	48, // 22: raftswarm.v1.ContainerSpec.sysctls:type_name -> raftswarm.v1.ContainerSpec.SysctlsEntry
+	49, // 22: raftswarm.v1.ContainerSpec.sysctls:type_name -> raftswarm.v1.ContainerSpec.SysctlsEntry
 	23, // 23: raftswarm.v1.ContainerSpec.ulimits:type_name -> raftswarm.v1.Ulimit
 	9,  // 24: raftswarm.v1.RestartPolicy.condition:type_name -> raftswarm.v1.RestartPolicy.Condition
 	16, // 25: raftswarm.v1.ResourceRequirements.limits:type_name -> raftswarm.v1.Resources
@@ -3899,7 +3968,7 @@ var file_objects_proto_depIdxs = []int32{
 	4,  // 27: raftswarm.v1.UpdateConfig.on_failure:type_name -> raftswarm.v1.UpdateFailureAction
 	5,  // 28: raftswarm.v1.UpdateConfig.update_order:type_name -> raftswarm.v1.UpdateOrder
 	6,  // 29: raftswarm.v1.UpdateStatus.update_state:type_name -> raftswarm.v1.UpdateState
-	49, // 30: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
+	50, // 30: raftswarm.v1.ServiceSpec.labels:type_name -> raftswarm.v1.ServiceSpec.LabelsEntry
 	22, // 31: raftswarm.v1.ServiceSpec.container:type_name -> raftswarm.v1.ContainerSpec
 	3,  // 32: raftswarm.v1.ServiceSpec.mode:type_name -> raftswarm.v1.ServiceMode
 	26, // 33: raftswarm.v1.ServiceSpec.restart:type_name -> raftswarm.v1.RestartPolicy
@@ -3914,26 +3983,27 @@ var file_objects_proto_depIdxs = []int32{
 	32, // 42: raftswarm.v1.Service.previous_spec:type_name -> raftswarm.v1.ServiceSpec
 	31, // 43: raftswarm.v1.Service.update_status:type_name -> raftswarm.v1.UpdateStatus
 	34, // 44: raftswarm.v1.Service.virtual_ips:type_name -> raftswarm.v1.VirtualIP
-	7,  // 45: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
-	37, // 46: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
-	10, // 47: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
-	7,  // 48: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
-	36, // 49: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
-	32, // 50: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
-	50, // 51: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
-	10, // 52: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
-	39, // 53: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
-	10, // 54: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
-	51, // 55: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
-	41, // 56: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
-	10, // 57: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
-	52, // 58: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
-	41, // 59: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	36, // 45: raftswarm.v1.Service.image_origins:type_name -> raftswarm.v1.ImageOrigin
+	7,  // 46: raftswarm.v1.TaskStatus.state:type_name -> raftswarm.v1.TaskState
+	38, // 47: raftswarm.v1.TaskStatus.ports:type_name -> raftswarm.v1.PortBinding
+	10, // 48: raftswarm.v1.Task.meta:type_name -> raftswarm.v1.Meta
+	7,  // 49: raftswarm.v1.Task.desired_state:type_name -> raftswarm.v1.TaskState
+	37, // 50: raftswarm.v1.Task.status:type_name -> raftswarm.v1.TaskStatus
+	32, // 51: raftswarm.v1.Task.spec:type_name -> raftswarm.v1.ServiceSpec
+	51, // 52: raftswarm.v1.NetworkSpec.labels:type_name -> raftswarm.v1.NetworkSpec.LabelsEntry
+	10, // 53: raftswarm.v1.Network.meta:type_name -> raftswarm.v1.Meta
+	40, // 54: raftswarm.v1.Network.spec:type_name -> raftswarm.v1.NetworkSpec
+	10, // 55: raftswarm.v1.Secret.meta:type_name -> raftswarm.v1.Meta
+	52, // 56: raftswarm.v1.Secret.labels:type_name -> raftswarm.v1.Secret.LabelsEntry
+	42, // 57: raftswarm.v1.Secret.versions:type_name -> raftswarm.v1.DataVersion
+	10, // 58: raftswarm.v1.Config.meta:type_name -> raftswarm.v1.Meta
+	53, // 59: raftswarm.v1.Config.labels:type_name -> raftswarm.v1.Config.LabelsEntry
+	42, // 60: raftswarm.v1.Config.versions:type_name -> raftswarm.v1.DataVersion
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -3947,7 +4017,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -138,6 +138,9 @@ func validateContainer(c *swarmpb.ContainerSpec) error {
 	if err := checkText("image", c.Image, true, MaxImageLen, wordText); err != nil {
 		return err
 	}
+	if err := ValidateImageID(c.ImageId); err != nil {
+		return err
+	}
 	if err := validateWords("entrypoint", c.Command); err != nil {
 		return err
 	}
@@ -246,8 +249,15 @@ func validateMounts(mounts []*swarmpb.Mount) error {
 			if m.Source != "" && (len(m.Source) > MaxVolumeLen || !volumeNameRE.MatchString(m.Source)) {
 				return fieldErr("volume name", "%s is invalid: use 1-%d letters, digits, '_', '.' or '-', starting with a letter or digit", quote(m.Source), MaxVolumeLen)
 			}
+			if err := validateVolumeMount(m); err != nil { // volumes.go
+				return err
+			}
+		case swarmpb.Mount_TYPE_TMPFS:
+			if err := validateTmpfsMount(m); err != nil {
+				return err
+			}
 		default:
-			return fieldErr("mount type", "%d is unknown: use bind or volume", int32(m.Type))
+			return fieldErr("mount type", "%d is unknown: use bind, volume or tmpfs", int32(m.Type))
 		}
 	}
 	return nil

@@ -135,7 +135,7 @@ func TestValidateServiceSpecRefuses(t *testing.T) {
 		{"duplicate mount target", func(s *swarmpb.ServiceSpec) { s.Container.Mounts[1].Target = "/srv/data/" }, `mount target "/srv/data/" is used by more than one mount`},
 		{"relative bind source", func(s *swarmpb.ServiceSpec) { s.Container.Mounts[0].Source = "data" }, `bind mount source "data" must be an absolute path`},
 		{"bad volume name", func(s *swarmpb.ServiceSpec) { s.Container.Mounts[1].Source = "../etc" }, `volume name "../etc" is invalid: use 1-255 letters, digits, '_', '.' or '-', starting with a letter or digit`},
-		{"unknown mount type", func(s *swarmpb.ServiceSpec) { s.Container.Mounts[1].Type = 9 }, "mount type 9 is unknown: use bind or volume"},
+		{"unknown mount type", func(s *swarmpb.ServiceSpec) { s.Container.Mounts[1].Type = 9 }, "mount type 9 is unknown: use bind, volume or tmpfs"},
 		{"nil mount", func(s *swarmpb.ServiceSpec) { s.Container.Mounts = append(s.Container.Mounts, nil) }, "mount is empty"},
 		{"negative stop grace", func(s *swarmpb.ServiceSpec) { s.Container.StopGracePeriodNs = -1 }, "stop grace period -1ns is out of range: use 0s to 168h0m0s"},
 		{"negative restart delay", func(s *swarmpb.ServiceSpec) { s.Restart.DelayNs = -int64(time.Second) }, "restart delay -1s is out of range: use 0s to 168h0m0s"},

@@ -261,7 +261,11 @@ func (r *runner) drive(ctl exec.Controller) {
 		r.report(st)
 		return
 	}
-	r.report(r.withContainer(ctl, status(stateStarting, "starting")))
+	starting := "starting"
+	if n, ok := ctl.(exec.PrepareNoter); ok && n.PrepareNote() != "" {
+		starting += ": " + n.PrepareNote() // e.g. where the image came from
+	}
+	r.report(r.withContainer(ctl, status(stateStarting, starting)))
 	if err := ctl.Start(r.stopCtx); err != nil {
 		if r.stopCtx.Err() != nil {
 			r.interrupted(ctl)

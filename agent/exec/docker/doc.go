@@ -16,6 +16,18 @@
 // Controllers report the actual bindings (exec.PortReporter) and the
 // container's health (exec.HealthReporter), both read with an inspect.
 //
+// Images without a registry (imagefetch.go): a task whose spec pins an
+// image ID (ContainerSpec.image_id) and whose image this engine lacks gets
+// it from another node through the agent's exec.ImageFetcher, before any
+// pull: the 'docker save' stream is rewritten on its way to ImageLoad so it
+// can tag nothing, the loaded image must have exactly that ID (anything
+// else loaded is deleted and the next node tried), then it is tagged with
+// the spec's reference. The serving side is SaveImage (netplane's
+// ImageSource), by exact ID only. Named volumes carry their driver, options
+// and labels to the engine, which creates them with the container; tmpfs
+// mounts their size; RemoveVolumes removes named volumes, retrying for a
+// while those a stopping container still uses (volumes.go).
+//
 // All engine calls go through the Engine interface so a stub can stand in
 // for the real client. Each call but the streaming ones (wait, logs, pull)
 // has its own deadline (deadline.go): a hung engine fails the step with an

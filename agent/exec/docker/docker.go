@@ -19,7 +19,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
@@ -52,18 +51,20 @@ type Engine interface {
 	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
 	NetworkRemove(ctx context.Context, networkID string) error
 	NetworkConnect(ctx context.Context, networkID, containerID string, config *network.EndpointSettings) error
+	ImageEngine // imagefetch.go
 }
 
 var _ Engine = (*client.Client)(nil)
 
 // Executor runs tasks as Docker containers for one node.
 type Executor struct {
-	engine Engine
-	nodeID string
-	opts   Options
-	closer io.Closer  // the client New created; nil when given an Engine
-	data   dataMounts // secrets and configs (secrets.go)
-	nets   netState   // how task containers join cluster networks (networks.go)
+	engine  Engine
+	nodeID  string
+	opts    Options
+	closer  io.Closer    // the client New created; nil when given an Engine
+	data    dataMounts   // secrets and configs (secrets.go)
+	nets    netState     // how task containers join cluster networks (networks.go)
+	fetcher imageFetcher // gets missing images from other nodes (imagefetch.go)
 }
 
 var _ exec.Executor = (*Executor)(nil)
@@ -235,8 +236,9 @@ type controller struct {
 	task *swarmpb.Task
 	name string
 
-	mu sync.Mutex
-	id string // container ID once known
+	mu   sync.Mutex
+	id   string // container ID once known
+	note string // where the image came from (PrepareNote)
 }
 
 var (
@@ -309,7 +311,8 @@ func (c *controller) Prepare(ctx context.Context) error {
 	if id, err := c.lookup(ctx); err != nil || id != "" {
 		return err
 	}
-	if err := c.ensureImage(ctx, spec.GetImage()); err != nil {
+	img, err := c.prepareImage(ctx, spec) // imagefetch.go
+	if err != nil {
 		return err
 	}
 	cfg, hostCfg := c.configs()
@@ -321,6 +324,7 @@ func (c *controller) Prepare(ctx context.Context) error {
 		_ = c.removeData()
 		return err
 	}
+	cfg.Image = img
 	resp, err := c.e.engine.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, c.name)
 	if cerrdefs.IsConflict(err) {
 		// Someone (a previous attempt whose response we lost) created it
@@ -424,18 +428,7 @@ func (c *controller) configs() (*container.Config, *container.HostConfig) {
 		// The orchestrator restarts tasks (as new tasks); Docker must not.
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 	}
-	for _, m := range spec.GetMounts() {
-		mt := mount.TypeBind
-		if m.GetType() == swarmpb.Mount_TYPE_VOLUME {
-			mt = mount.TypeVolume
-		}
-		hostCfg.Mounts = append(hostCfg.Mounts, mount.Mount{
-			Type:     mt,
-			Source:   m.GetSource(),
-			Target:   m.GetTarget(),
-			ReadOnly: m.GetReadOnly(),
-		})
-	}
+	hostCfg.Mounts = dockerMounts(spec.GetMounts()) // volumes.go
 	if lim := t.GetSpec().GetResources().GetLimits(); lim != nil {
 		hostCfg.NanoCPUs = lim.GetNanoCpus()
 		hostCfg.Memory = lim.GetMemoryBytes()
