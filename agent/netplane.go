@@ -2,8 +2,8 @@ package agent
 
 import (
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 
