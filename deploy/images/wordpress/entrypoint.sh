@@ -44,7 +44,9 @@ if [ "${1:-}" = "apache2-foreground" ]; then
 	chown root:www-data /etc/wordpress/config-default.php
 	chmod 640 /etc/wordpress/config-default.php
 	# Apache's environment (user, run and lock dirs) as apache2ctl sets it.
+	set +u # envvars reads unset variables
 	. /etc/apache2/envvars
+	set -u
 	mkdir -p "$APACHE_RUN_DIR" "$APACHE_LOCK_DIR" "$APACHE_LOG_DIR"
 	rm -f "$APACHE_PID_FILE"
 	exec apache2 -DFOREGROUND
