@@ -138,9 +138,12 @@ image() { # image NAME: builds raftswarm-test/NAME and its alias when stale
 				--message "mmdebstrap $suite: $(grep -v '^#' "$here/$name/packages" | tr '\n' ' ')" \
 				"$tar" "$base" >/dev/null
 		fi
-		DOCKER_BUILDKIT=0 "$docker" build -q --build-arg "BASE=$base" \
-			--label "raftswarm.test.recipe=$want" -t "$tag" "$here/$name" >/dev/null ||
+		# The classic builder: BuildKit would try to resolve the local base.
+		if ! DOCKER_BUILDKIT=0 "$docker" build -q --build-arg "BASE=$base" \
+			--label "raftswarm.test.recipe=$want" -t "$tag" "$here/$name" >"$cache/$name.build.log" 2>&1; then
+			cat "$cache/$name.build.log" >&2
 			die "docker build of $tag failed (run: DOCKER_BUILDKIT=0 docker build --build-arg BASE=$base $here/$name)"
+		fi
 		echo "built $tag" >&2
 	fi
 	"$docker" tag "$tag" "$alias"
