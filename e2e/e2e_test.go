@@ -64,6 +64,7 @@ type daemon struct {
 	socket   string
 	addr     string // host:port it advertises and listens on
 	logPath  string
+	extra    []string // more daemon flags (--ingress-addr, --docker-host...)
 
 	cmd    *exec.Cmd
 	cancel context.CancelFunc
@@ -138,9 +139,9 @@ func (c *cluster) start(d *daemon) {
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, d.binary),
-		"--state-dir", d.stateDir, "--socket", d.socket, "--hostname", d.name,
-		"--heartbeat-period", "250ms", "--log-level", "debug")
+	args := append([]string{"--state-dir", d.stateDir, "--socket", d.socket, "--hostname", d.name,
+		"--heartbeat-period", "250ms", "--log-level", "debug"}, d.extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, d.binary), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -229,7 +230,16 @@ func (c *cluster) swarmctl(d *daemon, args ...string) result {
 
 // swarmctlIn runs swarmctl against d's socket with stdin as its input.
 func (c *cluster) swarmctlIn(d *daemon, stdin string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	return c.swarmctlWith(d, stdin, cmdTimeout, args...)
+}
+
+// swarmctlTimeout runs swarmctl against d's socket, killing it after timeout.
+func (c *cluster) swarmctlTimeout(d *daemon, timeout time.Duration, args ...string) result {
+	return c.swarmctlWith(d, "", timeout, args...)
+}
+
+func (c *cluster) swarmctlWith(d *daemon, stdin string, timeout time.Duration, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"-H", "unix://" + d.socket}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "swarmctl"), full...)
@@ -250,7 +260,7 @@ func (c *cluster) swarmctlIn(d *daemon, stdin string, args ...string) result {
 	}
 	if ctx.Err() != nil {
 		r.code = -1
-		r.stderr += fmt.Sprintf(" (killed after %s)", cmdTimeout)
+		r.stderr += fmt.Sprintf(" (killed after %s)", timeout)
 	}
 	return r
 }
