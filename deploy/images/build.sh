@@ -145,6 +145,11 @@ image() { # image NAME: builds raftswarm-test/NAME and its alias when stale
 			die "docker build of $tag failed (run: DOCKER_BUILDKIT=0 docker build --build-arg BASE=$base $here/$name)"
 		fi
 		echo "built $tag" >&2
+		"$docker" tag "$tag" "$alias"
+		# The image this one replaces is left untagged: remove it (it may
+		# still be in use by a container; then it stays).
+		old=$(echo "$have" | grep -q . && "$docker" image ls -q --filter dangling=true --filter "label=raftswarm.test.recipe=$have" || true)
+		[ -z "$old" ] || "$docker" rmi $old >/dev/null 2>&1 || true
 	fi
 	"$docker" tag "$tag" "$alias"
 	exec 8>&-
