@@ -119,7 +119,7 @@ tarball() {
 }
 
 recipe_hash() { # recipe_hash NAME TARBALL
-	(echo "$2"; cd "$here/$1" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha
+	(basename "$2"; cd "$here/$1" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha
 }
 
 image() { # image NAME: builds raftswarm-test/NAME and its alias when stale
