@@ -66,7 +66,6 @@ if [ "${1:-}" = "--clean" ]; then
 	exit 0
 fi
 
-command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
 command -v flock >/dev/null 2>&1 || die "flock is not installed (apt-get install util-linux)"
 "$docker" info >/dev/null 2>&1 || die "cannot reach the Docker engine with '$docker info'"
 mkdir -p "$cache"
@@ -101,6 +100,7 @@ tarball() {
 	exec 9>"$cache/$1.lock"
 	flock 9
 	if [ ! -s "$out" ]; then
+		command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is not installed (apt-get install mmdebstrap): needed to build the $1 root filesystem"
 		echo "mmdebstrap: building $1 root filesystem ($(grep -v '^#' "$here/$1/packages" | tr '\n' ' '))" >&2
 		start=$(date +%s)
 		log="$cache/$1.log"
