@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,9 @@ type Engine struct {
 	logPath string
 	cmd     *exec.Cmd
 	exited  chan struct{}
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Start runs a second dockerd for the test and waits until it answers; the
@@ -76,7 +80,7 @@ func Start(t testing.TB) *Engine {
 		if t.Failed() {
 			t.Logf("testdocker: %s log, last lines:\n%s", e.Name, tail(e.logPath, 30))
 		}
-		if err := e.stop(); err != nil {
+		if err := e.Stop(); err != nil {
 			t.Errorf("testdocker: stopping %s: %v", e.Name, err)
 		}
 	})
@@ -287,10 +291,16 @@ func hostArgs(host string, args ...string) []string {
 	return append([]string{"-H", host}, args...)
 }
 
-// stop removes everything the engine made: its containers, networks and
+// Stop removes everything the engine made: its containers, networks and
 // volumes, the dockerd process and its containerd, mounts below its
 // directory, its bridges and the directory. It goes on after an error and
-// returns the first.
+// returns the first. The test's cleanup calls it; calling it earlier (to
+// take a node's engine away) is fine, later calls do nothing.
+func (e *Engine) Stop() error {
+	e.stopOnce.Do(func() { e.stopErr = e.stop() })
+	return e.stopErr
+}
+
 func (e *Engine) stop() error {
 	var first error
 	keep := func(err error) {
