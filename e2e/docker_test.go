@@ -67,7 +67,7 @@ func (c *cluster) addNode(name, binary, dockerHost string) *daemon {
 	c.t.Helper()
 	ip := fmt.Sprintf("127.0.0.%d", c.nextIP)
 	c.nextIP++
-	dir := c.t.TempDir()
+	dir := c.daemonDir(name)
 	d := &daemon{
 		name:     name,
 		binary:   binary,

@@ -100,6 +100,19 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
+// daemonDir makes the directory of a daemon's state and log. It lives
+// under the cluster's own directory, removed by the cluster's cleanup after
+// the logs of a failed test are printed (a t.TempDir, registered later, is
+// removed first).
+func (c *cluster) daemonDir(name string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.sockDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
+}
+
 // freePort finds a port currently free on ip.
 func freePort(t *testing.T, ip string) string {
 	t.Helper()
@@ -117,7 +130,7 @@ func (c *cluster) add(name, binary string) *daemon {
 	c.t.Helper()
 	ip := fmt.Sprintf("127.0.0.%d", c.nextIP)
 	c.nextIP++
-	dir := c.t.TempDir()
+	dir := c.daemonDir(name)
 	d := &daemon{
 		name:     name,
 		binary:   binary,
