@@ -253,7 +253,8 @@ func TestDiscoveryThroughTheCLI(t *testing.T) {
 				return err
 			}
 			if strings.TrimSpace(out) != "" {
-				return fmt.Errorf("node %s still has networks %s", nameOf[id], strings.Fields(out))
+				detail, _ := docker(host, append([]string{"network", "inspect", "--format", "{{.Name}} containers={{len .Containers}}"}, strings.Fields(out)...)...)
+				return fmt.Errorf("node %s still has networks: %s", nameOf[id], strings.Join(strings.Fields(detail), " "))
 			}
 		}
 		return nil
