@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -367,12 +368,21 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// fileContaining returns the first file below dir whose bytes contain s.
+// tmpfsMagic is statfs's f_type of a tmpfs (linux/magic.h).
+const tmpfsMagic = 0x01021994
+
+// fileContaining returns the first file below dir, on a disk, whose bytes
+// contain s. Files on a tmpfs (where nodes keep their tasks' secrets) are
+// in memory, not on the node's disk, and are skipped.
 func fileContaining(t *testing.T, dir, s string) string {
 	t.Helper()
 	found := ""
 	_ = filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
 		if err != nil || found != "" || !fi.Mode().IsRegular() {
+			return nil
+		}
+		var st syscall.Statfs_t
+		if syscall.Statfs(path, &st) == nil && st.Type == tmpfsMagic {
 			return nil
 		}
 		data, err := os.ReadFile(path)
