@@ -6,6 +6,12 @@
 // (`make test` sets it to bin/ after `make build`); without it the tests
 // skip. Daemons use 127.0.0.21 and up with random high ports, so they do
 // not clash with a running `make demo` (127.0.0.11-15:2377).
+//
+// The tests of services with real containers (containers_test.go,
+// discovery_test.go, stack_test.go; helpers in docker_test.go) also need
+// root and a Docker engine, and use the Debian-built images of
+// deploy/images (built on demand, cached) and a second engine from
+// internal/testdocker; they skip when the CLI lacks the feature they test.
 package e2e
 
 import (
