@@ -101,6 +101,9 @@ func newCluster(t *testing.T) *cluster {
 				d.dumpLog(t)
 			}
 		}
+		if err := unmountBelow(sockDir); err != nil {
+			t.Errorf("unmounting what the daemons left in %s: %v", sockDir, err)
+		}
 		os.RemoveAll(sockDir)
 	})
 	return c
