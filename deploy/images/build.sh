@@ -28,7 +28,8 @@
 # Concurrent runs (several test packages) are serialised per image with
 # flock. Needs root (mmdebstrap's default mode), mmdebstrap and docker.
 # Environment: DOCKER (the CLI, default docker; DOCKER_HOST is honoured),
-# RAFTSWARM_DEBIAN_MIRROR, RAFTSWARM_DEBIAN_SECURITY, RAFTSWARM_DEBIAN_SUITE.
+# RAFTSWARM_DEBIAN_MIRROR, RAFTSWARM_DEBIAN_SECURITY, RAFTSWARM_DEBIAN_SUITE,
+# RAFTSWARM_IMAGE_JOBS (root filesystems built at once; default: the cores).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -158,13 +159,22 @@ image() { # image NAME: builds raftswarm-test/NAME and its alias when stale
 [ $# -gt 0 ] || set -- $all
 for name in "$@"; do alias_of "$name" >/dev/null; done
 
-# Root filesystems in parallel (mostly downloads), images one by one.
+# Root filesystems a few at a time (downloads overlap; more jobs than
+# cores only make dpkg and xz fight for them), images one by one.
+jobs=${RAFTSWARM_IMAGE_JOBS:-$(nproc 2>/dev/null || echo 2)}
 pids=""
+n=0
+failed=0
 for name in "$@"; do
 	tarball "$name" >/dev/null &
 	pids="$pids $!"
+	n=$((n + 1))
+	if [ "$n" -ge "$jobs" ]; then
+		for pid in $pids; do wait "$pid" || failed=1; done
+		pids=""
+		n=0
+	fi
 done
-failed=0
 for pid in $pids; do wait "$pid" || failed=1; done
 [ "$failed" = 0 ] || die "building a root filesystem failed"
 for name in "$@"; do image "$name"; done
