@@ -27,7 +27,7 @@ help:
 	@echo "  tools      install the pinned buf and protoc plugins into .tools/bin"
 	@echo "  images     build the raftswarm/demo:* Docker images"
 	@echo "  test-images  build the raftswarm-test/* images from Debian's packages (root, mmdebstrap)"
-	@echo "  clean-images remove the raftswarm-test/* images (the root filesystem cache stays)"
+	@echo "  clean-images remove the test images of deploy/images (the root filesystem cache stays)"
 	@echo "  check-examples run deploy/examples with docker-compose on the local engine"
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"

@@ -10,7 +10,7 @@
 # files run unchanged on this machine.
 #
 # Usage: deploy/images/build.sh [NAME...]   (default: all four)
-#        deploy/images/build.sh --clean     (remove the images, keep the cache)
+#        deploy/images/build.sh --clean     (remove these images, keep the cache)
 #
 # Each image is made in two steps:
 #  1. mmdebstrap builds a minimal Debian root filesystem with the recipe's
@@ -61,8 +61,14 @@ if [ "${1:-}" = "--clean" ]; then
 			"$docker" rmi "$alias" >/dev/null && echo "removed $alias"
 		fi
 	done
-	for img in $("$docker" image ls --format '{{.Repository}}:{{.Tag}}' | grep '^raftswarm-test/' || true); do
-		"$docker" rmi "$img" >/dev/null && echo "removed $img"
+	# Only the images this script makes: other tests name theirs
+	# raftswarm-test/... too.
+	for name in $all; do
+		for img in "raftswarm-test/$name" $("$docker" image ls --format '{{.Repository}}:{{.Tag}}' "raftswarm-test/base-$name"); do
+			if [ -n "$("$docker" image ls -q "$img")" ]; then
+				"$docker" rmi "$img" >/dev/null && echo "removed $img"
+			fi
+		done
 	done
 	exit 0
 fi
