@@ -14,7 +14,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 BINARIES := managerd workerd swarmctl
 
-.PHONY: all help build test lint proto tools images demo demo-down clean chaos
+.PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos
 
 all: build
 
@@ -26,6 +26,9 @@ help:
 	@echo "  proto      regenerate proto/*.pb.go with buf and the pinned plugins"
 	@echo "  tools      install the pinned buf and protoc plugins into .tools/bin"
 	@echo "  images     build the raftswarm/demo:* Docker images"
+	@echo "  test-images  build the raftswarm-test/* images from Debian's packages (root, mmdebstrap)"
+	@echo "  clean-images remove the test images of deploy/images (the root filesystem cache stays)"
+	@echo "  check-examples run deploy/examples with docker-compose on the local engine"
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"
 	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m), then totals"
@@ -38,7 +41,7 @@ build:
 		CGO_ENABLED=0 $(GO) build -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
-test: build tools
+test: build tools maybe-test-images
 	scripts/check-proto.sh
 	$(GO) vet ./...
 	RAFTSWARM_BIN=$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
@@ -77,6 +80,28 @@ proto: tools
 
 images:
 	deploy/build-images.sh
+
+# The Debian-built images the Docker and e2e tests use (deploy/images). They
+# are kept between runs (rebuilt only when their recipe changes; the root
+# filesystems are cached under $$RAFTSWARM_IMAGE_CACHE, default
+# /var/cache/raftswarm/images); `make clean-images` removes them.
+test-images:
+	deploy/images/build.sh
+
+# `make test` builds them first when this machine can; otherwise the tests
+# that need them skip.
+maybe-test-images:
+	@if [ "$$(id -u)" = 0 ] && command -v mmdebstrap >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		echo "deploy/images/build.sh"; deploy/images/build.sh; \
+	else \
+		echo "test images: not built (needs root, mmdebstrap and a Docker engine); tests that need them skip"; \
+	fi
+
+clean-images:
+	deploy/images/build.sh --clean
+
+check-examples: test-images
+	deploy/examples/check.sh
 
 demo: build
 	scripts/demo.sh up

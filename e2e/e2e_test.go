@@ -6,6 +6,12 @@
 // (`make test` sets it to bin/ after `make build`); without it the tests
 // skip. Daemons use 127.0.0.21 and up with random high ports, so they do
 // not clash with a running `make demo` (127.0.0.11-15:2377).
+//
+// The tests of services with real containers (containers_test.go,
+// discovery_test.go, stack_test.go; helpers in docker_test.go) also need
+// root and a Docker engine, and use the Debian-built images of
+// deploy/images (built on demand, cached) and a second engine from
+// internal/testdocker; they skip when the CLI lacks the feature they test.
 package e2e
 
 import (
@@ -64,6 +70,7 @@ type daemon struct {
 	socket   string
 	addr     string // host:port it advertises and listens on
 	logPath  string
+	extra    []string // more daemon flags (--ingress-addr, --docker-host...)
 
 	cmd    *exec.Cmd
 	cancel context.CancelFunc
@@ -94,9 +101,25 @@ func newCluster(t *testing.T) *cluster {
 				d.dumpLog(t)
 			}
 		}
+		if err := unmountBelow(sockDir); err != nil {
+			t.Errorf("unmounting what the daemons left in %s: %v", sockDir, err)
+		}
 		os.RemoveAll(sockDir)
 	})
 	return c
+}
+
+// daemonDir makes the directory of a daemon's state and log. It lives
+// under the cluster's own directory, removed by the cluster's cleanup after
+// the logs of a failed test are printed (a t.TempDir, registered later, is
+// removed first).
+func (c *cluster) daemonDir(name string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.sockDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
 }
 
 // freePort finds a port currently free on ip.
@@ -116,7 +139,7 @@ func (c *cluster) add(name, binary string) *daemon {
 	c.t.Helper()
 	ip := fmt.Sprintf("127.0.0.%d", c.nextIP)
 	c.nextIP++
-	dir := c.t.TempDir()
+	dir := c.daemonDir(name)
 	d := &daemon{
 		name:     name,
 		binary:   binary,
@@ -138,9 +161,9 @@ func (c *cluster) start(d *daemon) {
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, d.binary),
-		"--state-dir", d.stateDir, "--socket", d.socket, "--hostname", d.name,
-		"--heartbeat-period", "250ms", "--log-level", "debug")
+	args := append([]string{"--state-dir", d.stateDir, "--socket", d.socket, "--hostname", d.name,
+		"--heartbeat-period", "250ms", "--log-level", "debug"}, d.extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, d.binary), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -229,7 +252,16 @@ func (c *cluster) swarmctl(d *daemon, args ...string) result {
 
 // swarmctlIn runs swarmctl against d's socket with stdin as its input.
 func (c *cluster) swarmctlIn(d *daemon, stdin string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	return c.swarmctlWith(d, stdin, cmdTimeout, args...)
+}
+
+// swarmctlTimeout runs swarmctl against d's socket, killing it after timeout.
+func (c *cluster) swarmctlTimeout(d *daemon, timeout time.Duration, args ...string) result {
+	return c.swarmctlWith(d, "", timeout, args...)
+}
+
+func (c *cluster) swarmctlWith(d *daemon, stdin string, timeout time.Duration, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"-H", "unix://" + d.socket}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, "swarmctl"), full...)
@@ -250,7 +282,7 @@ func (c *cluster) swarmctlIn(d *daemon, stdin string, args ...string) result {
 	}
 	if ctx.Err() != nil {
 		r.code = -1
-		r.stderr += fmt.Sprintf(" (killed after %s)", cmdTimeout)
+		r.stderr += fmt.Sprintf(" (killed after %s)", timeout)
 	}
 	return r
 }
