@@ -98,6 +98,13 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 			problems = append(problems, fmt.Sprintf("service %s: %v", s.GetSpec().GetName(), err))
 		}
 	}
+	// Secrets, configs, networks and volumes are in use until the tasks
+	// have stopped: the managers refuse to remove them before.
+	if len(ids) > 0 && (len(networks)+len(secrets)+len(configs) > 0 || (withVolumes && len(volSet) > 0)) {
+		if err := a.waitTasksGone(ctl, ids); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	for _, s := range secrets {
 		fmt.Fprintf(a.stdout, "Removing secret %s\n", escapeText(s))
 		if err := a.stackCall(func(ctx context.Context) error {
@@ -114,12 +121,6 @@ func (a *app) removeStack(ctl swarmpb.ControlClient, name string, withVolumes bo
 			return err
 		}); err != nil && !stackNotFound(err) {
 			problems = append(problems, fmt.Sprintf("config %s: %v", c, err))
-		}
-	}
-	// Networks and volumes are in use until the tasks have stopped.
-	if len(ids) > 0 && (len(networks) > 0 || (withVolumes && len(volSet) > 0)) {
-		if err := a.waitTasksGone(ctl, ids); err != nil {
-			problems = append(problems, err.Error())
 		}
 	}
 	for _, n := range networks {

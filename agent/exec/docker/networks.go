@@ -111,6 +111,10 @@ func (e *Executor) EnsureBridge(ctx context.Context, req netplane.BridgeRequest)
 	if err != nil {
 		return netplane.Bridge{}, err
 	}
+	// Nodes on different engines of one host see each other's bridges
+	// only as host routes; start each node and network at its own place in
+	// the pool so that two created at the same moment rarely pick the same.
+	subnets = rotateSubnets(subnets, e.nodeID+"/"+req.NetworkID)
 	for attempt := 0; ; attempt++ {
 		opts := network.CreateOptions{
 			Driver:   "bridge",
@@ -134,7 +138,17 @@ func (e *Executor) EnsureBridge(ctx context.Context, req netplane.BridgeRequest)
 			if err != nil {
 				return netplane.Bridge{}, fmt.Errorf("inspect engine network %s: %w", name, err)
 			}
-			return e.bridgeOf(ctx, n)
+			b, err := e.bridgeOf(ctx, n)
+			if err == nil && opts.IPAM != nil && len(subnets) > 0 && routedElsewhere(b.Subnet, b.Interface) {
+				// A bridge of another engine on this host took the same
+				// subnet meanwhile: give it up and take the next.
+				if rerr := e.engine.NetworkRemove(ctx, resp.ID); rerr == nil {
+					subnets = subnets[1:]
+					attempt--
+					continue
+				}
+			}
+			return b, err
 		}
 		if !isNameConflict(err) || attempt > 0 {
 			return netplane.Bridge{}, fmt.Errorf("create engine network %s for cluster network %s: %w", name, req.NetworkID, err)

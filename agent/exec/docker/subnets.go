@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"os"
 	"strings"
@@ -73,16 +74,55 @@ func candidateSubnets(pool netip.Prefix, bits int, used []netip.Prefix) []netip.
 	return out
 }
 
+// rotateSubnets starts the candidate list at a place chosen by key.
+func rotateSubnets(c []netip.Prefix, key string) []netip.Prefix {
+	if len(c) < 2 {
+		return c
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	i := int(h.Sum32() % uint32(len(c)))
+	return append(append([]netip.Prefix(nil), c[i:]...), c[:i]...)
+}
+
 // hostRoutes reads the IPv4 routes of the host's main table from
 // /proc/net/route, default route excluded. Unreadable: none (the engine
 // still refuses a subnet that clashes with one of its own networks).
 func hostRoutes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range readRoutes() {
+		out = append(out, r.dst)
+	}
+	return out
+}
+
+// routedElsewhere reports whether the host has a route overlapping p on an
+// interface other than iface.
+func routedElsewhere(p netip.Prefix, iface string) bool {
+	if !p.IsValid() {
+		return false
+	}
+	for _, r := range readRoutes() {
+		if r.iface != iface && r.dst.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+type route struct {
+	iface string
+	dst   netip.Prefix
+}
+
+// readRoutes reads /proc/net/route (default routes excluded).
+func readRoutes() []route {
 	f, err := os.Open("/proc/net/route")
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []netip.Prefix
+	var out []route
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	for sc.Scan() {
@@ -104,7 +144,7 @@ func hostRoutes() []netip.Prefix {
 		if bits == 0 {
 			continue // the default route
 		}
-		out = append(out, netip.PrefixFrom(dst, bits).Masked())
+		out = append(out, route{iface: fields[0], dst: netip.PrefixFrom(dst, bits).Masked()})
 	}
 	return out
 }

@@ -36,3 +36,20 @@ func TestLittleEndianIPv4(t *testing.T) {
 		t.Fatal("bad hex accepted")
 	}
 }
+
+// Each node and network starts at its own place in the pool, so nodes on
+// different engines of one host that create bridges at the same moment
+// rarely pick the same subnet; the rotation keeps every candidate.
+func TestRotateSubnets(t *testing.T) {
+	c := candidateSubnets(netip.MustParsePrefix("172.16.0.0/16"), 24, nil)
+	a, b := rotateSubnets(c, "node-a/net"), rotateSubnets(c, "node-b/net")
+	if len(a) != len(c) || len(b) != len(c) {
+		t.Fatalf("rotation lost candidates: %d %d of %d", len(a), len(b), len(c))
+	}
+	if a[0] == b[0] {
+		t.Fatalf("two nodes start at the same subnet %v", a[0])
+	}
+	if got := rotateSubnets(c, "node-a/net"); got[0] != a[0] {
+		t.Fatalf("rotation not stable: %v then %v", a[0], got[0])
+	}
+}
