@@ -38,14 +38,20 @@ const maxNetworkName = 64
 
 var _ netplane.Bridges = (*Executor)(nil)
 
-// BridgeName is the engine network of cluster network networkName on node
-// nodeID: "rs-<network name>-<node id first 8>", at most 64 characters
-// (the network name part is truncated), characters the engine refuses
-// replaced by '-'.
-func BridgeName(nodeID, networkName string) string {
-	node := nodeID
+// BridgeName is the engine network of cluster network networkID (named
+// networkName) on node nodeID: "rs-<network name>-<network id first
+// 6>-<node id first 8>", at most 64 characters (the network name part is
+// truncated), characters the engine refuses replaced by '-'. The network
+// ID part keeps a network removed and created again under the same name
+// (a stack redeployed at once) from meeting the old one's engine network
+// while that one still waits to be removed.
+func BridgeName(nodeID, networkID, networkName string) string {
+	node, netID := nodeID, networkID
 	if len(node) > 8 {
 		node = node[:8]
+	}
+	if len(netID) > 6 {
+		netID = netID[:6]
 	}
 	var b strings.Builder
 	for _, r := range networkName {
@@ -57,10 +63,14 @@ func BridgeName(nodeID, networkName string) string {
 		}
 	}
 	name := b.String()
-	if room := maxNetworkName - len("rs--") - len(node); len(name) > room {
+	suffix := "-" + node
+	if netID != "" {
+		suffix = "-" + netID + suffix
+	}
+	if room := maxNetworkName - len("rs-") - len(suffix); len(name) > room {
 		name = name[:room]
 	}
-	return "rs-" + name + "-" + node
+	return "rs-" + name + suffix
 }
 
 // BridgeInterface is the host interface of the bridge of cluster network
@@ -106,7 +116,7 @@ func (e *Executor) EnsureBridge(ctx context.Context, req netplane.BridgeRequest)
 	if label == "" {
 		label = req.NetworkID
 	}
-	name := BridgeName(e.nodeID, label)
+	name := BridgeName(e.nodeID, req.NetworkID, label)
 	subnets, err := e.freeSubnets(ctx)
 	if err != nil {
 		return netplane.Bridge{}, err

@@ -22,14 +22,14 @@ import (
 )
 
 func TestBridgeNames(t *testing.T) {
-	if got := BridgeName("0123456789abcdef", "appnet"); got != "rs-appnet-01234567" {
+	if got := BridgeName("0123456789abcdef", "netid0123", "appnet"); got != "rs-appnet-netid0-01234567" {
 		t.Errorf("BridgeName = %q", got)
 	}
-	long := BridgeName("0123456789abcdef", strings.Repeat("n", 100))
-	if len(long) != 64 || !strings.HasSuffix(long, "n-01234567") || !strings.HasPrefix(long, "rs-nnn") {
+	long := BridgeName("0123456789abcdef", "netid0123", strings.Repeat("n", 100))
+	if len(long) != 64 || !strings.HasSuffix(long, "n-netid0-01234567") || !strings.HasPrefix(long, "rs-nnn") {
 		t.Errorf("long BridgeName = %q (%d)", long, len(long))
 	}
-	if got := BridgeName("n1", "a b/c"); got != "rs-a-b-c-n1" {
+	if got := BridgeName("n1", "", "a b/c"); got != "rs-a-b-c-n1" {
 		t.Errorf("BridgeName sanitised = %q", got)
 	}
 	a, b := BridgeInterface("node1", "net1"), BridgeInterface("node2", "net1")
@@ -121,7 +121,7 @@ func TestBridgesOnEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ba.NetworkID != netA || ba.DockerName != BridgeName(nodeID, "appnet") || ba.Interface != BridgeInterface(nodeID, netA) ||
+	if ba.NetworkID != netA || ba.DockerName != BridgeName(nodeID, netA, "appnet") || ba.Interface != BridgeInterface(nodeID, netA) ||
 		!ba.Subnet.IsValid() || !ba.Subnet.Contains(ba.Gateway) {
 		t.Fatalf("bridge %+v", ba)
 	}
@@ -252,9 +252,10 @@ func TestBridgesOnEngine(t *testing.T) {
 	}
 }
 
-// A network of ours left under the name a new cluster network needs (the
-// old one was removed and a new one made with the same name) is replaced;
-// a name taken by a network that is not ours is an error naming it.
+// A cluster network removed and created again under the same name (a stack
+// redeployed at once) gets an engine network of its own beside the old
+// one, which waits to be removed; a name taken by a network that is not
+// ours is an error naming it.
 func TestEnsureBridgeNameTaken(t *testing.T) {
 	cli := engine(t)
 	nodeID := randID(t) + "testnode"
@@ -269,19 +270,26 @@ func TestEnsureBridgeNameTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.DockerName != old.DockerName || b.NetworkID != newID {
-		t.Fatalf("replacement %+v (old %+v)", b, old)
+	if b.DockerName == old.DockerName || b.NetworkID != newID || b.Subnet.Overlaps(old.Subnet) {
+		t.Fatalf("new network's bridge %+v shares the old one's (%+v)", b, old)
 	}
-	if list, err := e.ListBridges(ctx); err != nil || len(list) != 1 || list[0] != b {
+	if list, err := e.ListBridges(ctx); err != nil || len(list) != 2 {
 		t.Fatalf("ListBridges = %+v, %v", list, err)
 	}
+	if err := e.RemoveBridge(ctx, old.DockerName); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := e.ListBridges(ctx); err != nil || len(list) != 1 || list[0] != b {
+		t.Fatalf("ListBridges after removing the old one = %+v, %v", list, err)
+	}
 
-	foreign := BridgeName(nodeID, "foreign")
+	fid := "f" + randID(t)
+	foreign := BridgeName(nodeID, fid, "foreign")
 	if _, err := cli.NetworkCreate(ctx, foreign, network.CreateOptions{Driver: "bridge", Labels: map[string]string{"raftswarm-test": "1"}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), foreign) })
-	if _, err := e.EnsureBridge(ctx, netplane.BridgeRequest{NetworkID: "f" + randID(t), NetworkName: "foreign"}); err == nil || !strings.Contains(err.Error(), "docker network rm "+foreign) {
+	if _, err := e.EnsureBridge(ctx, netplane.BridgeRequest{NetworkID: fid, NetworkName: "foreign"}); err == nil || !strings.Contains(err.Error(), "docker network rm "+foreign) {
 		t.Fatalf("EnsureBridge over a foreign network: %v", err)
 	}
 	if err := e.RemoveBridge(ctx, foreign); err == nil {
