@@ -30,8 +30,11 @@ const (
 	engineTimeout = 20 * time.Second
 	rulesTimeout  = 10 * time.Second
 	// attachGrace keeps a bridge that Attach just ensured although its
-	// network is not in the view yet and no container is on it yet.
-	attachGrace = time.Minute
+	// network is not in the view yet and no container is on it yet. The
+	// container is created right after Attach and the view names the
+	// network as soon as the task is assigned, so seconds are enough; a
+	// longer grace only keeps unused bridges around after the last task.
+	attachGrace = 10 * time.Second
 	// viewWait is how long Attach waits for a network to appear in the view
 	// before it names the bridge after the network's ID.
 	viewWait = 5 * time.Second
