@@ -42,16 +42,9 @@ type dnsServer struct {
 // unknown (may be nil) is called when a query comes from an address the
 // table does not know, e.g. a container that has just started.
 func startDNS(addr netip.AddrPort, networkID string, table func() *Table, unknown func(), fwd *forwarder, log *slog.Logger) (*dnsServer, error) {
-	pc, err := net.ListenPacket("udp4", addr.String())
+	pc, ln, tcpAddr, err := listenDNS(addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for DNS on udp %s: %w", addr, err)
-	}
-	// TCP on the same port as UDP (an ephemeral UDP port is reused for TCP).
-	tcpAddr := netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-	ln, err := net.Listen("tcp4", tcpAddr.String())
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("listen for DNS on tcp %s: %w", tcpAddr, err)
+		return nil, err
 	}
 	s := &dnsServer{networkID: networkID, table: table, unknown: unknown, fwd: fwd, log: log, sem: make(chan struct{}, maxForwards)}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
@@ -73,6 +66,27 @@ func startDNS(addr netip.AddrPort, networkID string, table func() *Table, unknow
 		}
 	}
 	return s, nil
+}
+
+// listenDNS binds UDP and TCP on one port. With port 0 (tests) the port
+// the UDP socket got is used for TCP too, and another is tried when TCP
+// finds it taken.
+func listenDNS(addr netip.AddrPort) (net.PacketConn, net.Listener, netip.AddrPort, error) {
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp4", addr.String())
+		if err != nil {
+			return nil, nil, addr, fmt.Errorf("listen for DNS on udp %s: %w", addr, err)
+		}
+		tcpAddr := netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.Listen("tcp4", tcpAddr.String())
+		if err == nil {
+			return pc, ln, tcpAddr, nil
+		}
+		pc.Close()
+		if addr.Port() != 0 || attempt >= 10 {
+			return nil, nil, tcpAddr, fmt.Errorf("listen for DNS on tcp %s: %w", tcpAddr, err)
+		}
+	}
 }
 
 // Addr is the address the server answers on (UDP and TCP).
