@@ -120,13 +120,27 @@ func affectsEndpoints(ev state.Event) bool {
 		return true
 	case ev.Task() != nil:
 		old, _ := ev.Old.(*swarmpb.Task)
-		return old == nil || ev.Kind == state.EventDelete || serving(old) != serving(ev.Task()) ||
-			!portsEqual(old.GetStatus().GetPorts(), ev.Task().GetStatus().GetPorts())
+		t := ev.Task()
+		// Besides serving and ports (the mesh), the discovery view follows
+		// which nodes have tasks on a network: a task placed on a node, or
+		// one that has finished there.
+		return old == nil || ev.Kind == state.EventDelete || serving(old) != serving(t) ||
+			old.NodeId != t.NodeId || finished(old) != finished(t) ||
+			!portsEqual(old.GetStatus().GetPorts(), t.GetStatus().GetPorts())
 	case ev.Node() != nil:
 		old, _ := ev.Old.(*swarmpb.Node)
-		return old == nil || ev.Kind == state.EventDelete || old.Addr != ev.Node().Addr
+		return old == nil || ev.Kind == state.EventDelete || old.Addr != ev.Node().Addr ||
+			old.GetDescription().GetDataPort() != ev.Node().GetDescription().GetDataPort()
+	case ev.Network() != nil:
+		return true
 	}
 	return false
+}
+
+// finished reports a task that has stopped for good: its node no longer
+// has it on its networks.
+func finished(t *swarmpb.Task) bool {
+	return t.GetStatus().GetState() >= swarmpb.TaskState_TASK_STATE_COMPLETE
 }
 
 // serving reports a task the mesh should send traffic to: it runs (for a

@@ -82,3 +82,31 @@ func TestEndpointsUpdateAfterRestore(t *testing.T) {
 		return nil
 	})
 }
+
+// The endpoint and discovery tables are rebuilt for every change they
+// show: besides serving state and ports, a task placed on a node or
+// finished there (the node's networks), a node's data port, and networks.
+func TestAffectsEndpointsDiscovery(t *testing.T) {
+	task := func(node string, desired, st swarmpb.TaskState) *swarmpb.Task {
+		return &swarmpb.Task{Id: "t", NodeId: node, DesiredState: desired, Status: &swarmpb.TaskStatus{State: st}}
+	}
+	run, shut := swarmpb.TaskState_TASK_STATE_RUNNING, swarmpb.TaskState_TASK_STATE_SHUTDOWN
+	node := func(port uint32) *swarmpb.Node {
+		return &swarmpb.Node{Id: "n", Addr: "127.0.0.1:1", Description: &swarmpb.NodeDescription{DataPort: port}}
+	}
+	for name, c := range map[string]struct {
+		ev   state.Event
+		want bool
+	}{
+		"task placed":                    {state.Event{Kind: state.EventUpdate, Object: task("n1", run, swarmpb.TaskState_TASK_STATE_ASSIGNED), Old: task("", run, swarmpb.TaskState_TASK_STATE_PENDING)}, true},
+		"stopping task finished":         {state.Event{Kind: state.EventUpdate, Object: task("n1", shut, shut), Old: task("n1", shut, run)}, true},
+		"progress of a task not serving": {state.Event{Kind: state.EventUpdate, Object: task("n1", run, swarmpb.TaskState_TASK_STATE_STARTING), Old: task("n1", run, swarmpb.TaskState_TASK_STATE_PREPARING)}, false},
+		"data port":                      {state.Event{Kind: state.EventUpdate, Object: node(4790), Old: node(0)}, true},
+		"node heartbeat":                 {state.Event{Kind: state.EventUpdate, Object: node(4790), Old: node(4790)}, false},
+		"network created":                {state.Event{Kind: state.EventCreate, Object: &swarmpb.Network{Id: "x"}}, true},
+	} {
+		if got := affectsEndpoints(c.ev); got != c.want {
+			t.Errorf("%s: affectsEndpoints = %v, want %v", name, got, c.want)
+		}
+	}
+}
