@@ -129,6 +129,9 @@ func TestTunnelConnect(t *testing.T) {
 		if c.ConnectionState().Version != tls.VersionTLS13 {
 			t.Errorf("TLS version %x", c.ConnectionState().Version)
 		}
+		if cs := c.ConnectionState(); cs.CurveID != tls.X25519 {
+			t.Errorf("key exchange %v, want X25519 (the cheaper handshake of the data path)", cs.CurveID)
+		}
 		got, err := tunnelRoundTrip(c, "ping")
 		if err != nil || got != "R:ping" {
 			t.Fatalf("through the tunnel: %q, %v", got, err)
