@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"math"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"syscall"
 	"testing"
