@@ -151,6 +151,7 @@ func loadCmd(args []string) error {
 	}
 	s := summarize(lat, failed, *d)
 	s.URL, s.Workers, s.KeepAlive = *url, *workers, *keepAlive
+	s.FromNs, s.ToNs = w.from.UnixNano(), w.to.UnixNano()
 	if len(errs) > 0 {
 		s.ErrSample = errs
 	}

@@ -27,6 +27,10 @@ type Summary struct {
 	P99ms     float64        `json:"p99_ms"`
 	MaxMs     float64        `json:"max_ms"`
 	ErrSample map[string]int `json:"err_sample,omitempty"`
+	// The measured window on the wall clock (Unix ns), so that a caller
+	// outside the container can match its own samples (CPU time) to it.
+	FromNs int64 `json:"from_ns"`
+	ToNs   int64 `json:"to_ns"`
 }
 
 // summarize computes throughput and latency percentiles of the successful
