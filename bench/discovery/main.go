@@ -316,6 +316,7 @@ type setupState struct {
 	clients         map[string]string // node name -> client container ID
 	srvTask         *swarmpb.Task
 	srvIP           string // the server container's address on its bridge
+	srvName         string // the server container's name (Docker's DNS answers it)
 	vip             string
 }
 
@@ -366,11 +367,15 @@ func (b *bench) setup() (*setupState, error) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	ip, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", s.srvTask.GetStatus().GetContainerId()).Output()
+	ip, err := exec.Command("docker", "inspect", "-f", "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", s.srvTask.GetStatus().GetContainerId()).Output()
 	if err != nil {
 		return nil, fmt.Errorf("inspect the server container: %w", err)
 	}
-	s.srvIP = strings.Fields(string(ip))[0]
+	if f := strings.Fields(string(ip)); len(f) >= 2 {
+		s.srvName, s.srvIP = strings.TrimPrefix(f[0], "/"), f[1]
+	} else {
+		return nil, fmt.Errorf("server container: no name and address in %q", ip)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	nw, err := b.m1.Control().GetNetwork(ctx, &swarmpb.GetNetworkRequest{Network: netName})
@@ -383,7 +388,7 @@ func (b *bench) setup() (*setupState, error) {
 		}
 	}
 	fmt.Printf("network %s (%s): subnet %s; server %s VIP %s, task %s on m1 at %s (container %.12s)\n",
-		netName, b.netID, nw.GetNetwork().GetSpec().GetSubnet(), srvName, s.vip, s.srvTask.GetId(), s.srvIP, s.srvTask.GetStatus().GetContainerId())
+		netName, b.netID, nw.GetNetwork().GetSubnet(), srvName, s.vip, s.srvTask.GetId(), s.srvIP, s.srvTask.GetStatus().GetContainerId())
 	for _, ni := range nw.GetNodes() {
 		st := ni.GetState()
 		fmt.Printf("  node %s: engine network %s, bridge %s, subnet %s, gateway %s, %d tasks\n",

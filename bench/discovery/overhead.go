@@ -19,7 +19,7 @@ import (
 type target struct {
 	name string
 	node string // client node
-	url  string
+	url  string // GET url, or "lookup:NAME" for name lookups
 }
 
 // summary is the load generator's JSON (bench/discovery/loadgen Summary).
@@ -42,7 +42,7 @@ type runStat struct {
 	cpu map[string]float64 // µs per request
 }
 
-var cpuCols = []string{"m1-daemon", "w1-daemon", "app", "machine"}
+var cpuCols = []string{"m1-daemon", "w1-daemon", "app", "dockerd", "machine"}
 
 func (b *bench) targets(s *setupState) ([]target, error) {
 	all := map[string]target{
@@ -51,12 +51,17 @@ func (b *bench) targets(s *setupState) ([]target, error) {
 		"name-remote": {"name-remote", "w1", "http://" + srvName + "/"},
 		"vip":         {"vip", "m1", "http://" + s.vip + ":80/"},
 		"vip-remote":  {"vip-remote", "w1", "http://" + s.vip + ":80/"},
+		// Lookups only (diagnostic): the service name, which Docker's
+		// embedded DNS forwards to the node's responder, against the
+		// server container's own name, which Docker answers itself.
+		"lookup-name":   {"lookup-name", "m1", "lookup:" + srvName},
+		"lookup-docker": {"lookup-docker", "m1", "lookup:" + s.srvName},
 	}
 	var ts []target
 	for _, n := range strings.Split(*targetList, ",") {
 		t, ok := all[strings.TrimSpace(n)]
 		if !ok {
-			return nil, fmt.Errorf("unknown target %q: use direct, name, name-remote, vip, vip-remote", n)
+			return nil, fmt.Errorf("unknown target %q: use direct, name, name-remote, vip, vip-remote, lookup-name, lookup-docker", n)
 		}
 		ts = append(ts, t)
 	}
@@ -73,7 +78,7 @@ func (b *bench) overhead(s *setupState) error {
 		fmt.Printf("  %-12s from %s's client: %s\n", t.name, t.node, t.url)
 	}
 	app := containerPid(s.srvTask.GetStatus().GetContainerId())
-	g := &cpuGroups{pids: map[string]int{"m1-daemon": b.daemons[0].Pid(), "w1-daemon": b.daemons[1].Pid(), "app": app}}
+	g := &cpuGroups{pids: map[string]int{"m1-daemon": b.daemons[0].Pid(), "w1-daemon": b.daemons[1].Pid(), "app": app, "dockerd": pidByComm("dockerd")}}
 
 	type key struct {
 		c    int
@@ -217,8 +222,12 @@ func (b *bench) measure(g *cpuGroups, s *setupState, t target, c int, keepAlive 
 			}
 		}
 	}()
-	out, err := b.exec(s.clients[t.node], *warmup+*duration+30*time.Second, "load", "-url", t.url, "-c", strconv.Itoa(c),
-		"-keepalive="+strconv.FormatBool(keepAlive), "-d", duration.String(), "-warmup", warmup.String())
+	what := []string{"-url", t.url}
+	if name, ok := strings.CutPrefix(t.url, "lookup:"); ok {
+		what = []string{"-lookup", name}
+	}
+	out, err := b.exec(s.clients[t.node], *warmup+*duration+30*time.Second, append(append([]string{"load"}, what...), "-c", strconv.Itoa(c),
+		"-keepalive="+strconv.FormatBool(keepAlive), "-d", duration.String(), "-warmup", warmup.String())...)
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -368,4 +377,20 @@ func nearest(ss []cpuSample, t time.Time) cpuSample {
 		}
 	}
 	return best
+}
+
+// pidByComm is the first process whose command name is comm (0: none).
+// dockerd serves the containers' embedded DNS (127.0.0.11).
+func pidByComm(comm string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(b)) == comm {
+			return pid
+		}
+	}
+	return 0
 }

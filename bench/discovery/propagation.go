@@ -22,6 +22,8 @@ type probeEvent struct {
 	ProbeMs float64 `json:"probe_ms"`
 	Probes  int     `json:"probes"`
 	Failed  int     `json:"failed"`
+	// FirstErr is the probe's first failure since it was first answered.
+	FirstErr string `json:"first_err"`
 }
 
 func (e probeEvent) at() time.Time { return time.Unix(0, e.AtNs) }
@@ -133,6 +135,7 @@ type moveResult struct {
 	first, all          time.Duration // update -> first / every node answered by the new task
 	runningToAll        time.Duration
 	failedProbes        int // probes without an answer during the move (all nodes)
+	firstErr            string
 	maxFailedProbeMs    float64
 	refuseMs, refuseMax float64 // scale 0: duration of the refusing probe
 }
@@ -145,8 +148,8 @@ func (b *bench) propagation(s *setupState) error {
 		if err != nil {
 			return fmt.Errorf("move %d: %w", i+1, err)
 		}
-		fmt.Printf("move %d %s->%s: new task running after %v; first node answered by it %v, every node %v after the update (%v after it ran); %d failed probes\n",
-			i+1, r.from, r.to, ms(r.toRunning), ms(r.first), ms(r.all), ms(r.runningToAll), r.failedProbes)
+		fmt.Printf("move %d %s->%s: new task running after %v; first node answered by it %v, every node %v after the update (%v after it ran); %d failed probes (first: %s)\n",
+			i+1, r.from, r.to, ms(r.toRunning), ms(r.first), ms(r.all), ms(r.runningToAll), r.failedProbes, r.firstErr)
 		mv = append(mv, r)
 	}
 	var sc []moveResult
@@ -155,8 +158,8 @@ func (b *bench) propagation(s *setupState) error {
 		if err != nil {
 			return fmt.Errorf("scale to 0, repetition %d: %w", i+1, err)
 		}
-		fmt.Printf("scale 0 #%d: first node refused %v, every node %v after the command; the refused probe took %.2f ms (max over nodes %.2f ms); %d failed probes before\n",
-			i+1, ms(r.first), ms(r.all), r.refuseMs, r.refuseMax, r.failedProbes)
+		fmt.Printf("scale 0 #%d: first node refused %v, every node %v after the command; the refused probe took %.2f ms (max over nodes %.2f ms); %d failed probes before (first: %s)\n",
+			i+1, ms(r.first), ms(r.all), r.refuseMs, r.refuseMax, r.failedProbes, r.firstErr)
 		sc = append(sc, r)
 	}
 	med := func(rs []moveResult, f func(moveResult) time.Duration) (time.Duration, time.Duration) {
@@ -224,6 +227,9 @@ func (b *bench) move(s *setupState) (moveResult, error) {
 	r.runningToAll = r.all - r.toRunning
 	for _, e := range evs {
 		r.failedProbes += e.Failed
+		if r.firstErr == "" {
+			r.firstErr = e.FirstErr
+		}
 	}
 	return r, nil
 }
@@ -248,6 +254,9 @@ func (b *bench) scaleZero(s *setupState) (moveResult, error) {
 	r.first, r.all = spread(evs, t0)
 	for i, e := range evs {
 		r.failedProbes += e.Failed
+		if r.firstErr == "" {
+			r.firstErr = e.FirstErr
+		}
 		r.refuseMax = max(r.refuseMax, e.ProbeMs)
 		if i == 0 || e.ProbeMs < r.refuseMs {
 			r.refuseMs = e.ProbeMs

@@ -7,6 +7,8 @@
 //	loadgen idle                                    wait for SIGTERM
 //	loadgen load -url URL [-c N] [-keepalive] [-d 10s] [-warmup 1s]
 //	    closed loop of GET URL with N workers; prints one JSON Summary
+//	loadgen load -lookup NAME [-c N] [-d 10s] [-warmup 1s]
+//	    the same with name lookups (A and AAAA, as a dial does) instead
 //	loadgen probe -url URL -until COND [-period 50ms] [-timeout 60s]
 //	    one GET per period on a new connection (new name lookup too);
 //	    prints {"event":"ready",...} at the first answer, then
@@ -90,6 +92,7 @@ func get(c *http.Client, req *http.Request) (string, error) {
 func loadCmd(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	url := fs.String("url", "", "URL to GET")
+	lookup := fs.String("lookup", "", "instead of GET: look NAME up (the resolver a dial uses)")
 	workers := fs.Int("c", 1, "concurrent workers (closed loop each)")
 	keepAlive := fs.Bool("keepalive", false, "reuse connections (else one new connection per request)")
 	d := fs.Duration("d", 10*time.Second, "measured duration")
@@ -97,8 +100,8 @@ func loadCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *url == "" || *workers < 1 || *d <= 0 {
-		return errors.New("load needs -url, -c >= 1 and -d > 0")
+	if (*url == "") == (*lookup == "") || *workers < 1 || *d <= 0 {
+		return errors.New("load needs -url or -lookup, -c >= 1 and -d > 0")
 	}
 	client := newClient(*keepAlive, *workers, 5*time.Second)
 	start := time.Now()
@@ -122,7 +125,12 @@ func loadCmd(args []string) error {
 				if !t0.Before(w.to) {
 					return
 				}
-				_, err := get(client, req)
+				var err error
+				if *lookup != "" {
+					_, err = net.DefaultResolver.LookupHost(context.Background(), *lookup)
+				} else {
+					_, err = get(client, req)
+				}
 				t1 := time.Now()
 				if !w.in(t1) {
 					continue
@@ -151,6 +159,9 @@ func loadCmd(args []string) error {
 	}
 	s := summarize(lat, failed, *d)
 	s.URL, s.Workers, s.KeepAlive = *url, *workers, *keepAlive
+	if *lookup != "" {
+		s.URL = "lookup:" + *lookup
+	}
 	s.FromNs, s.ToNs = w.from.UnixNano(), w.to.UnixNano()
 	if len(errs) > 0 {
 		s.ErrSample = errs
@@ -167,6 +178,8 @@ type probeEvent struct {
 	ProbeMs float64 `json:"probe_ms"` // how long that probe took
 	Probes  int     `json:"probes"`   // probes sent so far
 	Failed  int     `json:"failed"`   // probes that got no answer since ready
+	// FirstErr is the first failure since ready, if any.
+	FirstErr string `json:"first_err,omitempty"`
 }
 
 // parseCond turns COND into a test of one probe's outcome.
@@ -233,6 +246,9 @@ func probeCmd(args []string) error {
 			return out.Encode(ev)
 		case ready && err != nil:
 			ev.Failed++
+			if ev.FirstErr == "" {
+				ev.FirstErr = ev.Err
+			}
 		}
 		<-tick.C
 	}
