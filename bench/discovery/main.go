@@ -487,13 +487,18 @@ func (b *bench) cleanup() {
 			time.Sleep(300 * time.Millisecond)
 		}
 		if b.netID != "" {
-			// Give the nodes a moment to remove their bridges themselves.
-			deadline := time.Now().Add(15 * time.Second)
-			for time.Now().Before(deadline) && len(listIDs("raftswarm.network.id", []string{b.netID}, "network", "ls", "-q")) > 0 {
-				time.Sleep(300 * time.Millisecond)
-			}
 			if _, err := b.m1.Swarmctl("network", "rm", b.netID); err != nil {
 				fmt.Fprintln(os.Stderr, "cleanup:", err)
+			}
+			// Give the nodes time to remove their bridges themselves.
+			t0 := time.Now()
+			for time.Since(t0) < 30*time.Second && len(listIDs("raftswarm.network.id", []string{b.netID}, "network", "ls", "-q")) > 0 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			if len(listIDs("raftswarm.network.id", []string{b.netID}, "network", "ls", "-q")) == 0 {
+				fmt.Printf("cleanup: the nodes removed their engine networks %v after the containers were gone\n", time.Since(t0).Round(100*time.Millisecond))
+			} else {
+				fmt.Println("cleanup: the nodes' engine networks were still there 30s after the containers were gone and the network was removed")
 			}
 		}
 	}
