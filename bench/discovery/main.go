@@ -68,6 +68,7 @@ var (
 	targetList = flag.String("targets", "direct,name,name-remote,vip,vip-remote", "overhead: targets, in the order of odd rounds")
 	moves      = flag.Int("moves", 5, "propagation: task moves, and scale-to-0 repetitions")
 	period     = flag.Duration("period", 50*time.Millisecond, "propagation: probe period")
+	kernelDNAT = flag.Bool("kernel-dnat", false, "overhead: also measure target kernel-dnat: what same-node traffic would cost with kernel forwarding instead of the proxy (an nftables table of this benchmark DNATs "+dnatAddr+":80 from m1's bridge to the server container)")
 	daemonProf = flag.String("daemon-profile", "", "overhead: run the daemons as re-execs of this binary (node.Main) and write CPU profiles to PREFIX-{m1,w1}.pprof.N, one N per group of runs")
 )
 
@@ -79,6 +80,13 @@ const (
 	netName    = prefix + "-net"
 	srvName    = prefix + "-srv"
 	clientName = prefix + "-lg"
+)
+
+// The kernel-dnat experiment: an address outside every network
+// (TEST-NET-1) and the nftables table that forwards it.
+const (
+	dnatAddr  = "192.0.2.81"
+	dnatTable = "rswh8_bench_dnat"
 )
 
 var (
@@ -103,6 +111,7 @@ type bench struct {
 	netID    string
 	images   []string
 	imgDir   string
+	dnat     bool // dnatTable was created
 }
 
 func main() {
@@ -317,6 +326,7 @@ type setupState struct {
 	srvTask         *swarmpb.Task
 	srvIP           string // the server container's address on its bridge
 	srvName         string // the server container's name (Docker's DNS answers it)
+	m1Bridge        string // m1's bridge interface on the network
 	vip             string
 }
 
@@ -391,6 +401,9 @@ func (b *bench) setup() (*setupState, error) {
 		netName, b.netID, nw.GetNetwork().GetSubnet(), srvName, s.vip, s.srvTask.GetId(), s.srvIP, s.srvTask.GetStatus().GetContainerId())
 	for _, ni := range nw.GetNodes() {
 		st := ni.GetState()
+		if ni.GetHostname() == "m1" {
+			s.m1Bridge = st.GetBridge()
+		}
 		fmt.Printf("  node %s: engine network %s, bridge %s, subnet %s, gateway %s, %d tasks\n",
 			ni.GetHostname(), st.GetDockerNetwork(), st.GetBridge(), st.GetSubnet(), st.GetGateway(), st.GetTasks())
 	}
@@ -518,6 +531,11 @@ func (b *bench) cleanup() {
 			_ = exec.Command("docker", append([]string{"network", "rm"}, left...)...).Run()
 		}
 	}
+	if b.dnat {
+		if err := exec.Command("nft", "delete", "table", "ip", dnatTable).Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "cleanup: nft delete table ip %s: %v\n", dnatTable, err)
+		}
+	}
 	tablesLeft := 0
 	for _, id := range nodeIDs {
 		if t := netplane.TableName(id); t != "" && exec.Command("nft", "list", "table", "ip", t).Run() == nil {
@@ -563,4 +581,29 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// addKernelDNAT installs the kernel-dnat experiment: TCP from m1's bridge to
+// dnatAddr:80 is DNATed to the server container in the kernel (as the
+// node's rules could do for local backends, kube-proxy style), before the
+// node's own nat chain (priority dstnat - 5) sees it. The reply crosses the
+// bridge directly and conntrack (br_netfilter) restores the source.
+func (b *bench) addKernelDNAT(s *setupState) error {
+	if s.m1Bridge == "" {
+		return errors.New("kernel-dnat: m1's bridge interface is unknown")
+	}
+	rules := fmt.Sprintf(`table ip %s {
+	chain prerouting {
+		type nat hook prerouting priority dstnat - 10; policy accept;
+		iifname "%s" ip daddr %s tcp dport 80 dnat to %s
+	}
+}
+`, dnatTable, s.m1Bridge, dnatAddr, s.srvIP)
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kernel-dnat: nft: %v: %s", err, out)
+	}
+	b.dnat = true
+	return nil
 }

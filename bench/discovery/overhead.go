@@ -56,14 +56,18 @@ func (b *bench) targets(s *setupState) ([]target, error) {
 		// server container's own name, which Docker answers itself.
 		"lookup-name":   {"lookup-name", "m1", "lookup:" + srvName},
 		"lookup-docker": {"lookup-docker", "m1", "lookup:" + s.srvName},
+		"kernel-dnat":   {"kernel-dnat", "m1", "http://" + dnatAddr + ":80/"},
 	}
 	var ts []target
 	for _, n := range strings.Split(*targetList, ",") {
 		t, ok := all[strings.TrimSpace(n)]
 		if !ok {
-			return nil, fmt.Errorf("unknown target %q: use direct, name, name-remote, vip, vip-remote, lookup-name, lookup-docker", n)
+			return nil, fmt.Errorf("unknown target %q: use direct, name, name-remote, vip, vip-remote, lookup-name, lookup-docker, kernel-dnat", n)
 		}
 		ts = append(ts, t)
+	}
+	if *kernelDNAT && !strings.Contains(*targetList, "kernel-dnat") {
+		ts = append(ts, all["kernel-dnat"])
 	}
 	return ts, nil
 }
@@ -72,6 +76,14 @@ func (b *bench) overhead(s *setupState) error {
 	targets, err := b.targets(s)
 	if err != nil {
 		return err
+	}
+	for _, t := range targets {
+		if t.name == "kernel-dnat" {
+			if err := b.addKernelDNAT(s); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	fmt.Printf("\n== overhead: server task on m1; clients on m1 (same node) and w1 (across nodes)\n")
 	for _, t := range targets {
@@ -111,6 +123,9 @@ func (b *bench) overhead(s *setupState) error {
 					}
 				}
 				for _, t := range order {
+					if mode == "keepalive" && strings.HasPrefix(t.url, "lookup:") {
+						continue // a lookup is the same in both modes: measured with newconn only
+					}
 					st, err := b.measure(g, s, t, c, mode == "keepalive")
 					if err != nil {
 						return err
@@ -144,6 +159,9 @@ func (b *bench) overhead(s *setupState) error {
 		}
 		d, haveDirect := med["direct"]
 		for _, t := range targets {
+			if len(pick(all[k], t.name)) == 0 {
+				continue
+			}
 			m := med[t.name]
 			ratio, a50, a99 := "", "", ""
 			if t.name != "direct" && haveDirect {
@@ -162,6 +180,9 @@ func (b *bench) overhead(s *setupState) error {
 				continue
 			}
 			d, m := pick(all[k], "direct"), pick(all[k], t.name)
+			if len(m) == 0 {
+				continue
+			}
 			var rs []string
 			for i := range min(len(d), len(m)) {
 				rs = append(rs, fmt.Sprintf("%.2f", m[i].RPS/d[i].RPS))
@@ -176,6 +197,9 @@ func (b *bench) overhead(s *setupState) error {
 	fmt.Printf("|------|--------:|--------|%s\n", strings.Repeat("------:|", len(cpuCols)))
 	for _, k := range keys {
 		for _, t := range targets {
+			if len(pick(all[k], t.name)) == 0 {
+				continue
+			}
 			fmt.Printf("| %s | %d | %s |", k.mode, k.c, t.name)
 			for _, col := range cpuCols {
 				var v []float64
