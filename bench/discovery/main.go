@@ -39,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -112,6 +113,7 @@ type bench struct {
 	images   []string
 	imgDir   string
 	dnat     bool // dnatTable was created
+	holds    []string // placeholder engine networks (holdStaleSubnets)
 }
 
 func main() {
@@ -149,6 +151,9 @@ func run(b *bench) error {
 	}
 	fmt.Printf("load average at start: %s (nproc 2)\n", loadAvg())
 	if err := b.buildImages(); err != nil {
+		return err
+	}
+	if err := b.holdStaleSubnets(); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -545,6 +550,9 @@ func (b *bench) cleanup() {
 			}
 		}
 	}
+	if len(b.holds) > 0 {
+		_ = exec.Command("docker", append([]string{"network", "rm"}, b.holds...)...).Run()
+	}
 	if len(b.images) > 0 {
 		_ = exec.Command("docker", append([]string{"rmi"}, b.images...)...).Run()
 	}
@@ -605,5 +613,52 @@ func (b *bench) addKernelDNAT(s *setupState) error {
 		return fmt.Errorf("kernel-dnat: nft: %v: %s", err, out)
 	}
 	b.dnat = true
+	return nil
+}
+
+// holdStaleSubnets works around other daemons on this shared machine: a
+// node daemon whose bridge was removed under it may keep its DNS socket
+// bound to the old gateway address (x.x.x.1:53, no interface has it any
+// more). The engine would then give that free /24 to one of our nodes,
+// whose DNS responder cannot bind and whose tasks are rejected. Each such
+// /24 of 172.16.0.0/16 is held by a placeholder engine network for the
+// run (removed at exit).
+func (b *bench) holdStaleSubnets() error {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return nil // not Linux /proc: nothing to do
+	}
+	have := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				have[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	held := map[netip.Prefix]bool{}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasSuffix(f[1], ":0035") {
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSuffix(f[1], ":0035"), 16, 32)
+		if err != nil {
+			continue
+		}
+		ip := netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}) // little endian
+		pfx := netip.PrefixFrom(ip, 24).Masked()
+		if have[ip] || held[pfx] || !netip.MustParsePrefix("172.16.0.0/16").Contains(ip) {
+			continue
+		}
+		held[pfx] = true
+		name := fmt.Sprintf("%s-hold-%d", prefix, ip.As4()[2])
+		if out, err := exec.Command("docker", "network", "create", "--subnet", pfx.String(), name).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "hold %s (stale DNS socket on %s): %v: %s\n", pfx, ip, err, strings.TrimSpace(string(out)))
+			continue
+		}
+		b.holds = append(b.holds, name)
+		fmt.Printf("subnet %s held by placeholder network %s: a process still has a DNS socket on %s, which no interface has\n", pfx, name, ip)
+	}
 	return nil
 }
