@@ -112,7 +112,7 @@ type bench struct {
 	netID    string
 	images   []string
 	imgDir   string
-	dnat     bool // dnatTable was created
+	dnat     bool     // dnatTable was created
 	holds    []string // placeholder engine networks (holdStaleSubnets)
 }
 
