@@ -31,11 +31,9 @@
 //     task are redirected to a bound port that never listens, so clients
 //     are refused at once.
 //   - the tunnel (tunnel.go): every node serves its data port with mutual
-//     TLS 1.3 over the node certificates of package ca. Proxied
-//     connections are streams (hashicorp/yamux) over at most two long-lived
-//     TLS connections per pair of nodes (tunnelmux.go); an image transfer
-//     has a TLS connection of its own. Each stream or connection starts
-//     with a length-prefixed TunnelHeader that asks for a task's port on a network (or an image), the
+//     TLS 1.3 over the node certificates of package ca. One TLS connection
+//     per proxied connection, with session resumption; a length-prefixed
+//     TunnelHeader asks for a task's port on a network (or an image), the
 //     server authorizes it against the latest view (the caller has a task
 //     on that network; the task is its own and on it) and dials the
 //     container. The client checks the server is the node it meant.
