@@ -80,7 +80,6 @@ type Plane struct {
 
 	ticketKey [32]byte
 	sessions  tls.ClientSessionCache
-	mux       muxPool  // multiplexed tunnels to other nodes (tunnelmux.go)
 	stats     sync.Map // service ID -> *serviceCounters
 	rr        sync.Map // network/address -> *atomic.Uint64
 	down      sync.Map // task ID -> time.Time of its last failed dial
@@ -184,7 +183,6 @@ func (p *Plane) shutdown() {
 	p.mu.Unlock()
 	p.cancel()
 	p.conns.closeAll()
-	p.closeMux()
 	p.wg.Wait()
 }
 

@@ -278,9 +278,13 @@ func (p *Plane) dialBackend(networkID string, b Backend, port uint16) (net.Conn,
 		d := net.Dialer{Timeout: backendDialTimeout}
 		return d.DialContext(p.ctx, "tcp", netip.AddrPortFrom(b.Local, port).String())
 	}
-	return p.dialStream(p.ctx, b.NodeID, b.DataAddr, &swarmpb.TunnelHeader{
+	c, _, err := p.dialTunnel(p.ctx, b.NodeID, b.DataAddr, &swarmpb.TunnelHeader{
 		Kind: swarmpb.TunnelHeader_KIND_CONNECT, NetworkId: networkID, TaskId: b.TaskID, Port: uint32(port),
 	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // closeWriter is a connection that can end its sending side alone

@@ -130,7 +130,7 @@ func (p *Plane) tunnelServerTLS() (*tls.Config, error) {
 	c := base.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.ClientAuth = tls.RequireAndVerifyClientCert
-	c.NextProtos = []string{TunnelALPN, TunnelMuxALPN}
+	c.NextProtos = []string{TunnelALPN}
 	c.CurvePreferences = dataPathCurves
 	c.SetSessionTicketKeys([][32]byte{p.ticketKey})
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -296,12 +296,6 @@ func (p *Plane) handleTunnel(raw net.Conn) {
 	}
 	peer, err := peerIdentity(c.ConnectionState())
 	if err != nil {
-		return
-	}
-	if c.ConnectionState().NegotiatedProtocol == TunnelMuxALPN {
-		release()
-		raw.SetDeadline(time.Time{})
-		p.serveMux(c, peer.NodeID)
 		return
 	}
 	var h swarmpb.TunnelHeader

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/ca"
-	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -309,81 +307,4 @@ func TestFrameLimits(t *testing.T) {
 	if err := readFrame(&buf, &got); err != nil || got.GetTaskId() != "r2" || got.GetPort() != 80 {
 		t.Fatalf("%v %v", &got, err)
 	}
-}
-
-// Proxied connections to another node are streams over at most muxPerPeer
-// mutual-TLS connections per peer, each authorized on its own: a refused
-// stream leaves the connection in service, and a connection the peer
-// closed is replaced.
-func TestTunnelStreams(t *testing.T) {
-	a, _, bAddr, port := tunnelPair(t, true)
-	ctx := context.Background()
-	roundTrip := func(c net.Conn, msg string) (string, error) {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, msg); err != nil {
-			return "", err
-		}
-		if cw, ok := c.(closeWriter); ok {
-			cw.CloseWrite()
-		} else {
-			c.Close() // a stream's Close ends its sending side only
-		}
-		got, err := io.ReadAll(c)
-		return string(got), err
-	}
-	for i := range 10 {
-		c, err := a.dialStream(ctx, "node-b", bAddr, connectHeader("r2", port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := roundTrip(c, fmt.Sprint(i)); err != nil || got != fmt.Sprintf("R:%d", i) {
-			t.Fatalf("stream %d: %q, %v", i, got, err)
-		}
-	}
-	sessions := func() (n int) {
-		a.mux.mu.Lock()
-		defer a.mux.mu.Unlock()
-		for _, peer := range a.mux.peers {
-			for _, s := range peer.slots {
-				if s != nil && !s.IsClosed() {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	if n := sessions(); n < 1 || n > muxPerPeer {
-		t.Fatalf("%d multiplexed connections to one peer, want 1..%d", n, muxPerPeer)
-	}
-	if _, err := a.dialStream(ctx, "node-b", bAddr, connectHeader("no-such-task", port)); err == nil {
-		t.Fatal("a stream to a task the node does not run was accepted")
-	}
-	if c, err := a.dialStream(ctx, "node-b", bAddr, connectHeader("r2", port)); err != nil {
-		t.Fatalf("after a refused stream: %v", err)
-	} else if got, err := roundTrip(c, "again"); err != nil || got != "R:again" {
-		t.Fatalf("after a refused stream: %q, %v", got, err)
-	}
-	// The connections die (closed under the pool): the next streams dial
-	// anew.
-	a.mux.mu.Lock()
-	for _, peer := range a.mux.peers {
-		for _, s := range peer.slots {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}
-	a.mux.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, func() error {
-		c, err := a.dialStream(ctx, "node-b", bAddr, connectHeader("r2", port))
-		if err != nil {
-			return err
-		}
-		got, err := roundTrip(c, "back")
-		if err != nil || got != "R:back" {
-			return fmt.Errorf("%q, %v", got, err)
-		}
-		return nil
-	})
 }
