@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
 // newTable returns a tabwriter laid out like docker's listings.
@@ -210,4 +212,18 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// listPrelude parses a list command's optional --format and connects to
+// the daemon: how every list command starts.
+func (a *app) listPrelude(format string) (*rowFormatter, swarmpb.ControlClient, error) {
+	var fmtr *rowFormatter
+	if format != "" {
+		var err error
+		if fmtr, err = parseFormat(format); err != nil {
+			return nil, nil, err
+		}
+	}
+	ctl, err := a.control()
+	return fmtr, ctl, err
 }

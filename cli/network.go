@@ -95,14 +95,7 @@ func (a *app) networkLsCommand() *cobra.Command {
 		Short:   "List networks",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}

@@ -89,14 +89,7 @@ func (a *app) nodeLsCommand() *cobra.Command {
 		Short:   "List the nodes of the swarm",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}

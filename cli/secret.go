@@ -168,14 +168,7 @@ func (a *app) dataLsCommand(api *dataAPI) *cobra.Command {
 		Short:   "List " + api.noun + "s",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}
@@ -259,14 +252,7 @@ func (a *app) dataInspectCommand(api *dataAPI) *cobra.Command {
 		Short: "Display a " + api.noun + "'s metadata (never its content)",
 		Args:  minArgs(1, strings.ToUpper(api.noun)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}

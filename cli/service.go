@@ -76,14 +76,7 @@ func (a *app) serviceLsCommand() *cobra.Command {
 		Short:   "List services",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}

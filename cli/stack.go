@@ -94,14 +94,7 @@ func (a *app) stackLsCommand() *cobra.Command {
 		Short:   "List stacks",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}
@@ -155,14 +148,7 @@ func (a *app) stackServicesCommand() *cobra.Command {
 		Short: "List the services of a stack",
 		Args:  exactArgs(1, "STACK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var fmtr *rowFormatter
-			if format != "" {
-				var err error
-				if fmtr, err = parseFormat(format); err != nil {
-					return err
-				}
-			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}
