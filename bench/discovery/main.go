@@ -44,7 +44,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,8 +51,8 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
+	"github.com/raftswarm/raftswarm/bench/internal/daemonprof"
 	"github.com/raftswarm/raftswarm/netplane"
-	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -118,7 +117,7 @@ type bench struct {
 
 func main() {
 	if role := os.Getenv(daemonModeEnv); role != "" {
-		os.Exit(daemonMode(role, os.Getenv(daemonProfEnv)))
+		os.Exit(daemonprof.Main(role, os.Getenv(daemonProfEnv)))
 	}
 	flag.Parse()
 	b := &bench{nodeIDs: map[string]string{}}
@@ -286,33 +285,6 @@ func (b *bench) startCluster() error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// daemonMode is managerd or workerd (node.Main, as cmd/managerd and
-// cmd/workerd run it) with a CPU profile that starts on SIGUSR1 and is
-// written on SIGUSR2, to PATH.1, PATH.2, ... (one file per SIGUSR1).
-func daemonMode(role, path string) int {
-	usr := make(chan os.Signal, 2)
-	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
-	go func() {
-		var f *os.File
-		n := 0
-		for s := range usr {
-			switch {
-			case s == syscall.SIGUSR1 && f == nil && path != "":
-				var err error
-				n++
-				if f, err = os.Create(fmt.Sprintf("%s.%d", path, n)); err == nil {
-					_ = pprof.StartCPUProfile(f)
-				}
-			case s == syscall.SIGUSR2 && f != nil:
-				pprof.StopCPUProfile()
-				f.Close()
-				f = nil
-			}
-		}
-	}()
-	return node.Main(role, os.Args[1:], os.Stderr)
 }
 
 func (b *bench) signalDaemons(sig syscall.Signal) {
