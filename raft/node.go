@@ -114,6 +114,8 @@ type Config struct {
 	barrier func(timeout time.Duration) error
 	// stableHook wraps the stable store in tests that make it fail.
 	stableHook func(hraft.StableStore) hraft.StableStore
+	// snapshotHook wraps the snapshot store in tests that crash mid-snapshot.
+	snapshotHook func(hraft.SnapshotStore) hraft.SnapshotStore
 }
 
 // Member is one server of the Raft configuration.
@@ -199,6 +201,10 @@ func openStores(cfg Config) (*raftboltdb.BoltStore, hraft.LogStore, hraft.Snapsh
 		bolt.Close()
 		return nil, nil, nil, fmt.Errorf("restrict snapshot dir: %w", err)
 	}
+	if err := removePartialSnapshots(snapDir, cfg.Logger); err != nil {
+		bolt.Close()
+		return nil, nil, nil, err
+	}
 	return bolt, &encryptedLogs{inner: bolt, aead: aead}, &encryptedSnapshots{inner: snaps, dir: snapDir, aead: aead}, nil
 }
 
@@ -256,6 +262,9 @@ func Open(cfg Config) (*Node, error) {
 	if err := checkNewestSnapshot(snaps, filepath.Join(cfg.Dir, "snapshots")); err != nil {
 		bolt.Close()
 		return nil, err
+	}
+	if cfg.snapshotHook != nil {
+		snaps = cfg.snapshotHook(snaps)
 	}
 	logs, err := hraft.NewLogCache(512, &fullDiskLogs{LogStore: sealed, dir: cfg.Dir})
 	if err != nil {
