@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -178,8 +179,30 @@ func (s *patientStable) Set(key, val []byte) error {
 }
 
 func (s *patientStable) SetUint64(key []byte, val uint64) error {
+	if bytes.Equal(key, keyLastVoteTerm) {
+		// hashicorp/raft#661: persistVote writes the vote's term, then
+		// its candidate, in two transactions. A crash between them
+		// leaves the new term beside the candidate of an older vote,
+		// and after a restart raft grants that candidate's request in
+		// the new term as a "duplicate", skipping the check that its
+		// log is up to date. Clearing the candidate first (raft reads
+		// an empty value as no vote) leaves every crash point safe:
+		// (old term, no candidate) is never asked about again, since
+		// the current term was saved as the new one before the vote;
+		// (new term, no candidate) is an election this node has not
+		// voted in, and it had not answered anyone in it yet.
+		if err := s.patient(string(keyLastVoteCand), func() error { return s.StableStore.Set(keyLastVoteCand, nil) }); err != nil {
+			return err
+		}
+	}
 	return s.patient(string(key), func() error { return s.StableStore.SetUint64(key, val) })
 }
+
+// hashicorp/raft's stable store keys (raft.go), which it does not export.
+var (
+	keyLastVoteTerm = []byte("LastVoteTerm")
+	keyLastVoteCand = []byte("LastVoteCand")
+)
 
 func (s *patientStable) patient(key string, write func() error) error {
 	err := write()

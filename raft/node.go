@@ -503,6 +503,17 @@ type contactTransport struct {
 	onContact func(hraft.ServerID)
 }
 
+// SetHeartbeatHandler turns hashicorp/raft's heartbeat fast path off:
+// NewRaft registers processHeartbeat here, which runs appendEntries on
+// the transport's goroutine, concurrently with the main loop that
+// appendEntries is documented to need (hashicorp/raft#695: a heartbeat
+// from a new leader bumps the term while the old leader's main loop
+// writes an entry under it, and logs diverge). Without a handler the
+// transport hands heartbeats to the main loop like every other RPC. The
+// price: a follower busy with a long disk write answers heartbeats late.
+// See DESIGN.md, "Known hashicorp/raft issues".
+func (t *contactTransport) SetHeartbeatHandler(func(hraft.RPC)) {}
+
 func (t *contactTransport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err == nil {
