@@ -37,6 +37,9 @@ type Config struct {
 	Timings raft.Timings
 	// HeartbeatPeriod is the agents' base heartbeat period.
 	HeartbeatPeriod time.Duration
+	// PullStallTimeout fails a task whose image pull makes no progress
+	// for this long (docker.DefaultPullStallTimeout if zero).
+	PullStallTimeout time.Duration
 	// NoSync skips fsync of the Raft log (tests only).
 	NoSync bool
 	// PlaintextRaft writes the Raft log and snapshots unencrypted; only for
@@ -107,7 +110,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Executor == nil {
 		host := cfg.DockerHost
 		cfg.Executor = func(nodeID string) (exec.Executor, error) {
-			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata")})
+			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata"),
+				PullStallTimeout: cfg.PullStallTimeout})
 			if err != nil {
 				return nil, err
 			}

@@ -77,6 +77,9 @@ type Options struct {
 	// (gRPC's default, 4 MiB, when zero); listing thousands of nodes needs
 	// more.
 	MaxRecvMsgSize int
+	// BaseDir is the parent of the members' state dirs (t.TempDir() when
+	// empty); the full-disk tests put it on a small tmpfs.
+	BaseDir string
 }
 
 // StartOptions configure a cluster started without a testing.TB (Start).
@@ -110,7 +113,10 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	// The state dirs' parent is created before the cleanup that stops the
 	// members is registered, so it is removed after they stopped (cleanups
 	// run last-registered first).
-	baseDir := t.TempDir()
+	baseDir := opts.BaseDir
+	if baseDir == "" {
+		baseDir = t.TempDir()
+	}
 	sockDir, err := os.MkdirTemp("", "rsw")
 	if err != nil {
 		t.Fatal(err)
