@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -129,6 +130,10 @@ type Node struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	// For Stats (stats.go): leaders seen, counted by the observe goroutine.
+	leaderChanges atomic.Uint64
+	lastLeader    hraft.ServerID // owned by observe
 
 	mu      sync.Mutex
 	leader  bool          // leader with the term barrier applied
@@ -317,6 +322,7 @@ func (n *Node) observe() {
 					n.setLeader(false)
 				}
 			case hraft.LeaderObservation:
+				n.countLeader(d)
 				n.notify()
 			case hraft.FailedHeartbeatObservation:
 				n.mu.Lock()
