@@ -104,7 +104,7 @@ func New(cfg Config) (*Manager, error) {
 	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
 	// The metrics interceptors come first, so calls the authorization
 	// interceptors refuse are counted too.
-	opts := append(cfg.Metrics.GRPCServerOptions(), api.ServerOptions(m.authz)...)
+	opts := append(cfg.Metrics.GRPCServerOptions(metrics.ListenerCluster), api.ServerOptions(m.authz)...)
 	m.grpc = grpc.NewServer(append(opts, grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})

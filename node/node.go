@@ -371,7 +371,7 @@ func (n *Node) serveSocket() error {
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
 	n.sock = ln
-	n.sockSrv = grpc.NewServer()
+	n.sockSrv = grpc.NewServer(n.cfg.Metrics.GRPCServerOptions(metrics.ListenerSocket)...)
 	swarmpb.RegisterLocalServer(n.sockSrv, &localServer{n: n})
 	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n, Images: n})
 	srv := n.sockSrv

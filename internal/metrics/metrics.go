@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	gometrics "github.com/hashicorp/go-metrics"
 	gmprom "github.com/hashicorp/go-metrics/prometheus"
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
@@ -22,7 +22,7 @@ const Namespace = "raftswarm"
 // valid and records nothing, so components take one unconditionally.
 type Registry struct {
 	reg  *prometheus.Registry
-	grpc *grpcprom.ServerMetrics
+	grpc map[string]*grpcprom.ServerMetrics // by listener (ListenerCluster, ListenerSocket)
 
 	// LeaderComponentFailures counts leader-only components (orchestrator,
 	// scheduler, dispatcher, role manager, ...) that failed while this
@@ -41,10 +41,8 @@ type Registry struct {
 // the process-wide Raft sink and the gRPC server metrics.
 func New() *Registry {
 	r := &Registry{
-		reg: prometheus.NewRegistry(),
-		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
-		)),
+		reg:  prometheus.NewRegistry(),
+		grpc: map[string]*grpcprom.ServerMetrics{},
 		LeaderComponentFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "leader_component_failures_total",
 			Help: "Leader-only components that failed (returned an error) while this manager led, by component.",
@@ -67,12 +65,22 @@ func New() *Registry {
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		r.grpc,
 		r.LeaderComponentFailures,
 		r.LeaderWorkRestarts,
 		r.ReconcileSeconds,
 		r.SchedulingSeconds,
 	)
+	for _, l := range []string{ListenerCluster, ListenerSocket} {
+		labels := prometheus.Labels{"listener": l}
+		m := grpcprom.NewServerMetrics(
+			grpcprom.WithServerCounterOptions(grpcprom.WithConstLabels(labels)),
+			grpcprom.WithServerHandlingTimeHistogram(
+				grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
+				grpcprom.WithHistogramConstLabels(labels),
+			))
+		r.grpc[l] = m
+		r.reg.MustRegister(m)
+	}
 	if sink, err := raftSink(); err == nil {
 		r.reg.MustRegister(sink)
 	}
@@ -105,17 +113,32 @@ func (r *Registry) Gatherer() prometheus.Gatherer {
 	return r.reg
 }
 
+// The gRPC servers of a daemon, told apart by the listener label of the
+// grpc_server_* series.
+const (
+	// ListenerCluster is a manager's cluster port (TLS): agents, other
+	// managers, and Control calls forwarded by followers.
+	ListenerCluster = "cluster"
+	// ListenerSocket is the local socket swarmctl talks to.
+	ListenerSocket = "socket"
+)
+
 // GRPCServerOptions are the interceptors recording per-method counts,
-// latency and status codes of a gRPC server (grpc_server_* series). Put
-// them before other interceptors so refused calls are counted too. None on
-// a nil Registry.
-func (r *Registry) GRPCServerOptions() []grpc.ServerOption {
+// latency and status codes of the gRPC server on listener (grpc_server_*
+// series, from go-grpc-middleware's Prometheus provider). Put them before
+// other interceptors so refused calls are counted too. None on a nil
+// Registry.
+func (r *Registry) GRPCServerOptions(listener string) []grpc.ServerOption {
 	if r == nil {
 		return nil
 	}
+	m := r.grpc[listener]
+	if m == nil {
+		panic("metrics: unknown gRPC listener " + listener)
+	}
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(r.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(r.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	}
 }
 
