@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -141,6 +142,10 @@ type Node struct {
 	stop   chan struct{} // closed when Shutdown starts: ends the stable store's waits for space
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	// For Stats (stats.go): leaders seen, counted by the observe goroutine.
+	leaderChanges atomic.Uint64
+	lastLeader    hraft.ServerID // owned by observe
 
 	mu      sync.Mutex
 	leader  bool          // leader with the term barrier applied
@@ -341,6 +346,7 @@ func (n *Node) observe() {
 					n.setLeader(false)
 				}
 			case hraft.LeaderObservation:
+				n.countLeader(d)
 				n.notify()
 			case hraft.FailedHeartbeatObservation:
 				n.mu.Lock()
