@@ -63,6 +63,12 @@ func (s *ControlServer) WatchEvents(req *swarmpb.WatchEventsRequest, stream swar
 		}
 		return ended, err
 	}
+	if req.GetSince() == 0 {
+		p := sub.Start()
+		if err := stream.Send(&swarmpb.WatchEventsMessage{Start: true, Index: p.Index, Seq: p.Seq}); err != nil {
+			return err
+		}
+	}
 	backlog := sub.Backlog()
 	for len(backlog) > 0 {
 		n := min(len(backlog), eventBatch)

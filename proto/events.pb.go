@@ -223,8 +223,15 @@ func (x *WatchEventsRequest) GetFilters() []string {
 }
 
 type WatchEventsMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*ClusterEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // in position order
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*ClusterEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // in position order
+	// The first message of a stream started without since carries no events
+	// and says where it starts: the stream holds the events after position
+	// (index, seq). A client that loses the stream before any event resumes
+	// after it.
+	Start         bool   `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Seq           uint32 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,6 +273,27 @@ func (x *WatchEventsMessage) GetEvents() []*ClusterEvent {
 	return nil
 }
 
+func (x *WatchEventsMessage) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+func (x *WatchEventsMessage) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *WatchEventsMessage) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_events_proto protoreflect.FileDescriptor
 
 const file_events_proto_rawDesc = "" +
@@ -292,9 +320,12 @@ const file_events_proto_rawDesc = "" +
 	"\x05since\x18\x03 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x04 \x01(\x03R\x05until\x12\x18\n" +
 	"\afilters\x18\x05 \x03(\tR\afiltersB\x0e\n" +
-	"\f_after_index\"H\n" +
+	"\f_after_index\"\x86\x01\n" +
 	"\x12WatchEventsMessage\x122\n" +
-	"\x06events\x18\x01 \x03(\v2\x1a.raftswarm.v1.ClusterEventR\x06eventsB.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
+	"\x06events\x18\x01 \x03(\v2\x1a.raftswarm.v1.ClusterEventR\x06events\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\bR\x05start\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\rR\x03seqB.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
 
 var (
 	file_events_proto_rawDescOnce sync.Once

@@ -240,13 +240,14 @@ func (j *Journal) Subscribe(req Request) (*Subscription, error) {
 		after := *req.After
 		req.After = &after
 	}
-	s := &Subscription{j: j, filter: req.Filter, after: req.After, since: req.Since, ch: make(chan *swarmpb.ClusterEvent, j.cfg.Queue), done: make(chan struct{})}
+	s := &Subscription{j: j, filter: req.Filter, after: req.After, since: req.Since, start: j.last, ch: make(chan *swarmpb.ClusterEvent, j.cfg.Queue), done: make(chan struct{})}
 	switch {
 	case req.After != nil:
 		if req.After.Less(j.from) {
 			return nil, fmt.Errorf("%w: it keeps the events after index %d (the last %d at most), and the request starts after index %d; start from a later position, or without one", ErrTooOld, j.from.Index, j.cfg.Size, req.After.Index)
 		}
 		s.backlog = j.backlogLocked(func(ev *swarmpb.ClusterEvent) bool { return req.After.Less(PositionOf(ev)) }, req.Filter)
+		s.start = *req.After
 	case req.Since != 0:
 		if req.Since <= j.fromTime {
 			return nil, fmt.Errorf("%w: it keeps the events after %s (the last %d at most, since it started), and the request starts at %s; use a later --since",
@@ -287,6 +288,7 @@ type Subscription struct {
 	// against the start too.
 	after   *Position
 	since   int64
+	start   Position
 	backlog []*swarmpb.ClusterEvent
 	ch      chan *swarmpb.ClusterEvent
 	done    chan struct{}
@@ -302,6 +304,10 @@ func (s *Subscription) wants(ev *swarmpb.ClusterEvent) bool {
 	}
 	return s.filter.Match(ev)
 }
+
+// Start is where the subscription starts: it carries the matching events
+// after this position (for a Since request, those from that time).
+func (s *Subscription) Start() Position { return s.start }
 
 // Backlog returns the kept events the request asked for, oldest first.
 // The events are shared: do not modify them.
