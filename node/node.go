@@ -324,6 +324,18 @@ func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.C
 	return mgr.RouteControl(ctx)
 }
 
+// LocalControl implements api.LocalControl: this node's manager's control
+// server, for calls any manager answers itself (WatchEvents); nil when it
+// runs none, is locked or is not in a cluster.
+func (n *Node) LocalControl() swarmpb.ControlServer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.member == nil || n.locked || n.mgr == nil {
+		return nil
+	}
+	return n.mgr.Control()
+}
+
 // LeaderChanged implements api.LeaderWatcher for the local socket; nil
 // (never ready) when this node runs no manager.
 func (n *Node) LeaderChanged() <-chan struct{} {
