@@ -82,6 +82,10 @@ func FromStatus(err error) error {
 		if strings.Contains(st.Message(), raft.ErrQuorumLost.Error()) {
 			sentinel = raft.ErrQuorumLost
 		}
+	case codes.ResourceExhausted:
+		if strings.Contains(st.Message(), raft.ErrDiskFull.Error()) {
+			sentinel = raft.ErrDiskFull
+		}
 	}
 	if sentinel == nil {
 		return err

@@ -27,6 +27,8 @@ func TestStatusFromStatusRoundTrip(t *testing.T) {
 		{"wrapped not leader", fmt.Errorf("%w: leadership lost", raft.ErrNotLeader), codes.FailedPrecondition, raft.ErrNotLeader},
 		{"quorum", qe, codes.Unavailable, raft.ErrQuorumLost},
 		{"wrapped quorum", fmt.Errorf("write: %w", qe), codes.Unavailable, raft.ErrQuorumLost},
+		{"disk full", &raft.DiskFullError{Dir: "/var/lib/raftswarm/raft", Need: 4 << 20}, codes.ResourceExhausted, raft.ErrDiskFull},
+		{"wrapped disk full", fmt.Errorf("update node n1: %w", &raft.DiskFullError{Dir: "/d"}), codes.ResourceExhausted, raft.ErrDiskFull},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,15 +103,63 @@ func (n *Node) checkSpace(size int) error {
 	if !on {
 		return nil
 	}
-	free, err := freeBytes(n.cfg.Dir)
+	free, err := n.free()
 	if err != nil {
 		return nil
 	}
 	if free < need+uint64(size) {
 		n.cfg.Logger.Error("state dir is full: refusing writes until space is freed", "dir", n.cfg.Dir, "free_bytes", free, "min_free_bytes", need)
+		n.handOffForDisk()
 		return &DiskFullError{Dir: n.cfg.Dir, Free: free, Need: need}
 	}
 	return nil
+}
+
+func (n *Node) free() (uint64, error) {
+	if n.cfg.freeSpace != nil {
+		return n.cfg.freeSpace()
+	}
+	return freeBytes(n.cfg.Dir)
+}
+
+// diskHandoffEvery spaces a full leader's attempts to hand leadership on.
+const diskHandoffEvery = 30 * time.Second
+
+// handOffForDisk hands leadership to another voter when this leader's
+// disk is full: the others may have space, and a follower whose disk is
+// full costs the cluster one vote, not every write. hashicorp/raft picks
+// the most up-to-date voter; if its disk is full too it hands on in turn,
+// at most once per diskHandoffEvery each, so leadership does not bounce.
+func (n *Node) handOffForDisk() {
+	n.mu.Lock()
+	if !n.lastDiskHandoff.IsZero() && time.Since(n.lastDiskHandoff) < diskHandoffEvery {
+		n.mu.Unlock()
+		return
+	}
+	n.lastDiskHandoff = time.Now()
+	n.mu.Unlock()
+	members, err := n.Members()
+	if err != nil {
+		return
+	}
+	others := 0
+	for _, m := range members {
+		if m.Voter && m.ID != n.cfg.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return
+	}
+	n.cfg.Logger.Error("state dir is full: handing leadership to another manager", "dir", n.cfg.Dir)
+	// Not tracked by n.wg: a transfer queued just before raft shuts
+	// down is never answered (its main loop is gone), and Shutdown must
+	// not wait for it.
+	go func() {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.cfg.Logger.Warn("handing leadership on for a full disk failed", "err", err)
+		}
+	}()
 }
 
 // diskFull reports whether the state dir has less free space than the
@@ -121,7 +169,7 @@ func (n *Node) diskFull() bool {
 	if !on {
 		need = 64 << 10
 	}
-	free, err := freeBytes(n.cfg.Dir)
+	free, err := n.free()
 	return err == nil && free < need
 }
 

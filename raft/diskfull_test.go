@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -292,5 +293,77 @@ func TestDiskFullShutdownWhileWaiting(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown hung while the stable store waited for space")
+	}
+}
+
+// TestDiskFullLeaderHandsOff: in a three-manager cluster, a leader whose
+// disk is full refuses the write and hands leadership to a manager with
+// space, which then takes writes: a full disk on one manager costs the
+// cluster one vote, not its writes.
+func TestDiskFullLeaderHandsOff(t *testing.T) {
+	var full atomic.Value // the ID of the node whose disk is full
+	full.Store("")
+	layers := make([]tcpLayer, 3)
+	var servers []hraft.Server
+	for i := range layers {
+		layers[i] = listen(t, "127.0.0.1:0")
+		servers = append(servers, hraft.Server{ID: hraft.ServerID(fmt.Sprintf("n%d", i+1)),
+			Address: hraft.ServerAddress(layers[i].Addr().String()), Suffrage: hraft.Voter})
+	}
+	nodes := map[string]*Node{}
+	for i, layer := range layers {
+		id := fmt.Sprintf("n%d", i+1)
+		n, err := Open(Config{NodeID: id, Addr: layer.Addr().String(), Dir: t.TempDir(), Stream: layer,
+			Store: state.New(), Timings: FastTimings(), NoSync: true,
+			freeSpace: func() (uint64, error) {
+				if full.Load() == id {
+					return 0, nil
+				}
+				return 1 << 30, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Shutdown() })
+		if err := n.raft.BootstrapCluster(hraft.Configuration{Servers: servers}).Error(); err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = n
+	}
+	leader := func() *Node {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			for _, n := range nodes {
+				if ok, _ := n.Leadership(); ok {
+					return n
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no leader")
+			}
+			retry.Sleep(context.Background(), 20*time.Millisecond)
+		}
+	}
+	first := leader()
+	if _, err := first.Apply(ctxT(t, 10*time.Second), createBatch(nodeObj(1))); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(first.cfg.NodeID)
+	_, err := first.Apply(ctxT(t, 10*time.Second), createBatch(nodeObj(2)))
+	checkDiskFullErr(t, err, first.cfg.Dir)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n := leader()
+		if n != first {
+			if _, err := n.Apply(ctxT(t, 10*time.Second), createBatch(nodeObj(3))); err != nil {
+				t.Fatalf("write on the new leader: %v", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader with a full disk kept leadership")
+		}
+		retry.Sleep(context.Background(), 20*time.Millisecond)
 	}
 }

@@ -115,6 +115,8 @@ type Config struct {
 	barrier func(timeout time.Duration) error
 	// stableHook wraps the stable store in tests that make it fail.
 	stableHook func(hraft.StableStore) hraft.StableStore
+	// freeSpace replaces the statfs of Dir in tests of a full disk.
+	freeSpace func() (uint64, error)
 	// snapshotHook wraps the snapshot store in tests that crash mid-snapshot.
 	snapshotHook func(hraft.SnapshotStore) hraft.SnapshotStore
 }
@@ -158,6 +160,9 @@ type Node struct {
 	unreachable map[string]time.Time
 	contact     map[string]time.Time
 	leaderSince time.Time
+	// lastDiskHandoff is when this leader last handed leadership on
+	// because its disk was full (diskfull.go).
+	lastDiskHandoff time.Time
 }
 
 func (c *Config) timings() Timings {
