@@ -49,7 +49,7 @@ func DefaultTimings() Timings {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
+		CommitTimeout:      200 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		LeaderWait:         4 * time.Second,
