@@ -32,9 +32,9 @@ type Timings struct {
 	// between two). 0 keeps hashicorp/raft's fixed ratio, a tenth of
 	// HeartbeatTimeout. See leaderHeartbeat for how it is applied and
 	// raft/DESIGN.md (Timings) for the bounds it must respect.
-	LeaderHeartbeat    time.Duration
-	SnapshotThreshold  uint64
-	SnapshotInterval   time.Duration
+	LeaderHeartbeat   time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 	// TrailingLogs is how many entries a snapshot leaves in the log
 	// (hashicorp/raft's default, 10240, when 0). Tests lower it to make a
 	// leader send its snapshot to a new follower.
