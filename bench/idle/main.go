@@ -7,7 +7,7 @@
 // window. Nothing else talks to the cluster during a window: the bench reads
 // /proc only.
 //
-//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR]
+//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR] [-heartbeat-period 1s]
 //
 // CPU is printed as a percentage of one core over the window, per daemon and
 // for the five together. With -cpuprofile, every daemon runs inside this
@@ -54,6 +54,7 @@ func main() {
 	port := flag.Int("port", 24477, "manager port (each daemon has its own 127.0.8.x address)")
 	binDir := flag.String("bin", "", "directory with prebuilt managerd and swarmctl (default: build them)")
 	prof := flag.String("cpuprofile", "", "directory for one CPU profile per daemon over the first window")
+	hb := flag.Duration("heartbeat-period", 0, "agents' base heartbeat period (the daemons' --heartbeat-period; 0: their default)")
 	flag.Parse()
 	if *window <= 0 || *windows < 1 || *settle < 0 {
 		fmt.Fprintln(os.Stderr, "Error: -window must be positive, -windows at least 1, -settle not negative")
@@ -70,7 +71,11 @@ func main() {
 	go func() { <-sig; env.Close(); os.Exit(130) }()
 
 	code := 0
-	if err := run(env, *port, *window, *windows, *settle, *prof); err != nil {
+	var extra []string
+	if *hb > 0 {
+		extra = append(extra, "--heartbeat-period", hb.String())
+	}
+	if err := run(env, *port, *window, *windows, *settle, *prof, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		code = 1
 	}
@@ -78,7 +83,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(env *cluster.Env, port int, window time.Duration, windows int, settle time.Duration, prof string) error {
+func run(env *cluster.Env, port int, window time.Duration, windows int, settle time.Duration, prof string, extra []string) error {
 	t := raft.DefaultTimings()
 	fmt.Printf("raft timings: heartbeat %v, election %v, leader lease %v, commit %v\n",
 		t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout, t.CommitTimeout)
@@ -86,7 +91,7 @@ func run(env *cluster.Env, port int, window time.Duration, windows int, settle t
 	var ds []*cluster.Daemon
 	for i, name := range names {
 		ip := fmt.Sprintf("127.0.8.%d", i+1)
-		d := env.Daemon(name, fmt.Sprintf("%s:%d", ip, port), "--ingress-addr", ip)
+		d := env.Daemon(name, fmt.Sprintf("%s:%d", ip, port), append([]string{"--ingress-addr", ip}, extra...)...)
 		if prof != "" {
 			abs, err := filepath.Abs(prof)
 			if err != nil {
@@ -189,19 +194,24 @@ func signalAll(ds []*cluster.Daemon, s syscall.Signal) {
 }
 
 // waitProfiles waits (bounded) until every daemon has written its profile:
-// StopCPUProfile returns only after the file is complete, but the daemons
-// are killed at exit and a profile still being written would be lost.
+// the daemons are killed at exit, and a profile still being written would
+// be lost. A file is taken as complete once its size has stayed the same,
+// above zero, for 300 ms.
 func waitProfiles(ds []*cluster.Daemon, dir string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for _, d := range ds {
+		var last int64 = -1
 		for time.Now().Before(deadline) {
-			if st, err := os.Stat(filepath.Join(dir, d.Name+".pprof.1")); err == nil && st.Size() > 0 {
+			time.Sleep(300 * time.Millisecond)
+			st, err := os.Stat(filepath.Join(dir, d.Name+".pprof.1"))
+			if err == nil && st.Size() > 0 && st.Size() == last {
 				break
 			}
-			time.Sleep(50 * time.Millisecond)
+			if err == nil {
+				last = st.Size()
+			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // the last write may still be under way
 }
 
 // waitReady polls `node ls` until n nodes are Ready.
