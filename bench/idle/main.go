@@ -143,6 +143,16 @@ func run(env *cluster.Env, port int, window time.Duration, windows int, settle t
 	fmt.Printf("cluster of 3 managers + 2 workers Ready; idle for %v before measuring\n", settle)
 	time.Sleep(settle)
 
+	leader := leaderName(m1)
+	fmt.Printf("leader: %s\n", leader)
+	// Elections before this point (a bootstrapping or joining manager
+	// logs one) are not counted.
+	logStart := make([]int64, len(ds))
+	for i, d := range ds {
+		if st, err := os.Stat(d.LogPath); err == nil {
+			logStart[i] = st.Size()
+		}
+	}
 	for w := 1; w <= windows; w++ {
 		if prof != "" && w == 1 {
 			signalAll(ds, syscall.SIGUSR1)
@@ -174,6 +184,16 @@ func run(env *cluster.Env, port int, window time.Duration, windows int, settle t
 			fmt.Printf("%-4s %8.2f%% %10d %12.1f\n", d.Name, pct(ticks, elapsed), ticks*1000/clockTicks, float64(sw)/elapsed.Seconds())
 		}
 		fmt.Printf("%-4s %8.2f%% %10d %12.1f\n", "all", pct(totTicks, elapsed), totTicks*1000/clockTicks, float64(totSw)/elapsed.Seconds())
+		// Asked after the window, so the question costs the window nothing.
+		if now := leaderName(m1); now != leader {
+			fmt.Printf("NOTE: the leader changed during this window (%s -> %s): an election is not idle\n", leader, now)
+			leader = now
+		}
+	}
+	for i, d := range ds {
+		if n := countInFile(d.LogPath, logStart[i], "heartbeat timeout reached"); n > 0 {
+			fmt.Printf("NOTE: %s timed out its leader %d time(s) while measuring\n", d.Name, n)
+		}
 	}
 	if prof != "" {
 		fmt.Printf("\nprofiles: %s/NAME.pprof.1 (go tool pprof -top FILE)\n", prof)
@@ -212,6 +232,29 @@ func waitProfiles(ds []*cluster.Daemon, dir string, timeout time.Duration) {
 			}
 		}
 	}
+}
+
+// leaderName asks `node ls` which node leads ("?" when it cannot tell).
+func leaderName(m *cluster.Daemon) string {
+	out, err := m.Swarmctl("node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}")
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[1] == "Leader" {
+			return f[0]
+		}
+	}
+	return "?"
+}
+
+// countInFile counts s in the file from offset on.
+func countInFile(path string, offset int64, s string) int {
+	b, err := os.ReadFile(path)
+	if err != nil || offset > int64(len(b)) {
+		return 0
+	}
+	return strings.Count(string(b[offset:]), s)
 }
 
 // waitReady polls `node ls` until n nodes are Ready.
