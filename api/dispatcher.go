@@ -29,7 +29,7 @@ const LeaderAddrKey = "raftswarm-leader-addr"
 // slack, not the period, is what absorbs a stalled node or a slow leader,
 // so the period can be long (an idle cluster costs little) while the slack
 // stays at most HeartbeatSlack (a dead node is found soon). BENCHMARKS.md
-// 12 gives the node-loss times this makes for 5, 100 and 1,000 nodes.
+// ("An idle cluster") gives the node-loss times for 5, 100 and 1,000 nodes.
 const (
 	DefaultHeartbeatPeriod = 2 * time.Second
 	MaxHeartbeatRate       = 200

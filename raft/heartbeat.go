@@ -14,13 +14,14 @@ import (
 // election after HeartbeatTimeout without contact, and the leader
 // heartbeats every HeartbeatTimeout/10 to /5. That ratio sends 10 to 20
 // heartbeats a second to each follower with our 500 ms timeout, which was
-// most of what an idle cluster cost (BENCHMARKS.md 12). The failover time
-// depends only on the followers' value, so the leader runs with a
-// heartbeat timeout of 10×LeaderHeartbeat (which no one but its heartbeat
-// loops read while it leads; the election timeout goes up with it, as the
-// library requires, and bounds only a leadership transfer then) and every
-// other state with the configured ones. ReloadConfig is the library's way to change it live; lowering it
-// also resets a running follower timer, so a leader that steps down
+// most of what an idle cluster cost (BENCHMARKS.md, "An idle cluster").
+// The failover time depends only on the followers' value, so the leader
+// runs with a heartbeat timeout of 10×LeaderHeartbeat (which no one but
+// its heartbeat loops read while it leads; the election timeout goes up
+// with it, as the library requires, and bounds only a leadership transfer
+// then) and every other state with the configured ones. ReloadConfig is
+// the library's way to change them live; lowering them also resets a
+// running follower or candidate timer, so a leader that steps down
 // watches for the next leader with the short timeout at once.
 //
 // It is called on every Raft state change and reads the current state, so

@@ -51,8 +51,8 @@ type Timings struct {
 // where hashicorp/raft's own defaults take two to three and Docker swarm
 // mode's about ten. An idle cluster's Raft traffic is the leader's
 // heartbeats (5 to 10 a second to each follower) and a commit-index
-// refresh every 200 to 400 ms (CommitTimeout); BENCHMARKS.md 12 has what
-// each costs.
+// refresh every 200 to 400 ms (CommitTimeout); BENCHMARKS.md ("An idle
+// cluster") has what each costs.
 func DefaultTimings() Timings {
 	return Timings{
 		HeartbeatTimeout:   500 * time.Millisecond,
