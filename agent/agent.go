@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -24,7 +25,7 @@ const (
 	// LeaderAddrKey is the trailer key in which a follower names the leader.
 	LeaderAddrKey = "raftswarm-leader-addr"
 	// DefaultHeartbeatPeriod is the period assumed until the leader names one.
-	DefaultHeartbeatPeriod = time.Second
+	DefaultHeartbeatPeriod = 2 * time.Second
 )
 
 // Heartbeat tuning.
@@ -208,10 +209,18 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 		if period <= 0 {
 			period = DefaultHeartbeatPeriod
 		}
-		if !retry.Sleep(ctx, period) {
+		if !retry.Sleep(ctx, jitter(period)) {
 			return
 		}
 	}
+}
+
+// jitter returns a wait of 85 to 100 % of period, drawn at random, so that
+// agents that started together (a restarted cluster, a new leader) do not
+// keep heartbeating in step. Never longer than period: the leader's
+// deadline allows only a bounded slack past it.
+func jitter(period time.Duration) time.Duration {
+	return period - time.Duration(rand.Int64N(int64(period)*15/100+1))
 }
 
 func (a *Agent) heartbeat(ctx context.Context, addr string) (*swarmpb.HeartbeatResponse, string, error) {

@@ -23,13 +23,26 @@ import (
 const LeaderAddrKey = "raftswarm-leader-addr"
 
 // Heartbeat settings. The period grows with the cluster so the leader sees
-// at most MaxHeartbeatRate heartbeats a second (Nomad's approach); a node is
-// Down after missing HeartbeatMisses periods.
+// at most about MaxHeartbeatRate heartbeats a second (Nomad's approach;
+// agents add jitter by calling up to 15 % early). A node is Down when its
+// next heartbeat is more than HeartbeatTTL(period) - period late: the
+// slack, not the period, is what absorbs a stalled node or a slow leader,
+// so the period can be long (an idle cluster costs little) while the slack
+// stays at most HeartbeatSlack (a dead node is found soon). BENCHMARKS.md
+// ("An idle cluster") gives the node-loss times for 5, 100 and 1,000 nodes.
 const (
-	DefaultHeartbeatPeriod = time.Second
-	MaxHeartbeatRate       = 1000
-	HeartbeatMisses        = 3
+	DefaultHeartbeatPeriod = 2 * time.Second
+	MaxHeartbeatRate       = 200
+	HeartbeatSlack         = 2 * time.Second
 )
+
+// HeartbeatTTL is how long after a heartbeat a node that sends no other is
+// marked Down: one period plus a slack of two periods, at most
+// HeartbeatSlack (4 s with the default 2 s period; 300 ms with the 100 ms
+// period of test clusters).
+func HeartbeatTTL(period time.Duration) time.Duration {
+	return period + min(2*period, HeartbeatSlack)
+}
 
 // Dispatcher serves the agents on the leader. It is made of three parts,
 // each in its own file and reaching the others only through a narrow seam:
@@ -82,7 +95,7 @@ func (d *Dispatcher) period(n int) time.Duration {
 	return p
 }
 
-func (d *Dispatcher) ttl(n int) time.Duration { return HeartbeatMisses * d.period(n) }
+func (d *Dispatcher) ttl(n int) time.Duration { return HeartbeatTTL(d.period(n)) }
 
 // term returns the running term's task sessions and log broker, nils on a
 // follower.
@@ -273,7 +286,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		table.stop()
 	}()
 
-	t := time.NewTicker(d.base() / 4)
+	// A quarter period, at most 250 ms: how late past its deadline a
+	// silent node may be found.
+	t := time.NewTicker(min(d.base()/4, 250*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {

@@ -32,7 +32,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HOST:PORT serving Prometheus metrics (/metrics), /healthz and /readyz over HTTP; off if empty")
 	fs.BoolVar(&cfg.Debug, "debug", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
+	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down when a heartbeat is min(2 periods, 2s) late (default 2s)")
 	fs.DurationVar(&cfg.PullStallTimeout, "image-pull-stall-timeout", 0, "fail a task whose image pull makes no progress for this long (default 1m0s)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -29,8 +29,14 @@ type Timings struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
-	SnapshotThreshold  uint64
-	SnapshotInterval   time.Duration
+	// LeaderHeartbeat is how often the leader heartbeats each follower
+	// (hashicorp/raft waits a random LeaderHeartbeat to 2×LeaderHeartbeat
+	// between two). 0 keeps hashicorp/raft's fixed ratio, a tenth of
+	// HeartbeatTimeout. See leaderHeartbeat for how it is applied and
+	// raft/DESIGN.md (Timings) for the bounds it must respect.
+	LeaderHeartbeat   time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 	// TrailingLogs is how many entries a snapshot leaves in the log
 	// (hashicorp/raft's default, 10240, when 0). Tests lower it to make a
 	// leader send its snapshot to a new follower.
@@ -45,13 +51,17 @@ type Timings struct {
 
 // DefaultTimings fail a dead leader over in about one second on a LAN,
 // where hashicorp/raft's own defaults take two to three and Docker swarm
-// mode's about ten.
+// mode's about ten. An idle cluster's Raft traffic is the leader's
+// heartbeats (5 to 10 a second to each follower) and a commit-index
+// refresh every 200 to 400 ms (CommitTimeout); BENCHMARKS.md ("An idle
+// cluster") has what each costs.
 func DefaultTimings() Timings {
 	return Timings{
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
+		LeaderLeaseTimeout: 400 * time.Millisecond,
+		CommitTimeout:      200 * time.Millisecond,
+		LeaderHeartbeat:    100 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		LeaderWait:         4 * time.Second,
@@ -343,6 +353,7 @@ func (n *Node) observe() {
 		case o := <-n.obsCh:
 			switch d := o.Data.(type) {
 			case hraft.RaftState:
+				n.leaderHeartbeat()
 				n.resetReachability(d == hraft.Leader)
 				if d == hraft.Leader {
 					n.wg.Add(1)
@@ -507,8 +518,9 @@ func (n *Node) resetReachability(leader bool) {
 }
 
 // contactTransport records, for Unreachable, each member that answers an
-// AppendEntries. Heartbeats go through AppendEntries every tenth of the
-// heartbeat timeout, so a reachable member answers often.
+// AppendEntries. Heartbeats go through AppendEntries (every
+// Timings.LeaderHeartbeat to twice that), so a reachable member answers
+// often.
 type contactTransport struct {
 	*hraft.NetworkTransport
 	onContact func(hraft.ServerID)

@@ -14,6 +14,13 @@ import (
 // configuration and returns the one that leads and the other's ID.
 func openPair(t *testing.T) (leader *Node, follower string) {
 	t.Helper()
+	leader, f := openPairTimings(t, FastTimings())
+	return leader, f.cfg.NodeID
+}
+
+// openPairTimings is openPair with the given timings; it returns both nodes.
+func openPairTimings(t *testing.T, timings Timings) (leader, follower *Node) {
+	t.Helper()
 	layers := []tcpLayer{listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")}
 	ids := []string{"n1", "n2"}
 	conf := hraft.Configuration{}
@@ -24,7 +31,7 @@ func openPair(t *testing.T) (leader *Node, follower string) {
 	for i, l := range layers {
 		n, err := Open(Config{
 			NodeID: ids[i], Addr: l.Addr().String(), Dir: t.TempDir(), Stream: l,
-			Store: state.New(), Timings: FastTimings(), NoSync: true,
+			Store: state.New(), Timings: timings, NoSync: true,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -38,7 +45,7 @@ func openPair(t *testing.T) (leader *Node, follower string) {
 	testutil.Eventually(t, 15*time.Second, func() error {
 		for i, n := range nodes {
 			if ok, _ := n.Leadership(); ok {
-				leader, follower = n, ids[1-i]
+				leader, follower = n, nodes[1-i]
 				return nil
 			}
 		}

@@ -2,7 +2,7 @@
 // real managerd processes: it SIGKILLs the leader and times how long until
 // a write through a surviving manager succeeds.
 //
-//	go run ./bench/failover [-rounds 10] [-port 24377]
+//	go run ./bench/failover [-rounds 10] [-port 24377] [-addr-prefix 127.0.0.3]
 package main
 
 import (
@@ -25,7 +25,8 @@ import (
 
 func main() {
 	rounds := flag.Int("rounds", 10, "number of leader kills")
-	port := flag.Int("port", 24377, "manager port (each manager has its own 127.0.0.3x address)")
+	port := flag.Int("port", 24377, "manager port (each manager has its own address, PREFIX1 to PREFIX3)")
+	prefix := flag.String("addr-prefix", "127.0.0.3", "managers listen on PREFIX1, PREFIX2, PREFIX3")
 	binDir := flag.String("bin", "", "directory with prebuilt managerd and swarmctl (default: build them)")
 	flag.Parse()
 
@@ -39,7 +40,7 @@ func main() {
 	go func() { <-sig; env.Close(); os.Exit(130) }()
 
 	code := 0
-	if err := run(env, *rounds, *port); err != nil {
+	if err := run(env, *rounds, *port, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		fmt.Fprintln(os.Stderr, "daemon logs were in", env.Dir)
 		code = 1
@@ -56,13 +57,13 @@ type round struct {
 	rejoin   time.Duration
 }
 
-func run(env *cluster.Env, rounds, port int) error {
+func run(env *cluster.Env, rounds, port int, prefix string) error {
 	t := raft.DefaultTimings()
 	fmt.Printf("raft timings: heartbeat %v, election %v, leader lease %v, commit %v\n",
 		t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout, t.CommitTimeout)
 	var ds []*cluster.Daemon
 	for i := 1; i <= 3; i++ {
-		d := env.Daemon(fmt.Sprintf("m%d", i), fmt.Sprintf("127.0.0.%d:%d", 30+i, port))
+		d := env.Daemon(fmt.Sprintf("m%d", i), fmt.Sprintf("%s%d:%d", prefix, i, port))
 		if err := d.Start(); err != nil {
 			return err
 		}

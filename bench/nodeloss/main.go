@@ -60,8 +60,8 @@ func main() {
 	nodes := *managers + *workers
 	period := max(*hb, time.Duration(nodes)*time.Second/api.MaxHeartbeatRate)
 	fmt.Printf("cluster: %d managers + %d workers, all Ready after %v (fsync %v)\n", *managers, *workers, time.Since(t0).Round(time.Millisecond), !*noSync)
-	fmt.Printf("heartbeat period %v, TTL %v (%d missed periods), leader receives %.0f heartbeats/s\n",
-		period, api.HeartbeatMisses*period, api.HeartbeatMisses, float64(nodes)/period.Seconds())
+	fmt.Printf("heartbeat period %v, TTL %v, leader receives about %.0f heartbeats/s\n",
+		period, api.HeartbeatTTL(period), float64(nodes)/period.Seconds())
 
 	if err := bench(c, *replicas, *rounds, nodes); err != nil {
 		fmt.Fprintln(os.Stderr, err)
