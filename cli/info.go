@@ -199,7 +199,7 @@ func printInfoText(w io.Writer, r infoReport) {
 		}
 		return strconv.Itoa(*n)
 	}
-	row("Node:", "")
+	writeCells(tw, "Node:")
 	row(" ID:", r.NodeID)
 	row(" State:", r.State)
 	if r.State != "inactive" {
@@ -209,7 +209,7 @@ func printInfoText(w io.Writer, r infoReport) {
 	}
 	row(" Version:", r.Version)
 	if r.Role == "manager" && r.State == "active" {
-		row("Raft:", "")
+		writeCells(tw, "Raft:")
 		row(" Index:", strconv.FormatUint(r.RaftIndex, 10))
 		row(" Term:", strconv.FormatUint(r.RaftTerm, 10))
 		leader := r.RaftLeader

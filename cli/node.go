@@ -20,6 +20,7 @@ func (a *app) nodeCommand() *cobra.Command {
 	cmd.AddCommand(
 		a.nodeLsCommand(),
 		a.nodeInspectCommand(),
+		a.nodePsCommand(),
 		a.nodeRoleCommand(true),
 		a.nodeRoleCommand(false),
 		a.nodeUpdateCommand(),
