@@ -212,6 +212,12 @@ func TestCompletionScripts(t *testing.T) {
 			t.Fatalf("%s: %.200q", shell, r.stdout)
 		}
 	}
+	// The scripts call back into swarmctl's hidden __complete command.
+	r := runCLI("unix:///nonexistent.sock", "__complete", "node", "")
+	expectOK(t, r)
+	if !strings.Contains(r.stdout, "ps\tList the tasks on nodes") {
+		t.Fatalf("__complete node: %q", r.stdout)
+	}
 	expectError(t, runCLI("unix:///nonexistent.sock", "completion", "tcsh"), `unsupported shell "tcsh": use bash, zsh or fish`)
 	expectError(t, runCLI("unix:///nonexistent.sock", "completion"), `"swarmctl completion" requires exactly 1 argument(s) (bash|zsh|fish), got 0`)
 }
