@@ -19,7 +19,7 @@ RAFTSWARM_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null ||
 RAFTSWARM_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X github.com/raftswarm/raftswarm/internal/version.Version=$(RAFTSWARM_VERSION) -X github.com/raftswarm/raftswarm/internal/version.Commit=$(RAFTSWARM_COMMIT)
 
-.PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos
+.PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos package node-image
 
 all: build
 
@@ -37,17 +37,20 @@ help:
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"
 	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m), then totals"
+	@echo "  package    build dist/raftswarm_VERSION_ARCH.deb (binaries, systemd units, defaults)"
+	@echo "  node-image build the raftswarm/node image (a node daemon as a container; docker import)"
 	@echo "  clean      remove build outputs"
 
 build:
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
 		echo "go build ./cmd/$$b"; \
-		CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
 test: build tools maybe-test-images
 	scripts/check-proto.sh
+	scripts/check-package.sh
 	$(GO) vet ./...
 	RAFTSWARM_BIN=$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
 
@@ -119,5 +122,11 @@ DURATION ?= 5m
 chaos: build
 	RAFTSWARM_BIN=$(BIN) $(GO) test -count=1 -v -timeout 0 ./chaos/ -run 'TestChaos$$' -chaos.duration=$(DURATION)
 
+package:
+	scripts/package.sh dist
+
+node-image:
+	scripts/node-image.sh raftswarm/node:latest
+
 clean:
-	rm -rf $(BIN) deploy/build
+	rm -rf $(BIN) deploy/build dist

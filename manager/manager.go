@@ -14,6 +14,7 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -24,6 +25,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -45,6 +48,9 @@ type Config struct {
 	// LeaderWork, when set, runs extra leader-only components for a term
 	// (orchestrator, scheduler, ...). It must return when ctx ends.
 	LeaderWork []func(ctx context.Context, m *Manager) error
+	// Metrics records the gRPC server's calls and the leader components'
+	// failures; nil records nothing.
+	Metrics *metrics.Registry
 }
 
 // Manager is a running manager.
@@ -59,6 +65,7 @@ type Manager struct {
 	control    *api.ControlServer
 	dispatcher *api.Dispatcher
 	authz      *api.Authorizer
+	health     *health.Server
 	events     *events.Journal
 
 	stop     chan struct{}
@@ -101,16 +108,22 @@ func New(cfg Config) (*Manager, error) {
 	m.control.Logs = m.dispatcher
 	m.control.Volumes = m.dispatcher
 	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
-	m.grpc = grpc.NewServer(append(api.ServerOptions(m.authz), grpc.Creds(ca.AlreadyTLS()))...)
+	// The metrics interceptors come first, so calls the authorization
+	// interceptors refuse are counted too.
+	opts := append(cfg.Metrics.GRPCServerOptions(metrics.ListenerCluster), api.ServerOptions(m.authz)...)
+	m.grpc = grpc.NewServer(append(opts, grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterDispatcherServer(m.grpc, m.dispatcher)
 	swarmpb.RegisterControlServer(m.grpc, m.control)
+	m.health = health.NewServer()
+	healthpb.RegisterHealthServer(m.grpc, m.health)
 
 	gl := newConnListener(ln.Addr())
 	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, authz: m.authz, log: log}
 	actx, acancel := context.WithCancel(context.Background())
-	m.wg.Add(5)
+	m.wg.Add(6)
+	go func() { defer m.wg.Done(); m.reportHealth() }()
 	go func() { defer m.wg.Done(); <-m.stop; acancel() }()
 	go func() { defer m.wg.Done(); _ = m.authz.Run(actx) }()
 	go func() { defer m.wg.Done(); mx.serve() }()
@@ -273,6 +286,7 @@ func (m *Manager) leaderLoop() {
 		work:       m.leaderWork,
 		log:        m.log,
 		backoff:    retry.NewBackoff(100*time.Millisecond, 10*time.Second),
+		restarted:  m.cfg.Metrics.WorkRestarted,
 		sleep: func(d time.Duration, wake <-chan struct{}) bool {
 			return retry.SleepOrWake(ctx, d, wake)
 		},
@@ -283,12 +297,26 @@ func (m *Manager) leaderLoop() {
 // them fails.
 func (m *Manager) leaderWork(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return m.dispatcher.Run(gctx) })
-	g.Go(func() error { return m.runRoleManager(gctx) })
-	g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
-	g.Go(func() error { return schedloop.Run(gctx, m.store, m.raft, m.log) })
-	for _, w := range m.cfg.LeaderWork {
-		g.Go(func() error { return w(gctx, m) })
+	// run counts a component's failure (raftswarm_leader_component_failures_total).
+	run := func(component string, f func(context.Context) error) {
+		g.Go(func() error {
+			err := f(gctx)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				m.cfg.Metrics.ComponentFailed(component)
+			}
+			return err
+		})
+	}
+	run("dispatcher", m.dispatcher.Run)
+	run("role_manager", m.runRoleManager)
+	run("orchestrator", func(ctx context.Context) error {
+		return orchestrator.RunOrchestratorObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Reconcile()))
+	})
+	run("scheduler", func(ctx context.Context) error {
+		return schedloop.RunObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Scheduling()))
+	})
+	for i, w := range m.cfg.LeaderWork {
+		run(fmt.Sprintf("extra_%d", i), func(ctx context.Context) error { return w(ctx, m) })
 	}
 	return g.Wait()
 }
@@ -305,6 +333,8 @@ type leaderTerms struct {
 	backoff *retry.Backoff
 	// sleep waits d, or until wake or stop; it reports whether d passed.
 	sleep func(d time.Duration, wake <-chan struct{}) bool
+	// restarted, if set, is called for each restart after a failure.
+	restarted func()
 }
 
 // errWorkEnded stands for leader work that returned while still leader.
@@ -377,6 +407,9 @@ func runLeaderTerms(lt leaderTerms) {
 		}
 		d := lt.backoff.Next()
 		lt.log.Error("leader work failed; restarting it", "in", d, "err", failed)
+		if lt.restarted != nil {
+			lt.restarted()
+		}
 		deadline := time.Now().Add(d)
 		for {
 			// Wait out the delay unless leadership ends or the manager stops.
