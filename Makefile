@@ -14,6 +14,11 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 BINARIES := managerd workerd swarmctl
 
+# Stamped into the binaries ('swarmctl version'); override with RAFTSWARM_VERSION=v1.2.3.
+RAFTSWARM_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+RAFTSWARM_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -X github.com/raftswarm/raftswarm/internal/version.Version=$(RAFTSWARM_VERSION) -X github.com/raftswarm/raftswarm/internal/version.Commit=$(RAFTSWARM_COMMIT)
+
 .PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos package node-image
 
 all: build
@@ -40,7 +45,7 @@ build:
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
 		echo "go build ./cmd/$$b"; \
-		CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/$$b ./cmd/$$b || exit 1; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
 test: build tools maybe-test-images

@@ -13,6 +13,7 @@ import (
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/worker"
 	"github.com/raftswarm/raftswarm/internal/retry"
+	"github.com/raftswarm/raftswarm/internal/version"
 	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
@@ -164,6 +165,8 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 		Os:        runtime.GOOS,
 		Arch:      runtime.GOARCH,
 		Resources: &swarmpb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
+		// The daemon's build, for 'swarmctl version'.
+		DaemonVersion: version.Get().String(),
 	}
 }
 

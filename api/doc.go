@@ -2,7 +2,8 @@
 // TLS port and on the local socket: CA (join and certificate renewal),
 // RaftMembership (join as voter, write forwarding, ping), Dispatcher (what
 // the agents call) and Control (what swarmctl drives), plus ControlProxy,
-// the socket-side relay to the leader.
+// the socket-side relay to the leader. Control.WatchEvents (events.go) is
+// the one Control call any manager serves itself, from its event journal.
 //
 // Access on the TLS port is decided in two steps (auth.go, authz.go): the
 // caller's certificate must have the role the method needs, and the

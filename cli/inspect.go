@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,11 +19,24 @@ type inspectFetch func(ctl swarmpb.ControlClient, ref string) (pretty func(io.Wr
 // was not, with exit status 1.
 func (a *app) inspectCommand(what, short string, fetch inspectFetch) *cobra.Command {
 	var pretty bool
+	var format string
 	cmd := &cobra.Command{
-		Use:   "inspect [--pretty] " + what + "...",
+		Use:   "inspect [--pretty | --format TEMPLATE|json] " + what + "...",
 		Short: short,
-		Args:  minArgs(1, what),
+		Long: short + ".\nWithout options: a JSON array. --format json prints one JSON object per line; a --format template\n" +
+			"sees the JSON object, keys as printed (for example {{.id}} or {{.spec.name}}).",
+		Args: minArgs(1, what),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var fmtr *rowFormatter
+			if format != "" {
+				if pretty {
+					return fmt.Errorf("--pretty and --format cannot be combined")
+				}
+				var err error
+				if fmtr, err = parseFormat(format); err != nil {
+					return err
+				}
+			}
 			ctl, err := a.control()
 			if err != nil {
 				return err
@@ -50,7 +64,12 @@ func (a *app) inspectCommand(what, short string, fetch inspectFetch) *cobra.Comm
 				}
 				objs = append(objs, obj)
 			}
-			if !pretty {
+			switch {
+			case fmtr != nil:
+				if err := writeInspectFormat(a.stdout, fmtr, objs); err != nil {
+					return err
+				}
+			case !pretty:
 				if err := writeJSONArray(a.stdout, objs); err != nil {
 					return err
 				}
@@ -59,5 +78,48 @@ func (a *app) inspectCommand(what, short string, fetch inspectFetch) *cobra.Comm
 		},
 	}
 	cmd.Flags().BoolVar(&pretty, "pretty", false, "print the information in a human friendly format")
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output with a Go template over the JSON object, or json")
 	return cmd
+}
+
+// writeInspectFormat prints each object with --format: "json" as one
+// line each, or a template over the decoded JSON (strings escaped).
+func writeInspectFormat(w io.Writer, fmtr *rowFormatter, objs []json.RawMessage) error {
+	var buf bytes.Buffer
+	for _, obj := range objs {
+		if fmtr.json {
+			buf.Write(obj)
+			buf.WriteByte('\n')
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(obj, &v); err != nil {
+			return err
+		}
+		if err := fmtr.tmpl.Execute(&buf, escapeJSONValue(v)); err != nil {
+			return fmt.Errorf("invalid --format template: %v (fields are the JSON keys, e.g. .id, .spec)", oneLine(err))
+		}
+		buf.WriteByte('\n')
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// escapeJSONValue escapes every string of a decoded JSON value.
+func escapeJSONValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return escapeText(x)
+	case []any:
+		for i := range x {
+			x[i] = escapeJSONValue(x[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[escapeText(k)] = escapeJSONValue(e)
+		}
+		return out
+	}
+	return v
 }

@@ -20,6 +20,7 @@ func (a *app) nodeCommand() *cobra.Command {
 	cmd.AddCommand(
 		a.nodeLsCommand(),
 		a.nodeInspectCommand(),
+		a.nodePsCommand(),
 		a.nodeRoleCommand(true),
 		a.nodeRoleCommand(false),
 		a.nodeUpdateCommand(),
@@ -83,12 +84,20 @@ func roleString(r swarmpb.NodeRole) string {
 func (a *app) nodeLsCommand() *cobra.Command {
 	var quiet bool
 	var format string
+	var filters []string
 	cmd := &cobra.Command{
-		Use:     "ls [-q] [--format TEMPLATE|json]",
+		Use:     "ls [-q] [--filter K=V]... [--format TEMPLATE|json]",
 		Aliases: []string{"list"},
 		Short:   "List the nodes of the swarm",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			flt, err := parseListFilters("node ls", nodeLsFilters, filters)
+			if err == nil {
+				err = validateNodeFilters(flt)
+			}
+			if err != nil {
+				return err
+			}
 			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
@@ -111,6 +120,9 @@ func (a *app) nodeLsCommand() *cobra.Command {
 			rows := make([]nodeRow, 0, len(nodes))
 			for _, ni := range nodes {
 				n := ni.GetNode()
+				if !flt.match(func(k, v string) bool { return nodeFilterMatch(n, k, v) }) {
+					continue
+				}
 				rows = append(rows, nodeRow{
 					ID:            n.GetId(),
 					Hostname:      n.GetDescription().GetHostname(),
@@ -155,6 +167,7 @@ func (a *app) nodeLsCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only display node IDs")
 	cmd.Flags().StringVar(&format, "format", "", "format the output with a Go template or json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter output: id=ID, label=KEY[=VALUE], node.label=KEY[=VALUE], membership=accepted|pending, name=NAME, role=manager|worker")
 	return cmd
 }
 

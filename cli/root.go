@@ -97,6 +97,7 @@ func (a *app) rootCommand() *cobra.Command {
 			return cmd.Help()
 		},
 	}
+	// 'completion' is our own command (completion.go): bash, zsh, fish.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	host := os.Getenv(HostEnv)
@@ -119,6 +120,9 @@ func (a *app) rootCommand() *cobra.Command {
 		a.configCommand(),
 		a.stackCommand(),
 		a.eventsCommand(),
+		a.versionCommand(),
+		a.infoCommand(),
+		a.completionCommand(),
 	)
 	return root
 }

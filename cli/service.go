@@ -70,12 +70,20 @@ func formatPorts(ports []*swarmpb.PortConfig, onlyHost bool) string {
 func (a *app) serviceLsCommand() *cobra.Command {
 	var quiet bool
 	var format string
+	var filters []string
 	cmd := &cobra.Command{
-		Use:     "ls [-q] [--format TEMPLATE|json]",
+		Use:     "ls [-q] [--filter K=V]... [--format TEMPLATE|json]",
 		Aliases: []string{"list"},
 		Short:   "List services",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			flt, err := parseListFilters("service ls", serviceLsFilters, filters)
+			if err == nil {
+				err = validateServiceFilters(flt)
+			}
+			if err != nil {
+				return err
+			}
 			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
@@ -97,6 +105,9 @@ func (a *app) serviceLsCommand() *cobra.Command {
 			rows := make([]any, 0, len(infos))
 			for _, si := range infos {
 				s := si.GetService()
+				if !flt.match(func(k, v string) bool { return serviceFilterMatch(s, k, v) }) {
+					continue
+				}
 				rows = append(rows, serviceRow{
 					ID:       shortID(s.GetId()),
 					Name:     s.GetSpec().GetName(),
@@ -127,6 +138,7 @@ func (a *app) serviceLsCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only display IDs")
 	cmd.Flags().StringVar(&format, "format", "", "format the output with a Go template or json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter output: id=ID, label=KEY[=VALUE], mode=replicated|global, name=NAME")
 	return cmd
 }
 

@@ -115,7 +115,7 @@ task2aaaaaaa   web.2       nginx   worker1    Running         Running 5 seconds 
 		t.Fatalf("json row %v", row)
 	}
 
-	expectError(t, runCLI(host, "service", "ps", "--filter", "node=x", "web"), `invalid --filter "node=x": only desired-state=running|shutdown|accepted is supported`)
+	expectError(t, runCLI(host, "service", "ps", "--filter", "colour=red", "web"), `unknown --filter "colour" for service ps: the filters are desired-state, id, name, node`)
 }
 
 func TestServicePsGlobalNames(t *testing.T) {

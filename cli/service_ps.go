@@ -36,31 +36,6 @@ func taskStateTitle(s swarmpb.TaskState) string {
 	return titleWord(stateWord(s))
 }
 
-// parseTaskFilters accepts desired-state=running|shutdown|accepted.
-func parseTaskFilters(filters []string) (map[swarmpb.TaskState]bool, error) {
-	if len(filters) == 0 {
-		return nil, nil
-	}
-	want := map[swarmpb.TaskState]bool{}
-	for _, f := range filters {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || k != "desired-state" {
-			return nil, fmt.Errorf("invalid --filter %q: only desired-state=running|shutdown|accepted is supported", f)
-		}
-		switch strings.ToLower(v) {
-		case "running":
-			want[swarmpb.TaskState_TASK_STATE_RUNNING] = true
-		case "shutdown":
-			want[swarmpb.TaskState_TASK_STATE_SHUTDOWN] = true
-		case "accepted":
-			want[swarmpb.TaskState_TASK_STATE_ACCEPTED] = true
-		default:
-			return nil, fmt.Errorf("invalid --filter %q: desired-state must be running, shutdown or accepted", f)
-		}
-	}
-	return want, nil
-}
-
 // taskRows orders tasks per service, then per slot (or node), newest first.
 func taskRows(tasks []*swarmpb.Task, nodeNames map[string]string, now time.Time, noTrunc bool) []taskRow {
 	type group struct {
@@ -158,11 +133,11 @@ func (a *app) servicePsCommand() *cobra.Command {
 		Short: "List the tasks of services",
 		Args:  minArgs(1, "SERVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			want, err := parseTaskFilters(filters)
-			if err != nil {
+			if _, err := parseTaskFilterArgs("service ps", filters); err != nil {
 				return err
 			}
 			var fmtr *rowFormatter
+			var err error
 			if format != "" {
 				if fmtr, err = parseFormat(format); err != nil {
 					return err
@@ -180,11 +155,9 @@ func (a *app) servicePsCommand() *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			var tasks []*swarmpb.Task
-			for _, t := range all {
-				if want == nil || want[t.GetDesiredState()] {
-					tasks = append(tasks, t)
-				}
+			tasks, err := filterTasks("service ps", filters, all, nodeNames)
+			if err != nil {
+				return err
 			}
 			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
 			switch {
@@ -220,7 +193,7 @@ func (a *app) servicePsCommand() *cobra.Command {
 	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	f.BoolVarP(&quiet, "quiet", "q", false, "only display task IDs")
 	f.StringVar(&format, "format", "", "format the output with a Go template or json")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output (desired-state=running|shutdown|accepted)")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output: desired-state=running|shutdown|accepted, id=ID, name=NAME, node=NODE")
 	return cmd
 }
 

@@ -197,16 +197,16 @@ func (a *app) stackServicesCommand() *cobra.Command {
 func (a *app) stackPsCommand() *cobra.Command {
 	var noTrunc, quiet bool
 	var filters []string
+	var format string
 	cmd := &cobra.Command{
 		Use:   "ps [OPTIONS] STACK",
 		Short: "List the tasks of a stack",
 		Args:  exactArgs(1, "STACK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			want, err := parseTaskFilters(filters)
-			if err != nil {
+			if _, err := parseTaskFilterArgs("stack ps", filters); err != nil {
 				return err
 			}
-			ctl, err := a.control()
+			fmtr, ctl, err := a.listPrelude(format)
 			if err != nil {
 				return err
 			}
@@ -229,11 +229,9 @@ func (a *app) stackPsCommand() *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			var tasks []*swarmpb.Task
-			for _, t := range all {
-				if want == nil || want[t.GetDesiredState()] {
-					tasks = append(tasks, t)
-				}
+			tasks, err := filterTasks("stack ps", filters, all, nodeNames)
+			if err != nil {
+				return err
 			}
 			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
 			if quiet {
@@ -241,6 +239,13 @@ func (a *app) stackPsCommand() *cobra.Command {
 					fmt.Fprintln(a.stdout, escapeText(r.ID))
 				}
 				return nil
+			}
+			if fmtr != nil {
+				anyRows := make([]any, len(rows))
+				for i := range rows {
+					anyRows[i] = rows[i]
+				}
+				return fmtr.writeRows(a.stdout, anyRows, taskFields)
 			}
 			tw := newTable(a.stdout)
 			fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR\tPORTS")
@@ -257,7 +262,8 @@ func (a *app) stackPsCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	f.BoolVarP(&quiet, "quiet", "q", false, "only display task IDs")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output (desired-state=running|shutdown|accepted)")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output: desired-state=running|shutdown|accepted, id=ID, name=NAME, node=NODE")
+	f.StringVar(&format, "format", "", "format the output with a Go template or json")
 	return cmd
 }
 

@@ -31,11 +31,19 @@ func (a *app) printUnlockKey(key string) {
 }
 
 func (a *app) swarmInspectCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [--format TEMPLATE|json]",
 		Short: "Show the cluster's settings (never its keys)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var fmtr *rowFormatter
+			if format != "" {
+				var err error
+				if fmtr, err = parseFormat(format); err != nil {
+					return err
+				}
+			}
 			ctl, err := a.control()
 			if err != nil {
 				return err
@@ -51,9 +59,14 @@ func (a *app) swarmInspectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if fmtr != nil {
+				return writeInspectFormat(a.stdout, fmtr, []json.RawMessage{obj})
+			}
 			return writeJSONArray(a.stdout, []json.RawMessage{obj})
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output with a Go template over the JSON object, or json")
+	return cmd
 }
 
 func (a *app) swarmUpdateCommand() *cobra.Command {

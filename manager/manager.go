@@ -450,6 +450,9 @@ func (m *Manager) Stop() error {
 	var err error
 	m.stopOnce.Do(func() {
 		close(m.stop)
+		// Ending the event streams first lets the gRPC server's graceful
+		// stop below finish without waiting for them to time out.
+		m.events.Close()
 		err = m.raft.Shutdown()
 		m.stream.Close()
 		m.ln.Close()
@@ -463,7 +466,6 @@ func (m *Manager) Stop() error {
 		}
 		t.Stop()
 		m.wg.Wait()
-		m.events.Close()
 	})
 	return err
 }

@@ -215,3 +215,37 @@ func recvErr(ctx context.Context, c swarmpb.ControlClient, req *swarmpb.WatchEve
 	}
 	return msg, err
 }
+
+// Local.Info carries the daemon's build and, on a manager, its Raft
+// position; every node reports its daemon version in its description.
+func TestInfoReportsVersionAndRaft(t *testing.T) {
+	c := testcluster.New(t, 1, 1, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	m := c.Get("m1")
+	info, err := m.Local().Info(ctx, &swarmpb.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Version == "" || info.GoVersion == "" || info.ApiVersion != "v1" || info.RaftIndex == 0 || info.RaftTerm == 0 || info.RaftLeader != m.Addr {
+		t.Fatalf("manager info %v", info)
+	}
+	winfo, err := c.Get("w1").Local().Info(ctx, &swarmpb.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if winfo.Version == "" || winfo.RaftIndex != 0 {
+		t.Fatalf("worker info %v", winfo)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		resp, err := m.Control().ListNodes(ctx, &swarmpb.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		for _, n := range resp.Nodes {
+			if n.Node.GetDescription().GetDaemonVersion() == "" {
+				return fmt.Errorf("node %s reports no daemon version", n.Node.Id)
+			}
+		}
+		return nil
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/raftswarm/raftswarm/internal/dial"
 	"github.com/raftswarm/raftswarm/internal/identity"
 	"github.com/raftswarm/raftswarm/internal/retry"
+	"github.com/raftswarm/raftswarm/internal/version"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/state"
@@ -60,18 +61,28 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 	n := s.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	v := version.Get()
 	if n.member == nil {
-		return &swarmpb.InfoResponse{State: "inactive"}, nil
+		return &swarmpb.InfoResponse{State: "inactive", Version: v.Version, GitCommit: v.Commit, GoVersion: v.GoVersion, ApiVersion: v.API}, nil
 	}
 	st := "active"
 	if n.locked {
 		st = "locked"
 	}
-	return &swarmpb.InfoResponse{
+	resp := &swarmpb.InfoResponse{
 		NodeId: n.member.NodeID, ClusterId: n.member.ClusterID, Role: n.member.Role,
 		State: st, Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
 		EngineHost: engineHost(n.cfg.DockerHost),
-	}, nil
+		Version:    v.Version, GitCommit: v.Commit, GoVersion: v.GoVersion, ApiVersion: v.API,
+	}
+	if n.mgr != nil {
+		// This replica's Raft position, for 'swarmctl info'; no quorum
+		// needed, so a manager cut off still tells where it stands.
+		r := n.mgr.Raft()
+		resp.RaftIndex, resp.RaftTerm = r.AppliedIndex(), r.Term()
+		_, resp.RaftLeader = r.Leader()
+	}
+	return resp, nil
 }
 
 // engineHost is the Docker Engine address the executor uses: the

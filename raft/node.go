@@ -808,6 +808,9 @@ func (n *Node) Snapshot() error {
 	return n.raft.Snapshot().Error()
 }
 
+// Term is the current Raft term as this node knows it.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
 // Shutdown stops Raft and closes its stores. It is safe to call twice.
 func (n *Node) Shutdown() error {
 	var err error

@@ -40,7 +40,8 @@ root="$work/root"
 mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/default" \
 	"$root/usr/share/doc/raftswarm" "$root/usr/share/bash-completion/completions"
 
-ldflags="-s -w ${RAFTSWARM_LDFLAGS:-}"
+# The package version is what swarmctl version reports (internal/version).
+ldflags="-s -w -X github.com/raftswarm/raftswarm/internal/version.Version=$VERSION ${RAFTSWARM_LDFLAGS:-}"
 for b in managerd workerd swarmctl; do
 	(cd "$repo" && CGO_ENABLED=0 GOOS=linux GOARCH="$arch" "$go" build -trimpath \
 		-ldflags "$ldflags" -o "$root/usr/bin/$b" "./cmd/$b") || die "go build ./cmd/$b failed"

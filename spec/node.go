@@ -74,6 +74,7 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 		{"arch", d.GetArch(), MaxPlatformLen},
 		{"engine version", d.GetEngineVersion(), MaxEngineVersionLen},
 		{"engine error", d.GetEngineError(), MaxEngineErrorLen},
+		{"daemon version", d.GetDaemonVersion(), MaxEngineVersionLen},
 	} {
 		if len(f.v) > f.max {
 			return fmt.Errorf("invalid node description: %s is %d bytes, at most %d allowed", f.name, len(f.v), f.max)
@@ -104,6 +105,7 @@ func ClipNodeDescription(d *swarmpb.NodeDescription) {
 	d.Arch = ClipText(d.Arch, MaxPlatformLen)
 	d.EngineVersion = ClipText(d.EngineVersion, MaxEngineVersionLen)
 	d.EngineError = ClipText(d.EngineError, MaxEngineErrorLen)
+	d.DaemonVersion = ClipText(d.DaemonVersion, MaxEngineVersionLen)
 	if r := d.Resources; r != nil {
 		r.NanoCpus = min(max(r.NanoCpus, 0), MaxNodeNanoCPUs)
 		r.MemoryBytes = min(max(r.MemoryBytes, 0), MaxNodeMemoryBytes)
