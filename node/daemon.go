@@ -29,6 +29,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
+	fs.StringVar(&cfg.DashboardAddr, "dashboard-addr", "", "serve the read-only web dashboard on HOST:PORT while this node is a manager; HTTPS with a login token ('swarmctl dashboard-token') unless loopback (default: off)")
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -17,6 +17,7 @@ import (
 	"github.com/raftswarm/raftswarm/agent/exec/docker"
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/dashboard"
 	"github.com/raftswarm/raftswarm/internal/dial"
 	"github.com/raftswarm/raftswarm/manager"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -55,6 +56,10 @@ type Config struct {
 	// FetchImage gets images from other nodes over the data path; nil
 	// leaves it to the agent's data plane (tests set their own).
 	FetchImage agent.FetchImageFunc
+	// DashboardAddr, when set, serves the read-only web dashboard there
+	// (HOST:PORT; HTTPS and a login token unless loopback) while this node
+	// runs a manager.
+	DashboardAddr string
 }
 
 // Node is one raftswarm daemon.
@@ -74,6 +79,7 @@ type Node struct {
 
 	sock    net.Listener
 	sockSrv *grpc.Server
+	dash    *dashboard.Server // nil without --dashboard-addr
 
 	// Encryption at rest and autolock (lock.go); under mu except dekMu.
 	locked  bool   // a manager waiting for 'swarmctl swarm unlock'
@@ -136,8 +142,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := n.startDashboard(); err != nil {
+		return err
+	}
 	if m != nil {
 		if err := n.resume(ctx, m); err != nil {
+			n.stopDashboard()
 			return fmt.Errorf("rejoin cluster from %s: %w", n.cfg.StateDir, err)
 		}
 	}
@@ -251,11 +261,13 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	n.mgr = mgr
 	n.mu.Unlock()
 	n.startKeySync(mgr.Store(), dek)
+	n.dashboardSource(mgr, m.NodeID)
 	return mgr, nil
 }
 
 func (n *Node) stopManager() {
 	n.stopKeySync()
+	n.dashboardSource(nil, "")
 	n.mu.Lock()
 	mgr := n.mgr
 	n.mgr = nil
@@ -329,6 +341,7 @@ func (n *Node) Stop() {
 		n.sockSrv.Stop()
 		n.sockSrv = nil
 	}
+	n.stopDashboard()
 }
 
 func (n *Node) serveSocket() error {
