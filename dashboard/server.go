@@ -75,6 +75,9 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Failed TLS handshakes (browsers that do not trust the cluster's
+		// CA yet) are routine: debug, not stderr.
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
 	serveLn := ln

@@ -1,6 +1,6 @@
 // raftswarm dashboard: a snapshot, then diffs, over server-sent events.
 // Every string shown comes from users or workers: the DOM is built with
-// createElement and textContent only, never innerHTML.
+// createElement and textContent only, never parsed as markup.
 "use strict";
 (function () {
   const nodes = new Map();      // id -> node
