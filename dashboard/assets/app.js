@@ -237,8 +237,11 @@
     const frag = document.createDocumentFragment();
     frag.append(head);
     for (const t of ts) {
-      const d = el("div", "task" + (t.state === "running" ? "" : " notrunning"),
+      const svc = services.get(t.svc);
+      const stale = svc && t.v !== svc.specVersion; // not updated yet
+      const d = el("div", "task" + (t.state === "running" ? "" : " notrunning") + (stale ? " stale" : ""),
         name(t) + (t.slot ? "." + t.slot : "") + (t.state === "running" ? "" : " (" + t.state + ")"));
+      d.title = t.id + " · " + t.state + (stale ? " · previous spec" : "");
       d.style.setProperty("--c", "hsl(" + hue(t.svc) + " 60% 45%)");
       d.dataset.taskId = t.id;
       frag.append(d);
