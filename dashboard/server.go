@@ -40,6 +40,7 @@ type Config struct {
 // Server is a running dashboard.
 type Server struct {
 	ln     net.Listener
+	host   string // as configured: the listener may report 0.0.0.0 as [::]
 	secure bool // HTTPS and login token: the address is not loopback
 	hub    *hub
 	http   *http.Server
@@ -70,7 +71,7 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	if cfg.Coalesce <= 0 {
 		cfg.Coalesce = DefaultCoalesce
 	}
-	s := &Server{ln: ln, secure: secure, hub: newHub(cfg.Coalesce), log: cfg.Logger, done: make(chan struct{})}
+	s := &Server{ln: ln, host: host, secure: secure, hub: newHub(cfg.Coalesce), log: cfg.Logger, done: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -112,10 +113,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // URL is where the dashboard is reached.
 func (s *Server) URL() string {
+	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	scheme := "http://"
 	if s.secure {
-		return "https://" + s.ln.Addr().String() + "/"
+		scheme = "https://"
 	}
-	return "http://" + s.ln.Addr().String() + "/"
+	return scheme + net.JoinHostPort(s.host, port) + "/"
 }
 
 // Secure reports whether the dashboard uses HTTPS and a login token.
