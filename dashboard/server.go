@@ -41,7 +41,7 @@ type Config struct {
 type Server struct {
 	ln     net.Listener
 	host   string // as configured: the listener may report 0.0.0.0 as [::]
-	secure bool // HTTPS and login token: the address is not loopback
+	secure bool   // HTTPS and login token: the address is not loopback
 	hub    *hub
 	http   *http.Server
 	log    *slog.Logger
@@ -78,8 +78,8 @@ func Listen(addr string, cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		// Failed TLS handshakes (browsers that do not trust the cluster's
 		// CA yet) are routine: debug, not stderr.
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return s.ctx },
 	}
 	serveLn := ln
 	if secure {
