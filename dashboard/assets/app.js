@@ -85,13 +85,16 @@
       dirtyNodes.add(n.id);
     }
     for (const id of m.delNodes || []) { nodes.delete(id); rebuild = true; }
-    for (const s of m.services || []) services.set(s.id, s);
-    for (const id of m.delServices || []) services.delete(id);
+    for (const s of m.services || []) {
+      const old = services.get(s.id);
+      // Task labels name their service: only a rename repaints every column.
+      if (old && old.name !== s.name) rebuild = true;
+      services.set(s.id, s);
+    }
+    for (const id of m.delServices || []) { services.delete(id); rebuild = true; }
     for (const t of m.tasks || []) putTask(t);
     for (const id of m.delTasks || []) delTask(id);
     servicesDirty = true;
-    // A task's label names its service: a renamed service repaints everything.
-    if ((m.services || []).length || (m.delServices || []).length) rebuild = true;
     schedule();
   }
 
@@ -99,7 +102,20 @@
     if (!frame) frame = requestAnimationFrame(paint);
   }
 
+  // For the benchmark (BENCHMARKS.md), in ms since navigation: when the
+  // snapshot came and the last paint was on screen; how long parsing and
+  // the last DOM update took.
+  const timing = window.dashboardTiming = { snapshotAt: 0, parse: 0, paint: 0, renderedAt: 0, renders: 0 };
+
   function paint() {
+    const t0 = performance.now();
+    paintDOM();
+    timing.paint = performance.now() - t0;
+    // The next frame starts once this one is laid out and painted.
+    requestAnimationFrame(() => { timing.renderedAt = performance.now(); timing.renders++; });
+  }
+
+  function paintDOM() {
     frame = 0;
     paintHeader();
     if (servicesDirty) paintServices();
@@ -110,6 +126,7 @@
     }
     rebuild = false; servicesDirty = false; dirtyNodes.clear();
     document.body.dataset.index = String(meta.index || 0);
+    document.body.dataset.tasks = String(tasks.size);
     document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
   }
 
@@ -265,7 +282,11 @@
     const conn = document.getElementById("conn");
     const es = new EventSource("events");
     es.addEventListener("open", () => { conn.textContent = "live"; conn.className = "badge live"; });
-    es.addEventListener("snapshot", (e) => onSnapshot(JSON.parse(e.data)));
+    es.addEventListener("snapshot", (e) => {
+      const t0 = performance.now();
+      onSnapshot(JSON.parse(e.data));
+      timing.snapshotAt = t0; timing.parse = performance.now() - t0;
+    });
     es.addEventListener("diff", (e) => onDiff(JSON.parse(e.data)));
     es.addEventListener("error", () => {
       if (es.readyState === EventSource.CLOSED) {
