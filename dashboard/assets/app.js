@@ -199,6 +199,7 @@
 
   function paintAllNodes() {
     cols.clear(); rows.clear();
+    seen.disconnect(); // the old columns are about to go
     const grid = document.getElementById("grid");
     const body = document.querySelector("#nodes tbody");
     const gf = document.createDocumentFragment(), bf = document.createDocumentFragment();
@@ -233,6 +234,18 @@
     if (tr && n) fillRow(tr, n);
   }
 
+  // Columns are filled once they come near the screen.
+  const seen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (!e.isIntersecting) continue;
+      const c = e.target;
+      seen.unobserve(c);
+      c.dataset.seen = "1";
+      c.style.minHeight = "";
+      fillColumn(c, c.dataset.nodeId || "");
+    }
+  }, { rootMargin: "400px" });
+
   function fillColumn(c, id) {
     const n = nodes.get(id);
     const head = el("div", "head");
@@ -245,6 +258,15 @@
       head.textContent = "unassigned";
     }
     const ids = Array.from(byNode.get(id) || []);
+    if (!c.dataset.seen) {
+      // Off screen so far: the head and a count stand in for the tasks
+      // until the column scrolls into view (a thousand nodes' worth of task
+      // cells would cost the first load most of its time).
+      c.replaceChildren(head, el("div", "task pending", ids.length + " tasks"));
+      c.style.minHeight = (2.6 + 1.55 * ids.length) + "em";
+      seen.observe(c);
+      return;
+    }
     const ts = ids.map((i) => tasks.get(i)).filter(Boolean);
     const name = (t) => (services.get(t.svc) || {}).name || short(t.svc);
     ts.sort((a, b) => {
