@@ -106,7 +106,7 @@ func updateStored[T proto.Message](tb testing.TB, st *state.Store, app *statetes
 // The small case (10 nodes, 100 tasks) runs in the same browser as a
 // baseline: on a loaded machine the ratio says more than the times.
 func BenchmarkBrowserLargeCluster(b *testing.B) {
-	bctx := browser(b)
+	bctx := browser(b, 15*time.Minute)
 	for _, size := range []struct{ nodes, services, tasks int }{{10, 5, 100}, {1000, 100, 10000}} {
 		b.Run(fmt.Sprintf("nodes=%d/tasks=%d", size.nodes, size.tasks), func(b *testing.B) {
 			benchBrowser(b, bctx, size.nodes, size.services, size.tasks)

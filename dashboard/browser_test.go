@@ -19,8 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// browser starts a headless Chromium for the test, or skips it.
-func browser(t testing.TB) context.Context {
+// browser starts a headless Chromium for the test, or skips it. Every
+// browser action is bounded by limit.
+func browser(t testing.TB, limit time.Duration) context.Context {
 	t.Helper()
 	path := os.Getenv("CHROMIUM")
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -38,9 +39,10 @@ func browser(t testing.TB) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1400, 900),
 	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	lctx, lcancel := context.WithTimeout(context.Background(), limit)
+	actx, acancel := chromedp.NewExecAllocator(lctx, opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); acancel() }) // kills the browser, removes its profile dir
+	t.Cleanup(func() { cancel(); acancel(); lcancel() }) // kills the browser, removes its profile dir
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium %s: %v", path, err)
 	}
@@ -91,7 +93,7 @@ func scale(t *testing.T, ctx context.Context, ctl swarmpb.ControlClient, name st
 // The page shows an in-process cluster, follows a scale without a reload,
 // turns a killed node Down, and shows hostile labels as text.
 func TestBrowserLiveCluster(t *testing.T) {
-	bctx := browser(t)
+	bctx := browser(t, 3*time.Minute)
 	c := testcluster.New(t, 1, 3, testcluster.Options{Configure: func(name string, cfg *node.Config) {
 		if name == "m1" {
 			cfg.DashboardAddr = "127.0.6.1:0"

@@ -27,7 +27,7 @@ func (n *Node) startDashboard() error {
 	if mgr != nil && member != nil {
 		n.dashboardSource(mgr, member.NodeID)
 	}
-	n.log.Info("dashboard serving", "url", d.URL(), "login_token", d.Secure())
+	n.log.Info("dashboard serving", "url", d.URL(), "https_and_token", d.Secure())
 	return nil
 }
 
