@@ -93,13 +93,16 @@ func scale(t *testing.T, ctx context.Context, ctl swarmpb.ControlClient, name st
 // The page shows an in-process cluster, follows a scale without a reload,
 // turns a killed node Down, and shows hostile labels as text.
 func TestBrowserLiveCluster(t *testing.T) {
-	bctx := browser(t, 3*time.Minute)
-	c := testcluster.New(t, 1, 3, testcluster.Options{Configure: func(name string, cfg *node.Config) {
+	bctx := browser(t, 5*time.Minute)
+	// Heartbeats every 500 ms (Down after 1.5 s): on a saturated machine
+	// the 100 ms default lets live nodes flap Down, which the page would
+	// rightly show.
+	c := testcluster.New(t, 1, 3, testcluster.Options{HeartbeatPeriod: 500 * time.Millisecond, Configure: func(name string, cfg *node.Config) {
 		if name == "m1" {
 			cfg.DashboardAddr = "127.0.6.1:0"
 		}
 	}})
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := ctxT(t, 4*time.Minute)
 	ctl := c.Control()
 	url := c.Get("m1").Node.DashboardURL()
 	if url == "" {
@@ -122,8 +125,8 @@ func TestBrowserLiveCluster(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, bctx, 30*time.Second, "web at 2/2", replicasCell("web")+` === "2/2"`)
-	waitJS(t, bctx, 30*time.Second, "monitor on all 4 nodes", replicasCell("monitor")+` === "4/4"`)
+	waitJS(t, bctx, 60*time.Second, "web at 2/2", replicasCell("web")+` === "2/2"`)
+	waitJS(t, bctx, 60*time.Second, "monitor on all 4 nodes", replicasCell("monitor")+` === "4/4"`)
 	waitJS(t, bctx, 10*time.Second, "the label as text", fmt.Sprintf(
 		`document.querySelector('tr[data-node-id=%q] td.labels').textContent.includes(%q) && !document.querySelector('#nodes img') && !window.__pwned`, w1, hostile))
 	// A marker a reload would lose.
@@ -132,13 +135,13 @@ func TestBrowserLiveCluster(t *testing.T) {
 	}
 
 	scale(t, ctx, ctl, "web", 5)
-	waitJS(t, bctx, 30*time.Second, "web scaled to 5/5 without a reload", replicasCell("web")+` === "5/5" && window.__noReload === 1`)
+	waitJS(t, bctx, 60*time.Second, "web scaled to 5/5 without a reload", replicasCell("web")+` === "5/5" && window.__noReload === 1`)
 
 	w3 := c.Get("w3")
 	id := w3.NodeID()
 	waitJS(t, bctx, 10*time.Second, "w3 ready", nodeStatus(id)+` === "ready"`)
 	w3.Stop()
-	waitJS(t, bctx, 30*time.Second, "w3 down without a reload", nodeStatus(id)+` === "down" && window.__noReload === 1`)
+	waitJS(t, bctx, 60*time.Second, "w3 down without a reload", nodeStatus(id)+` === "down" && window.__noReload === 1`)
 
 	// A rolling update, one task a second: its progress shows as it goes.
 	got, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: "web"})
@@ -152,7 +155,7 @@ func TestBrowserLiveCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	progress := `document.querySelector('tr[data-service-name="web"] td[data-field=progress]').textContent`
-	waitJS(t, bctx, 30*time.Second, "the update in progress", fmt.Sprintf(
+	waitJS(t, bctx, 60*time.Second, "the update in progress", fmt.Sprintf(
 		`document.querySelector('tr[data-service-name="web"] td[data-field=update]').textContent.includes("updating") && /^[1-4]\/5 updated$/.test(%s)`, progress))
 	shot := os.Getenv("DASHBOARD_SCREENSHOT")
 	var png []byte
