@@ -20,6 +20,8 @@ const meshRetry = 3 * time.Second
 func (ta *taskAgent) runMesh(ctx context.Context) {
 	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
 	defer m.Close()
+	ta.mesh.Store(m)
+	defer ta.mesh.Store(nil)
 	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	for ctx.Err() == nil {
 		addr, changed := ta.leader.get()

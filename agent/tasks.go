@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/worker"
 	"github.com/raftswarm/raftswarm/internal/retry"
+	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
 	"google.golang.org/grpc"
@@ -70,6 +72,11 @@ type taskAgent struct {
 	plane    dataPlane
 	rulesErr error  // why the kernel rules are unusable, if they are
 	dataPort uint32 // reported in heartbeats; 0 when no listener
+
+	// For Agent.Stats (stats.go): whether a session is established, and
+	// the running routing mesh.
+	sessionOpen atomic.Bool
+	mesh        atomic.Pointer[mesh.Mesh]
 }
 
 type statusReport struct {
@@ -260,6 +267,7 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 			}
 		}()
 		established, hint, err := ta.session(sctx, addr)
+		ta.sessionOpen.Store(false)
 		cancel()
 		<-watchDone
 		if ctx.Err() != nil {
@@ -322,6 +330,7 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 		case swarmpb.SessionMessage_KIND_FULL:
 			if !established {
 				established = true
+				ta.sessionOpen.Store(true)
 				ta.leader.set(addr)
 				ta.sessionDown.ok()
 			}

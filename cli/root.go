@@ -119,6 +119,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.configCommand(),
 		a.stackCommand(),
 		a.dashboardTokenCommand(),
+		a.eventsCommand(),
 	)
 	return root
 }
