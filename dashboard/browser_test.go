@@ -157,6 +157,9 @@ func TestBrowserLiveCluster(t *testing.T) {
 	progress := `document.querySelector('tr[data-service-name="web"] td[data-field=progress]').textContent`
 	waitJS(t, bctx, 60*time.Second, "the update in progress", fmt.Sprintf(
 		`document.querySelector('tr[data-service-name="web"] td[data-field=update]').textContent.includes("updating") && /^[1-4]\/5 updated$/.test(%s)`, progress))
+	// Task cells of the previous spec are hatched: as many as the progress leaves.
+	waitJS(t, bctx, 60*time.Second, "stale cells matching the progress", fmt.Sprintf(
+		`(() => { const m = /^(\d)\/5 updated$/.exec(%s); return m && document.querySelectorAll('#grid .task.stale').length === 5 - Number(m[1]); })()`, progress))
 	shot := os.Getenv("DASHBOARD_SCREENSHOT")
 	var png []byte
 	if shot != "" {

@@ -85,11 +85,16 @@
       dirtyNodes.add(n.id);
     }
     for (const id of m.delNodes || []) { nodes.delete(id); rebuild = true; }
+    const restyle = new Set();
     for (const s of m.services || []) {
       const old = services.get(s.id);
-      // Task labels name their service: only a rename repaints every column.
-      if (old && old.name !== s.name) rebuild = true;
+      // Task cells show their service's name and whether they run its
+      // current spec: repaint the columns holding its tasks.
+      if (old && (old.name !== s.name || old.specVersion !== s.specVersion)) restyle.add(s.id);
       services.set(s.id, s);
+    }
+    if (restyle.size) {
+      for (const t of tasks.values()) if (restyle.has(t.svc)) dirtyNodes.add(t.node || "");
     }
     for (const id of m.delServices || []) { services.delete(id); rebuild = true; }
     for (const t of m.tasks || []) putTask(t);
