@@ -119,6 +119,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.secretCommand(),
 		a.configCommand(),
 		a.stackCommand(),
+		a.dashboardTokenCommand(),
 		a.eventsCommand(),
 		a.versionCommand(),
 		a.infoCommand(),

@@ -29,6 +29,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
+	fs.StringVar(&cfg.DashboardAddr, "dashboard-addr", "", "serve the read-only web dashboard on HOST:PORT while this node is a manager; HTTPS with a login token ('swarmctl dashboard-token') unless loopback (default: off)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HOST:PORT serving Prometheus metrics (/metrics), /healthz and /readyz over HTTP; off if empty")
 	fs.BoolVar(&cfg.Debug, "debug", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")

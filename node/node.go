@@ -17,6 +17,7 @@ import (
 	"github.com/raftswarm/raftswarm/agent/exec/docker"
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
+	"github.com/raftswarm/raftswarm/dashboard"
 	"github.com/raftswarm/raftswarm/internal/dial"
 	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/manager"
@@ -67,6 +68,10 @@ type Config struct {
 	// FetchImage gets images from other nodes over the data path; nil
 	// leaves it to the agent's data plane (tests set their own).
 	FetchImage agent.FetchImageFunc
+	// DashboardAddr, when set, serves the read-only web dashboard there
+	// (HOST:PORT; HTTPS and a login token unless loopback) while this node
+	// runs a manager.
+	DashboardAddr string
 }
 
 // Node is one raftswarm daemon.
@@ -86,6 +91,7 @@ type Node struct {
 
 	sock    net.Listener
 	sockSrv *grpc.Server
+	dash    *dashboard.Server // nil without --dashboard-addr
 
 	metricsSrv *metrics.Server // nil without MetricsAddr
 
@@ -159,8 +165,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.serveMetrics(); err != nil {
 		return err
 	}
+	if err := n.startDashboard(); err != nil {
+		n.stopMetrics()
+		return err
+	}
 	if m != nil {
 		if err := n.resume(ctx, m); err != nil {
+			n.stopDashboard()
 			n.stopMetrics()
 			return fmt.Errorf("rejoin cluster from %s: %w", n.cfg.StateDir, err)
 		}
@@ -275,11 +286,13 @@ func (n *Node) startManager() (*manager.Manager, error) {
 	n.mgr = mgr
 	n.mu.Unlock()
 	n.startKeySync(mgr.Store(), dek)
+	n.dashboardSource(mgr, m.NodeID)
 	return mgr, nil
 }
 
 func (n *Node) stopManager() {
 	n.stopKeySync()
+	n.dashboardSource(nil, "")
 	n.mu.Lock()
 	mgr := n.mgr
 	n.mgr = nil
@@ -365,6 +378,7 @@ func (n *Node) Stop() {
 		n.sockSrv.Stop()
 		n.sockSrv = nil
 	}
+	n.stopDashboard()
 	n.stopMetrics()
 }
 

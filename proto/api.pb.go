@@ -4426,6 +4426,95 @@ func (x *GetUnlockKeyResponse) GetUnlockKey() string {
 	return ""
 }
 
+// The web dashboard's login token, created on first use.
+type GetDashboardTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rotate        bool                   `protobuf:"varint,1,opt,name=rotate,proto3" json:"rotate,omitempty"` // replace it: open dashboard sessions end at once
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDashboardTokenRequest) Reset() {
+	*x = GetDashboardTokenRequest{}
+	mi := &file_api_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDashboardTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDashboardTokenRequest) ProtoMessage() {}
+
+func (x *GetDashboardTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDashboardTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetDashboardTokenRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *GetDashboardTokenRequest) GetRotate() bool {
+	if x != nil {
+		return x.Rotate
+	}
+	return false
+}
+
+type GetDashboardTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDashboardTokenResponse) Reset() {
+	*x = GetDashboardTokenResponse{}
+	mi := &file_api_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDashboardTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDashboardTokenResponse) ProtoMessage() {}
+
+func (x *GetDashboardTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDashboardTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetDashboardTokenResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *GetDashboardTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type ServiceLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"` // service name/ID, or task ID
@@ -4438,7 +4527,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_api_proto_msgTypes[80]
+	mi := &file_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4450,7 +4539,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[80]
+	mi := &file_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4463,7 +4552,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{80}
+	return file_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ServiceLogsRequest) GetTarget() string {
@@ -4506,7 +4595,7 @@ type LogContext struct {
 
 func (x *LogContext) Reset() {
 	*x = LogContext{}
-	mi := &file_api_proto_msgTypes[81]
+	mi := &file_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4518,7 +4607,7 @@ func (x *LogContext) String() string {
 func (*LogContext) ProtoMessage() {}
 
 func (x *LogContext) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[81]
+	mi := &file_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4531,7 +4620,7 @@ func (x *LogContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
 func (*LogContext) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{81}
+	return file_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *LogContext) GetServiceName() string {
@@ -4572,7 +4661,7 @@ type ServiceLogsMessage struct {
 
 func (x *ServiceLogsMessage) Reset() {
 	*x = ServiceLogsMessage{}
-	mi := &file_api_proto_msgTypes[82]
+	mi := &file_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4673,7 @@ func (x *ServiceLogsMessage) String() string {
 func (*ServiceLogsMessage) ProtoMessage() {}
 
 func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[82]
+	mi := &file_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4686,7 @@ func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogsMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{82}
+	return file_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ServiceLogsMessage) GetLines() []*LogLine {
@@ -4625,7 +4714,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_proto_msgTypes[83]
+	mi := &file_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4637,7 +4726,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[83]
+	mi := &file_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4650,7 +4739,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{83}
+	return file_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -4677,7 +4766,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_proto_msgTypes[84]
+	mi := &file_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4689,7 +4778,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[84]
+	mi := &file_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4702,7 +4791,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{84}
+	return file_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListNodesRequest) GetPageSize() int32 {
@@ -4729,7 +4818,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_proto_msgTypes[85]
+	mi := &file_api_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4741,7 +4830,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[85]
+	mi := &file_api_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4754,7 +4843,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{85}
+	return file_api_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -4780,7 +4869,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_proto_msgTypes[86]
+	mi := &file_api_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4792,7 +4881,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[86]
+	mi := &file_api_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4805,7 +4894,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{86}
+	return file_api_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -4824,7 +4913,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_api_proto_msgTypes[87]
+	mi := &file_api_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4836,7 +4925,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[87]
+	mi := &file_api_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4849,7 +4938,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{87}
+	return file_api_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *GetNodeResponse) GetNode() *NodeInfo {
@@ -4873,7 +4962,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_api_proto_msgTypes[88]
+	mi := &file_api_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4885,7 +4974,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[88]
+	mi := &file_api_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4898,7 +4987,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{88}
+	return file_api_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -4945,7 +5034,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_api_proto_msgTypes[89]
+	mi := &file_api_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4957,7 +5046,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[89]
+	mi := &file_api_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4970,7 +5059,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{89}
+	return file_api_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *UpdateNodeResponse) GetNode() *NodeInfo {
@@ -4990,7 +5079,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_api_proto_msgTypes[90]
+	mi := &file_api_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5002,7 +5091,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[90]
+	mi := &file_api_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5015,7 +5104,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{90}
+	return file_api_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -5040,7 +5129,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_api_proto_msgTypes[91]
+	mi := &file_api_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5052,7 +5141,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[91]
+	mi := &file_api_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5065,7 +5154,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{91}
+	return file_api_proto_rawDescGZIP(), []int{93}
 }
 
 type GetJoinTokenRequest struct {
@@ -5078,7 +5167,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_api_proto_msgTypes[92]
+	mi := &file_api_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5179,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[92]
+	mi := &file_api_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5192,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{92}
+	return file_api_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeRole {
@@ -5130,7 +5219,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_api_proto_msgTypes[93]
+	mi := &file_api_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5142,7 +5231,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[93]
+	mi := &file_api_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5155,7 +5244,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{93}
+	return file_api_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -5184,7 +5273,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_api_proto_msgTypes[94]
+	mi := &file_api_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5196,7 +5285,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[94]
+	mi := &file_api_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5209,7 +5298,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{94}
+	return file_api_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -5235,7 +5324,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_api_proto_msgTypes[95]
+	mi := &file_api_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5247,7 +5336,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[95]
+	mi := &file_api_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5260,7 +5349,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{95}
+	return file_api_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -5285,7 +5374,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_api_proto_msgTypes[96]
+	mi := &file_api_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5297,7 +5386,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[96]
+	mi := &file_api_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5310,7 +5399,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{96}
+	return file_api_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -5364,7 +5453,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_api_proto_msgTypes[97]
+	mi := &file_api_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5376,7 +5465,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[97]
+	mi := &file_api_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5389,7 +5478,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{97}
+	return file_api_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -5408,7 +5497,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_api_proto_msgTypes[98]
+	mi := &file_api_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5420,7 +5509,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[98]
+	mi := &file_api_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5433,7 +5522,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{98}
+	return file_api_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -5452,7 +5541,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_api_proto_msgTypes[99]
+	mi := &file_api_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5464,7 +5553,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[99]
+	mi := &file_api_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5477,7 +5566,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{99}
+	return file_api_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -5497,7 +5586,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_api_proto_msgTypes[100]
+	mi := &file_api_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5509,7 +5598,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[100]
+	mi := &file_api_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5522,7 +5611,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{100}
+	return file_api_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ListServicesRequest) GetPageSize() int32 {
@@ -5550,7 +5639,7 @@ type ServiceInfo struct {
 
 func (x *ServiceInfo) Reset() {
 	*x = ServiceInfo{}
-	mi := &file_api_proto_msgTypes[101]
+	mi := &file_api_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5562,7 +5651,7 @@ func (x *ServiceInfo) String() string {
 func (*ServiceInfo) ProtoMessage() {}
 
 func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[101]
+	mi := &file_api_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5575,7 +5664,7 @@ func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInfo.ProtoReflect.Descriptor instead.
 func (*ServiceInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{101}
+	return file_api_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ServiceInfo) GetService() *Service {
@@ -5609,7 +5698,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_api_proto_msgTypes[102]
+	mi := &file_api_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5621,7 +5710,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[102]
+	mi := &file_api_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5634,7 +5723,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{102}
+	return file_api_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceInfo {
@@ -5660,7 +5749,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_api_proto_msgTypes[103]
+	mi := &file_api_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5672,7 +5761,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[103]
+	mi := &file_api_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5685,7 +5774,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{103}
+	return file_api_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -5703,7 +5792,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_api_proto_msgTypes[104]
+	mi := &file_api_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5715,7 +5804,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[104]
+	mi := &file_api_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5728,7 +5817,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{104}
+	return file_api_proto_rawDescGZIP(), []int{106}
 }
 
 type ListTasksRequest struct {
@@ -5743,7 +5832,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_proto_msgTypes[105]
+	mi := &file_api_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5755,7 +5844,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[105]
+	mi := &file_api_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5768,7 +5857,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{105}
+	return file_api_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ListTasksRequest) GetServices() []string {
@@ -5810,7 +5899,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_proto_msgTypes[106]
+	mi := &file_api_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +5911,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[106]
+	mi := &file_api_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +5924,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{106}
+	return file_api_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5868,7 +5957,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_api_proto_msgTypes[107]
+	mi := &file_api_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5880,7 +5969,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[107]
+	mi := &file_api_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5893,7 +5982,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{107}
+	return file_api_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *UnlockRequest) GetUnlockKey() string {
@@ -5911,7 +6000,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_api_proto_msgTypes[108]
+	mi := &file_api_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5923,7 +6012,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[108]
+	mi := &file_api_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5936,7 +6025,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{108}
+	return file_api_proto_rawDescGZIP(), []int{110}
 }
 
 type InitRequest struct {
@@ -5951,7 +6040,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_api_proto_msgTypes[109]
+	mi := &file_api_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5963,7 +6052,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[109]
+	mi := &file_api_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5976,7 +6065,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{109}
+	return file_api_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *InitRequest) GetAdvertiseAddr() string {
@@ -6019,7 +6108,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_api_proto_msgTypes[110]
+	mi := &file_api_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6031,7 +6120,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[110]
+	mi := &file_api_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6044,7 +6133,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{110}
+	return file_api_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *InitResponse) GetNodeId() string {
@@ -6087,7 +6176,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_proto_msgTypes[111]
+	mi := &file_api_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6099,7 +6188,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[111]
+	mi := &file_api_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6112,7 +6201,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{111}
+	return file_api_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -6153,7 +6242,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_proto_msgTypes[112]
+	mi := &file_api_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6165,7 +6254,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[112]
+	mi := &file_api_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6178,7 +6267,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{112}
+	return file_api_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -6204,7 +6293,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_api_proto_msgTypes[113]
+	mi := &file_api_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6216,7 +6305,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[113]
+	mi := &file_api_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6229,7 +6318,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{113}
+	return file_api_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -6247,7 +6336,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_api_proto_msgTypes[114]
+	mi := &file_api_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6259,7 +6348,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[114]
+	mi := &file_api_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6272,7 +6361,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{114}
+	return file_api_proto_rawDescGZIP(), []int{116}
 }
 
 type InfoRequest struct {
@@ -6283,7 +6372,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_api_proto_msgTypes[115]
+	mi := &file_api_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6295,7 +6384,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[115]
+	mi := &file_api_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6308,7 +6397,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{115}
+	return file_api_proto_rawDescGZIP(), []int{117}
 }
 
 type InfoResponse struct {
@@ -6338,7 +6427,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_api_proto_msgTypes[116]
+	mi := &file_api_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6350,7 +6439,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[116]
+	mi := &file_api_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6363,7 +6452,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{116}
+	return file_api_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -6762,7 +6851,11 @@ const file_api_proto_rawDesc = "" +
 	"\x06rotate\x18\x01 \x01(\bR\x06rotate\"5\n" +
 	"\x14GetUnlockKeyResponse\x12\x1d\n" +
 	"\n" +
-	"unlock_key\x18\x01 \x01(\tR\tunlockKey\"x\n" +
+	"unlock_key\x18\x01 \x01(\tR\tunlockKey\"2\n" +
+	"\x18GetDashboardTokenRequest\x12\x16\n" +
+	"\x06rotate\x18\x01 \x01(\bR\x06rotate\"1\n" +
+	"\x19GetDashboardTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"x\n" +
 	"\x12ServiceLogsRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
@@ -6933,7 +7026,7 @@ const file_api_proto_rawDesc = "" +
 	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse\x12M\n" +
 	"\tEndpoints\x12\x1e.raftswarm.v1.EndpointsRequest\x1a\x1e.raftswarm.v1.EndpointsMessage0\x01\x12T\n" +
 	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x01\x12j\n" +
-	"\x13ReportVolumeRemoval\x12(.raftswarm.v1.ReportVolumeRemovalRequest\x1a).raftswarm.v1.ReportVolumeRemovalResponse2\xcc\x14\n" +
+	"\x13ReportVolumeRemoval\x12(.raftswarm.v1.ReportVolumeRemovalRequest\x1a).raftswarm.v1.ReportVolumeRemovalResponse2\xb2\x15\n" +
 	"\aControl\x12L\n" +
 	"\tListNodes\x12\x1e.raftswarm.v1.ListNodesRequest\x1a\x1f.raftswarm.v1.ListNodesResponse\x12F\n" +
 	"\aGetNode\x12\x1c.raftswarm.v1.GetNodeRequest\x1a\x1d.raftswarm.v1.GetNodeResponse\x12O\n" +
@@ -6953,7 +7046,8 @@ const file_api_proto_rawDesc = "" +
 	"\n" +
 	"GetCluster\x12\x1f.raftswarm.v1.GetClusterRequest\x1a .raftswarm.v1.GetClusterResponse\x12X\n" +
 	"\rUpdateCluster\x12\".raftswarm.v1.UpdateClusterRequest\x1a#.raftswarm.v1.UpdateClusterResponse\x12U\n" +
-	"\fGetUnlockKey\x12!.raftswarm.v1.GetUnlockKeyRequest\x1a\".raftswarm.v1.GetUnlockKeyResponse\x12X\n" +
+	"\fGetUnlockKey\x12!.raftswarm.v1.GetUnlockKeyRequest\x1a\".raftswarm.v1.GetUnlockKeyResponse\x12d\n" +
+	"\x11GetDashboardToken\x12&.raftswarm.v1.GetDashboardTokenRequest\x1a'.raftswarm.v1.GetDashboardTokenResponse\x12X\n" +
 	"\rCreateNetwork\x12\".raftswarm.v1.CreateNetworkRequest\x1a#.raftswarm.v1.CreateNetworkResponse\x12O\n" +
 	"\n" +
 	"GetNetwork\x12\x1f.raftswarm.v1.GetNetworkRequest\x1a .raftswarm.v1.GetNetworkResponse\x12U\n" +
@@ -6991,7 +7085,7 @@ func file_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 124)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 126)
 var file_api_proto_goTypes = []any{
 	(TunnelHeader_Kind)(0),               // 0: raftswarm.v1.TunnelHeader.Kind
 	(SessionMessage_Kind)(0),             // 1: raftswarm.v1.SessionMessage.Kind
@@ -7075,69 +7169,71 @@ var file_api_proto_goTypes = []any{
 	(*UpdateClusterResponse)(nil),        // 79: raftswarm.v1.UpdateClusterResponse
 	(*GetUnlockKeyRequest)(nil),          // 80: raftswarm.v1.GetUnlockKeyRequest
 	(*GetUnlockKeyResponse)(nil),         // 81: raftswarm.v1.GetUnlockKeyResponse
-	(*ServiceLogsRequest)(nil),           // 82: raftswarm.v1.ServiceLogsRequest
-	(*LogContext)(nil),                   // 83: raftswarm.v1.LogContext
-	(*ServiceLogsMessage)(nil),           // 84: raftswarm.v1.ServiceLogsMessage
-	(*NodeInfo)(nil),                     // 85: raftswarm.v1.NodeInfo
-	(*ListNodesRequest)(nil),             // 86: raftswarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 87: raftswarm.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 88: raftswarm.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),              // 89: raftswarm.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),            // 90: raftswarm.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),           // 91: raftswarm.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),            // 92: raftswarm.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 93: raftswarm.v1.RemoveNodeResponse
-	(*GetJoinTokenRequest)(nil),          // 94: raftswarm.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),         // 95: raftswarm.v1.GetJoinTokenResponse
-	(*CreateServiceRequest)(nil),         // 96: raftswarm.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),        // 97: raftswarm.v1.CreateServiceResponse
-	(*UpdateServiceRequest)(nil),         // 98: raftswarm.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),        // 99: raftswarm.v1.UpdateServiceResponse
-	(*GetServiceRequest)(nil),            // 100: raftswarm.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),           // 101: raftswarm.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),          // 102: raftswarm.v1.ListServicesRequest
-	(*ServiceInfo)(nil),                  // 103: raftswarm.v1.ServiceInfo
-	(*ListServicesResponse)(nil),         // 104: raftswarm.v1.ListServicesResponse
-	(*RemoveServiceRequest)(nil),         // 105: raftswarm.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),        // 106: raftswarm.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),             // 107: raftswarm.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 108: raftswarm.v1.ListTasksResponse
-	(*UnlockRequest)(nil),                // 109: raftswarm.v1.UnlockRequest
-	(*UnlockResponse)(nil),               // 110: raftswarm.v1.UnlockResponse
-	(*InitRequest)(nil),                  // 111: raftswarm.v1.InitRequest
-	(*InitResponse)(nil),                 // 112: raftswarm.v1.InitResponse
-	(*JoinRequest)(nil),                  // 113: raftswarm.v1.JoinRequest
-	(*JoinResponse)(nil),                 // 114: raftswarm.v1.JoinResponse
-	(*LeaveRequest)(nil),                 // 115: raftswarm.v1.LeaveRequest
-	(*LeaveResponse)(nil),                // 116: raftswarm.v1.LeaveResponse
-	(*InfoRequest)(nil),                  // 117: raftswarm.v1.InfoRequest
-	(*InfoResponse)(nil),                 // 118: raftswarm.v1.InfoResponse
-	nil,                                  // 119: raftswarm.v1.CreateSecretRequest.LabelsEntry
-	nil,                                  // 120: raftswarm.v1.UpdateSecretRequest.LabelsEntry
-	nil,                                  // 121: raftswarm.v1.CreateConfigRequest.LabelsEntry
-	nil,                                  // 122: raftswarm.v1.UpdateConfigRequest.LabelsEntry
-	nil,                                  // 123: raftswarm.v1.ServiceLogsMessage.TasksEntry
-	nil,                                  // 124: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                  // 125: raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	(NodeRole)(0),                        // 126: raftswarm.v1.NodeRole
-	(*NodeDescription)(nil),              // 127: raftswarm.v1.NodeDescription
-	(*Task)(nil),                         // 128: raftswarm.v1.Task
-	(*TaskStatus)(nil),                   // 129: raftswarm.v1.TaskStatus
-	(*NetworkSpec)(nil),                  // 130: raftswarm.v1.NetworkSpec
-	(*Network)(nil),                      // 131: raftswarm.v1.Network
-	(*NodeNetwork)(nil),                  // 132: raftswarm.v1.NodeNetwork
-	(*Secret)(nil),                       // 133: raftswarm.v1.Secret
-	(*Config)(nil),                       // 134: raftswarm.v1.Config
-	(*ClusterSettings)(nil),              // 135: raftswarm.v1.ClusterSettings
-	(*Node)(nil),                         // 136: raftswarm.v1.Node
-	(NodeAvailability)(0),                // 137: raftswarm.v1.NodeAvailability
-	(*ServiceSpec)(nil),                  // 138: raftswarm.v1.ServiceSpec
-	(*Service)(nil),                      // 139: raftswarm.v1.Service
-	(*WatchEventsRequest)(nil),           // 140: raftswarm.v1.WatchEventsRequest
-	(*WatchEventsMessage)(nil),           // 141: raftswarm.v1.WatchEventsMessage
+	(*GetDashboardTokenRequest)(nil),     // 82: raftswarm.v1.GetDashboardTokenRequest
+	(*GetDashboardTokenResponse)(nil),    // 83: raftswarm.v1.GetDashboardTokenResponse
+	(*ServiceLogsRequest)(nil),           // 84: raftswarm.v1.ServiceLogsRequest
+	(*LogContext)(nil),                   // 85: raftswarm.v1.LogContext
+	(*ServiceLogsMessage)(nil),           // 86: raftswarm.v1.ServiceLogsMessage
+	(*NodeInfo)(nil),                     // 87: raftswarm.v1.NodeInfo
+	(*ListNodesRequest)(nil),             // 88: raftswarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 89: raftswarm.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 90: raftswarm.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),              // 91: raftswarm.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),            // 92: raftswarm.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),           // 93: raftswarm.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),            // 94: raftswarm.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 95: raftswarm.v1.RemoveNodeResponse
+	(*GetJoinTokenRequest)(nil),          // 96: raftswarm.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),         // 97: raftswarm.v1.GetJoinTokenResponse
+	(*CreateServiceRequest)(nil),         // 98: raftswarm.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),        // 99: raftswarm.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),         // 100: raftswarm.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),        // 101: raftswarm.v1.UpdateServiceResponse
+	(*GetServiceRequest)(nil),            // 102: raftswarm.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),           // 103: raftswarm.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),          // 104: raftswarm.v1.ListServicesRequest
+	(*ServiceInfo)(nil),                  // 105: raftswarm.v1.ServiceInfo
+	(*ListServicesResponse)(nil),         // 106: raftswarm.v1.ListServicesResponse
+	(*RemoveServiceRequest)(nil),         // 107: raftswarm.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),        // 108: raftswarm.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),             // 109: raftswarm.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 110: raftswarm.v1.ListTasksResponse
+	(*UnlockRequest)(nil),                // 111: raftswarm.v1.UnlockRequest
+	(*UnlockResponse)(nil),               // 112: raftswarm.v1.UnlockResponse
+	(*InitRequest)(nil),                  // 113: raftswarm.v1.InitRequest
+	(*InitResponse)(nil),                 // 114: raftswarm.v1.InitResponse
+	(*JoinRequest)(nil),                  // 115: raftswarm.v1.JoinRequest
+	(*JoinResponse)(nil),                 // 116: raftswarm.v1.JoinResponse
+	(*LeaveRequest)(nil),                 // 117: raftswarm.v1.LeaveRequest
+	(*LeaveResponse)(nil),                // 118: raftswarm.v1.LeaveResponse
+	(*InfoRequest)(nil),                  // 119: raftswarm.v1.InfoRequest
+	(*InfoResponse)(nil),                 // 120: raftswarm.v1.InfoResponse
+	nil,                                  // 121: raftswarm.v1.CreateSecretRequest.LabelsEntry
+	nil,                                  // 122: raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	nil,                                  // 123: raftswarm.v1.CreateConfigRequest.LabelsEntry
+	nil,                                  // 124: raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	nil,                                  // 125: raftswarm.v1.ServiceLogsMessage.TasksEntry
+	nil,                                  // 126: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                  // 127: raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	(NodeRole)(0),                        // 128: raftswarm.v1.NodeRole
+	(*NodeDescription)(nil),              // 129: raftswarm.v1.NodeDescription
+	(*Task)(nil),                         // 130: raftswarm.v1.Task
+	(*TaskStatus)(nil),                   // 131: raftswarm.v1.TaskStatus
+	(*NetworkSpec)(nil),                  // 132: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                      // 133: raftswarm.v1.Network
+	(*NodeNetwork)(nil),                  // 134: raftswarm.v1.NodeNetwork
+	(*Secret)(nil),                       // 135: raftswarm.v1.Secret
+	(*Config)(nil),                       // 136: raftswarm.v1.Config
+	(*ClusterSettings)(nil),              // 137: raftswarm.v1.ClusterSettings
+	(*Node)(nil),                         // 138: raftswarm.v1.Node
+	(NodeAvailability)(0),                // 139: raftswarm.v1.NodeAvailability
+	(*ServiceSpec)(nil),                  // 140: raftswarm.v1.ServiceSpec
+	(*Service)(nil),                      // 141: raftswarm.v1.Service
+	(*WatchEventsRequest)(nil),           // 142: raftswarm.v1.WatchEventsRequest
+	(*WatchEventsMessage)(nil),           // 143: raftswarm.v1.WatchEventsMessage
 }
 var file_api_proto_depIdxs = []int32{
-	126, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
+	128, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
 	9,   // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
 	15,  // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
 	16,  // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
@@ -7148,12 +7244,12 @@ var file_api_proto_depIdxs = []int32{
 	21,  // 8: raftswarm.v1.DiscoveryService.tasks:type_name -> raftswarm.v1.DiscoveryTask
 	0,   // 9: raftswarm.v1.TunnelHeader.kind:type_name -> raftswarm.v1.TunnelHeader.Kind
 	26,  // 10: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	127, // 11: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
-	126, // 12: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	126, // 13: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
-	127, // 14: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	129, // 11: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
+	128, // 12: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
+	128, // 13: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	129, // 14: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
 	1,   // 15: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	128, // 16: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	130, // 16: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
 	25,  // 17: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
 	37,  // 18: raftswarm.v1.SessionMessage.secrets:type_name -> raftswarm.v1.DataPayload
 	37,  // 19: raftswarm.v1.SessionMessage.configs:type_name -> raftswarm.v1.DataPayload
@@ -7161,54 +7257,54 @@ var file_api_proto_depIdxs = []int32{
 	34,  // 21: raftswarm.v1.SessionMessage.volume_removals:type_name -> raftswarm.v1.VolumeRemovalRequest
 	22,  // 22: raftswarm.v1.ImageSources.nodes:type_name -> raftswarm.v1.NodeDataAddr
 	42,  // 23: raftswarm.v1.ReportVolumeRemovalRequest.results:type_name -> raftswarm.v1.VolumeRemoval
-	129, // 24: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	131, // 24: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
 	38,  // 25: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
 	42,  // 26: raftswarm.v1.RemoveVolumesResponse.results:type_name -> raftswarm.v1.VolumeRemoval
-	130, // 27: raftswarm.v1.CreateNetworkRequest.spec:type_name -> raftswarm.v1.NetworkSpec
-	131, // 28: raftswarm.v1.CreateNetworkResponse.network:type_name -> raftswarm.v1.Network
-	132, // 29: raftswarm.v1.NetworkNodeInfo.state:type_name -> raftswarm.v1.NodeNetwork
-	131, // 30: raftswarm.v1.GetNetworkResponse.network:type_name -> raftswarm.v1.Network
+	132, // 27: raftswarm.v1.CreateNetworkRequest.spec:type_name -> raftswarm.v1.NetworkSpec
+	133, // 28: raftswarm.v1.CreateNetworkResponse.network:type_name -> raftswarm.v1.Network
+	134, // 29: raftswarm.v1.NetworkNodeInfo.state:type_name -> raftswarm.v1.NodeNetwork
+	133, // 30: raftswarm.v1.GetNetworkResponse.network:type_name -> raftswarm.v1.Network
 	47,  // 31: raftswarm.v1.GetNetworkResponse.services:type_name -> raftswarm.v1.NetworkAttachedService
 	48,  // 32: raftswarm.v1.GetNetworkResponse.nodes:type_name -> raftswarm.v1.NetworkNodeInfo
-	131, // 33: raftswarm.v1.NetworkInfo.network:type_name -> raftswarm.v1.Network
+	133, // 33: raftswarm.v1.NetworkInfo.network:type_name -> raftswarm.v1.Network
 	51,  // 34: raftswarm.v1.ListNetworksResponse.networks:type_name -> raftswarm.v1.NetworkInfo
-	119, // 35: raftswarm.v1.CreateSecretRequest.labels:type_name -> raftswarm.v1.CreateSecretRequest.LabelsEntry
-	133, // 36: raftswarm.v1.CreateSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	133, // 37: raftswarm.v1.GetSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	133, // 38: raftswarm.v1.ListSecretsResponse.secrets:type_name -> raftswarm.v1.Secret
-	120, // 39: raftswarm.v1.UpdateSecretRequest.labels:type_name -> raftswarm.v1.UpdateSecretRequest.LabelsEntry
-	133, // 40: raftswarm.v1.UpdateSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	121, // 41: raftswarm.v1.CreateConfigRequest.labels:type_name -> raftswarm.v1.CreateConfigRequest.LabelsEntry
-	134, // 42: raftswarm.v1.CreateConfigResponse.config:type_name -> raftswarm.v1.Config
-	134, // 43: raftswarm.v1.GetConfigResponse.config:type_name -> raftswarm.v1.Config
-	134, // 44: raftswarm.v1.ListConfigsResponse.configs:type_name -> raftswarm.v1.Config
-	122, // 45: raftswarm.v1.UpdateConfigRequest.labels:type_name -> raftswarm.v1.UpdateConfigRequest.LabelsEntry
-	134, // 46: raftswarm.v1.UpdateConfigResponse.config:type_name -> raftswarm.v1.Config
-	135, // 47: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
+	121, // 35: raftswarm.v1.CreateSecretRequest.labels:type_name -> raftswarm.v1.CreateSecretRequest.LabelsEntry
+	135, // 36: raftswarm.v1.CreateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	135, // 37: raftswarm.v1.GetSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	135, // 38: raftswarm.v1.ListSecretsResponse.secrets:type_name -> raftswarm.v1.Secret
+	122, // 39: raftswarm.v1.UpdateSecretRequest.labels:type_name -> raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	135, // 40: raftswarm.v1.UpdateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	123, // 41: raftswarm.v1.CreateConfigRequest.labels:type_name -> raftswarm.v1.CreateConfigRequest.LabelsEntry
+	136, // 42: raftswarm.v1.CreateConfigResponse.config:type_name -> raftswarm.v1.Config
+	136, // 43: raftswarm.v1.GetConfigResponse.config:type_name -> raftswarm.v1.Config
+	136, // 44: raftswarm.v1.ListConfigsResponse.configs:type_name -> raftswarm.v1.Config
+	124, // 45: raftswarm.v1.UpdateConfigRequest.labels:type_name -> raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	136, // 46: raftswarm.v1.UpdateConfigResponse.config:type_name -> raftswarm.v1.Config
+	137, // 47: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
 	75,  // 48: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
 	75,  // 49: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
 	26,  // 50: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	123, // 51: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
-	136, // 52: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	85,  // 53: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	85,  // 54: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	126, // 55: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	137, // 56: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	124, // 57: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	85,  // 58: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	126, // 59: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	138, // 60: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	139, // 61: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	138, // 62: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	139, // 63: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	139, // 64: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	139, // 65: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	103, // 66: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	128, // 67: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	125, // 68: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	126, // 69: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	126, // 70: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	83,  // 71: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	125, // 51: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
+	138, // 52: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	87,  // 53: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	87,  // 54: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	128, // 55: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	139, // 56: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	126, // 57: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	87,  // 58: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	128, // 59: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	140, // 60: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	141, // 61: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	140, // 62: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	141, // 63: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	141, // 64: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	141, // 65: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	105, // 66: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	130, // 67: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	127, // 68: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	128, // 69: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	128, // 70: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	85,  // 71: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
 	2,   // 72: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
 	4,   // 73: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
 	6,   // 74: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
@@ -7221,92 +7317,94 @@ var file_api_proto_depIdxs = []int32{
 	14,  // 81: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
 	27,  // 82: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
 	35,  // 83: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
-	86,  // 84: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	88,  // 85: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	90,  // 86: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	92,  // 87: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	94,  // 88: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	96,  // 89: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	98,  // 90: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	100, // 91: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	102, // 92: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	105, // 93: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	107, // 94: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	82,  // 95: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	88,  // 84: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	90,  // 85: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	92,  // 86: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	94,  // 87: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	96,  // 88: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	98,  // 89: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	100, // 90: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	102, // 91: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	104, // 92: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	107, // 93: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	109, // 94: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	84,  // 95: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
 	76,  // 96: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
 	78,  // 97: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
 	80,  // 98: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
-	44,  // 99: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
-	46,  // 100: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
-	50,  // 101: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
-	53,  // 102: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
-	55,  // 103: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
-	57,  // 104: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
-	59,  // 105: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
-	61,  // 106: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
-	63,  // 107: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
-	65,  // 108: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
-	67,  // 109: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
-	69,  // 110: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
-	71,  // 111: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
-	73,  // 112: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
-	41,  // 113: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
-	140, // 114: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
-	111, // 115: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	113, // 116: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	115, // 117: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	117, // 118: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	109, // 119: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	3,   // 120: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	5,   // 121: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	5,   // 122: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	8,   // 123: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	11,  // 124: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	13,  // 125: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	30,  // 126: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	32,  // 127: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	40,  // 128: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	17,  // 129: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	28,  // 130: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	36,  // 131: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
-	87,  // 132: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	89,  // 133: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	91,  // 134: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	93,  // 135: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	95,  // 136: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	97,  // 137: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	99,  // 138: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	101, // 139: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	104, // 140: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	106, // 141: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	108, // 142: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	84,  // 143: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	77,  // 144: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	79,  // 145: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	81,  // 146: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	45,  // 147: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
-	49,  // 148: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
-	52,  // 149: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
-	54,  // 150: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
-	56,  // 151: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
-	58,  // 152: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
-	60,  // 153: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
-	62,  // 154: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
-	64,  // 155: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
-	66,  // 156: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
-	68,  // 157: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
-	70,  // 158: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
-	72,  // 159: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
-	74,  // 160: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
-	43,  // 161: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
-	141, // 162: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
-	112, // 163: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	114, // 164: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	116, // 165: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	118, // 166: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	110, // 167: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	120, // [120:168] is the sub-list for method output_type
-	72,  // [72:120] is the sub-list for method input_type
+	82,  // 99: raftswarm.v1.Control.GetDashboardToken:input_type -> raftswarm.v1.GetDashboardTokenRequest
+	44,  // 100: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
+	46,  // 101: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
+	50,  // 102: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
+	53,  // 103: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
+	55,  // 104: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
+	57,  // 105: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
+	59,  // 106: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
+	61,  // 107: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
+	63,  // 108: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
+	65,  // 109: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
+	67,  // 110: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
+	69,  // 111: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
+	71,  // 112: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
+	73,  // 113: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
+	41,  // 114: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
+	142, // 115: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
+	113, // 116: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	115, // 117: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	117, // 118: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	119, // 119: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	111, // 120: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 121: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 122: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 123: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 124: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 125: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 126: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 127: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	32,  // 128: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	40,  // 129: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 130: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 131: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	36,  // 132: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
+	89,  // 133: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	91,  // 134: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	93,  // 135: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	95,  // 136: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	97,  // 137: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	99,  // 138: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	101, // 139: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	103, // 140: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	106, // 141: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	108, // 142: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	110, // 143: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	86,  // 144: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	77,  // 145: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	79,  // 146: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	81,  // 147: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	83,  // 148: raftswarm.v1.Control.GetDashboardToken:output_type -> raftswarm.v1.GetDashboardTokenResponse
+	45,  // 149: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	49,  // 150: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	52,  // 151: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	54,  // 152: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	56,  // 153: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	58,  // 154: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	60,  // 155: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	62,  // 156: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	64,  // 157: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	66,  // 158: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	68,  // 159: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	70,  // 160: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	72,  // 161: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	74,  // 162: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	43,  // 163: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
+	143, // 164: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
+	114, // 165: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	116, // 166: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	118, // 167: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	120, // 168: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	112, // 169: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	121, // [121:170] is the sub-list for method output_type
+	72,  // [72:121] is the sub-list for method input_type
 	72,  // [72:72] is the sub-list for extension type_name
 	72,  // [72:72] is the sub-list for extension extendee
 	0,   // [0:72] is the sub-list for field type_name
@@ -7320,14 +7418,14 @@ func file_api_proto_init() {
 	file_objects_proto_init()
 	file_events_proto_init()
 	file_api_proto_msgTypes[76].OneofWrappers = []any{}
-	file_api_proto_msgTypes[88].OneofWrappers = []any{}
+	file_api_proto_msgTypes[90].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   124,
+			NumMessages:   126,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -710,37 +710,38 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Control_ListNodes_FullMethodName     = "/raftswarm.v1.Control/ListNodes"
-	Control_GetNode_FullMethodName       = "/raftswarm.v1.Control/GetNode"
-	Control_UpdateNode_FullMethodName    = "/raftswarm.v1.Control/UpdateNode"
-	Control_RemoveNode_FullMethodName    = "/raftswarm.v1.Control/RemoveNode"
-	Control_GetJoinToken_FullMethodName  = "/raftswarm.v1.Control/GetJoinToken"
-	Control_CreateService_FullMethodName = "/raftswarm.v1.Control/CreateService"
-	Control_UpdateService_FullMethodName = "/raftswarm.v1.Control/UpdateService"
-	Control_GetService_FullMethodName    = "/raftswarm.v1.Control/GetService"
-	Control_ListServices_FullMethodName  = "/raftswarm.v1.Control/ListServices"
-	Control_RemoveService_FullMethodName = "/raftswarm.v1.Control/RemoveService"
-	Control_ListTasks_FullMethodName     = "/raftswarm.v1.Control/ListTasks"
-	Control_ServiceLogs_FullMethodName   = "/raftswarm.v1.Control/ServiceLogs"
-	Control_GetCluster_FullMethodName    = "/raftswarm.v1.Control/GetCluster"
-	Control_UpdateCluster_FullMethodName = "/raftswarm.v1.Control/UpdateCluster"
-	Control_GetUnlockKey_FullMethodName  = "/raftswarm.v1.Control/GetUnlockKey"
-	Control_CreateNetwork_FullMethodName = "/raftswarm.v1.Control/CreateNetwork"
-	Control_GetNetwork_FullMethodName    = "/raftswarm.v1.Control/GetNetwork"
-	Control_ListNetworks_FullMethodName  = "/raftswarm.v1.Control/ListNetworks"
-	Control_RemoveNetwork_FullMethodName = "/raftswarm.v1.Control/RemoveNetwork"
-	Control_CreateSecret_FullMethodName  = "/raftswarm.v1.Control/CreateSecret"
-	Control_GetSecret_FullMethodName     = "/raftswarm.v1.Control/GetSecret"
-	Control_ListSecrets_FullMethodName   = "/raftswarm.v1.Control/ListSecrets"
-	Control_UpdateSecret_FullMethodName  = "/raftswarm.v1.Control/UpdateSecret"
-	Control_RemoveSecret_FullMethodName  = "/raftswarm.v1.Control/RemoveSecret"
-	Control_CreateConfig_FullMethodName  = "/raftswarm.v1.Control/CreateConfig"
-	Control_GetConfig_FullMethodName     = "/raftswarm.v1.Control/GetConfig"
-	Control_ListConfigs_FullMethodName   = "/raftswarm.v1.Control/ListConfigs"
-	Control_UpdateConfig_FullMethodName  = "/raftswarm.v1.Control/UpdateConfig"
-	Control_RemoveConfig_FullMethodName  = "/raftswarm.v1.Control/RemoveConfig"
-	Control_RemoveVolumes_FullMethodName = "/raftswarm.v1.Control/RemoveVolumes"
-	Control_WatchEvents_FullMethodName   = "/raftswarm.v1.Control/WatchEvents"
+	Control_ListNodes_FullMethodName         = "/raftswarm.v1.Control/ListNodes"
+	Control_GetNode_FullMethodName           = "/raftswarm.v1.Control/GetNode"
+	Control_UpdateNode_FullMethodName        = "/raftswarm.v1.Control/UpdateNode"
+	Control_RemoveNode_FullMethodName        = "/raftswarm.v1.Control/RemoveNode"
+	Control_GetJoinToken_FullMethodName      = "/raftswarm.v1.Control/GetJoinToken"
+	Control_CreateService_FullMethodName     = "/raftswarm.v1.Control/CreateService"
+	Control_UpdateService_FullMethodName     = "/raftswarm.v1.Control/UpdateService"
+	Control_GetService_FullMethodName        = "/raftswarm.v1.Control/GetService"
+	Control_ListServices_FullMethodName      = "/raftswarm.v1.Control/ListServices"
+	Control_RemoveService_FullMethodName     = "/raftswarm.v1.Control/RemoveService"
+	Control_ListTasks_FullMethodName         = "/raftswarm.v1.Control/ListTasks"
+	Control_ServiceLogs_FullMethodName       = "/raftswarm.v1.Control/ServiceLogs"
+	Control_GetCluster_FullMethodName        = "/raftswarm.v1.Control/GetCluster"
+	Control_UpdateCluster_FullMethodName     = "/raftswarm.v1.Control/UpdateCluster"
+	Control_GetUnlockKey_FullMethodName      = "/raftswarm.v1.Control/GetUnlockKey"
+	Control_GetDashboardToken_FullMethodName = "/raftswarm.v1.Control/GetDashboardToken"
+	Control_CreateNetwork_FullMethodName     = "/raftswarm.v1.Control/CreateNetwork"
+	Control_GetNetwork_FullMethodName        = "/raftswarm.v1.Control/GetNetwork"
+	Control_ListNetworks_FullMethodName      = "/raftswarm.v1.Control/ListNetworks"
+	Control_RemoveNetwork_FullMethodName     = "/raftswarm.v1.Control/RemoveNetwork"
+	Control_CreateSecret_FullMethodName      = "/raftswarm.v1.Control/CreateSecret"
+	Control_GetSecret_FullMethodName         = "/raftswarm.v1.Control/GetSecret"
+	Control_ListSecrets_FullMethodName       = "/raftswarm.v1.Control/ListSecrets"
+	Control_UpdateSecret_FullMethodName      = "/raftswarm.v1.Control/UpdateSecret"
+	Control_RemoveSecret_FullMethodName      = "/raftswarm.v1.Control/RemoveSecret"
+	Control_CreateConfig_FullMethodName      = "/raftswarm.v1.Control/CreateConfig"
+	Control_GetConfig_FullMethodName         = "/raftswarm.v1.Control/GetConfig"
+	Control_ListConfigs_FullMethodName       = "/raftswarm.v1.Control/ListConfigs"
+	Control_UpdateConfig_FullMethodName      = "/raftswarm.v1.Control/UpdateConfig"
+	Control_RemoveConfig_FullMethodName      = "/raftswarm.v1.Control/RemoveConfig"
+	Control_RemoveVolumes_FullMethodName     = "/raftswarm.v1.Control/RemoveVolumes"
+	Control_WatchEvents_FullMethodName       = "/raftswarm.v1.Control/WatchEvents"
 )
 
 // ControlClient is the client API for Control service.
@@ -766,6 +767,7 @@ type ControlClient interface {
 	GetCluster(ctx context.Context, in *GetClusterRequest, opts ...grpc.CallOption) (*GetClusterResponse, error)
 	UpdateCluster(ctx context.Context, in *UpdateClusterRequest, opts ...grpc.CallOption) (*UpdateClusterResponse, error)
 	GetUnlockKey(ctx context.Context, in *GetUnlockKeyRequest, opts ...grpc.CallOption) (*GetUnlockKeyResponse, error)
+	GetDashboardToken(ctx context.Context, in *GetDashboardTokenRequest, opts ...grpc.CallOption) (*GetDashboardTokenResponse, error)
 	CreateNetwork(ctx context.Context, in *CreateNetworkRequest, opts ...grpc.CallOption) (*CreateNetworkResponse, error)
 	GetNetwork(ctx context.Context, in *GetNetworkRequest, opts ...grpc.CallOption) (*GetNetworkResponse, error)
 	ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error)
@@ -950,6 +952,16 @@ func (c *controlClient) GetUnlockKey(ctx context.Context, in *GetUnlockKeyReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetUnlockKeyResponse)
 	err := c.cc.Invoke(ctx, Control_GetUnlockKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) GetDashboardToken(ctx context.Context, in *GetDashboardTokenRequest, opts ...grpc.CallOption) (*GetDashboardTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDashboardTokenResponse)
+	err := c.cc.Invoke(ctx, Control_GetDashboardToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1148,6 +1160,7 @@ type ControlServer interface {
 	GetCluster(context.Context, *GetClusterRequest) (*GetClusterResponse, error)
 	UpdateCluster(context.Context, *UpdateClusterRequest) (*UpdateClusterResponse, error)
 	GetUnlockKey(context.Context, *GetUnlockKeyRequest) (*GetUnlockKeyResponse, error)
+	GetDashboardToken(context.Context, *GetDashboardTokenRequest) (*GetDashboardTokenResponse, error)
 	CreateNetwork(context.Context, *CreateNetworkRequest) (*CreateNetworkResponse, error)
 	GetNetwork(context.Context, *GetNetworkRequest) (*GetNetworkResponse, error)
 	ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error)
@@ -1223,6 +1236,9 @@ func (UnimplementedControlServer) UpdateCluster(context.Context, *UpdateClusterR
 }
 func (UnimplementedControlServer) GetUnlockKey(context.Context, *GetUnlockKeyRequest) (*GetUnlockKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetUnlockKey not implemented")
+}
+func (UnimplementedControlServer) GetDashboardToken(context.Context, *GetDashboardTokenRequest) (*GetDashboardTokenResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDashboardToken not implemented")
 }
 func (UnimplementedControlServer) CreateNetwork(context.Context, *CreateNetworkRequest) (*CreateNetworkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateNetwork not implemented")
@@ -1552,6 +1568,24 @@ func _Control_GetUnlockKey_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ControlServer).GetUnlockKey(ctx, req.(*GetUnlockKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_GetDashboardToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDashboardTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).GetDashboardToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_GetDashboardToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).GetDashboardToken(ctx, req.(*GetDashboardTokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1899,6 +1933,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUnlockKey",
 			Handler:    _Control_GetUnlockKey_Handler,
+		},
+		{
+			MethodName: "GetDashboardToken",
+			Handler:    _Control_GetDashboardToken_Handler,
 		},
 		{
 			MethodName: "CreateNetwork",

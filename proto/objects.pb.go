@@ -630,9 +630,14 @@ type Cluster struct {
 	// The key-encrypting key managers use to lock their data keys while
 	// autolock is on (settings.autolock); empty otherwise. Never returned by
 	// the API except through GetUnlockKey.
-	UnlockKey     []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UnlockKey []byte `protobuf:"bytes,7,opt,name=unlock_key,json=unlockKey,proto3" json:"unlock_key,omitempty"`
+	// The login token of the managers' web dashboard on non-loopback
+	// addresses ('swarmctl dashboard-token'); empty until first asked for.
+	// Never returned by the API except through GetDashboardToken; rotating
+	// it logs every dashboard session out at once.
+	DashboardToken string `protobuf:"bytes,120,opt,name=dashboard_token,json=dashboardToken,proto3" json:"dashboard_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -712,6 +717,13 @@ func (x *Cluster) GetUnlockKey() []byte {
 		return x.UnlockKey
 	}
 	return nil
+}
+
+func (x *Cluster) GetDashboardToken() string {
+	if x != nil {
+		return x.DashboardToken
+	}
+	return ""
 }
 
 type RootCA struct {
@@ -3530,7 +3542,7 @@ const file_objects_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x02 \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\x99\x02\n" +
+	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\xc2\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04meta\x18\x02 \x01(\v2\x12.raftswarm.v1.MetaR\x04meta\x12-\n" +
@@ -3540,7 +3552,8 @@ const file_objects_proto_rawDesc = "" +
 	"\bsettings\x18\x05 \x01(\v2\x1d.raftswarm.v1.ClusterSettingsR\bsettings\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"unlock_key\x18\a \x01(\fR\tunlockKey\"T\n" +
+	"unlock_key\x18\a \x01(\fR\tunlockKey\x12'\n" +
+	"\x0fdashboard_token\x18x \x01(\tR\x0edashboardToken\"T\n" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12\x16\n" +

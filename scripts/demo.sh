@@ -17,6 +17,7 @@ ctl="$bin/swarmctl"
 
 names=(m1 m2 m3 w1 w2)
 declare -A ip=([m1]=127.0.0.11 [m2]=127.0.0.12 [m3]=127.0.0.13 [w1]=127.0.0.14 [w2]=127.0.0.15)
+dashboard_port=8080
 port=2377
 
 log() { printf '==> %s\n' "$*"; }
@@ -121,12 +122,13 @@ down() {
 # ---------------------------------------------------------------- up
 
 start_daemon() { # start_daemon NAME
-	local n=$1 daemon=workerd
-	[[ $n == m* ]] && daemon=managerd
+	local n=$1 daemon=workerd extra=()
+	# Managers serve the web dashboard on their own loopback address.
+	[[ $n == m* ]] && daemon=managerd extra=(--dashboard-addr "${ip[$n]}:$dashboard_port")
 	mkdir -p "$demo/$n"
 	# setsid: the daemons outlive `make demo` and its terminal's signals.
 	setsid "$bin/$daemon" --state-dir "$demo/$n" --socket "$(sock "$n")" \
-		--hostname "$n" --ingress-addr "${ip[$n]}" --log-level info \
+		--hostname "$n" --ingress-addr "${ip[$n]}" --log-level info "${extra[@]}" \
 		</dev/null >"$demo/$n.log" 2>&1 &
 	echo $! >"$demo/$n.pid"
 }
@@ -236,6 +238,9 @@ The demo cluster is running (logs in .demo/NAME.log). Point swarmctl at it:
 
     export SWARMCTL_HOST=unix://$demo/m1.sock
     bin/swarmctl node ls
+
+The live dashboard: http://${ip[m1]}:$dashboard_port/ (any manager: m2 on
+http://${ip[m2]}:$dashboard_port/, m3 on http://${ip[m3]}:$dashboard_port/).
 
 Any manager's socket works too (.demo/m2.sock, .demo/m3.sock); workers hold no
 cluster state. Stop everything with 'make demo-down'.

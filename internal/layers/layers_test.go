@@ -38,7 +38,7 @@ var layers = [][]string{
 	{"api"},
 	// The node agent: heartbeats, task sessions, mesh and log wiring.
 	{"agent"},
-	{"manager"},
+	{"manager", "dashboard"},
 	// The daemon: local API, init/join, role changes.
 	{"node"},
 	{"cli", "stack"},
