@@ -12,7 +12,13 @@
 // PlaintextRaft), alternately, and the summary compares them; -bare=false
 // leaves (b) out.
 //
-//	go run ./bench/raftput [-d 10s] [-reps 3] [-writers 1,64] [-encryption on|off|both] [-bare=true|false] [-cpuprofile f]
+// With -metrics both, (a) runs on two clusters, alternately: one without
+// metrics, one whose managers serve --metrics-addr and are scraped every
+// second while it is measured, with hashicorp/raft's go-metrics global
+// pointed at the Prometheus sink (a blackhole while the other runs: the
+// global is process-wide), and the summary compares them.
+//
+//	go run ./bench/raftput [-d 10s] [-reps 3] [-writers 1,64] [-encryption on|off|both] [-metrics off|on|both] [-bare=true|false] [-cpuprofile f]
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -36,6 +43,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
+	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
@@ -53,7 +61,16 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the project-path runs to this file")
 	encryption := flag.String("encryption", "on", "project path with encryption at rest: on, off, or both (alternately, compared)")
 	withBare := flag.Bool("bare", true, "also measure bare hashicorp/raft")
+	metricsMode := flag.String("metrics", "off", "project path with --metrics-addr scraped every second: off, on, or both (alternately, compared)")
 	flag.Parse()
+	if *metricsMode != "on" && *metricsMode != "off" && *metricsMode != "both" {
+		fmt.Fprintln(os.Stderr, "bad -metrics: use on, off or both")
+		os.Exit(2)
+	}
+	if *metricsMode == "both" && *encryption == "both" {
+		fmt.Fprintln(os.Stderr, "bad flags: -metrics both and -encryption both compare one thing at a time; pick one")
+		os.Exit(2)
+	}
 	if *encryption != "on" && *encryption != "off" && *encryption != "both" {
 		fmt.Fprintln(os.Stderr, "bad -encryption: use on, off or both")
 		os.Exit(2)
@@ -72,7 +89,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	err = run(dir, *dur, *reps, writers, *cpuprofile, *encryption, *withBare)
+	err = run(dir, *dur, *reps, writers, *cpuprofile, *encryption, *metricsMode, *withBare)
 	os.RemoveAll(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
@@ -137,6 +154,9 @@ func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 type path struct {
 	name  string
 	write writeFn
+	// around, if set, runs a measurement (setting up what the path needs
+	// while measured, such as a scraper).
+	around func(measure func())
 }
 
 // loadavg is the 1-minute load average, for the record of a shared machine.
@@ -148,25 +168,38 @@ func loadavg() string {
 	return strings.Fields(string(b))[0]
 }
 
-func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encryption string, withBare bool) error {
+func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encryption, metricsMode string, withBare bool) error {
 	maxW := 0
 	for _, w := range writers {
 		maxW = max(maxW, w)
 	}
 	var paths []path
 	var entry int
-	for i, mode := range map[string][]string{"on": {"on"}, "off": {"off"}, "both": {"on", "off"}}[encryption] {
-		name := "project"
-		if encryption == "both" {
-			name = map[string]string{"on": "enc", "off": "plain"}[mode]
-		}
-		proj, err := startProject(filepath.Join(dir, name), maxW, 41+3*i, mode == "off")
+	type variant struct {
+		name           string
+		plain, metrics bool
+	}
+	var variants []variant
+	switch {
+	case encryption == "both":
+		variants = []variant{{"enc", false, metricsMode == "on"}, {"plain", true, metricsMode == "on"}}
+	case metricsMode == "both":
+		variants = []variant{{"metrics", encryption == "off", true}, {"nometric", encryption == "off", false}}
+	default:
+		variants = []variant{{"project", encryption == "off", metricsMode == "on"}}
+	}
+	for i, v := range variants {
+		proj, err := startProject(filepath.Join(dir, v.name), maxW, 41+3*i, v.plain, v.metrics)
 		if err != nil {
-			return fmt.Errorf("%s cluster: %w", name, err)
+			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
 		defer proj.close()
 		entry = proj.entrySize()
-		paths = append(paths, path{name, proj.write})
+		p := path{name: v.name, write: proj.write}
+		if metricsMode == "both" {
+			p.around = proj.aroundMetrics
+		}
+		paths = append(paths, p)
 	}
 	if withBare {
 		bare, err := startBare(filepath.Join(dir, "bare"), entry)
@@ -174,7 +207,7 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 			return fmt.Errorf("bare cluster: %w", err)
 		}
 		defer bare.close()
-		paths = append(paths, path{"bare", bare.write})
+		paths = append(paths, path{name: "bare", write: bare.write})
 	}
 	fmt.Printf("entry size: %d bytes (project StoreBatch envelope updating one Secret with %d data bytes; bare entries are the same length)\n", entry, payloadSize)
 	fmt.Printf("encryption at rest: %s; raft timings: %+v\n", encryption, raft.DefaultTimings())
@@ -208,7 +241,12 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 					}
 				}
 				l0 := loadavg()
-				r := measure(d, w, p.write)
+				var r result
+				if p.around != nil {
+					p.around(func() { r = measure(d, w, p.write) })
+				} else {
+					r = measure(d, w, p.write)
+				}
 				loads = append(loads, l0)
 				res[key{p.name, w}] = append(res[key{p.name, w}], r)
 				report(rep, p.name, w, r, l0)
@@ -228,6 +266,16 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 			ratio, p99x := e.rate/p.rate, e.p99/p.p99
 			fmt.Printf("%-8d %10.0f %8.2f %8.2f | %10.0f %8.2f %8.2f | %6.2fx %8.2fx  (target >= 0.9x: %s)\n",
 				w, e.rate, e.p50, e.p99, p.rate, p.p50, p.p99, ratio, p99x, verdict(ratio >= 0.9))
+		}
+	}
+	if metricsMode == "both" {
+		fmt.Printf("%-8s %10s %8s %8s | %10s %8s %8s | %7s %9s\n", "writers", "metr w/s", "p50", "p99", "none w/s", "p50", "p99", "ratio", "p99 x")
+		for _, w := range writers {
+			e := medianResult(res[key{"metrics", w}])
+			p := medianResult(res[key{"nometric", w}])
+			ratio, p99x := e.rate/p.rate, e.p99/p.p99
+			fmt.Printf("%-8d %10.0f %8.2f %8.2f | %10.0f %8.2f %8.2f | %6.2fx %8.2fx  (target >= 0.95x: %s)\n",
+				w, e.rate, e.p50, e.p99, p.rate, p.p50, p.p99, ratio, p99x, verdict(ratio >= 0.95))
 		}
 	}
 	if !withBare {
@@ -285,6 +333,7 @@ func report(rep int, path string, w int, r result, load string) {
 // ---------------------------------------------------------------- project
 
 type project struct {
+	metrics bool // managers serve --metrics-addr
 	nodes   []*node.Node
 	leader  *raft.Node
 	store   *state.Store // the leader's
@@ -337,8 +386,8 @@ func (p *project) write(ctx context.Context, w int) error {
 }
 
 // startProject starts three managers on 127.0.0.<first>..<first+2>.
-func startProject(dir string, writers, first int, plaintext bool) (*project, error) {
-	p := &project{payload: make([]byte, payloadSize), version: make([]uint64, writers)}
+func startProject(dir string, writers, first int, plaintext, withMetrics bool) (*project, error) {
+	p := &project{payload: make([]byte, payloadSize), version: make([]uint64, writers), metrics: withMetrics}
 	for i := range p.payload {
 		p.payload[i] = byte('a' + i%26)
 	}
@@ -347,11 +396,15 @@ func startProject(dir string, writers, first int, plaintext bool) (*project, err
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("m%d", i)
 		sock := filepath.Join(dir, name+".sock")
-		n, err := node.New(node.Config{
+		cfg := node.Config{
 			StateDir: filepath.Join(dir, name), SocketPath: sock, Hostname: name,
 			Timings: raft.DefaultTimings(), NoSync: false, PlaintextRaft: plaintext,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-		})
+		}
+		if withMetrics {
+			cfg.MetricsAddr = fmt.Sprintf("127.0.0.%d:0", first-1+i)
+		}
+		n, err := node.New(cfg)
 		if err != nil {
 			return p, err
 		}
@@ -410,6 +463,46 @@ func startProject(dir string, writers, first int, plaintext bool) (*project, err
 		}
 	}
 	return p, nil
+}
+
+// aroundMetrics runs one measurement of p: with metrics, Raft's go-metrics
+// global points at the Prometheus sink and every manager's /metrics is
+// scraped once a second meanwhile; without, the global is a blackhole.
+func (p *project) aroundMetrics(measure func()) {
+	if err := metrics.SetRaftSink(p.metrics); err != nil {
+		panic(err)
+	}
+	if !p.metrics {
+		measure()
+		return
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl := &http.Client{Timeout: 5 * time.Second}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			for _, n := range p.nodes {
+				resp, err := cl.Get("http://" + n.MetricsAddr() + "/metrics")
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "scrape:", err)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	measure()
+	close(stop)
+	<-done
 }
 
 func (p *project) close() {

@@ -209,13 +209,7 @@ func raftSink() (*gmprom.PrometheusSink, error) {
 			sinkErr = err
 			return
 		}
-		cfg := gometrics.DefaultConfig(Namespace)
-		cfg.EnableHostname = false
-		cfg.EnableHostnameLabel = false
-		cfg.EnableServiceLabel = false
-		cfg.EnableRuntimeMetrics = false // the Go collector reports these
-		cfg.TimerGranularity = time.Millisecond
-		if _, err := gometrics.NewGlobal(cfg, s); err != nil {
+		if _, err := gometrics.NewGlobal(sinkConfig(), s); err != nil {
 			sinkErr = err
 			return
 		}
@@ -225,4 +219,34 @@ func raftSink() (*gmprom.PrometheusSink, error) {
 		sinkErr = errors.New("raft metrics sink unavailable")
 	}
 	return sink, sinkErr
+}
+
+// SetRaftSink installs the shared Raft sink as go-metrics' global (on) or
+// a blackhole in its place (off). Daemons never call it: it lets a
+// benchmark compare Raft with and without metrics in one process.
+func SetRaftSink(on bool) error {
+	s, err := raftSink()
+	if err != nil {
+		return err
+	}
+	var sink gometrics.MetricSink = s
+	if !on {
+		sink = &gometrics.BlackholeSink{}
+	}
+	_, err = gometrics.NewGlobal(sinkConfig(), sink)
+	return err
+}
+
+// sinkConfig is go-metrics' configuration for Raft's series: names
+// prefixed raftswarm_, no host or service labels, no runtime metrics (the
+// Go collector reports those), timers in milliseconds (hashicorp/raft's
+// convention, kept so its documented series read as everywhere else).
+func sinkConfig() *gometrics.Config {
+	cfg := gometrics.DefaultConfig(Namespace)
+	cfg.EnableHostname = false
+	cfg.EnableHostnameLabel = false
+	cfg.EnableServiceLabel = false
+	cfg.EnableRuntimeMetrics = false
+	cfg.TimerGranularity = time.Millisecond
+	return cfg
 }
