@@ -2,18 +2,22 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	"github.com/raftswarm/raftswarm/internal/testutil"
+	"github.com/raftswarm/raftswarm/manager"
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc"
@@ -209,4 +213,32 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A leader component that fails is counted by name, and the restart of
+// the term's leader work too.
+func TestMetricsLeaderComponentFailure(t *testing.T) {
+	var failed atomic.Bool
+	c := testcluster.New(t, 1, 0, testcluster.Options{
+		Configure: func(name string, cfg *node.Config) {
+			cfg.MetricsAddr = "127.0.0.1:0"
+		},
+		LeaderWork: []func(ctx context.Context, m *manager.Manager) error{
+			func(ctx context.Context, m *manager.Manager) error {
+				if failed.CompareAndSwap(false, true) {
+					return errors.New("injected failure")
+				}
+				<-ctx.Done()
+				return nil
+			},
+		},
+	})
+	m1 := c.Get("m1")
+	waitSeries(t, m1, `raftswarm_leader_component_failures_total{component="extra_0"}`, eq(1), "1")
+	waitSeries(t, m1, `raftswarm_leader_work_restarts_total`, eq(1), "1")
+	for _, comp := range []string{"dispatcher", "scheduler", "orchestrator", "role_manager"} {
+		if v, ok := scrape(t, m1)[`raftswarm_leader_component_failures_total{component="`+comp+`"}`]; ok && v != 0 {
+			t.Errorf("%s counted %v failures; only the injected one failed", comp, v)
+		}
+	}
 }
