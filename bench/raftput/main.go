@@ -37,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -101,6 +102,7 @@ func main() {
 type writeFn func(ctx context.Context, w int) error
 
 type result struct {
+	cpu      time.Duration // process CPU time (user+system) during the run
 	ops      int
 	errs     int
 	elapsed  time.Duration
@@ -115,6 +117,7 @@ func measure(d time.Duration, writers int, write writeFn) result {
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -137,7 +140,7 @@ func measure(d time.Duration, writers int, write writeFn) result {
 	time.Sleep(d)
 	stop.Store(true)
 	wg.Wait()
-	r := result{elapsed: time.Since(start), firstErr: firstErr}
+	r := result{elapsed: time.Since(start), firstErr: firstErr, cpu: cpuTime() - cpu0}
 	var all []time.Duration
 	for w := range lats {
 		all = append(all, lats[w]...)
@@ -149,6 +152,24 @@ func measure(d time.Duration, writers int, write writeFn) result {
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// cpuPerOp is the process's CPU time per write, in microseconds: less
+// sensitive than the rate to other programs on a shared machine.
+func (r result) cpuPerOp() float64 {
+	if r.ops == 0 {
+		return 0
+	}
+	return float64(r.cpu.Microseconds()) / float64(r.ops)
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // path is one write path under measurement.
 type path struct {
@@ -269,13 +290,13 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 		}
 	}
 	if metricsMode == "both" {
-		fmt.Printf("%-8s %10s %8s %8s | %10s %8s %8s | %7s %9s\n", "writers", "metr w/s", "p50", "p99", "none w/s", "p50", "p99", "ratio", "p99 x")
+		fmt.Printf("%-8s %10s %8s %8s %8s | %10s %8s %8s %8s | %7s %9s %9s\n", "writers", "metr w/s", "p50", "p99", "cpu us", "none w/s", "p50", "p99", "cpu us", "ratio", "p99 x", "cpu x")
 		for _, w := range writers {
 			e := medianResult(res[key{"metrics", w}])
 			p := medianResult(res[key{"nometric", w}])
-			ratio, p99x := e.rate/p.rate, e.p99/p.p99
-			fmt.Printf("%-8d %10.0f %8.2f %8.2f | %10.0f %8.2f %8.2f | %6.2fx %8.2fx  (target >= 0.95x: %s)\n",
-				w, e.rate, e.p50, e.p99, p.rate, p.p50, p.p99, ratio, p99x, verdict(ratio >= 0.95))
+			ratio, p99x, cpux := e.rate/p.rate, e.p99/p.p99, e.cpu/p.cpu
+			fmt.Printf("%-8d %10.0f %8.2f %8.2f %8.0f | %10.0f %8.2f %8.2f %8.0f | %6.2fx %8.2fx %8.2fx  (target >= 0.95x: %s)\n",
+				w, e.rate, e.p50, e.p99, e.cpu, p.rate, p.p50, p.p99, p.cpu, ratio, p99x, cpux, verdict(ratio >= 0.95))
 		}
 	}
 	if !withBare {
@@ -295,12 +316,13 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 	return nil
 }
 
-type med struct{ rate, p50, p99 float64 }
+type med struct{ rate, p50, p99, cpu float64 }
 
 // medianResult takes the median of each figure over the runs separately.
 func medianResult(rs []result) med {
-	var rate, p50, p99 []time.Duration // reuse Summarize for medians
+	var rate, p50, p99, cpu []time.Duration // reuse Summarize for medians
 	for _, r := range rs {
+		cpu = append(cpu, time.Duration(r.cpuPerOp()*1000))
 		rate = append(rate, time.Duration(r.rate()*1000))
 		p50 = append(p50, r.lat.P50)
 		p99 = append(p99, r.lat.P99)
@@ -309,6 +331,7 @@ func medianResult(rs []result) med {
 		rate: float64(cluster.Summarize(rate).P50) / 1000,
 		p50:  ms(cluster.Summarize(p50).P50),
 		p99:  ms(cluster.Summarize(p99).P50),
+		cpu:  float64(cluster.Summarize(cpu).P50) / 1000,
 	}
 }
 
@@ -322,8 +345,8 @@ func verdict(ok bool) string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func report(rep int, path string, w int, r result, load string) {
-	fmt.Printf("run %d %-7s writers=%-3d %7.0f writes/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %d  load %s",
-		rep, path, w, r.rate(), ms(r.lat.P50), ms(r.lat.P99), ms(r.lat.Max), r.errs, load)
+	fmt.Printf("run %d %-7s writers=%-3d %7.0f writes/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  cpu %5.0f us/write  errors %d  load %s",
+		rep, path, w, r.rate(), ms(r.lat.P50), ms(r.lat.P99), ms(r.lat.Max), r.cpuPerOp(), r.errs, load)
 	if r.firstErr != nil {
 		fmt.Printf(" (first: %v)", r.firstErr)
 	}

@@ -53,11 +53,15 @@ func TestHandler(t *testing.T) {
 // Raft's go-metrics global is process-wide: every registry shows it.
 func TestRaftSinkSharedByRegistries(t *testing.T) {
 	a, b := New(), New()
-	gometrics.IncrCounter([]string{"raft", "obs_test"}, 1)
+	gometrics.IncrCounter([]string{"raft", "transition", "obs_test"}, 1)
+	gometrics.IncrCounter([]string{"raft", "net", "obs_test"}, 1) // filtered out
 	for _, r := range []*Registry{a, b} {
 		code, body := get(t, Handler(ServerConfig{Registry: r}), "/metrics")
-		if code != 200 || !strings.Contains(body, "raftswarm_raft_obs_test 1") {
+		if code != 200 || !strings.Contains(body, "raftswarm_raft_transition_obs_test 1") {
 			t.Errorf("registry lacks the go-metrics series: %d", code)
+		}
+		if strings.Contains(body, "raftswarm_raft_net_obs_test") {
+			t.Error("a series outside the allowed prefixes was exported")
 		}
 	}
 }
