@@ -101,3 +101,30 @@ func TestListenBindError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The cost hashicorp/raft pays per sample: exported (reaches the sink),
+// filtered out (stops at the allow list), and with no sink (blackhole).
+// go test -run - -bench RaftSample ./internal/metrics/
+func BenchmarkRaftSample(b *testing.B) {
+	New()
+	start := time.Now()
+	for _, bc := range []struct {
+		name string
+		key  []string
+		on   bool
+	}{
+		{"exported", []string{"raft", "commitTime"}, true},
+		{"filtered", []string{"raft", "net", "rpcDecode"}, true},
+		{"blackhole", []string{"raft", "commitTime"}, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if err := SetRaftSink(bc.on); err != nil {
+				b.Fatal(err)
+			}
+			defer SetRaftSink(true)
+			for b.Loop() {
+				gometrics.MeasureSince(bc.key, start)
+			}
+		})
+	}
+}
