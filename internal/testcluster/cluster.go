@@ -21,9 +21,7 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 // Member is one node of a test cluster.
@@ -227,20 +225,10 @@ func (c *Cluster) Join(name string, role swarmpb.NodeRole) *Member {
 	}
 	m := c.Add(name)
 	m.JoinedAs = role
-	// A join refused as Unavailable ("no leader is known ...; try
-	// again": an election under way on a loaded machine) changed nothing:
-	// try again, as a user would, until the deadline.
-	b := retry.NewBackoff(100*time.Millisecond, 2*time.Second)
-	for {
-		_, err := m.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: tok.Managers[0], AdvertiseAddr: m.Addr})
-		if err == nil {
-			return m
-		}
-		if status.Code(err) != codes.Unavailable || !b.Wait(ctx) {
-			c.t.Fatalf("join %s: %v", name, err)
-		}
-		c.t.Logf("join %s: %v; retrying", name, err)
+	if _, err := m.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: tok.Managers[0], AdvertiseAddr: m.Addr}); err != nil {
+		c.t.Fatalf("join %s: %v", name, err)
 	}
+	return m
 }
 
 // Start (re)starts the member's daemon on its state dir.
