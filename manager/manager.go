@@ -21,6 +21,7 @@ import (
 	"github.com/raftswarm/raftswarm/raft"
 	schedloop "github.com/raftswarm/raftswarm/scheduler/loop"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/events"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,6 +66,7 @@ type Manager struct {
 	dispatcher *api.Dispatcher
 	authz      *api.Authorizer
 	health     *health.Server
+	events     *events.Journal
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -87,6 +89,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.ListenAddr, err)
 	}
 	m := &Manager{cfg: cfg, log: log, store: state.New(), ln: ln, stop: make(chan struct{})}
+	// The journal watches the store before Raft replays anything, so it
+	// holds every event this replica applies from now on.
+	m.events = events.New(m.store, events.Config{})
 	m.stream = raft.NewStreamLayer(adv, func() *tls.Config { return cfg.Creds.ClientTLSConfig(ca.ALPNRaft) })
 	m.raft, err = raft.Open(raft.Config{
 		NodeID: cfg.NodeID, Addr: cfg.AdvertiseAddr, Dir: cfg.RaftDir, Stream: m.stream,
@@ -94,10 +99,11 @@ func New(cfg Config) (*Manager, error) {
 		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync, DEK: cfg.DEK,
 	})
 	if err != nil {
+		m.events.Close()
 		ln.Close()
 		return nil, err
 	}
-	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
+	m.control = &api.ControlServer{Store: m.store, Raft: m.raft, Events: m.events}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
 	m.control.Logs = m.dispatcher
 	m.control.Volumes = m.dispatcher
@@ -143,6 +149,9 @@ func (m *Manager) stopping() bool {
 
 // Store is the manager's replicated state.
 func (m *Manager) Store() *state.Store { return m.store }
+
+// Events is the manager's event journal ('swarmctl events', the dashboard).
+func (m *Manager) Events() *events.Journal { return m.events }
 
 // Raft is the manager's Raft node.
 func (m *Manager) Raft() *raft.Node { return m.raft }
@@ -456,6 +465,7 @@ func (m *Manager) Stop() error {
 		}
 		t.Stop()
 		m.wg.Wait()
+		m.events.Close()
 	})
 	return err
 }

@@ -33,6 +33,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Debug, "debug", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
+	fs.DurationVar(&cfg.PullStallTimeout, "image-pull-stall-timeout", 0, "fail a task whose image pull makes no progress for this long (default 1m0s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -42,6 +43,10 @@ func Main(name string, args []string, stderr io.Writer) int {
 	}
 	if cfg.DataPort < 0 || cfg.DataPort > 65535 {
 		fmt.Fprintf(stderr, "Error: invalid --data-port %d: use a port from 1 to 65535, or 0 to disable the data path\n", cfg.DataPort)
+		return 2
+	}
+	if cfg.PullStallTimeout < 0 {
+		fmt.Fprintf(stderr, "Error: invalid --image-pull-stall-timeout %s: use a positive duration such as 60s\n", cfg.PullStallTimeout)
 		return 2
 	}
 	var lv slog.Level

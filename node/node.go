@@ -38,6 +38,9 @@ type Config struct {
 	Timings raft.Timings
 	// HeartbeatPeriod is the agents' base heartbeat period.
 	HeartbeatPeriod time.Duration
+	// PullStallTimeout fails a task whose image pull makes no progress
+	// for this long (docker.DefaultPullStallTimeout if zero).
+	PullStallTimeout time.Duration
 	// NoSync skips fsync of the Raft log (tests only).
 	NoSync bool
 	// PlaintextRaft writes the Raft log and snapshots unencrypted; only for
@@ -118,7 +121,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Executor == nil {
 		host := cfg.DockerHost
 		cfg.Executor = func(nodeID string) (exec.Executor, error) {
-			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata")})
+			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata"),
+				PullStallTimeout: cfg.PullStallTimeout})
 			if err != nil {
 				return nil, err
 			}
@@ -318,6 +322,18 @@ func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.C
 		return nil, nil, api.ErrNotManager
 	}
 	return mgr.RouteControl(ctx)
+}
+
+// LocalControl implements api.LocalControl: this node's manager's control
+// server, for calls any manager answers itself (WatchEvents); nil when it
+// runs none, is locked or is not in a cluster.
+func (n *Node) LocalControl() swarmpb.ControlServer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.member == nil || n.locked || n.mgr == nil {
+		return nil
+	}
+	return n.mgr.Control()
 }
 
 // LeaderChanged implements api.LeaderWatcher for the local socket; nil
