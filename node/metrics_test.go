@@ -215,6 +215,15 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 		return nil
 	})
 	waitSeries(t, last, "raftswarm_node_ready", eq(0), "0")
+	// The worker loses its task session with the leader.
+	w1 := c.Get("w1")
+	testutil.Eventually(t, 45*time.Second, func() error {
+		code, body, err := get(w1, "/readyz")
+		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "no task session") {
+			return fmt.Errorf("w1 /readyz without a leader: %d %q %v, want 503", code, body, err)
+		}
+		return nil
+	})
 	if last == m1 {
 		testutil.Eventually(t, 30*time.Second, func() error {
 			hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -226,13 +235,15 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 	}
 	// One comes back: quorum again.
 	stopped[0].Start(t)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		code, body, err := get(last, "/readyz")
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("%s /readyz with quorum back: %d %q %v, want 200", last.Name, code, body, err)
-		}
-		return nil
-	})
+	for _, m := range []*testcluster.Member{last, w1} {
+		testutil.Eventually(t, 45*time.Second, func() error {
+			code, body, err := get(m, "/readyz")
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("%s /readyz with quorum back: %d %q %v, want 200", m.Name, code, body, err)
+			}
+			return nil
+		})
+	}
 }
 
 // A leader component that fails is counted by name, and the restart of
