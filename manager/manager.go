@@ -301,7 +301,9 @@ func (m *Manager) leaderWork(ctx context.Context) error {
 	run := func(component string, f func(context.Context) error) {
 		g.Go(func() error {
 			err := f(gctx)
-			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			// Only the first failure of a term counts: the others return
+			// because it cancelled gctx.
+			if err != nil && gctx.Err() == nil && !errors.Is(err, context.Canceled) {
 				m.cfg.Metrics.ComponentFailed(component)
 			}
 			return err

@@ -11,6 +11,12 @@
 // connection pool (agent.ConnSource) and records the manager list the agent
 // learns (agent.ManagerRecorder); it never reaches into the agent's state.
 //
+// With --metrics-addr it serves the node's metrics registry
+// (internal/metrics) and /readyz; its one collector (metrics.go) lives as
+// long as the node and reads, at scrape time, the manager and agent that
+// run then (Manager's store, Raft and dispatcher figures, agent.Stats), so
+// promotions and demotions need no re-registration.
+//
 // node is the top of the stack below the mains: it may import every
 // package but cmd/ and the tests' helpers; nothing but cmd/, bench/ and
 // internal/testcluster imports it.

@@ -2,18 +2,22 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	"github.com/raftswarm/raftswarm/internal/testutil"
+	"github.com/raftswarm/raftswarm/manager"
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc"
@@ -77,13 +81,28 @@ func scrape(t *testing.T, m *testcluster.Member) map[string]float64 {
 	return out
 }
 
-// series polls m's /metrics until want holds for the series.
+// waitSeries polls m's /metrics until want holds for the series. The
+// bound is generous: on a loaded machine fast Raft timings re-elect often.
 func waitSeries(t *testing.T, m *testcluster.Member, series string, want func(float64) bool, what string) {
 	t.Helper()
-	testutil.Eventually(t, 20*time.Second, func() error {
+	testutil.Eventually(t, 45*time.Second, func() error {
 		v, ok := scrape(t, m)[series]
 		if !ok || !want(v) {
 			return fmt.Errorf("%s on %s: got %v (present %v), want %s", series, m.Name, v, ok, what)
+		}
+		return nil
+	})
+}
+
+// waitLeaderSeries is waitSeries on whichever manager leads at each poll
+// (leadership may move on a loaded machine).
+func waitLeaderSeries(t *testing.T, c *testcluster.Cluster, series string, want func(float64) bool, what string) {
+	t.Helper()
+	testutil.Eventually(t, 45*time.Second, func() error {
+		l := c.Leader(30 * time.Second)
+		v, ok := scrape(t, l)[series]
+		if !ok || !want(v) {
+			return fmt.Errorf("%s on the leader %s: got %v (present %v), want %s", series, l.Name, v, ok, what)
 		}
 		return nil
 	})
@@ -93,46 +112,48 @@ func eq(n float64) func(float64) bool { return func(v float64) bool { return v =
 
 func TestMetricsSeriesMove(t *testing.T) {
 	c := metricsCluster(t, 3, 1)
-	ctx := ctxT(t, 60*time.Second)
-	leader := c.Leader(10 * time.Second)
+	ctx := ctxT(t, 3*time.Minute)
 	for _, m := range c.Members {
 		waitSeries(t, m, "raftswarm_node_ready", eq(1), "1")
 	}
-	waitSeries(t, leader, `raftswarm_store_objects{kind="node"}`, eq(4), "4")
-	waitSeries(t, leader, `raftswarm_nodes{availability="active",role="manager",status="ready"}`, eq(3), "3")
-	waitSeries(t, leader, `raftswarm_dispatcher_sessions`, eq(4), "4 sessions")
-	waitSeries(t, leader, `raftswarm_manager_leader`, eq(1), "1")
+	m1 := c.Get("m1")
+	waitSeries(t, m1, `raftswarm_store_objects{kind="node"}`, eq(4), "4")
+	waitSeries(t, m1, `raftswarm_nodes{availability="active",role="manager",status="ready"}`, eq(3), "3")
+	waitLeaderSeries(t, c, `raftswarm_dispatcher_sessions`, eq(4), "4 sessions")
+	waitLeaderSeries(t, c, `raftswarm_manager_leader`, eq(1), "1")
 	// The process collectors and Raft's go-metrics sink are there.
-	got := scrape(t, leader)
-	for _, s := range []string{"go_goroutines", "raftswarm_raft_apply", `raftswarm_raft_node_state{state="leader"}`} {
+	got := scrape(t, m1)
+	for _, s := range []string{"go_goroutines", "process_cpu_seconds_total", "raftswarm_raft_apply", "raftswarm_raft_node_term"} {
 		if _, ok := got[s]; !ok {
-			t.Errorf("series %s missing on the leader", s)
+			t.Errorf("series %s missing on m1", s)
 		}
 	}
 
-	// Work moves the task counts and the control API's counters.
-	ctl := c.Control()
+	// Work moves the task counts and the control API's counters. Store
+	// figures are the same on every replica; m1's is read.
+	ctl := m1.Control()
 	resp, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: svcSpec("web", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSeries(t, leader, `raftswarm_tasks{state="running"}`, eq(1), "1 running")
+	waitSeries(t, m1, `raftswarm_tasks{state="running"}`, eq(1), "1 running")
 	svc := resp.GetService()
 	spec := svc.GetSpec()
 	spec.Replicas = 4
 	if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: svc.GetId(), Version: svc.GetMeta().GetVersion(), Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	waitSeries(t, leader, `raftswarm_tasks{state="running"}`, eq(4), "4 running")
-	waitSeries(t, leader, `raftswarm_store_objects{kind="service"}`, eq(1), "1")
-	waitSeries(t, leader, `raftswarm_orchestrator_reconcile_seconds_count`, func(v float64) bool { return v > 0 }, "> 0")
-	waitSeries(t, leader, `raftswarm_scheduler_scheduling_seconds_count`, func(v float64) bool { return v > 0 }, "> 0")
-	waitSeries(t, leader, `grpc_server_handled_total{grpc_code="OK",grpc_method="Heartbeat",grpc_service="raftswarm.v1.Dispatcher",grpc_type="unary",listener="cluster"}`,
+	waitSeries(t, m1, `raftswarm_tasks{state="running"}`, eq(4), "4 running")
+	waitSeries(t, m1, `raftswarm_store_objects{kind="service"}`, eq(1), "1")
+	waitLeaderSeries(t, c, `raftswarm_orchestrator_reconcile_seconds_count`, func(v float64) bool { return v > 0 }, "> 0")
+	waitLeaderSeries(t, c, `raftswarm_scheduler_scheduling_seconds_count`, func(v float64) bool { return v > 0 }, "> 0")
+	waitLeaderSeries(t, c, `grpc_server_handled_total{grpc_code="OK",grpc_method="Heartbeat",grpc_service="raftswarm.v1.Dispatcher",grpc_type="unary",listener="cluster"}`,
 		func(v float64) bool { return v > 0 }, "> 0")
-	waitSeries(t, c.Get("m1"), `grpc_server_handled_total{grpc_code="OK",grpc_method="UpdateService",grpc_service="raftswarm.v1.Control",grpc_type="unary",listener="socket"}`,
+	waitSeries(t, m1, `grpc_server_handled_total{grpc_code="OK",grpc_method="UpdateService",grpc_service="raftswarm.v1.Control",grpc_type="unary",listener="socket"}`,
 		eq(1), "1")
 
 	// A leader kill: the survivors see one more leader.
+	leader := c.Leader(30 * time.Second)
 	survivor := c.Managers()[0]
 	if survivor == leader {
 		survivor = c.Managers()[1]
@@ -148,9 +169,9 @@ func TestMetricsSeriesMove(t *testing.T) {
 
 func TestReadyzFollowsQuorum(t *testing.T) {
 	c := metricsCluster(t, 3, 1)
-	ctx := ctxT(t, 60*time.Second)
+	ctx := ctxT(t, 3*time.Minute)
 	for _, m := range c.Members {
-		testutil.Eventually(t, 20*time.Second, func() error {
+		testutil.Eventually(t, 45*time.Second, func() error {
 			code, body, err := get(m, "/readyz")
 			if err != nil || code != http.StatusOK {
 				return fmt.Errorf("%s /readyz: %d %q %v", m.Name, code, body, err)
@@ -172,10 +193,13 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health check: %v %v, want SERVING", hc.GetStatus(), err)
-	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("health check: %v %v, want SERVING", hc.GetStatus(), err)
+		}
+		return nil
+	})
 
 	// Two managers of three stop: the last has no quorum.
 	ms := c.Managers()
@@ -191,6 +215,15 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 		return nil
 	})
 	waitSeries(t, last, "raftswarm_node_ready", eq(0), "0")
+	// The worker loses its task session with the leader.
+	w1 := c.Get("w1")
+	testutil.Eventually(t, 45*time.Second, func() error {
+		code, body, err := get(w1, "/readyz")
+		if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "no task session") {
+			return fmt.Errorf("w1 /readyz without a leader: %d %q %v, want 503", code, body, err)
+		}
+		return nil
+	})
 	if last == m1 {
 		testutil.Eventually(t, 30*time.Second, func() error {
 			hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -202,11 +235,41 @@ func TestReadyzFollowsQuorum(t *testing.T) {
 	}
 	// One comes back: quorum again.
 	stopped[0].Start(t)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		code, body, err := get(last, "/readyz")
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("%s /readyz with quorum back: %d %q %v, want 200", last.Name, code, body, err)
-		}
-		return nil
+	for _, m := range []*testcluster.Member{last, w1} {
+		testutil.Eventually(t, 45*time.Second, func() error {
+			code, body, err := get(m, "/readyz")
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("%s /readyz with quorum back: %d %q %v, want 200", m.Name, code, body, err)
+			}
+			return nil
+		})
+	}
+}
+
+// A leader component that fails is counted by name, and the restart of
+// the term's leader work too.
+func TestMetricsLeaderComponentFailure(t *testing.T) {
+	var failed atomic.Bool
+	c := testcluster.New(t, 1, 0, testcluster.Options{
+		Configure: func(name string, cfg *node.Config) {
+			cfg.MetricsAddr = "127.0.0.1:0"
+		},
+		LeaderWork: []func(ctx context.Context, m *manager.Manager) error{
+			func(ctx context.Context, m *manager.Manager) error {
+				if failed.CompareAndSwap(false, true) {
+					return errors.New("injected failure")
+				}
+				<-ctx.Done()
+				return nil
+			},
+		},
 	})
+	m1 := c.Get("m1")
+	waitSeries(t, m1, `raftswarm_leader_component_failures_total{component="extra_0"}`, eq(1), "1")
+	waitSeries(t, m1, `raftswarm_leader_work_restarts_total`, eq(1), "1")
+	for _, comp := range []string{"dispatcher", "scheduler", "orchestrator", "role_manager"} {
+		if v, ok := scrape(t, m1)[`raftswarm_leader_component_failures_total{component="`+comp+`"}`]; ok && v != 0 {
+			t.Errorf("%s counted %v failures; only the injected one failed", comp, v)
+		}
+	}
 }

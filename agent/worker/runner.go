@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,8 +34,9 @@ const maxWaitErrors = 5
 // runner supervises one task. Its goroutine (run) drives the controller;
 // Assign/Update talk to it through update and remove.
 type runner struct {
-	w  *Worker
-	id string
+	w   *Worker
+	id  string
+	log *slog.Logger // the worker's, with the task's service, task and node IDs
 
 	// ctx ends on Close; cleanup after removal runs on it.
 	ctx    context.Context
@@ -63,7 +66,7 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 	ctx, cancel := context.WithCancel(w.ctx)
 	stopCtx, stopTask := context.WithCancel(ctx)
 	r := &runner{
-		w: w, id: t.GetId(),
+		w: w, id: t.GetId(), log: TaskLogger(w.log, t),
 		ctx: ctx, cancel: cancel,
 		stopCtx: stopCtx, stopTask: stopTask,
 		removed:  make(chan struct{}),
@@ -72,6 +75,7 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 		serving: t.GetStatus().GetState() == stateRunning,
 	}
 	r.rep = newReporter(w, t.GetId(), t.GetStatus())
+	r.rep.log = r.log
 	if wantsStop(t) {
 		stopTask()
 	}
@@ -154,8 +158,8 @@ func (r *runner) run() {
 		if !r.drain() {
 			return // closed
 		}
-		r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown)
-		r.w.retry(r.ctx, "remove "+r.id, ctl.Remove)
+		r.w.retry(r.ctx, r.log, "shutdown "+r.id, ctl.Shutdown)
+		r.w.retry(r.ctx, r.log, "remove "+r.id, ctl.Remove)
 	}
 	r.rep.stop()
 }
@@ -193,7 +197,7 @@ func (r *runner) shutdown(ctl exec.Controller) {
 	if !r.drain() {
 		return // closed
 	}
-	if err := r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown); err != nil {
+	if err := r.w.retry(r.ctx, r.log, "shutdown "+r.id, ctl.Shutdown); err != nil {
 		return // closed
 	}
 	if r.isRemoved() {
@@ -287,7 +291,7 @@ func (r *runner) lookup(observed swarmpb.TaskState) (info *exec.ContainerInfo, o
 	if r.known || observed <= stateAssigned {
 		return r.existing, true
 	}
-	err := r.w.retry(r.stopCtx, "list containers", func(ctx context.Context) error {
+	err := r.w.retry(r.stopCtx, r.log, "list containers", func(ctx context.Context) error {
 		list, err := r.w.exec.Containers(ctx)
 		if err != nil {
 			return err
@@ -364,7 +368,7 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 			case ctx.Err() != nil:
 				// Stopping: the wait below returns at once.
 			case err != nil:
-				r.w.log.Warn("worker: cannot read container health", "task", r.id, "err", err)
+				r.log.Warn("worker: cannot read container health", "err", err)
 			case h == exec.HealthNone:
 				polling, tick = false, nil
 				setRunning()
@@ -420,10 +424,10 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 			if attempt >= maxWaitErrors {
 				// RUNNING without ports: the mesh does not route to it,
 				// but the task does run.
-				r.w.log.Error("worker: cannot read the container's published ports", "task", r.id, "err", err)
+				r.log.Error("worker: cannot read the container's published ports", "err", err)
 				break
 			}
-			r.w.log.Warn("worker: reading published ports failed, retrying", "task", r.id, "err", err)
+			r.log.Warn("worker: reading published ports failed, retrying", "err", err)
 			if !b.Wait(r.stopCtx) {
 				break
 			}
@@ -437,8 +441,8 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 // is not drained: the container is not answering properly anyway.
 func (r *runner) failUnhealthy(ctl exec.Controller, stamp func(*swarmpb.TaskStatus) *swarmpb.TaskStatus) {
 	r.serving = false
-	r.w.log.Warn("worker: container unhealthy; stopping it", "task", r.id)
-	if err := r.w.retry(r.ctx, "shutdown "+r.id, ctl.Shutdown); err != nil {
+	r.log.Warn("worker: container unhealthy; stopping it")
+	if err := r.w.retry(r.ctx, r.log, "shutdown "+r.id, ctl.Shutdown); err != nil {
 		return // closed
 	}
 	if r.isRemoved() {
@@ -464,7 +468,7 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 		if attempt >= maxWaitErrors {
 			return 0, err
 		}
-		r.w.log.Warn("worker: wait failed, retrying", "task", r.id, "err", err)
+		r.log.Warn("worker: wait failed, retrying", "err", err)
 		if !b.Wait(ctx) {
 			return 0, ctx.Err()
 		}
@@ -478,6 +482,7 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 type reporter struct {
 	w    *Worker
 	id   string
+	log  *slog.Logger  // the runner's
 	kick chan struct{} // cap 1
 
 	mu      sync.Mutex
@@ -491,7 +496,7 @@ type reporter struct {
 }
 
 func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
-	return &reporter{w: w, id: id, kick: make(chan struct{}, 1), floor: initial.GetState()}
+	return &reporter{w: w, id: id, log: w.log.With("task", id), kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
 // set queues st unless it would move the task backwards. The state the
@@ -508,6 +513,11 @@ func (p *reporter) set(st *swarmpb.TaskStatus) {
 	}
 	p.floor, p.sent = st.GetState(), true
 	p.msg, p.ownMsg = st.GetMessage(), true
+	if st.GetState() == stateFailed || st.GetState() == stateRejected {
+		// The user acts on these (a bad image, a crashing command).
+		p.log.Warn("worker: task "+strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_")),
+			"message", st.GetMessage(), "err", st.GetErr(), "exit_code", st.GetExitCode())
+	}
 	p.queue = append(p.queue, st)
 	p.dropped = nil
 	p.signal()
@@ -611,12 +621,12 @@ func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 			return // the loop goes on with the newest
 		}
 		if max := p.w.maxReportAttempts; max > 0 && attempt >= max {
-			p.w.log.Error("worker: giving up reporting status", "task", p.id, "state", st.GetState(), "err", err)
+			p.log.Error("worker: giving up reporting status", "state", st.GetState(), "err", err)
 			p.giveUp(st)
 			return
 		}
 		delay := b.Next()
-		p.w.log.Warn("worker: status report failed, retrying", "task", p.id, "state", st.GetState(), "err", err, "in", delay)
+		p.log.Warn("worker: status report failed, retrying", "state", st.GetState(), "err", err, "in", delay)
 		// A new status (kick) cuts the wait short: it replaces this one.
 		if !retry.SleepOrWake(ctx, delay, p.kick) && ctx.Err() != nil {
 			return

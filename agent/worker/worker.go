@@ -223,17 +223,18 @@ func (w *Worker) removeLocked(id string, r *runner) {
 
 // removeOrphan stops and removes a container whose task is not assigned.
 func (w *Worker) removeOrphan(c exec.ContainerInfo) {
+	log := w.log.With("service", c.ServiceID, "task", c.TaskID, "container", c.Name)
 	ctl, err := w.exec.Controller(exec.StubTask(c))
 	if err != nil {
-		w.log.Warn("worker: cannot remove orphaned container", "container", c.Name, "err", err)
+		log.Warn("worker: cannot remove orphaned container", "err", err)
 		return
 	}
-	w.log.Info("worker: removing container of unassigned task", "container", c.Name, "task", c.TaskID)
+	log.Info("worker: removing container of unassigned task")
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.retry(w.ctx, "shutdown orphan "+c.Name, ctl.Shutdown)
-		w.retry(w.ctx, "remove orphan "+c.Name, ctl.Remove)
+		w.retry(w.ctx, log, "shutdown orphan "+c.Name, ctl.Shutdown)
+		w.retry(w.ctx, log, "remove orphan "+c.Name, ctl.Remove)
 	}()
 }
 
@@ -253,7 +254,7 @@ func (w *Worker) Close() {
 func (w *Worker) backoff() *retry.Backoff { return retry.NewBackoff(w.minBackoff, w.maxBackoff) }
 
 // retry calls op until it succeeds or ctx ends, with capped backoff.
-func (w *Worker) retry(ctx context.Context, what string, op func(context.Context) error) error {
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
 	b := w.backoff()
 	for {
 		err := op(ctx)
@@ -264,7 +265,7 @@ func (w *Worker) retry(ctx context.Context, what string, op func(context.Context
 			return ctx.Err()
 		}
 		delay := b.Next()
-		w.log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
+		log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
 		if !retry.Sleep(ctx, delay) {
 			return ctx.Err()
 		}
@@ -284,4 +285,10 @@ func exitStatus(code int) *swarmpb.TaskStatus {
 	st.Err = fmt.Sprintf("task: non-zero exit (%d)", code)
 	st.ExitCode = int32(code)
 	return st
+}
+
+// TaskLogger is l with the attributes every log line about a task
+// carries: its service, task and node IDs.
+func TaskLogger(l *slog.Logger, t *swarmpb.Task) *slog.Logger {
+	return l.With("service", t.GetServiceId(), "task", t.GetId(), "node", t.GetNodeId())
 }

@@ -12,7 +12,13 @@
 // PlaintextRaft), alternately, and the summary compares them; -bare=false
 // leaves (b) out.
 //
-//	go run ./bench/raftput [-d 10s] [-reps 3] [-writers 1,64] [-encryption on|off|both] [-bare=true|false] [-cpuprofile f]
+// With -metrics both, (a) runs on two clusters, alternately: one without
+// metrics, one whose managers serve --metrics-addr and are scraped every
+// second while it is measured, with hashicorp/raft's go-metrics global
+// pointed at the Prometheus sink (a blackhole while the other runs: the
+// global is process-wide), and the summary compares them.
+//
+//	go run ./bench/raftput [-d 10s] [-reps 3] [-writers 1,64] [-encryption on|off|both] [-metrics off|on|both] [-bare=true|false] [-cpuprofile f]
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -30,12 +37,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
+	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/node"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
@@ -53,7 +62,16 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the project-path runs to this file")
 	encryption := flag.String("encryption", "on", "project path with encryption at rest: on, off, or both (alternately, compared)")
 	withBare := flag.Bool("bare", true, "also measure bare hashicorp/raft")
+	metricsMode := flag.String("metrics", "off", "project path with --metrics-addr scraped every second: off, on, or both (alternately, compared)")
 	flag.Parse()
+	if *metricsMode != "on" && *metricsMode != "off" && *metricsMode != "both" {
+		fmt.Fprintln(os.Stderr, "bad -metrics: use on, off or both")
+		os.Exit(2)
+	}
+	if *metricsMode == "both" && *encryption == "both" {
+		fmt.Fprintln(os.Stderr, "bad flags: -metrics both and -encryption both compare one thing at a time; pick one")
+		os.Exit(2)
+	}
 	if *encryption != "on" && *encryption != "off" && *encryption != "both" {
 		fmt.Fprintln(os.Stderr, "bad -encryption: use on, off or both")
 		os.Exit(2)
@@ -72,7 +90,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	err = run(dir, *dur, *reps, writers, *cpuprofile, *encryption, *withBare)
+	err = run(dir, *dur, *reps, writers, *cpuprofile, *encryption, *metricsMode, *withBare)
 	os.RemoveAll(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
@@ -84,6 +102,7 @@ func main() {
 type writeFn func(ctx context.Context, w int) error
 
 type result struct {
+	cpu      time.Duration // process CPU time (user+system) during the run
 	ops      int
 	errs     int
 	elapsed  time.Duration
@@ -98,6 +117,7 @@ func measure(d time.Duration, writers int, write writeFn) result {
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -120,7 +140,7 @@ func measure(d time.Duration, writers int, write writeFn) result {
 	time.Sleep(d)
 	stop.Store(true)
 	wg.Wait()
-	r := result{elapsed: time.Since(start), firstErr: firstErr}
+	r := result{elapsed: time.Since(start), firstErr: firstErr, cpu: cpuTime() - cpu0}
 	var all []time.Duration
 	for w := range lats {
 		all = append(all, lats[w]...)
@@ -133,10 +153,31 @@ func measure(d time.Duration, writers int, write writeFn) result {
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 
+// cpuPerOp is the process's CPU time per write, in microseconds: less
+// sensitive than the rate to other programs on a shared machine.
+func (r result) cpuPerOp() float64 {
+	if r.ops == 0 {
+		return 0
+	}
+	return float64(r.cpu.Microseconds()) / float64(r.ops)
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // path is one write path under measurement.
 type path struct {
 	name  string
 	write writeFn
+	// around, if set, runs a measurement (setting up what the path needs
+	// while measured, such as a scraper).
+	around func(measure func())
 }
 
 // loadavg is the 1-minute load average, for the record of a shared machine.
@@ -148,25 +189,38 @@ func loadavg() string {
 	return strings.Fields(string(b))[0]
 }
 
-func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encryption string, withBare bool) error {
+func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encryption, metricsMode string, withBare bool) error {
 	maxW := 0
 	for _, w := range writers {
 		maxW = max(maxW, w)
 	}
 	var paths []path
 	var entry int
-	for i, mode := range map[string][]string{"on": {"on"}, "off": {"off"}, "both": {"on", "off"}}[encryption] {
-		name := "project"
-		if encryption == "both" {
-			name = map[string]string{"on": "enc", "off": "plain"}[mode]
-		}
-		proj, err := startProject(filepath.Join(dir, name), maxW, 41+3*i, mode == "off")
+	type variant struct {
+		name           string
+		plain, metrics bool
+	}
+	var variants []variant
+	switch {
+	case encryption == "both":
+		variants = []variant{{"enc", false, metricsMode == "on"}, {"plain", true, metricsMode == "on"}}
+	case metricsMode == "both":
+		variants = []variant{{"metrics", encryption == "off", true}, {"nometric", encryption == "off", false}}
+	default:
+		variants = []variant{{"project", encryption == "off", metricsMode == "on"}}
+	}
+	for i, v := range variants {
+		proj, err := startProject(filepath.Join(dir, v.name), maxW, 41+3*i, v.plain, v.metrics)
 		if err != nil {
-			return fmt.Errorf("%s cluster: %w", name, err)
+			return fmt.Errorf("%s cluster: %w", v.name, err)
 		}
 		defer proj.close()
 		entry = proj.entrySize()
-		paths = append(paths, path{name, proj.write})
+		p := path{name: v.name, write: proj.write}
+		if metricsMode == "both" {
+			p.around = proj.aroundMetrics
+		}
+		paths = append(paths, p)
 	}
 	if withBare {
 		bare, err := startBare(filepath.Join(dir, "bare"), entry)
@@ -174,7 +228,7 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 			return fmt.Errorf("bare cluster: %w", err)
 		}
 		defer bare.close()
-		paths = append(paths, path{"bare", bare.write})
+		paths = append(paths, path{name: "bare", write: bare.write})
 	}
 	fmt.Printf("entry size: %d bytes (project StoreBatch envelope updating one Secret with %d data bytes; bare entries are the same length)\n", entry, payloadSize)
 	fmt.Printf("encryption at rest: %s; raft timings: %+v\n", encryption, raft.DefaultTimings())
@@ -208,7 +262,12 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 					}
 				}
 				l0 := loadavg()
-				r := measure(d, w, p.write)
+				var r result
+				if p.around != nil {
+					p.around(func() { r = measure(d, w, p.write) })
+				} else {
+					r = measure(d, w, p.write)
+				}
 				loads = append(loads, l0)
 				res[key{p.name, w}] = append(res[key{p.name, w}], r)
 				report(rep, p.name, w, r, l0)
@@ -230,6 +289,16 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 				w, e.rate, e.p50, e.p99, p.rate, p.p50, p.p99, ratio, p99x, verdict(ratio >= 0.9))
 		}
 	}
+	if metricsMode == "both" {
+		fmt.Printf("%-8s %10s %8s %8s %8s | %10s %8s %8s %8s | %7s %9s %9s\n", "writers", "metr w/s", "p50", "p99", "cpu us", "none w/s", "p50", "p99", "cpu us", "ratio", "p99 x", "cpu x")
+		for _, w := range writers {
+			e := medianResult(res[key{"metrics", w}])
+			p := medianResult(res[key{"nometric", w}])
+			ratio, p99x, cpux := e.rate/p.rate, e.p99/p.p99, e.cpu/p.cpu
+			fmt.Printf("%-8d %10.0f %8.2f %8.2f %8.0f | %10.0f %8.2f %8.2f %8.0f | %6.2fx %8.2fx %8.2fx  (target >= 0.95x: %s)\n",
+				w, e.rate, e.p50, e.p99, e.cpu, p.rate, p.p50, p.p99, p.cpu, ratio, p99x, cpux, verdict(ratio >= 0.95))
+		}
+	}
 	if !withBare {
 		return nil
 	}
@@ -247,12 +316,13 @@ func run(dir string, d time.Duration, reps int, writers []int, cpuprofile, encry
 	return nil
 }
 
-type med struct{ rate, p50, p99 float64 }
+type med struct{ rate, p50, p99, cpu float64 }
 
 // medianResult takes the median of each figure over the runs separately.
 func medianResult(rs []result) med {
-	var rate, p50, p99 []time.Duration // reuse Summarize for medians
+	var rate, p50, p99, cpu []time.Duration // reuse Summarize for medians
 	for _, r := range rs {
+		cpu = append(cpu, time.Duration(r.cpuPerOp()*1000))
 		rate = append(rate, time.Duration(r.rate()*1000))
 		p50 = append(p50, r.lat.P50)
 		p99 = append(p99, r.lat.P99)
@@ -261,6 +331,7 @@ func medianResult(rs []result) med {
 		rate: float64(cluster.Summarize(rate).P50) / 1000,
 		p50:  ms(cluster.Summarize(p50).P50),
 		p99:  ms(cluster.Summarize(p99).P50),
+		cpu:  float64(cluster.Summarize(cpu).P50) / 1000,
 	}
 }
 
@@ -274,8 +345,8 @@ func verdict(ok bool) string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func report(rep int, path string, w int, r result, load string) {
-	fmt.Printf("run %d %-7s writers=%-3d %7.0f writes/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %d  load %s",
-		rep, path, w, r.rate(), ms(r.lat.P50), ms(r.lat.P99), ms(r.lat.Max), r.errs, load)
+	fmt.Printf("run %d %-7s writers=%-3d %7.0f writes/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  cpu %5.0f us/write  errors %d  load %s",
+		rep, path, w, r.rate(), ms(r.lat.P50), ms(r.lat.P99), ms(r.lat.Max), r.cpuPerOp(), r.errs, load)
 	if r.firstErr != nil {
 		fmt.Printf(" (first: %v)", r.firstErr)
 	}
@@ -285,6 +356,7 @@ func report(rep int, path string, w int, r result, load string) {
 // ---------------------------------------------------------------- project
 
 type project struct {
+	metrics bool // managers serve --metrics-addr
 	nodes   []*node.Node
 	leader  *raft.Node
 	store   *state.Store // the leader's
@@ -337,8 +409,8 @@ func (p *project) write(ctx context.Context, w int) error {
 }
 
 // startProject starts three managers on 127.0.0.<first>..<first+2>.
-func startProject(dir string, writers, first int, plaintext bool) (*project, error) {
-	p := &project{payload: make([]byte, payloadSize), version: make([]uint64, writers)}
+func startProject(dir string, writers, first int, plaintext, withMetrics bool) (*project, error) {
+	p := &project{payload: make([]byte, payloadSize), version: make([]uint64, writers), metrics: withMetrics}
 	for i := range p.payload {
 		p.payload[i] = byte('a' + i%26)
 	}
@@ -347,11 +419,15 @@ func startProject(dir string, writers, first int, plaintext bool) (*project, err
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("m%d", i)
 		sock := filepath.Join(dir, name+".sock")
-		n, err := node.New(node.Config{
+		cfg := node.Config{
 			StateDir: filepath.Join(dir, name), SocketPath: sock, Hostname: name,
 			Timings: raft.DefaultTimings(), NoSync: false, PlaintextRaft: plaintext,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-		})
+		}
+		if withMetrics {
+			cfg.MetricsAddr = fmt.Sprintf("127.0.0.%d:0", first-1+i)
+		}
+		n, err := node.New(cfg)
 		if err != nil {
 			return p, err
 		}
@@ -410,6 +486,46 @@ func startProject(dir string, writers, first int, plaintext bool) (*project, err
 		}
 	}
 	return p, nil
+}
+
+// aroundMetrics runs one measurement of p: with metrics, Raft's go-metrics
+// global points at the Prometheus sink and every manager's /metrics is
+// scraped once a second meanwhile; without, the global is a blackhole.
+func (p *project) aroundMetrics(measure func()) {
+	if err := metrics.SetRaftSink(p.metrics); err != nil {
+		panic(err)
+	}
+	if !p.metrics {
+		measure()
+		return
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl := &http.Client{Timeout: 5 * time.Second}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			for _, n := range p.nodes {
+				resp, err := cl.Get("http://" + n.MetricsAddr() + "/metrics")
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "scrape:", err)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	measure()
+	close(stop)
+	<-done
 }
 
 func (p *project) close() {
