@@ -19,6 +19,10 @@ const meshRetry = 3 * time.Second
 // port answers on this node's ingress address whatever node runs the tasks.
 func (ta *taskAgent) runMesh(ctx context.Context) {
 	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
+	ta.setupKernelPath(ctx, m)
+	ta.mesh.Store(m)
+	// Close removes the kernel rules; the description then reports the
+	// userspace path again.
 	defer m.Close()
 	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	for ctx.Err() == nil {
@@ -94,6 +98,7 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			ta.updatePlane(msg)
 			last = msg.Ports
 			failing = ta.applyMesh(m, last)
+			ta.setLocalTargets(ctx, m)
 		case <-reapply.C:
 			if failing {
 				failing = ta.applyMesh(m, last)

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/agent/worker"
 	"github.com/raftswarm/raftswarm/internal/retry"
+	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/spec"
 	"google.golang.org/grpc"
@@ -44,11 +46,14 @@ const (
 // One exists per agent run; the worker and executor outlive sessions.
 type taskAgent struct {
 	log      *slog.Logger
-	hostname string        // reported in the node description
-	dport    uint32        // data port reported for an explicit FetchImage (tests); else the data plane's
-	ingress  string        // the routing mesh's address
-	exec     exec.Executor // nil when the node has no container engine
-	execErr  error         // why exec is nil
+	hostname string // reported in the node description
+	dport    uint32 // data port reported for an explicit FetchImage (tests); else the data plane's
+	ingress  string // the routing mesh's address
+	nodeID   string
+	meshPath string                    // Config.MeshPath
+	mesh     atomic.Pointer[mesh.Mesh] // the running routing mesh, for describe
+	exec     exec.Executor             // nil when the node has no container engine
+	execErr  error                     // why exec is nil
 	worker   *worker.Worker
 	data     *dataStore  // secret and config contents (data.go)
 	images   *imagePeers // who has which image (images.go)
@@ -86,6 +91,8 @@ func newTaskAgent(a *Agent) *taskAgent {
 		hostname: a.cfg.Hostname,
 		dport:    explicitDataPort(a.cfg),
 		ingress:  a.cfg.IngressAddr,
+		nodeID:   a.cfg.NodeID,
+		meshPath: a.cfg.MeshPath,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
 		data:     newDataStore(),
@@ -184,6 +191,9 @@ func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 		d.EngineError = eng.GetEngineError()
 	}
 	ta.describeNetworks(d)
+	if m := ta.mesh.Load(); m != nil {
+		d.MeshPath, d.MeshPathReason = m.Path()
+	}
 	// The engine's texts are not ours to trust blindly either: make them
 	// fit the bounds the managers enforce, so an odd engine version or a
 	// long error cannot get every heartbeat refused.

@@ -1028,9 +1028,14 @@ type NodeDescription struct {
 	DataPort uint32 `protobuf:"varint,7,opt,name=data_port,json=dataPort,proto3" json:"data_port,omitempty"`
 	// What the node has set up for each cluster network it has tasks on;
 	// shown by 'network inspect'. A claim: bounded and validated.
-	Networks      []*NodeNetwork `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Networks []*NodeNetwork `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
+	// How the node's routing mesh forwards published TCP ports: "kernel"
+	// (nftables DNAT) or "userspace" (its proxy), and why not the kernel.
+	// A claim: bounded and validated.
+	MeshPath       string `protobuf:"bytes,140,opt,name=mesh_path,json=meshPath,proto3" json:"mesh_path,omitempty"`
+	MeshPathReason string `protobuf:"bytes,141,opt,name=mesh_path_reason,json=meshPathReason,proto3" json:"mesh_path_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -1117,6 +1122,20 @@ func (x *NodeDescription) GetNetworks() []*NodeNetwork {
 		return x.Networks
 	}
 	return nil
+}
+
+func (x *NodeDescription) GetMeshPath() string {
+	if x != nil {
+		return x.MeshPath
+	}
+	return ""
+}
+
+func (x *NodeDescription) GetMeshPathReason() string {
+	if x != nil {
+		return x.MeshPathReason
+	}
+	return ""
 }
 
 type NodeNetwork struct {
@@ -2172,6 +2191,9 @@ type PortConfig struct {
 	TargetPort    uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
 	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
 	PublishMode   string                 `protobuf:"bytes,4,opt,name=publish_mode,json=publishMode,proto3" json:"publish_mode,omitempty"` // ingress | host
+	// "v2": the routing mesh sends a PROXY protocol v2 header to the task
+	// before the client's bytes (tcp, ingress mode only). "" = none.
+	ProxyProtocol string `protobuf:"bytes,140,opt,name=proxy_protocol,json=proxyProtocol,proto3" json:"proxy_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2230,6 +2252,13 @@ func (x *PortConfig) GetPublishedPort() uint32 {
 func (x *PortConfig) GetPublishMode() string {
 	if x != nil {
 		return x.PublishMode
+	}
+	return ""
+}
+
+func (x *PortConfig) GetProxyProtocol() string {
+	if x != nil {
+		return x.ProxyProtocol
 	}
 	return ""
 }
@@ -3555,7 +3584,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa6\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xef\x02\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -3564,7 +3593,9 @@ const file_objects_proto_rawDesc = "" +
 	"\tresources\x18\x05 \x01(\v2\x17.raftswarm.v1.ResourcesR\tresources\x12!\n" +
 	"\fengine_error\x18\x06 \x01(\tR\vengineError\x12\x1b\n" +
 	"\tdata_port\x18\a \x01(\rR\bdataPort\x125\n" +
-	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\"\xb3\x01\n" +
+	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\x12\x1c\n" +
+	"\tmesh_path\x18\x8c\x01 \x01(\tR\bmeshPath\x12)\n" +
+	"\x10mesh_path_reason\x18\x8d\x01 \x01(\tR\x0emeshPathReason\"\xb3\x01\n" +
 	"\vNodeNetwork\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12%\n" +
@@ -3685,14 +3716,15 @@ const file_objects_proto_rawDesc = "" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"\x84\x01\n" +
 	"\x14ResourceRequirements\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.raftswarm.v1.ResourcesR\x06limits\x12;\n" +
-	"\freservations\x18\x02 \x01(\v2\x17.raftswarm.v1.ResourcesR\freservations\"\x93\x01\n" +
+	"\freservations\x18\x02 \x01(\v2\x17.raftswarm.v1.ResourcesR\freservations\"\xbb\x01\n" +
 	"\n" +
 	"PortConfig\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vtarget_port\x18\x02 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12!\n" +
-	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\"\xd3\x02\n" +
+	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\x12&\n" +
+	"\x0eproxy_protocol\x18\x8c\x01 \x01(\tR\rproxyProtocol\"\xd3\x02\n" +
 	"\fUpdateConfig\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
 	"\bdelay_ns\x18\x02 \x01(\x03R\adelayNs\x12%\n" +

@@ -74,6 +74,7 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 		{"arch", d.GetArch(), MaxPlatformLen},
 		{"engine version", d.GetEngineVersion(), MaxEngineVersionLen},
 		{"engine error", d.GetEngineError(), MaxEngineErrorLen},
+		{"mesh path reason", d.GetMeshPathReason(), MaxEngineErrorLen},
 	} {
 		if len(f.v) > f.max {
 			return fmt.Errorf("invalid node description: %s is %d bytes, at most %d allowed", f.name, len(f.v), f.max)
@@ -81,6 +82,11 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 		if err := printable(f.v); err != nil {
 			return fmt.Errorf("invalid node description: %s %s: %v", f.name, quoteShort(f.v), err)
 		}
+	}
+	switch d.GetMeshPath() {
+	case "", "kernel", "userspace":
+	default:
+		return fmt.Errorf("invalid node description: mesh path %s (want kernel or userspace)", quoteShort(d.GetMeshPath()))
 	}
 	r := d.GetResources()
 	if c := r.GetNanoCpus(); c < 0 || c > MaxNodeNanoCPUs {
@@ -104,6 +110,7 @@ func ClipNodeDescription(d *swarmpb.NodeDescription) {
 	d.Arch = ClipText(d.Arch, MaxPlatformLen)
 	d.EngineVersion = ClipText(d.EngineVersion, MaxEngineVersionLen)
 	d.EngineError = ClipText(d.EngineError, MaxEngineErrorLen)
+	d.MeshPathReason = ClipText(d.MeshPathReason, MaxEngineErrorLen)
 	if r := d.Resources; r != nil {
 		r.NanoCpus = min(max(r.NanoCpus, 0), MaxNodeNanoCPUs)
 		r.MemoryBytes = min(max(r.MemoryBytes, 0), MaxNodeMemoryBytes)
