@@ -200,6 +200,10 @@ func (m *Mesh) kernelRulesLocked() (KernelRules, map[portKey]*backendSet, error)
 		kp := KernelPort{Port: uint16(k.port)}
 		rest := &backendSet{byAddr: make(map[string]*backend)}
 		inKernel := 0
+		// Clients not on loopback fall through from a slot published on
+		// a loopback address without a known container: the listener
+		// then needs every backend.
+		loopbackOnly := false
 		for _, b := range bs.list {
 			ap, err := netip.ParseAddrPort(b.addr)
 			if err != nil || !ap.Addr().Unmap().Is4() || !hostAddrs(ap.Addr().Unmap()) {
@@ -214,13 +218,16 @@ func (m *Mesh) kernelRulesLocked() (KernelRules, map[portKey]*backendSet, error)
 			if d, ok := m.local[LocalKey{TaskID: b.taskID, HostPort: uint32(ap.Port())}]; ok && d.Addr().Unmap().Is4() && d.Port() != 0 {
 				s.Direct = netip.AddrPortFrom(d.Addr().Unmap(), d.Port())
 			}
+			if !s.Direct.IsValid() && ap.Addr().IsLoopback() {
+				loopbackOnly = true
+			}
 			kp.Slots = append(kp.Slots, s)
 			inKernel++
 		}
 		if inKernel == 0 {
 			continue
 		}
-		if len(rest.list) > 0 {
+		if len(rest.list) > 0 && !loopbackOnly {
 			user[k] = rest
 		}
 		rs.Ports = append(rs.Ports, kp)

@@ -56,6 +56,7 @@ func TestNFTMeshScript(t *testing.T) {
 			{Addr: netip.MustParseAddrPort("127.0.7.1:32768"), Direct: netip.MustParseAddrPort("172.17.0.2:80")},
 			{Addr: netip.MustParseAddrPort("127.0.7.2:32769")},
 			{},
+			{Addr: netip.MustParseAddrPort("198.51.100.1:32770")},
 		}}},
 	}
 	got, err := nftMeshScript("raftswarm_mesh_abc", rs)
@@ -67,9 +68,11 @@ func TestNFTMeshScript(t *testing.T) {
 		"type nat hook prerouting priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"type nat hook output priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"tcp dport 8080 jump port_8080",
-		"numgen random mod 3 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept }",
+		"numgen random mod 4 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3 }",
 		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp dnat to 172.17.0.2:80\n\t}",
-		"chain be_8080_1 {\n\t\tmeta l4proto tcp dnat to 127.0.7.2:32769\n\t}",
+		// loopback published address: clients not on loopback fall through
+		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.2:32769\n\t}",
+		"chain be_8080_3 {\n\t\tmeta l4proto tcp dnat to 198.51.100.1:32770\n\t}",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
@@ -116,7 +119,8 @@ func TestNFTTableName(t *testing.T) {
 func TestKernelRulesFromTable(t *testing.T) {
 	m := New("127.0.7.1", testLogger())
 	defer m.Close()
-	m.isHostAddr = func(a netip.Addr) bool { return a.IsLoopback() }
+	// 198.51.100.0/24 stands for this host's own (non-loopback) addresses.
+	m.isHostAddr = func(a netip.Addr) bool { return a.IsLoopback() || netip.MustParsePrefix("198.51.100.0/24").Contains(a) }
 	f := &recForwarder{}
 	if err := m.UseKernel(f); err != nil {
 		t.Fatal(err)
@@ -132,8 +136,8 @@ func TestKernelRulesFromTable(t *testing.T) {
 	ppEp.ProxyProtocol = ProxyProtocolV2
 	eps := []*swarmpb.ServiceEndpoint{
 		{Protocol: "tcp", PublishedPort: port, Backends: []*swarmpb.Backend{
-			{TaskId: "local", Addr: "127.0.7.1:2000"},
-			{TaskId: "samehost", Addr: "127.0.7.2:2001"},
+			{TaskId: "local", Addr: "198.51.100.1:2000"},
+			{TaskId: "samehost", Addr: "198.51.100.2:2001"},
 			{TaskId: "remote", Addr: "192.0.2.9:2002"},
 		}},
 		ppEp,
@@ -147,7 +151,7 @@ func TestKernelRulesFromTable(t *testing.T) {
 	if rs.IngressIP != netip.MustParseAddr("127.0.7.1") || len(rs.Ports) != 1 || rs.Ports[0].Port != uint16(port) {
 		t.Fatalf("rules = %+v, want only tcp/%d on 127.0.7.1", rs, port)
 	}
-	want := []KernelSlot{{Addr: netip.MustParseAddrPort("127.0.7.1:2000")}, {Addr: netip.MustParseAddrPort("127.0.7.2:2001")}, {}}
+	want := []KernelSlot{{Addr: netip.MustParseAddrPort("198.51.100.1:2000")}, {Addr: netip.MustParseAddrPort("198.51.100.2:2001")}, {}}
 	if got := rs.Ports[0].Slots; !slotsEqual(got, want) {
 		t.Fatalf("slots = %v, want %v", got, want)
 	}
@@ -163,6 +167,17 @@ func TestKernelRulesFromTable(t *testing.T) {
 	want[0].Direct = netip.MustParseAddrPort("172.17.0.5:80")
 	if got := f.last(t).Ports[0].Slots; !slotsEqual(got, want) {
 		t.Fatalf("slots after SetLocal = %v, want %v", got, want)
+	}
+
+	// A task published on loopback takes only loopback clients in the
+	// kernel; the others fall through, so the listener needs every backend.
+	eps[0].Backends = append(eps[0].Backends, &swarmpb.Backend{TaskId: "lo", Addr: "127.0.7.2:2003"})
+	mustUpdate(t, m, eps...)
+	m.mu.Lock()
+	user = m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user != nil {
+		t.Fatalf("userspace share %+v with a loopback-only slot, want all backends", user)
 	}
 
 	// A failing kernel leaves every port to the userspace proxy.

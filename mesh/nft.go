@@ -157,7 +157,8 @@ var probeRules = KernelRules{Ports: []KernelPort{{Port: 9, Slots: []KernelSlot{
 //	ingress: tcp dport P jump port_P, one rule per published port
 //	port_P: numgen random mod N vmap { i : goto be_P_i | accept }
 //	be_P_i: loopback clients dnat to the published address; others to the
-//	  container when known
+//	  container when known, else to the published address unless it is a
+//	  loopback one (then they fall through to the userspace listener)
 //
 // A slot without an address is "accept": the connection goes on to the
 // userspace listener bound on the same port. Only the first packet of a
@@ -210,13 +211,19 @@ func nftMeshScript(table string, rs KernelRules) (string, error) {
 				return "", fmt.Errorf("kernel forwarding, port %d: %w", p.Port, err)
 			}
 			fmt.Fprintf(&b, "\tchain be_%d_%d {\n", p.Port, i)
-			if s.Direct.IsValid() {
+			switch {
+			case s.Direct.IsValid():
 				if err := checkSlotAddr(s.Direct); err != nil {
 					return "", fmt.Errorf("kernel forwarding, port %d: %w", p.Port, err)
 				}
 				fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to %s\n", s.Addr)
 				fmt.Fprintf(&b, "\t\tmeta l4proto tcp dnat to %s\n", s.Direct)
-			} else {
+			case s.Addr.Addr().IsLoopback():
+				// A packet from outside cannot be sent to a loopback
+				// address (martian without route_localnet): clients not
+				// on loopback fall through to the userspace listener.
+				fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to %s\n", s.Addr)
+			default:
 				fmt.Fprintf(&b, "\t\tmeta l4proto tcp dnat to %s\n", s.Addr)
 			}
 			b.WriteString("\t}\n")

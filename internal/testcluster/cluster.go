@@ -60,6 +60,10 @@ type Options struct {
 	// it each member gets an in-memory engine (Member.Fake) that survives
 	// the member's restarts, like a real engine's containers do.
 	Docker bool
+	// IPs, if set, are the members' own addresses in the order they are
+	// added (instead of 127.0.0.100, .101, ...): tests that program the
+	// kernel for those addresses keep to a range of their own.
+	IPs []string
 
 	// The options below serve the benchmark commands (Start); tests
 	// rarely need them.
@@ -175,6 +179,9 @@ func (c *Cluster) add(name string, socket bool) (*Member, error) {
 	// from there (managers record a node's address from its connections)
 	// and binds published ports there.
 	ip := fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
+	if len(c.Members) < len(c.opts.IPs) {
+		ip = c.opts.IPs[len(c.Members)]
+	}
 	if c.opts.SharedLoopback {
 		ip = "127.0.0.1"
 	} else {
