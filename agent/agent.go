@@ -72,7 +72,9 @@ type Config struct {
 	IngressAddr   string // where the routing mesh publishes ports; "" for all addresses
 	// MeshPath is how the routing mesh forwards published TCP ports:
 	// MeshPathAuto (the kernel where nftables can be used, else the
-	// userspace proxy) or MeshPathUserspace, the default.
+	// userspace proxy) or MeshPathUserspace (which also removes rules a
+	// crashed kernel-path run left). "" is the userspace path without
+	// touching the kernel at all (in-process test nodes).
 	MeshPath string
 	Managers []string // the managers known at start, as recorded
 	// Executor creates the container engine tasks run on; a node without

@@ -32,6 +32,14 @@ var newForwarder = func(ctx context.Context, nodeID string) (mesh.Forwarder, err
 	return mesh.NewNFTForwarder(ctx, nodeID)
 }
 
+// removeStaleRules removes this node's kernel rules on the userspace path;
+// a variable so tests need not touch nftables.
+var removeStaleRules = func(ctx context.Context, nodeID string) error {
+	ctx, cancel := context.WithTimeout(ctx, publishedTargetsTimeout)
+	defer cancel()
+	return mesh.RemoveNFTTable(ctx, nodeID)
+}
+
 // publishedTargetsTimeout bounds the engine call behind setLocalTargets.
 const publishedTargetsTimeout = 5 * time.Second
 
@@ -41,6 +49,16 @@ const publishedTargetsTimeout = 5 * time.Second
 func (ta *taskAgent) setupKernelPath(ctx context.Context, m *mesh.Mesh) {
 	if ta.meshPath != MeshPathAuto {
 		m.SetKernelUnavailable(errors.New("--mesh-path=userspace"))
+		// Rules an earlier run on the kernel path left when it died
+		// would still catch new connections: remove them. Only for
+		// daemons (an explicit setting): the in-process nodes of tests
+		// leave the kernel alone.
+		if ta.meshPath != MeshPathUserspace {
+			return
+		}
+		if err := removeStaleRules(ctx, ta.nodeID); err != nil {
+			ta.log.Debug("cannot check for stale routing-mesh rules", "err", err)
+		}
 		return
 	}
 	f, err := newForwarder(ctx, ta.nodeID)

@@ -96,8 +96,22 @@ func TestMeshPathReported(t *testing.T) {
 			t.Error("forwarder made with --mesh-path=userspace")
 			return nil, errors.New("unexpected")
 		})
+		removed := make(chan string, 1)
+		old := removeStaleRules
+		removeStaleRules = func(_ context.Context, id string) error { removed <- id; return nil }
+		t.Cleanup(func() { removeStaleRules = old })
 		d := &netDispatcher{view: view}
-		runAgent(t, d, cfg)
+		c := cfg
+		c.MeshPath = MeshPathUserspace
+		runAgent(t, d, c)
 		waitMeshPath(t, d, mesh.PathUserspace, "userspace")
+		select {
+		case id := <-removed:
+			if id != "n1" {
+				t.Fatalf("stale rules of node %q removed", id)
+			}
+		default:
+			t.Fatal("stale kernel rules not removed on the userspace path")
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -241,3 +242,19 @@ func checkSlotAddr(a netip.AddrPort) error {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// RemoveNFTTable removes node nodeID's mesh table, if there is one and nft
+// can: what a node that does not forward in the kernel (--mesh-path=
+// userspace) does at start, in case an earlier run died with its rules in
+// place. Without nft there is nothing to remove.
+func RemoveNFTTable(ctx context.Context, nodeID string) error {
+	table := NFTTableName(nodeID)
+	if table == "" {
+		return nil
+	}
+	if _, err := os.Stat(nftPath); err != nil {
+		return nil
+	}
+	f := &NFTForwarder{table: table, nft: nftPath}
+	return f.Remove(ctx)
+}
