@@ -185,9 +185,12 @@ func TestMeshKernelPath(t *testing.T) {
 			Container: &swarmpb.ContainerSpec{Image: img, StopGracePeriodNs: int64(2 * time.Second)},
 			Ports:     []*swarmpb.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: ppPort, PublishMode: "ingress", ProxyProtocol: "v2"}}},
 	} {
-		if _, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s}); err != nil {
+		resp, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: s})
+		if err != nil {
 			t.Fatal(err)
 		}
+		id := resp.Service.Id
+		t.Cleanup(func() { removeService(t, c, id) })
 	}
 
 	// Every node answers on its ingress address, and its own table DNATs
