@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"time"
 )
 
@@ -266,6 +265,3 @@ func mapsEqual(a, b map[LocalKey]netip.AddrPort) bool {
 	}
 	return true
 }
-
-// portString formats a port for rule names.
-func portString(p uint16) string { return strconv.Itoa(int(p)) }
