@@ -69,6 +69,15 @@
 // its policy to DROP) and masquerading, which hides the client address
 // anyway.
 //
+// A container on the node's bridge that connects to the node's address
+// and a published port is DNATed to a container on the same bridge: the
+// reply crosses the bridge without routing, and is translated back only
+// because Docker turns on bridge-nf-call-iptables (checked by hand on
+// 2026-11-29: the task saw the calling container's address). A task
+// calling its own published port through the node would also need hairpin
+// mode on its bridge port, which Docker sets only without its userland
+// proxy; not tested.
+//
 // Draining is conntrack's: only the first packet of a connection crosses
 // the nat chains, so established connections keep their backend after it
 // leaves the table, and even after the table is removed. Close removes the
