@@ -14,7 +14,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 BINARIES := managerd workerd swarmctl
 
-.PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos
+.PHONY: all help build test lint proto tools images test-images maybe-test-images clean-images check-examples demo demo-down clean chaos package node-image
 
 all: build
 
@@ -32,17 +32,20 @@ help:
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"
 	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m), then totals"
+	@echo "  package    build dist/raftswarm_VERSION_ARCH.deb (binaries, systemd units, defaults)"
+	@echo "  node-image build the raftswarm/node image (a node daemon as a container; docker import)"
 	@echo "  clean      remove build outputs"
 
 build:
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
 		echo "go build ./cmd/$$b"; \
-		CGO_ENABLED=0 $(GO) build -o $(BIN)/$$b ./cmd/$$b || exit 1; \
+		CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
 test: build tools maybe-test-images
 	scripts/check-proto.sh
+	scripts/check-package.sh
 	$(GO) vet ./...
 	RAFTSWARM_BIN=$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
 
@@ -114,5 +117,11 @@ DURATION ?= 5m
 chaos: build
 	RAFTSWARM_BIN=$(BIN) $(GO) test -count=1 -v -timeout 0 ./chaos/ -run 'TestChaos$$' -chaos.duration=$(DURATION)
 
+package:
+	scripts/package.sh dist
+
+node-image:
+	scripts/node-image.sh raftswarm/node:latest
+
 clean:
-	rm -rf $(BIN) deploy/build
+	rm -rf $(BIN) deploy/build dist

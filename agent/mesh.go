@@ -20,10 +20,10 @@ const meshRetry = 3 * time.Second
 func (ta *taskAgent) runMesh(ctx context.Context) {
 	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
 	ta.setupKernelPath(ctx, m)
-	ta.mesh.Store(m)
-	// Close removes the kernel rules; the description then reports the
-	// userspace path again.
+	// Close removes the kernel rules.
 	defer m.Close()
+	ta.mesh.Store(m)
+	defer ta.mesh.Store(nil)
 	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)
 	for ctx.Err() == nil {
 		addr, changed := ta.leader.get()

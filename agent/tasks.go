@@ -50,10 +50,9 @@ type taskAgent struct {
 	dport    uint32 // data port reported for an explicit FetchImage (tests); else the data plane's
 	ingress  string // the routing mesh's address
 	nodeID   string
-	meshPath string                    // Config.MeshPath
-	mesh     atomic.Pointer[mesh.Mesh] // the running routing mesh, for describe
-	exec     exec.Executor             // nil when the node has no container engine
-	execErr  error                     // why exec is nil
+	meshPath string        // Config.MeshPath
+	exec     exec.Executor // nil when the node has no container engine
+	execErr  error         // why exec is nil
 	worker   *worker.Worker
 	data     *dataStore  // secret and config contents (data.go)
 	images   *imagePeers // who has which image (images.go)
@@ -75,6 +74,11 @@ type taskAgent struct {
 	plane    dataPlane
 	rulesErr error  // why the kernel rules are unusable, if they are
 	dataPort uint32 // reported in heartbeats; 0 when no listener
+
+	// For Agent.Stats (stats.go): whether a session is established, and
+	// the running routing mesh (also read by describe for its path).
+	sessionOpen atomic.Bool
+	mesh        atomic.Pointer[mesh.Mesh]
 }
 
 type statusReport struct {
@@ -270,6 +274,7 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 			}
 		}()
 		established, hint, err := ta.session(sctx, addr)
+		ta.sessionOpen.Store(false)
 		cancel()
 		<-watchDone
 		if ctx.Err() != nil {
@@ -332,6 +337,7 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 		case swarmpb.SessionMessage_KIND_FULL:
 			if !established {
 				established = true
+				ta.sessionOpen.Store(true)
 				ta.leader.set(addr)
 				ta.sessionDown.ok()
 			}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"strings"
 	"sync"
 
@@ -25,6 +26,11 @@ const (
 func methodAccess(fullMethod string) access {
 	switch fullMethod {
 	case swarmpb.CA_GetRootCACertificate_FullMethodName, swarmpb.CA_IssueNodeCertificate_FullMethodName:
+		return accessPublic
+	case healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName, healthpb.Health_List_FullMethodName:
+		// The standard health service tells only SERVING or NOT_SERVING
+		// (the manager knows a leader), so that load balancers and
+		// probes need no node certificate.
 		return accessPublic
 	case swarmpb.CA_RenewNodeCertificate_FullMethodName:
 		return accessAnyNode

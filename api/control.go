@@ -28,6 +28,10 @@ type ControlServer struct {
 	// Volumes reaches the nodes for RemoveVolumes (volumes.go), typically
 	// the leader's Dispatcher; without it RemoveVolumes is refused.
 	Volumes VolumeBroker
+	// Events serves WatchEvents (events.go), from this manager's replica:
+	// unlike the rest of Control it does not need the leader. Without it
+	// WatchEvents is refused.
+	Events EventSource
 }
 
 func (s *ControlServer) read(ctx context.Context) error {

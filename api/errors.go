@@ -30,6 +30,8 @@ func Status(err error) error {
 	var qe *raft.QuorumError
 	code := codes.Unknown
 	switch {
+	case errors.Is(err, raft.ErrDiskFull):
+		code = codes.ResourceExhausted
 	case errors.As(err, &qe), errors.Is(err, raft.ErrQuorumLost):
 		code = codes.Unavailable
 	case errors.Is(err, raft.ErrNotLeader):

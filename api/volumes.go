@@ -148,9 +148,8 @@ func (d *Dispatcher) RemoveVolumesOnNodes(ctx context.Context, names []string) (
 		}
 	}
 	d.volumes.mu.Lock()
-	if len(req.answers) >= len(req.asked) {
-		close(req.done)
-	}
+	// Every node may have answered while the requests went out.
+	req.closeIfComplete()
 	d.volumes.mu.Unlock()
 
 	timer := time.NewTimer(VolumeAnswerTimeout)
@@ -174,6 +173,19 @@ func (d *Dispatcher) RemoveVolumesOnNodes(ctx context.Context, names []string) (
 		asked[k] = true
 	}
 	return answers, asked, nil
+}
+
+// closeIfComplete closes done once every node asked has answered; the
+// caller holds d.volumes.mu.
+func (req *volumeRequest) closeIfComplete() {
+	if len(req.answers) < len(req.asked) {
+		return
+	}
+	select {
+	case <-req.done:
+	default:
+		close(req.done)
+	}
 }
 
 // ReportVolumeRemoval takes a node's answer to a removal request. The
@@ -213,12 +225,6 @@ func (d *Dispatcher) ReportVolumeRemoval(ctx context.Context, r *swarmpb.ReportV
 			Error: spec.ClipText(v.GetError(), spec.MaxTaskMessageLen)})
 	}
 	req.answers[id.NodeID] = res
-	if len(req.answers) >= len(req.asked) {
-		select {
-		case <-req.done:
-		default:
-			close(req.done)
-		}
-	}
+	req.closeIfComplete()
 	return &swarmpb.ReportVolumeRemovalResponse{}, nil
 }

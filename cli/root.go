@@ -118,6 +118,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.secretCommand(),
 		a.configCommand(),
 		a.stackCommand(),
+		a.eventsCommand(),
 	)
 	return root
 }

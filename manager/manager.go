@@ -14,15 +14,19 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/orchestrator"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	schedloop "github.com/raftswarm/raftswarm/scheduler/loop"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/events"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -44,6 +48,9 @@ type Config struct {
 	// LeaderWork, when set, runs extra leader-only components for a term
 	// (orchestrator, scheduler, ...). It must return when ctx ends.
 	LeaderWork []func(ctx context.Context, m *Manager) error
+	// Metrics records the gRPC server's calls and the leader components'
+	// failures; nil records nothing.
+	Metrics *metrics.Registry
 }
 
 // Manager is a running manager.
@@ -58,6 +65,8 @@ type Manager struct {
 	control    *api.ControlServer
 	dispatcher *api.Dispatcher
 	authz      *api.Authorizer
+	health     *health.Server
+	events     *events.Journal
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -80,6 +89,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.ListenAddr, err)
 	}
 	m := &Manager{cfg: cfg, log: log, store: state.New(), ln: ln, stop: make(chan struct{})}
+	// The journal watches the store before Raft replays anything, so it
+	// holds every event this replica applies from now on.
+	m.events = events.New(m.store, events.Config{})
 	m.stream = raft.NewStreamLayer(adv, func() *tls.Config { return cfg.Creds.ClientTLSConfig(ca.ALPNRaft) })
 	m.raft, err = raft.Open(raft.Config{
 		NodeID: cfg.NodeID, Addr: cfg.AdvertiseAddr, Dir: cfg.RaftDir, Stream: m.stream,
@@ -87,24 +99,31 @@ func New(cfg Config) (*Manager, error) {
 		Timings: cfg.Timings, Logger: log, NoSync: cfg.NoSync, DEK: cfg.DEK,
 	})
 	if err != nil {
+		m.events.Close()
 		ln.Close()
 		return nil, err
 	}
-	m.control = &api.ControlServer{Store: m.store, Raft: m.raft}
+	m.control = &api.ControlServer{Store: m.store, Raft: m.raft, Events: m.events}
 	m.dispatcher = &api.Dispatcher{Store: m.store, Raft: m.raft, Period: cfg.HeartbeatPeriod, Logger: log}
 	m.control.Logs = m.dispatcher
 	m.control.Volumes = m.dispatcher
 	m.authz = api.NewAuthorizer(m.store, m.raft, cfg.Creds.Identity().ClusterID)
-	m.grpc = grpc.NewServer(append(api.ServerOptions(m.authz), grpc.Creds(ca.AlreadyTLS()))...)
+	// The metrics interceptors come first, so calls the authorization
+	// interceptors refuse are counted too.
+	opts := append(cfg.Metrics.GRPCServerOptions(metrics.ListenerCluster), api.ServerOptions(m.authz)...)
+	m.grpc = grpc.NewServer(append(opts, grpc.Creds(ca.AlreadyTLS()))...)
 	swarmpb.RegisterCAServer(m.grpc, &api.CAServer{Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterRaftMembershipServer(m.grpc, &api.RaftServer{NodeID: cfg.NodeID, Store: m.store, Raft: m.raft, Dialer: cfg.Pool})
 	swarmpb.RegisterDispatcherServer(m.grpc, m.dispatcher)
 	swarmpb.RegisterControlServer(m.grpc, m.control)
+	m.health = health.NewServer()
+	healthpb.RegisterHealthServer(m.grpc, m.health)
 
 	gl := newConnListener(ln.Addr())
 	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, authz: m.authz, log: log}
 	actx, acancel := context.WithCancel(context.Background())
-	m.wg.Add(5)
+	m.wg.Add(6)
+	go func() { defer m.wg.Done(); m.reportHealth() }()
 	go func() { defer m.wg.Done(); <-m.stop; acancel() }()
 	go func() { defer m.wg.Done(); _ = m.authz.Run(actx) }()
 	go func() { defer m.wg.Done(); mx.serve() }()
@@ -130,6 +149,9 @@ func (m *Manager) stopping() bool {
 
 // Store is the manager's replicated state.
 func (m *Manager) Store() *state.Store { return m.store }
+
+// Events is the manager's event journal ('swarmctl events', the dashboard).
+func (m *Manager) Events() *events.Journal { return m.events }
 
 // Raft is the manager's Raft node.
 func (m *Manager) Raft() *raft.Node { return m.raft }
@@ -264,6 +286,7 @@ func (m *Manager) leaderLoop() {
 		work:       m.leaderWork,
 		log:        m.log,
 		backoff:    retry.NewBackoff(100*time.Millisecond, 10*time.Second),
+		restarted:  m.cfg.Metrics.WorkRestarted,
 		sleep: func(d time.Duration, wake <-chan struct{}) bool {
 			return retry.SleepOrWake(ctx, d, wake)
 		},
@@ -274,12 +297,26 @@ func (m *Manager) leaderLoop() {
 // them fails.
 func (m *Manager) leaderWork(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return m.dispatcher.Run(gctx) })
-	g.Go(func() error { return m.runRoleManager(gctx) })
-	g.Go(func() error { return orchestrator.RunOrchestrator(gctx, m.store, m.raft, m.log) })
-	g.Go(func() error { return schedloop.Run(gctx, m.store, m.raft, m.log) })
-	for _, w := range m.cfg.LeaderWork {
-		g.Go(func() error { return w(gctx, m) })
+	// run counts a component's failure (raftswarm_leader_component_failures_total).
+	run := func(component string, f func(context.Context) error) {
+		g.Go(func() error {
+			err := f(gctx)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				m.cfg.Metrics.ComponentFailed(component)
+			}
+			return err
+		})
+	}
+	run("dispatcher", m.dispatcher.Run)
+	run("role_manager", m.runRoleManager)
+	run("orchestrator", func(ctx context.Context) error {
+		return orchestrator.RunOrchestratorObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Reconcile()))
+	})
+	run("scheduler", func(ctx context.Context) error {
+		return schedloop.RunObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Scheduling()))
+	})
+	for i, w := range m.cfg.LeaderWork {
+		run(fmt.Sprintf("extra_%d", i), func(ctx context.Context) error { return w(ctx, m) })
 	}
 	return g.Wait()
 }
@@ -296,6 +333,8 @@ type leaderTerms struct {
 	backoff *retry.Backoff
 	// sleep waits d, or until wake or stop; it reports whether d passed.
 	sleep func(d time.Duration, wake <-chan struct{}) bool
+	// restarted, if set, is called for each restart after a failure.
+	restarted func()
 }
 
 // errWorkEnded stands for leader work that returned while still leader.
@@ -368,6 +407,9 @@ func runLeaderTerms(lt leaderTerms) {
 		}
 		d := lt.backoff.Next()
 		lt.log.Error("leader work failed; restarting it", "in", d, "err", failed)
+		if lt.restarted != nil {
+			lt.restarted()
+		}
 		deadline := time.Now().Add(d)
 		for {
 			// Wait out the delay unless leadership ends or the manager stops.
@@ -421,6 +463,7 @@ func (m *Manager) Stop() error {
 		}
 		t.Stop()
 		m.wg.Wait()
+		m.events.Close()
 	})
 	return err
 }

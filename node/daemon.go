@@ -22,7 +22,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
-	var level string
+	var level, logFormat string
 	var heartbeat time.Duration
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/raftswarm", "directory holding this node's certificates, membership and Raft state")
 	fs.StringVar(&cfg.SocketPath, "socket", "/var/run/raftswarm.sock", "local control socket swarmctl talks to")
@@ -32,7 +32,11 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.MeshPath, "mesh-path", agent.MeshPathAuto, "how the routing mesh forwards published TCP ports: auto (in the kernel with nftables where the daemon may, else its userspace proxy) or userspace")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HOST:PORT serving Prometheus metrics (/metrics), /healthz and /readyz over HTTP; off if empty")
+	fs.BoolVar(&cfg.Debug, "debug", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down after 3 missed periods (default 1s)")
+	fs.DurationVar(&cfg.PullStallTimeout, "image-pull-stall-timeout", 0, "fail a task whose image pull makes no progress for this long (default 1m0s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -48,12 +52,30 @@ func Main(name string, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 2
 	}
+	if cfg.PullStallTimeout < 0 {
+		fmt.Fprintf(stderr, "Error: invalid --image-pull-stall-timeout %s: use a positive duration such as 60s\n", cfg.PullStallTimeout)
+		return 2
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		fmt.Fprintf(stderr, "Error: invalid --log-level %q: use debug, info, warn or error\n", level)
 		return 2
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})).With("daemon", name)
+	var handler slog.Handler
+	switch logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv})
+	default:
+		fmt.Fprintf(stderr, "Error: invalid --log-format %q: use text or json\n", logFormat)
+		return 2
+	}
+	if cfg.Debug && cfg.MetricsAddr == "" {
+		fmt.Fprintf(stderr, "Error: --debug serves pprof on the metrics address: set --metrics-addr too\n")
+		return 2
+	}
+	cfg.Logger = slog.New(handler).With("daemon", name)
 	cfg.HeartbeatPeriod = heartbeat
 
 	n, err := New(cfg)

@@ -18,6 +18,7 @@ import (
 	"github.com/raftswarm/raftswarm/api"
 	"github.com/raftswarm/raftswarm/ca"
 	"github.com/raftswarm/raftswarm/internal/dial"
+	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/manager"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
@@ -41,6 +42,9 @@ type Config struct {
 	Timings raft.Timings
 	// HeartbeatPeriod is the agents' base heartbeat period.
 	HeartbeatPeriod time.Duration
+	// PullStallTimeout fails a task whose image pull makes no progress
+	// for this long (docker.DefaultPullStallTimeout if zero).
+	PullStallTimeout time.Duration
 	// NoSync skips fsync of the Raft log (tests only).
 	NoSync bool
 	// PlaintextRaft writes the Raft log and snapshots unencrypted; only for
@@ -56,6 +60,14 @@ type Config struct {
 	// the node ID is known; a docker executor on DockerHost publishing
 	// task ports on IngressAddr if nil.
 	Executor func(nodeID string) (exec.Executor, error)
+	// MetricsAddr, when set, is the HOST:PORT of the HTTP server of
+	// /metrics, /healthz and /readyz (--metrics-addr).
+	MetricsAddr string
+	// Debug also serves pprof on MetricsAddr (--debug).
+	Debug bool
+	// Metrics is the node's registry; New creates one when nil and
+	// MetricsAddr is set. Nil: no metrics are recorded.
+	Metrics *metrics.Registry
 	// FetchImage gets images from other nodes over the data path; nil
 	// leaves it to the agent's data plane (tests set their own).
 	FetchImage agent.FetchImageFunc
@@ -78,6 +90,8 @@ type Node struct {
 
 	sock    net.Listener
 	sockSrv *grpc.Server
+
+	metricsSrv *metrics.Server // nil without MetricsAddr
 
 	// Encryption at rest and autolock (lock.go); under mu except dekMu.
 	locked  bool   // a manager waiting for 'swarmctl swarm unlock'
@@ -111,7 +125,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Executor == nil {
 		host := cfg.DockerHost
 		cfg.Executor = func(nodeID string) (exec.Executor, error) {
-			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata")})
+			e, err := docker.NewWithOptions(host, nodeID, docker.Options{IngressIP: cfg.IngressAddr, DataDir: filepath.Join(cfg.StateDir, "taskdata"),
+				PullStallTimeout: cfg.PullStallTimeout})
 			if err != nil {
 				return nil, err
 			}
@@ -127,7 +142,12 @@ func New(cfg Config) (*Node, error) {
 	if err := fixModes(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger}, nil
+	if cfg.Metrics == nil && cfg.MetricsAddr != "" {
+		cfg.Metrics = metrics.New()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger}
+	n.registerMetrics()
+	return n, nil
 }
 
 func (n *Node) certDir() string { return filepath.Join(n.cfg.StateDir, "certs") }
@@ -140,8 +160,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := n.serveMetrics(); err != nil {
+		return err
+	}
 	if m != nil {
 		if err := n.resume(ctx, m); err != nil {
+			n.stopMetrics()
 			return fmt.Errorf("rejoin cluster from %s: %w", n.cfg.StateDir, err)
 		}
 	}
@@ -246,7 +270,7 @@ func (n *Node) startManager() (*manager.Manager, error) {
 		NodeID: m.NodeID, ListenAddr: m.ListenAddr, AdvertiseAddr: m.AdvertiseAddr,
 		RaftDir: n.raftDir(), Creds: creds, Pool: pool, Timings: n.cfg.Timings,
 		HeartbeatPeriod: n.cfg.HeartbeatPeriod, Logger: n.log, NoSync: n.cfg.NoSync,
-		LeaderWork: n.cfg.LeaderWork, DEK: dek,
+		LeaderWork: n.cfg.LeaderWork, DEK: dek, Metrics: n.cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +328,18 @@ func (n *Node) RouteControl(ctx context.Context) (swarmpb.ControlServer, *grpc.C
 	return mgr.RouteControl(ctx)
 }
 
+// LocalControl implements api.LocalControl: this node's manager's control
+// server, for calls any manager answers itself (WatchEvents); nil when it
+// runs none, is locked or is not in a cluster.
+func (n *Node) LocalControl() swarmpb.ControlServer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.member == nil || n.locked || n.mgr == nil {
+		return nil
+	}
+	return n.mgr.Control()
+}
+
 // LeaderChanged implements api.LeaderWatcher for the local socket; nil
 // (never ready) when this node runs no manager.
 func (n *Node) LeaderChanged() <-chan struct{} {
@@ -333,6 +369,7 @@ func (n *Node) Stop() {
 		n.sockSrv.Stop()
 		n.sockSrv = nil
 	}
+	n.stopMetrics()
 }
 
 func (n *Node) serveSocket() error {
@@ -354,7 +391,7 @@ func (n *Node) serveSocket() error {
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
 	n.sock = ln
-	n.sockSrv = grpc.NewServer()
+	n.sockSrv = grpc.NewServer(n.cfg.Metrics.GRPCServerOptions(metrics.ListenerSocket)...)
 	swarmpb.RegisterLocalServer(n.sockSrv, &localServer{n: n})
 	swarmpb.RegisterControlServer(n.sockSrv, &api.ControlProxy{Router: n, Images: n})
 	srv := n.sockSrv

@@ -22,10 +22,12 @@ const maxPassTasks = 10_000
 
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
-	store *state.Store
-	raft  Raft
-	log   *slog.Logger
-	now   func() time.Time
+	// observe, if set, receives each reconcile pass's duration (metrics).
+	observe func(time.Duration)
+	store   *state.Store
+	raft    Raft
+	log     *slog.Logger
+	now     func() time.Time
 
 	// stableAt records, per service, when its last rolling-update batch
 	// finished; the update delay counts from there. It is term-local: a
@@ -50,6 +52,25 @@ func RunOrchestrator(ctx context.Context, st *state.Store, r Raft, log *slog.Log
 	return newOrchestrator(st, r, log).run(ctx)
 }
 
+// RunOrchestratorObserved is RunOrchestrator reporting the duration of
+// each reconcile pass to observe (nil: none).
+func RunOrchestratorObserved(ctx context.Context, st *state.Store, r Raft, log *slog.Logger, observe func(time.Duration)) error {
+	o := newOrchestrator(st, r, log)
+	o.observe = observe
+	return o.run(ctx)
+}
+
+// timedReconcile is reconcile, timed for metrics.
+func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool) time.Time {
+	if o.observe == nil {
+		return o.reconcile(ctx, dirty)
+	}
+	start := time.Now()
+	wake := o.reconcile(ctx, dirty)
+	o.observe(time.Since(start))
+	return wake
+}
+
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 	return &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{},
 		batched: map[string]bool{}, capped: map[string]bool{}, passLimit: maxPassTasks}
@@ -58,7 +79,7 @@ func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 func (o *Orchestrator) run(ctx context.Context) error {
 	events, cancel := o.store.Watch()
 	defer func() { cancel() }()
-	wake := o.reconcile(ctx, nil)
+	wake := o.timedReconcile(ctx, nil)
 	timer := time.NewTimer(time.Until(wake))
 	defer timer.Stop()
 	for {
@@ -97,7 +118,7 @@ func (o *Orchestrator) run(ctx context.Context) error {
 			}
 		}
 		prev := wake
-		wake = o.reconcile(ctx, dirty)
+		wake = o.timedReconcile(ctx, dirty)
 		if dirty != nil && prev.After(o.now()) && prev.Before(wake) {
 			// A partial pass knows only its services' timers (restart
 			// delays, update monitors); keep the earlier one it did not see.

@@ -6330,7 +6330,16 @@ type InfoResponse struct {
 	// The Docker Engine address this node's executor uses (its --docker-host;
 	// empty: $DOCKER_HOST or the local socket). stack deploy builds images
 	// there, so that the node already has them.
-	EngineHost    string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
+	EngineHost string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
+	// The daemon's build (swarmctl version) and, on a manager, its Raft
+	// position (swarmctl info).
+	Version       string `protobuf:"bytes,100,opt,name=version,proto3" json:"version,omitempty"`
+	GoVersion     string `protobuf:"bytes,101,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	ApiVersion    string `protobuf:"bytes,102,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	GitCommit     string `protobuf:"bytes,103,opt,name=git_commit,json=gitCommit,proto3" json:"git_commit,omitempty"`
+	RaftIndex     uint64 `protobuf:"varint,104,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // last index applied by this manager
+	RaftTerm      uint64 `protobuf:"varint,105,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	RaftLeader    string `protobuf:"bytes,106,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"` // the leader's address as this manager knows it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6414,11 +6423,60 @@ func (x *InfoResponse) GetEngineHost() string {
 	return ""
 }
 
+func (x *InfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetGitCommit() string {
+	if x != nil {
+		return x.GitCommit
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetRaftIndex() uint64 {
+	if x != nil {
+		return x.RaftIndex
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetRaftTerm() uint64 {
+	if x != nil {
+		return x.RaftTerm
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetRaftLeader() string {
+	if x != nil {
+		return x.RaftLeader
+	}
+	return ""
+}
+
 var File_api_proto protoreflect.FileDescriptor
 
 const file_api_proto_rawDesc = "" +
 	"\n" +
-	"\tapi.proto\x12\fraftswarm.v1\x1a\robjects.proto\"\x1d\n" +
+	"\tapi.proto\x12\fraftswarm.v1\x1a\robjects.proto\x1a\fevents.proto\"\x1d\n" +
 	"\x1bGetRootCACertificateRequest\"9\n" +
 	"\x1cGetRootCACertificateResponse\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\"|\n" +
@@ -6846,7 +6904,7 @@ const file_api_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xd9\x01\n" +
+	"\vInfoRequest\"\xaf\x03\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -6856,7 +6914,19 @@ const file_api_proto_rawDesc = "" +
 	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x1a\n" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12\x1f\n" +
 	"\vengine_host\x18\x14 \x01(\tR\n" +
-	"engineHost2\xd1\x02\n" +
+	"engineHost\x12\x18\n" +
+	"\aversion\x18d \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"go_version\x18e \x01(\tR\tgoVersion\x12\x1f\n" +
+	"\vapi_version\x18f \x01(\tR\n" +
+	"apiVersion\x12\x1d\n" +
+	"\n" +
+	"git_commit\x18g \x01(\tR\tgitCommit\x12\x1d\n" +
+	"\n" +
+	"raft_index\x18h \x01(\x04R\traftIndex\x12\x1b\n" +
+	"\traft_term\x18i \x01(\x04R\braftTerm\x12\x1f\n" +
+	"\vraft_leader\x18j \x01(\tR\n" +
+	"raftLeader2\xd1\x02\n" +
 	"\x02CA\x12m\n" +
 	"\x14GetRootCACertificate\x12).raftswarm.v1.GetRootCACertificateRequest\x1a*.raftswarm.v1.GetRootCACertificateResponse\x12m\n" +
 	"\x14IssueNodeCertificate\x12).raftswarm.v1.IssueNodeCertificateRequest\x1a*.raftswarm.v1.IssueNodeCertificateResponse\x12m\n" +
@@ -6872,7 +6942,7 @@ const file_api_proto_rawDesc = "" +
 	"\x10UpdateTaskStatus\x12%.raftswarm.v1.UpdateTaskStatusRequest\x1a&.raftswarm.v1.UpdateTaskStatusResponse\x12M\n" +
 	"\tEndpoints\x12\x1e.raftswarm.v1.EndpointsRequest\x1a\x1e.raftswarm.v1.EndpointsMessage0\x01\x12T\n" +
 	"\vPublishLogs\x12 .raftswarm.v1.PublishLogsMessage\x1a!.raftswarm.v1.PublishLogsResponse(\x01\x12j\n" +
-	"\x13ReportVolumeRemoval\x12(.raftswarm.v1.ReportVolumeRemovalRequest\x1a).raftswarm.v1.ReportVolumeRemovalResponse2\xf7\x13\n" +
+	"\x13ReportVolumeRemoval\x12(.raftswarm.v1.ReportVolumeRemovalRequest\x1a).raftswarm.v1.ReportVolumeRemovalResponse2\xcc\x14\n" +
 	"\aControl\x12L\n" +
 	"\tListNodes\x12\x1e.raftswarm.v1.ListNodesRequest\x1a\x1f.raftswarm.v1.ListNodesResponse\x12F\n" +
 	"\aGetNode\x12\x1c.raftswarm.v1.GetNodeRequest\x1a\x1d.raftswarm.v1.GetNodeResponse\x12O\n" +
@@ -6908,7 +6978,8 @@ const file_api_proto_rawDesc = "" +
 	"\vListConfigs\x12 .raftswarm.v1.ListConfigsRequest\x1a!.raftswarm.v1.ListConfigsResponse\x12U\n" +
 	"\fUpdateConfig\x12!.raftswarm.v1.UpdateConfigRequest\x1a\".raftswarm.v1.UpdateConfigResponse\x12U\n" +
 	"\fRemoveConfig\x12!.raftswarm.v1.RemoveConfigRequest\x1a\".raftswarm.v1.RemoveConfigResponse\x12X\n" +
-	"\rRemoveVolumes\x12\".raftswarm.v1.RemoveVolumesRequest\x1a#.raftswarm.v1.RemoveVolumesResponse2\xcb\x02\n" +
+	"\rRemoveVolumes\x12\".raftswarm.v1.RemoveVolumesRequest\x1a#.raftswarm.v1.RemoveVolumesResponse\x12S\n" +
+	"\vWatchEvents\x12 .raftswarm.v1.WatchEventsRequest\x1a .raftswarm.v1.WatchEventsMessage0\x012\xcb\x02\n" +
 	"\x05Local\x12=\n" +
 	"\x04Init\x12\x19.raftswarm.v1.InitRequest\x1a\x1a.raftswarm.v1.InitResponse\x12=\n" +
 	"\x04Join\x12\x19.raftswarm.v1.JoinRequest\x1a\x1a.raftswarm.v1.JoinResponse\x12@\n" +
@@ -7071,6 +7142,8 @@ var file_api_proto_goTypes = []any{
 	(NodeAvailability)(0),                // 137: raftswarm.v1.NodeAvailability
 	(*ServiceSpec)(nil),                  // 138: raftswarm.v1.ServiceSpec
 	(*Service)(nil),                      // 139: raftswarm.v1.Service
+	(*WatchEventsRequest)(nil),           // 140: raftswarm.v1.WatchEventsRequest
+	(*WatchEventsMessage)(nil),           // 141: raftswarm.v1.WatchEventsMessage
 }
 var file_api_proto_depIdxs = []int32{
 	126, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
@@ -7187,60 +7260,62 @@ var file_api_proto_depIdxs = []int32{
 	71,  // 111: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
 	73,  // 112: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
 	41,  // 113: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
-	111, // 114: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	113, // 115: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	115, // 116: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	117, // 117: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	109, // 118: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	3,   // 119: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	5,   // 120: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	5,   // 121: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	8,   // 122: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	11,  // 123: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	13,  // 124: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	30,  // 125: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	32,  // 126: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	40,  // 127: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	17,  // 128: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	28,  // 129: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	36,  // 130: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
-	87,  // 131: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	89,  // 132: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	91,  // 133: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	93,  // 134: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	95,  // 135: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	97,  // 136: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	99,  // 137: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	101, // 138: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	104, // 139: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	106, // 140: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	108, // 141: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	84,  // 142: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	77,  // 143: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	79,  // 144: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	81,  // 145: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	45,  // 146: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
-	49,  // 147: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
-	52,  // 148: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
-	54,  // 149: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
-	56,  // 150: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
-	58,  // 151: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
-	60,  // 152: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
-	62,  // 153: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
-	64,  // 154: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
-	66,  // 155: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
-	68,  // 156: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
-	70,  // 157: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
-	72,  // 158: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
-	74,  // 159: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
-	43,  // 160: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
-	112, // 161: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	114, // 162: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	116, // 163: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	118, // 164: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	110, // 165: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	119, // [119:166] is the sub-list for method output_type
-	72,  // [72:119] is the sub-list for method input_type
+	140, // 114: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
+	111, // 115: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	113, // 116: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	115, // 117: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	117, // 118: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	109, // 119: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 120: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 121: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 122: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 123: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 124: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 125: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 126: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	32,  // 127: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	40,  // 128: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 129: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 130: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	36,  // 131: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
+	87,  // 132: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	89,  // 133: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	91,  // 134: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	93,  // 135: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	95,  // 136: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	97,  // 137: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	99,  // 138: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	101, // 139: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	104, // 140: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	106, // 141: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	108, // 142: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	84,  // 143: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	77,  // 144: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	79,  // 145: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	81,  // 146: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	45,  // 147: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	49,  // 148: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	52,  // 149: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	54,  // 150: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	56,  // 151: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	58,  // 152: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	60,  // 153: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	62,  // 154: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	64,  // 155: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	66,  // 156: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	68,  // 157: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	70,  // 158: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	72,  // 159: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	74,  // 160: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	43,  // 161: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
+	141, // 162: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
+	112, // 163: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	114, // 164: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	116, // 165: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	118, // 166: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	110, // 167: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	120, // [120:168] is the sub-list for method output_type
+	72,  // [72:120] is the sub-list for method input_type
 	72,  // [72:72] is the sub-list for extension type_name
 	72,  // [72:72] is the sub-list for extension extendee
 	0,   // [0:72] is the sub-list for field type_name
@@ -7252,6 +7327,7 @@ func file_api_proto_init() {
 		return
 	}
 	file_objects_proto_init()
+	file_events_proto_init()
 	file_api_proto_msgTypes[76].OneofWrappers = []any{}
 	file_api_proto_msgTypes[88].OneofWrappers = []any{}
 	type x struct{}

@@ -740,6 +740,7 @@ const (
 	Control_UpdateConfig_FullMethodName  = "/raftswarm.v1.Control/UpdateConfig"
 	Control_RemoveConfig_FullMethodName  = "/raftswarm.v1.Control/RemoveConfig"
 	Control_RemoveVolumes_FullMethodName = "/raftswarm.v1.Control/RemoveVolumes"
+	Control_WatchEvents_FullMethodName   = "/raftswarm.v1.Control/WatchEvents"
 )
 
 // ControlClient is the client API for Control service.
@@ -782,6 +783,10 @@ type ControlClient interface {
 	// RemoveVolumes removes named volumes on every node that has them
 	// (stack rm --volumes); it answers with each node's result.
 	RemoveVolumes(ctx context.Context, in *RemoveVolumesRequest, opts ...grpc.CallOption) (*RemoveVolumesResponse, error)
+	// WatchEvents streams cluster events (events.proto). Unlike the calls
+	// above, any manager serves it, from its own replica: on the local socket
+	// of a manager it is answered there, not relayed to the leader.
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsMessage], error)
 }
 
 type controlClient struct {
@@ -1101,6 +1106,25 @@ func (c *controlClient) RemoveVolumes(ctx context.Context, in *RemoveVolumesRequ
 	return out, nil
 }
 
+func (c *controlClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[1], Control_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -1141,6 +1165,10 @@ type ControlServer interface {
 	// RemoveVolumes removes named volumes on every node that has them
 	// (stack rm --volumes); it answers with each node's result.
 	RemoveVolumes(context.Context, *RemoveVolumesRequest) (*RemoveVolumesResponse, error)
+	// WatchEvents streams cluster events (events.proto). Unlike the calls
+	// above, any manager serves it, from its own replica: on the local socket
+	// of a manager it is answered there, not relayed to the leader.
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -1240,6 +1268,9 @@ func (UnimplementedControlServer) RemoveConfig(context.Context, *RemoveConfigReq
 }
 func (UnimplementedControlServer) RemoveVolumes(context.Context, *RemoveVolumesRequest) (*RemoveVolumesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveVolumes not implemented")
+}
+func (UnimplementedControlServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -1795,6 +1826,17 @@ func _Control_RemoveVolumes_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1923,6 +1965,11 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ServiceLogs",
 			Handler:       _Control_ServiceLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _Control_WatchEvents_Handler,
 			ServerStreams: true,
 		},
 	},

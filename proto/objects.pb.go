@@ -1029,6 +1029,8 @@ type NodeDescription struct {
 	// What the node has set up for each cluster network it has tasks on;
 	// shown by 'network inspect'. A claim: bounded and validated.
 	Networks []*NodeNetwork `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
+	// The node daemon's version (swarmctl version). A claim, bounded.
+	DaemonVersion string `protobuf:"bytes,100,opt,name=daemon_version,json=daemonVersion,proto3" json:"daemon_version,omitempty"`
 	// How the node's routing mesh forwards published TCP ports: "kernel"
 	// (nftables DNAT) or "userspace" (its proxy), and why not the kernel.
 	// A claim: bounded and validated.
@@ -1122,6 +1124,13 @@ func (x *NodeDescription) GetNetworks() []*NodeNetwork {
 		return x.Networks
 	}
 	return nil
+}
+
+func (x *NodeDescription) GetDaemonVersion() string {
+	if x != nil {
+		return x.DaemonVersion
+	}
+	return ""
 }
 
 func (x *NodeDescription) GetMeshPath() string {
@@ -3584,7 +3593,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xef\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x96\x03\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -3593,7 +3602,8 @@ const file_objects_proto_rawDesc = "" +
 	"\tresources\x18\x05 \x01(\v2\x17.raftswarm.v1.ResourcesR\tresources\x12!\n" +
 	"\fengine_error\x18\x06 \x01(\tR\vengineError\x12\x1b\n" +
 	"\tdata_port\x18\a \x01(\rR\bdataPort\x125\n" +
-	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\x12\x1c\n" +
+	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\x12%\n" +
+	"\x0edaemon_version\x18d \x01(\tR\rdaemonVersion\x12\x1c\n" +
 	"\tmesh_path\x18\x8c\x01 \x01(\tR\bmeshPath\x12)\n" +
 	"\x10mesh_path_reason\x18\x8d\x01 \x01(\tR\x0emeshPathReason\"\xb3\x01\n" +
 	"\vNodeNetwork\x12\x1d\n" +

@@ -2,13 +2,17 @@ package raft
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -120,8 +124,14 @@ func checkBoltFile(path string) error {
 // than falling back silently.
 func checkNewestSnapshot(snaps hraft.SnapshotStore, dir string) error {
 	list, err := snaps.List()
-	if err != nil || len(list) == 0 {
+	if err != nil {
 		return err
+	}
+	if err := checkSnapshotMetas(dir, list); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return nil
 	}
 	id := list[0].ID
 	path := filepath.Join(dir, id, "state.bin")
@@ -158,4 +168,84 @@ func checkLog(logs hraft.LogStore, path string) (err error) {
 		return &CorruptError{What: "raft log", Path: path, Err: err}
 	}
 	return err
+}
+
+// checkSnapshotMetas catches a finished snapshot whose meta.json does not
+// read: hashicorp/raft's List skips such a snapshot with a warning and
+// Raft restores the next older one, which loses state once the log
+// entries after it have been compacted away. A damaged snapshot older
+// than the newest good one loses nothing and is let be. list is what
+// List returned (the readable snapshots).
+func checkSnapshotMetas(dir string, list []*hraft.SnapshotMeta) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read snapshot dir: %w", err)
+	}
+	var newest *hraft.SnapshotMeta
+	if len(list) > 0 {
+		newest = list[0]
+	}
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), snapTmpSuffix) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name(), "meta.json")
+		b, err := os.ReadFile(path)
+		if err == nil {
+			var m hraft.SnapshotMeta
+			if err = json.Unmarshal(b, &m); err == nil && m.ID != e.Name() {
+				err = fmt.Errorf("it names snapshot %q, not %q", m.ID, e.Name())
+			}
+		}
+		if err == nil {
+			continue
+		}
+		term, index, ok := snapshotNameOrder(e.Name())
+		if ok && newest != nil && (term < newest.Term || term == newest.Term && index < newest.Index) {
+			continue
+		}
+		return &CorruptError{What: "raft snapshot", Path: path, Err: err}
+	}
+	return nil
+}
+
+// snapshotNameOrder reads the term and index from a snapshot folder's
+// name (hashicorp/raft's snapshotName: term-index-milliseconds).
+func snapshotNameOrder(name string) (term, index uint64, ok bool) {
+	parts := strings.Split(name, "-")
+	if len(parts) != 3 {
+		return 0, 0, false
+	}
+	term, err1 := strconv.ParseUint(parts[0], 10, 64)
+	index, err2 := strconv.ParseUint(parts[1], 10, 64)
+	return term, index, err1 == nil && err2 == nil
+}
+
+// snapTmpSuffix marks a snapshot being written (hashicorp/raft's
+// tmpSuffix); it is renamed away only once the snapshot is complete.
+const snapTmpSuffix = ".tmp"
+
+// removePartialSnapshots deletes the snapshot folders a crash left
+// half-written. Raft never reads them (it restores the newest complete
+// snapshot and replays the log after it, which is only compacted once a
+// snapshot is complete), nor removes them: each would hold up to a whole
+// snapshot's worth of disk for good.
+func removePartialSnapshots(dir string, logger *slog.Logger) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read snapshot dir: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasSuffix(e.Name(), snapTmpSuffix) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("remove the partial snapshot %s left by a crash: %w", path, err)
+		}
+		if logger != nil {
+			logger.Warn("removed a partial snapshot left by a crash; the state comes from the last complete snapshot and the log", "path", path)
+		}
+	}
+	return nil
 }

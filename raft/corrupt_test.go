@@ -55,6 +55,18 @@ func TestCorruptStateRefusesToStart(t *testing.T) {
 		{"raft.db emptied", false, func(t *testing.T, dir string) string { truncate(t, db(dir), 0); return db(dir) }},
 		{"snapshot flipped", false, func(t *testing.T, dir string) string { p := newestState(t, dir); flip(t, p); return p }},
 		{"snapshot truncated", false, func(t *testing.T, dir string) string { p := newestState(t, dir); truncate(t, p, 50); return p }},
+		{"snapshot meta.json damaged", false, func(t *testing.T, dir string) string {
+			p := filepath.Join(filepath.Dir(newestState(t, dir)), "meta.json")
+			if err := os.WriteFile(p, []byte(`{"Version":1,"ID":`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"snapshot meta.json emptied", true, func(t *testing.T, dir string) string {
+			p := filepath.Join(filepath.Dir(newestState(t, dir)), "meta.json")
+			truncate(t, p, 0)
+			return p
+		}},
 		{"sealed snapshot flipped", true, func(t *testing.T, dir string) string { p := newestState(t, dir); flip(t, p); return p }},
 		{"sealed snapshot truncated", true, func(t *testing.T, dir string) string { p := newestState(t, dir); truncate(t, p, 50); return p }},
 	} {

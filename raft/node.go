@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -103,9 +105,18 @@ type Config struct {
 	// entries and snapshots on disk (encrypt.go). Without it new data is
 	// written in plaintext and sealed data cannot be read.
 	DEK []byte
+	// MinFreeBytes is the free space the leader keeps in Dir: below it,
+	// writes fail with a DiskFullError before they reach Raft
+	// (DefaultMinFreeBytes when 0; negative turns the check off). See
+	// diskfull.go.
+	MinFreeBytes int64
 
 	// barrier replaces the Raft barrier in tests that make it fail.
 	barrier func(timeout time.Duration) error
+	// stableHook wraps the stable store in tests that make it fail.
+	stableHook func(hraft.StableStore) hraft.StableStore
+	// snapshotHook wraps the snapshot store in tests that crash mid-snapshot.
+	snapshotHook func(hraft.SnapshotStore) hraft.SnapshotStore
 }
 
 // Member is one server of the Raft configuration.
@@ -123,12 +134,18 @@ type Node struct {
 	raft   *hraft.Raft
 	trans  *hraft.NetworkTransport
 	bolt   *raftboltdb.BoltStore
+	stable *patientStable
 	fsm    *fsm
 	obsCh  chan hraft.Observation
 	obs    *hraft.Observer
 	done   chan struct{}
+	stop   chan struct{} // closed when Shutdown starts: ends the stable store's waits for space
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	// For Stats (stats.go): leaders seen, counted by the observe goroutine.
+	leaderChanges atomic.Uint64
+	lastLeader    hraft.ServerID // owned by observe
 
 	mu      sync.Mutex
 	leader  bool          // leader with the term barrier applied
@@ -189,6 +206,10 @@ func openStores(cfg Config) (*raftboltdb.BoltStore, hraft.LogStore, hraft.Snapsh
 		bolt.Close()
 		return nil, nil, nil, fmt.Errorf("restrict snapshot dir: %w", err)
 	}
+	if err := removePartialSnapshots(snapDir, cfg.Logger); err != nil {
+		bolt.Close()
+		return nil, nil, nil, err
+	}
 	return bolt, &encryptedLogs{inner: bolt, aead: aead}, &encryptedSnapshots{inner: snaps, dir: snapDir, aead: aead}, nil
 }
 
@@ -247,7 +268,10 @@ func Open(cfg Config) (*Node, error) {
 		bolt.Close()
 		return nil, err
 	}
-	logs, err := hraft.NewLogCache(512, sealed)
+	if cfg.snapshotHook != nil {
+		snaps = cfg.snapshotHook(snaps)
+	}
+	logs, err := hraft.NewLogCache(512, &fullDiskLogs{LogStore: sealed, dir: cfg.Dir})
 	if err != nil {
 		bolt.Close()
 		return nil, err
@@ -260,10 +284,15 @@ func Open(cfg Config) (*Node, error) {
 	})
 	n := &Node{
 		cfg: cfg, trans: trans, bolt: bolt, fsm: newFSM(cfg.Store, cfg.Logger),
-		obsCh: make(chan hraft.Observation, 128), done: make(chan struct{}),
+		obsCh: make(chan hraft.Observation, 128), done: make(chan struct{}), stop: make(chan struct{}),
 		changed: make(chan struct{}), unreachable: map[string]time.Time{}, contact: map[string]time.Time{},
 	}
-	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, bolt, snaps, &contactTransport{NetworkTransport: trans, onContact: n.recordContact})
+	var stable hraft.StableStore = bolt
+	if cfg.stableHook != nil {
+		stable = cfg.stableHook(stable)
+	}
+	n.stable = &patientStable{StableStore: stable, dir: cfg.Dir, done: n.stop, logger: cfg.Logger, wait: time.Second}
+	r, err := hraft.NewRaft(raftConfig(cfg), n.fsm, logs, n.stable, snaps, &contactTransport{NetworkTransport: trans, onContact: n.recordContact})
 	if err != nil {
 		trans.Close()
 		bolt.Close()
@@ -317,6 +346,7 @@ func (n *Node) observe() {
 					n.setLeader(false)
 				}
 			case hraft.LeaderObservation:
+				n.countLeader(d)
 				n.notify()
 			case hraft.FailedHeartbeatObservation:
 				n.mu.Lock()
@@ -479,6 +509,17 @@ type contactTransport struct {
 	onContact func(hraft.ServerID)
 }
 
+// SetHeartbeatHandler turns hashicorp/raft's heartbeat fast path off:
+// NewRaft registers processHeartbeat here, which runs appendEntries on
+// the transport's goroutine, concurrently with the main loop that
+// appendEntries is documented to need (hashicorp/raft#695: a heartbeat
+// from a new leader bumps the term while the old leader's main loop
+// writes an entry under it, and logs diverge). Without a handler the
+// transport hands heartbeats to the main loop like every other RPC. The
+// price: a follower busy with a long disk write answers heartbeats late.
+// See DESIGN.md, "Known hashicorp/raft issues".
+func (t *contactTransport) SetHeartbeatHandler(func(hraft.RPC)) {}
+
 func (t *contactTransport) AppendEntries(id hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err == nil {
@@ -504,6 +545,22 @@ func (n *Node) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error)
 // ApplyCommand is Apply for an encoded envelope (the leader's Forward
 // handler calls it).
 func (n *Node) ApplyCommand(ctx context.Context, data []byte) (uint64, error) {
+	idx, err := n.applyCommand(ctx, data)
+	if err != nil && (n.stable.waiting() || (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrQuorumLost)) && n.diskFull()) {
+		// The write failed for want of a leader while this node's
+		// disk is full (a leader that failed to append steps down; a
+		// node that cannot save a term or vote cannot be elected): the
+		// full disk is the cause to report. The chain is cut on
+		// purpose, so that callers do not retry it as a plain change
+		// of leader.
+		free, _ := freeBytes(n.cfg.Dir)
+		return 0, &DiskFullError{Dir: n.cfg.Dir, Free: free,
+			Err: fmt.Errorf("this manager cannot save its Raft term or vote, so it cannot lead or elect: %s", err.Error())}
+	}
+	return idx, err
+}
+
+func (n *Node) applyCommand(ctx context.Context, data []byte) (uint64, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		if n.raft.State() == hraft.Leader {
 			return n.applyLocal(ctx, data)
@@ -534,9 +591,22 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	if err := n.checkSpace(len(data)); err != nil {
+		return 0, err
+	}
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
+		var dfe *DiskFullError
 		switch {
+		case errors.As(err, &dfe):
+			// The leader failed to append and stepped down: nothing
+			// was committed.
+			return 0, dfe
+		case strings.Contains(err.Error(), ErrDiskFull.Error()):
+			// The same, through hashicorp/raft's LogCache, which
+			// formats the store's error into a string.
+			free, _ := freeBytes(n.cfg.Dir)
+			return 0, &DiskFullError{Dir: n.cfg.Dir, Free: free, Err: errors.New("the leader could not append the write to its log; nothing was committed")}
 		case errors.Is(err, hraft.ErrNotLeader):
 			return 0, ErrNotLeader
 		case errors.Is(err, hraft.ErrLeadershipLost), errors.Is(err, hraft.ErrEnqueueTimeout):
@@ -725,6 +795,7 @@ func (n *Node) Snapshot() error {
 func (n *Node) Shutdown() error {
 	var err error
 	n.closed.Do(func() {
+		close(n.stop)
 		err = n.raft.Shutdown().Error()
 		n.raft.DeregisterObserver(n.obs)
 		close(n.done)

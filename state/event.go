@@ -32,6 +32,7 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind   EventKind
 	Index  uint64        // Raft index of the batch that produced the event
+	Time   int64         // the batch's write time (unix nanoseconds), the same on every replica
 	Object proto.Message // new value; for a delete, the value that was removed
 	Old    proto.Message // previous value on update, nil otherwise
 }

@@ -74,6 +74,7 @@ func (s *Store) ApplyBatch(index uint64, now int64, b *swarmpb.StoreBatch) ([]Ev
 		if err != nil {
 			return nil, fmt.Errorf("apply batch at index %d, action %d: %w", index, i, err)
 		}
+		ev.Time = now
 		events = append(events, ev)
 	}
 	tx.commit()

@@ -21,7 +21,9 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // Member is one node of a test cluster.
@@ -81,6 +83,9 @@ type Options struct {
 	// (gRPC's default, 4 MiB, when zero); listing thousands of nodes needs
 	// more.
 	MaxRecvMsgSize int
+	// BaseDir is the parent of the members' state dirs (t.TempDir() when
+	// empty); the full-disk tests put it on a small tmpfs.
+	BaseDir string
 }
 
 // StartOptions configure a cluster started without a testing.TB (Start).
@@ -114,7 +119,10 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	// The state dirs' parent is created before the cleanup that stops the
 	// members is registered, so it is removed after they stopped (cleanups
 	// run last-registered first).
-	baseDir := t.TempDir()
+	baseDir := opts.BaseDir
+	if baseDir == "" {
+		baseDir = t.TempDir()
+	}
 	sockDir, err := os.MkdirTemp("", "rsw")
 	if err != nil {
 		t.Fatal(err)
@@ -226,16 +234,28 @@ func (c *Cluster) Join(name string, role swarmpb.NodeRole) *Member {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := c.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: role})
-	if err != nil {
-		c.t.Fatalf("join-token: %v", err)
-	}
 	m := c.Add(name)
 	m.JoinedAs = role
-	if _, err := m.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: tok.Managers[0], AdvertiseAddr: m.Addr}); err != nil {
-		c.t.Fatalf("join %s: %v", name, err)
+	// A loaded machine can cost the fast-timed cluster its leader for a
+	// moment: a join refused as Unavailable (no leader to check the token)
+	// took no effect and is tried again, until the deadline.
+	for {
+		tok, err := c.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: role})
+		if err == nil {
+			_, err = m.Local().Join(ctx, &swarmpb.JoinRequest{Token: tok.Token, RemoteAddr: tok.Managers[0], AdvertiseAddr: m.Addr})
+			if err == nil {
+				return m
+			}
+		}
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			c.t.Fatalf("join %s: %v", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			c.t.Fatalf("join %s: %v", name, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return m
 }
 
 // Start (re)starts the member's daemon on its state dir.

@@ -31,11 +31,13 @@ func failedEnd(t *swarmpb.Task) bool {
 // schedLoop keeps a Scheduler in step with the store and writes
 // its placements. It is the single writer of assignments.
 type schedLoop struct {
-	store   *state.Store
-	raft    Applier
-	log     *slog.Logger
-	sched   *scheduler.Scheduler
-	pending map[string]*swarmpb.Task
+	// observePass, if set, receives each scheduling pass's duration (metrics).
+	observePass func(time.Duration)
+	store       *state.Store
+	raft        Applier
+	log         *slog.Logger
+	sched       *scheduler.Scheduler
+	pending     map[string]*swarmpb.Task
 	// backlog holds the IDs of a round through more pending tasks than
 	// one pass takes; each pass takes the next passLimit of them.
 	backlog   []string
@@ -50,7 +52,13 @@ const maxSchedulePass = 10_000
 // Run runs the scheduling loop until ctx ends: the leader runs it for
 // the length of its term. It is the single writer of assignments.
 func Run(ctx context.Context, st *state.Store, r Applier, log *slog.Logger) error {
-	l := &schedLoop{store: st, raft: r, log: log, passLimit: maxSchedulePass}
+	return RunObserved(ctx, st, r, log, nil)
+}
+
+// RunObserved is Run reporting the duration of each scheduling pass that
+// had tasks to place to observe (nil: none).
+func RunObserved(ctx context.Context, st *state.Store, r Applier, log *slog.Logger, observe func(time.Duration)) error {
+	l := &schedLoop{store: st, raft: r, log: log, passLimit: maxSchedulePass, observePass: observe}
 	for ctx.Err() == nil {
 		if err := l.runWatch(ctx); err != nil {
 			return err
@@ -187,6 +195,9 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 		return true
 	}
 	now := time.Now()
+	if l.observePass != nil {
+		defer func() { l.observePass(time.Since(now)) }()
+	}
 	decisions := l.sched.Schedule(tasks, now)
 	byID := make(map[string]*swarmpb.Task, len(tasks))
 	for _, t := range tasks {

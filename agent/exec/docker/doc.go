@@ -32,6 +32,10 @@
 // for the real client. Each call but the streaming ones (wait, logs, pull)
 // has its own deadline (deadline.go): a hung engine fails the step with an
 // error naming the call, which the worker reports as the task's Err.
+// A pull has none (it lasts as long as the image is large) but fails with
+// ErrPullStalled when the engine reports no progress for
+// Options.PullStallTimeout (60 s by default; workerd/managerd
+// --image-pull-stall-timeout).
 //
 // Cluster networks (networks.go): the executor implements netplane.Bridges
 // with one bridge network per cluster network the node has tasks on, named

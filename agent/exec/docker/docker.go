@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -90,10 +91,32 @@ type Options struct {
 	// executor mounts at DataDir/secrets) and configs (DataDir/configs),
 	// under the node's state dir. "": tasks using them are rejected.
 	DataDir string
+	// PullStallTimeout fails an image pull that makes no progress for
+	// this long (DefaultPullStallTimeout when 0). A pull that keeps making
+	// progress runs as long as it needs.
+	PullStallTimeout time.Duration
+}
+
+// DefaultPullStallTimeout is how long an image pull may go without
+// progress before its task fails.
+const DefaultPullStallTimeout = 60 * time.Second
+
+// ErrPullStalled is wrapped by the error of a pull that made no progress
+// for Options.PullStallTimeout.
+var ErrPullStalled = errors.New("image pull stalled")
+
+func (o Options) pullStall() time.Duration {
+	if o.PullStallTimeout > 0 {
+		return o.PullStallTimeout
+	}
+	return DefaultPullStallTimeout
 }
 
 // NewWithOptions is New with options.
 func NewWithOptions(dockerHost string, nodeID string, o Options) (*Executor, error) {
+	if o.PullStallTimeout < 0 {
+		return nil, fmt.Errorf("docker executor: negative image pull stall timeout %s", o.PullStallTimeout)
+	}
 	if o.IngressIP != "" && net.ParseIP(o.IngressIP) == nil {
 		return nil, fmt.Errorf("docker executor: ingress IP %q is not an IP address", o.IngressIP)
 	}
@@ -362,23 +385,63 @@ func (c *controller) ensureImage(ctx context.Context, ref string) error {
 	if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	rc, err := c.e.engine.ImagePull(ctx, ref, image.PullOptions{})
+	if err := c.pull(ctx, ref); err != nil {
+		return err
+	}
+	if _, err := c.e.engine.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("image %s still missing after pull: %w", ref, err)
+	}
+	return nil
+}
+
+// pull pulls ref, failing with ErrPullStalled when the engine reports no
+// progress for Options.PullStallTimeout: a registry or a dockerd that
+// stops answering mid-pull would otherwise keep the task in PREPARING
+// for good (the pull streams for as long as it lasts, so it has no
+// deadline of its own). Progress is any message that differs from the
+// one before for the same layer: new bytes, a layer done, a new layer;
+// the engine repeats nothing while it waits.
+func (c *controller) pull(ctx context.Context, ref string) error {
+	stall := c.e.opts.pullStall()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(stall, func() { stalled.Store(true); cancel() })
+	defer watchdog.Stop()
+	fail := func(err error) error {
+		if stalled.Load() && ctx.Err() == nil {
+			return fmt.Errorf("%w: no progress for %s pulling %s (is the registry reachable from this node? see `docker pull %s`)", ErrPullStalled, stall, ref, ref)
+		}
+		return err
+	}
+	rc, err := c.e.engine.ImagePull(pctx, ref, image.PullOptions{})
 	if err != nil {
-		return fmt.Errorf("image %s not found locally and pull failed: %w", ref, err)
+		return fail(fmt.Errorf("image %s not found locally and pull failed: %w", ref, err))
 	}
 	defer rc.Close()
+	// Closing the body is what ends a read blocked on a silent engine.
+	stop := context.AfterFunc(pctx, func() { _ = rc.Close() })
+	defer stop()
 	dec := json.NewDecoder(rc)
+	last := map[string]string{}
 	for {
 		var msg struct {
-			Error       string `json:"error"`
+			ID          string          `json:"id"`
+			Status      string          `json:"status"`
+			Progress    json.RawMessage `json:"progressDetail"`
+			Error       string          `json:"error"`
 			ErrorDetail *struct {
 				Message string `json:"message"`
 			} `json:"errorDetail"`
 		}
-		if err := dec.Decode(&msg); err == io.EOF {
+		if err := dec.Decode(&msg); err == io.EOF && !stalled.Load() {
 			break
 		} else if err != nil {
-			return fmt.Errorf("image %s: reading pull progress: %w", ref, err)
+			return fail(fmt.Errorf("image %s: reading pull progress: %w", ref, err))
+		}
+		if state := msg.Status + string(msg.Progress); last[msg.ID] != state {
+			last[msg.ID] = state
+			watchdog.Reset(stall)
 		}
 		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
 			return fmt.Errorf("image %s not found locally and pull failed: %s", ref, msg.ErrorDetail.Message)
@@ -386,9 +449,6 @@ func (c *controller) ensureImage(ctx context.Context, ref string) error {
 		if msg.Error != "" {
 			return fmt.Errorf("image %s not found locally and pull failed: %s", ref, msg.Error)
 		}
-	}
-	if _, err := c.e.engine.ImageInspect(ctx, ref); err != nil {
-		return fmt.Errorf("image %s still missing after pull: %w", ref, err)
 	}
 	return nil
 }
