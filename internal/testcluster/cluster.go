@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,14 +157,20 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	return c
 }
 
-// freeAddr is a free port on ip.
+// freeAddr is a free port on ip. A manager advertising an address that is
+// not loopback listens on every address, so such a port must be free on
+// all of them (Options.IPs).
 func freeAddr(ip string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	probe := ip
+	if a := net.ParseIP(ip); a != nil && !a.IsLoopback() {
+		probe = "0.0.0.0"
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(probe, "0"))
 	if err != nil {
 		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String(), nil
+	return net.JoinHostPort(ip, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
 }
 
 // Add starts a new, inactive member.
