@@ -68,10 +68,16 @@ type ManagerRecorder interface {
 // Config configures an agent.
 type Config struct {
 	NodeID        string
-	AdvertiseAddr string   // the address this node advertises in heartbeats
-	Hostname      string   // reported in the node description
-	IngressAddr   string   // where the routing mesh publishes ports; "" for all addresses
-	Managers      []string // the managers known at start, as recorded
+	AdvertiseAddr string // the address this node advertises in heartbeats
+	Hostname      string // reported in the node description
+	IngressAddr   string // where the routing mesh publishes ports; "" for all addresses
+	// MeshPath is how the routing mesh forwards published TCP ports:
+	// MeshPathAuto (the kernel where nftables can be used, else the
+	// userspace proxy) or MeshPathUserspace (which also removes rules a
+	// crashed kernel-path run left). "" is the userspace path without
+	// touching the kernel at all (in-process test nodes).
+	MeshPath string
+	Managers []string // the managers known at start, as recorded
 	// Executor creates the container engine tasks run on; a node without
 	// one (error or nil) still heartbeats, reporting why, but runs no tasks.
 	Executor func(nodeID string) (exec.Executor, error)

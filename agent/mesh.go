@@ -19,6 +19,8 @@ const meshRetry = 3 * time.Second
 // port answers on this node's ingress address whatever node runs the tasks.
 func (ta *taskAgent) runMesh(ctx context.Context) {
 	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
+	ta.setupKernelPath(ctx, m)
+	// Close removes the kernel rules.
 	defer m.Close()
 	ta.mesh.Store(m)
 	defer ta.mesh.Store(nil)
@@ -96,6 +98,7 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			ta.updatePlane(msg)
 			last = msg.Ports
 			failing = ta.applyMesh(m, last)
+			ta.setLocalTargets(ctx, m)
 		case <-reapply.C:
 			if failing {
 				failing = ta.applyMesh(m, last)

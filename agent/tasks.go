@@ -47,9 +47,11 @@ const (
 // One exists per agent run; the worker and executor outlive sessions.
 type taskAgent struct {
 	log      *slog.Logger
-	hostname string        // reported in the node description
-	dport    uint32        // data port reported for an explicit FetchImage (tests); else the data plane's
-	ingress  string        // the routing mesh's address
+	hostname string // reported in the node description
+	dport    uint32 // data port reported for an explicit FetchImage (tests); else the data plane's
+	ingress  string // the routing mesh's address
+	nodeID   string
+	meshPath string        // Config.MeshPath
 	exec     exec.Executor // nil when the node has no container engine
 	execErr  error         // why exec is nil
 	worker   *worker.Worker
@@ -75,7 +77,7 @@ type taskAgent struct {
 	dataPort uint32 // reported in heartbeats; 0 when no listener
 
 	// For Agent.Stats (stats.go): whether a session is established, and
-	// the running routing mesh.
+	// the running routing mesh (also read by describe for its path).
 	sessionOpen atomic.Bool
 	mesh        atomic.Pointer[mesh.Mesh]
 }
@@ -94,6 +96,8 @@ func newTaskAgent(a *Agent) *taskAgent {
 		hostname: a.cfg.Hostname,
 		dport:    explicitDataPort(a.cfg),
 		ingress:  a.cfg.IngressAddr,
+		nodeID:   a.cfg.NodeID,
+		meshPath: a.cfg.MeshPath,
 		leader:   a.leaders,
 		reports:  make(chan *statusReport, 64),
 		data:     newDataStore(),
@@ -194,6 +198,9 @@ func (ta *taskAgent) describe() *swarmpb.NodeDescription {
 		d.EngineError = eng.GetEngineError()
 	}
 	ta.describeNetworks(d)
+	if m := ta.mesh.Load(); m != nil {
+		d.MeshPath, d.MeshPathReason = m.Path()
+	}
 	// The engine's texts are not ours to trust blindly either: make them
 	// fit the bounds the managers enforce, so an odd engine version or a
 	// long error cannot get every heartbeat refused.

@@ -162,7 +162,7 @@ func buildEndpoints(tx state.ReadTx) []*swarmpb.ServiceEndpoint {
 			if tasks == nil {
 				tasks = tx.TasksByService(svc.Id)
 			}
-			se := &swarmpb.ServiceEndpoint{ServiceId: svc.Id, ServiceName: svc.Spec.Name, Protocol: protoOrTCP(p.Protocol), PublishedPort: p.PublishedPort}
+			se := &swarmpb.ServiceEndpoint{ServiceId: svc.Id, ServiceName: svc.Spec.Name, Protocol: protoOrTCP(p.Protocol), PublishedPort: p.PublishedPort, ProxyProtocol: p.ProxyProtocol}
 			for _, t := range tasks {
 				if !serving(t) {
 					continue

@@ -85,6 +85,13 @@ func printNodePretty(w io.Writer, ni *swarmpb.NodeInfo) {
 	if e := d.GetEngineError(); e != "" {
 		k.line(0, "Engine Error", "%s", e)
 	}
+	if mp := d.GetMeshPath(); mp != "" {
+		k.head(0, "Routing Mesh")
+		k.line(1, "Path", "%s", mp)
+		if r := d.GetMeshPathReason(); r != "" {
+			k.line(1, "Reason", "%s", r)
+		}
+	}
 	if labels := n.GetSpec().GetLabels(); len(labels) > 0 {
 		k.head(0, "Labels")
 		for _, l := range sortedLabels(labels) {
@@ -199,6 +206,9 @@ func printServicePretty(w io.Writer, s *swarmpb.Service) {
 			k.line(2, "Protocol", "%s", p.GetProtocol())
 			k.line(2, "TargetPort", "%d", p.GetTargetPort())
 			k.line(2, "PublishMode", "%s", p.GetPublishMode())
+			if pp := p.GetProxyProtocol(); pp != "" {
+				k.line(2, "ProxyProtocol", "%s", pp)
+			}
 		}
 	}
 	k.flush()

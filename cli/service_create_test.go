@@ -23,6 +23,9 @@ func TestServiceCreateSpec(t *testing.T) {
 			sp.Name, sp.Replicas = "web", 3
 			sp.Container.Args = []string{"sh", "-c", "sleep 1; --not-a-flag"}
 		}},
+		{"proxy protocol", []string{"-p", "published=8080,target=80,proxy-protocol=v2", "nginx"}, func(sp *swarmpb.ServiceSpec) {
+			sp.Ports = []*swarmpb.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: "ingress", ProxyProtocol: "v2"}}
+		}},
 		{"global", []string{"--mode", "global", "nginx"}, func(sp *swarmpb.ServiceSpec) {
 			sp.Mode, sp.Replicas = swarmpb.ServiceMode_SERVICE_MODE_GLOBAL, 0
 		}},

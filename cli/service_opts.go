@@ -96,7 +96,7 @@ func parseProtocol(s string) string {
 }
 
 // parsePort accepts PUB:TGT[/proto], TGT[/proto] and the long form
-// mode=host,published=P,target=T,protocol=udp.
+// mode=host,published=P,target=T,protocol=udp,proxy-protocol=v2.
 func parsePort(flag, s string) (*swarmpb.PortConfig, error) {
 	p := &swarmpb.PortConfig{Protocol: "tcp", PublishMode: "ingress"}
 	if strings.Contains(s, "=") {
@@ -117,6 +117,10 @@ func parsePort(flag, s string) (*swarmpb.PortConfig, error) {
 				hasTarget = true
 			case "protocol":
 				p.Protocol = parseProtocol(v)
+			case "proxy-protocol":
+				// The spec check refuses values other than v2 (and
+				// udp or host-mode ports) with the reason.
+				p.ProxyProtocol = strings.ToLower(strings.TrimSpace(v))
 			default:
 				return nil, fmt.Errorf("invalid %s %s: unknown field %s", flag, echo(s), echo(k))
 			}

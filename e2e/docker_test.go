@@ -65,7 +65,7 @@ func (c *cluster) daemonHasFlag(binary, flag string) bool {
 // machine's).
 func (c *cluster) addNode(name, binary, dockerHost string) *daemon {
 	c.t.Helper()
-	ip := fmt.Sprintf("127.0.0.%d", c.nextIP)
+	ip := fmt.Sprintf("%s%d", c.ipBase, c.nextIP)
 	c.nextIP++
 	dir := c.daemonDir(name)
 	d := &daemon{
@@ -148,10 +148,12 @@ func (l *engineLeftovers) remove(t *testing.T) {
 		if len(id) >= 12 {
 			// The data plane's per-node table (left in place when a daemon
 			// stops, so running tasks keep their names).
-			table := "raftswarm_" + id[:12]
-			if exec.Command("nft", "list", "table", "ip", table).Run() == nil {
-				if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
-					t.Errorf("cleanup: nft delete table ip %s: %v: %s", table, err, out)
+			// And the routing mesh's, which a daemon killed with -9 leaves.
+			for _, table := range []string{"raftswarm_" + id[:12], "raftswarm_mesh_" + id[:12]} {
+				if exec.Command("nft", "list", "table", "ip", table).Run() == nil {
+					if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+						t.Errorf("cleanup: nft delete table ip %s: %v: %s", table, err, out)
+					}
 				}
 			}
 		}

@@ -60,6 +60,7 @@ type cluster struct {
 	sockDir string
 	daemons map[string]*daemon
 	nextIP  int
+	ipBase  string // "127.0.0." unless a test sets its own range
 }
 
 // daemon is one managerd or workerd process.
@@ -91,7 +92,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, bin: bin, sockDir: sockDir, daemons: map[string]*daemon{}, nextIP: firstIP}
+	c := &cluster{t: t, bin: bin, sockDir: sockDir, daemons: map[string]*daemon{}, nextIP: firstIP, ipBase: "127.0.0."}
 	t.Cleanup(func() {
 		for _, d := range c.daemons {
 			d.stop()
@@ -137,7 +138,7 @@ func freePort(t *testing.T, ip string) string {
 // add starts a new, inactive daemon on the next loopback address.
 func (c *cluster) add(name, binary string) *daemon {
 	c.t.Helper()
-	ip := fmt.Sprintf("127.0.0.%d", c.nextIP)
+	ip := fmt.Sprintf("%s%d", c.ipBase, c.nextIP)
 	c.nextIP++
 	dir := c.daemonDir(name)
 	d := &daemon{

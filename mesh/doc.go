@@ -38,7 +38,8 @@
 // and lets several nodes run on one host, each bound to its own 127.0.0.x
 // ingress address (as the tests and the demo do).
 //
-// The trade-off against IPVS/iptables: every byte crosses user space (io.Copy
+// The trade-off against IPVS/iptables (which the kernel path below
+// removes for the connections it takes): every byte crosses user space (io.Copy
 // between two *net.TCPConn uses splice(2) on Linux, so it is not copied
 // through Go buffers, but it still costs syscalls and a context switch per
 // chunk), each proxied connection holds two sockets and two goroutines, and
@@ -47,6 +48,47 @@
 // the real client (Docker's ingress mode SNATs too, so that is no worse).
 // Load balancing decisions are per node: each node round-robins its own
 // connections with no shared state.
+//
+// # The kernel path
+//
+// Where the daemon may (root or CAP_NET_ADMIN, nft, nf_tables with NAT),
+// UseKernel adds a second data path under the first, as kube-proxy's
+// nftables mode and Docker's IPVS ingress do: every Update (and SetLocal,
+// which names this node's tasks' container addresses) derives from the same
+// endpoint table a whole nftables table of the node (NFTForwarder, one
+// transaction per change) that DNATs new TCP connections to the ingress
+// address and a published port, one task chosen at random per connection.
+// Only tasks on this host are forwarded in the kernel: this node's own
+// straight to the container (so they see the client's address), other
+// same-host nodes' to the port Docker published there. A task on another
+// host is a slot the kernel lets through ("accept") to the userspace
+// listener, which stays bound on every published port for that, for the
+// ports the kernel does not take (UDP, PROXY protocol) and for everything
+// if the rules fail. Forwarding across hosts in the kernel is left out on
+// purpose: it needs ip_forward, a FORWARD chain that accepts (Docker sets
+// its policy to DROP) and masquerading, which hides the client address
+// anyway.
+//
+// A container on the node's bridge that connects to the node's address
+// and a published port is DNATed to a container on the same bridge: the
+// reply crosses the bridge without routing, and is translated back only
+// because Docker turns on bridge-nf-call-iptables (checked by hand on
+// 2026-11-29: the task saw the calling container's address). A task
+// calling its own published port through the node would also need hairpin
+// mode on its bridge port, which Docker sets only without its userland
+// proxy; not tested.
+//
+// Draining is conntrack's: only the first packet of a connection crosses
+// the nat chains, so established connections keep their backend after it
+// leaves the table, and even after the table is removed. Close removes the
+// table; UseKernel removes a table a killed daemon left before taking over.
+//
+// Why the nft CLI rather than netlink (github.com/google/nftables): the
+// rule set is small and always rewritten whole, a text transaction is
+// atomic, errors name the failing line, `nft list table` shows exactly
+// what was written, and netplane writes the node's other table the same
+// way. A daemon that changes its table a few times per second at most does
+// not need to save the fork.
 //
 // # What it must not import
 //

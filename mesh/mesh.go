@@ -100,6 +100,13 @@ type Mesh struct {
 	ports  map[portKey]port
 	closed bool
 
+	// The kernel path (kernel.go), all under mu.
+	fwd        Forwarder // nil: userspace only
+	kernelErr  error     // why the kernel does not forward now; nil when it does
+	local      map[LocalKey]netip.AddrPort
+	tableSeen  bool                  // an Update has run
+	isHostAddr func(netip.Addr) bool // tests; nil = this host's addresses
+
 	connMu      sync.Mutex
 	conns       map[net.Conn]struct{} // proxied connections (both sides)
 	connsClosed bool
@@ -190,6 +197,7 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 
 	var failed []*PortError
 	want := make(map[portKey][]*swarmpb.Backend)
+	pp := make(map[portKey]bool)
 	for _, ep := range ports {
 		if ep == nil {
 			continue
@@ -207,6 +215,18 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 			continue
 		}
 		k := portKey{proto, ep.GetPublishedPort()}
+		switch ep.GetProxyProtocol() {
+		case "":
+		case ProxyProtocolV2:
+			if proto != "tcp" {
+				failed = append(failed, &PortError{Protocol: proto, Port: ep.GetPublishedPort(), Err: errors.New("the PROXY protocol applies to tcp ports only")})
+				continue
+			}
+			pp[k] = true
+		default:
+			failed = append(failed, &PortError{Protocol: proto, Port: ep.GetPublishedPort(), Err: fmt.Errorf("unknown PROXY protocol version %q", ep.GetProxyProtocol())})
+			continue
+		}
 		if prev, dup := want[k]; dup {
 			// Two services cannot publish the same port; the managers should
 			// not send this. Serve the union rather than drop either.
@@ -234,6 +254,9 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		bs := newBackendSet(bes, old)
 		if ok {
 			p.setBackends(bs)
+			if tp, isTCP := p.(*tcpPort); isTCP {
+				tp.ppv2.Store(pp[k])
+			}
 			continue
 		}
 		p, err := m.bind(k, bs)
@@ -242,8 +265,19 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 			m.log.Warn("cannot bind published port", "port", k.String(), "err", err)
 			continue
 		}
+		if tp, isTCP := p.(*tcpPort); isTCP {
+			tp.ppv2.Store(pp[k])
+		}
 		m.ports[k] = p
 		m.log.Info("published port bound", "port", k.String(), "addr", m.listenAddr(k.port), "backends", len(bs.list))
+	}
+
+	m.tableSeen = true
+	if m.fwd != nil {
+		// The listeners stay bound under the kernel rules: they hold the
+		// ports, serve the share the kernel lets through (tasks on other
+		// hosts, PROXY-protocol ports) and everything if the rules fail.
+		m.applyKernelLocked()
 	}
 
 	if len(failed) == 0 {
@@ -327,6 +361,16 @@ func (m *Mesh) Close() error {
 		return nil
 	}
 	m.closed = true
+	if m.fwd != nil {
+		// Established connections keep flowing (conntrack holds their
+		// translation); new ones stop being forwarded with the listeners.
+		ctx, cancel := context.WithTimeout(context.Background(), kernelTimeout)
+		if err := m.fwd.Remove(ctx); err != nil {
+			m.log.Warn("cannot remove the mesh's kernel rules; the next start of this node removes them", "err", err)
+		}
+		cancel()
+		m.kernelErr = ErrClosed
+	}
 	for k, p := range m.ports {
 		p.close()
 		delete(m.ports, k)

@@ -16,6 +16,11 @@ type tcpPort struct {
 	ln  *net.TCPListener
 	bs  atomic.Pointer[backendSet]
 	rr  atomic.Uint64
+	// user, when set, is the subset of bs the kernel leaves to this
+	// listener (tasks on other hosts); nil: all of bs.
+	user atomic.Pointer[backendSet]
+	// ppv2: send a PROXY protocol v2 header to the backend first.
+	ppv2 atomic.Bool
 }
 
 func (p *tcpPort) setBackends(bs *backendSet) { p.bs.Store(bs) }
@@ -57,8 +62,12 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 	defer m.untrack(client)
 	defer client.Close()
 
+	bs := p.user.Load()
+	if bs == nil {
+		bs = p.bs.Load()
+	}
 	var server *net.TCPConn
-	b := pick(p.bs.Load(), &p.rr, func(b *backend) error {
+	b := pick(bs, &p.rr, func(b *backend) error {
 		d := net.Dialer{Timeout: time.Duration(m.dialTimeout.Load())}
 		c, err := d.DialContext(m.ctx, "tcp", b.addr)
 		if err != nil {
@@ -66,6 +75,14 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 			return err
 		}
 		server = c.(*net.TCPConn)
+		if p.ppv2.Load() {
+			if err := writeProxyV2(server, client, time.Duration(m.dialTimeout.Load())); err != nil {
+				server.Close()
+				server = nil
+				m.log.Debug("PROXY header not sent", "port", p.key.String(), "backend", b.addr, "err", err)
+				return err
+			}
+		}
 		return nil
 	})
 	if b == nil {

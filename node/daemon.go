@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/raftswarm/raftswarm/agent"
 )
 
 // Main is the whole of managerd and workerd: flags, config, run until a
@@ -27,6 +29,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Hostname, "hostname", "", "node name shown in node ls (default: the host's name)")
 	fs.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine URL for running tasks (default: $DOCKER_HOST or the local socket)")
 	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
+	fs.StringVar(&cfg.MeshPath, "mesh-path", agent.MeshPathAuto, "how the routing mesh forwards published TCP ports: auto (in the kernel with nftables where the daemon may, else its userspace proxy) or userspace")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
 	fs.StringVar(&cfg.DashboardAddr, "dashboard-addr", "", "serve the read-only web dashboard on HOST:PORT while this node is a manager; HTTPS with a login token ('swarmctl dashboard-token') unless loopback (default: off)")
@@ -44,6 +47,10 @@ func Main(name string, args []string, stderr io.Writer) int {
 	}
 	if cfg.DataPort < 0 || cfg.DataPort > 65535 {
 		fmt.Fprintf(stderr, "Error: invalid --data-port %d: use a port from 1 to 65535, or 0 to disable the data path\n", cfg.DataPort)
+		return 2
+	}
+	if err := agent.ValidMeshPath(cfg.MeshPath); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 2
 	}
 	if cfg.PullStallTimeout < 0 {

@@ -136,3 +136,10 @@ func TestDataPortFlag(t *testing.T) {
 		t.Fatalf("Main with a bad --data-port = %d, %q", code, stderr.String())
 	}
 }
+
+func TestMeshPathFlag(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := Main("workerd", []string{"--mesh-path", "ipvs"}, &stderr); code != 2 || !strings.Contains(stderr.String(), `invalid mesh path "ipvs": use auto or userspace`) {
+		t.Fatalf("Main with a bad --mesh-path = %d, %q", code, stderr.String())
+	}
+}

@@ -34,7 +34,11 @@ type Config struct {
 	Hostname    string
 	DockerHost  string
 	IngressAddr string
-	Logger      *slog.Logger
+	// MeshPath: agent.MeshPathAuto forwards published TCP ports in the
+	// kernel where it may; "" or agent.MeshPathUserspace never does (the
+	// in-process test clusters).
+	MeshPath string
+	Logger   *slog.Logger
 	// Timings are the Raft timings; raft.DefaultTimings() if zero.
 	Timings raft.Timings
 	// HeartbeatPeriod is the agents' base heartbeat period.

@@ -41,6 +41,7 @@ func (n *Node) startAgent() {
 		NodeID: m.NodeID, AdvertiseAddr: m.AdvertiseAddr, Managers: slices.Clone(m.Managers),
 		Hostname: n.cfg.Hostname, IngressAddr: n.cfg.IngressAddr, Executor: n.trackExecutor(n.cfg.Executor),
 		Roles: n, Recorder: n, Logger: n.log, FetchImage: n.cfg.FetchImage, DataPort: n.cfg.DataPort,
+		MeshPath: n.cfg.MeshPath,
 	}
 	n.dataPlaneConfig(&cfg)
 	n.mu.Unlock()

@@ -819,6 +819,7 @@ type ServiceEndpoint struct {
 	Protocol      string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"` // tcp | udp
 	PublishedPort uint32                 `protobuf:"varint,4,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
 	Backends      []*Backend             `protobuf:"bytes,5,rep,name=backends,proto3" json:"backends,omitempty"`
+	ProxyProtocol string                 `protobuf:"bytes,140,opt,name=proxy_protocol,json=proxyProtocol,proto3" json:"proxy_protocol,omitempty"` // PortConfig.proxy_protocol
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -886,6 +887,13 @@ func (x *ServiceEndpoint) GetBackends() []*Backend {
 		return x.Backends
 	}
 	return nil
+}
+
+func (x *ServiceEndpoint) GetProxyProtocol() string {
+	if x != nil {
+		return x.ProxyProtocol
+	}
+	return ""
 }
 
 type EndpointsMessage struct {
@@ -6598,14 +6606,15 @@ const file_api_proto_rawDesc = "" +
 	"\x10EndpointsRequest\"6\n" +
 	"\aBackend\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xc9\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xf1\x01\n" +
 	"\x0fServiceEndpoint\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12!\n" +
 	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12%\n" +
 	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x121\n" +
-	"\bbackends\x18\x05 \x03(\v2\x15.raftswarm.v1.BackendR\bbackends\"\xec\x01\n" +
+	"\bbackends\x18\x05 \x03(\v2\x15.raftswarm.v1.BackendR\bbackends\x12&\n" +
+	"\x0eproxy_protocol\x18\x8c\x01 \x01(\tR\rproxyProtocol\"\xec\x01\n" +
 	"\x10EndpointsMessage\x123\n" +
 	"\x05ports\x18\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\x05ports\x125\n" +
 	"\bnetworks\x18\x02 \x03(\v2\x19.raftswarm.v1.NetworkViewR\bnetworks\x12:\n" +

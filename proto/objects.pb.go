@@ -1043,8 +1043,13 @@ type NodeDescription struct {
 	Networks []*NodeNetwork `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
 	// The node daemon's version (swarmctl version). A claim, bounded.
 	DaemonVersion string `protobuf:"bytes,100,opt,name=daemon_version,json=daemonVersion,proto3" json:"daemon_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// How the node's routing mesh forwards published TCP ports: "kernel"
+	// (nftables DNAT) or "userspace" (its proxy), and why not the kernel.
+	// A claim: bounded and validated.
+	MeshPath       string `protobuf:"bytes,140,opt,name=mesh_path,json=meshPath,proto3" json:"mesh_path,omitempty"`
+	MeshPathReason string `protobuf:"bytes,141,opt,name=mesh_path_reason,json=meshPathReason,proto3" json:"mesh_path_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -1136,6 +1141,20 @@ func (x *NodeDescription) GetNetworks() []*NodeNetwork {
 func (x *NodeDescription) GetDaemonVersion() string {
 	if x != nil {
 		return x.DaemonVersion
+	}
+	return ""
+}
+
+func (x *NodeDescription) GetMeshPath() string {
+	if x != nil {
+		return x.MeshPath
+	}
+	return ""
+}
+
+func (x *NodeDescription) GetMeshPathReason() string {
+	if x != nil {
+		return x.MeshPathReason
 	}
 	return ""
 }
@@ -2193,6 +2212,9 @@ type PortConfig struct {
 	TargetPort    uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
 	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
 	PublishMode   string                 `protobuf:"bytes,4,opt,name=publish_mode,json=publishMode,proto3" json:"publish_mode,omitempty"` // ingress | host
+	// "v2": the routing mesh sends a PROXY protocol v2 header to the task
+	// before the client's bytes (tcp, ingress mode only). "" = none.
+	ProxyProtocol string `protobuf:"bytes,140,opt,name=proxy_protocol,json=proxyProtocol,proto3" json:"proxy_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2251,6 +2273,13 @@ func (x *PortConfig) GetPublishedPort() uint32 {
 func (x *PortConfig) GetPublishMode() string {
 	if x != nil {
 		return x.PublishMode
+	}
+	return ""
+}
+
+func (x *PortConfig) GetProxyProtocol() string {
+	if x != nil {
+		return x.ProxyProtocol
 	}
 	return ""
 }
@@ -3577,7 +3606,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xcd\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x96\x03\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -3587,7 +3616,9 @@ const file_objects_proto_rawDesc = "" +
 	"\fengine_error\x18\x06 \x01(\tR\vengineError\x12\x1b\n" +
 	"\tdata_port\x18\a \x01(\rR\bdataPort\x125\n" +
 	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\x12%\n" +
-	"\x0edaemon_version\x18d \x01(\tR\rdaemonVersion\"\xb3\x01\n" +
+	"\x0edaemon_version\x18d \x01(\tR\rdaemonVersion\x12\x1c\n" +
+	"\tmesh_path\x18\x8c\x01 \x01(\tR\bmeshPath\x12)\n" +
+	"\x10mesh_path_reason\x18\x8d\x01 \x01(\tR\x0emeshPathReason\"\xb3\x01\n" +
 	"\vNodeNetwork\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12%\n" +
@@ -3708,14 +3739,15 @@ const file_objects_proto_rawDesc = "" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"\x84\x01\n" +
 	"\x14ResourceRequirements\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.raftswarm.v1.ResourcesR\x06limits\x12;\n" +
-	"\freservations\x18\x02 \x01(\v2\x17.raftswarm.v1.ResourcesR\freservations\"\x93\x01\n" +
+	"\freservations\x18\x02 \x01(\v2\x17.raftswarm.v1.ResourcesR\freservations\"\xbb\x01\n" +
 	"\n" +
 	"PortConfig\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vtarget_port\x18\x02 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12!\n" +
-	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\"\xd3\x02\n" +
+	"\fpublish_mode\x18\x04 \x01(\tR\vpublishMode\x12&\n" +
+	"\x0eproxy_protocol\x18\x8c\x01 \x01(\tR\rproxyProtocol\"\xd3\x02\n" +
 	"\fUpdateConfig\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
 	"\bdelay_ns\x18\x02 \x01(\x03R\adelayNs\x12%\n" +

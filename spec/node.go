@@ -75,6 +75,7 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 		{"engine version", d.GetEngineVersion(), MaxEngineVersionLen},
 		{"engine error", d.GetEngineError(), MaxEngineErrorLen},
 		{"daemon version", d.GetDaemonVersion(), MaxEngineVersionLen},
+		{"mesh path reason", d.GetMeshPathReason(), MaxEngineErrorLen},
 	} {
 		if len(f.v) > f.max {
 			return fmt.Errorf("invalid node description: %s is %d bytes, at most %d allowed", f.name, len(f.v), f.max)
@@ -82,6 +83,11 @@ func ValidateNodeDescription(d *swarmpb.NodeDescription) error {
 		if err := printable(f.v); err != nil {
 			return fmt.Errorf("invalid node description: %s %s: %v", f.name, quoteShort(f.v), err)
 		}
+	}
+	switch d.GetMeshPath() {
+	case "", "kernel", "userspace":
+	default:
+		return fmt.Errorf("invalid node description: mesh path %s (want kernel or userspace)", quoteShort(d.GetMeshPath()))
 	}
 	r := d.GetResources()
 	if c := r.GetNanoCpus(); c < 0 || c > MaxNodeNanoCPUs {
@@ -106,6 +112,7 @@ func ClipNodeDescription(d *swarmpb.NodeDescription) {
 	d.EngineVersion = ClipText(d.EngineVersion, MaxEngineVersionLen)
 	d.EngineError = ClipText(d.EngineError, MaxEngineErrorLen)
 	d.DaemonVersion = ClipText(d.DaemonVersion, MaxEngineVersionLen)
+	d.MeshPathReason = ClipText(d.MeshPathReason, MaxEngineErrorLen)
 	if r := d.Resources; r != nil {
 		r.NanoCpus = min(max(r.NanoCpus, 0), MaxNodeNanoCPUs)
 		r.MemoryBytes = min(max(r.MemoryBytes, 0), MaxNodeMemoryBytes)

@@ -406,6 +406,13 @@ func validatePorts(ports []*swarmpb.PortConfig) error {
 		default:
 			return fieldErr("port publish mode", "%s is invalid: use ingress or host", quote(p.PublishMode))
 		}
+		switch {
+		case p.ProxyProtocol == "":
+		case p.ProxyProtocol != "v2":
+			return fieldErr("port proxy-protocol", "%s is invalid: use v2", quote(p.ProxyProtocol))
+		case p.Protocol != "tcp" || p.PublishMode == "host" || p.PublishedPort == 0:
+			return fieldErr("port proxy-protocol", "applies to published tcp ports in ingress mode only (the routing mesh sends the header)")
+		}
 		if p.PublishedPort == 0 {
 			continue
 		}

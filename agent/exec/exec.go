@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -275,4 +276,21 @@ type LogReader interface {
 	// goroutine. It returns emit's error, ctx's, or the engine's; nil when
 	// the lines ran out (without Follow) or the engine ended the stream.
 	Logs(ctx context.Context, t *swarmpb.Task, opts LogOptions, emit func(*swarmpb.LogLine) error) error
+}
+
+// PublishedTarget is one TCP port a running task container publishes on
+// this node: the host port, and the container address and target port the
+// engine forwards it to.
+type PublishedTarget struct {
+	TaskID   string
+	HostPort uint32
+	Target   netip.AddrPort
+}
+
+// PublishedTargetLister is implemented by executors that can tell where
+// their containers' published ports lead (the docker executor). The
+// routing mesh's kernel path sends clients there directly, so the task
+// sees the client's address.
+type PublishedTargetLister interface {
+	PublishedTargets(ctx context.Context) ([]PublishedTarget, error)
 }

@@ -48,6 +48,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
 	"github.com/raftswarm/raftswarm/bench/internal/daemonprof"
+	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -65,6 +66,8 @@ var (
 	updRate    = flag.Int("rate", 200, "update: requests per second of the steady load")
 	updWorkers = flag.Int("rate-workers", 16, "update: goroutines sending the paced load")
 	updRuns    = flag.Int("update-runs", 3, "update: runs per --update-order")
+	ipsFlag    = flag.String("ips", "127.0.0.71,127.0.0.72,127.0.0.73", "the three daemons' loopback addresses (m1, w1, w2)")
+	meshPath   = flag.String("mesh-path", "", "the daemons' --mesh-path (auto: the kernel path where nftables can be used; userspace); empty: their default")
 	daemonProf = flag.String("daemon-profile", "", "overhead: run the three daemons as re-execs of this binary (the same node.Main as managerd/workerd) and write their CPU profiles to PREFIX-{m1,w1,w2}.pprof.N, one N per -c/-modes group of runs in order")
 )
 
@@ -73,7 +76,7 @@ const (
 	imgV2 = "raftswarm/demo:v2"
 )
 
-var nodeIPs = []string{"127.0.0.71", "127.0.0.72", "127.0.0.73"}
+var nodeIPs []string // -ips
 
 // bench is the running cluster and what to clean up.
 type bench struct {
@@ -97,6 +100,11 @@ func main() {
 		os.Exit(daemonprof.Main(role, os.Getenv(daemonProfEnv)))
 	}
 	flag.Parse()
+	nodeIPs = strings.Split(*ipsFlag, ",")
+	if len(nodeIPs) != 3 {
+		fmt.Fprintln(os.Stderr, "mesh bench: -ips takes three addresses")
+		os.Exit(2)
+	}
 	b := &bench{}
 	var once sync.Once
 	cleanup := func() { once.Do(b.cleanup) }
@@ -191,7 +199,11 @@ func (b *bench) startCluster() error {
 		if i > 0 {
 			name = fmt.Sprintf("w%d", i)
 		}
-		d := env.Daemon(name, addr(ip), "--ingress-addr", ip)
+		args := []string{"--ingress-addr", ip}
+		if *meshPath != "" {
+			args = append(args, "--mesh-path", *meshPath)
+		}
+		d := env.Daemon(name, addr(ip), args...)
 		if i > 0 {
 			d.Binary = workerd
 		}
@@ -245,6 +257,10 @@ func (b *bench) startCluster() error {
 		b.nodeIDs = ids
 		b.mu.Unlock()
 		if ready == len(nodeIPs) {
+			for _, n := range resp.Nodes {
+				d := n.Node.GetDescription()
+				fmt.Printf("node %s: routing mesh path %q %s\n", d.GetHostname(), d.GetMeshPath(), d.GetMeshPathReason())
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -410,6 +426,14 @@ func (b *bench) cleanup() {
 			d.Terminate(5 * time.Second)
 		}
 		b.env.Close()
+	}
+	for _, id := range nodeIDs {
+		// The daemons remove their routing-mesh tables when they stop;
+		// one killed on the way leaves it.
+		if table := mesh.NFTTableName(id); table != "" && exec.Command("nft", "list", "table", "ip", table).Run() == nil {
+			fmt.Fprintf(os.Stderr, "cleanup: removing the nftables table %s left behind\n", table)
+			_ = exec.Command("nft", "delete", "table", "ip", table).Run()
+		}
 	}
 	left := append(containersOf("raftswarm.service.id", svcs), containersOf("raftswarm.node.id", nodeIDs)...)
 	if len(left) > 0 {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,10 @@ type Options struct {
 	// it each member gets an in-memory engine (Member.Fake) that survives
 	// the member's restarts, like a real engine's containers do.
 	Docker bool
+	// IPs, if set, are the members' own addresses in the order they are
+	// added (instead of 127.0.0.100, .101, ...): tests that program the
+	// kernel for those addresses keep to a range of their own.
+	IPs []string
 
 	// The options below serve the benchmark commands (Start); tests
 	// rarely need them.
@@ -152,14 +157,20 @@ func New(t testing.TB, managers, workers int, opts Options) *Cluster {
 	return c
 }
 
-// freeAddr is a free port on ip.
+// freeAddr is a free port on ip. A manager advertising an address that is
+// not loopback listens on every address, so such a port must be free on
+// all of them (Options.IPs).
 func freeAddr(ip string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	probe := ip
+	if a := net.ParseIP(ip); a != nil && !a.IsLoopback() {
+		probe = "0.0.0.0"
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(probe, "0"))
 	if err != nil {
 		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String(), nil
+	return net.JoinHostPort(ip, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
 }
 
 // Add starts a new, inactive member.
@@ -183,6 +194,9 @@ func (c *Cluster) add(name string, socket bool) (*Member, error) {
 	// from there (managers record a node's address from its connections)
 	// and binds published ports there.
 	ip := fmt.Sprintf("127.0.0.%d", 100+len(c.Members))
+	if len(c.Members) < len(c.opts.IPs) {
+		ip = c.opts.IPs[len(c.Members)]
+	}
 	if c.opts.SharedLoopback {
 		ip = "127.0.0.1"
 	} else {

@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/exec/fake"
+	"github.com/raftswarm/raftswarm/internal/testutil"
+	"github.com/raftswarm/raftswarm/mesh"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// stubForwarder records the rules the agent's mesh applies.
+type stubForwarder struct {
+	mu      sync.Mutex
+	applied int
+	removed int
+}
+
+func (f *stubForwarder) Apply(context.Context, mesh.KernelRules) error {
+	f.mu.Lock()
+	f.applied++
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *stubForwarder) Remove(context.Context) error {
+	f.mu.Lock()
+	f.removed++
+	f.mu.Unlock()
+	return nil
+}
+
+func stubForwarderFunc(t *testing.T, fn func(context.Context, string) (mesh.Forwarder, error)) {
+	old := newForwarder
+	newForwarder = fn
+	t.Cleanup(func() { newForwarder = old })
+}
+
+func waitMeshPath(t *testing.T, d *netDispatcher, path, reason string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		desc := d.lastDesc()
+		if desc.GetMeshPath() != path || !strings.Contains(desc.GetMeshPathReason(), reason) {
+			return fmt.Errorf("heartbeat: mesh path %q (%q), want %q (%q)", desc.GetMeshPath(), desc.GetMeshPathReason(), path, reason)
+		}
+		return nil
+	})
+}
+
+// The node reports the mesh's path: the kernel once a table is applied
+// through the forwarder, the userspace proxy with the reason when the
+// forwarder cannot be made or the configuration says so.
+func TestMeshPathReported(t *testing.T) {
+	view := &swarmpb.EndpointsMessage{Ports: []*swarmpb.ServiceEndpoint{{Protocol: "tcp", PublishedPort: 1}}}
+	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
+	cfg := Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1", Executor: fe}
+
+	t.Run("kernel", func(t *testing.T) {
+		f := &stubForwarder{}
+		stubForwarderFunc(t, func(_ context.Context, id string) (mesh.Forwarder, error) {
+			if id != "n1" {
+				t.Errorf("forwarder for node %q", id)
+			}
+			return f, nil
+		})
+		d := &netDispatcher{view: &swarmpb.EndpointsMessage{}}
+		c := cfg
+		c.MeshPath = MeshPathAuto
+		runAgent(t, d, c)
+		waitMeshPath(t, d, mesh.PathKernel, "")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.removed < 1 || f.applied < 1 {
+			t.Fatalf("forwarder removed %d, applied %d times: want stale rules removed, then a table applied", f.removed, f.applied)
+		}
+	})
+	t.Run("unavailable", func(t *testing.T) {
+		stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) {
+			return nil, errors.New("kernel forwarding unavailable (simulated)")
+		})
+		d := &netDispatcher{view: view}
+		c := cfg
+		c.MeshPath = MeshPathAuto
+		runAgent(t, d, c)
+		waitMeshPath(t, d, mesh.PathUserspace, "simulated")
+	})
+	t.Run("userspace by configuration", func(t *testing.T) {
+		stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) {
+			t.Error("forwarder made with --mesh-path=userspace")
+			return nil, errors.New("unexpected")
+		})
+		removed := make(chan string, 1)
+		old := removeStaleRules
+		removeStaleRules = func(_ context.Context, id string) error { removed <- id; return nil }
+		t.Cleanup(func() { removeStaleRules = old })
+		d := &netDispatcher{view: view}
+		c := cfg
+		c.MeshPath = MeshPathUserspace
+		runAgent(t, d, c)
+		waitMeshPath(t, d, mesh.PathUserspace, "userspace")
+		select {
+		case id := <-removed:
+			if id != "n1" {
+				t.Fatalf("stale rules of node %q removed", id)
+			}
+		default:
+			t.Fatal("stale kernel rules not removed on the userspace path")
+		}
+	})
+}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildWhoami builds ../integration/testdata/whoami (a task answering
+// "client=ADDR proxy=SRC" on port 80) into a FROM-scratch image.
+func buildWhoami(t *testing.T, leftovers *engineLeftovers) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "whoami"), "../integration/testdata/whoami")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build whoami: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY whoami /whoami\nENTRYPOINT [\"/whoami\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tag := fmt.Sprintf("raftswarm-test/whoami:perf-mesh-e2e-%d", time.Now().UnixNano())
+	cmd := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	leftovers.image(tag)
+	return tag
+}
+
+func askWhoami(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+var meshPathLine = regexp.MustCompile(`(?m)^\s*Path:\s+(\S+)`)
+
+// TestMeshKernelThroughTheCLI runs managerd on the kernel path (root): node
+// inspect says so, the published port answers through the node's
+// nftables table, a kill -9 leaves the table behind, and the restarted
+// daemon removes it: with --mesh-path=userspace it serves the port from
+// its proxy and node inspect says why.
+func TestMeshKernelThroughTheCLI(t *testing.T) {
+	binDir(t)
+	needDocker(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (nftables)")
+	}
+	if _, err := os.Stat("/usr/sbin/nft"); err != nil {
+		t.Skip("no /usr/sbin/nft")
+	}
+	leftovers := newEngineLeftovers(t)
+	img := buildWhoami(t, leftovers)
+	c := newCluster(t)
+	c.ipBase, c.nextIP = "127.0.7.", 21 // perf-mesh's loopback range
+	m1 := c.addNode("m1", "managerd", "")
+	c.ok(m1, "init", "--advertise-addr", m1.addr)
+	ids := c.nodeIDs(m1, leftovers)
+	table := "raftswarm_mesh_" + strings.ToLower(ids["m1"])[:12]
+
+	path := func() (string, string) {
+		out := c.ok(m1, "node", "inspect", "--pretty", "m1")
+		m := meshPathLine.FindStringSubmatch(out)
+		if m == nil {
+			return "", out
+		}
+		return m[1], out
+	}
+	c.eventually(20*time.Second, "node inspect to show the kernel path", func() error {
+		if p, out := path(); p != "kernel" {
+			return fmt.Errorf("path %q in:\n%s", p, out)
+		}
+		return nil
+	})
+
+	port := freePort(t, m1.ip())
+	c.ok(m1, "service", "create", "-d", "--name", "who", "-p", port+":80", img)
+	addr := net.JoinHostPort(m1.ip(), port)
+	c.eventually(90*time.Second, "the published port to answer through the kernel", func() error {
+		out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "dnat to") {
+			return fmt.Errorf("table %s: %v\n%s", table, err, out)
+		}
+		_, err = askWhoami(addr)
+		return err
+	})
+
+	m1.kill(t)
+	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("kill -9 removed the table (nothing left to test): %v %s", err, out)
+	}
+
+	m1.extra = append(m1.extra, "--mesh-path", "userspace")
+	c.start(m1)
+	c.eventually(30*time.Second, "the restarted daemon to remove its stale table and serve in user space", func() error {
+		if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err == nil {
+			return fmt.Errorf("table %s still there:\n%s", table, out)
+		}
+		if p, out := path(); p != "userspace" || !strings.Contains(out, "--mesh-path=userspace") {
+			return fmt.Errorf("path %q in:\n%s", p, out)
+		}
+		_, err := askWhoami(addr)
+		return err
+	})
+}

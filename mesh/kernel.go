@@ -1,0 +1,267 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"time"
+)
+
+// The data paths a node's mesh serves published TCP ports with, as the
+// node reports them (NodeDescription.mesh_path).
+const (
+	PathKernel    = "kernel"
+	PathUserspace = "userspace"
+)
+
+// kernelTimeout bounds one Apply or Remove.
+const kernelTimeout = 10 * time.Second
+
+// Forwarder programs the kernel to forward published TCP ports: the
+// kernel half of the mesh (NFTForwarder). The mesh hands it the whole rule
+// set derived from the endpoint table on every change, never a patch.
+type Forwarder interface {
+	// Apply replaces every rule of this node with rs, atomically: a new
+	// connection sees either the old rules or the new ones. Established
+	// connections keep the backend they have (conntrack), so a backend
+	// that leaves rs drains.
+	Apply(ctx context.Context, rs KernelRules) error
+	// Remove deletes every rule of this node. Nothing to remove is not an
+	// error.
+	Remove(ctx context.Context) error
+}
+
+// KernelRules is what the kernel forwards: new TCP connections to
+// IngressIP:Port (every local address when IngressIP is invalid) go to one
+// of the port's slots, chosen at random per connection.
+type KernelRules struct {
+	IngressIP netip.Addr
+	Ports     []KernelPort
+}
+
+// KernelPort is one published TCP port. A port absent from the rules, or
+// with no slots, is left to the userspace proxy.
+type KernelPort struct {
+	Port  uint16
+	Slots []KernelSlot
+}
+
+// KernelSlot is one share of a port's new connections.
+type KernelSlot struct {
+	// Addr is where the kernel sends the connection (DNAT): the address
+	// Docker published the task on, on this host. Invalid: the kernel lets
+	// the connection through to the userspace listener (a task on another
+	// host).
+	Addr netip.AddrPort
+	// Direct, if valid, is the task's container address:target port, used
+	// instead of Addr for clients not on loopback, so the task sees the
+	// client's real address. Loopback clients keep Addr: reaching a
+	// container from a 127.x source would need route_localnet on the
+	// bridge, which lets containers reach the host's loopback services
+	// (CVE-2020-8558).
+	Direct netip.AddrPort
+}
+
+// LocalKey names one published port of a task on this node.
+type LocalKey struct {
+	TaskID   string
+	HostPort uint32
+}
+
+// UseKernel makes the mesh forward its published TCP ports in the kernel
+// through f from the next Update on. It first removes whatever rules f's
+// owner left behind (a daemon killed without its exit cleanup), and
+// returns that error, leaving the mesh on the userspace path, if it fails.
+// Call it once, before the first Update.
+func (m *Mesh) UseKernel(f Forwarder) error {
+	ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
+	defer cancel()
+	if err := f.Remove(ctx); err != nil {
+		m.mu.Lock()
+		m.kernelErr = fmt.Errorf("remove stale kernel rules: %w", err)
+		m.mu.Unlock()
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fwd = f
+	m.kernelErr = errors.New("no endpoint table yet")
+	return nil
+}
+
+// SetKernelUnavailable records why the mesh serves every port in user
+// space (shown by Path), for a node whose Forwarder could not be made.
+func (m *Mesh) SetKernelUnavailable(reason error) {
+	m.mu.Lock()
+	m.kernelErr = reason
+	m.mu.Unlock()
+}
+
+// SetLocal tells the mesh the container address (IP:target port) of each
+// published port of the tasks on this node, so the kernel sends clients
+// straight to the container and the task sees their address. It re-applies
+// the kernel rules if they change.
+func (m *Mesh) SetLocal(local map[LocalKey]netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mapsEqual(m.local, local) {
+		return
+	}
+	m.local = local
+	if m.fwd != nil && !m.closed && m.tableSeen {
+		m.applyKernelLocked()
+	}
+}
+
+// Path reports the path published TCP ports are served by: PathKernel, or
+// PathUserspace and why.
+func (m *Mesh) Path() (path, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fwd != nil && m.kernelErr == nil {
+		return PathKernel, ""
+	}
+	if m.kernelErr != nil {
+		return PathUserspace, m.kernelErr.Error()
+	}
+	return PathUserspace, "kernel forwarding not enabled"
+}
+
+// applyKernelLocked derives the kernel rules from the bound ports and
+// applies them. m.mu is held. On failure the userspace listeners (always
+// bound) serve every connection with every backend.
+func (m *Mesh) applyKernelLocked() {
+	rs, user, err := m.kernelRulesLocked()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
+		err = m.fwd.Apply(ctx, rs)
+		cancel()
+	}
+	if err != nil {
+		if m.kernelErr == nil {
+			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
+		}
+		m.kernelErr = err
+		for _, p := range m.ports {
+			if tp, ok := p.(*tcpPort); ok {
+				tp.user.Store(nil)
+			}
+		}
+		return
+	}
+	if m.kernelErr != nil {
+		m.log.Info("published TCP ports forwarded in the kernel", "ports", len(rs.Ports))
+	}
+	m.kernelErr = nil
+	for k, p := range m.ports {
+		if tp, ok := p.(*tcpPort); ok {
+			tp.user.Store(user[k])
+		}
+	}
+}
+
+// kernelRulesLocked computes the kernel rules of the bound TCP ports, and
+// for each port the kernel handles partly, the backends its userspace
+// listener should use for the connections the kernel lets through (the
+// ones on other hosts).
+func (m *Mesh) kernelRulesLocked() (KernelRules, map[portKey]*backendSet, error) {
+	var rs KernelRules
+	if m.ingressIP != "" {
+		ip, err := netip.ParseAddr(m.ingressIP)
+		if err != nil {
+			return rs, nil, fmt.Errorf("ingress address %q: %w", m.ingressIP, err)
+		}
+		ip = ip.Unmap()
+		switch {
+		case ip.IsUnspecified() && ip.Is4():
+		case !ip.Is4():
+			return rs, nil, fmt.Errorf("ingress address %s is not IPv4 (the kernel path is IPv4 only)", ip)
+		default:
+			rs.IngressIP = ip
+		}
+	}
+	hostAddrs := m.hostAddrs()
+	user := make(map[portKey]*backendSet)
+	keys := make([]portKey, 0, len(m.ports))
+	for k := range m.ports {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].port < keys[j].port })
+	for _, k := range keys {
+		tp, ok := m.ports[k].(*tcpPort)
+		if !ok || tp.ppv2.Load() {
+			continue // UDP and PROXY-protocol ports stay in user space
+		}
+		bs := tp.bs.Load()
+		kp := KernelPort{Port: uint16(k.port)}
+		rest := &backendSet{byAddr: make(map[string]*backend)}
+		inKernel := 0
+		// Clients not on loopback fall through from a slot published on
+		// a loopback address without a known container: the listener
+		// then needs every backend.
+		loopbackOnly := false
+		for _, b := range bs.list {
+			ap, err := netip.ParseAddrPort(b.addr)
+			if err != nil || !ap.Addr().Unmap().Is4() || !hostAddrs(ap.Addr().Unmap()) {
+				// Another host: leave this share to the userspace proxy.
+				kp.Slots = append(kp.Slots, KernelSlot{})
+				rest.list = append(rest.list, b)
+				rest.byAddr[b.addr] = b
+				continue
+			}
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			s := KernelSlot{Addr: ap}
+			if d, ok := m.local[LocalKey{TaskID: b.taskID, HostPort: uint32(ap.Port())}]; ok && d.Addr().Unmap().Is4() && d.Port() != 0 {
+				s.Direct = netip.AddrPortFrom(d.Addr().Unmap(), d.Port())
+			}
+			if !s.Direct.IsValid() && ap.Addr().IsLoopback() {
+				loopbackOnly = true
+			}
+			kp.Slots = append(kp.Slots, s)
+			inKernel++
+		}
+		if inKernel == 0 {
+			continue
+		}
+		if len(rest.list) > 0 && !loopbackOnly {
+			user[k] = rest
+		}
+		rs.Ports = append(rs.Ports, kp)
+	}
+	return rs, user, nil
+}
+
+// hostAddrs returns a predicate for the addresses of this host: loopback
+// and the interfaces' addresses. A task published on one of them is
+// reached by delivering locally, without forwarding.
+func (m *Mesh) hostAddrs() func(netip.Addr) bool {
+	if m.isHostAddr != nil {
+		return m.isHostAddr
+	}
+	set := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					set[ip.Unmap()] = true
+				}
+			}
+		}
+	}
+	return func(a netip.Addr) bool { return a.IsLoopback() || set[a] }
+}
+
+func mapsEqual(a, b map[LocalKey]netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

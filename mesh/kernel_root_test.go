@@ -1,0 +1,339 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/raftswarm/raftswarm/internal/testutil"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// These tests program the host's nftables (root only): each in a table of
+// its own ("raftswarm_mesh_perfmesh<random>") whose rules match only
+// addresses in 127.0.7.0/24 or a veth of the test, removed at the end even
+// on failure.
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (nftables)")
+	}
+	if _, err := os.Stat(nftPath); err != nil {
+		t.Skip("no " + nftPath)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testForwarder returns a forwarder on a fresh table, removed at cleanup.
+func testForwarder(t *testing.T, table string) *NFTForwarder {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	f, err := newNFTForwarder(ctx, table, nftPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if err := f.Remove(ctx); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return f
+}
+
+func tableExists(t *testing.T, table string) (bool, string) {
+	t.Helper()
+	out, err := exec.Command(nftPath, "list", "table", "ip", table).CombinedOutput()
+	return err == nil, string(out)
+}
+
+// TestKernelPathRoot: new connections are forwarded by the kernel (the
+// userspace proxy sees none), spread over the backends; a backend taken
+// out of the table drains (its established connection goes on, new ones
+// go elsewhere); Close removes the table.
+func TestKernelPathRoot(t *testing.T) {
+	needRoot(t)
+	table := NFTTableName("perfmesh" + randHex(2))
+	f := testForwarder(t, table)
+	a, b := newTCPBackend(t, "a"), newTCPBackend(t, "b")
+	m := newMesh(t, "127.0.7.1")
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.7.1")
+	addr := hostPort("127.0.7.1", port)
+	mustUpdate(t, m, endpoint("tcp", port, a.Addr(), b.Addr()))
+	if p, why := m.Path(); p != PathKernel {
+		t.Fatalf("path = %s (%s)", p, why)
+	}
+	if ok, out := tableExists(t, table); !ok || !strings.Contains(out, "dnat to "+a.Addr()) {
+		t.Fatalf("table %s after Update:\n%s", table, out)
+	}
+
+	seen := map[string]int{}
+	for i := 0; i < 40; i++ {
+		name, err := ask(addr, fmt.Sprint("m", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[name]++
+	}
+	if seen["a"] == 0 || seen["b"] == 0 {
+		t.Fatalf("connections per backend %v: want both", seen)
+	}
+	if n := m.Stats().Forwarded; n != 0 {
+		t.Fatalf("the userspace proxy forwarded %d connections, want 0 (all in the kernel)", n)
+	}
+
+	// Drain: the established connection keeps its backend after the
+	// backend leaves the table; new connections avoid it.
+	c, err := dialLine(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := c.ask("before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := map[string]*tcpBackend{"a": b, "b": a}[first]
+	mustUpdate(t, m, endpoint("tcp", port, other.Addr()))
+	if got, err := c.ask("after"); err != nil || got != first {
+		t.Fatalf("established connection after its backend left the table: %q, %v (want %q)", got, err, first)
+	}
+	for i := 0; i < 10; i++ {
+		if name, err := ask(addr, "new"); err != nil || name != other.name {
+			t.Fatalf("new connection went to %q (%v), want %q only", name, err, other.name)
+		}
+	}
+
+	m.Close()
+	if ok, out := tableExists(t, table); ok {
+		t.Fatalf("table %s still there after Close:\n%s", table, out)
+	}
+	// The drained connection outlives even the rules.
+	if got, err := c.ask("closed"); err != nil || got != first {
+		t.Fatalf("established connection after Close: %q, %v", got, err)
+	}
+}
+
+// TestKernelCrashCleanupRoot: rules left by a daemon that died without its
+// cleanup are removed when the node's mesh starts again.
+func TestKernelCrashCleanupRoot(t *testing.T) {
+	needRoot(t)
+	table := NFTTableName("perfmesh" + randHex(2))
+	f := testForwarder(t, table)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	stale := KernelRules{IngressIP: netip.MustParseAddr("127.0.7.1"), Ports: []KernelPort{{Port: 9, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("127.0.7.9:9")}}}}}
+	if err := f.Apply(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := tableExists(t, table); !ok {
+		t.Fatal("stale table not created")
+	}
+	f2, err := newNFTForwarder(ctx, table, nftPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMesh(t, "127.0.7.1")
+	if err := m.UseKernel(f2); err != nil {
+		t.Fatal(err)
+	}
+	if ok, out := tableExists(t, table); ok {
+		t.Fatalf("stale table kept by UseKernel:\n%s", out)
+	}
+}
+
+// TestKernelUnavailable: without a usable nft the forwarder cannot be
+// made, says why, and the userspace proxy serves.
+func TestKernelUnavailable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, err := newNFTForwarder(ctx, "raftswarm_mesh_x", "/nonexistent/nft")
+	if err == nil || !strings.Contains(err.Error(), "kernel forwarding unavailable") {
+		t.Fatalf("err = %v", err)
+	}
+	a := newTCPBackend(t, "a")
+	m := newMesh(t, "127.0.7.1")
+	m.SetKernelUnavailable(err)
+	port := freePort(t, "127.0.7.1")
+	mustUpdate(t, m, endpoint("tcp", port, a.Addr()))
+	if p, why := m.Path(); p != PathUserspace || !strings.Contains(why, "unavailable") {
+		t.Fatalf("path = %s (%s)", p, why)
+	}
+	if name, err := ask(hostPort("127.0.7.1", port), "x"); err != nil || name != "a" {
+		t.Fatalf("ask: %q %v", name, err)
+	}
+	if m.Stats().Forwarded != 1 {
+		t.Fatal("not served by the userspace proxy")
+	}
+}
+
+// whoBackend answers every connection with "<name> <client address>".
+func whoBackend(t *testing.T, name, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln
+}
+
+func who(dial func() (net.Conn, error)) (name, client string, err error) {
+	c, err := dial()
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	name, client, _ = strings.Cut(strings.TrimSpace(line), " ")
+	return name, client, nil
+}
+
+// TestKernelClientAddressRoot: a client from another host (a network
+// namespace behind a veth) reaches the task's container address directly
+// and the task sees the client's own address; a loopback client goes to
+// the published address instead.
+func TestKernelClientAddressRoot(t *testing.T) {
+	needRoot(t)
+	id := randHex(2)
+	ns, hostIf, nsIf := "perf-mesh-"+id, "pmh"+id, "pmc"+id
+	third := int(id[0])%200 + 20
+	hostIP, nsIP := fmt.Sprintf("10.207.%d.1", third), fmt.Sprintf("10.207.%d.2", third)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", hostIf).Run()
+		exec.Command("ip", "netns", "del", ns).Run()
+	})
+	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
+	run("ip", "link", "set", nsIf, "netns", ns)
+	run("ip", "addr", "add", hostIP+"/30", "dev", hostIf)
+	run("ip", "link", "set", hostIf, "up")
+	run("ip", "-n", ns, "addr", "add", nsIP+"/30", "dev", nsIf)
+	run("ip", "-n", ns, "link", "set", nsIf, "up")
+	run("ip", "-n", ns, "link", "set", "lo", "up")
+
+	published := whoBackend(t, "published", "127.0.7.2:0") // docker-proxy's place
+	container := whoBackend(t, "container", hostIP+":0")   // the container's address
+	pubPort := uint32(published.Addr().(*net.TCPAddr).Port)
+
+	table := NFTTableName("perfmesh" + id)
+	f := testForwarder(t, table)
+	m := newMesh(t, hostIP)
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, hostIP)
+	ep := &swarmpb.ServiceEndpoint{Protocol: "tcp", PublishedPort: port, Backends: []*swarmpb.Backend{{TaskId: "t1", Addr: published.Addr().String()}}}
+	mustUpdate(t, m, ep)
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "t1", HostPort: pubPort}: container.Addr().(*net.TCPAddr).AddrPort()})
+	if p, why := m.Path(); p != PathKernel {
+		t.Fatalf("path = %s (%s)", p, why)
+	}
+
+	ingress := hostPort(hostIP, port)
+	var name, client string
+	testutil.Eventually(t, waitTimeout, func() error {
+		// The first packets may race the veth's carrier.
+		var err error
+		name, client, err = who(func() (net.Conn, error) { return dialIn(ns, ingress) })
+		return err
+	})
+	if name != "container" || !strings.HasPrefix(client, nsIP+":") {
+		t.Fatalf("remote client reached %q seeing %q, want the container seeing %s", name, client, nsIP)
+	}
+	if m.Stats().Forwarded != 0 {
+		t.Fatal("the userspace proxy took the connection")
+	}
+	// From this host, the client address is a local one, also not
+	// loopback: the container too.
+	if name, _, err := who(func() (net.Conn, error) { return net.DialTimeout("tcp", ingress, 2*time.Second) }); err != nil || name != "container" {
+		t.Fatalf("host client reached %q (%v), want the container", name, err)
+	}
+}
+
+// dialIn dials addr from network namespace ns.
+func dialIn(ns, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Not unlocked if restoring fails: the thread then dies with the
+		// goroutine instead of serving others in the wrong namespace.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: err}
+			return
+		}
+		c, derr := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			if c != nil {
+				c.Close()
+			}
+			ch <- res{err: err}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- res{c, derr}
+	}()
+	r := <-ch
+	return r.c, r.err
+}

@@ -1,0 +1,318 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+)
+
+// recForwarder records what the mesh asks of the kernel.
+type recForwarder struct {
+	mu      sync.Mutex
+	applied []KernelRules
+	removed int
+	fail    error
+}
+
+func (f *recForwarder) Apply(_ context.Context, rs KernelRules) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.applied = append(f.applied, rs)
+	return nil
+}
+
+func (f *recForwarder) Remove(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed++
+	return nil
+}
+
+func (f *recForwarder) last(t *testing.T) KernelRules {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.applied) == 0 {
+		t.Fatal("no rules applied")
+	}
+	return f.applied[len(f.applied)-1]
+}
+
+func TestNFTMeshScript(t *testing.T) {
+	rs := KernelRules{
+		IngressIP: netip.MustParseAddr("127.0.7.1"),
+		Ports: []KernelPort{{Port: 8080, Slots: []KernelSlot{
+			{Addr: netip.MustParseAddrPort("127.0.7.1:32768"), Direct: netip.MustParseAddrPort("172.17.0.2:80")},
+			{Addr: netip.MustParseAddrPort("127.0.7.2:32769")},
+			{},
+			{Addr: netip.MustParseAddrPort("198.51.100.1:32770")},
+		}}},
+	}
+	got, err := nftMeshScript("raftswarm_mesh_abc", rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"table ip raftswarm_mesh_abc\ndelete table ip raftswarm_mesh_abc\ntable ip raftswarm_mesh_abc {",
+		"type nat hook prerouting priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
+		"type nat hook output priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
+		"tcp dport 8080 jump port_8080",
+		"numgen random mod 4 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3 }",
+		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp dnat to 172.17.0.2:80\n\t}",
+		// loopback published address: clients not on loopback fall through
+		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.2:32769\n\t}",
+		"chain be_8080_3 {\n\t\tmeta l4proto tcp dnat to 198.51.100.1:32770\n\t}",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("script lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "be_8080_2") {
+		t.Errorf("the userspace slot has a chain:\n%s", got)
+	}
+
+	all, err := nftMeshScript("t", KernelRules{})
+	if err != nil || !strings.Contains(all, "fib daddr type local jump ingress") {
+		t.Errorf("all addresses: %v\n%s", err, all)
+	}
+	for name, bad := range map[string]KernelRules{
+		"v6 ingress": {IngressIP: netip.MustParseAddr("::1")},
+		"dup port":   {Ports: []KernelPort{{Port: 1}, {Port: 1}}},
+		"zero port":  {Ports: []KernelPort{{Port: 0}}},
+		"v6 backend": {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("[::1]:80")}}}}},
+		"no port":    {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:0")}}}}},
+		"bad direct": {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:5"), Direct: netip.MustParseAddrPort("0.0.0.0:80")}}}}},
+	} {
+		if _, err := nftMeshScript("t", bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestNFTTableName(t *testing.T) {
+	for id, want := range map[string]string{
+		"AbCdEf0123456789": "raftswarm_mesh_abcdef012345",
+		"x-y":              "raftswarm_mesh_xy",
+		"--":               "",
+	} {
+		if got := NFTTableName(id); got != want {
+			t.Errorf("NFTTableName(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+// TestKernelRulesFromTable checks how the endpoint table becomes kernel
+// rules: tasks published on this host are DNATed (to their container when
+// known), tasks on other hosts are left to the userspace listener, which
+// then serves only them; PROXY-protocol and UDP ports stay in user space.
+func TestKernelRulesFromTable(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	defer m.Close()
+	// 198.51.100.0/24 stands for this host's own (non-loopback) addresses.
+	m.isHostAddr = func(a netip.Addr) bool { return a.IsLoopback() || netip.MustParsePrefix("198.51.100.0/24").Contains(a) }
+	f := &recForwarder{}
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	if f.removed != 1 {
+		t.Fatalf("UseKernel removed stale rules %d times, want 1", f.removed)
+	}
+	if p, _ := m.Path(); p != PathUserspace {
+		t.Fatalf("path before any table = %s", p)
+	}
+	port, pp, udp := freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1")
+	ppEp := endpoint("tcp", pp, "127.0.7.2:1000")
+	ppEp.ProxyProtocol = ProxyProtocolV2
+	eps := []*swarmpb.ServiceEndpoint{
+		{Protocol: "tcp", PublishedPort: port, Backends: []*swarmpb.Backend{
+			{TaskId: "local", Addr: "198.51.100.1:2000"},
+			{TaskId: "samehost", Addr: "198.51.100.2:2001"},
+			{TaskId: "remote", Addr: "192.0.2.9:2002"},
+		}},
+		ppEp,
+		endpoint("udp", udp, "127.0.7.2:1001"),
+	}
+	mustUpdate(t, m, eps...)
+	if p, why := m.Path(); p != PathKernel {
+		t.Fatalf("path = %s (%s), want kernel", p, why)
+	}
+	rs := f.last(t)
+	if rs.IngressIP != netip.MustParseAddr("127.0.7.1") || len(rs.Ports) != 1 || rs.Ports[0].Port != uint16(port) {
+		t.Fatalf("rules = %+v, want only tcp/%d on 127.0.7.1", rs, port)
+	}
+	want := []KernelSlot{{Addr: netip.MustParseAddrPort("198.51.100.1:2000")}, {Addr: netip.MustParseAddrPort("198.51.100.2:2001")}, {}}
+	if got := rs.Ports[0].Slots; !slotsEqual(got, want) {
+		t.Fatalf("slots = %v, want %v", got, want)
+	}
+	m.mu.Lock()
+	user := m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user == nil || len(user.list) != 1 || user.list[0].addr != "192.0.2.9:2002" {
+		t.Fatalf("userspace share = %+v, want only the remote task", user)
+	}
+
+	// The container address of the local task: clients go straight there.
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "local", HostPort: 2000}: netip.MustParseAddrPort("172.17.0.5:80")})
+	want[0].Direct = netip.MustParseAddrPort("172.17.0.5:80")
+	if got := f.last(t).Ports[0].Slots; !slotsEqual(got, want) {
+		t.Fatalf("slots after SetLocal = %v, want %v", got, want)
+	}
+
+	// A task published on loopback takes only loopback clients in the
+	// kernel; the others fall through, so the listener needs every backend.
+	eps[0].Backends = append(eps[0].Backends, &swarmpb.Backend{TaskId: "lo", Addr: "127.0.7.2:2003"})
+	mustUpdate(t, m, eps...)
+	m.mu.Lock()
+	user = m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user != nil {
+		t.Fatalf("userspace share %+v with a loopback-only slot, want all backends", user)
+	}
+
+	// A failing kernel leaves every port to the userspace proxy.
+	f.mu.Lock()
+	f.fail = errors.New("boom")
+	f.mu.Unlock()
+	mustUpdate(t, m, eps...)
+	if p, why := m.Path(); p != PathUserspace || !strings.Contains(why, "boom") {
+		t.Fatalf("path after failure = %s (%s)", p, why)
+	}
+	m.mu.Lock()
+	user = m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user != nil {
+		t.Fatal("userspace share kept after the kernel failed")
+	}
+
+	m.Close()
+	if f.removed != 2 {
+		t.Fatalf("Close removed rules %d times in all, want 2", f.removed)
+	}
+}
+
+func slotsEqual(a, b []KernelSlot) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestProxyV2Header(t *testing.T) {
+	src, dst := netip.MustParseAddrPort("203.0.113.7:51234"), netip.MustParseAddrPort("127.0.7.1:8080")
+	b := appendProxyV2(nil, src, dst)
+	if len(b) != 28 {
+		t.Fatalf("IPv4 header is %d bytes, want 28", len(b))
+	}
+	gs, gd, err := ReadProxyV2(bytes.NewReader(b))
+	if err != nil || gs != src || gd != dst {
+		t.Fatalf("read back %v %v %v", gs, gd, err)
+	}
+	src6, dst6 := netip.MustParseAddrPort("[2001:db8::1]:1"), netip.MustParseAddrPort("[2001:db8::2]:2")
+	gs, gd, err = ReadProxyV2(bytes.NewReader(appendProxyV2(nil, src6, dst6)))
+	if err != nil || gs != src6 || gd != dst6 {
+		t.Fatalf("IPv6 read back %v %v %v", gs, gd, err)
+	}
+	gs, _, err = ReadProxyV2(bytes.NewReader(appendProxyV2(nil, src, dst6)))
+	if err != nil || gs.IsValid() {
+		t.Fatalf("mixed families: %v %v, want a LOCAL header", gs, err)
+	}
+	if _, _, err := ReadProxyV2(strings.NewReader("GET / HTTP/1.1\r\n\r\n")); err == nil {
+		t.Fatal("HTTP accepted as a PROXY header")
+	}
+}
+
+// TestProxyProtocolUserspace checks that a PROXY-protocol port sends the
+// header, with the client's address, before the client's bytes.
+func TestProxyProtocolUserspace(t *testing.T) {
+	ln := newRawListener(t)
+	m := newMesh(t, "127.0.7.1")
+	port := freePort(t, "127.0.7.1")
+	ep := endpoint("tcp", port, ln.Addr().String())
+	ep.ProxyProtocol = ProxyProtocolV2
+	mustUpdate(t, m, ep)
+
+	c, err := dialLine(hostPort("127.0.7.1", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := ln.accept(t)
+	defer srv.Close()
+	src, dst, err := ReadProxyV2(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.String() != c.LocalAddr().String() || dst.String() != hostPort("127.0.7.1", port) {
+		t.Fatalf("header says %v -> %v, want %v -> 127.0.7.1:%d", src, dst, c.LocalAddr(), port)
+	}
+
+	// A bad version is refused by Update.
+	ep.ProxyProtocol = "v9"
+	var ue *UpdateError
+	if err := m.Update([]*swarmpb.ServiceEndpoint{ep}); !errors.As(err, &ue) {
+		t.Fatalf("v9 accepted: %v", err)
+	}
+}
+
+// rawListener hands accepted connections to the test.
+type rawListener struct {
+	net.Listener
+	conns chan net.Conn
+}
+
+func newRawListener(t *testing.T) *rawListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.7.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &rawListener{Listener: ln, conns: make(chan net.Conn, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.conns <- c
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		close(l.conns)
+		for c := range l.conns {
+			c.Close()
+		}
+	})
+	return l
+}
+
+func (l *rawListener) accept(t *testing.T) net.Conn {
+	t.Helper()
+	select {
+	case c := <-l.conns:
+		c.SetDeadline(time.Now().Add(waitTimeout))
+		return c
+	case <-time.After(waitTimeout):
+		t.Fatal("no connection reached the backend")
+		return nil
+	}
+}

@@ -1,0 +1,260 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// nftPath is the nft CLI the mesh's rules are written with.
+const nftPath = "/usr/sbin/nft"
+
+// natPriority is the priority of the mesh's nat chains: before Docker's
+// (iptables nat, -100) and the discovery plane's (dstnat - 5), so a
+// published port is translated once, by the mesh.
+const natPriority = -110
+
+// NFTForwarder implements Forwarder with nftables: one table per node,
+// "ip raftswarm_mesh_<node id first 12>", separate from the discovery
+// plane's table (netplane) so each is replaced whole by its owner, and
+// nodes sharing a host never touch each other's. Every Apply replaces the
+// table in one nft transaction (create, delete, create with everything),
+// as kube-proxy's nftables mode re-syncs whole.
+//
+// It drives the nft command, like netplane.NFTRules, rather than
+// github.com/google/nftables: the rule set is small and rebuilt whole, one
+// text transaction per table change is atomic and readable in `nft list`,
+// the error messages name the failing line, and the two tables of a node
+// stay written the same way (see docs/architecture.md).
+type NFTForwarder struct {
+	table string
+	nft   string
+}
+
+var _ Forwarder = (*NFTForwarder)(nil)
+
+// NFTTableName is the nftables table (family ip) of node nodeID's mesh, or
+// "" if the ID has no usable character.
+func NFTTableName(nodeID string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(nodeID) {
+		if b.Len() == 12 {
+			break
+		}
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "raftswarm_mesh_" + b.String()
+}
+
+// NewNFTForwarder returns node nodeID's forwarder, or an error saying why
+// the kernel cannot forward here (no nft, not root nor CAP_NET_ADMIN, no
+// nf_tables or nat support), so the node can report it and stay on the
+// userspace path.
+func NewNFTForwarder(ctx context.Context, nodeID string) (*NFTForwarder, error) {
+	return newNFTForwarder(ctx, NFTTableName(nodeID), nftPath)
+}
+
+func newNFTForwarder(ctx context.Context, table, nft string) (*NFTForwarder, error) {
+	if table == "" {
+		return nil, errors.New("kernel forwarding: empty node ID")
+	}
+	f := &NFTForwarder{table: table, nft: nft}
+	const hint = "kernel forwarding unavailable (needs root or CAP_NET_ADMIN, " + nftPath + " and nf_tables with nat in the kernel)"
+	// A check run (-c commits nothing) of a table with a rule of each
+	// kind tells whether this nft and kernel accept what we write.
+	script, err := nftMeshScript(table, probeRules)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.run(ctx, "", "list", "tables"); err != nil {
+		return nil, fmt.Errorf("%s: %w", hint, err)
+	}
+	if out, err := f.run(ctx, script, "-c", "-f", "-"); err != nil {
+		return nil, fmt.Errorf("%s: %w%s", hint, err, excerpt(out))
+	}
+	return f, nil
+}
+
+// Table returns the table's name.
+func (f *NFTForwarder) Table() string { return f.table }
+
+// Apply replaces the node's mesh table with rs in one transaction.
+func (f *NFTForwarder) Apply(ctx context.Context, rs KernelRules) error {
+	script, err := nftMeshScript(f.table, rs)
+	if err != nil {
+		return err
+	}
+	if out, err := f.run(ctx, script, "-f", "-"); err != nil {
+		return fmt.Errorf("apply nftables table %s: %w%s", f.table, err, excerpt(out))
+	}
+	return nil
+}
+
+// Remove deletes the node's mesh table; a missing table is not an error.
+func (f *NFTForwarder) Remove(ctx context.Context) error {
+	script := "table ip " + f.table + "\ndelete table ip " + f.table + "\n"
+	if out, err := f.run(ctx, script, "-f", "-"); err != nil {
+		return fmt.Errorf("remove nftables table %s: %w%s", f.table, err, excerpt(out))
+	}
+	return nil
+}
+
+func (f *NFTForwarder) run(ctx context.Context, stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, kernelTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.nft, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		if msg != "" {
+			return out.String(), fmt.Errorf("%s: %w: %s", f.nft, err, msg)
+		}
+		return out.String(), fmt.Errorf("%s: %w", f.nft, err)
+	}
+	return out.String(), nil
+}
+
+// excerpt returns nft's full output (it names the failing line), bounded,
+// when it has more than the first line already in the error.
+func excerpt(out string) string {
+	out = strings.TrimSpace(out)
+	if !strings.Contains(out, "\n") {
+		return ""
+	}
+	if len(out) > 2000 {
+		out = out[:2000] + "..."
+	}
+	return "\n" + out
+}
+
+// probeRules has one rule of every kind nftMeshScript writes (TEST-NET
+// addresses; only ever check-run, never committed).
+var probeRules = KernelRules{Ports: []KernelPort{{Port: 9, Slots: []KernelSlot{
+	{Addr: mustAddrPort("192.0.2.1:9"), Direct: mustAddrPort("192.0.2.2:9")},
+	{},
+}}}}
+
+// nftMeshScript renders the transaction that replaces table with rs:
+//
+//	prerouting, output (nat, priority -110): new TCP connections to a local
+//	  address (or the ingress address) jump to chain "ingress"
+//	ingress: tcp dport P jump port_P, one rule per published port
+//	port_P: numgen random mod N vmap { i : goto be_P_i | accept }
+//	be_P_i: loopback clients dnat to the published address; others to the
+//	  container when known, else to the published address unless it is a
+//	  loopback one (then they fall through to the userspace listener)
+//
+// A slot without an address is "accept": the connection goes on to the
+// userspace listener bound on the same port. Only the first packet of a
+// connection crosses nat chains; conntrack translates the rest, so
+// established connections survive every re-apply and a removed backend
+// drains.
+func nftMeshScript(table string, rs KernelRules) (string, error) {
+	if rs.IngressIP.IsValid() && !rs.IngressIP.Is4() {
+		return "", fmt.Errorf("kernel forwarding: ingress address %s is not IPv4", rs.IngressIP)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", table, table, table)
+	match := "fib daddr type local"
+	if rs.IngressIP.IsValid() {
+		match = "ip daddr " + rs.IngressIP.String()
+	}
+	for _, hook := range []string{"prerouting", "output"} {
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype nat hook %s priority %d; policy accept;\n\t\t%s jump ingress\n\t}\n", hook, hook, natPriority, match)
+	}
+	b.WriteString("\tchain ingress {\n")
+	seen := map[uint16]bool{}
+	for _, p := range rs.Ports {
+		if p.Port == 0 || seen[p.Port] {
+			return "", fmt.Errorf("kernel forwarding: port %d is zero or listed twice", p.Port)
+		}
+		seen[p.Port] = true
+		if len(p.Slots) > 0 {
+			fmt.Fprintf(&b, "\t\ttcp dport %d jump port_%d\n", p.Port, p.Port)
+		}
+	}
+	b.WriteString("\t}\n")
+	for _, p := range rs.Ports {
+		if len(p.Slots) == 0 {
+			continue
+		}
+		var vm []string
+		for i, s := range p.Slots {
+			if !s.Addr.IsValid() {
+				vm = append(vm, fmt.Sprintf("%d : accept", i))
+				continue
+			}
+			vm = append(vm, fmt.Sprintf("%d : goto be_%d_%d", i, p.Port, i))
+		}
+		fmt.Fprintf(&b, "\tchain port_%d {\n\t\tnumgen random mod %d vmap { %s }\n\t}\n", p.Port, len(p.Slots), strings.Join(vm, ", "))
+		for i, s := range p.Slots {
+			if !s.Addr.IsValid() {
+				continue
+			}
+			if err := checkSlotAddr(s.Addr); err != nil {
+				return "", fmt.Errorf("kernel forwarding, port %d: %w", p.Port, err)
+			}
+			fmt.Fprintf(&b, "\tchain be_%d_%d {\n", p.Port, i)
+			switch {
+			case s.Direct.IsValid():
+				if err := checkSlotAddr(s.Direct); err != nil {
+					return "", fmt.Errorf("kernel forwarding, port %d: %w", p.Port, err)
+				}
+				fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to %s\n", s.Addr)
+				fmt.Fprintf(&b, "\t\tmeta l4proto tcp dnat to %s\n", s.Direct)
+			case s.Addr.Addr().IsLoopback():
+				// A packet from outside cannot be sent to a loopback
+				// address (martian without route_localnet): clients not
+				// on loopback fall through to the userspace listener.
+				fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to %s\n", s.Addr)
+			default:
+				fmt.Fprintf(&b, "\t\tmeta l4proto tcp dnat to %s\n", s.Addr)
+			}
+			b.WriteString("\t}\n")
+		}
+	}
+	b.WriteString("}\n")
+	return b.String(), nil
+}
+
+func checkSlotAddr(a netip.AddrPort) error {
+	if !a.Addr().Is4() || a.Port() == 0 || a.Addr().IsUnspecified() {
+		return fmt.Errorf("backend %s is not an IPv4 address and port", a)
+	}
+	return nil
+}
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// RemoveNFTTable removes node nodeID's mesh table, if there is one and nft
+// can: what a node that does not forward in the kernel (--mesh-path=
+// userspace) does at start, in case an earlier run died with its rules in
+// place. Without nft there is nothing to remove.
+func RemoveNFTTable(ctx context.Context, nodeID string) error {
+	table := NFTTableName(nodeID)
+	if table == "" {
+		return nil
+	}
+	if _, err := os.Stat(nftPath); err != nil {
+		return nil
+	}
+	f := &NFTForwarder{table: table, nft: nftPath}
+	return f.Remove(ctx)
+}
