@@ -553,14 +553,20 @@ func (p *reporter) stop() {
 	p.stopped, p.queue, p.dropped = true, nil, nil
 }
 
+// take returns the newest queued status and drops the older ones: the
+// statuses of a task only move forward, and the manager needs its latest,
+// not every step (ACCEPTED, PREPARING, STARTING, RUNNING queue up while
+// the first is being committed). At scale this halves the status writes
+// of a start or more; the manager accepts any forward jump.
 func (p *reporter) take() *swarmpb.TaskStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.queue) == 0 {
 		return nil
 	}
-	st := p.queue[0]
-	p.queue = p.queue[1:]
+	st := p.queue[len(p.queue)-1]
+	clear(p.queue)
+	p.queue = p.queue[:0]
 	return st
 }
 

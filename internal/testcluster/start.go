@@ -11,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Start runs a cluster for a program rather than a test (the benchmark
@@ -83,8 +86,19 @@ func (c *Cluster) start(opts StartOptions) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, ""); err != nil {
-				errc <- fmt.Errorf("join %s: %w", w.Name, err)
+			// A loaded machine may cost the cluster its leader while a
+			// thousand nodes join; Unavailable (no leader known, try
+			// again) is retried, a failed join having left nothing behind.
+			b := retry.NewBackoff(100*time.Millisecond, 2*time.Second)
+			for {
+				_, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, "")
+				if err == nil {
+					return
+				}
+				if status.Code(err) != codes.Unavailable || !b.Wait(ctx) {
+					errc <- fmt.Errorf("join %s: %w", w.Name, err)
+					return
+				}
 			}
 		})
 	}
