@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +96,7 @@ func (c *Cluster) start(opts StartOptions) error {
 				if err == nil {
 					return
 				}
-				if status.Code(err) != codes.Unavailable || !b.Wait(ctx) {
+				if !transientJoinError(err) || !b.Wait(ctx) {
 					errc <- fmt.Errorf("join %s: %w", w.Name, err)
 					return
 				}
@@ -107,7 +108,20 @@ func (c *Cluster) start(opts StartOptions) error {
 	if err := <-errc; err != nil {
 		return err
 	}
-	return c.WaitReady(ctx, opts.Managers+opts.Workers)
+	return c.waitReadyAtLeast(ctx, opts.Managers+opts.Workers)
+}
+
+// transientJoinError reports a join that failed because the cluster had
+// no leader for a moment: Unavailable, FailedPrecondition (not the leader), or leadership lost while the node
+// was being registered (whether that write applied is unknown; if it did,
+// the node's first registration stays behind, Down, and WaitReady for
+// Start tolerates it).
+func transientJoinError(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.FailedPrecondition: // no leader, or not this one
+		return true
+	}
+	return strings.Contains(err.Error(), "leadership lost")
 }
 
 // addN starts n members named prefix1, prefix2, ... that will join as
