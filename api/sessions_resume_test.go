@@ -9,7 +9,9 @@ import (
 
 func TestResumeSessionSendsOnlyWhatDiffers(t *testing.T) {
 	task := func(id string, v uint64) *swarmpb.Task { return &swarmpb.Task{Id: id, Meta: &swarmpb.Meta{Version: v}} }
-	known := func(id string, v uint64) *swarmpb.SessionKnownTask { return &swarmpb.SessionKnownTask{Id: id, Version: v} }
+	known := func(id string, v uint64) *swarmpb.SessionKnownTask {
+		return &swarmpb.SessionKnownTask{Id: id, Version: v}
+	}
 	for _, c := range []struct {
 		name          string
 		full          []*swarmpb.Task
