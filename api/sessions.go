@@ -27,7 +27,7 @@ const (
 	sessionBatch = 1000
 	// statusBatchMax and statusBatchWait bound how many task status updates
 	// are gathered into one Raft write, and for how long.
-	statusBatchMax  = 1000
+	statusBatchMax  = state.MaxBatchActions
 	statusBatchWait = 20 * time.Millisecond
 	// statusConflictRetries bounds the re-reads after a write conflict.
 	statusConflictRetries = 5
@@ -543,7 +543,17 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 		if len(actions) == 0 {
 			return nil
 		}
-		_, err = s.d.Raft.Apply(s.ctx, state.Batch(actions...))
+		// One entry each of at most state.BatchLen actions (the last
+		// request may take a batch past statusBatchMax). A conflict in a
+		// later entry redoes the whole batch from fresh state, in which
+		// what the earlier entries wrote no longer advances and is dropped.
+		for len(actions) > 0 {
+			n := state.BatchLen(actions)
+			if _, err = s.d.Raft.Apply(s.ctx, state.Batch(actions[:n]...)); err != nil {
+				break
+			}
+			actions = actions[n:]
+		}
 		if !errors.Is(err, state.ErrConflict) {
 			return err
 		}

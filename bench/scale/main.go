@@ -83,7 +83,7 @@ func main() {
 
 	mem := startMemSampler()
 	t0 := time.Now()
-	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, JoinParallel: 32,
+	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, JoinParallel: 32, Timeout: 30 * time.Minute,
 		Options: testcluster.Options{Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 1 << 30}})
 	if err != nil {
 		fatalf("start cluster: %v", err)

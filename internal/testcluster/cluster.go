@@ -88,6 +88,9 @@ type StartOptions struct {
 	JoinParallel int
 	// LogLevel is the level of the cluster log (Cluster.LogPath).
 	LogLevel slog.Level
+	// Timeout bounds the start (default 5 minutes); a thousand nodes
+	// joining on a loaded machine take longer.
+	Timeout time.Duration
 }
 
 // Cluster is a set of members sharing a test or a benchmark run.

@@ -53,7 +53,11 @@ func Start(opts StartOptions) (*Cluster, error) {
 }
 
 func (c *Cluster) start(opts StartOptions) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 	if err != nil {
