@@ -155,16 +155,17 @@ func scaleDownVictims(live map[uint64]*swarmpb.Task, perNode map[string]int, n i
 	// gives up its highest slot, one pick at a time: a heap keeps each
 	// pick O(log nodes), where a scan of every node made scaling 100,000
 	// tasks down on 1,000 nodes cost 10^8 steps.
-	h := &victimHeap{perNode: perNode}
+	h := &victimHeap{}
 	for node, slots := range byNode {
 		sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] }) // highest slot popped first
-		h.nodes = append(h.nodes, victimNode{id: node, slots: slots})
+		h.nodes = append(h.nodes, victimNode{id: node, slots: slots, count: perNode[node]})
 	}
 	heap.Init(h)
 	for len(out) < n && h.Len() > 0 {
 		best := &h.nodes[0]
 		out = append(out, best.slots[len(best.slots)-1])
 		best.slots = best.slots[:len(best.slots)-1]
+		best.count--
 		perNode[best.id]--
 		if len(best.slots) == 0 {
 			heap.Pop(h)
@@ -178,22 +179,20 @@ func scaleDownVictims(live map[uint64]*swarmpb.Task, perNode map[string]int, n i
 type victimNode struct {
 	id    string
 	slots []uint64
+	count int // the node's live tasks of the service left
 }
 
 // victimHeap orders nodes by their count of the service's live tasks,
 // most first, then by ID.
-type victimHeap struct {
-	nodes   []victimNode
-	perNode map[string]int
-}
+type victimHeap struct{ nodes []victimNode }
 
 func (h *victimHeap) Len() int { return len(h.nodes) }
 func (h *victimHeap) Less(i, j int) bool {
-	a, b := h.nodes[i].id, h.nodes[j].id
-	if h.perNode[a] != h.perNode[b] {
-		return h.perNode[a] > h.perNode[b]
+	a, b := &h.nodes[i], &h.nodes[j]
+	if a.count != b.count {
+		return a.count > b.count
 	}
-	return a < b
+	return a.id < b.id
 }
 func (h *victimHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
 func (h *victimHeap) Push(x any)    { h.nodes = append(h.nodes, x.(victimNode)) }
