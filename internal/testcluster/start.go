@@ -125,7 +125,7 @@ func transientJoinError(err error) bool {
 	case codes.Unavailable, codes.FailedPrecondition: // no leader, or not this one
 		return true
 	}
-	return strings.Contains(err.Error(), "leadership lost")
+	return strings.Contains(err.Error(), "leadership lost") || strings.Contains(err.Error(), "not the leader")
 }
 
 // addN starts n members named prefix1, prefix2, ... that will join as
