@@ -80,6 +80,11 @@ type taskAgent struct {
 	// the running routing mesh (also read by describe for its path).
 	sessionOpen atomic.Bool
 	mesh        atomic.Pointer[mesh.Mesh]
+
+	// assigned is the task set as the last session left it (ID -> task),
+	// owned by the runSessions goroutine. The next session names these
+	// with their versions, so that a new leader sends only what differs.
+	assigned map[string]*swarmpb.Task
 }
 
 type statusReport struct {
@@ -314,7 +319,7 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 		return false, "", err
 	}
 	stream, err := swarmpb.NewDispatcherClient(conn).Session(ctx,
-		&swarmpb.SessionRequest{Description: ta.describe()}, grpc.MaxCallRecvMsgSize(sessionMaxRecv))
+		&swarmpb.SessionRequest{Description: ta.describe(), KnownTasks: ta.knownTasks()}, grpc.MaxCallRecvMsgSize(sessionMaxRecv))
 	if err != nil {
 		return false, "", err
 	}
@@ -344,7 +349,7 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 				ta.leader.set(addr)
 				ta.sessionDown.ok()
 			}
-			if err := ta.worker.Assign(ctx, msg.GetTasks()); err != nil {
+			if err := ta.worker.Assign(ctx, ta.fullSet(msg)); err != nil {
 				ta.assignDown.fail("err", err)
 			} else {
 				ta.assignDown.ok()
@@ -353,6 +358,7 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 			if !established {
 				continue // cannot happen: the full set comes first
 			}
+			ta.patchAssigned(msg.GetTasks(), msg.GetRemovedTaskIds())
 			if err := ta.worker.Update(ctx, msg.GetTasks(), msg.GetRemovedTaskIds()); err != nil {
 				ta.assignDown.fail("err", err)
 			} else {
@@ -360,6 +366,42 @@ func (ta *taskAgent) session(ctx context.Context, addr string) (established bool
 			}
 		}
 		ta.leader.setManagers(msg.GetManagers())
+	}
+}
+
+// knownTasks lists the tasks the last session left, for the next one.
+func (ta *taskAgent) knownTasks() []*swarmpb.SessionKnownTask {
+	out := make([]*swarmpb.SessionKnownTask, 0, len(ta.assigned))
+	for id, t := range ta.assigned {
+		out = append(out, &swarmpb.SessionKnownTask{Id: id, Version: t.GetMeta().GetVersion()})
+	}
+	return out
+}
+
+// fullSet returns the complete task set a KIND_FULL message stands for and
+// records it: the message itself, or, when the leader resumed from the
+// known tasks, those tasks updated by it.
+func (ta *taskAgent) fullSet(msg *swarmpb.SessionMessage) []*swarmpb.Task {
+	if !msg.GetResumed() {
+		ta.assigned = make(map[string]*swarmpb.Task, len(msg.GetTasks()))
+	}
+	ta.patchAssigned(msg.GetTasks(), msg.GetRemovedTaskIds())
+	full := make([]*swarmpb.Task, 0, len(ta.assigned))
+	for _, t := range ta.assigned {
+		full = append(full, t)
+	}
+	return full
+}
+
+func (ta *taskAgent) patchAssigned(changed []*swarmpb.Task, removed []string) {
+	if ta.assigned == nil {
+		ta.assigned = make(map[string]*swarmpb.Task, len(changed))
+	}
+	for _, t := range changed {
+		ta.assigned[t.GetId()] = t
+	}
+	for _, id := range removed {
+		delete(ta.assigned, id)
 	}
 }
 

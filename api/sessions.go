@@ -27,7 +27,7 @@ const (
 	sessionBatch = 1000
 	// statusBatchMax and statusBatchWait bound how many task status updates
 	// are gathered into one Raft write, and for how long.
-	statusBatchMax  = 1000
+	statusBatchMax  = state.MaxBatchActions
 	statusBatchWait = 20 * time.Millisecond
 	// statusConflictRetries bounds the re-reads after a write conflict.
 	statusConflictRetries = 5
@@ -289,14 +289,16 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	managers := managerAddrs(d.Raft)
 	sent := newSentData() // sessions_data.go
 	secrets, configs := d.payloads(sent, full)
-	if err := stream.Send(&swarmpb.SessionMessage{
+	first := &swarmpb.SessionMessage{
 		Kind:         swarmpb.SessionMessage_KIND_FULL,
 		Tasks:        full,
 		Managers:     managers,
 		Secrets:      secrets,
 		Configs:      configs,
 		ImageSources: d.imageSources(id.NodeID, full), // images.go
-	}); err != nil {
+	}
+	resumeSession(first, req.GetKnownTasks())
+	if err := stream.Send(first); err != nil {
 		return err
 	}
 	for {
@@ -336,6 +338,43 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 			}
 		}
 	}
+}
+
+// maxKnownTasks bounds the known tasks a session request may claim; a
+// longer list is ignored (the full set is sent).
+const maxKnownTasks = 1_000_000
+
+// resumeSession turns msg, a full task set, into the difference from the
+// tasks the agent says it holds (ID and version; versions are Raft indexes,
+// the same on every manager): tasks it holds at their current version are
+// left out, and those it holds that left the set are listed as removed.
+// A new leader thus sends each agent only what changed, not its every
+// task. The agent's list is a claim: a false one only costs the agent its
+// own tasks, never another node's, and it is bounded.
+func resumeSession(msg *swarmpb.SessionMessage, known []*swarmpb.SessionKnownTask) {
+	if len(known) == 0 || len(known) > maxKnownTasks {
+		return
+	}
+	have := make(map[string]uint64, len(known))
+	for _, k := range known {
+		have[k.GetId()] = k.GetVersion()
+	}
+	changed := make([]*swarmpb.Task, 0, len(msg.Tasks))
+	for _, t := range msg.Tasks {
+		if v, ok := have[t.GetId()]; ok {
+			delete(have, t.GetId())
+			if v == t.GetMeta().GetVersion() {
+				continue
+			}
+		}
+		changed = append(changed, t)
+	}
+	removed := make([]string, 0, len(have))
+	for id := range have {
+		removed = append(removed, id)
+	}
+	slices.Sort(removed)
+	msg.Tasks, msg.RemovedTaskIds, msg.Resumed = changed, removed, true
 }
 
 // UpdateTaskStatus records the statuses an agent observed for its tasks.
@@ -504,7 +543,17 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 		if len(actions) == 0 {
 			return nil
 		}
-		_, err = s.d.Raft.Apply(s.ctx, state.Batch(actions...))
+		// One entry each of at most state.BatchLen actions (the last
+		// request may take a batch past statusBatchMax). A conflict in a
+		// later entry redoes the whole batch from fresh state, in which
+		// what the earlier entries wrote no longer advances and is dropped.
+		for len(actions) > 0 {
+			n := state.BatchLen(actions)
+			if _, err = s.d.Raft.Apply(s.ctx, state.Batch(actions[:n]...)); err != nil {
+				break
+			}
+			actions = actions[n:]
+		}
 		if !errors.Is(err, state.ErrConflict) {
 			return err
 		}

@@ -41,6 +41,14 @@ type Orchestrator struct {
 	resume string
 	// capped records services whose replicas were clamped, to warn once.
 	capped map[string]bool
+	// follows records the services that wait on their tasks' progress
+	// toward RUNNING (an update in progress or outdated tasks: the next
+	// batch starts once the last one runs). For the others a task's
+	// progress through ACCEPTED ... RUNNING changes no decision, so those
+	// events do not make them dirty: at 100,000 tasks, reconciling the
+	// whole service for every status write was the one step quadratic in
+	// tasks. Recomputed for every service a pass reconciles.
+	follows map[string]bool
 	// passLimit is maxPassTasks; tests lower it.
 	passLimit int
 	// planning, if set, is called while a pass plans (tests).
@@ -73,7 +81,7 @@ func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 	return &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{},
-		batched: map[string]bool{}, capped: map[string]bool{}, passLimit: maxPassTasks}
+		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks}
 }
 
 func (o *Orchestrator) run(ctx context.Context) error {
@@ -95,7 +103,7 @@ func (o *Orchestrator) run(ctx context.Context) error {
 				break
 			}
 			dirty = map[string]bool{}
-			markDirty(dirty, ev)
+			o.markDirty(dirty, ev)
 			// Take whatever else is queued, so a burst of events costs one
 			// reconciliation.
 		drain:
@@ -105,7 +113,7 @@ func (o *Orchestrator) run(ctx context.Context) error {
 					if !ok {
 						break drain
 					}
-					markDirty(dirty, ev)
+					o.markDirty(dirty, ev)
 					if dirty["*"] {
 						dirty = nil
 					}
@@ -115,6 +123,9 @@ func (o *Orchestrator) run(ctx context.Context) error {
 			}
 			if dirty != nil && dirty["*"] {
 				dirty = nil
+			}
+			if dirty != nil && len(dirty) == 0 {
+				continue // nothing that changes a decision
 			}
 		}
 		prev := wake
@@ -136,12 +147,16 @@ func (o *Orchestrator) run(ctx context.Context) error {
 
 // markDirty records which services an event concerns; "*" means all
 // (a node changed, or the cluster settings did).
-func markDirty(d map[string]bool, ev state.Event) {
+func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 	switch {
 	case ev.Service() != nil:
 		d[ev.Service().Id] = true
 	case ev.Task() != nil:
-		d[ev.Task().ServiceId] = true
+		t := ev.Task()
+		if ev.Kind == state.EventUpdate && !o.follows[t.ServiceId] && onlyProgress(ev.Old, t) {
+			return
+		}
+		d[t.ServiceId] = true
 	case ev.Node() != nil:
 		old, _ := ev.Old.(*swarmpb.Node)
 		n := ev.Node()
@@ -152,6 +167,19 @@ func markDirty(d map[string]bool, ev state.Event) {
 	case ev.Cluster() != nil:
 		d["*"] = true
 	}
+}
+
+// onlyProgress reports an update that only moves an assigned task forward
+// on its node, up to RUNNING: nothing else about it changed (node,
+// desired state, spec version), and it did not end.
+func onlyProgress(oldObj any, t *swarmpb.Task) bool {
+	old, _ := oldObj.(*swarmpb.Task)
+	if old == nil {
+		return false
+	}
+	from, to := old.GetStatus().GetState(), t.GetStatus().GetState()
+	return old.NodeId == t.NodeId && old.DesiredState == t.DesiredState && old.SpecVersion == t.SpecVersion &&
+		from >= swarmpb.TaskState_TASK_STATE_ASSIGNED && to >= from && to <= swarmpb.TaskState_TASK_STATE_RUNNING
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -181,6 +209,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	p := newPlan(v, now, o.passLimit)
 	resume := ""
 	for _, id := range rotate(v.items, o.resume) {
+		delete(o.follows, id) // set again by the update logic if it waits on tasks
 		if svc := v.GetService(id); svc != nil {
 			o.reconcileService(p, svc)
 		} else {

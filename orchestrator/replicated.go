@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"container/heap"
 	"slices"
 	"sort"
 
@@ -150,26 +151,54 @@ func scaleDownVictims(live map[uint64]*swarmpb.Task, perNode map[string]int, n i
 		out = append(out, s)
 		perNode[live[s].NodeId]--
 	}
-	for _, slots := range byNode {
+	// The node with the most tasks of the service (then the lowest ID)
+	// gives up its highest slot, one pick at a time: a heap keeps each
+	// pick O(log nodes), where a scan of every node made scaling 100,000
+	// tasks down on 1,000 nodes cost 10^8 steps.
+	h := &victimHeap{}
+	for node, slots := range byNode {
 		sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] }) // highest slot popped first
+		h.nodes = append(h.nodes, victimNode{id: node, slots: slots, count: perNode[node]})
 	}
-	for len(out) < n {
-		best := ""
-		for node, slots := range byNode {
-			if len(slots) == 0 {
-				continue
-			}
-			if best == "" || perNode[node] > perNode[best] || (perNode[node] == perNode[best] && node < best) {
-				best = node
-			}
+	heap.Init(h)
+	for len(out) < n && h.Len() > 0 {
+		best := &h.nodes[0]
+		out = append(out, best.slots[len(best.slots)-1])
+		best.slots = best.slots[:len(best.slots)-1]
+		best.count--
+		perNode[best.id]--
+		if len(best.slots) == 0 {
+			heap.Pop(h)
+		} else {
+			heap.Fix(h, 0)
 		}
-		if best == "" {
-			break
-		}
-		slots := byNode[best]
-		out = append(out, slots[len(slots)-1])
-		byNode[best] = slots[:len(slots)-1]
-		perNode[best]--
 	}
 	return out
+}
+
+type victimNode struct {
+	id    string
+	slots []uint64
+	count int // the node's live tasks of the service left
+}
+
+// victimHeap orders nodes by their count of the service's live tasks,
+// most first, then by ID.
+type victimHeap struct{ nodes []victimNode }
+
+func (h *victimHeap) Len() int { return len(h.nodes) }
+func (h *victimHeap) Less(i, j int) bool {
+	a, b := &h.nodes[i], &h.nodes[j]
+	if a.count != b.count {
+		return a.count > b.count
+	}
+	return a.id < b.id
+}
+func (h *victimHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
+func (h *victimHeap) Push(x any)    { h.nodes = append(h.nodes, x.(victimNode)) }
+func (h *victimHeap) Pop() any {
+	n := len(h.nodes) - 1
+	x := h.nodes[n]
+	h.nodes = h.nodes[:n]
+	return x
 }

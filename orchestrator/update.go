@@ -54,6 +54,7 @@ func (o *Orchestrator) rollingUpdateTasks(p *plan, svc *swarmpb.Service, lives [
 	if !updating && len(outdated) == 0 {
 		return
 	}
+	o.follows[svc.Id] = true // the next batch waits on this one's progress
 	startedAt := time.Unix(0, st.GetStartedAt())
 	if updating && st.GetStartedAt() == 0 {
 		startedAt = p.now

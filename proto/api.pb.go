@@ -113,7 +113,7 @@ func (x SessionMessage_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionMessage_Kind.Descriptor instead.
 func (SessionMessage_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30, 0}
+	return file_api_proto_rawDescGZIP(), []int{31, 0}
 }
 
 type GetRootCACertificateRequest struct {
@@ -1811,8 +1811,12 @@ func (x *HeartbeatResponse) GetRole() NodeRole {
 }
 
 type SessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Description   *NodeDescription       `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Description *NodeDescription       `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// The tasks the agent holds from its previous session (ID and
+	// meta.version), so that a new leader sends only what differs
+	// (SessionMessage.resumed). A claim: it only ever saves the leader work.
+	KnownTasks    []*SessionKnownTask `protobuf:"bytes,180,rep,name=known_tasks,json=knownTasks,proto3" json:"known_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1854,6 +1858,65 @@ func (x *SessionRequest) GetDescription() *NodeDescription {
 	return nil
 }
 
+func (x *SessionRequest) GetKnownTasks() []*SessionKnownTask {
+	if x != nil {
+		return x.KnownTasks
+	}
+	return nil
+}
+
+type SessionKnownTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionKnownTask) Reset() {
+	*x = SessionKnownTask{}
+	mi := &file_api_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionKnownTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionKnownTask) ProtoMessage() {}
+
+func (x *SessionKnownTask) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionKnownTask.ProtoReflect.Descriptor instead.
+func (*SessionKnownTask) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SessionKnownTask) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SessionKnownTask) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type SessionMessage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Kind             SessionMessage_Kind    `protobuf:"varint,1,opt,name=kind,proto3,enum=raftswarm.v1.SessionMessage_Kind" json:"kind,omitempty"`
@@ -1871,13 +1934,18 @@ type SessionMessage struct {
 	// Named volumes to remove on this node (stack rm --volumes); the agent
 	// answers with Dispatcher.ReportVolumeRemoval.
 	VolumeRemovals []*VolumeRemovalRequest `protobuf:"bytes,9,rep,name=volume_removals,json=volumeRemovals,proto3" json:"volume_removals,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// On KIND_FULL: tasks holds only the tasks whose version differs from
+	// SessionRequest.known_tasks, and removed_task_ids the known tasks no
+	// longer in the set; the complete set is the known tasks so updated.
+	// secrets and configs still cover the complete set.
+	Resumed       bool `protobuf:"varint,180,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1957,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1970,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30}
+	return file_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SessionMessage) GetKind() SessionMessage_Kind {
@@ -1968,6 +2036,13 @@ func (x *SessionMessage) GetVolumeRemovals() []*VolumeRemovalRequest {
 	return nil
 }
 
+func (x *SessionMessage) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
 type ImageSources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ImageId       string                 `protobuf:"bytes,1,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
@@ -1978,7 +2053,7 @@ type ImageSources struct {
 
 func (x *ImageSources) Reset() {
 	*x = ImageSources{}
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2065,7 @@ func (x *ImageSources) String() string {
 func (*ImageSources) ProtoMessage() {}
 
 func (x *ImageSources) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2078,7 @@ func (x *ImageSources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageSources.ProtoReflect.Descriptor instead.
 func (*ImageSources) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{31}
+	return file_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImageSources) GetImageId() string {
@@ -2030,7 +2105,7 @@ type VolumeRemovalRequest struct {
 
 func (x *VolumeRemovalRequest) Reset() {
 	*x = VolumeRemovalRequest{}
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2117,7 @@ func (x *VolumeRemovalRequest) String() string {
 func (*VolumeRemovalRequest) ProtoMessage() {}
 
 func (x *VolumeRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[32]
+	mi := &file_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2130,7 @@ func (x *VolumeRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeRemovalRequest.ProtoReflect.Descriptor instead.
 func (*VolumeRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{32}
+	return file_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VolumeRemovalRequest) GetId() string {
@@ -2082,7 +2157,7 @@ type ReportVolumeRemovalRequest struct {
 
 func (x *ReportVolumeRemovalRequest) Reset() {
 	*x = ReportVolumeRemovalRequest{}
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2169,7 @@ func (x *ReportVolumeRemovalRequest) String() string {
 func (*ReportVolumeRemovalRequest) ProtoMessage() {}
 
 func (x *ReportVolumeRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[33]
+	mi := &file_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2182,7 @@ func (x *ReportVolumeRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVolumeRemovalRequest.ProtoReflect.Descriptor instead.
 func (*ReportVolumeRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{33}
+	return file_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportVolumeRemovalRequest) GetId() string {
@@ -2132,7 +2207,7 @@ type ReportVolumeRemovalResponse struct {
 
 func (x *ReportVolumeRemovalResponse) Reset() {
 	*x = ReportVolumeRemovalResponse{}
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2219,7 @@ func (x *ReportVolumeRemovalResponse) String() string {
 func (*ReportVolumeRemovalResponse) ProtoMessage() {}
 
 func (x *ReportVolumeRemovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[34]
+	mi := &file_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2232,7 @@ func (x *ReportVolumeRemovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVolumeRemovalResponse.ProtoReflect.Descriptor instead.
 func (*ReportVolumeRemovalResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{34}
+	return file_api_proto_rawDescGZIP(), []int{35}
 }
 
 type DataPayload struct {
@@ -2171,7 +2246,7 @@ type DataPayload struct {
 
 func (x *DataPayload) Reset() {
 	*x = DataPayload{}
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2258,7 @@ func (x *DataPayload) String() string {
 func (*DataPayload) ProtoMessage() {}
 
 func (x *DataPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[35]
+	mi := &file_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2271,7 @@ func (x *DataPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataPayload.ProtoReflect.Descriptor instead.
 func (*DataPayload) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{35}
+	return file_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DataPayload) GetId() string {
@@ -2230,7 +2305,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2317,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[36]
+	mi := &file_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2330,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{36}
+	return file_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -2281,7 +2356,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2368,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[37]
+	mi := &file_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2381,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{37}
+	return file_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
@@ -2324,7 +2399,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2411,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[38]
+	mi := &file_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2424,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{38}
+	return file_api_proto_rawDescGZIP(), []int{39}
 }
 
 type RemoveVolumesRequest struct {
@@ -2361,7 +2436,7 @@ type RemoveVolumesRequest struct {
 
 func (x *RemoveVolumesRequest) Reset() {
 	*x = RemoveVolumesRequest{}
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2448,7 @@ func (x *RemoveVolumesRequest) String() string {
 func (*RemoveVolumesRequest) ProtoMessage() {}
 
 func (x *RemoveVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[39]
+	mi := &file_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2461,7 @@ func (x *RemoveVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumesRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{39}
+	return file_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveVolumesRequest) GetNames() []string {
@@ -2409,7 +2484,7 @@ type VolumeRemoval struct {
 
 func (x *VolumeRemoval) Reset() {
 	*x = VolumeRemoval{}
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2496,7 @@ func (x *VolumeRemoval) String() string {
 func (*VolumeRemoval) ProtoMessage() {}
 
 func (x *VolumeRemoval) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[40]
+	mi := &file_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2509,7 @@ func (x *VolumeRemoval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeRemoval.ProtoReflect.Descriptor instead.
 func (*VolumeRemoval) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{40}
+	return file_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *VolumeRemoval) GetNodeId() string {
@@ -2481,7 +2556,7 @@ type RemoveVolumesResponse struct {
 
 func (x *RemoveVolumesResponse) Reset() {
 	*x = RemoveVolumesResponse{}
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2568,7 @@ func (x *RemoveVolumesResponse) String() string {
 func (*RemoveVolumesResponse) ProtoMessage() {}
 
 func (x *RemoveVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[41]
+	mi := &file_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2581,7 @@ func (x *RemoveVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumesResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{41}
+	return file_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveVolumesResponse) GetResults() []*VolumeRemoval {
@@ -2525,7 +2600,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2612,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[42]
+	mi := &file_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2625,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{42}
+	return file_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
@@ -2569,7 +2644,7 @@ type CreateNetworkResponse struct {
 
 func (x *CreateNetworkResponse) Reset() {
 	*x = CreateNetworkResponse{}
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2656,7 @@ func (x *CreateNetworkResponse) String() string {
 func (*CreateNetworkResponse) ProtoMessage() {}
 
 func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[43]
+	mi := &file_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2669,7 @@ func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
 func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{43}
+	return file_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateNetworkResponse) GetNetwork() *Network {
@@ -2613,7 +2688,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +2700,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[44]
+	mi := &file_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +2713,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{44}
+	return file_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetNetworkRequest) GetNetwork() string {
@@ -2661,7 +2736,7 @@ type NetworkAttachedService struct {
 
 func (x *NetworkAttachedService) Reset() {
 	*x = NetworkAttachedService{}
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2748,7 @@ func (x *NetworkAttachedService) String() string {
 func (*NetworkAttachedService) ProtoMessage() {}
 
 func (x *NetworkAttachedService) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[45]
+	mi := &file_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2761,7 @@ func (x *NetworkAttachedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachedService.ProtoReflect.Descriptor instead.
 func (*NetworkAttachedService) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{45}
+	return file_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NetworkAttachedService) GetServiceId() string {
@@ -2728,7 +2803,7 @@ type NetworkNodeInfo struct {
 
 func (x *NetworkNodeInfo) Reset() {
 	*x = NetworkNodeInfo{}
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2815,7 @@ func (x *NetworkNodeInfo) String() string {
 func (*NetworkNodeInfo) ProtoMessage() {}
 
 func (x *NetworkNodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[46]
+	mi := &file_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2828,7 @@ func (x *NetworkNodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkNodeInfo.ProtoReflect.Descriptor instead.
 func (*NetworkNodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{46}
+	return file_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *NetworkNodeInfo) GetNodeId() string {
@@ -2788,7 +2863,7 @@ type GetNetworkResponse struct {
 
 func (x *GetNetworkResponse) Reset() {
 	*x = GetNetworkResponse{}
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2875,7 @@ func (x *GetNetworkResponse) String() string {
 func (*GetNetworkResponse) ProtoMessage() {}
 
 func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[47]
+	mi := &file_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2888,7 @@ func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
 func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{47}
+	return file_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetNetworkResponse) GetNetwork() *Network {
@@ -2847,7 +2922,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +2934,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[48]
+	mi := &file_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +2947,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{48}
+	return file_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListNetworksRequest) GetPageSize() int32 {
@@ -2899,7 +2974,7 @@ type NetworkInfo struct {
 
 func (x *NetworkInfo) Reset() {
 	*x = NetworkInfo{}
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +2986,7 @@ func (x *NetworkInfo) String() string {
 func (*NetworkInfo) ProtoMessage() {}
 
 func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[49]
+	mi := &file_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +2999,7 @@ func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInfo.ProtoReflect.Descriptor instead.
 func (*NetworkInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{49}
+	return file_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NetworkInfo) GetNetwork() *Network {
@@ -2951,7 +3026,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3038,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[50]
+	mi := &file_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3051,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{50}
+	return file_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*NetworkInfo {
@@ -3002,7 +3077,7 @@ type RemoveNetworkRequest struct {
 
 func (x *RemoveNetworkRequest) Reset() {
 	*x = RemoveNetworkRequest{}
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3089,7 @@ func (x *RemoveNetworkRequest) String() string {
 func (*RemoveNetworkRequest) ProtoMessage() {}
 
 func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[51]
+	mi := &file_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3102,7 @@ func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{51}
+	return file_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RemoveNetworkRequest) GetNetwork() string {
@@ -3045,7 +3120,7 @@ type RemoveNetworkResponse struct {
 
 func (x *RemoveNetworkResponse) Reset() {
 	*x = RemoveNetworkResponse{}
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3132,7 @@ func (x *RemoveNetworkResponse) String() string {
 func (*RemoveNetworkResponse) ProtoMessage() {}
 
 func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[52]
+	mi := &file_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3145,7 @@ func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{52}
+	return file_api_proto_rawDescGZIP(), []int{53}
 }
 
 type CreateSecretRequest struct {
@@ -3084,7 +3159,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3171,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[53]
+	mi := &file_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3184,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{53}
+	return file_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateSecretRequest) GetName() string {
@@ -3142,7 +3217,7 @@ type CreateSecretResponse struct {
 
 func (x *CreateSecretResponse) Reset() {
 	*x = CreateSecretResponse{}
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3229,7 @@ func (x *CreateSecretResponse) String() string {
 func (*CreateSecretResponse) ProtoMessage() {}
 
 func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[54]
+	mi := &file_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3242,7 @@ func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{54}
+	return file_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateSecretResponse) GetSecret() *Secret {
@@ -3186,7 +3261,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3273,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[55]
+	mi := &file_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3286,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{55}
+	return file_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetSecretRequest) GetSecret() string {
@@ -3231,7 +3306,7 @@ type GetSecretResponse struct {
 
 func (x *GetSecretResponse) Reset() {
 	*x = GetSecretResponse{}
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3318,7 @@ func (x *GetSecretResponse) String() string {
 func (*GetSecretResponse) ProtoMessage() {}
 
 func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[56]
+	mi := &file_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3331,7 @@ func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{56}
+	return file_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetSecretResponse) GetSecret() *Secret {
@@ -3283,7 +3358,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3370,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[57]
+	mi := &file_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3383,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{57}
+	return file_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListSecretsRequest) GetPageSize() int32 {
@@ -3335,7 +3410,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3422,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[58]
+	mi := &file_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3435,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{58}
+	return file_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -3391,7 +3466,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3478,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[59]
+	mi := &file_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3491,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{59}
+	return file_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UpdateSecretRequest) GetSecret() string {
@@ -3457,7 +3532,7 @@ type UpdateSecretResponse struct {
 
 func (x *UpdateSecretResponse) Reset() {
 	*x = UpdateSecretResponse{}
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +3544,7 @@ func (x *UpdateSecretResponse) String() string {
 func (*UpdateSecretResponse) ProtoMessage() {}
 
 func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[60]
+	mi := &file_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +3557,7 @@ func (x *UpdateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{60}
+	return file_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UpdateSecretResponse) GetSecret() *Secret {
@@ -3508,7 +3583,7 @@ type RemoveSecretRequest struct {
 
 func (x *RemoveSecretRequest) Reset() {
 	*x = RemoveSecretRequest{}
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3595,7 @@ func (x *RemoveSecretRequest) String() string {
 func (*RemoveSecretRequest) ProtoMessage() {}
 
 func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[61]
+	mi := &file_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3608,7 @@ func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{61}
+	return file_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveSecretRequest) GetSecret() string {
@@ -3551,7 +3626,7 @@ type RemoveSecretResponse struct {
 
 func (x *RemoveSecretResponse) Reset() {
 	*x = RemoveSecretResponse{}
-	mi := &file_api_proto_msgTypes[62]
+	mi := &file_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3638,7 @@ func (x *RemoveSecretResponse) String() string {
 func (*RemoveSecretResponse) ProtoMessage() {}
 
 func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[62]
+	mi := &file_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3651,7 @@ func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{62}
+	return file_api_proto_rawDescGZIP(), []int{63}
 }
 
 type CreateConfigRequest struct {
@@ -3590,7 +3665,7 @@ type CreateConfigRequest struct {
 
 func (x *CreateConfigRequest) Reset() {
 	*x = CreateConfigRequest{}
-	mi := &file_api_proto_msgTypes[63]
+	mi := &file_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3677,7 @@ func (x *CreateConfigRequest) String() string {
 func (*CreateConfigRequest) ProtoMessage() {}
 
 func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[63]
+	mi := &file_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3690,7 @@ func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
 func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{63}
+	return file_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateConfigRequest) GetName() string {
@@ -3648,7 +3723,7 @@ type CreateConfigResponse struct {
 
 func (x *CreateConfigResponse) Reset() {
 	*x = CreateConfigResponse{}
-	mi := &file_api_proto_msgTypes[64]
+	mi := &file_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3735,7 @@ func (x *CreateConfigResponse) String() string {
 func (*CreateConfigResponse) ProtoMessage() {}
 
 func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[64]
+	mi := &file_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3748,7 @@ func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigResponse.ProtoReflect.Descriptor instead.
 func (*CreateConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{64}
+	return file_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateConfigResponse) GetConfig() *Config {
@@ -3692,7 +3767,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_api_proto_msgTypes[65]
+	mi := &file_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +3779,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[65]
+	mi := &file_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +3792,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{65}
+	return file_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetConfigRequest) GetConfig() string {
@@ -3737,7 +3812,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_api_proto_msgTypes[66]
+	mi := &file_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +3824,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[66]
+	mi := &file_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +3837,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{66}
+	return file_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetConfigResponse) GetConfig() *Config {
@@ -3789,7 +3864,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_api_proto_msgTypes[67]
+	mi := &file_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +3876,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[67]
+	mi := &file_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +3889,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{67}
+	return file_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListConfigsRequest) GetPageSize() int32 {
@@ -3841,7 +3916,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_api_proto_msgTypes[68]
+	mi := &file_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +3928,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[68]
+	mi := &file_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +3941,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{68}
+	return file_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*Config {
@@ -3895,7 +3970,7 @@ type UpdateConfigRequest struct {
 
 func (x *UpdateConfigRequest) Reset() {
 	*x = UpdateConfigRequest{}
-	mi := &file_api_proto_msgTypes[69]
+	mi := &file_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +3982,7 @@ func (x *UpdateConfigRequest) String() string {
 func (*UpdateConfigRequest) ProtoMessage() {}
 
 func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[69]
+	mi := &file_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +3995,7 @@ func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{69}
+	return file_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateConfigRequest) GetConfig() string {
@@ -3961,7 +4036,7 @@ type UpdateConfigResponse struct {
 
 func (x *UpdateConfigResponse) Reset() {
 	*x = UpdateConfigResponse{}
-	mi := &file_api_proto_msgTypes[70]
+	mi := &file_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4048,7 @@ func (x *UpdateConfigResponse) String() string {
 func (*UpdateConfigResponse) ProtoMessage() {}
 
 func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[70]
+	mi := &file_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4061,7 @@ func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{70}
+	return file_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UpdateConfigResponse) GetConfig() *Config {
@@ -4012,7 +4087,7 @@ type RemoveConfigRequest struct {
 
 func (x *RemoveConfigRequest) Reset() {
 	*x = RemoveConfigRequest{}
-	mi := &file_api_proto_msgTypes[71]
+	mi := &file_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4024,7 +4099,7 @@ func (x *RemoveConfigRequest) String() string {
 func (*RemoveConfigRequest) ProtoMessage() {}
 
 func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[71]
+	mi := &file_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4037,7 +4112,7 @@ func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
 func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{71}
+	return file_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RemoveConfigRequest) GetConfig() string {
@@ -4055,7 +4130,7 @@ type RemoveConfigResponse struct {
 
 func (x *RemoveConfigResponse) Reset() {
 	*x = RemoveConfigResponse{}
-	mi := &file_api_proto_msgTypes[72]
+	mi := &file_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4142,7 @@ func (x *RemoveConfigResponse) String() string {
 func (*RemoveConfigResponse) ProtoMessage() {}
 
 func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[72]
+	mi := &file_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4155,7 @@ func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
 func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{72}
+	return file_api_proto_rawDescGZIP(), []int{73}
 }
 
 // ClusterInfo is the cluster as the API shows it: never the CA key or the
@@ -4098,7 +4173,7 @@ type ClusterInfo struct {
 
 func (x *ClusterInfo) Reset() {
 	*x = ClusterInfo{}
-	mi := &file_api_proto_msgTypes[73]
+	mi := &file_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4110,7 +4185,7 @@ func (x *ClusterInfo) String() string {
 func (*ClusterInfo) ProtoMessage() {}
 
 func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[73]
+	mi := &file_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4123,7 +4198,7 @@ func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
 func (*ClusterInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{73}
+	return file_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ClusterInfo) GetId() string {
@@ -4169,7 +4244,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_api_proto_msgTypes[74]
+	mi := &file_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4256,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[74]
+	mi := &file_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4269,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{74}
+	return file_api_proto_rawDescGZIP(), []int{75}
 }
 
 type GetClusterResponse struct {
@@ -4206,7 +4281,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_api_proto_msgTypes[75]
+	mi := &file_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4218,7 +4293,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[75]
+	mi := &file_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4231,7 +4306,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{75}
+	return file_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GetClusterResponse) GetCluster() *ClusterInfo {
@@ -4252,7 +4327,7 @@ type UpdateClusterRequest struct {
 
 func (x *UpdateClusterRequest) Reset() {
 	*x = UpdateClusterRequest{}
-	mi := &file_api_proto_msgTypes[76]
+	mi := &file_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4264,7 +4339,7 @@ func (x *UpdateClusterRequest) String() string {
 func (*UpdateClusterRequest) ProtoMessage() {}
 
 func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[76]
+	mi := &file_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4277,7 +4352,7 @@ func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{76}
+	return file_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *UpdateClusterRequest) GetAutolock() bool {
@@ -4304,7 +4379,7 @@ type UpdateClusterResponse struct {
 
 func (x *UpdateClusterResponse) Reset() {
 	*x = UpdateClusterResponse{}
-	mi := &file_api_proto_msgTypes[77]
+	mi := &file_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4316,7 +4391,7 @@ func (x *UpdateClusterResponse) String() string {
 func (*UpdateClusterResponse) ProtoMessage() {}
 
 func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[77]
+	mi := &file_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4329,7 +4404,7 @@ func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{77}
+	return file_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *UpdateClusterResponse) GetCluster() *ClusterInfo {
@@ -4355,7 +4430,7 @@ type GetUnlockKeyRequest struct {
 
 func (x *GetUnlockKeyRequest) Reset() {
 	*x = GetUnlockKeyRequest{}
-	mi := &file_api_proto_msgTypes[78]
+	mi := &file_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4442,7 @@ func (x *GetUnlockKeyRequest) String() string {
 func (*GetUnlockKeyRequest) ProtoMessage() {}
 
 func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[78]
+	mi := &file_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4455,7 @@ func (x *GetUnlockKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{78}
+	return file_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetUnlockKeyRequest) GetRotate() bool {
@@ -4399,7 +4474,7 @@ type GetUnlockKeyResponse struct {
 
 func (x *GetUnlockKeyResponse) Reset() {
 	*x = GetUnlockKeyResponse{}
-	mi := &file_api_proto_msgTypes[79]
+	mi := &file_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4411,7 +4486,7 @@ func (x *GetUnlockKeyResponse) String() string {
 func (*GetUnlockKeyResponse) ProtoMessage() {}
 
 func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[79]
+	mi := &file_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4424,7 +4499,7 @@ func (x *GetUnlockKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnlockKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetUnlockKeyResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{79}
+	return file_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetUnlockKeyResponse) GetUnlockKey() string {
@@ -4444,7 +4519,7 @@ type GetDashboardTokenRequest struct {
 
 func (x *GetDashboardTokenRequest) Reset() {
 	*x = GetDashboardTokenRequest{}
-	mi := &file_api_proto_msgTypes[80]
+	mi := &file_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4531,7 @@ func (x *GetDashboardTokenRequest) String() string {
 func (*GetDashboardTokenRequest) ProtoMessage() {}
 
 func (x *GetDashboardTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[80]
+	mi := &file_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4544,7 @@ func (x *GetDashboardTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetDashboardTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{80}
+	return file_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetDashboardTokenRequest) GetRotate() bool {
@@ -4488,7 +4563,7 @@ type GetDashboardTokenResponse struct {
 
 func (x *GetDashboardTokenResponse) Reset() {
 	*x = GetDashboardTokenResponse{}
-	mi := &file_api_proto_msgTypes[81]
+	mi := &file_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4500,7 +4575,7 @@ func (x *GetDashboardTokenResponse) String() string {
 func (*GetDashboardTokenResponse) ProtoMessage() {}
 
 func (x *GetDashboardTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[81]
+	mi := &file_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4513,7 +4588,7 @@ func (x *GetDashboardTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDashboardTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetDashboardTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{81}
+	return file_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetDashboardTokenResponse) GetToken() string {
@@ -4535,7 +4610,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_api_proto_msgTypes[82]
+	mi := &file_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +4622,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[82]
+	mi := &file_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +4635,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{82}
+	return file_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ServiceLogsRequest) GetTarget() string {
@@ -4603,7 +4678,7 @@ type LogContext struct {
 
 func (x *LogContext) Reset() {
 	*x = LogContext{}
-	mi := &file_api_proto_msgTypes[83]
+	mi := &file_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +4690,7 @@ func (x *LogContext) String() string {
 func (*LogContext) ProtoMessage() {}
 
 func (x *LogContext) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[83]
+	mi := &file_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +4703,7 @@ func (x *LogContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogContext.ProtoReflect.Descriptor instead.
 func (*LogContext) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{83}
+	return file_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *LogContext) GetServiceName() string {
@@ -4669,7 +4744,7 @@ type ServiceLogsMessage struct {
 
 func (x *ServiceLogsMessage) Reset() {
 	*x = ServiceLogsMessage{}
-	mi := &file_api_proto_msgTypes[84]
+	mi := &file_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4681,7 +4756,7 @@ func (x *ServiceLogsMessage) String() string {
 func (*ServiceLogsMessage) ProtoMessage() {}
 
 func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[84]
+	mi := &file_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4694,7 +4769,7 @@ func (x *ServiceLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogsMessage) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{84}
+	return file_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ServiceLogsMessage) GetLines() []*LogLine {
@@ -4722,7 +4797,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_proto_msgTypes[85]
+	mi := &file_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4809,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[85]
+	mi := &file_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4822,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{85}
+	return file_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -4774,7 +4849,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_proto_msgTypes[86]
+	mi := &file_api_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4786,7 +4861,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[86]
+	mi := &file_api_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4799,7 +4874,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{86}
+	return file_api_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ListNodesRequest) GetPageSize() int32 {
@@ -4826,7 +4901,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_proto_msgTypes[87]
+	mi := &file_api_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4838,7 +4913,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[87]
+	mi := &file_api_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4851,7 +4926,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{87}
+	return file_api_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -4877,7 +4952,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_proto_msgTypes[88]
+	mi := &file_api_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4889,7 +4964,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[88]
+	mi := &file_api_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4902,7 +4977,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{88}
+	return file_api_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -4921,7 +4996,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_api_proto_msgTypes[89]
+	mi := &file_api_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4933,7 +5008,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[89]
+	mi := &file_api_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4946,7 +5021,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{89}
+	return file_api_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *GetNodeResponse) GetNode() *NodeInfo {
@@ -4970,7 +5045,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_api_proto_msgTypes[90]
+	mi := &file_api_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4982,7 +5057,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[90]
+	mi := &file_api_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4995,7 +5070,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{90}
+	return file_api_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -5042,7 +5117,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_api_proto_msgTypes[91]
+	mi := &file_api_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5054,7 +5129,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[91]
+	mi := &file_api_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5067,7 +5142,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{91}
+	return file_api_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *UpdateNodeResponse) GetNode() *NodeInfo {
@@ -5087,7 +5162,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_api_proto_msgTypes[92]
+	mi := &file_api_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5099,7 +5174,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[92]
+	mi := &file_api_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5112,7 +5187,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{92}
+	return file_api_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -5137,7 +5212,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_api_proto_msgTypes[93]
+	mi := &file_api_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5149,7 +5224,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[93]
+	mi := &file_api_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5162,7 +5237,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{93}
+	return file_api_proto_rawDescGZIP(), []int{94}
 }
 
 type GetJoinTokenRequest struct {
@@ -5175,7 +5250,7 @@ type GetJoinTokenRequest struct {
 
 func (x *GetJoinTokenRequest) Reset() {
 	*x = GetJoinTokenRequest{}
-	mi := &file_api_proto_msgTypes[94]
+	mi := &file_api_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5187,7 +5262,7 @@ func (x *GetJoinTokenRequest) String() string {
 func (*GetJoinTokenRequest) ProtoMessage() {}
 
 func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[94]
+	mi := &file_api_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5200,7 +5275,7 @@ func (x *GetJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{94}
+	return file_api_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *GetJoinTokenRequest) GetRole() NodeRole {
@@ -5227,7 +5302,7 @@ type GetJoinTokenResponse struct {
 
 func (x *GetJoinTokenResponse) Reset() {
 	*x = GetJoinTokenResponse{}
-	mi := &file_api_proto_msgTypes[95]
+	mi := &file_api_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5239,7 +5314,7 @@ func (x *GetJoinTokenResponse) String() string {
 func (*GetJoinTokenResponse) ProtoMessage() {}
 
 func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[95]
+	mi := &file_api_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5252,7 +5327,7 @@ func (x *GetJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{95}
+	return file_api_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *GetJoinTokenResponse) GetToken() string {
@@ -5281,7 +5356,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_api_proto_msgTypes[96]
+	mi := &file_api_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5293,7 +5368,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[96]
+	mi := &file_api_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5306,7 +5381,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{96}
+	return file_api_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -5332,7 +5407,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_api_proto_msgTypes[97]
+	mi := &file_api_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5344,7 +5419,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[97]
+	mi := &file_api_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5357,7 +5432,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{97}
+	return file_api_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -5382,7 +5457,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_api_proto_msgTypes[98]
+	mi := &file_api_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5394,7 +5469,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[98]
+	mi := &file_api_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5407,7 +5482,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{98}
+	return file_api_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -5461,7 +5536,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_api_proto_msgTypes[99]
+	mi := &file_api_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5473,7 +5548,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[99]
+	mi := &file_api_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5486,7 +5561,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{99}
+	return file_api_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -5505,7 +5580,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_api_proto_msgTypes[100]
+	mi := &file_api_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5517,7 +5592,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[100]
+	mi := &file_api_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5530,7 +5605,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{100}
+	return file_api_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -5549,7 +5624,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_api_proto_msgTypes[101]
+	mi := &file_api_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5561,7 +5636,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[101]
+	mi := &file_api_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5574,7 +5649,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{101}
+	return file_api_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -5594,7 +5669,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_api_proto_msgTypes[102]
+	mi := &file_api_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5606,7 +5681,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[102]
+	mi := &file_api_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5619,7 +5694,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{102}
+	return file_api_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ListServicesRequest) GetPageSize() int32 {
@@ -5647,7 +5722,7 @@ type ServiceInfo struct {
 
 func (x *ServiceInfo) Reset() {
 	*x = ServiceInfo{}
-	mi := &file_api_proto_msgTypes[103]
+	mi := &file_api_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5659,7 +5734,7 @@ func (x *ServiceInfo) String() string {
 func (*ServiceInfo) ProtoMessage() {}
 
 func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[103]
+	mi := &file_api_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5672,7 +5747,7 @@ func (x *ServiceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInfo.ProtoReflect.Descriptor instead.
 func (*ServiceInfo) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{103}
+	return file_api_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ServiceInfo) GetService() *Service {
@@ -5706,7 +5781,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_api_proto_msgTypes[104]
+	mi := &file_api_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5718,7 +5793,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[104]
+	mi := &file_api_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5731,7 +5806,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{104}
+	return file_api_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceInfo {
@@ -5757,7 +5832,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_api_proto_msgTypes[105]
+	mi := &file_api_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5769,7 +5844,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[105]
+	mi := &file_api_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5782,7 +5857,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{105}
+	return file_api_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -5800,7 +5875,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_api_proto_msgTypes[106]
+	mi := &file_api_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5812,7 +5887,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[106]
+	mi := &file_api_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5825,7 +5900,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{106}
+	return file_api_proto_rawDescGZIP(), []int{107}
 }
 
 type ListTasksRequest struct {
@@ -5840,7 +5915,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_proto_msgTypes[107]
+	mi := &file_api_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5852,7 +5927,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[107]
+	mi := &file_api_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5865,7 +5940,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{107}
+	return file_api_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ListTasksRequest) GetServices() []string {
@@ -5907,7 +5982,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_proto_msgTypes[108]
+	mi := &file_api_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5919,7 +5994,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[108]
+	mi := &file_api_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5932,7 +6007,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{108}
+	return file_api_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5965,7 +6040,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_api_proto_msgTypes[109]
+	mi := &file_api_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5977,7 +6052,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[109]
+	mi := &file_api_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5990,7 +6065,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{109}
+	return file_api_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *UnlockRequest) GetUnlockKey() string {
@@ -6008,7 +6083,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_api_proto_msgTypes[110]
+	mi := &file_api_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6020,7 +6095,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[110]
+	mi := &file_api_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6033,7 +6108,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{110}
+	return file_api_proto_rawDescGZIP(), []int{111}
 }
 
 type InitRequest struct {
@@ -6048,7 +6123,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_api_proto_msgTypes[111]
+	mi := &file_api_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6060,7 +6135,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[111]
+	mi := &file_api_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6073,7 +6148,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{111}
+	return file_api_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *InitRequest) GetAdvertiseAddr() string {
@@ -6116,7 +6191,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_api_proto_msgTypes[112]
+	mi := &file_api_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6128,7 +6203,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[112]
+	mi := &file_api_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6141,7 +6216,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{112}
+	return file_api_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *InitResponse) GetNodeId() string {
@@ -6184,7 +6259,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_api_proto_msgTypes[113]
+	mi := &file_api_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6196,7 +6271,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[113]
+	mi := &file_api_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6209,7 +6284,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{113}
+	return file_api_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -6250,7 +6325,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_api_proto_msgTypes[114]
+	mi := &file_api_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6262,7 +6337,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[114]
+	mi := &file_api_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6275,7 +6350,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{114}
+	return file_api_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -6301,7 +6376,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_api_proto_msgTypes[115]
+	mi := &file_api_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6313,7 +6388,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[115]
+	mi := &file_api_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6326,7 +6401,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{115}
+	return file_api_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -6344,7 +6419,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_api_proto_msgTypes[116]
+	mi := &file_api_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6356,7 +6431,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[116]
+	mi := &file_api_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6369,7 +6444,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{116}
+	return file_api_proto_rawDescGZIP(), []int{117}
 }
 
 type InfoRequest struct {
@@ -6380,7 +6455,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_api_proto_msgTypes[117]
+	mi := &file_api_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6392,7 +6467,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[117]
+	mi := &file_api_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6405,7 +6480,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{117}
+	return file_api_proto_rawDescGZIP(), []int{118}
 }
 
 type InfoResponse struct {
@@ -6435,7 +6510,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_api_proto_msgTypes[118]
+	mi := &file_api_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6447,7 +6522,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[118]
+	mi := &file_api_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6460,7 +6535,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{118}
+	return file_api_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -6687,9 +6762,14 @@ const file_api_proto_rawDesc = "" +
 	"\bmanagers\x18\x02 \x03(\tR\bmanagers\x129\n" +
 	"\fdesired_role\x18\x03 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\vdesiredRole\x12\x18\n" +
 	"\aremoved\x18\x04 \x01(\bR\aremoved\x12*\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"Q\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"\x93\x01\n" +
 	"\x0eSessionRequest\x12?\n" +
-	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\"\xa3\x04\n" +
+	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\x12@\n" +
+	"\vknown_tasks\x18\xb4\x01 \x03(\v2\x1e.raftswarm.v1.SessionKnownTaskR\n" +
+	"knownTasks\"<\n" +
+	"\x10SessionKnownTask\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xbe\x04\n" +
 	"\x0eSessionMessage\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.raftswarm.v1.SessionMessage.KindR\x04kind\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.raftswarm.v1.TaskR\x05tasks\x12(\n" +
@@ -6699,7 +6779,8 @@ const file_api_proto_rawDesc = "" +
 	"\asecrets\x18\x06 \x03(\v2\x19.raftswarm.v1.DataPayloadR\asecrets\x123\n" +
 	"\aconfigs\x18\a \x03(\v2\x19.raftswarm.v1.DataPayloadR\aconfigs\x12?\n" +
 	"\rimage_sources\x18\b \x03(\v2\x1a.raftswarm.v1.ImageSourcesR\fimageSources\x12K\n" +
-	"\x0fvolume_removals\x18\t \x03(\v2\".raftswarm.v1.VolumeRemovalRequestR\x0evolumeRemovals\"&\n" +
+	"\x0fvolume_removals\x18\t \x03(\v2\".raftswarm.v1.VolumeRemovalRequestR\x0evolumeRemovals\x12\x19\n" +
+	"\aresumed\x18\xb4\x01 \x01(\bR\aresumed\"&\n" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_FULL\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\"[\n" +
@@ -7094,7 +7175,7 @@ func file_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 126)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 127)
 var file_api_proto_goTypes = []any{
 	(TunnelHeader_Kind)(0),               // 0: raftswarm.v1.TunnelHeader.Kind
 	(SessionMessage_Kind)(0),             // 1: raftswarm.v1.SessionMessage.Kind
@@ -7128,121 +7209,122 @@ var file_api_proto_goTypes = []any{
 	(*HeartbeatRequest)(nil),             // 29: raftswarm.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),            // 30: raftswarm.v1.HeartbeatResponse
 	(*SessionRequest)(nil),               // 31: raftswarm.v1.SessionRequest
-	(*SessionMessage)(nil),               // 32: raftswarm.v1.SessionMessage
-	(*ImageSources)(nil),                 // 33: raftswarm.v1.ImageSources
-	(*VolumeRemovalRequest)(nil),         // 34: raftswarm.v1.VolumeRemovalRequest
-	(*ReportVolumeRemovalRequest)(nil),   // 35: raftswarm.v1.ReportVolumeRemovalRequest
-	(*ReportVolumeRemovalResponse)(nil),  // 36: raftswarm.v1.ReportVolumeRemovalResponse
-	(*DataPayload)(nil),                  // 37: raftswarm.v1.DataPayload
-	(*TaskStatusUpdate)(nil),             // 38: raftswarm.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),      // 39: raftswarm.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil),     // 40: raftswarm.v1.UpdateTaskStatusResponse
-	(*RemoveVolumesRequest)(nil),         // 41: raftswarm.v1.RemoveVolumesRequest
-	(*VolumeRemoval)(nil),                // 42: raftswarm.v1.VolumeRemoval
-	(*RemoveVolumesResponse)(nil),        // 43: raftswarm.v1.RemoveVolumesResponse
-	(*CreateNetworkRequest)(nil),         // 44: raftswarm.v1.CreateNetworkRequest
-	(*CreateNetworkResponse)(nil),        // 45: raftswarm.v1.CreateNetworkResponse
-	(*GetNetworkRequest)(nil),            // 46: raftswarm.v1.GetNetworkRequest
-	(*NetworkAttachedService)(nil),       // 47: raftswarm.v1.NetworkAttachedService
-	(*NetworkNodeInfo)(nil),              // 48: raftswarm.v1.NetworkNodeInfo
-	(*GetNetworkResponse)(nil),           // 49: raftswarm.v1.GetNetworkResponse
-	(*ListNetworksRequest)(nil),          // 50: raftswarm.v1.ListNetworksRequest
-	(*NetworkInfo)(nil),                  // 51: raftswarm.v1.NetworkInfo
-	(*ListNetworksResponse)(nil),         // 52: raftswarm.v1.ListNetworksResponse
-	(*RemoveNetworkRequest)(nil),         // 53: raftswarm.v1.RemoveNetworkRequest
-	(*RemoveNetworkResponse)(nil),        // 54: raftswarm.v1.RemoveNetworkResponse
-	(*CreateSecretRequest)(nil),          // 55: raftswarm.v1.CreateSecretRequest
-	(*CreateSecretResponse)(nil),         // 56: raftswarm.v1.CreateSecretResponse
-	(*GetSecretRequest)(nil),             // 57: raftswarm.v1.GetSecretRequest
-	(*GetSecretResponse)(nil),            // 58: raftswarm.v1.GetSecretResponse
-	(*ListSecretsRequest)(nil),           // 59: raftswarm.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),          // 60: raftswarm.v1.ListSecretsResponse
-	(*UpdateSecretRequest)(nil),          // 61: raftswarm.v1.UpdateSecretRequest
-	(*UpdateSecretResponse)(nil),         // 62: raftswarm.v1.UpdateSecretResponse
-	(*RemoveSecretRequest)(nil),          // 63: raftswarm.v1.RemoveSecretRequest
-	(*RemoveSecretResponse)(nil),         // 64: raftswarm.v1.RemoveSecretResponse
-	(*CreateConfigRequest)(nil),          // 65: raftswarm.v1.CreateConfigRequest
-	(*CreateConfigResponse)(nil),         // 66: raftswarm.v1.CreateConfigResponse
-	(*GetConfigRequest)(nil),             // 67: raftswarm.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),            // 68: raftswarm.v1.GetConfigResponse
-	(*ListConfigsRequest)(nil),           // 69: raftswarm.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),          // 70: raftswarm.v1.ListConfigsResponse
-	(*UpdateConfigRequest)(nil),          // 71: raftswarm.v1.UpdateConfigRequest
-	(*UpdateConfigResponse)(nil),         // 72: raftswarm.v1.UpdateConfigResponse
-	(*RemoveConfigRequest)(nil),          // 73: raftswarm.v1.RemoveConfigRequest
-	(*RemoveConfigResponse)(nil),         // 74: raftswarm.v1.RemoveConfigResponse
-	(*ClusterInfo)(nil),                  // 75: raftswarm.v1.ClusterInfo
-	(*GetClusterRequest)(nil),            // 76: raftswarm.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),           // 77: raftswarm.v1.GetClusterResponse
-	(*UpdateClusterRequest)(nil),         // 78: raftswarm.v1.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil),        // 79: raftswarm.v1.UpdateClusterResponse
-	(*GetUnlockKeyRequest)(nil),          // 80: raftswarm.v1.GetUnlockKeyRequest
-	(*GetUnlockKeyResponse)(nil),         // 81: raftswarm.v1.GetUnlockKeyResponse
-	(*GetDashboardTokenRequest)(nil),     // 82: raftswarm.v1.GetDashboardTokenRequest
-	(*GetDashboardTokenResponse)(nil),    // 83: raftswarm.v1.GetDashboardTokenResponse
-	(*ServiceLogsRequest)(nil),           // 84: raftswarm.v1.ServiceLogsRequest
-	(*LogContext)(nil),                   // 85: raftswarm.v1.LogContext
-	(*ServiceLogsMessage)(nil),           // 86: raftswarm.v1.ServiceLogsMessage
-	(*NodeInfo)(nil),                     // 87: raftswarm.v1.NodeInfo
-	(*ListNodesRequest)(nil),             // 88: raftswarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 89: raftswarm.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 90: raftswarm.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),              // 91: raftswarm.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),            // 92: raftswarm.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),           // 93: raftswarm.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),            // 94: raftswarm.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 95: raftswarm.v1.RemoveNodeResponse
-	(*GetJoinTokenRequest)(nil),          // 96: raftswarm.v1.GetJoinTokenRequest
-	(*GetJoinTokenResponse)(nil),         // 97: raftswarm.v1.GetJoinTokenResponse
-	(*CreateServiceRequest)(nil),         // 98: raftswarm.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),        // 99: raftswarm.v1.CreateServiceResponse
-	(*UpdateServiceRequest)(nil),         // 100: raftswarm.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),        // 101: raftswarm.v1.UpdateServiceResponse
-	(*GetServiceRequest)(nil),            // 102: raftswarm.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),           // 103: raftswarm.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),          // 104: raftswarm.v1.ListServicesRequest
-	(*ServiceInfo)(nil),                  // 105: raftswarm.v1.ServiceInfo
-	(*ListServicesResponse)(nil),         // 106: raftswarm.v1.ListServicesResponse
-	(*RemoveServiceRequest)(nil),         // 107: raftswarm.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),        // 108: raftswarm.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),             // 109: raftswarm.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 110: raftswarm.v1.ListTasksResponse
-	(*UnlockRequest)(nil),                // 111: raftswarm.v1.UnlockRequest
-	(*UnlockResponse)(nil),               // 112: raftswarm.v1.UnlockResponse
-	(*InitRequest)(nil),                  // 113: raftswarm.v1.InitRequest
-	(*InitResponse)(nil),                 // 114: raftswarm.v1.InitResponse
-	(*JoinRequest)(nil),                  // 115: raftswarm.v1.JoinRequest
-	(*JoinResponse)(nil),                 // 116: raftswarm.v1.JoinResponse
-	(*LeaveRequest)(nil),                 // 117: raftswarm.v1.LeaveRequest
-	(*LeaveResponse)(nil),                // 118: raftswarm.v1.LeaveResponse
-	(*InfoRequest)(nil),                  // 119: raftswarm.v1.InfoRequest
-	(*InfoResponse)(nil),                 // 120: raftswarm.v1.InfoResponse
-	nil,                                  // 121: raftswarm.v1.CreateSecretRequest.LabelsEntry
-	nil,                                  // 122: raftswarm.v1.UpdateSecretRequest.LabelsEntry
-	nil,                                  // 123: raftswarm.v1.CreateConfigRequest.LabelsEntry
-	nil,                                  // 124: raftswarm.v1.UpdateConfigRequest.LabelsEntry
-	nil,                                  // 125: raftswarm.v1.ServiceLogsMessage.TasksEntry
-	nil,                                  // 126: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                  // 127: raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	(NodeRole)(0),                        // 128: raftswarm.v1.NodeRole
-	(*NodeDescription)(nil),              // 129: raftswarm.v1.NodeDescription
-	(*Task)(nil),                         // 130: raftswarm.v1.Task
-	(*TaskStatus)(nil),                   // 131: raftswarm.v1.TaskStatus
-	(*NetworkSpec)(nil),                  // 132: raftswarm.v1.NetworkSpec
-	(*Network)(nil),                      // 133: raftswarm.v1.Network
-	(*NodeNetwork)(nil),                  // 134: raftswarm.v1.NodeNetwork
-	(*Secret)(nil),                       // 135: raftswarm.v1.Secret
-	(*Config)(nil),                       // 136: raftswarm.v1.Config
-	(*ClusterSettings)(nil),              // 137: raftswarm.v1.ClusterSettings
-	(*Node)(nil),                         // 138: raftswarm.v1.Node
-	(NodeAvailability)(0),                // 139: raftswarm.v1.NodeAvailability
-	(*ServiceSpec)(nil),                  // 140: raftswarm.v1.ServiceSpec
-	(*Service)(nil),                      // 141: raftswarm.v1.Service
-	(*WatchEventsRequest)(nil),           // 142: raftswarm.v1.WatchEventsRequest
-	(*WatchEventsMessage)(nil),           // 143: raftswarm.v1.WatchEventsMessage
+	(*SessionKnownTask)(nil),             // 32: raftswarm.v1.SessionKnownTask
+	(*SessionMessage)(nil),               // 33: raftswarm.v1.SessionMessage
+	(*ImageSources)(nil),                 // 34: raftswarm.v1.ImageSources
+	(*VolumeRemovalRequest)(nil),         // 35: raftswarm.v1.VolumeRemovalRequest
+	(*ReportVolumeRemovalRequest)(nil),   // 36: raftswarm.v1.ReportVolumeRemovalRequest
+	(*ReportVolumeRemovalResponse)(nil),  // 37: raftswarm.v1.ReportVolumeRemovalResponse
+	(*DataPayload)(nil),                  // 38: raftswarm.v1.DataPayload
+	(*TaskStatusUpdate)(nil),             // 39: raftswarm.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),      // 40: raftswarm.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil),     // 41: raftswarm.v1.UpdateTaskStatusResponse
+	(*RemoveVolumesRequest)(nil),         // 42: raftswarm.v1.RemoveVolumesRequest
+	(*VolumeRemoval)(nil),                // 43: raftswarm.v1.VolumeRemoval
+	(*RemoveVolumesResponse)(nil),        // 44: raftswarm.v1.RemoveVolumesResponse
+	(*CreateNetworkRequest)(nil),         // 45: raftswarm.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),        // 46: raftswarm.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),            // 47: raftswarm.v1.GetNetworkRequest
+	(*NetworkAttachedService)(nil),       // 48: raftswarm.v1.NetworkAttachedService
+	(*NetworkNodeInfo)(nil),              // 49: raftswarm.v1.NetworkNodeInfo
+	(*GetNetworkResponse)(nil),           // 50: raftswarm.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),          // 51: raftswarm.v1.ListNetworksRequest
+	(*NetworkInfo)(nil),                  // 52: raftswarm.v1.NetworkInfo
+	(*ListNetworksResponse)(nil),         // 53: raftswarm.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),         // 54: raftswarm.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),        // 55: raftswarm.v1.RemoveNetworkResponse
+	(*CreateSecretRequest)(nil),          // 56: raftswarm.v1.CreateSecretRequest
+	(*CreateSecretResponse)(nil),         // 57: raftswarm.v1.CreateSecretResponse
+	(*GetSecretRequest)(nil),             // 58: raftswarm.v1.GetSecretRequest
+	(*GetSecretResponse)(nil),            // 59: raftswarm.v1.GetSecretResponse
+	(*ListSecretsRequest)(nil),           // 60: raftswarm.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 61: raftswarm.v1.ListSecretsResponse
+	(*UpdateSecretRequest)(nil),          // 62: raftswarm.v1.UpdateSecretRequest
+	(*UpdateSecretResponse)(nil),         // 63: raftswarm.v1.UpdateSecretResponse
+	(*RemoveSecretRequest)(nil),          // 64: raftswarm.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),         // 65: raftswarm.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),          // 66: raftswarm.v1.CreateConfigRequest
+	(*CreateConfigResponse)(nil),         // 67: raftswarm.v1.CreateConfigResponse
+	(*GetConfigRequest)(nil),             // 68: raftswarm.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),            // 69: raftswarm.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),           // 70: raftswarm.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),          // 71: raftswarm.v1.ListConfigsResponse
+	(*UpdateConfigRequest)(nil),          // 72: raftswarm.v1.UpdateConfigRequest
+	(*UpdateConfigResponse)(nil),         // 73: raftswarm.v1.UpdateConfigResponse
+	(*RemoveConfigRequest)(nil),          // 74: raftswarm.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),         // 75: raftswarm.v1.RemoveConfigResponse
+	(*ClusterInfo)(nil),                  // 76: raftswarm.v1.ClusterInfo
+	(*GetClusterRequest)(nil),            // 77: raftswarm.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),           // 78: raftswarm.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),         // 79: raftswarm.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),        // 80: raftswarm.v1.UpdateClusterResponse
+	(*GetUnlockKeyRequest)(nil),          // 81: raftswarm.v1.GetUnlockKeyRequest
+	(*GetUnlockKeyResponse)(nil),         // 82: raftswarm.v1.GetUnlockKeyResponse
+	(*GetDashboardTokenRequest)(nil),     // 83: raftswarm.v1.GetDashboardTokenRequest
+	(*GetDashboardTokenResponse)(nil),    // 84: raftswarm.v1.GetDashboardTokenResponse
+	(*ServiceLogsRequest)(nil),           // 85: raftswarm.v1.ServiceLogsRequest
+	(*LogContext)(nil),                   // 86: raftswarm.v1.LogContext
+	(*ServiceLogsMessage)(nil),           // 87: raftswarm.v1.ServiceLogsMessage
+	(*NodeInfo)(nil),                     // 88: raftswarm.v1.NodeInfo
+	(*ListNodesRequest)(nil),             // 89: raftswarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 90: raftswarm.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 91: raftswarm.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),              // 92: raftswarm.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),            // 93: raftswarm.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),           // 94: raftswarm.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),            // 95: raftswarm.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 96: raftswarm.v1.RemoveNodeResponse
+	(*GetJoinTokenRequest)(nil),          // 97: raftswarm.v1.GetJoinTokenRequest
+	(*GetJoinTokenResponse)(nil),         // 98: raftswarm.v1.GetJoinTokenResponse
+	(*CreateServiceRequest)(nil),         // 99: raftswarm.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),        // 100: raftswarm.v1.CreateServiceResponse
+	(*UpdateServiceRequest)(nil),         // 101: raftswarm.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),        // 102: raftswarm.v1.UpdateServiceResponse
+	(*GetServiceRequest)(nil),            // 103: raftswarm.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),           // 104: raftswarm.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),          // 105: raftswarm.v1.ListServicesRequest
+	(*ServiceInfo)(nil),                  // 106: raftswarm.v1.ServiceInfo
+	(*ListServicesResponse)(nil),         // 107: raftswarm.v1.ListServicesResponse
+	(*RemoveServiceRequest)(nil),         // 108: raftswarm.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),        // 109: raftswarm.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),             // 110: raftswarm.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 111: raftswarm.v1.ListTasksResponse
+	(*UnlockRequest)(nil),                // 112: raftswarm.v1.UnlockRequest
+	(*UnlockResponse)(nil),               // 113: raftswarm.v1.UnlockResponse
+	(*InitRequest)(nil),                  // 114: raftswarm.v1.InitRequest
+	(*InitResponse)(nil),                 // 115: raftswarm.v1.InitResponse
+	(*JoinRequest)(nil),                  // 116: raftswarm.v1.JoinRequest
+	(*JoinResponse)(nil),                 // 117: raftswarm.v1.JoinResponse
+	(*LeaveRequest)(nil),                 // 118: raftswarm.v1.LeaveRequest
+	(*LeaveResponse)(nil),                // 119: raftswarm.v1.LeaveResponse
+	(*InfoRequest)(nil),                  // 120: raftswarm.v1.InfoRequest
+	(*InfoResponse)(nil),                 // 121: raftswarm.v1.InfoResponse
+	nil,                                  // 122: raftswarm.v1.CreateSecretRequest.LabelsEntry
+	nil,                                  // 123: raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	nil,                                  // 124: raftswarm.v1.CreateConfigRequest.LabelsEntry
+	nil,                                  // 125: raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	nil,                                  // 126: raftswarm.v1.ServiceLogsMessage.TasksEntry
+	nil,                                  // 127: raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                  // 128: raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	(NodeRole)(0),                        // 129: raftswarm.v1.NodeRole
+	(*NodeDescription)(nil),              // 130: raftswarm.v1.NodeDescription
+	(*Task)(nil),                         // 131: raftswarm.v1.Task
+	(*TaskStatus)(nil),                   // 132: raftswarm.v1.TaskStatus
+	(*NetworkSpec)(nil),                  // 133: raftswarm.v1.NetworkSpec
+	(*Network)(nil),                      // 134: raftswarm.v1.Network
+	(*NodeNetwork)(nil),                  // 135: raftswarm.v1.NodeNetwork
+	(*Secret)(nil),                       // 136: raftswarm.v1.Secret
+	(*Config)(nil),                       // 137: raftswarm.v1.Config
+	(*ClusterSettings)(nil),              // 138: raftswarm.v1.ClusterSettings
+	(*Node)(nil),                         // 139: raftswarm.v1.Node
+	(NodeAvailability)(0),                // 140: raftswarm.v1.NodeAvailability
+	(*ServiceSpec)(nil),                  // 141: raftswarm.v1.ServiceSpec
+	(*Service)(nil),                      // 142: raftswarm.v1.Service
+	(*WatchEventsRequest)(nil),           // 143: raftswarm.v1.WatchEventsRequest
+	(*WatchEventsMessage)(nil),           // 144: raftswarm.v1.WatchEventsMessage
 }
 var file_api_proto_depIdxs = []int32{
-	128, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
+	129, // 0: raftswarm.v1.IssueNodeCertificateResponse.role:type_name -> raftswarm.v1.NodeRole
 	9,   // 1: raftswarm.v1.RaftJoinResponse.members:type_name -> raftswarm.v1.RaftMember
 	15,  // 2: raftswarm.v1.ServiceEndpoint.backends:type_name -> raftswarm.v1.Backend
 	16,  // 3: raftswarm.v1.EndpointsMessage.ports:type_name -> raftswarm.v1.ServiceEndpoint
@@ -7253,170 +7335,171 @@ var file_api_proto_depIdxs = []int32{
 	21,  // 8: raftswarm.v1.DiscoveryService.tasks:type_name -> raftswarm.v1.DiscoveryTask
 	0,   // 9: raftswarm.v1.TunnelHeader.kind:type_name -> raftswarm.v1.TunnelHeader.Kind
 	26,  // 10: raftswarm.v1.PublishLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	129, // 11: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
-	128, // 12: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
-	128, // 13: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
-	129, // 14: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
-	1,   // 15: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
-	130, // 16: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
-	25,  // 17: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
-	37,  // 18: raftswarm.v1.SessionMessage.secrets:type_name -> raftswarm.v1.DataPayload
-	37,  // 19: raftswarm.v1.SessionMessage.configs:type_name -> raftswarm.v1.DataPayload
-	33,  // 20: raftswarm.v1.SessionMessage.image_sources:type_name -> raftswarm.v1.ImageSources
-	34,  // 21: raftswarm.v1.SessionMessage.volume_removals:type_name -> raftswarm.v1.VolumeRemovalRequest
-	22,  // 22: raftswarm.v1.ImageSources.nodes:type_name -> raftswarm.v1.NodeDataAddr
-	42,  // 23: raftswarm.v1.ReportVolumeRemovalRequest.results:type_name -> raftswarm.v1.VolumeRemoval
-	131, // 24: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
-	38,  // 25: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
-	42,  // 26: raftswarm.v1.RemoveVolumesResponse.results:type_name -> raftswarm.v1.VolumeRemoval
-	132, // 27: raftswarm.v1.CreateNetworkRequest.spec:type_name -> raftswarm.v1.NetworkSpec
-	133, // 28: raftswarm.v1.CreateNetworkResponse.network:type_name -> raftswarm.v1.Network
-	134, // 29: raftswarm.v1.NetworkNodeInfo.state:type_name -> raftswarm.v1.NodeNetwork
-	133, // 30: raftswarm.v1.GetNetworkResponse.network:type_name -> raftswarm.v1.Network
-	47,  // 31: raftswarm.v1.GetNetworkResponse.services:type_name -> raftswarm.v1.NetworkAttachedService
-	48,  // 32: raftswarm.v1.GetNetworkResponse.nodes:type_name -> raftswarm.v1.NetworkNodeInfo
-	133, // 33: raftswarm.v1.NetworkInfo.network:type_name -> raftswarm.v1.Network
-	51,  // 34: raftswarm.v1.ListNetworksResponse.networks:type_name -> raftswarm.v1.NetworkInfo
-	121, // 35: raftswarm.v1.CreateSecretRequest.labels:type_name -> raftswarm.v1.CreateSecretRequest.LabelsEntry
-	135, // 36: raftswarm.v1.CreateSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	135, // 37: raftswarm.v1.GetSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	135, // 38: raftswarm.v1.ListSecretsResponse.secrets:type_name -> raftswarm.v1.Secret
-	122, // 39: raftswarm.v1.UpdateSecretRequest.labels:type_name -> raftswarm.v1.UpdateSecretRequest.LabelsEntry
-	135, // 40: raftswarm.v1.UpdateSecretResponse.secret:type_name -> raftswarm.v1.Secret
-	123, // 41: raftswarm.v1.CreateConfigRequest.labels:type_name -> raftswarm.v1.CreateConfigRequest.LabelsEntry
-	136, // 42: raftswarm.v1.CreateConfigResponse.config:type_name -> raftswarm.v1.Config
-	136, // 43: raftswarm.v1.GetConfigResponse.config:type_name -> raftswarm.v1.Config
-	136, // 44: raftswarm.v1.ListConfigsResponse.configs:type_name -> raftswarm.v1.Config
-	124, // 45: raftswarm.v1.UpdateConfigRequest.labels:type_name -> raftswarm.v1.UpdateConfigRequest.LabelsEntry
-	136, // 46: raftswarm.v1.UpdateConfigResponse.config:type_name -> raftswarm.v1.Config
-	137, // 47: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
-	75,  // 48: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
-	75,  // 49: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
-	26,  // 50: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
-	125, // 51: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
-	138, // 52: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
-	87,  // 53: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
-	87,  // 54: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	128, // 55: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
-	139, // 56: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
-	126, // 57: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
-	87,  // 58: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
-	128, // 59: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
-	140, // 60: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	141, // 61: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
-	140, // 62: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
-	141, // 63: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
-	141, // 64: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
-	141, // 65: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
-	105, // 66: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
-	130, // 67: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
-	127, // 68: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
-	128, // 69: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
-	128, // 70: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	85,  // 71: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
-	2,   // 72: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	4,   // 73: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	6,   // 74: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	7,   // 75: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	10,  // 76: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	12,  // 77: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	29,  // 78: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	31,  // 79: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	39,  // 80: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	14,  // 81: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
-	27,  // 82: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
-	35,  // 83: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
-	88,  // 84: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	90,  // 85: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	92,  // 86: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	94,  // 87: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	96,  // 88: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	98,  // 89: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	100, // 90: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	102, // 91: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	104, // 92: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	107, // 93: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	109, // 94: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	84,  // 95: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
-	76,  // 96: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
-	78,  // 97: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
-	80,  // 98: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
-	82,  // 99: raftswarm.v1.Control.GetDashboardToken:input_type -> raftswarm.v1.GetDashboardTokenRequest
-	44,  // 100: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
-	46,  // 101: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
-	50,  // 102: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
-	53,  // 103: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
-	55,  // 104: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
-	57,  // 105: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
-	59,  // 106: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
-	61,  // 107: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
-	63,  // 108: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
-	65,  // 109: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
-	67,  // 110: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
-	69,  // 111: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
-	71,  // 112: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
-	73,  // 113: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
-	41,  // 114: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
-	142, // 115: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
-	113, // 116: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	115, // 117: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	117, // 118: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	119, // 119: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	111, // 120: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	3,   // 121: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	5,   // 122: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	5,   // 123: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	8,   // 124: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	11,  // 125: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	13,  // 126: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	30,  // 127: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	32,  // 128: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	40,  // 129: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	17,  // 130: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	28,  // 131: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	36,  // 132: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
-	89,  // 133: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	91,  // 134: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	93,  // 135: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	95,  // 136: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	97,  // 137: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	99,  // 138: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	101, // 139: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	103, // 140: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	106, // 141: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	108, // 142: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	110, // 143: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	86,  // 144: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	77,  // 145: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	79,  // 146: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	81,  // 147: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	83,  // 148: raftswarm.v1.Control.GetDashboardToken:output_type -> raftswarm.v1.GetDashboardTokenResponse
-	45,  // 149: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
-	49,  // 150: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
-	52,  // 151: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
-	54,  // 152: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
-	56,  // 153: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
-	58,  // 154: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
-	60,  // 155: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
-	62,  // 156: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
-	64,  // 157: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
-	66,  // 158: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
-	68,  // 159: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
-	70,  // 160: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
-	72,  // 161: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
-	74,  // 162: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
-	43,  // 163: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
-	143, // 164: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
-	114, // 165: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	116, // 166: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	118, // 167: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	120, // 168: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	112, // 169: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	121, // [121:170] is the sub-list for method output_type
-	72,  // [72:121] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	130, // 11: raftswarm.v1.HeartbeatRequest.description:type_name -> raftswarm.v1.NodeDescription
+	129, // 12: raftswarm.v1.HeartbeatResponse.desired_role:type_name -> raftswarm.v1.NodeRole
+	129, // 13: raftswarm.v1.HeartbeatResponse.role:type_name -> raftswarm.v1.NodeRole
+	130, // 14: raftswarm.v1.SessionRequest.description:type_name -> raftswarm.v1.NodeDescription
+	32,  // 15: raftswarm.v1.SessionRequest.known_tasks:type_name -> raftswarm.v1.SessionKnownTask
+	1,   // 16: raftswarm.v1.SessionMessage.kind:type_name -> raftswarm.v1.SessionMessage.Kind
+	131, // 17: raftswarm.v1.SessionMessage.tasks:type_name -> raftswarm.v1.Task
+	25,  // 18: raftswarm.v1.SessionMessage.log_subscriptions:type_name -> raftswarm.v1.LogSubscription
+	38,  // 19: raftswarm.v1.SessionMessage.secrets:type_name -> raftswarm.v1.DataPayload
+	38,  // 20: raftswarm.v1.SessionMessage.configs:type_name -> raftswarm.v1.DataPayload
+	34,  // 21: raftswarm.v1.SessionMessage.image_sources:type_name -> raftswarm.v1.ImageSources
+	35,  // 22: raftswarm.v1.SessionMessage.volume_removals:type_name -> raftswarm.v1.VolumeRemovalRequest
+	22,  // 23: raftswarm.v1.ImageSources.nodes:type_name -> raftswarm.v1.NodeDataAddr
+	43,  // 24: raftswarm.v1.ReportVolumeRemovalRequest.results:type_name -> raftswarm.v1.VolumeRemoval
+	132, // 25: raftswarm.v1.TaskStatusUpdate.status:type_name -> raftswarm.v1.TaskStatus
+	39,  // 26: raftswarm.v1.UpdateTaskStatusRequest.updates:type_name -> raftswarm.v1.TaskStatusUpdate
+	43,  // 27: raftswarm.v1.RemoveVolumesResponse.results:type_name -> raftswarm.v1.VolumeRemoval
+	133, // 28: raftswarm.v1.CreateNetworkRequest.spec:type_name -> raftswarm.v1.NetworkSpec
+	134, // 29: raftswarm.v1.CreateNetworkResponse.network:type_name -> raftswarm.v1.Network
+	135, // 30: raftswarm.v1.NetworkNodeInfo.state:type_name -> raftswarm.v1.NodeNetwork
+	134, // 31: raftswarm.v1.GetNetworkResponse.network:type_name -> raftswarm.v1.Network
+	48,  // 32: raftswarm.v1.GetNetworkResponse.services:type_name -> raftswarm.v1.NetworkAttachedService
+	49,  // 33: raftswarm.v1.GetNetworkResponse.nodes:type_name -> raftswarm.v1.NetworkNodeInfo
+	134, // 34: raftswarm.v1.NetworkInfo.network:type_name -> raftswarm.v1.Network
+	52,  // 35: raftswarm.v1.ListNetworksResponse.networks:type_name -> raftswarm.v1.NetworkInfo
+	122, // 36: raftswarm.v1.CreateSecretRequest.labels:type_name -> raftswarm.v1.CreateSecretRequest.LabelsEntry
+	136, // 37: raftswarm.v1.CreateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	136, // 38: raftswarm.v1.GetSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	136, // 39: raftswarm.v1.ListSecretsResponse.secrets:type_name -> raftswarm.v1.Secret
+	123, // 40: raftswarm.v1.UpdateSecretRequest.labels:type_name -> raftswarm.v1.UpdateSecretRequest.LabelsEntry
+	136, // 41: raftswarm.v1.UpdateSecretResponse.secret:type_name -> raftswarm.v1.Secret
+	124, // 42: raftswarm.v1.CreateConfigRequest.labels:type_name -> raftswarm.v1.CreateConfigRequest.LabelsEntry
+	137, // 43: raftswarm.v1.CreateConfigResponse.config:type_name -> raftswarm.v1.Config
+	137, // 44: raftswarm.v1.GetConfigResponse.config:type_name -> raftswarm.v1.Config
+	137, // 45: raftswarm.v1.ListConfigsResponse.configs:type_name -> raftswarm.v1.Config
+	125, // 46: raftswarm.v1.UpdateConfigRequest.labels:type_name -> raftswarm.v1.UpdateConfigRequest.LabelsEntry
+	137, // 47: raftswarm.v1.UpdateConfigResponse.config:type_name -> raftswarm.v1.Config
+	138, // 48: raftswarm.v1.ClusterInfo.settings:type_name -> raftswarm.v1.ClusterSettings
+	76,  // 49: raftswarm.v1.GetClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	76,  // 50: raftswarm.v1.UpdateClusterResponse.cluster:type_name -> raftswarm.v1.ClusterInfo
+	26,  // 51: raftswarm.v1.ServiceLogsMessage.lines:type_name -> raftswarm.v1.LogLine
+	126, // 52: raftswarm.v1.ServiceLogsMessage.tasks:type_name -> raftswarm.v1.ServiceLogsMessage.TasksEntry
+	139, // 53: raftswarm.v1.NodeInfo.node:type_name -> raftswarm.v1.Node
+	88,  // 54: raftswarm.v1.ListNodesResponse.nodes:type_name -> raftswarm.v1.NodeInfo
+	88,  // 55: raftswarm.v1.GetNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	129, // 56: raftswarm.v1.UpdateNodeRequest.desired_role:type_name -> raftswarm.v1.NodeRole
+	140, // 57: raftswarm.v1.UpdateNodeRequest.availability:type_name -> raftswarm.v1.NodeAvailability
+	127, // 58: raftswarm.v1.UpdateNodeRequest.label_add:type_name -> raftswarm.v1.UpdateNodeRequest.LabelAddEntry
+	88,  // 59: raftswarm.v1.UpdateNodeResponse.node:type_name -> raftswarm.v1.NodeInfo
+	129, // 60: raftswarm.v1.GetJoinTokenRequest.role:type_name -> raftswarm.v1.NodeRole
+	141, // 61: raftswarm.v1.CreateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	142, // 62: raftswarm.v1.CreateServiceResponse.service:type_name -> raftswarm.v1.Service
+	141, // 63: raftswarm.v1.UpdateServiceRequest.spec:type_name -> raftswarm.v1.ServiceSpec
+	142, // 64: raftswarm.v1.UpdateServiceResponse.service:type_name -> raftswarm.v1.Service
+	142, // 65: raftswarm.v1.GetServiceResponse.service:type_name -> raftswarm.v1.Service
+	142, // 66: raftswarm.v1.ServiceInfo.service:type_name -> raftswarm.v1.Service
+	106, // 67: raftswarm.v1.ListServicesResponse.services:type_name -> raftswarm.v1.ServiceInfo
+	131, // 68: raftswarm.v1.ListTasksResponse.tasks:type_name -> raftswarm.v1.Task
+	128, // 69: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
+	129, // 70: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
+	129, // 71: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
+	86,  // 72: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	2,   // 73: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	4,   // 74: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	6,   // 75: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	7,   // 76: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	10,  // 77: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	12,  // 78: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	29,  // 79: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	31,  // 80: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	40,  // 81: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	14,  // 82: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	27,  // 83: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	36,  // 84: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
+	89,  // 85: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	91,  // 86: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	93,  // 87: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	95,  // 88: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	97,  // 89: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	99,  // 90: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	101, // 91: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	103, // 92: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	105, // 93: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	108, // 94: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	110, // 95: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	85,  // 96: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	77,  // 97: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
+	79,  // 98: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
+	81,  // 99: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
+	83,  // 100: raftswarm.v1.Control.GetDashboardToken:input_type -> raftswarm.v1.GetDashboardTokenRequest
+	45,  // 101: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
+	47,  // 102: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
+	51,  // 103: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
+	54,  // 104: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
+	56,  // 105: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
+	58,  // 106: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
+	60,  // 107: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
+	62,  // 108: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
+	64,  // 109: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
+	66,  // 110: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
+	68,  // 111: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
+	70,  // 112: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
+	72,  // 113: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
+	74,  // 114: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
+	42,  // 115: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
+	143, // 116: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
+	114, // 117: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	116, // 118: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	118, // 119: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	120, // 120: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	112, // 121: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 122: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 123: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 124: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 125: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 126: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 127: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 128: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	33,  // 129: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	41,  // 130: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 131: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 132: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	37,  // 133: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
+	90,  // 134: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	92,  // 135: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	94,  // 136: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	96,  // 137: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	98,  // 138: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	100, // 139: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	102, // 140: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	104, // 141: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	107, // 142: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	109, // 143: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	111, // 144: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	87,  // 145: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	78,  // 146: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	80,  // 147: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	82,  // 148: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	84,  // 149: raftswarm.v1.Control.GetDashboardToken:output_type -> raftswarm.v1.GetDashboardTokenResponse
+	46,  // 150: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	50,  // 151: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	53,  // 152: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	55,  // 153: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	57,  // 154: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	59,  // 155: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	61,  // 156: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	63,  // 157: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	65,  // 158: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	67,  // 159: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	69,  // 160: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	71,  // 161: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	73,  // 162: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	75,  // 163: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	44,  // 164: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
+	144, // 165: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
+	115, // 166: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	117, // 167: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	119, // 168: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	121, // 169: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	113, // 170: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	122, // [122:171] is the sub-list for method output_type
+	73,  // [73:122] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }
@@ -7426,15 +7509,15 @@ func file_api_proto_init() {
 	}
 	file_objects_proto_init()
 	file_events_proto_init()
-	file_api_proto_msgTypes[76].OneofWrappers = []any{}
-	file_api_proto_msgTypes[90].OneofWrappers = []any{}
+	file_api_proto_msgTypes[77].OneofWrappers = []any{}
+	file_api_proto_msgTypes[91].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   126,
+			NumMessages:   127,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

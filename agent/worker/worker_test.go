@@ -185,12 +185,16 @@ func TestLifecycleComplete(t *testing.T) {
 	if !ok || !info.Running || st.GetContainerId() != info.ID || info.Name != "web.1.t1" {
 		t.Fatalf("container %+v (ok=%v), status %v", info, ok, st)
 	}
-	want := []swarmpb.TaskState{
-		swarmpb.TaskState_TASK_STATE_ACCEPTED, swarmpb.TaskState_TASK_STATE_PREPARING,
-		swarmpb.TaskState_TASK_STATE_STARTING, swarmpb.TaskState_TASK_STATE_RUNNING,
+	// The reporter sends the newest status of those queued, so steps may
+	// be skipped, but the states only move forward and end at RUNNING.
+	got := rec.states("t1")
+	if len(got) == 0 || got[len(got)-1] != swarmpb.TaskState_TASK_STATE_RUNNING {
+		t.Fatalf("states %v, want ending at RUNNING", got)
 	}
-	if got := rec.states("t1"); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("states %v, want %v", got, want)
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("states %v move backwards or repeat", got)
+		}
 	}
 	if err := ex.Exit("t1", 0); err != nil {
 		t.Fatal(err)

@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Start runs a cluster for a program rather than a test (the benchmark
@@ -49,7 +53,11 @@ func Start(opts StartOptions) (*Cluster, error) {
 }
 
 func (c *Cluster) start(opts StartOptions) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
 	if err != nil {
@@ -83,8 +91,19 @@ func (c *Cluster) start(opts StartOptions) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, ""); err != nil {
-				errc <- fmt.Errorf("join %s: %w", w.Name, err)
+			// A loaded machine may cost the cluster its leader while a
+			// thousand nodes join; Unavailable (no leader known, try
+			// again) is retried, a failed join having left nothing behind.
+			b := retry.NewBackoff(100*time.Millisecond, 2*time.Second)
+			for {
+				_, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, "")
+				if err == nil {
+					return
+				}
+				if !transientJoinError(err) || !b.Wait(ctx) {
+					errc <- fmt.Errorf("join %s: %w", w.Name, err)
+					return
+				}
 			}
 		})
 	}
@@ -93,7 +112,20 @@ func (c *Cluster) start(opts StartOptions) error {
 	if err := <-errc; err != nil {
 		return err
 	}
-	return c.WaitReady(ctx, opts.Managers+opts.Workers)
+	return c.waitReadyAtLeast(ctx, opts.Managers+opts.Workers)
+}
+
+// transientJoinError reports a join that failed because the cluster had
+// no leader for a moment: Unavailable, FailedPrecondition (not the leader), or leadership lost while the node
+// was being registered (whether that write applied is unknown; if it did,
+// the node's first registration stays behind, Down, and WaitReady for
+// Start tolerates it).
+func transientJoinError(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.FailedPrecondition: // no leader, or not this one
+		return true
+	}
+	return strings.Contains(err.Error(), "leadership lost") || strings.Contains(err.Error(), "not the leader")
 }
 
 // addN starts n members named prefix1, prefix2, ... that will join as

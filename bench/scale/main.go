@@ -1,0 +1,565 @@
+// Command scale measures raftswarm at scale on an in-process cluster
+// (internal/testcluster): 3 managers (drained, so they only manage) and
+// -workers simulated nodes, each a real node with its own agent, its own
+// mTLS gRPC session with the leader and a fake engine (agent/exec/fake),
+// all in this one process.
+//
+// For each point of the curve (-replicas, comma-separated) it creates one
+// service of that many replicas and times, each from the API call that
+// starts it:
+//
+//   - create -> all RUNNING (in the leader's store, followed by a watch);
+//   - a rolling update of all of them (parallelism 0: the orchestrator's
+//     own batches) -> all RUNNING the new spec;
+//   - scale to 0 -> none live and none RUNNING;
+//
+// and, with -failover, a second create of the same size during which the
+// leader is stopped once half the tasks run: the time until a new leader
+// is elected, until it makes progress (a task it did not see RUNNING
+// before becomes RUNNING), and until all run.
+//
+// After every create and update it checks, rather than assumes, that no
+// task was lost or duplicated: in the leader's store, every slot 1..N has
+// exactly one live RUNNING task and no other task is RUNNING; on the
+// engines, the fake containers running add up to exactly N, one per slot.
+//
+// Memory: the peak RSS of the process and its heap in use. The process
+// holds all managers and all simulated nodes, so these bound the leader's
+// figure from above; the leader's own share is not separable in-process.
+//
+//	go run ./bench/scale [-workers 1000] [-replicas 10000,30000,100000] [-failover] [-nosync]
+//	                     [-cpuprofile FILE] [-memprofile FILE] [-trace 1s]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/raftswarm/raftswarm/internal/testcluster"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/protobuf/proto"
+)
+
+var traceEvery time.Duration
+
+func main() {
+	managers := flag.Int("managers", 3, "managers (drained: they run no tasks)")
+	workers := flag.Int("workers", 1000, "simulated nodes (real agents with fake engines)")
+	curve := flag.String("replicas", "10000,30000,100000", "comma-separated replica counts, one point each")
+	failover := flag.Bool("failover", false, "also time a create during which the leader is stopped")
+	noUpdate := flag.Bool("no-update", false, "skip the rolling update")
+	noSync := flag.Bool("nosync", false, "skip fsync of the Raft log")
+	hb := flag.Duration("heartbeat-period", 0, "base heartbeat period (0: the node's default)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
+	memprofile := flag.String("memprofile", "", "write a heap profile at the largest point's peak to this file")
+	logLevel := flag.String("log-level", "error", "cluster log level")
+	flag.DurationVar(&traceEvery, "trace", 0, "print the task counts at this interval during the timed phases")
+	flag.Parse()
+
+	var points []int
+	for _, s := range strings.Split(*curve, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fatalf("-replicas: %q is not a positive count", s)
+		}
+		points = append(points, n)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fatalf("-log-level: %v", err)
+	}
+
+	mem := startMemSampler()
+	t0 := time.Now()
+	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, JoinParallel: 32, Timeout: 30 * time.Minute,
+		Options: testcluster.Options{Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 1 << 30}})
+	if err != nil {
+		fatalf("start cluster: %v", err)
+	}
+	defer c.CloseLog(os.Stderr)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { <-sig; c.CloseLog(os.Stderr); os.Exit(130) }()
+	fmt.Printf("cluster: %d managers + %d workers Ready after %v (fsync %v); load %s\n",
+		*managers, *workers, time.Since(t0).Round(time.Millisecond), !*noSync, loadavg())
+	if err := drainManagers(c); err != nil {
+		fatalf("drain managers: %v", err)
+	}
+	mem.reset()
+	time.Sleep(2 * time.Second) // let the drain settle before the idle sample; not a timed phase
+	idle := mem.peak()
+	fmt.Printf("idle cluster: RSS %s, heap in use %s, goroutines %d\n", mib(idle.rss), mib(idle.heap), runtime.NumGoroutine())
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var rows []row
+	for i, n := range points {
+		b := &bench{c: c, mem: mem}
+		r, err := b.point(fmt.Sprintf("scale-%d", i+1), n, !*noUpdate)
+		if err != nil {
+			fail(c, "%d replicas: %v", n, err)
+		}
+		if *memprofile != "" && i == len(points)-1 {
+			writeHeap(*memprofile)
+		}
+		rows = append(rows, r)
+		if *failover {
+			r, err := b.failoverPoint(fmt.Sprintf("scale-fo-%d", i+1), n)
+			if err != nil {
+				fail(c, "%d replicas, failover: %v", n, err)
+			}
+			rows = append(rows, r)
+		}
+	}
+	fmt.Printf("\n%d workers; idle RSS %s. Times from the API call; rates are tasks/s.\n", *workers, mib(idle.rss))
+	fmt.Printf("%-9s %8s | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s | %s\n", "", "tasks",
+		"create", "tasks/s", "update", "scale->0", "elected", "progress", "leaderless", "peak RSS", "peak heap", "checks")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+}
+
+func fatalf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, f+"\n", a...)
+	os.Exit(1)
+}
+
+func fail(c *testcluster.Cluster, f string, a ...any) {
+	pprof.StopCPUProfile()
+	fmt.Fprintf(os.Stderr, f+"\n", a...)
+	c.CloseLog(os.Stderr)
+	os.Exit(1)
+}
+
+func writeHeap(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}
+
+type row struct {
+	what                      string
+	n                         int
+	create, update, down      time.Duration
+	elected, progress, served time.Duration
+	rss, heap                 uint64
+	checks                    string
+}
+
+func (r row) String() string {
+	d := func(x time.Duration) string {
+		if x == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fs", x.Seconds())
+	}
+	rate := "-"
+	if r.create > 0 {
+		rate = fmt.Sprintf("%.0f", float64(r.n)/r.create.Seconds())
+	}
+	return fmt.Sprintf("%-9s %8d | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s | %s", r.what, r.n,
+		d(r.create), rate, d(r.update), d(r.down), d(r.elected), d(r.progress), d(r.served), mib(r.rss), mib(r.heap), r.checks)
+}
+
+type bench struct {
+	c   *testcluster.Cluster
+	mem *memSampler
+}
+
+func (b *bench) leader(ctx context.Context) (*testcluster.Member, error) {
+	return b.c.WaitLeader(ctx)
+}
+
+// point creates, checks, updates, checks, scales to 0 and removes.
+func (b *bench) point(name string, n int, update bool) (row, error) {
+	r := row{what: "create", n: n}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.mem.reset()
+	l, err := b.leader(ctx)
+	if err != nil {
+		return r, err
+	}
+	ctl := l.Control()
+	w := testcluster.WatchService(l.Node.Manager().Store(), name)
+	defer w.Close()
+	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
+	stop := trace(w, name)
+	start := time.Now()
+	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
+		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
+		Update: &swarmpb.UpdateConfig{Parallelism: 0},
+	}})
+	if err != nil {
+		stop()
+		return r, fmt.Errorf("create service: %w", err)
+	}
+	at, err := running(ctx)
+	stop()
+	if err != nil {
+		return r, fmt.Errorf("waiting for %d running (%s): %w", n, brief(w.Tally()), err)
+	}
+	r.create = at.Sub(start)
+	fmt.Printf("%s: %d tasks created -> RUNNING in %v (%.0f tasks/s); load %s\n", name, n, r.create.Round(time.Millisecond), float64(n)/r.create.Seconds(), loadavg())
+	if err := b.check(ctx, w, n, ""); err != nil {
+		return r, fmt.Errorf("after the create: %w", err)
+	}
+	checks := []string{"create ok"}
+
+	if update {
+		gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: cr.Service.Id})
+		if err != nil {
+			return r, err
+		}
+		spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
+		spec.Container.Image = "raftswarm/demo:v2"
+		stop := trace(w, name)
+		start = time.Now()
+		if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cr.Service.Id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+			stop()
+			return r, fmt.Errorf("rolling update: %w", err)
+		}
+		at, err := b.awaitImage(ctx, w, n, "raftswarm/demo:v2")
+		stop()
+		if err != nil {
+			return r, fmt.Errorf("rolling update: %w", err)
+		}
+		r.update = at.Sub(start)
+		fmt.Printf("%s: rolling update of %d in %v; load %s\n", name, n, r.update.Round(time.Millisecond), loadavg())
+		if err := b.check(ctx, w, n, "raftswarm/demo:v2"); err != nil {
+			return r, fmt.Errorf("after the update: %w", err)
+		}
+		checks = append(checks, "update ok")
+	}
+
+	down, err := b.scaleDown(ctx, ctl, w, cr.Service.Id)
+	if err != nil {
+		return r, err
+	}
+	r.down = down
+	fmt.Printf("%s: scale to 0 in %v; load %s\n", name, down.Round(time.Millisecond), loadavg())
+	p := b.mem.peak()
+	r.rss, r.heap = p.rss, p.heap
+	r.checks = strings.Join(checks, ", ")
+	return r, b.remove(ctx, ctl, w, cr.Service.Id)
+}
+
+// failoverPoint creates n replicas and stops the leader once half run;
+// then restarts the stopped manager and waits for it to be back.
+func (b *bench) failoverPoint(name string, n int) (row, error) {
+	r := row{what: "failover", n: n}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.mem.reset()
+	old, err := b.leader(ctx)
+	if err != nil {
+		return r, err
+	}
+	w := testcluster.WatchService(old.Node.Manager().Store(), name)
+	half := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n/2 })
+	stop := trace(w, name)
+	start := time.Now()
+	cr, err := old.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
+		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
+	}})
+	if err != nil {
+		stop()
+		w.Close()
+		return r, fmt.Errorf("create service: %w", err)
+	}
+	if _, err := half(ctx); err != nil {
+		stop()
+		w.Close()
+		return r, fmt.Errorf("waiting for half running: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, t := range w.Tasks() {
+		if t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
+			seen[t.Id] = true
+		}
+	}
+	stop()
+	w.Close()
+	fmt.Printf("%s: %d of %d running after %v: stopping the leader %s\n", name, len(seen), n, time.Since(start).Round(time.Millisecond), old.Name)
+	killed := time.Now()
+	old.Stop()
+	var nl *testcluster.Member
+	for {
+		for _, m := range b.c.Managers() {
+			if m.Running() {
+				if ok, _ := m.Node.Manager().Raft().Leadership(); ok {
+					nl = m
+				}
+			}
+		}
+		if nl != nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return r, fmt.Errorf("no new leader: %w", ctx.Err())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.elected = time.Since(killed)
+	w = testcluster.WatchService(nl.Node.Manager().Store(), name)
+	defer w.Close()
+	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
+	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
+	stop = trace(w, name)
+	at, err := progress(ctx)
+	if err != nil {
+		stop()
+		return r, fmt.Errorf("no progress under %s: %w", nl.Name, err)
+	}
+	r.progress = at.Sub(killed)
+	at, err = running(ctx)
+	stop()
+	if err != nil {
+		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl.Name, brief(w.Tally()), err)
+	}
+	r.create = at.Sub(start)
+	r.served = at.Sub(killed)
+	fmt.Printf("%s: new leader %s elected %v after the stop, progress after %v, all %d RUNNING %v after the create (%v after the stop); load %s\n",
+		name, nl.Name, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), loadavg())
+	if err := b.check(ctx, w, n, ""); err != nil {
+		return r, fmt.Errorf("after the failover: %w", err)
+	}
+	p := b.mem.peak()
+	r.rss, r.heap = p.rss, p.heap
+	r.checks = "failover ok"
+	if err := b.remove(ctx, nl.Control(), w, cr.Service.Id); err != nil {
+		return r, err
+	}
+	// Bring the old leader back, so that the next point has 3 managers.
+	if err := old.Restart(); err != nil {
+		return r, fmt.Errorf("restart %s: %w", old.Name, err)
+	}
+	if err := b.c.WaitReady(ctx, len(b.c.Members)); err != nil {
+		return r, fmt.Errorf("after restarting %s: %w", old.Name, err)
+	}
+	return r, nil
+}
+
+func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) (time.Duration, error) {
+	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
+	gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+	if err != nil {
+		return 0, err
+	}
+	spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
+	spec.Replicas = 0
+	stop := trace(w, "scale->0")
+	defer stop()
+	start := time.Now()
+	if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+		return 0, fmt.Errorf("scale to 0: %w", err)
+	}
+	at, err := down(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("waiting for scale to 0 (%s): %w", brief(w.Tally()), err)
+	}
+	return at.Sub(start), nil
+}
+
+func (b *bench) remove(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) error {
+	gone := w.Await(func(t *testcluster.Tally) bool { return t.Total == 0 })
+	if _, err := ctl.RemoveService(ctx, &swarmpb.RemoveServiceRequest{Service: id}); err != nil {
+		return fmt.Errorf("remove service: %w", err)
+	}
+	if _, err := gone(ctx); err != nil {
+		return fmt.Errorf("waiting for the tasks to be removed (%s): %w", brief(w.Tally()), err)
+	}
+	// The engines must be empty too before the next point.
+	for {
+		if c := b.engineRunning(); c == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("containers still running on the engines after the remove")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitImage waits until n live tasks run image, polling the watcher's
+// copy (every 20 ms: the figure is quantised by that much).
+func (b *bench) awaitImage(ctx context.Context, w *testcluster.Watcher, n int, image string) (time.Time, error) {
+	for {
+		c := 0
+		for _, t := range w.Tasks() {
+			if t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING &&
+				t.GetSpec().GetContainer().GetImage() == image {
+				c++
+			}
+		}
+		if c >= n {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%d of %d running %s: %w", c, n, image, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (b *bench) engineRunning() int {
+	total := 0
+	for _, m := range b.c.Members {
+		if f := m.Fake(); f != nil {
+			total += f.Running()
+		}
+	}
+	return total
+}
+
+// check verifies, once the store shows n live RUNNING tasks, that no task
+// is lost or duplicated: in the store, one live RUNNING task per slot
+// 1..n and no other live RUNNING task (of this service; replaced ones may
+// still be stopping); on the engines, the running containers are exactly
+// those tasks, once the replaced ones have stopped. Engines
+// may lag the store by a status report, so the engine side is polled
+// until it agrees or ctx ends.
+func (b *bench) check(ctx context.Context, w *testcluster.Watcher, n int, image string) error {
+	tasks := w.Tasks()
+	bySlot := make(map[uint64]string, n)
+	byID := make(map[string]uint64, n)
+	for _, t := range tasks {
+		if t.GetStatus().GetState() != swarmpb.TaskState_TASK_STATE_RUNNING {
+			continue
+		}
+		if t.DesiredState != swarmpb.TaskState_TASK_STATE_RUNNING {
+			continue // being stopped (replaced by an update): its engine check waits for it
+		}
+		if t.Slot < 1 || t.Slot > uint64(n) {
+			return fmt.Errorf("task %s RUNNING in slot %d, outside 1..%d", t.Id, t.Slot, n)
+		}
+		if o, dup := bySlot[t.Slot]; dup {
+			return fmt.Errorf("slot %d has two RUNNING tasks: %s and %s", t.Slot, o, t.Id)
+		}
+		if image != "" && t.GetSpec().GetContainer().GetImage() != image {
+			return fmt.Errorf("task %s (slot %d) RUNNING %s, not %s", t.Id, t.Slot, t.GetSpec().GetContainer().GetImage(), image)
+		}
+		bySlot[t.Slot] = t.Id
+		byID[t.Id] = t.Slot
+	}
+	if len(bySlot) != n {
+		return fmt.Errorf("store: %d of %d slots have a RUNNING task", len(bySlot), n)
+	}
+	var last string
+	for {
+		seen := make(map[uint64]bool, n)
+		extra, dup := 0, 0
+		for _, m := range b.c.Members {
+			f := m.Fake()
+			if f == nil {
+				continue
+			}
+			for _, id := range f.RunningTasks() {
+				slot, ok := byID[id]
+				if !ok {
+					extra++
+					continue
+				}
+				if seen[slot] {
+					dup++
+				}
+				seen[slot] = true
+			}
+		}
+		if extra == 0 && dup == 0 && len(seen) == n {
+			return nil
+		}
+		last = fmt.Sprintf("engines: %d of %d slots running, %d containers of no live RUNNING task, %d duplicates", len(seen), n, extra, dup)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s", last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func brief(t testcluster.Tally) string {
+	return fmt.Sprintf("total %d live %d assigned %d running %d live+running %d", t.Total, t.Live, t.Assigned, t.Running, t.LiveRunning)
+}
+
+// trace prints the watcher's counts every traceEvery until the returned
+// function is called.
+func trace(w *testcluster.Watcher, what string) func() {
+	if traceEvery <= 0 {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	var once sync.Once
+	go func() {
+		start := time.Now()
+		t := time.NewTicker(traceEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				fmt.Printf("  %s +%.1fs %s\n", what, time.Since(start).Seconds(), brief(w.Tally()))
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(stop) }) }
+}
+
+func drainManagers(c *testcluster.Cluster) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := c.WaitLeader(ctx)
+	if err != nil {
+		return err
+	}
+	drain := swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
+	for _, m := range c.Managers() {
+		if _, err := l.Control().UpdateNode(ctx, &swarmpb.UpdateNodeRequest{Node: m.NodeID(), Availability: &drain}); err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
