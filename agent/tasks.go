@@ -70,6 +70,9 @@ type taskAgent struct {
 	plane    dataPlane
 	rulesErr error  // why the kernel rules are unusable, if they are
 	dataPort uint32 // reported in heartbeats; 0 when no listener
+
+	routeMu sync.Mutex
+	routes  []*swarmpb.ServiceEndpoint // the mesh table last applied (mesh.go)
 }
 
 type statusReport struct {

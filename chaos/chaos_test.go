@@ -80,7 +80,9 @@ func TestChaos(t *testing.T) {
 	}
 	var total struct {
 		runs, faults, ops, violations, lost int
-		conv                                []time.Duration
+		scales                              int64
+		conv, taskConv                      []time.Duration
+		kinds                               map[Kind]int
 		failedSeeds                         []int64
 	}
 	deadline := time.Now().Add(*durationFlag)
@@ -96,6 +98,14 @@ func TestChaos(t *testing.T) {
 		total.violations += len(res.Violations)
 		total.lost += len(res.Verdict.LostWrites)
 		total.conv = append(total.conv, res.Convergence...)
+		total.taskConv = append(total.taskConv, res.TaskConv...)
+		total.scales += res.Scales
+		if total.kinds == nil {
+			total.kinds = map[Kind]int{}
+		}
+		for _, s := range res.Steps[:min(res.Faults, len(res.Steps))] {
+			total.kinds[s.Kind]++
+		}
 		if len(res.Violations) > 0 {
 			total.failedSeeds = append(total.failedSeeds, seed)
 		}
@@ -105,8 +115,10 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	med, max := MedianMax(total.conv)
-	t.Logf("TOTAL: runs %d, faults injected %d, operations checked %d, violations %d (lost acknowledged writes %d), convergence after healing median %v max %v; seeds with violations: %v",
-		total.runs, total.faults, total.ops, total.violations, total.lost, med.Round(time.Millisecond), max.Round(time.Millisecond), total.failedSeeds)
+	tmed, tmax := MedianMax(total.taskConv)
+	t.Logf("TOTAL: runs %d, faults injected %d %v, operations checked %d, scales %d, violations %d (lost acknowledged writes %d), convergence after healing median %v max %v, tasks and routing tables median %v max %v; seeds with violations: %v",
+		total.runs, total.faults, total.kinds, total.ops, total.scales, total.violations, total.lost, med.Round(time.Millisecond), max.Round(time.Millisecond),
+		tmed.Round(time.Millisecond), tmax.Round(time.Millisecond), total.failedSeeds)
 }
 
 func runOnce(t *testing.T, binDir string, seed int64, steps []Step) Result {
@@ -141,8 +153,10 @@ func report(t *testing.T, res Result) {
 	t.Helper()
 	v := res.Verdict
 	med, max := MedianMax(res.Convergence)
-	t.Logf("seed %d: faults %d, calls %d, checked %d (ambiguous %d, failed %d), linearizable: %s, convergence median %v max %v",
-		res.Seed, res.Faults, res.Calls, v.Checked, v.Ambiguous, v.Failed, v.Result, med.Round(time.Millisecond), max.Round(time.Millisecond))
+	tmed, tmax := MedianMax(res.TaskConv)
+	t.Logf("seed %d: faults %d, calls %d, checked %d (ambiguous %d, failed %d), scales %d, linearizable: %s, convergence median %v max %v, tasks and routing tables median %v max %v",
+		res.Seed, res.Faults, res.Calls, v.Checked, v.Ambiguous, v.Failed, res.Scales, v.Result, med.Round(time.Millisecond), max.Round(time.Millisecond),
+		tmed.Round(time.Millisecond), tmax.Round(time.Millisecond))
 	if res.Conflicts > 0 {
 		t.Errorf("seed %d: %d concurrent node label writes refused as out of sequence (issue 9 #11)", res.Seed, res.Conflicts)
 	}

@@ -50,7 +50,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	cmd := exec.Command("ip", "netns", "exec", d.Host.NS, d.Binary,
 		"--state-dir", d.StateDir, "--socket", d.Socket, "--hostname", d.Host.Name,
 		"--docker-host", "unix://"+filepath.Join(filepath.Dir(d.StateDir), "no-docker.sock"),
-		"--heartbeat-period", "500ms", "--log-level", "info")
+		"--heartbeat-period", "500ms", "--log-level", "info", "--engine", "fake")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A daemon must not outlive a bed that died without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

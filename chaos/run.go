@@ -98,6 +98,8 @@ type Result struct {
 	Verdict     Verdict
 	Probes      []Probe
 	Convergence []time.Duration // from healing to healthy, per fault
+	TaskConv    []time.Duration // from healing to every service's tasks and every routing table right, per fault
+	Scales      int64           // acknowledged scale calls (made while faults held)
 	Violations  []string        // linearizability, lost writes, no convergence, minority not refusing
 	Conflicts   int             // node label writes refused "update out of sequence" (issue 9 #11, fixed)
 	SlowOps     []string        // successful calls over SlowCall (issue 9 #10, fixed)
@@ -130,6 +132,8 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	logf("cluster formed on %s.0/24: %d managers, %d workers", c.Net.subnet, cfg.Managers, cfg.Workers)
 
 	hist := &History{}
+	sc := &Scaler{c: c}
+	defer func() { res.Scales = sc.Scales() }()
 	w := NewWorkload(c, hist)
 	wctx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -153,7 +157,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	converged := true
 	for i, step := range cfg.Steps {
 		logf("fault %d/%d: %s", i+1, len(cfg.Steps), step)
+		// Services are scaled while the fault holds, not while the
+		// convergence after it is timed.
+		sctx, stopScale := context.WithCancel(ctx)
+		var swg sync.WaitGroup
+		swg.Go(func() { sc.Run(sctx, 2*time.Second, uint64(cfg.Seed)+uint64(i)) })
 		probes, healedAt, err := c.inject(ctx, step, hold, logf)
+		stopScale()
+		swg.Wait()
 		res.Probes = append(res.Probes, probes...)
 		if err != nil {
 			return res, fmt.Errorf("fault %s: %w", step, err)
@@ -169,6 +180,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		}
 		res.Convergence = append(res.Convergence, took)
 		logf("healed: leader %s, healthy %v after healing", leader, took.Round(time.Millisecond))
+		if err := c.WaitTasksConverged(ctx, 60*time.Second); err != nil {
+			res.Violations = append(res.Violations, fmt.Sprintf("after %s: %v", step, err))
+			converged = false
+			break
+		}
+		took = time.Since(healedAt)
+		res.TaskConv = append(res.TaskConv, took)
+		logf("tasks and routing tables converged %v after healing", took.Round(time.Millisecond))
 		if err := hold(time.Second); err != nil {
 			return res, err
 		}

@@ -24,6 +24,7 @@ var (
 
 // agentRun is one running agent.
 type agentRun struct {
+	agent  *agent.Agent
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -47,7 +48,7 @@ func (n *Node) startAgent() {
 		cfg.Conns = pool
 	}
 	a := agent.New(cfg)
-	run := &agentRun{cancel: cancel, done: make(chan struct{})}
+	run := &agentRun{agent: a, cancel: cancel, done: make(chan struct{})}
 	n.mu.Lock()
 	n.agent = run
 	n.mu.Unlock()

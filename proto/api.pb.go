@@ -6276,7 +6276,11 @@ func (*LeaveResponse) Descriptor() ([]byte, []int) {
 }
 
 type InfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also list the task containers running on this node's engine
+	// (InfoResponse.engine_running_tasks); the chaos bed asks, to find
+	// duplicates and orphans.
+	EngineTasks   bool `protobuf:"varint,240,opt,name=engine_tasks,json=engineTasks,proto3" json:"engine_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6311,6 +6315,13 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 	return file_api_proto_rawDescGZIP(), []int{115}
 }
 
+func (x *InfoRequest) GetEngineTasks() bool {
+	if x != nil {
+		return x.EngineTasks
+	}
+	return false
+}
+
 type InfoResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -6322,9 +6333,18 @@ type InfoResponse struct {
 	// The Docker Engine address this node's executor uses (its --docker-host;
 	// empty: $DOCKER_HOST or the local socket). stack deploy builds images
 	// there, so that the node already has them.
-	EngineHost    string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EngineHost string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
+	// The routing mesh's table as this node's agent last applied it (the
+	// published ports of the Endpoints stream); the chaos bed compares every
+	// node's with the leader's state.
+	RoutingTable []*ServiceEndpoint `protobuf:"bytes,240,rep,name=routing_table,json=routingTable,proto3" json:"routing_table,omitempty"`
+	// IDs of the tasks whose containers run on this node's engine, when
+	// InfoRequest.engine_tasks asked (empty if the engine did not answer
+	// within engine_error's deadline).
+	EngineRunningTasks []string `protobuf:"bytes,241,rep,name=engine_running_tasks,json=engineRunningTasks,proto3" json:"engine_running_tasks,omitempty"`
+	EngineTasksError   string   `protobuf:"bytes,242,opt,name=engine_tasks_error,json=engineTasksError,proto3" json:"engine_tasks_error,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -6402,6 +6422,27 @@ func (x *InfoResponse) GetManagers() []string {
 func (x *InfoResponse) GetEngineHost() string {
 	if x != nil {
 		return x.EngineHost
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetRoutingTable() []*ServiceEndpoint {
+	if x != nil {
+		return x.RoutingTable
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetEngineRunningTasks() []string {
+	if x != nil {
+		return x.EngineRunningTasks
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetEngineTasksError() string {
+	if x != nil {
+		return x.EngineTasksError
 	}
 	return ""
 }
@@ -6836,8 +6877,9 @@ const file_api_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"$\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
-	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xd9\x01\n" +
+	"\rLeaveResponse\"1\n" +
+	"\vInfoRequest\x12\"\n" +
+	"\fengine_tasks\x18\xf0\x01 \x01(\bR\vengineTasks\"\x80\x03\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -6847,7 +6889,10 @@ const file_api_proto_rawDesc = "" +
 	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x1a\n" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12\x1f\n" +
 	"\vengine_host\x18\x14 \x01(\tR\n" +
-	"engineHost2\xd1\x02\n" +
+	"engineHost\x12C\n" +
+	"\rrouting_table\x18\xf0\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\froutingTable\x121\n" +
+	"\x14engine_running_tasks\x18\xf1\x01 \x03(\tR\x12engineRunningTasks\x12-\n" +
+	"\x12engine_tasks_error\x18\xf2\x01 \x01(\tR\x10engineTasksError2\xd1\x02\n" +
 	"\x02CA\x12m\n" +
 	"\x14GetRootCACertificate\x12).raftswarm.v1.GetRootCACertificateRequest\x1a*.raftswarm.v1.GetRootCACertificateResponse\x12m\n" +
 	"\x14IssueNodeCertificate\x12).raftswarm.v1.IssueNodeCertificateRequest\x1a*.raftswarm.v1.IssueNodeCertificateResponse\x12m\n" +
@@ -7135,106 +7180,107 @@ var file_api_proto_depIdxs = []int32{
 	125, // 68: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
 	126, // 69: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
 	126, // 70: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	83,  // 71: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
-	2,   // 72: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	4,   // 73: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	6,   // 74: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	7,   // 75: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	10,  // 76: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	12,  // 77: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	29,  // 78: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	31,  // 79: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	39,  // 80: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	14,  // 81: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
-	27,  // 82: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
-	35,  // 83: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
-	86,  // 84: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	88,  // 85: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	90,  // 86: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	92,  // 87: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	94,  // 88: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	96,  // 89: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	98,  // 90: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	100, // 91: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	102, // 92: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	105, // 93: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	107, // 94: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	82,  // 95: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
-	76,  // 96: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
-	78,  // 97: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
-	80,  // 98: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
-	44,  // 99: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
-	46,  // 100: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
-	50,  // 101: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
-	53,  // 102: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
-	55,  // 103: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
-	57,  // 104: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
-	59,  // 105: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
-	61,  // 106: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
-	63,  // 107: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
-	65,  // 108: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
-	67,  // 109: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
-	69,  // 110: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
-	71,  // 111: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
-	73,  // 112: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
-	41,  // 113: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
-	111, // 114: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	113, // 115: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	115, // 116: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	117, // 117: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	109, // 118: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	3,   // 119: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	5,   // 120: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	5,   // 121: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	8,   // 122: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	11,  // 123: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	13,  // 124: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	30,  // 125: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	32,  // 126: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	40,  // 127: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	17,  // 128: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	28,  // 129: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	36,  // 130: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
-	87,  // 131: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	89,  // 132: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	91,  // 133: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	93,  // 134: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	95,  // 135: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	97,  // 136: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	99,  // 137: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	101, // 138: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	104, // 139: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	106, // 140: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	108, // 141: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	84,  // 142: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	77,  // 143: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	79,  // 144: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	81,  // 145: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	45,  // 146: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
-	49,  // 147: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
-	52,  // 148: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
-	54,  // 149: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
-	56,  // 150: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
-	58,  // 151: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
-	60,  // 152: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
-	62,  // 153: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
-	64,  // 154: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
-	66,  // 155: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
-	68,  // 156: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
-	70,  // 157: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
-	72,  // 158: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
-	74,  // 159: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
-	43,  // 160: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
-	112, // 161: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	114, // 162: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	116, // 163: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	118, // 164: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	110, // 165: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	119, // [119:166] is the sub-list for method output_type
-	72,  // [72:119] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	16,  // 71: raftswarm.v1.InfoResponse.routing_table:type_name -> raftswarm.v1.ServiceEndpoint
+	83,  // 72: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	2,   // 73: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	4,   // 74: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	6,   // 75: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	7,   // 76: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	10,  // 77: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	12,  // 78: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	29,  // 79: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	31,  // 80: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	39,  // 81: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	14,  // 82: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	27,  // 83: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	35,  // 84: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
+	86,  // 85: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	88,  // 86: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	90,  // 87: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	92,  // 88: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	94,  // 89: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	96,  // 90: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	98,  // 91: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	100, // 92: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	102, // 93: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	105, // 94: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	107, // 95: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	82,  // 96: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	76,  // 97: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
+	78,  // 98: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
+	80,  // 99: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
+	44,  // 100: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
+	46,  // 101: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
+	50,  // 102: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
+	53,  // 103: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
+	55,  // 104: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
+	57,  // 105: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
+	59,  // 106: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
+	61,  // 107: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
+	63,  // 108: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
+	65,  // 109: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
+	67,  // 110: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
+	69,  // 111: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
+	71,  // 112: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
+	73,  // 113: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
+	41,  // 114: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
+	111, // 115: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	113, // 116: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	115, // 117: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	117, // 118: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	109, // 119: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 120: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 121: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 122: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 123: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 124: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 125: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 126: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	32,  // 127: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	40,  // 128: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 129: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 130: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	36,  // 131: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
+	87,  // 132: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	89,  // 133: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	91,  // 134: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	93,  // 135: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	95,  // 136: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	97,  // 137: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	99,  // 138: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	101, // 139: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	104, // 140: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	106, // 141: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	108, // 142: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	84,  // 143: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	77,  // 144: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	79,  // 145: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	81,  // 146: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	45,  // 147: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	49,  // 148: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	52,  // 149: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	54,  // 150: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	56,  // 151: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	58,  // 152: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	60,  // 153: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	62,  // 154: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	64,  // 155: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	66,  // 156: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	68,  // 157: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	70,  // 158: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	72,  // 159: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	74,  // 160: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	43,  // 161: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
+	112, // 162: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	114, // 163: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	116, // 164: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	118, // 165: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	110, // 166: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	120, // [120:167] is the sub-list for method output_type
+	73,  // [73:120] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }
