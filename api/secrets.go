@@ -533,6 +533,9 @@ func (s *ControlServer) UpdateSecret(ctx context.Context, req *swarmpb.UpdateSec
 
 // RemoveSecret deletes a secret no service uses.
 func (s *ControlServer) RemoveSecret(ctx context.Context, req *swarmpb.RemoveSecretRequest) (*swarmpb.RemoveSecretResponse, error) {
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		return &swarmpb.RemoveSecretResponse{}, err
+	}
 	if err := s.removeData(ctx, secretKind, req.GetSecret()); err != nil {
 		return nil, err
 	}
