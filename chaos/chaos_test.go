@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ var (
 	durationFlag = flag.Duration("chaos.duration", 0, "run randomized chaos runs for this long (0: the short fixed run of make test)")
 	seedFlag     = flag.Int64("chaos.seed", 0, "replay the run with this seed (its random schedule of faults)")
 	faultsFlag   = flag.Int("chaos.faults", 5, "faults per randomized run")
+	kindsFlag    = flag.String("chaos.kinds", "", "comma-separated fault kinds randomized runs draw from (default: all)")
 )
 
 // shortSeed and shortSteps are the fixed run of plain `go test`: the
@@ -85,13 +87,23 @@ func TestChaos(t *testing.T) {
 		kinds                               map[Kind]int
 		failedSeeds                         []int64
 	}
+	kinds := AllKinds
+	if *kindsFlag != "" {
+		kinds = nil
+		for _, k := range strings.Split(*kindsFlag, ",") {
+			if !slices.Contains(AllKinds, Kind(k)) {
+				t.Fatalf("-chaos.kinds: unknown fault kind %q (kinds: %v)", k, AllKinds)
+			}
+			kinds = append(kinds, Kind(k))
+		}
+	}
 	deadline := time.Now().Add(*durationFlag)
 	for {
 		seed := *seedFlag
 		if seed == 0 {
 			seed = time.Now().UnixNano() % 1_000_000_007
 		}
-		res := runOnce(t, binDir, seed, Schedule(seed, *faultsFlag))
+		res := runOnce(t, binDir, seed, ScheduleOf(seed, *faultsFlag, kinds))
 		total.runs++
 		total.faults += res.Faults
 		total.ops += res.Verdict.Checked

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/clock"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -51,6 +52,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		"--state-dir", d.StateDir, "--socket", d.Socket, "--hostname", d.Host.Name,
 		"--docker-host", "unix://"+filepath.Join(filepath.Dir(d.StateDir), "no-docker.sock"),
 		"--heartbeat-period", "500ms", "--log-level", "info", "--engine", "fake")
+	cmd.Env = append(os.Environ(), clock.EnvFile+"="+d.clockFile())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A daemon must not outlive a bed that died without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -85,6 +87,23 @@ func (d *Daemon) Start(ctx context.Context) error {
 		_, err := d.Local().Info(cctx, &swarmpb.InfoRequest{})
 		return err
 	})
+}
+
+// clockFile holds the daemon's wall-clock offset (internal/clock).
+func (d *Daemon) clockFile() string { return filepath.Join(filepath.Dir(d.StateDir), "clock-offset") }
+
+// SetClockOffset jumps the daemon's wall clock by off from the real one
+// (0: back to the real clock); the daemon reads it within 100 ms.
+func (d *Daemon) SetClockOffset(off time.Duration) error {
+	s := ""
+	if off != 0 {
+		s = off.String()
+	}
+	tmp := d.clockFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, d.clockFile())
 }
 
 // Control is the daemon's Control client over its socket.

@@ -250,3 +250,40 @@ func (c *Cluster) WaitTasksConverged(ctx context.Context, timeout time.Duration)
 	}
 	return nil
 }
+
+// watchNotReady asks the leader for the node list every 300 ms until ctx
+// ends and returns every node it saw not Ready, or a manager not
+// reachable, once each ("m2 NODE_STATUS_DOWN").
+func (c *Cluster) watchNotReady(ctx context.Context) []string {
+	seen := map[string]bool{}
+	var out []string
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l, err := c.Leader(ctx); err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			resp, err := l.Control().ListNodes(cctx, &swarmpb.ListNodesRequest{})
+			cancel()
+			if err == nil {
+				for _, n := range resp.Nodes {
+					what := ""
+					switch {
+					case n.Node.Status != swarmpb.NodeStatus_NODE_STATUS_READY:
+						what = n.Node.Status.String()
+					case n.Node.Role == swarmpb.NodeRole_NODE_ROLE_MANAGER && n.ManagerStatus != "Leader" && n.ManagerStatus != "Reachable":
+						what = "manager " + n.ManagerStatus
+					}
+					if key := n.Node.Description.GetHostname() + " " + what; what != "" && !seen[key] {
+						seen[key] = true
+						out = append(out, key+" (seen by leader "+l.Host.Name+")")
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return out
+		case <-tick.C:
+		}
+	}
+}

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"time"
 
@@ -51,7 +52,7 @@ func RunOrchestrator(ctx context.Context, st *state.Store, r Raft, log *slog.Log
 }
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
-	return &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{},
+	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{},
 		batched: map[string]bool{}, capped: map[string]bool{}, passLimit: maxPassTasks}
 }
 

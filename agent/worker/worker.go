@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"sync"
 	"time"
@@ -272,7 +273,7 @@ func (w *Worker) retry(ctx context.Context, what string, op func(context.Context
 }
 
 func status(state swarmpb.TaskState, msg string) *swarmpb.TaskStatus {
-	return &swarmpb.TaskStatus{State: state, Message: msg, Timestamp: time.Now().UnixNano()}
+	return &swarmpb.TaskStatus{State: state, Message: msg, Timestamp: clock.Now().UnixNano()}
 }
 
 func exitStatus(code int) *swarmpb.TaskStatus {

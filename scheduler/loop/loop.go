@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"time"
 
@@ -186,7 +187,7 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 	if len(tasks) == 0 {
 		return true
 	}
-	now := time.Now()
+	now := clock.Now()
 	decisions := l.sched.Schedule(tasks, now)
 	byID := make(map[string]*swarmpb.Task, len(tasks))
 	for _, t := range tasks {
