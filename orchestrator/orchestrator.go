@@ -32,6 +32,9 @@ type Orchestrator struct {
 	// finished; the update delay counts from there. It is term-local: a
 	// new leader restarts the delay, which only ever slows an update.
 	stableAt map[string]time.Time
+	// failedSeen records when this term first saw each ended task whose
+	// restart waits (restart.go).
+	failedSeen map[string]time.Time
 	// batched records services for which this term started an update
 	// batch, so the delay separates batches but never delays the first.
 	batched map[string]bool
@@ -52,7 +55,7 @@ func RunOrchestrator(ctx context.Context, st *state.Store, r Raft, log *slog.Log
 }
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
-	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{},
+	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{}, failedSeen: map[string]time.Time{},
 		batched: map[string]bool{}, capped: map[string]bool{}, passLimit: maxPassTasks}
 }
 
@@ -159,6 +162,10 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		o.planning()
 	}
 	p := newPlan(v, now, o.passLimit)
+	if len(o.failedSeen) > maxFailedSeen {
+		clear(o.failedSeen) // bounded; a wait may start again from now
+	}
+	p.failedSeen = o.failedSeen
 	resume := ""
 	for _, id := range rotate(v.items, o.resume) {
 		if svc := v.GetService(id); svc != nil {
