@@ -172,6 +172,9 @@ func report(t *testing.T, res Result) {
 	if res.Conflicts > 0 {
 		t.Errorf("seed %d: %d concurrent node label writes refused as out of sequence (issue 9 #11)", res.Seed, res.Conflicts)
 	}
+	if res.StoppedOps > 0 {
+		t.Logf("seed %d: %d successful calls over %v went through a daemon SIGSTOPped meanwhile (not stalls)", res.Seed, res.StoppedOps, SlowCall)
+	}
 	if len(res.SlowOps) > 0 {
 		t.Errorf("seed %d: %d successful calls took over %v (issue 9 #10), e.g. %s", res.Seed, len(res.SlowOps), SlowCall, res.SlowOps[0])
 	}

@@ -32,6 +32,7 @@ type Daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	paused bool
+	stops  []window // SIGSTOP to SIGCONT, for reading slow calls
 
 	conn *grpc.ClientConn
 }
@@ -162,7 +163,28 @@ func (d *Daemon) signal(sig syscall.Signal, paused bool) error {
 		return fmt.Errorf("%s is not running", d.Host.Name)
 	}
 	d.paused = paused
+	if paused {
+		d.stops = append(d.stops, window{from: time.Now()})
+	} else if n := len(d.stops); n > 0 && d.stops[n-1].to.IsZero() {
+		d.stops[n-1].to = time.Now()
+	}
 	return d.cmd.Process.Signal(sig)
+}
+
+// window is a span of time; a zero to is still open.
+type window struct{ from, to time.Time }
+
+// StoppedDuring reports whether the daemon was SIGSTOPped at some time
+// between from and to.
+func (d *Daemon) StoppedDuring(from, to time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.stops {
+		if w.from.Before(to) && (w.to.IsZero() || w.to.After(from)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close kills the process (a paused one too) and closes the client.

@@ -108,6 +108,7 @@ type Result struct {
 	Violations  []string        // linearizability, lost writes, no convergence, minority not refusing
 	Conflicts   int             // node label writes refused "update out of sequence" (issue 9 #11, fixed)
 	SlowOps     []string        // successful calls over SlowCall (issue 9 #10, fixed)
+	StoppedOps  int             // successful calls over SlowCall through a daemon SIGSTOPped meanwhile (not counted as slow)
 	Logs        string          // daemon log tails when the run found something
 }
 
@@ -219,8 +220,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		// A refusal (the quorum error comes after the 4 s leader wait plus
 		// the quorum ping, about 5 s) is not a stall; a call that succeeded
 		// after SlowCall was stuck somewhere (issue 9 #10).
+		// A call to the socket of a SIGSTOPped daemon waits for SIGCONT:
+		// that is the fault, not a stall.
 		if op.End.Sub(op.Start) > SlowCall && op.Outcome == OK {
-			res.SlowOps = append(res.SlowOps, op.String())
+			if d := c.byName[op.Via]; d != nil && d.StoppedDuring(op.Start, op.End) {
+				res.StoppedOps++
+			} else {
+				res.SlowOps = append(res.SlowOps, op.String())
+			}
 		}
 	}
 	switch res.Verdict.Result {
