@@ -36,7 +36,7 @@ help:
 	@echo "  check-examples run deploy/examples with docker-compose on the local engine"
 	@echo "  demo       run a local 3-manager, 2-worker cluster on 127.0.0.11-15"
 	@echo "  demo-down  stop the demo cluster and remove its state"
-	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m), then totals"
+	@echo "  chaos      randomized chaos runs (root) for DURATION (default 5m) of FAULTS faults each (default 5), then totals"
 	@echo "  package    build dist/raftswarm_VERSION_ARCH.deb (binaries, systemd units, defaults)"
 	@echo "  node-image build the raftswarm/node image (a node daemon as a container; docker import)"
 	@echo "  clean      remove build outputs"
@@ -118,9 +118,10 @@ demo-down:
 	scripts/demo.sh down
 
 DURATION ?= 5m
+FAULTS ?= 5
 
 chaos: build
-	RAFTSWARM_BIN=$(BIN) $(GO) test -count=1 -v -timeout 0 ./chaos/ -run 'TestChaos$$' -chaos.duration=$(DURATION)
+	RAFTSWARM_BIN=$(BIN) $(GO) test -count=1 -v -timeout 0 ./chaos/ -run 'TestChaos$$' -chaos.duration=$(DURATION) -chaos.faults=$(FAULTS)
 
 package:
 	scripts/package.sh dist

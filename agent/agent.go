@@ -181,7 +181,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 			a.log.Error("agent knows no manager to talk to")
 			return
 		}
-		resp, leader, err := a.heartbeat(ctx, addr)
+		resp, leader, err := a.heartbeat(ctx, addr, heartbeatCallTimeout(period))
 		if err != nil {
 			if leader != "" && leader != addr {
 				a.leaders.set(leader)
@@ -229,12 +229,22 @@ func jitter(period time.Duration) time.Duration {
 	return period - time.Duration(rand.Int64N(int64(period)*15/100+1))
 }
 
-func (a *Agent) heartbeat(ctx context.Context, addr string) (*swarmpb.HeartbeatResponse, string, error) {
+// heartbeatCallTimeout bounds one heartbeat call: at most heartbeatTimeout,
+// and at most two periods, so that after a leader change an agent whose
+// connection to a manager hangs (packets lost) gives up on it and reaches
+// the new leader within the grace the leader gives every node at the start
+// of its term (two ttl of three periods; the chaos bed found a worker
+// marked Down when one hung 3 s call used up a 3 s grace at a 500 ms period).
+func heartbeatCallTimeout(period time.Duration) time.Duration {
+	return min(heartbeatTimeout, 2*period)
+}
+
+func (a *Agent) heartbeat(ctx context.Context, addr string, timeout time.Duration) (*swarmpb.HeartbeatResponse, string, error) {
 	conn, err := a.leaders.conn(addr)
 	if err != nil {
 		return nil, "", err
 	}
-	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var trailer metadata.MD
 	resp, err := swarmpb.NewDispatcherClient(conn).Heartbeat(hctx,

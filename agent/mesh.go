@@ -8,6 +8,7 @@ import (
 	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // meshRetry is how often a table whose ports could not all be bound is
@@ -97,6 +98,9 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			got = true
 			ta.updatePlane(msg)
 			last = msg.Ports
+			ta.routeMu.Lock()
+			ta.routes = last
+			ta.routeMu.Unlock()
 			failing = ta.applyMesh(m, last)
 			ta.setLocalTargets(ctx, m)
 		case <-reapply.C:
@@ -120,4 +124,17 @@ func (ta *taskAgent) applyMesh(m *mesh.Mesh, ports []*swarmpb.ServiceEndpoint) (
 		ta.log.Warn("routing mesh update failed", "err", err)
 	}
 	return false
+}
+
+// RoutingTable returns the routing mesh's table as the agent last applied
+// it (nil before the first): the published ports and their backends.
+func (a *Agent) RoutingTable() []*swarmpb.ServiceEndpoint {
+	ta := a.tasks
+	ta.routeMu.Lock()
+	defer ta.routeMu.Unlock()
+	out := make([]*swarmpb.ServiceEndpoint, len(ta.routes))
+	for i, se := range ta.routes {
+		out[i] = proto.Clone(se).(*swarmpb.ServiceEndpoint)
+	}
+	return out
 }

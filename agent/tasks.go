@@ -85,6 +85,9 @@ type taskAgent struct {
 	// owned by the runSessions goroutine. The next session names these
 	// with their versions, so that a new leader sends only what differs.
 	assigned map[string]*swarmpb.Task
+
+	routeMu sync.Mutex
+	routes  []*swarmpb.ServiceEndpoint // the mesh table last applied (mesh.go)
 }
 
 type statusReport struct {

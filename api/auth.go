@@ -97,6 +97,9 @@ func ServerOptions(az *Authorizer) []grpc.ServerOption {
 			if _, _, err := authorize(ctx, az, info.FullMethod); err != nil {
 				return nil, err
 			}
+			if strings.HasPrefix(info.FullMethod, "/raftswarm.v1.Control/") {
+				ctx = withIncomingRequestID(ctx) // requests.go
+			}
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {

@@ -54,6 +54,9 @@ func (s *ControlServer) UpdateConfig(ctx context.Context, req *swarmpb.UpdateCon
 
 // RemoveConfig deletes a config no service uses.
 func (s *ControlServer) RemoveConfig(ctx context.Context, req *swarmpb.RemoveConfigRequest) (*swarmpb.RemoveConfigResponse, error) {
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		return &swarmpb.RemoveConfigResponse{}, err
+	}
 	if err := s.removeData(ctx, configKind, req.GetConfig()); err != nil {
 		return nil, err
 	}

@@ -104,6 +104,17 @@ func (s *ControlServer) CreateNetwork(ctx context.Context, req *swarmpb.CreateNe
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		if err != nil {
+			return nil, err
+		}
+		var out *swarmpb.Network
+		s.Store.View(func(tx state.ReadTx) { out = tx.GetNetwork(r.ObjectId) })
+		if out != nil {
+			return &swarmpb.CreateNetworkResponse{Network: out}, nil
+		}
+		return nil, Status(notFoundf("the network this request created was removed meanwhile"))
+	}
 	// Subnets are chosen from this leader's store; serializing creates here
 	// keeps two concurrent ones from taking the same subnet.
 	s.netMu.Lock()
@@ -267,6 +278,9 @@ func (s *ControlServer) ListNetworks(ctx context.Context, req *swarmpb.ListNetwo
 func (s *ControlServer) RemoveNetwork(ctx context.Context, req *swarmpb.RemoveNetworkRequest) (*swarmpb.RemoveNetworkResponse, error) {
 	if err := s.read(ctx); err != nil {
 		return nil, err
+	}
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		return &swarmpb.RemoveNetworkResponse{}, err
 	}
 	var n *swarmpb.Network
 	var err error

@@ -12,6 +12,7 @@ import (
 	"github.com/raftswarm/raftswarm/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -50,6 +51,10 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 	remote func(swarmpb.ControlClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
 	var lastErr error
+	// One request ID for every attempt: a resent write is applied once
+	// (requests.go).
+	rid := newRequestID()
+	ctx = metadata.AppendToOutgoingContext(ctx, RequestIDHeader, rid)
 	for attempt := 0; attempt < 10; attempt++ {
 		changed := p.leaderChanged()
 		srv, conn, err := p.Router.RouteControl(ctx)
@@ -59,7 +64,8 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 		var resp Resp
 		moved := false
 		if srv != nil {
-			resp, err = local(srv, ctx, req)
+			// Each attempt counts its own writes (raft.WithRequestID).
+			resp, err = local(srv, raft.WithRequestID(ctx, rid), req)
 		} else {
 			resp, err, moved = relayOnce(ctx, changed, func(actx context.Context) (Resp, error) {
 				return remote(swarmpb.NewControlClient(conn), actx, req)
@@ -74,7 +80,8 @@ func relay[Req, Resp any](ctx context.Context, p *ControlProxy, req Req,
 		// again: the next route either finds the new leader or, if this
 		// manager is the one cut off, reports quorum loss. A write the old
 		// leader could not commit is safe to send again; one it did commit
-		// fails on the new leader with a sequence or name conflict.
+		// is not applied again (the request ID above): it answers as the
+		// first attempt would have.
 		lastErr = err
 		if !retry.Sleep(ctx, relayRetryDelay) {
 			return zero, Status(ctx.Err())

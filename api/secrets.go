@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -133,7 +133,7 @@ func (o *dataObj) find(version uint64) *swarmpb.DataVersion {
 
 func newVersion(v uint64, data []byte) *swarmpb.DataVersion {
 	sum := sha256.Sum256(data)
-	return &swarmpb.DataVersion{Version: v, Data: slices.Clone(data), Sha256: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UnixNano()}
+	return &swarmpb.DataVersion{Version: v, Data: slices.Clone(data), Sha256: hex.EncodeToString(sum[:]), CreatedAt: clock.Now().UnixNano()}
 }
 
 // findData resolves an ID, name or unique ID prefix.
@@ -533,6 +533,9 @@ func (s *ControlServer) UpdateSecret(ctx context.Context, req *swarmpb.UpdateSec
 
 // RemoveSecret deletes a secret no service uses.
 func (s *ControlServer) RemoveSecret(ctx context.Context, req *swarmpb.RemoveSecretRequest) (*swarmpb.RemoveSecretResponse, error) {
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		return &swarmpb.RemoveSecretResponse{}, err
+	}
 	if err := s.removeData(ctx, secretKind, req.GetSecret()); err != nil {
 		return nil, err
 	}

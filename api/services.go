@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
@@ -103,6 +104,17 @@ func (s *ControlServer) CreateService(ctx context.Context, req *swarmpb.CreateSe
 	if err := s.read(ctx); err != nil {
 		return nil, err
 	}
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		if err != nil {
+			return nil, err
+		}
+		var svc *swarmpb.Service
+		s.Store.View(func(tx state.ReadTx) { svc = tx.GetService(r.ObjectId) })
+		if svc != nil {
+			return &swarmpb.CreateServiceResponse{Service: svc}, nil
+		}
+		return nil, Status(notFoundf("the service this request created was removed meanwhile"))
+	}
 	if req.Spec != nil && req.Spec.Name == "" {
 		named := proto.Clone(req.Spec).(*swarmpb.ServiceSpec)
 		named.Name = s.generatedServiceName()
@@ -176,6 +188,13 @@ func (s *ControlServer) writeService(ctx context.Context, a *swarmpb.StoreAction
 			return nil, &userError{kind: vipConflict{vce}, msg: fmt.Sprintf("%s: %s; try again", what, vce.Error())}
 		}
 		return nil, Status(fmt.Errorf("%s: %w", what, err))
+	}
+	if a.Kind == swarmpb.StoreAction_KIND_CREATE {
+		// A resend that raced its first attempt: the store applied the
+		// first one's create (with its own ID) and skipped this one.
+		if r, ok := s.Store.AppliedRequest(raft.FirstWriteID(raft.RequestID(ctx))); ok && r.ObjectId != "" {
+			id = r.ObjectId
+		}
 	}
 	var out *swarmpb.Service
 	s.Store.View(func(tx state.ReadTx) { out = tx.GetService(id) })
@@ -345,6 +364,9 @@ func (s *ControlServer) ListServices(ctx context.Context, req *swarmpb.ListServi
 // RemoveService deletes the service; the orchestrator then shuts its tasks
 // down and the agents remove their containers.
 func (s *ControlServer) RemoveService(ctx context.Context, req *swarmpb.RemoveServiceRequest) (*swarmpb.RemoveServiceResponse, error) {
+	if r, err := s.replayed(ctx); err != nil || r != nil { // requests.go: a resend
+		return &swarmpb.RemoveServiceResponse{}, err
+	}
 	svc, err := s.lookupService(ctx, req.Service)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"net"
 	"slices"
 	"sync"
@@ -568,6 +569,7 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 // updates for deleted tasks, for tasks no longer on the sender's node and
 // that would move a task backwards are dropped, and so are repeats.
 func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction {
+	now := clock.Now().UnixNano()
 	staged := make(map[string]*swarmpb.Task)
 	var order []string
 	s.d.Store.View(func(tx state.ReadTx) {
@@ -586,6 +588,11 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 					order = append(order, cur.GetId())
 				}
 				cur.Status = proto.Clone(u.GetStatus()).(*swarmpb.TaskStatus)
+				// The node's clock is a claim: one ahead of the leader's
+				// (a jump, a bad clock) would hold back the restart of a
+				// failed task (due at its status time plus the delay) by as
+				// much. The stored time is when this leader took the status.
+				cur.Status.Timestamp = now
 			}
 		}
 	})

@@ -170,7 +170,8 @@ func TestStatusBatching(t *testing.T) {
 		send("A", up("y", swarmpb.TaskState_TASK_STATE_STARTING)),   // backwards: dropped
 		send("A", up("gone", swarmpb.TaskState_TASK_STATE_RUNNING)), // deleted: dropped
 		send("A", up("z", swarmpb.TaskState_TASK_STATE_RUNNING)),    // not A's: dropped
-		send("B", up("z", swarmpb.TaskState_TASK_STATE_FAILED)))
+		send("B", &swarmpb.TaskStatusUpdate{TaskId: "z", Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_FAILED,
+			Timestamp: time.Now().Add(9 * time.Minute).UnixNano()}})) // a node whose clock is 9 minutes ahead
 	for _, done := range dones {
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -187,5 +188,10 @@ func TestStatusBatching(t *testing.T) {
 		if got := dtGet(st, id).Status.State; got != want {
 			t.Fatalf("%s is %v, want %v", id, got, want)
 		}
+	}
+	// The leader stamps statuses with its own clock: a failure reported
+	// from a node's future must not delay the task's restart.
+	if ts := time.Unix(0, dtGet(st, "z").Status.Timestamp); ts.After(time.Now()) {
+		t.Fatalf("stored status time %v is in the future: the node's clock was taken", ts)
 	}
 }

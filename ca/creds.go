@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -72,8 +73,9 @@ func (c *Creds) buildNode(certPEM, keyPEM []byte) (*nodeCreds, error) {
 		pair.Leaf = leaf
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:     c.pool,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		Roots:       c.pool,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		CurrentTime: clock.Now(),
 	}); err != nil {
 		return nil, fmt.Errorf("node certificate is not valid for this cluster's root CA: %w", err)
 	}

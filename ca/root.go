@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"math/big"
 	"strings"
 	"time"
@@ -60,7 +61,7 @@ func NewRootCA() (*RootCA, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := clock.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: rootCommonName},
@@ -212,7 +213,7 @@ func (r *RootCA) IssueNodeCert(csrPEM []byte, nodeID, clusterID string, role swa
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := clock.Now()
 	notAfter := now.Add(nodeValidity)
 	if notAfter.After(r.Cert.NotAfter) {
 		// Never outlive the issuer; such a cert would fail verification anyway.

@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/raftswarm/raftswarm/internal/clock"
 )
 
 // ServerTLSConfig serves the node's current certificate. Client certificates
@@ -20,6 +21,7 @@ func (c *Creds) ServerTLSConfig() *tls.Config {
 		},
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  c.pool,
+		Time:       clock.Now, // certificate validity is a wall-clock check
 		NextProtos: []string{"h2", ALPNRaft},
 	}
 }
@@ -32,6 +34,7 @@ func (c *Creds) ClientTLSConfig(alpn string) *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		RootCAs:    c.pool,
 		ServerName: ManagerRole,
+		Time:       clock.Now,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return c.currentCert(), nil
 		},
@@ -48,6 +51,7 @@ func BootstrapTLSConfig(root *x509.CertPool) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2"},
+		Time:       clock.Now,
 	}
 	if root == nil {
 		cfg.InsecureSkipVerify = true

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ var (
 	durationFlag = flag.Duration("chaos.duration", 0, "run randomized chaos runs for this long (0: the short fixed run of make test)")
 	seedFlag     = flag.Int64("chaos.seed", 0, "replay the run with this seed (its random schedule of faults)")
 	faultsFlag   = flag.Int("chaos.faults", 5, "faults per randomized run")
+	kindsFlag    = flag.String("chaos.kinds", "", "comma-separated fault kinds randomized runs draw from (default: all)")
 )
 
 // shortSeed and shortSteps are the fixed run of plain `go test`: the
@@ -80,8 +82,20 @@ func TestChaos(t *testing.T) {
 	}
 	var total struct {
 		runs, faults, ops, violations, lost int
-		conv                                []time.Duration
+		scales                              int64
+		conv, taskConv                      []time.Duration
+		kinds                               map[Kind]int
 		failedSeeds                         []int64
+	}
+	kinds := AllKinds
+	if *kindsFlag != "" {
+		kinds = nil
+		for _, k := range strings.Split(*kindsFlag, ",") {
+			if !slices.Contains(AllKinds, Kind(k)) {
+				t.Fatalf("-chaos.kinds: unknown fault kind %q (kinds: %v)", k, AllKinds)
+			}
+			kinds = append(kinds, Kind(k))
+		}
 	}
 	deadline := time.Now().Add(*durationFlag)
 	for {
@@ -89,13 +103,21 @@ func TestChaos(t *testing.T) {
 		if seed == 0 {
 			seed = time.Now().UnixNano() % 1_000_000_007
 		}
-		res := runOnce(t, binDir, seed, Schedule(seed, *faultsFlag))
+		res := runOnce(t, binDir, seed, ScheduleOf(seed, *faultsFlag, kinds))
 		total.runs++
 		total.faults += res.Faults
 		total.ops += res.Verdict.Checked
 		total.violations += len(res.Violations)
 		total.lost += len(res.Verdict.LostWrites)
 		total.conv = append(total.conv, res.Convergence...)
+		total.taskConv = append(total.taskConv, res.TaskConv...)
+		total.scales += res.Scales
+		if total.kinds == nil {
+			total.kinds = map[Kind]int{}
+		}
+		for _, s := range res.Steps[:min(res.Faults, len(res.Steps))] {
+			total.kinds[s.Kind]++
+		}
 		if len(res.Violations) > 0 {
 			total.failedSeeds = append(total.failedSeeds, seed)
 		}
@@ -105,8 +127,10 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	med, max := MedianMax(total.conv)
-	t.Logf("TOTAL: runs %d, faults injected %d, operations checked %d, violations %d (lost acknowledged writes %d), convergence after healing median %v max %v; seeds with violations: %v",
-		total.runs, total.faults, total.ops, total.violations, total.lost, med.Round(time.Millisecond), max.Round(time.Millisecond), total.failedSeeds)
+	tmed, tmax := MedianMax(total.taskConv)
+	t.Logf("TOTAL: runs %d, faults injected %d %v, operations checked %d, scales %d, violations %d (lost acknowledged writes %d), convergence after healing median %v max %v, tasks and routing tables median %v max %v; seeds with violations: %v",
+		total.runs, total.faults, total.kinds, total.ops, total.scales, total.violations, total.lost, med.Round(time.Millisecond), max.Round(time.Millisecond),
+		tmed.Round(time.Millisecond), tmax.Round(time.Millisecond), total.failedSeeds)
 }
 
 func runOnce(t *testing.T, binDir string, seed int64, steps []Step) Result {
@@ -141,10 +165,15 @@ func report(t *testing.T, res Result) {
 	t.Helper()
 	v := res.Verdict
 	med, max := MedianMax(res.Convergence)
-	t.Logf("seed %d: faults %d, calls %d, checked %d (ambiguous %d, failed %d), linearizable: %s, convergence median %v max %v",
-		res.Seed, res.Faults, res.Calls, v.Checked, v.Ambiguous, v.Failed, v.Result, med.Round(time.Millisecond), max.Round(time.Millisecond))
+	tmed, tmax := MedianMax(res.TaskConv)
+	t.Logf("seed %d: faults %d, calls %d, checked %d (ambiguous %d, failed %d), scales %d, linearizable: %s, convergence median %v max %v, tasks and routing tables median %v max %v",
+		res.Seed, res.Faults, res.Calls, v.Checked, v.Ambiguous, v.Failed, res.Scales, v.Result, med.Round(time.Millisecond), max.Round(time.Millisecond),
+		tmed.Round(time.Millisecond), tmax.Round(time.Millisecond))
 	if res.Conflicts > 0 {
 		t.Errorf("seed %d: %d concurrent node label writes refused as out of sequence (issue 9 #11)", res.Seed, res.Conflicts)
+	}
+	if res.StoppedOps > 0 {
+		t.Logf("seed %d: %d successful calls over %v went through a daemon SIGSTOPped meanwhile (not stalls)", res.Seed, res.StoppedOps, SlowCall)
 	}
 	if len(res.SlowOps) > 0 {
 		t.Errorf("seed %d: %d successful calls took over %v (issue 9 #10), e.g. %s", res.Seed, len(res.SlowOps), SlowCall, res.SlowOps[0])

@@ -21,6 +21,7 @@ type Cluster struct {
 	byName   map[string]*Daemon
 	NodeIDs  map[string]string // hostname -> node ID
 	Services []*swarmpb.ServiceSpec
+	replicas replicaState // tasks.go
 	logf     func(string, ...any)
 }
 
@@ -98,8 +99,8 @@ func (c *Cluster) Managers() []*Daemon {
 }
 
 // Form inits the first manager, joins the others, waits until the cluster
-// is healthy and creates nServices services with no replicas (the bed has
-// no container engine; a service is a replicated spec, nothing more).
+// is healthy and creates nServices replicated services of two replicas
+// each, with a published port (tasks.go), and waits for their tasks.
 func (c *Cluster) Form(ctx context.Context, nServices int) error {
 	first := c.Daemons[0]
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -150,17 +151,14 @@ func (c *Cluster) Form(ctx context.Context, nServices int) error {
 		c.NodeIDs[n.Node.Description.GetHostname()] = n.Node.Id
 	}
 	for i := 0; i < nServices; i++ {
-		spec := &swarmpb.ServiceSpec{
-			Name:      fmt.Sprintf("chaos-s%d", i),
-			Container: &swarmpb.ContainerSpec{Image: "raftswarm/chaos-none:v1"},
-			Replicas:  0,
-		}
+		spec := serviceSpec(i, 2)
 		if _, err := first.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: spec}); err != nil {
 			return fmt.Errorf("create service %s: %w", spec.Name, err)
 		}
 		c.Services = append(c.Services, spec)
+		c.replicas.n = append(c.replicas.n, spec.Replicas)
 	}
-	return nil
+	return c.WaitTasksConverged(ctx, 60*time.Second)
 }
 
 // Health asks every running, unpaused manager for the node list and

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/clock"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -31,6 +32,7 @@ type Daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	paused bool
+	stops  []window // SIGSTOP to SIGCONT, for reading slow calls
 
 	conn *grpc.ClientConn
 }
@@ -50,7 +52,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 	cmd := exec.Command("ip", "netns", "exec", d.Host.NS, d.Binary,
 		"--state-dir", d.StateDir, "--socket", d.Socket, "--hostname", d.Host.Name,
 		"--docker-host", "unix://"+filepath.Join(filepath.Dir(d.StateDir), "no-docker.sock"),
-		"--heartbeat-period", "500ms", "--log-level", "info")
+		"--heartbeat-period", "500ms", "--log-level", "info", "--engine", "fake")
+	cmd.Env = append(os.Environ(), clock.EnvFile+"="+d.clockFile())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A daemon must not outlive a bed that died without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -85,6 +88,23 @@ func (d *Daemon) Start(ctx context.Context) error {
 		_, err := d.Local().Info(cctx, &swarmpb.InfoRequest{})
 		return err
 	})
+}
+
+// clockFile holds the daemon's wall-clock offset (internal/clock).
+func (d *Daemon) clockFile() string { return filepath.Join(filepath.Dir(d.StateDir), "clock-offset") }
+
+// SetClockOffset jumps the daemon's wall clock by off from the real one
+// (0: back to the real clock); the daemon reads it within 100 ms.
+func (d *Daemon) SetClockOffset(off time.Duration) error {
+	s := ""
+	if off != 0 {
+		s = off.String()
+	}
+	tmp := d.clockFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, d.clockFile())
 }
 
 // Control is the daemon's Control client over its socket.
@@ -143,7 +163,28 @@ func (d *Daemon) signal(sig syscall.Signal, paused bool) error {
 		return fmt.Errorf("%s is not running", d.Host.Name)
 	}
 	d.paused = paused
+	if paused {
+		d.stops = append(d.stops, window{from: time.Now()})
+	} else if n := len(d.stops); n > 0 && d.stops[n-1].to.IsZero() {
+		d.stops[n-1].to = time.Now()
+	}
 	return d.cmd.Process.Signal(sig)
+}
+
+// window is a span of time; a zero to is still open.
+type window struct{ from, to time.Time }
+
+// StoppedDuring reports whether the daemon was SIGSTOPped at some time
+// between from and to.
+func (d *Daemon) StoppedDuring(from, to time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.stops {
+		if w.from.Before(to) && (w.to.IsZero() || w.to.After(from)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close kills the process (a paused one too) and closes the client.

@@ -27,10 +27,11 @@ const (
 	Loss          Kind = "loss"           // 30% of every node's packets dropped at random
 	Kill9         Kind = "kill9"          // SIGKILL a manager (the leader half the time), restart after the hold
 	Pause         Kind = "pause"          // SIGSTOP a manager (the leader half the time), SIGCONT after the hold
+	ClockJump     Kind = "clock-jump"     // one node's wall clock jumps 2-9 minutes forward or back, and back after the hold
 )
 
 // AllKinds are the faults a random schedule draws from.
-var AllKinds = []Kind{IsolateNode, IsolateLeader, OneWay, Halves, Loss, Kill9, Pause}
+var AllKinds = []Kind{IsolateNode, IsolateLeader, OneWay, Halves, Loss, Kill9, Pause, ClockJump}
 
 // Step is one fault of a schedule. Pick chooses the target among the
 // candidates the kind has when the step runs (which node leads then is the
@@ -49,13 +50,16 @@ const SlowCall = 8 * time.Second
 
 func (s Step) String() string { return fmt.Sprintf("%s(pick %d, hold %v)", s.Kind, s.Pick, s.Hold) }
 
-// Schedule draws n steps from seed.
-func Schedule(seed int64, n int) []Step {
+// Schedule draws n steps from seed, of every kind.
+func Schedule(seed int64, n int) []Step { return ScheduleOf(seed, n, AllKinds) }
+
+// ScheduleOf draws n steps of the given kinds from seed.
+func ScheduleOf(seed int64, n int, kinds []Kind) []Step {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	steps := make([]Step, n)
 	for i := range steps {
 		steps[i] = Step{
-			Kind: AllKinds[rng.IntN(len(AllKinds))],
+			Kind: kinds[rng.IntN(len(kinds))],
 			Pick: rng.IntN(1 << 16),
 			Hold: time.Duration(4+rng.IntN(7)) * time.Second,
 		}
@@ -82,6 +86,7 @@ type Probe struct {
 	Write   bool
 	Elapsed time.Duration
 	Err     string
+	Down    bool // not a call: Via was seen not ready during a clock jump
 }
 
 // Refused reports whether the probe got the quorum error within 10 s.
@@ -98,9 +103,12 @@ type Result struct {
 	Verdict     Verdict
 	Probes      []Probe
 	Convergence []time.Duration // from healing to healthy, per fault
+	TaskConv    []time.Duration // from healing to every service's tasks and every routing table right, per fault
+	Scales      int64           // acknowledged scale calls (made while faults held)
 	Violations  []string        // linearizability, lost writes, no convergence, minority not refusing
 	Conflicts   int             // node label writes refused "update out of sequence" (issue 9 #11, fixed)
 	SlowOps     []string        // successful calls over SlowCall (issue 9 #10, fixed)
+	StoppedOps  int             // successful calls over SlowCall through a daemon SIGSTOPped meanwhile (not counted as slow)
 	Logs        string          // daemon log tails when the run found something
 }
 
@@ -130,6 +138,8 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	logf("cluster formed on %s.0/24: %d managers, %d workers", c.Net.subnet, cfg.Managers, cfg.Workers)
 
 	hist := &History{}
+	sc := &Scaler{c: c}
+	defer func() { res.Scales = sc.Scales() }()
 	w := NewWorkload(c, hist)
 	wctx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -153,7 +163,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	converged := true
 	for i, step := range cfg.Steps {
 		logf("fault %d/%d: %s", i+1, len(cfg.Steps), step)
+		// Services are scaled while the fault holds, not while the
+		// convergence after it is timed.
+		sctx, stopScale := context.WithCancel(ctx)
+		var swg sync.WaitGroup
+		swg.Go(func() { sc.Run(sctx, 2*time.Second, uint64(cfg.Seed)+uint64(i)) })
 		probes, healedAt, err := c.inject(ctx, step, hold, logf)
+		stopScale()
+		swg.Wait()
 		res.Probes = append(res.Probes, probes...)
 		if err != nil {
 			return res, fmt.Errorf("fault %s: %w", step, err)
@@ -169,6 +186,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		}
 		res.Convergence = append(res.Convergence, took)
 		logf("healed: leader %s, healthy %v after healing", leader, took.Round(time.Millisecond))
+		if err := c.WaitTasksConverged(ctx, 60*time.Second); err != nil {
+			res.Violations = append(res.Violations, fmt.Sprintf("after %s: %v", step, err))
+			converged = false
+			break
+		}
+		took = time.Since(healedAt)
+		res.TaskConv = append(res.TaskConv, took)
+		logf("tasks and routing tables converged %v after healing", took.Round(time.Millisecond))
 		if err := hold(time.Second); err != nil {
 			return res, err
 		}
@@ -195,8 +220,14 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		// A refusal (the quorum error comes after the 4 s leader wait plus
 		// the quorum ping, about 5 s) is not a stall; a call that succeeded
 		// after SlowCall was stuck somewhere (issue 9 #10).
+		// A call to the socket of a SIGSTOPped daemon waits for SIGCONT:
+		// that is the fault, not a stall.
 		if op.End.Sub(op.Start) > SlowCall && op.Outcome == OK {
-			res.SlowOps = append(res.SlowOps, op.String())
+			if d := c.byName[op.Via]; d != nil && d.StoppedDuring(op.Start, op.End) {
+				res.StoppedOps++
+			} else {
+				res.SlowOps = append(res.SlowOps, op.String())
+			}
 		}
 	}
 	switch res.Verdict.Result {
@@ -216,6 +247,10 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		res.Violations = append(res.Violations, "lost acknowledged write: "+l)
 	}
 	for _, p := range res.Probes {
+		if p.Down {
+			res.Violations = append(res.Violations, fmt.Sprintf("during %s: %s", p.Step, p.Via))
+			continue
+		}
 		if !p.Refused() {
 			res.Violations = append(res.Violations, fmt.Sprintf("minority manager %s did not refuse within 10s during %s: write=%v after %v: %s",
 				p.Via, p.Step, p.Write, p.Elapsed.Round(time.Millisecond), orOK(p.Err)))
@@ -254,6 +289,7 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 	}
 	var minority []*Daemon
 	var heal func() error
+	var watchDown bool
 	// Every host is healed at once: one at a time, under load, a heal
 	// leaves the network half-healed for seconds.
 	healNet := func() error {
@@ -345,6 +381,21 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 		logf("  SIGSTOP %s", target.Host.Name)
 		err = target.Pause()
 		heal = target.Resume
+	case ClockJump:
+		target := c.Daemons[step.Pick%len(c.Daemons)]
+		if step.Pick%3 == 0 {
+			target = leader
+		}
+		off := time.Duration(2+(step.Pick/8)%8) * time.Minute
+		if (step.Pick/2)%2 == 1 {
+			off = -off
+		}
+		logf("  %s's clock jumps %v", target.Host.Name, off)
+		err = target.SetClockOffset(off)
+		heal = func() error { return target.SetClockOffset(0) }
+		// No node may be marked Down (or a certificate refused, which
+		// stops its heartbeats) while a clock is off.
+		watchDown = true
 	default:
 		return nil, time.Time{}, fmt.Errorf("unknown fault kind %q", step.Kind)
 	}
@@ -374,6 +425,23 @@ func (c *Cluster) inject(ctx context.Context, step Step, hold func(time.Duration
 				})
 			}
 		}
+	}
+	var downs []string
+	if watchDown {
+		wctx, stopWatch := context.WithCancel(ctx)
+		wg.Go(func() { downs = c.watchNotReady(wctx) })
+		herr := hold(step.Hold)
+		stopWatch()
+		wg.Wait()
+		for _, d := range downs {
+			probes = append(probes, Probe{Step: step, Via: d, Down: true})
+		}
+		t1 := time.Now()
+		if err := heal(); err != nil {
+			return probes, time.Time{}, fmt.Errorf("heal: %w", err)
+		}
+		logf("  healed in %v", time.Since(t1).Round(time.Millisecond))
+		return probes, time.Now(), herr
 	}
 	herr := hold(step.Hold)
 	wg.Wait() // a probe may outlast the hold; the fault stays until it ends

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"google.golang.org/protobuf/proto"
 )
 
 // opTimeout bounds every client call: longer than the 5 s past which a
@@ -94,7 +93,7 @@ func (w *Workload) write(client int, d *Daemon, reg register, value string) Op {
 	if reg.service < 0 {
 		_, err = d.Control().UpdateNode(ctx, &swarmpb.UpdateNodeRequest{Node: reg.nodeID, LabelAdd: map[string]string{reg.label: value}})
 	} else {
-		spec := proto.Clone(w.c.Services[reg.service]).(*swarmpb.ServiceSpec)
+		spec := serviceSpec(reg.service, w.c.replicas.get(reg.service))
 		spec.Labels = map[string]string{"v": value}
 		_, err = d.Control().UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: spec.Name, Spec: spec})
 	}

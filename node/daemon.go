@@ -13,7 +13,27 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/agent"
+	"github.com/raftswarm/raftswarm/agent/exec"
+	"github.com/raftswarm/raftswarm/agent/exec/fake"
 )
+
+// hiddenEngineFlag selects the task engine: docker, or fake for tests.
+const hiddenEngineFlag = "engine"
+
+// usageWithoutHidden prints the flags as flag.PrintDefaults does, without
+// the test-only ones.
+func usageWithoutHidden(fs *flag.FlagSet, name string, w io.Writer) {
+	shown := flag.NewFlagSet(name, flag.ContinueOnError)
+	shown.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != hiddenEngineFlag {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	fmt.Fprintf(w, "Usage of %s:\n", name)
+	shown.PrintDefaults()
+}
 
 // Main is the whole of managerd and workerd: flags, config, run until a
 // signal. The two binaries differ only in name; the role comes from init
@@ -38,6 +58,11 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "agents' base heartbeat period; a node is Down when a heartbeat is min(2 periods, 2s) late (default 2s)")
 	fs.DurationVar(&cfg.PullStallTimeout, "image-pull-stall-timeout", 0, "fail a task whose image pull makes no progress for this long (default 1m0s)")
+	// --engine fake runs tasks in the in-memory fake engine: for tests
+	// (the chaos bed) only, hence hidden from -help.
+	var engine string
+	fs.StringVar(&engine, hiddenEngineFlag, "docker", "")
+	fs.Usage = func() { usageWithoutHidden(fs, name, stderr) }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,6 +103,15 @@ func Main(name string, args []string, stderr io.Writer) int {
 	}
 	cfg.Logger = slog.New(handler).With("daemon", name)
 	cfg.HeartbeatPeriod = heartbeat
+	switch engine {
+	case "docker":
+	case "fake":
+		cfg.Executor = func(nodeID string) (exec.Executor, error) { return fake.New(nodeID), nil }
+		cfg.Logger.Warn("tasks run in the in-memory fake engine (--engine fake, for tests only): no container is started")
+	default:
+		fmt.Fprintf(stderr, "Error: invalid --engine %q: use docker\n", engine)
+		return 2
+	}
 
 	n, err := New(cfg)
 	if err != nil {

@@ -57,13 +57,22 @@ func (s *localServer) Leave(ctx context.Context, req *swarmpb.LeaveRequest) (*sw
 	return &swarmpb.LeaveResponse{}, nil
 }
 
-func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmpb.InfoResponse, error) {
+func (s *localServer) Info(ctx context.Context, req *swarmpb.InfoRequest) (*swarmpb.InfoResponse, error) {
 	n := s.n
+	var running []string
+	var engErr string
+	if req.GetEngineTasks() {
+		running, engErr = n.engineRunningTasks(ctx)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v := version.Get()
 	if n.member == nil {
 		return &swarmpb.InfoResponse{State: "inactive", Version: v.Version, GitCommit: v.Commit, GoVersion: v.GoVersion, ApiVersion: v.API}, nil
+	}
+	var routes []*swarmpb.ServiceEndpoint
+	if n.agent != nil {
+		routes = n.agent.agent.RoutingTable()
 	}
 	st := "active"
 	if n.locked {
@@ -72,8 +81,9 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 	resp := &swarmpb.InfoResponse{
 		NodeId: n.member.NodeID, ClusterId: n.member.ClusterID, Role: n.member.Role,
 		State: st, Addr: n.member.AdvertiseAddr, Managers: n.member.Managers,
-		EngineHost: engineHost(n.cfg.DockerHost),
-		Version:    v.Version, GitCommit: v.Commit, GoVersion: v.GoVersion, ApiVersion: v.API,
+		EngineHost: engineHost(n.cfg.DockerHost), RoutingTable: routes,
+		EngineRunningTasks: running, EngineTasksError: engErr,
+		Version: v.Version, GitCommit: v.Commit, GoVersion: v.GoVersion, ApiVersion: v.API,
 	}
 	if n.mgr != nil {
 		// This replica's Raft position, for 'swarmctl info'; no quorum
@@ -83,6 +93,30 @@ func (s *localServer) Info(ctx context.Context, _ *swarmpb.InfoRequest) (*swarmp
 		_, resp.RaftLeader = r.Leader()
 	}
 	return resp, nil
+}
+
+// engineRunningTasks lists the tasks whose containers run on the node's
+// engine, within 5 s.
+func (n *Node) engineRunningTasks(ctx context.Context) ([]string, string) {
+	n.mu.Lock()
+	e := n.exec
+	n.mu.Unlock()
+	if e == nil {
+		return nil, "the node runs no engine"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cs, err := e.Containers(cctx)
+	if err != nil {
+		return nil, err.Error()
+	}
+	var ids []string
+	for _, c := range cs {
+		if c.Running {
+			ids = append(ids, c.TaskID)
+		}
+	}
+	return ids, ""
 }
 
 // engineHost is the Docker Engine address the executor uses: the

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"os"
 	"slices"
 	"time"
@@ -135,7 +136,7 @@ func (n *Node) renewCert(ctx context.Context, managers []string, want swarmpb.No
 	n.mu.Lock()
 	creds, pool := n.creds, n.pool
 	n.mu.Unlock()
-	if creds.Identity().Role == want && !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, time.Now()) {
+	if creds.Identity().Role == want && !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, clock.Now()) {
 		return nil
 	}
 	keyPEM, csrPEM, err := ca.GenerateKeyAndCSR()
@@ -226,7 +227,7 @@ func (n *Node) renewIfExpiring(ctx context.Context, resp agent.Assignment) {
 	n.mu.Lock()
 	creds := n.creds
 	n.mu.Unlock()
-	if creds == nil || !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, time.Now()) {
+	if creds == nil || !expiring(creds.Leaf().NotBefore, creds.Leaf().NotAfter, clock.Now()) {
 		return
 	}
 	if !n.opMu.TryLock() {

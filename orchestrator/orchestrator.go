@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"time"
 
@@ -33,6 +34,9 @@ type Orchestrator struct {
 	// finished; the update delay counts from there. It is term-local: a
 	// new leader restarts the delay, which only ever slows an update.
 	stableAt map[string]time.Time
+	// failedSeen records when this term first saw each ended task whose
+	// restart waits (restart.go).
+	failedSeen map[string]time.Time
 	// batched records services for which this term started an update
 	// batch, so the delay separates batches but never delays the first.
 	batched map[string]bool
@@ -80,7 +84,7 @@ func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool
 }
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
-	return &Orchestrator{store: st, raft: r, log: log, now: time.Now, stableAt: map[string]time.Time{},
+	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{}, failedSeen: map[string]time.Time{},
 		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks}
 }
 
@@ -207,6 +211,10 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		o.planning()
 	}
 	p := newPlan(v, now, o.passLimit)
+	if len(o.failedSeen) > maxFailedSeen {
+		clear(o.failedSeen) // bounded; a wait may start again from now
+	}
+	p.failedSeen = o.failedSeen
 	resume := ""
 	for _, id := range rotate(v.items, o.resume) {
 		delete(o.follows, id) // set again by the update logic if it waits on tasks

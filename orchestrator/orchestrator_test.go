@@ -309,3 +309,32 @@ func TestFailureRollbackRecordedInStatus(t *testing.T) {
 		return nil
 	})
 }
+
+// A failure stamped by a clock 9 minutes ahead (a leader whose clock
+// jumped) is restarted after the restart delay, not 9 minutes later.
+func TestRestartNotHeldBackByAClockAhead(t *testing.T) {
+	h := newHarness(t, "n1")
+	s := spec("skewed", 1)
+	s.Restart.DelayNs = int64(100 * time.Millisecond)
+	id := h.createService(s)
+	h.waitConverged(id, 1)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		var acts []*swarmpb.StoreAction
+		h.st.View(func(tx state.ReadTx) {
+			for _, tk := range tx.TasksByService(id) {
+				if tk.Status.State == swarmpb.TaskState_TASK_STATE_RUNNING {
+					c := cloneTask(tk)
+					c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_FAILED, ExitCode: 1,
+						Timestamp: time.Now().Add(9 * time.Minute).UnixNano()}
+					acts = append(acts, updateAct(c))
+				}
+			}
+		})
+		if len(acts) == 0 {
+			return fmt.Errorf("no running task yet")
+		}
+		_, err := h.raft.Apply(context.Background(), batch(acts))
+		return err
+	})
+	h.waitConverged(id, 1)
+}

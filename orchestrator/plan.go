@@ -33,6 +33,8 @@ type plan struct {
 	created  []*swarmpb.Task
 	deleted  map[string]*swarmpb.Task
 	services []*swarmpb.Service
+
+	failedSeen map[string]time.Time // the orchestrator's (restart.go); nil in some tests
 }
 
 func newPlan(v *view, now time.Time, limit int) *plan {

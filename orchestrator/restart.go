@@ -41,9 +41,28 @@ func (p *plan) restartDue(svc *swarmpb.Service, slot []*swarmpb.Task, t *swarmpb
 			return false, time.Time{}
 		}
 	}
-	due := statusTime(t).Add(time.Duration(rp.GetDelayNs()))
+	delay := time.Duration(rp.GetDelayNs())
+	due := statusTime(t).Add(delay)
+	// A status stamped by a clock ahead of this one (a leader whose clock
+	// jumped or was wrong, before the leadership moved here) would hold
+	// the restart back by the difference: never wait longer than the delay
+	// from when this term first saw the task ended.
+	if p.failedSeen != nil {
+		seen, ok := p.failedSeen[t.Id]
+		if !ok {
+			seen = p.now
+			p.failedSeen[t.Id] = seen
+		}
+		if latest := seen.Add(delay); due.After(latest) {
+			due = latest
+		}
+	}
 	if !p.now.Before(due) {
+		delete(p.failedSeen, t.Id)
 		return true, time.Time{}
 	}
 	return false, due
 }
+
+// maxFailedSeen bounds Orchestrator.failedSeen.
+const maxFailedSeen = 100000

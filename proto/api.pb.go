@@ -6448,7 +6448,11 @@ func (*LeaveResponse) Descriptor() ([]byte, []int) {
 }
 
 type InfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also list the task containers running on this node's engine
+	// (InfoResponse.engine_running_tasks); the chaos bed asks, to find
+	// duplicates and orphans.
+	EngineTasks   bool `protobuf:"varint,240,opt,name=engine_tasks,json=engineTasks,proto3" json:"engine_tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6483,6 +6487,13 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 	return file_api_proto_rawDescGZIP(), []int{118}
 }
 
+func (x *InfoRequest) GetEngineTasks() bool {
+	if x != nil {
+		return x.EngineTasks
+	}
+	return false
+}
+
 type InfoResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -6497,15 +6508,24 @@ type InfoResponse struct {
 	EngineHost string `protobuf:"bytes,20,opt,name=engine_host,json=engineHost,proto3" json:"engine_host,omitempty"`
 	// The daemon's build (swarmctl version) and, on a manager, its Raft
 	// position (swarmctl info).
-	Version       string `protobuf:"bytes,100,opt,name=version,proto3" json:"version,omitempty"`
-	GoVersion     string `protobuf:"bytes,101,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
-	ApiVersion    string `protobuf:"bytes,102,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
-	GitCommit     string `protobuf:"bytes,103,opt,name=git_commit,json=gitCommit,proto3" json:"git_commit,omitempty"`
-	RaftIndex     uint64 `protobuf:"varint,104,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // last index applied by this manager
-	RaftTerm      uint64 `protobuf:"varint,105,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
-	RaftLeader    string `protobuf:"bytes,106,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"` // the leader's address as this manager knows it
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version    string `protobuf:"bytes,100,opt,name=version,proto3" json:"version,omitempty"`
+	GoVersion  string `protobuf:"bytes,101,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	ApiVersion string `protobuf:"bytes,102,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	GitCommit  string `protobuf:"bytes,103,opt,name=git_commit,json=gitCommit,proto3" json:"git_commit,omitempty"`
+	RaftIndex  uint64 `protobuf:"varint,104,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // last index applied by this manager
+	RaftTerm   uint64 `protobuf:"varint,105,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
+	RaftLeader string `protobuf:"bytes,106,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"` // the leader's address as this manager knows it
+	// The routing mesh's table as this node's agent last applied it (the
+	// published ports of the Endpoints stream); the chaos bed compares every
+	// node's with the leader's state.
+	RoutingTable []*ServiceEndpoint `protobuf:"bytes,240,rep,name=routing_table,json=routingTable,proto3" json:"routing_table,omitempty"`
+	// IDs of the tasks whose containers run on this node's engine, when
+	// InfoRequest.engine_tasks asked (empty if the engine did not answer
+	// within engine_error's deadline).
+	EngineRunningTasks []string `protobuf:"bytes,241,rep,name=engine_running_tasks,json=engineRunningTasks,proto3" json:"engine_running_tasks,omitempty"`
+	EngineTasksError   string   `protobuf:"bytes,242,opt,name=engine_tasks_error,json=engineTasksError,proto3" json:"engine_tasks_error,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -6632,6 +6652,27 @@ func (x *InfoResponse) GetRaftTerm() uint64 {
 func (x *InfoResponse) GetRaftLeader() string {
 	if x != nil {
 		return x.RaftLeader
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetRoutingTable() []*ServiceEndpoint {
+	if x != nil {
+		return x.RoutingTable
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetEngineRunningTasks() []string {
+	if x != nil {
+		return x.EngineRunningTasks
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetEngineTasksError() string {
+	if x != nil {
+		return x.EngineTasksError
 	}
 	return ""
 }
@@ -7077,8 +7118,9 @@ const file_api_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"$\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
-	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xaf\x03\n" +
+	"\rLeaveResponse\"1\n" +
+	"\vInfoRequest\x12\"\n" +
+	"\fengine_tasks\x18\xf0\x01 \x01(\bR\vengineTasks\"\xd6\x04\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -7100,7 +7142,10 @@ const file_api_proto_rawDesc = "" +
 	"raft_index\x18h \x01(\x04R\traftIndex\x12\x1b\n" +
 	"\traft_term\x18i \x01(\x04R\braftTerm\x12\x1f\n" +
 	"\vraft_leader\x18j \x01(\tR\n" +
-	"raftLeader2\xd1\x02\n" +
+	"raftLeader\x12C\n" +
+	"\rrouting_table\x18\xf0\x01 \x03(\v2\x1d.raftswarm.v1.ServiceEndpointR\froutingTable\x121\n" +
+	"\x14engine_running_tasks\x18\xf1\x01 \x03(\tR\x12engineRunningTasks\x12-\n" +
+	"\x12engine_tasks_error\x18\xf2\x01 \x01(\tR\x10engineTasksError2\xd1\x02\n" +
 	"\x02CA\x12m\n" +
 	"\x14GetRootCACertificate\x12).raftswarm.v1.GetRootCACertificateRequest\x1a*.raftswarm.v1.GetRootCACertificateResponse\x12m\n" +
 	"\x14IssueNodeCertificate\x12).raftswarm.v1.IssueNodeCertificateRequest\x1a*.raftswarm.v1.IssueNodeCertificateResponse\x12m\n" +
@@ -7396,110 +7441,111 @@ var file_api_proto_depIdxs = []int32{
 	128, // 69: raftswarm.v1.ListTasksResponse.node_names:type_name -> raftswarm.v1.ListTasksResponse.NodeNamesEntry
 	129, // 70: raftswarm.v1.JoinResponse.role:type_name -> raftswarm.v1.NodeRole
 	129, // 71: raftswarm.v1.InfoResponse.role:type_name -> raftswarm.v1.NodeRole
-	86,  // 72: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
-	2,   // 73: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
-	4,   // 74: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
-	6,   // 75: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
-	7,   // 76: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
-	10,  // 77: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
-	12,  // 78: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
-	29,  // 79: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
-	31,  // 80: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
-	40,  // 81: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
-	14,  // 82: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
-	27,  // 83: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
-	36,  // 84: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
-	89,  // 85: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
-	91,  // 86: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
-	93,  // 87: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
-	95,  // 88: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
-	97,  // 89: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
-	99,  // 90: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
-	101, // 91: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
-	103, // 92: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
-	105, // 93: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
-	108, // 94: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
-	110, // 95: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
-	85,  // 96: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
-	77,  // 97: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
-	79,  // 98: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
-	81,  // 99: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
-	83,  // 100: raftswarm.v1.Control.GetDashboardToken:input_type -> raftswarm.v1.GetDashboardTokenRequest
-	45,  // 101: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
-	47,  // 102: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
-	51,  // 103: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
-	54,  // 104: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
-	56,  // 105: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
-	58,  // 106: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
-	60,  // 107: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
-	62,  // 108: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
-	64,  // 109: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
-	66,  // 110: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
-	68,  // 111: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
-	70,  // 112: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
-	72,  // 113: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
-	74,  // 114: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
-	42,  // 115: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
-	143, // 116: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
-	114, // 117: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
-	116, // 118: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
-	118, // 119: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
-	120, // 120: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
-	112, // 121: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
-	3,   // 122: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
-	5,   // 123: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	5,   // 124: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
-	8,   // 125: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
-	11,  // 126: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
-	13,  // 127: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
-	30,  // 128: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
-	33,  // 129: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
-	41,  // 130: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
-	17,  // 131: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
-	28,  // 132: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
-	37,  // 133: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
-	90,  // 134: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
-	92,  // 135: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
-	94,  // 136: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
-	96,  // 137: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
-	98,  // 138: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
-	100, // 139: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
-	102, // 140: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
-	104, // 141: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
-	107, // 142: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
-	109, // 143: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
-	111, // 144: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
-	87,  // 145: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
-	78,  // 146: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
-	80,  // 147: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
-	82,  // 148: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
-	84,  // 149: raftswarm.v1.Control.GetDashboardToken:output_type -> raftswarm.v1.GetDashboardTokenResponse
-	46,  // 150: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
-	50,  // 151: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
-	53,  // 152: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
-	55,  // 153: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
-	57,  // 154: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
-	59,  // 155: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
-	61,  // 156: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
-	63,  // 157: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
-	65,  // 158: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
-	67,  // 159: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
-	69,  // 160: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
-	71,  // 161: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
-	73,  // 162: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
-	75,  // 163: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
-	44,  // 164: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
-	144, // 165: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
-	115, // 166: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
-	117, // 167: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
-	119, // 168: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
-	121, // 169: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
-	113, // 170: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
-	122, // [122:171] is the sub-list for method output_type
-	73,  // [73:122] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	16,  // 72: raftswarm.v1.InfoResponse.routing_table:type_name -> raftswarm.v1.ServiceEndpoint
+	86,  // 73: raftswarm.v1.ServiceLogsMessage.TasksEntry.value:type_name -> raftswarm.v1.LogContext
+	2,   // 74: raftswarm.v1.CA.GetRootCACertificate:input_type -> raftswarm.v1.GetRootCACertificateRequest
+	4,   // 75: raftswarm.v1.CA.IssueNodeCertificate:input_type -> raftswarm.v1.IssueNodeCertificateRequest
+	6,   // 76: raftswarm.v1.CA.RenewNodeCertificate:input_type -> raftswarm.v1.RenewNodeCertificateRequest
+	7,   // 77: raftswarm.v1.RaftMembership.Join:input_type -> raftswarm.v1.RaftJoinRequest
+	10,  // 78: raftswarm.v1.RaftMembership.Forward:input_type -> raftswarm.v1.ForwardRequest
+	12,  // 79: raftswarm.v1.RaftMembership.Ping:input_type -> raftswarm.v1.PingRequest
+	29,  // 80: raftswarm.v1.Dispatcher.Heartbeat:input_type -> raftswarm.v1.HeartbeatRequest
+	31,  // 81: raftswarm.v1.Dispatcher.Session:input_type -> raftswarm.v1.SessionRequest
+	40,  // 82: raftswarm.v1.Dispatcher.UpdateTaskStatus:input_type -> raftswarm.v1.UpdateTaskStatusRequest
+	14,  // 83: raftswarm.v1.Dispatcher.Endpoints:input_type -> raftswarm.v1.EndpointsRequest
+	27,  // 84: raftswarm.v1.Dispatcher.PublishLogs:input_type -> raftswarm.v1.PublishLogsMessage
+	36,  // 85: raftswarm.v1.Dispatcher.ReportVolumeRemoval:input_type -> raftswarm.v1.ReportVolumeRemovalRequest
+	89,  // 86: raftswarm.v1.Control.ListNodes:input_type -> raftswarm.v1.ListNodesRequest
+	91,  // 87: raftswarm.v1.Control.GetNode:input_type -> raftswarm.v1.GetNodeRequest
+	93,  // 88: raftswarm.v1.Control.UpdateNode:input_type -> raftswarm.v1.UpdateNodeRequest
+	95,  // 89: raftswarm.v1.Control.RemoveNode:input_type -> raftswarm.v1.RemoveNodeRequest
+	97,  // 90: raftswarm.v1.Control.GetJoinToken:input_type -> raftswarm.v1.GetJoinTokenRequest
+	99,  // 91: raftswarm.v1.Control.CreateService:input_type -> raftswarm.v1.CreateServiceRequest
+	101, // 92: raftswarm.v1.Control.UpdateService:input_type -> raftswarm.v1.UpdateServiceRequest
+	103, // 93: raftswarm.v1.Control.GetService:input_type -> raftswarm.v1.GetServiceRequest
+	105, // 94: raftswarm.v1.Control.ListServices:input_type -> raftswarm.v1.ListServicesRequest
+	108, // 95: raftswarm.v1.Control.RemoveService:input_type -> raftswarm.v1.RemoveServiceRequest
+	110, // 96: raftswarm.v1.Control.ListTasks:input_type -> raftswarm.v1.ListTasksRequest
+	85,  // 97: raftswarm.v1.Control.ServiceLogs:input_type -> raftswarm.v1.ServiceLogsRequest
+	77,  // 98: raftswarm.v1.Control.GetCluster:input_type -> raftswarm.v1.GetClusterRequest
+	79,  // 99: raftswarm.v1.Control.UpdateCluster:input_type -> raftswarm.v1.UpdateClusterRequest
+	81,  // 100: raftswarm.v1.Control.GetUnlockKey:input_type -> raftswarm.v1.GetUnlockKeyRequest
+	83,  // 101: raftswarm.v1.Control.GetDashboardToken:input_type -> raftswarm.v1.GetDashboardTokenRequest
+	45,  // 102: raftswarm.v1.Control.CreateNetwork:input_type -> raftswarm.v1.CreateNetworkRequest
+	47,  // 103: raftswarm.v1.Control.GetNetwork:input_type -> raftswarm.v1.GetNetworkRequest
+	51,  // 104: raftswarm.v1.Control.ListNetworks:input_type -> raftswarm.v1.ListNetworksRequest
+	54,  // 105: raftswarm.v1.Control.RemoveNetwork:input_type -> raftswarm.v1.RemoveNetworkRequest
+	56,  // 106: raftswarm.v1.Control.CreateSecret:input_type -> raftswarm.v1.CreateSecretRequest
+	58,  // 107: raftswarm.v1.Control.GetSecret:input_type -> raftswarm.v1.GetSecretRequest
+	60,  // 108: raftswarm.v1.Control.ListSecrets:input_type -> raftswarm.v1.ListSecretsRequest
+	62,  // 109: raftswarm.v1.Control.UpdateSecret:input_type -> raftswarm.v1.UpdateSecretRequest
+	64,  // 110: raftswarm.v1.Control.RemoveSecret:input_type -> raftswarm.v1.RemoveSecretRequest
+	66,  // 111: raftswarm.v1.Control.CreateConfig:input_type -> raftswarm.v1.CreateConfigRequest
+	68,  // 112: raftswarm.v1.Control.GetConfig:input_type -> raftswarm.v1.GetConfigRequest
+	70,  // 113: raftswarm.v1.Control.ListConfigs:input_type -> raftswarm.v1.ListConfigsRequest
+	72,  // 114: raftswarm.v1.Control.UpdateConfig:input_type -> raftswarm.v1.UpdateConfigRequest
+	74,  // 115: raftswarm.v1.Control.RemoveConfig:input_type -> raftswarm.v1.RemoveConfigRequest
+	42,  // 116: raftswarm.v1.Control.RemoveVolumes:input_type -> raftswarm.v1.RemoveVolumesRequest
+	143, // 117: raftswarm.v1.Control.WatchEvents:input_type -> raftswarm.v1.WatchEventsRequest
+	114, // 118: raftswarm.v1.Local.Init:input_type -> raftswarm.v1.InitRequest
+	116, // 119: raftswarm.v1.Local.Join:input_type -> raftswarm.v1.JoinRequest
+	118, // 120: raftswarm.v1.Local.Leave:input_type -> raftswarm.v1.LeaveRequest
+	120, // 121: raftswarm.v1.Local.Info:input_type -> raftswarm.v1.InfoRequest
+	112, // 122: raftswarm.v1.Local.Unlock:input_type -> raftswarm.v1.UnlockRequest
+	3,   // 123: raftswarm.v1.CA.GetRootCACertificate:output_type -> raftswarm.v1.GetRootCACertificateResponse
+	5,   // 124: raftswarm.v1.CA.IssueNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	5,   // 125: raftswarm.v1.CA.RenewNodeCertificate:output_type -> raftswarm.v1.IssueNodeCertificateResponse
+	8,   // 126: raftswarm.v1.RaftMembership.Join:output_type -> raftswarm.v1.RaftJoinResponse
+	11,  // 127: raftswarm.v1.RaftMembership.Forward:output_type -> raftswarm.v1.ForwardResponse
+	13,  // 128: raftswarm.v1.RaftMembership.Ping:output_type -> raftswarm.v1.PingResponse
+	30,  // 129: raftswarm.v1.Dispatcher.Heartbeat:output_type -> raftswarm.v1.HeartbeatResponse
+	33,  // 130: raftswarm.v1.Dispatcher.Session:output_type -> raftswarm.v1.SessionMessage
+	41,  // 131: raftswarm.v1.Dispatcher.UpdateTaskStatus:output_type -> raftswarm.v1.UpdateTaskStatusResponse
+	17,  // 132: raftswarm.v1.Dispatcher.Endpoints:output_type -> raftswarm.v1.EndpointsMessage
+	28,  // 133: raftswarm.v1.Dispatcher.PublishLogs:output_type -> raftswarm.v1.PublishLogsResponse
+	37,  // 134: raftswarm.v1.Dispatcher.ReportVolumeRemoval:output_type -> raftswarm.v1.ReportVolumeRemovalResponse
+	90,  // 135: raftswarm.v1.Control.ListNodes:output_type -> raftswarm.v1.ListNodesResponse
+	92,  // 136: raftswarm.v1.Control.GetNode:output_type -> raftswarm.v1.GetNodeResponse
+	94,  // 137: raftswarm.v1.Control.UpdateNode:output_type -> raftswarm.v1.UpdateNodeResponse
+	96,  // 138: raftswarm.v1.Control.RemoveNode:output_type -> raftswarm.v1.RemoveNodeResponse
+	98,  // 139: raftswarm.v1.Control.GetJoinToken:output_type -> raftswarm.v1.GetJoinTokenResponse
+	100, // 140: raftswarm.v1.Control.CreateService:output_type -> raftswarm.v1.CreateServiceResponse
+	102, // 141: raftswarm.v1.Control.UpdateService:output_type -> raftswarm.v1.UpdateServiceResponse
+	104, // 142: raftswarm.v1.Control.GetService:output_type -> raftswarm.v1.GetServiceResponse
+	107, // 143: raftswarm.v1.Control.ListServices:output_type -> raftswarm.v1.ListServicesResponse
+	109, // 144: raftswarm.v1.Control.RemoveService:output_type -> raftswarm.v1.RemoveServiceResponse
+	111, // 145: raftswarm.v1.Control.ListTasks:output_type -> raftswarm.v1.ListTasksResponse
+	87,  // 146: raftswarm.v1.Control.ServiceLogs:output_type -> raftswarm.v1.ServiceLogsMessage
+	78,  // 147: raftswarm.v1.Control.GetCluster:output_type -> raftswarm.v1.GetClusterResponse
+	80,  // 148: raftswarm.v1.Control.UpdateCluster:output_type -> raftswarm.v1.UpdateClusterResponse
+	82,  // 149: raftswarm.v1.Control.GetUnlockKey:output_type -> raftswarm.v1.GetUnlockKeyResponse
+	84,  // 150: raftswarm.v1.Control.GetDashboardToken:output_type -> raftswarm.v1.GetDashboardTokenResponse
+	46,  // 151: raftswarm.v1.Control.CreateNetwork:output_type -> raftswarm.v1.CreateNetworkResponse
+	50,  // 152: raftswarm.v1.Control.GetNetwork:output_type -> raftswarm.v1.GetNetworkResponse
+	53,  // 153: raftswarm.v1.Control.ListNetworks:output_type -> raftswarm.v1.ListNetworksResponse
+	55,  // 154: raftswarm.v1.Control.RemoveNetwork:output_type -> raftswarm.v1.RemoveNetworkResponse
+	57,  // 155: raftswarm.v1.Control.CreateSecret:output_type -> raftswarm.v1.CreateSecretResponse
+	59,  // 156: raftswarm.v1.Control.GetSecret:output_type -> raftswarm.v1.GetSecretResponse
+	61,  // 157: raftswarm.v1.Control.ListSecrets:output_type -> raftswarm.v1.ListSecretsResponse
+	63,  // 158: raftswarm.v1.Control.UpdateSecret:output_type -> raftswarm.v1.UpdateSecretResponse
+	65,  // 159: raftswarm.v1.Control.RemoveSecret:output_type -> raftswarm.v1.RemoveSecretResponse
+	67,  // 160: raftswarm.v1.Control.CreateConfig:output_type -> raftswarm.v1.CreateConfigResponse
+	69,  // 161: raftswarm.v1.Control.GetConfig:output_type -> raftswarm.v1.GetConfigResponse
+	71,  // 162: raftswarm.v1.Control.ListConfigs:output_type -> raftswarm.v1.ListConfigsResponse
+	73,  // 163: raftswarm.v1.Control.UpdateConfig:output_type -> raftswarm.v1.UpdateConfigResponse
+	75,  // 164: raftswarm.v1.Control.RemoveConfig:output_type -> raftswarm.v1.RemoveConfigResponse
+	44,  // 165: raftswarm.v1.Control.RemoveVolumes:output_type -> raftswarm.v1.RemoveVolumesResponse
+	144, // 166: raftswarm.v1.Control.WatchEvents:output_type -> raftswarm.v1.WatchEventsMessage
+	115, // 167: raftswarm.v1.Local.Init:output_type -> raftswarm.v1.InitResponse
+	117, // 168: raftswarm.v1.Local.Join:output_type -> raftswarm.v1.JoinResponse
+	119, // 169: raftswarm.v1.Local.Leave:output_type -> raftswarm.v1.LeaveResponse
+	121, // 170: raftswarm.v1.Local.Info:output_type -> raftswarm.v1.InfoResponse
+	113, // 171: raftswarm.v1.Local.Unlock:output_type -> raftswarm.v1.UnlockResponse
+	123, // [123:172] is the sub-list for method output_type
+	74,  // [74:123] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_api_proto_init() }

@@ -121,7 +121,7 @@ func (x StoreAction_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StoreAction_Kind.Descriptor instead.
 func (StoreAction_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2, 0}
+	return file_raft_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type Command struct {
@@ -186,8 +186,14 @@ func (x *Command) GetPayload() []byte {
 
 // StoreBatch applies all of its actions or none of them.
 type StoreBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actions       []*StoreAction         `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Actions []*StoreAction         `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	// The client request this batch carries out, "<request ID>/<n>" for the
+	// request's n-th successful write; empty for the managers' own writes.
+	// A batch whose request_id was applied before (AppliedRequest) is not
+	// applied again: it succeeds with the first outcome, so a write a relay
+	// resends after a leader change takes effect once.
+	RequestId     string `protobuf:"bytes,240,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +235,83 @@ func (x *StoreBatch) GetActions() []*StoreAction {
 	return nil
 }
 
+func (x *StoreBatch) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// AppliedRequest is a request_id the store applied, remembered for a
+// bounded time and number (state.RequestMemory, state.RequestMax).
+type AppliedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`                      // the Raft index that applied it
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`                            // the entry's time (unix nanoseconds)
+	ObjectId      string                 `protobuf:"bytes,4,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"` // the ID of the batch's first object
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRequest) Reset() {
+	*x = AppliedRequest{}
+	mi := &file_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRequest) ProtoMessage() {}
+
+func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
+func (*AppliedRequest) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppliedRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AppliedRequest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
 type StoreAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  StoreAction_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=raftswarm.v1.StoreAction_Kind" json:"kind,omitempty"`
@@ -248,7 +331,7 @@ type StoreAction struct {
 
 func (x *StoreAction) Reset() {
 	*x = StoreAction{}
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -260,7 +343,7 @@ func (x *StoreAction) String() string {
 func (*StoreAction) ProtoMessage() {}
 
 func (x *StoreAction) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -273,7 +356,7 @@ func (x *StoreAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreAction.ProtoReflect.Descriptor instead.
 func (*StoreAction) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2}
+	return file_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StoreAction) GetKind() StoreAction_Kind {
@@ -401,23 +484,24 @@ func (*StoreAction_Config) isStoreAction_Target() {}
 
 // Snapshot is the whole state, written by the FSM's Persist.
 type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Clusters      []*Cluster             `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Services      []*Service             `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
-	Tasks         []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Secrets       []*Secret              `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty"`
-	Index         uint64                 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"` // the Raft index the snapshot covers (store batches)
-	Networks      []*Network             `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
-	Configs       []*Config              `protobuf:"bytes,9,rep,name=configs,proto3" json:"configs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Version         uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Clusters        []*Cluster             `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Nodes           []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Services        []*Service             `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	Tasks           []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Secrets         []*Secret              `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Index           uint64                 `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"` // the Raft index the snapshot covers (store batches)
+	Networks        []*Network             `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
+	Configs         []*Config              `protobuf:"bytes,9,rep,name=configs,proto3" json:"configs,omitempty"`
+	AppliedRequests []*AppliedRequest      `protobuf:"bytes,240,rep,name=applied_requests,json=appliedRequests,proto3" json:"applied_requests,omitempty"` // oldest first
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +513,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +526,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{3}
+	return file_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -508,6 +592,13 @@ func (x *Snapshot) GetConfigs() []*Config {
 	return nil
 }
 
+func (x *Snapshot) GetAppliedRequests() []*AppliedRequest {
+	if x != nil {
+		return x.AppliedRequests
+	}
+	return nil
+}
+
 var File_raft_proto protoreflect.FileDescriptor
 
 const file_raft_proto_rawDesc = "" +
@@ -517,10 +608,17 @@ const file_raft_proto_rawDesc = "" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftswarm.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"A\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"a\n" +
 	"\n" +
 	"StoreBatch\x123\n" +
-	"\aactions\x18\x01 \x03(\v2\x19.raftswarm.v1.StoreActionR\aactions\"\xd3\x03\n" +
+	"\aactions\x18\x01 \x03(\v2\x19.raftswarm.v1.StoreActionR\aactions\x12\x1e\n" +
+	"\n" +
+	"request_id\x18\xf0\x01 \x01(\tR\trequestId\"c\n" +
+	"\x0eAppliedRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x1b\n" +
+	"\tobject_id\x18\x04 \x01(\tR\bobjectId\"\xd3\x03\n" +
 	"\vStoreAction\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.raftswarm.v1.StoreAction.KindR\x04kind\x121\n" +
 	"\acluster\x18\x02 \x01(\v2\x15.raftswarm.v1.ClusterH\x00R\acluster\x12(\n" +
@@ -534,7 +632,7 @@ const file_raft_proto_rawDesc = "" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x02B\b\n" +
-	"\x06target\"\x87\x03\n" +
+	"\x06target\"\xd1\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +
@@ -544,7 +642,8 @@ const file_raft_proto_rawDesc = "" +
 	"\asecrets\x18\x06 \x03(\v2\x14.raftswarm.v1.SecretR\asecrets\x12\x14\n" +
 	"\x05index\x18\a \x01(\x04R\x05index\x121\n" +
 	"\bnetworks\x18\b \x03(\v2\x15.raftswarm.v1.NetworkR\bnetworks\x12.\n" +
-	"\aconfigs\x18\t \x03(\v2\x14.raftswarm.v1.ConfigR\aconfigs*I\n" +
+	"\aconfigs\x18\t \x03(\v2\x14.raftswarm.v1.ConfigR\aconfigs\x12H\n" +
+	"\x10applied_requests\x18\xf0\x01 \x03(\v2\x1c.raftswarm.v1.AppliedRequestR\x0fappliedRequests*I\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_TYPE_STORE_BATCH\x10\x01B.Z,github.com/raftswarm/raftswarm/proto;swarmpbb\x06proto3"
@@ -562,45 +661,47 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_raft_proto_goTypes = []any{
-	(CommandType)(0),      // 0: raftswarm.v1.CommandType
-	(StoreAction_Kind)(0), // 1: raftswarm.v1.StoreAction.Kind
-	(*Command)(nil),       // 2: raftswarm.v1.Command
-	(*StoreBatch)(nil),    // 3: raftswarm.v1.StoreBatch
-	(*StoreAction)(nil),   // 4: raftswarm.v1.StoreAction
-	(*Snapshot)(nil),      // 5: raftswarm.v1.Snapshot
-	(*Cluster)(nil),       // 6: raftswarm.v1.Cluster
-	(*Node)(nil),          // 7: raftswarm.v1.Node
-	(*Service)(nil),       // 8: raftswarm.v1.Service
-	(*Task)(nil),          // 9: raftswarm.v1.Task
-	(*Secret)(nil),        // 10: raftswarm.v1.Secret
-	(*Network)(nil),       // 11: raftswarm.v1.Network
-	(*Config)(nil),        // 12: raftswarm.v1.Config
+	(CommandType)(0),       // 0: raftswarm.v1.CommandType
+	(StoreAction_Kind)(0),  // 1: raftswarm.v1.StoreAction.Kind
+	(*Command)(nil),        // 2: raftswarm.v1.Command
+	(*StoreBatch)(nil),     // 3: raftswarm.v1.StoreBatch
+	(*AppliedRequest)(nil), // 4: raftswarm.v1.AppliedRequest
+	(*StoreAction)(nil),    // 5: raftswarm.v1.StoreAction
+	(*Snapshot)(nil),       // 6: raftswarm.v1.Snapshot
+	(*Cluster)(nil),        // 7: raftswarm.v1.Cluster
+	(*Node)(nil),           // 8: raftswarm.v1.Node
+	(*Service)(nil),        // 9: raftswarm.v1.Service
+	(*Task)(nil),           // 10: raftswarm.v1.Task
+	(*Secret)(nil),         // 11: raftswarm.v1.Secret
+	(*Network)(nil),        // 12: raftswarm.v1.Network
+	(*Config)(nil),         // 13: raftswarm.v1.Config
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: raftswarm.v1.Command.type:type_name -> raftswarm.v1.CommandType
-	4,  // 1: raftswarm.v1.StoreBatch.actions:type_name -> raftswarm.v1.StoreAction
+	5,  // 1: raftswarm.v1.StoreBatch.actions:type_name -> raftswarm.v1.StoreAction
 	1,  // 2: raftswarm.v1.StoreAction.kind:type_name -> raftswarm.v1.StoreAction.Kind
-	6,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
-	7,  // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
-	8,  // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
-	9,  // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
-	10, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
-	11, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
-	12, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
-	6,  // 10: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
-	7,  // 11: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
-	8,  // 12: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
-	9,  // 13: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
-	10, // 14: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
-	11, // 15: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
-	12, // 16: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	7,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
+	8,  // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
+	9,  // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
+	10, // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
+	11, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
+	12, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
+	13, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
+	7,  // 10: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
+	8,  // 11: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
+	9,  // 12: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
+	10, // 13: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
+	11, // 14: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
+	12, // 15: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
+	13, // 16: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
+	4,  // 17: raftswarm.v1.Snapshot.applied_requests:type_name -> raftswarm.v1.AppliedRequest
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -609,7 +710,7 @@ func file_raft_proto_init() {
 		return
 	}
 	file_objects_proto_init()
-	file_raft_proto_msgTypes[2].OneofWrappers = []any{
+	file_raft_proto_msgTypes[3].OneofWrappers = []any{
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Service)(nil),
@@ -624,7 +725,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -552,11 +552,16 @@ func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
 // A follower forwards it to the leader. With no leader within
 // Timings.LeaderWait it fails with a *QuorumError.
 func (n *Node) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, error) {
+	b, succeeded := TagBatch(ctx, b) // request.go
 	data, err := EncodeBatch(b)
 	if err != nil {
 		return 0, err
 	}
-	return n.ApplyCommand(ctx, data)
+	idx, err := n.ApplyCommand(ctx, data)
+	if err == nil {
+		succeeded()
+	}
+	return idx, err
 }
 
 // ApplyCommand is Apply for an encoded envelope (the leader's Forward

@@ -36,6 +36,8 @@ func (s *Store) SnapshotWithIndex() (*swarmpb.Snapshot, uint64) {
 		Networks: sortedValues(d.networks),
 		Configs:  sortedValues(d.configs),
 		Index:    s.index,
+		// Shared, not cloned: remembered requests are never modified.
+		AppliedRequests: append([]*swarmpb.AppliedRequest(nil), s.reqs.order...),
 	}, s.index
 }
 
@@ -85,9 +87,18 @@ func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
 		return err
 	}
 
+	reqs := newRequestLog()
+	for _, r := range snap.GetAppliedRequests() {
+		if r.GetId() == "" {
+			return fmt.Errorf("restore: applied request with empty id: %w", ErrInvalid)
+		}
+		reqs.add(proto.Clone(r).(*swarmpb.AppliedRequest))
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.d = d
+	s.reqs = reqs
 	s.index = index
 	s.closeWatchers()
 	return nil

@@ -14,6 +14,7 @@ type Store struct {
 	mu    sync.RWMutex
 	index uint64
 	d     *data
+	reqs  *requestLog // applied request IDs (requests.go)
 
 	// watchMu guards watchers. It is taken inside mu (read or write), never
 	// the other way round, so registering under a read lock cannot race with
@@ -23,7 +24,7 @@ type Store struct {
 }
 
 func New() *Store {
-	return &Store{d: newData(), watchers: make(map[*watcher]struct{})}
+	return &Store{d: newData(), reqs: newRequestLog(), watchers: make(map[*watcher]struct{})}
 }
 
 // Index returns the last Raft index applied, whether or not its batch
@@ -67,6 +68,13 @@ func (s *Store) ApplyBatch(index uint64, now int64, b *swarmpb.StoreBatch) ([]Ev
 	if len(actions) == 0 {
 		return nil, nil
 	}
+	if id := b.GetRequestId(); id != "" {
+		if _, done := s.reqs.byID[id]; done {
+			// A resend of a request applied before: it succeeds with
+			// the first outcome and changes nothing.
+			return nil, nil
+		}
+	}
 	tx := newTxn(s.d, index, now)
 	events := make([]Event, 0, len(actions))
 	for i, a := range actions {
@@ -78,6 +86,9 @@ func (s *Store) ApplyBatch(index uint64, now int64, b *swarmpb.StoreBatch) ([]Ev
 		events = append(events, ev)
 	}
 	tx.commit()
+	if id := b.GetRequestId(); id != "" {
+		s.reqs.add(&swarmpb.AppliedRequest{Id: id, Index: index, At: now, ObjectId: actionObjectID(actions[0])})
+	}
 	s.publish(events)
 	return events, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"sync"
 	"time"
@@ -273,7 +274,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op fu
 }
 
 func status(state swarmpb.TaskState, msg string) *swarmpb.TaskStatus {
-	return &swarmpb.TaskStatus{State: state, Message: msg, Timestamp: time.Now().UnixNano()}
+	return &swarmpb.TaskStatus{State: state, Message: msg, Timestamp: clock.Now().UnixNano()}
 }
 
 func exitStatus(code int) *swarmpb.TaskStatus {

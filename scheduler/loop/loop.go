@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"time"
 
@@ -194,7 +195,7 @@ func (l *schedLoop) schedule(ctx context.Context) bool {
 	if len(tasks) == 0 {
 		return true
 	}
-	now := time.Now()
+	now := clock.Now()
 	if l.observePass != nil {
 		defer func() { l.observePass(time.Since(now)) }()
 	}
