@@ -617,7 +617,7 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, error) {
 		return 0, err
 	}
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	if err := n.waitApplied(ctx, f); err != nil {
 		var dfe *DiskFullError
 		switch {
 		case errors.As(err, &dfe):
@@ -643,6 +643,30 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, error) {
 		return f.Index(), nil
 	}
 	return res.index, res.err
+}
+
+// waitApplied waits for an Apply future, but no longer than the caller's
+// context or this node's Raft: hashicorp/raft can leave a future that was
+// committed but not yet handed to the FSM unanswered forever when it shuts
+// down, and its enqueue timeout does not bound the wait for the commit.
+// (A manager's Stop hung on a scheduler write waiting so.) Past either, the
+// write's outcome is unknown to this caller.
+func (n *Node) waitApplied(ctx context.Context, f hraft.ApplyFuture) error {
+	res := make(chan error, 1)
+	go func() { res <- f.Error() }()
+	select {
+	case err := <-res:
+		return err
+	case <-n.done:
+		select {
+		case err := <-res:
+			return err
+		default:
+			return ErrShutdown
+		}
+	case <-ctx.Done():
+		return n.quorumOr(ctx, fmt.Errorf("the write was not confirmed before the caller gave up; it may or may not have been applied: %w", ctx.Err()))
+	}
 }
 
 // WaitLeader waits until some node is leader, bounded by
