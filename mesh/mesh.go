@@ -81,6 +81,29 @@ type Stats struct {
 	Dropped uint64
 	// Listeners is the number of published ports currently bound.
 	Listeners int
+	// Ports holds the counters of each published port bound now, with the
+	// service that publishes it. Connections the kernel path forwards
+	// (kernel.go) never reach the mesh and are not counted here.
+	Ports []PortStats
+}
+
+// PortStats are the userspace counters of one published port.
+type PortStats struct {
+	Protocol string // tcp | udp
+	Port     uint32
+	Service  string // the publishing service's name, as the table gives it
+	// Connections counts TCP connections and UDP flows set up to a backend;
+	// Refused TCP connections closed at once (no usable backend); Dropped
+	// UDP datagrams without a usable backend.
+	Connections, Refused, Dropped uint64
+	// BytesIn counts bytes from clients to backends, BytesOut the replies.
+	BytesIn, BytesOut uint64
+}
+
+// portCounters are PortStats' live counters, kept per port for the mesh's
+// life so that a port published again goes on counting.
+type portCounters struct {
+	conns, refused, dropped, bytesIn, bytesOut atomic.Uint64
 }
 
 // Mesh is the routing mesh of one node. All methods are safe for concurrent
@@ -113,6 +136,8 @@ type Mesh struct {
 
 	statMu    sync.Mutex
 	active    map[string]int
+	perPort   map[portKey]*portCounters // under statMu
+	services  map[portKey]string        // under mu: the service of each port
 	forwarded atomic.Uint64
 	refused   atomic.Uint64
 	dropped   atomic.Uint64
@@ -198,6 +223,7 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 	var failed []*PortError
 	want := make(map[portKey][]*swarmpb.Backend)
 	pp := make(map[portKey]bool)
+	svc := make(map[portKey]string)
 	for _, ep := range ports {
 		if ep == nil {
 			continue
@@ -235,7 +261,9 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 			continue
 		}
 		want[k] = ep.GetBackends()
+		svc[k] = ep.GetServiceName()
 	}
+	m.services = svc
 
 	for k, p := range m.ports {
 		if _, ok := want[k]; !ok {
@@ -328,7 +356,7 @@ func (m *Mesh) bind(k portKey, bs *backendSet) (port, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &tcpPort{m: m, key: k, ln: ln.(*net.TCPListener)}
+		p := &tcpPort{m: m, key: k, c: m.counters(k), ln: ln.(*net.TCPListener)}
 		p.bs.Store(bs)
 		// Start the rotation at a random backend: every node's mesh gets the
 		// same sorted list, and without this each node's first connections
@@ -342,7 +370,7 @@ func (m *Mesh) bind(k portKey, bs *backendSet) (port, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &udpPort{m: m, key: k, pc: pc.(*net.UDPConn), flows: make(map[netip.AddrPort]*udpFlow)}
+		p := &udpPort{m: m, key: k, c: m.counters(k), pc: pc.(*net.UDPConn), flows: make(map[netip.AddrPort]*udpFlow)}
 		p.bs.Store(bs)
 		p.rr.Store(rand.Uint64())
 		m.wg.Add(1)
@@ -403,8 +431,40 @@ func (m *Mesh) Stats() Stats {
 	m.statMu.Unlock()
 	m.mu.Lock()
 	s.Listeners = len(m.ports)
+	keys := make([]portKey, 0, len(m.ports))
+	for k := range m.ports {
+		keys = append(keys, k)
+	}
+	services := m.services
 	m.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].port != keys[j].port {
+			return keys[i].port < keys[j].port
+		}
+		return keys[i].proto < keys[j].proto
+	})
+	for _, k := range keys {
+		c := m.counters(k)
+		s.Ports = append(s.Ports, PortStats{Protocol: k.proto, Port: k.port, Service: services[k],
+			Connections: c.conns.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
+	}
 	return s
+}
+
+// counters returns the port's counters, creating them on first use.
+func (m *Mesh) counters(k portKey) *portCounters {
+	m.statMu.Lock()
+	defer m.statMu.Unlock()
+	c := m.perPort[k]
+	if c == nil {
+		if m.perPort == nil {
+			m.perPort = make(map[portKey]*portCounters)
+		}
+		c = &portCounters{}
+		m.perPort[k] = c
+	}
+	return c
 }
 
 func (m *Mesh) connStart(addr string) {

@@ -759,3 +759,35 @@ func TestAllAddresses(t *testing.T) {
 		t.Fatalf("udp: %q", got)
 	}
 }
+
+// Each published port keeps its own counters, named with its service.
+func TestPortStats(t *testing.T) {
+	b := newTCPBackend(t, "a")
+	p1, p2 := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	m := newMesh(t, "127.0.0.1")
+	e1 := endpoint("tcp", p1, b.Addr())
+	e1.ServiceName = "web"
+	mustUpdate(t, m, e1, endpoint("tcp", p2))
+	for i := 0; i < 5; i++ {
+		if _, err := ask(hostPort("127.0.0.1", p1), "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectClosedQuickly(t, hostPort("127.0.0.1", p2))
+	waitNoActive(t, m)
+	ports := m.Stats().Ports
+	if len(ports) != 2 {
+		t.Fatalf("ports: %+v", ports)
+	}
+	byPort := map[uint32]PortStats{}
+	for _, p := range ports {
+		byPort[p.Port] = p
+	}
+	web, none := byPort[p1], byPort[p2]
+	if web.Service != "web" || web.Protocol != "tcp" || web.Connections != 5 || web.Refused != 0 || web.BytesIn == 0 || web.BytesOut == 0 {
+		t.Errorf("port %d: %+v", p1, web)
+	}
+	if none.Service != "svc" || none.Connections != 0 || none.Refused != 1 || none.BytesIn != 0 {
+		t.Errorf("port %d: %+v", p2, none)
+	}
+}

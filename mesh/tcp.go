@@ -13,6 +13,7 @@ import (
 type tcpPort struct {
 	m   *Mesh
 	key portKey
+	c   *portCounters
 	ln  *net.TCPListener
 	bs  atomic.Pointer[backendSet]
 	rr  atomic.Uint64
@@ -88,6 +89,7 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 	if b == nil {
 		// No backend listed or none reachable: close the client at once.
 		m.refused.Add(1)
+		p.c.refused.Add(1)
 		return
 	}
 	if !m.track(server) {
@@ -100,6 +102,7 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 	client.SetNoDelay(true)
 	server.SetNoDelay(true)
 	m.connStart(b.addr)
+	p.c.conns.Add(1)
 	defer m.connEnd(b.addr)
 
 	done := make(chan struct{})
@@ -107,9 +110,9 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 	go func() {
 		defer m.wg.Done()
 		defer close(done)
-		pipe(server, client)
+		p.c.bytesIn.Add(uint64(pipe(server, client)))
 	}()
-	pipe(client, server)
+	p.c.bytesOut.Add(uint64(pipe(client, server)))
 	<-done
 }
 
@@ -117,11 +120,14 @@ func (p *tcpPort) handle(client *net.TCPConn) {
 // the peer sees the end of the stream while the other direction goes on; on
 // an error (reset, Close by the mesh) it closes both sides, which ends the
 // other direction too. Between two *net.TCPConn io.Copy uses splice(2).
-func pipe(dst, src *net.TCPConn) {
-	if _, err := io.Copy(dst, src); err != nil {
+// It returns the bytes copied.
+func pipe(dst, src *net.TCPConn) int64 {
+	n, err := io.Copy(dst, src)
+	if err != nil {
 		dst.Close()
 		src.Close()
-		return
+		return n
 	}
 	dst.CloseWrite()
+	return n
 }

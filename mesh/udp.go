@@ -20,6 +20,7 @@ import (
 type udpPort struct {
 	m   *Mesh
 	key portKey
+	c   *portCounters
 	pc  *net.UDPConn
 	bs  atomic.Pointer[backendSet]
 	rr  atomic.Uint64
@@ -95,6 +96,7 @@ func (p *udpPort) forward(client netip.AddrPort, pkt []byte) {
 		}
 		f.touch()
 		if _, err := f.conn.Write(pkt); err == nil {
+			p.c.bytesIn.Add(uint64(len(pkt)))
 			return
 		} else if errors.Is(err, syscall.ECONNREFUSED) {
 			f.b.downUntil.Store(time.Now().Add(downFor).UnixNano())
@@ -102,6 +104,7 @@ func (p *udpPort) forward(client netip.AddrPort, pkt []byte) {
 		p.removeFlow(f)
 	}
 	p.m.dropped.Add(1)
+	p.c.dropped.Add(1)
 }
 
 // flow returns the client's flow, creating one to the next backend if there
@@ -134,6 +137,7 @@ func (p *udpPort) flow(client netip.AddrPort) *udpFlow {
 	f.touch()
 	p.flows[client] = f
 	m.connStart(b.addr)
+	p.c.conns.Add(1)
 	m.wg.Add(1)
 	go p.reply(f)
 	return f
@@ -160,8 +164,12 @@ func (p *udpPort) reply(f *udpFlow) {
 			return
 		}
 		f.touch()
-		if _, err := p.pc.WriteToUDPAddrPort(buf[:n], f.client); err != nil && errors.Is(err, net.ErrClosed) {
-			return
+		if _, err := p.pc.WriteToUDPAddrPort(buf[:n], f.client); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+		} else {
+			p.c.bytesOut.Add(uint64(n))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +116,10 @@ var (
 	descMeshRefused   = desc("mesh_refused_total", "TCP connections the routing mesh refused: no backend listed or none could be dialed.")
 	descMeshDropped   = desc("mesh_udp_dropped_total", "UDP datagrams the routing mesh dropped for lack of a usable backend.")
 	descMeshActive    = desc("mesh_active_connections", "Open proxied TCP connections and live UDP flows per backend address.", "backend")
+	descPortConns     = desc("mesh_port_connections_total", "TCP connections and UDP flows the userspace routing mesh forwarded, per published port (the kernel path's are not counted).", "protocol", "port", "service")
+	descPortRefused   = desc("mesh_port_refused_total", "TCP connections the routing mesh refused (no usable backend), per published port.", "protocol", "port", "service")
+	descPortDropped   = desc("mesh_port_udp_dropped_total", "UDP datagrams the routing mesh dropped (no usable backend), per published port.", "protocol", "port", "service")
+	descPortBytes     = desc("mesh_port_bytes_total", "Bytes the userspace routing mesh copied per published port: direction in (client to task) or out.", "protocol", "port", "service", "direction")
 	descProxyConns    = desc("proxy_connections_total", "Connections the service proxy (data plane) forwarded, by service ID.", "service_id")
 	descProxyActive   = desc("proxy_active_connections", "Open connections through the service proxy, by service ID.", "service_id")
 	descProxyBytes    = desc("proxy_bytes_total", "Bytes the service proxy copied (both directions), by service ID.", "service_id")
@@ -132,6 +137,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDispActive, descDispSessions, descDispTracked, descRaftState, descRaftTerm, descRaftLast,
 		descRaftCommit, descRaftApplied, descRaftContact, descRaftChanges, descRaftHasLeader, descSession,
 		descMeshListeners, descMeshForwarded, descMeshRefused, descMeshDropped, descMeshActive,
+		descPortConns, descPortRefused, descPortDropped, descPortBytes,
 		descProxyConns, descProxyActive, descProxyBytes, descProxyErrors,
 	} {
 		ch <- d
@@ -237,6 +243,14 @@ func collectAgent(ch chan<- prometheus.Metric, run *agentRun) {
 		ch <- counter(descMeshDropped, float64(m.Dropped))
 		for backend, v := range m.Active {
 			ch <- gauge(descMeshActive, float64(v), backend)
+		}
+		for _, p := range m.Ports {
+			port := strconv.FormatUint(uint64(p.Port), 10)
+			ch <- counter(descPortConns, float64(p.Connections), p.Protocol, port, p.Service)
+			ch <- counter(descPortRefused, float64(p.Refused), p.Protocol, port, p.Service)
+			ch <- counter(descPortDropped, float64(p.Dropped), p.Protocol, port, p.Service)
+			ch <- counter(descPortBytes, float64(p.BytesIn), p.Protocol, port, p.Service, "in")
+			ch <- counter(descPortBytes, float64(p.BytesOut), p.Protocol, port, p.Service, "out")
 		}
 	}
 	for svc, s := range st.Services {
