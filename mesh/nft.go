@@ -1,18 +1,18 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
+
+	"github.com/raftswarm/raftswarm/internal/nft"
 )
 
 // nftPath is the nft CLI the mesh's rules are written with.
-const nftPath = "/usr/sbin/nft"
+const nftPath = nft.Path
 
 // natPriority is the priority of the mesh's nat chains: before Docker's
 // (iptables nat, -100) and the discovery plane's (dstnat - 5), so a
@@ -32,29 +32,14 @@ const natPriority = -110
 // the error messages name the failing line, and the two tables of a node
 // stay written the same way (see docs/architecture.md).
 type NFTForwarder struct {
-	table string
-	nft   string
+	t nft.Table
 }
 
 var _ Forwarder = (*NFTForwarder)(nil)
 
 // NFTTableName is the nftables table (family ip) of node nodeID's mesh, or
 // "" if the ID has no usable character.
-func NFTTableName(nodeID string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(nodeID) {
-		if b.Len() == 12 {
-			break
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
-			b.WriteRune(r)
-		}
-	}
-	if b.Len() == 0 {
-		return ""
-	}
-	return "raftswarm_mesh_" + b.String()
-}
+func NFTTableName(nodeID string) string { return nft.TableName("raftswarm_mesh_", nodeID) }
 
 // NewNFTForwarder returns node nodeID's forwarder, or an error saying why
 // the kernel cannot forward here (no nft, not root nor CAP_NET_ADMIN, no
@@ -64,85 +49,37 @@ func NewNFTForwarder(ctx context.Context, nodeID string) (*NFTForwarder, error) 
 	return newNFTForwarder(ctx, NFTTableName(nodeID), nftPath)
 }
 
-func newNFTForwarder(ctx context.Context, table, nft string) (*NFTForwarder, error) {
+func newNFTForwarder(ctx context.Context, table, bin string) (*NFTForwarder, error) {
 	if table == "" {
 		return nil, errors.New("kernel forwarding: empty node ID")
 	}
-	f := &NFTForwarder{table: table, nft: nft}
-	const hint = "kernel forwarding unavailable (needs root or CAP_NET_ADMIN, " + nftPath + " and nf_tables with nat in the kernel)"
-	// A check run (-c commits nothing) of a table with a rule of each
-	// kind tells whether this nft and kernel accept what we write.
+	f := &NFTForwarder{t: nft.Table{Name: table, Bin: bin}}
+	// A check run of a table with a rule of each kind tells whether this
+	// nft and kernel accept what we write.
 	script, err := nftMeshScript(table, probeRules)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.run(ctx, "", "list", "tables"); err != nil {
-		return nil, fmt.Errorf("%s: %w", hint, err)
-	}
-	if out, err := f.run(ctx, script, "-c", "-f", "-"); err != nil {
-		return nil, fmt.Errorf("%s: %w%s", hint, err, excerpt(out))
+	if err := f.t.Probe(ctx, script, "kernel forwarding unavailable (needs root or CAP_NET_ADMIN, "+nftPath+" and nf_tables with nat in the kernel)"); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
 // Table returns the table's name.
-func (f *NFTForwarder) Table() string { return f.table }
+func (f *NFTForwarder) Table() string { return f.t.Name }
 
 // Apply replaces the node's mesh table with rs in one transaction.
 func (f *NFTForwarder) Apply(ctx context.Context, rs KernelRules) error {
-	script, err := nftMeshScript(f.table, rs)
+	script, err := nftMeshScript(f.t.Name, rs)
 	if err != nil {
 		return err
 	}
-	if out, err := f.run(ctx, script, "-f", "-"); err != nil {
-		return fmt.Errorf("apply nftables table %s: %w%s", f.table, err, excerpt(out))
-	}
-	return nil
+	return f.t.Apply(ctx, script)
 }
 
 // Remove deletes the node's mesh table; a missing table is not an error.
-func (f *NFTForwarder) Remove(ctx context.Context) error {
-	script := "table ip " + f.table + "\ndelete table ip " + f.table + "\n"
-	if out, err := f.run(ctx, script, "-f", "-"); err != nil {
-		return fmt.Errorf("remove nftables table %s: %w%s", f.table, err, excerpt(out))
-	}
-	return nil
-}
-
-func (f *NFTForwarder) run(ctx context.Context, stdin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, kernelTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, f.nft, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if i := strings.IndexByte(msg, '\n'); i >= 0 {
-			msg = msg[:i]
-		}
-		if msg != "" {
-			return out.String(), fmt.Errorf("%s: %w: %s", f.nft, err, msg)
-		}
-		return out.String(), fmt.Errorf("%s: %w", f.nft, err)
-	}
-	return out.String(), nil
-}
-
-// excerpt returns nft's full output (it names the failing line), bounded,
-// when it has more than the first line already in the error.
-func excerpt(out string) string {
-	out = strings.TrimSpace(out)
-	if !strings.Contains(out, "\n") {
-		return ""
-	}
-	if len(out) > 2000 {
-		out = out[:2000] + "..."
-	}
-	return "\n" + out
-}
+func (f *NFTForwarder) Remove(ctx context.Context) error { return f.t.Remove(ctx) }
 
 // probeRules has one rule of every kind nftMeshScript writes (TEST-NET
 // addresses; only ever check-run, never committed).
@@ -255,6 +192,5 @@ func RemoveNFTTable(ctx context.Context, nodeID string) error {
 	if _, err := os.Stat(nftPath); err != nil {
 		return nil
 	}
-	f := &NFTForwarder{table: table, nft: nftPath}
-	return f.Remove(ctx)
+	return nft.Table{Name: table, Bin: nftPath}.Remove(ctx)
 }

@@ -1,32 +1,26 @@
 package netplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/raftswarm/raftswarm/internal/nft"
 )
 
 // nftPath is the nft CLI the rules are written with.
-const nftPath = "/usr/sbin/nft"
-
-// nftTimeout bounds one nft run; a transaction of a few thousand rules
-// takes milliseconds.
-const nftTimeout = 10 * time.Second
+const nftPath = nft.Path
 
 // NFTRules implements Rules with the nft command: one table per node
 // ("ip raftswarm_<node id first 12>"), replaced whole by one atomic
 // transaction on every Apply, so a node never sees half its rules and
 // nodes sharing a host never touch each other's.
 type NFTRules struct {
-	table string
-	nft   string // the nft binary
+	t nft.Table
 }
 
 var _ Rules = (*NFTRules)(nil)
@@ -42,108 +36,39 @@ func NewNFTRules(nodeID string) (*NFTRules, error) {
 	return newNFTRules(name, nftPath)
 }
 
-func newNFTRules(table, nft string) (*NFTRules, error) {
-	r := &NFTRules{table: table, nft: nft}
-	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
+func newNFTRules(table, bin string) (*NFTRules, error) {
+	r := &NFTRules{t: nft.Table{Name: table, Bin: bin}}
+	ctx, cancel := context.WithTimeout(context.Background(), nft.Timeout)
 	defer cancel()
-	const hint = "nftables unusable (the daemon needs root or CAP_NET_ADMIN, " + nftPath + " and a kernel with nf_tables)"
-	// Listing the tables needs the permission and the kernel support a
-	// commit needs; a check run (-c, commits nothing) of an empty table
-	// tells whether this nft understands the script we write.
-	if _, err := r.run(ctx, "", "list", "tables"); err != nil {
-		return nil, fmt.Errorf("%s: %w", hint, err)
-	}
 	script, err := nftScript(table, RuleSet{})
 	if err != nil {
 		return nil, err
 	}
-	if out, err := r.run(ctx, script, "-c", "-f", "-"); err != nil {
-		return nil, fmt.Errorf("%s: %w%s", hint, err, excerpt(out))
+	// A check run of an empty table tells whether this nft understands the
+	// script we write.
+	if err := r.t.Probe(ctx, script, "nftables unusable (the daemon needs root or CAP_NET_ADMIN, "+nftPath+" and a kernel with nf_tables)"); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
 // TableName is the nftables table (family ip) of node nodeID.
-func TableName(nodeID string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(nodeID) {
-		if b.Len() == 12 {
-			break
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
-			b.WriteRune(r)
-		}
-	}
-	if b.Len() == 0 {
-		return ""
-	}
-	return "raftswarm_" + b.String()
-}
+func TableName(nodeID string) string { return nft.TableName("raftswarm_", nodeID) }
 
 // Table returns the table's name.
-func (r *NFTRules) Table() string { return r.table }
+func (r *NFTRules) Table() string { return r.t.Name }
 
 // Apply replaces the node's table with rs in one transaction.
 func (r *NFTRules) Apply(ctx context.Context, rs RuleSet) error {
-	script, err := nftScript(r.table, rs)
+	script, err := nftScript(r.t.Name, rs)
 	if err != nil {
 		return err
 	}
-	if out, err := r.run(ctx, script, "-f", "-"); err != nil {
-		return fmt.Errorf("apply nftables table %s: %w%s", r.table, err, excerpt(out))
-	}
-	return nil
+	return r.t.Apply(ctx, script)
 }
 
 // Remove deletes the node's table; a missing table is not an error.
-func (r *NFTRules) Remove(ctx context.Context) error {
-	// "table" first so that the delete never fails on a missing table.
-	script := "table ip " + r.table + "\ndelete table ip " + r.table + "\n"
-	if out, err := r.run(ctx, script, "-f", "-"); err != nil {
-		return fmt.Errorf("remove nftables table %s: %w%s", r.table, err, excerpt(out))
-	}
-	return nil
-}
-
-func (r *NFTRules) run(ctx context.Context, stdin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, nftTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, r.nft, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if err != nil {
-		msg := strings.TrimSpace(out.String())
-		if msg != "" {
-			return out.String(), fmt.Errorf("%s: %w: %s", r.nft, err, firstLine(msg))
-		}
-		return out.String(), fmt.Errorf("%s: %w", r.nft, err)
-	}
-	return out.String(), nil
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// excerpt returns nft's full output (it names the failing line) for an
-// error, bounded.
-func excerpt(out string) string {
-	out = strings.TrimSpace(out)
-	if !strings.Contains(out, "\n") {
-		return "" // already in the error
-	}
-	if len(out) > 2000 {
-		out = out[:2000] + "..."
-	}
-	return "\n" + out
-}
+func (r *NFTRules) Remove(ctx context.Context) error { return r.t.Remove(ctx) }
 
 // nftScript renders the transaction that replaces table with rs: create
 // the table if absent, delete it, and create it again with everything, all

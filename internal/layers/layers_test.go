@@ -21,7 +21,7 @@ const module = "github.com/raftswarm/raftswarm"
 var layers = [][]string{
 	// Wire types and leaf helpers: the standard library and outside
 	// modules only.
-	{"proto", "internal/identity", "internal/retry", "internal/testutil", "internal/listing", "internal/layers", "internal/testdocker", "internal/metrics", "internal/version", "internal/clock"},
+	{"proto", "internal/identity", "internal/retry", "internal/testutil", "internal/listing", "internal/layers", "internal/testdocker", "internal/metrics", "internal/version", "internal/clock", "internal/nft"},
 	// The placement engine is pure (no store, no Raft); spec reuses its
 	// constraint parser.
 	{"scheduler"},
