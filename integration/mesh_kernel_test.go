@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
@@ -64,47 +62,6 @@ func whoami(dial func() (net.Conn, error)) (client, proxy string, err error) {
 	return field(line, "client"), field(line, "proxy"), nil
 }
 
-// dialFromNetns dials addr from network namespace ns.
-func dialFromNetns(ns, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Not unlocked if restoring fails: the thread then dies with the
-		// goroutine instead of serving others in the wrong namespace.
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- res{err: err}
-			return
-		}
-		c, derr := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			if c != nil {
-				c.Close()
-			}
-			ch <- res{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- res{c, derr}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
 
 // TestMeshKernelPath runs real containers on a 3-node cluster whose nodes
 // forward published ports in the kernel (root): m1 on a veth address
@@ -225,7 +182,7 @@ func TestMeshKernelPath(t *testing.T) {
 	ingress := net.JoinHostPort(hostIP, strconv.Itoa(int(port)))
 	direct := 0
 	for i := 0; i < 40 && direct == 0; i++ {
-		client, _, err := whoami(func() (net.Conn, error) { return dialFromNetns(ns, ingress) })
+		client, _, err := whoami(func() (net.Conn, error) { return testutil.DialFromNetns(ns, ingress, 3*time.Second) })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,12 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -280,7 +278,7 @@ func TestKernelClientAddressRoot(t *testing.T) {
 	testutil.Eventually(t, waitTimeout, func() error {
 		// The first packets may race the veth's carrier.
 		var err error
-		name, client, err = who(func() (net.Conn, error) { return dialIn(ns, ingress) })
+		name, client, err = who(func() (net.Conn, error) { return testutil.DialFromNetns(ns, ingress, 2*time.Second) })
 		return err
 	})
 	if name != "container" || !strings.HasPrefix(client, nsIP+":") {
@@ -296,44 +294,3 @@ func TestKernelClientAddressRoot(t *testing.T) {
 	}
 }
 
-// dialIn dials addr from network namespace ns.
-func dialIn(ns, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Not unlocked if restoring fails: the thread then dies with the
-		// goroutine instead of serving others in the wrong namespace.
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- res{err: err}
-			return
-		}
-		c, derr := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			if c != nil {
-				c.Close()
-			}
-			ch <- res{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- res{c, derr}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
