@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/raftswarm/raftswarm/agent"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	"github.com/raftswarm/raftswarm/internal/testutil"
@@ -61,7 +60,6 @@ func whoami(dial func() (net.Conn, error)) (client, proxy string, err error) {
 	}
 	return field(line, "client"), field(line, "proxy"), nil
 }
-
 
 // TestMeshKernelPath runs real containers on a 3-node cluster whose nodes
 // forward published ports in the kernel (root): m1 on a veth address

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -293,4 +292,3 @@ func TestKernelClientAddressRoot(t *testing.T) {
 		t.Fatalf("host client reached %q (%v), want the container", name, err)
 	}
 }
-
