@@ -78,32 +78,8 @@ func (a *app) nodePsCommand() *cobra.Command {
 				return err
 			}
 			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(a.stdout, escapeText(r.ID))
-				}
-			case fmtr != nil:
-				anyRows := make([]any, len(rows))
-				for i := range rows {
-					anyRows[i] = rows[i]
-				}
-				if err := fmtr.writeRows(a.stdout, anyRows, taskFields); err != nil {
-					return err
-				}
-			default:
-				tw := newTable(a.stdout)
-				fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR\tPORTS")
-				for _, r := range rows {
-					name := r.Name
-					if r.child {
-						name = ` \_ ` + name
-					}
-					writeCells(tw, r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+			if _, err := a.writeTaskRows(rows, quiet, fmtr); err != nil {
+				return err
 			}
 			return a.reportErrors(failed)
 		},

@@ -160,30 +160,11 @@ func (a *app) servicePsCommand() *cobra.Command {
 				return err
 			}
 			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(a.stdout, escapeText(r.ID))
-				}
-			case fmtr != nil:
-				anyRows := make([]any, len(rows))
-				for i := range rows {
-					anyRows[i] = rows[i]
-				}
-				return fmtr.writeRows(a.stdout, anyRows, taskFields)
-			default:
-				tw := newTable(a.stdout)
-				fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR\tPORTS")
-				for _, r := range rows {
-					name := r.Name
-					if r.child {
-						name = ` \_ ` + name
-					}
-					writeCells(tw, r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+			table, err := a.writeTaskRows(rows, quiet, fmtr)
+			if err != nil {
+				return err
+			}
+			if table {
 				a.printUpdateStatus(ctl, args)
 			}
 			return nil
@@ -215,4 +196,33 @@ func (a *app) printUpdateStatus(ctl swarmpb.ControlClient, services []string) {
 		}
 		fmt.Fprintln(a.stdout, line)
 	}
+}
+
+// writeTaskRows prints the rows of a ps command: IDs only with quiet,
+// through fmtr with --format, else as the table. It says whether it
+// printed the table.
+func (a *app) writeTaskRows(rows []taskRow, quiet bool, fmtr *rowFormatter) (bool, error) {
+	switch {
+	case quiet:
+		for _, r := range rows {
+			fmt.Fprintln(a.stdout, escapeText(r.ID))
+		}
+		return false, nil
+	case fmtr != nil:
+		anyRows := make([]any, len(rows))
+		for i := range rows {
+			anyRows[i] = rows[i]
+		}
+		return false, fmtr.writeRows(a.stdout, anyRows, taskFields)
+	}
+	tw := newTable(a.stdout)
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR\tPORTS")
+	for _, r := range rows {
+		name := r.Name
+		if r.child {
+			name = ` \_ ` + name
+		}
+		writeCells(tw, r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
+	}
+	return true, tw.Flush()
 }

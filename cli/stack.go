@@ -234,29 +234,8 @@ func (a *app) stackPsCommand() *cobra.Command {
 				return err
 			}
 			rows := taskRows(tasks, nodeNames, a.opts.now(), noTrunc)
-			if quiet {
-				for _, r := range rows {
-					fmt.Fprintln(a.stdout, escapeText(r.ID))
-				}
-				return nil
-			}
-			if fmtr != nil {
-				anyRows := make([]any, len(rows))
-				for i := range rows {
-					anyRows[i] = rows[i]
-				}
-				return fmtr.writeRows(a.stdout, anyRows, taskFields)
-			}
-			tw := newTable(a.stdout)
-			fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR\tPORTS")
-			for _, r := range rows {
-				name := r.Name
-				if r.child {
-					name = ` \_ ` + name
-				}
-				writeCells(tw, r.ID, name, r.Image, r.Node, r.DesiredState, r.CurrentState, r.Error, r.Ports)
-			}
-			return tw.Flush()
+			_, err = a.writeTaskRows(rows, quiet, fmtr)
+			return err
 		},
 	}
 	f := cmd.Flags()
