@@ -84,24 +84,8 @@ func (a *app) infoCommand() *cobra.Command {
 			if rep.Role == "manager" && rep.State == "active" {
 				a.clusterInfo(&rep)
 			}
-			switch {
-			case fmtr != nil && fmtr.json:
-				b, err := json.Marshal(rep)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "%s\n", b)
-			case fmtr != nil:
-				if err := fmtr.write(a.stdout, escapeInfo(rep), []string{".NodeID", ".Role", ".ClusterID", ".Managers", ".RaftIndex"}); err != nil {
-					return err
-				}
-			default:
-				printInfoText(a.stdout, rep)
-			}
-			for _, e := range rep.Errors {
-				fmt.Fprintf(a.stderr, "Warning: %s\n", escapeText(e))
-			}
-			return nil
+			return a.writeReport(fmtr, rep, escapeInfo(rep), []string{".NodeID", ".Role", ".ClusterID", ".Managers", ".RaftIndex"},
+				func() { printInfoText(a.stdout, rep) }, rep.Errors)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "", "format the output with a Go template or json")
@@ -240,4 +224,29 @@ func printInfoText(w io.Writer, r infoReport) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// writeReport prints a report of info or version: JSON with --format json,
+// the escaped copy through a template with --format TEMPLATE (fields say
+// what a template may name in its error), else as text; then each error
+// as a warning on stderr.
+func (a *app) writeReport(fmtr *rowFormatter, rep, escaped any, fields []string, text func(), errs []string) error {
+	switch {
+	case fmtr != nil && fmtr.json:
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "%s\n", b)
+	case fmtr != nil:
+		if err := fmtr.write(a.stdout, escaped, fields); err != nil {
+			return err
+		}
+	default:
+		text()
+	}
+	for _, e := range errs {
+		fmt.Fprintf(a.stderr, "Warning: %s\n", escapeText(e))
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -90,22 +89,9 @@ func (a *app) versionCommand() *cobra.Command {
 					sort.Slice(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Hostname < rep.Nodes[j].Hostname })
 				}
 			}
-			switch {
-			case fmtr != nil && fmtr.json:
-				b, err := json.Marshal(rep)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "%s\n", b)
-			case fmtr != nil:
-				if err := fmtr.write(a.stdout, escapeVersionReport(rep), []string{".Client", ".Daemon", ".Nodes", ".Errors"}); err != nil {
-					return err
-				}
-			default:
-				printVersionText(a.stdout, rep)
-			}
-			for _, e := range rep.Errors {
-				fmt.Fprintf(a.stderr, "Warning: %s\n", escapeText(e))
+			if err := a.writeReport(fmtr, rep, escapeVersionReport(rep), []string{".Client", ".Daemon", ".Nodes", ".Errors"},
+				func() { printVersionText(a.stdout, rep) }, rep.Errors); err != nil {
+				return err
 			}
 			// Like docker version: the client's part is printed, and an
 			// unreachable daemon is still an error.
