@@ -229,15 +229,22 @@ func jitter(period time.Duration) time.Duration {
 	return period - time.Duration(rand.Int64N(int64(period)*15/100+1))
 }
 
-// heartbeatCallTimeout bounds one heartbeat call: at most heartbeatTimeout,
-// and at most two periods, so that after a leader change an agent whose
-// connection to a manager hangs (packets lost) gives up on it and reaches
-// the new leader within the grace the leader gives every node at the start
-// of its term (two ttl of three periods; the chaos bed found a worker
-// marked Down when one hung 3 s call used up a 3 s grace at a 500 ms period).
+// heartbeatCallTimeout bounds one heartbeat call: two periods, but never
+// under minHeartbeatCall nor over heartbeatTimeout. The cap lets an agent
+// whose connection to a manager hangs (packets lost) give up on it and
+// reach a new leader within the grace that leader gives every node at the
+// start of its term (the chaos bed found a worker marked Down when one hung
+// 3 s call used up a 3 s grace at a 500 ms period). The floor keeps a
+// loaded host's slow but live calls: at short periods (tests run at 100-250
+// ms) two periods cut calls that a busy manager answers in under a second,
+// which then count as missed heartbeats.
 func heartbeatCallTimeout(period time.Duration) time.Duration {
-	return min(heartbeatTimeout, 2*period)
+	return min(heartbeatTimeout, max(2*period, minHeartbeatCall))
 }
+
+// minHeartbeatCall is heartbeatCallTimeout's floor: half the new leader's
+// grace at the chaos bed's 500 ms period.
+const minHeartbeatCall = 1500 * time.Millisecond
 
 func (a *Agent) heartbeat(ctx context.Context, addr string, timeout time.Duration) (*swarmpb.HeartbeatResponse, string, error) {
 	conn, err := a.leaders.conn(addr)
