@@ -63,7 +63,7 @@ func (c *cluster) daemonHasFlag(binary, flag string) bool {
 // serves its data-plane tunnel on a free port there (--data-port, when the
 // binary has it) and runs tasks on the engine at dockerHost ("" = the
 // machine's).
-func (c *cluster) addNode(name, binary, dockerHost string) *daemon {
+func (c *cluster) addNode(name, binary, dockerHost string, extra ...string) *daemon {
 	c.t.Helper()
 	ip := fmt.Sprintf("%s%d", c.ipBase, c.nextIP)
 	c.nextIP++
@@ -83,6 +83,7 @@ func (c *cluster) addNode(name, binary, dockerHost string) *daemon {
 	if dockerHost != "" {
 		d.extra = append(d.extra, "--docker-host", dockerHost)
 	}
+	d.extra = append(d.extra, extra...)
 	c.daemons[name] = d
 	c.start(d)
 	return d

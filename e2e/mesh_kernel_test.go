@@ -69,7 +69,7 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 	img := buildWhoami(t, leftovers)
 	c := newCluster(t)
 	c.ipBase, c.nextIP = "127.0.7.", 21 // perf-mesh's loopback range
-	m1 := c.addNode("m1", "managerd", "")
+	m1 := c.addNode("m1", "managerd", "", "--mesh-path", "auto")
 	c.ok(m1, "init", "--advertise-addr", m1.addr)
 	ids := c.nodeIDs(m1, leftovers)
 	table := "raftswarm_mesh_" + strings.ToLower(ids["m1"])[:12]
