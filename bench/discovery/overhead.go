@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 )
 
 // target is one way of reaching the server: from which node's client, at
@@ -318,55 +320,6 @@ func median(rs []runStat) runStat {
 
 func msf(v float64) string { return fmt.Sprintf("%.2f ms", v) }
 
-// clkTck is USER_HZ, 100 on every Linux that matters.
-const clkTck = 100
-
-// procCPU is the user+system CPU time a process has used, from
-// /proc/PID/stat (0 when it is gone).
-func procCPU(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clkTck
-}
-
-// machineBusy is the CPU time all cores spent not idle, from /proc/stat.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy int64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		if i >= 7 { // steal, guest, guest_nice: guest is already in user
-			break
-		}
-		busy += n
-	}
-	return time.Duration(busy) * time.Second / clkTck
-}
-
 func containerPid(id string) int {
 	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
 	if err != nil {
@@ -388,9 +341,9 @@ type cpuSample struct {
 }
 
 func (g *cpuGroups) sample() cpuSample {
-	s := cpuSample{at: time.Now(), machine: machineBusy(), groups: map[string]time.Duration{}}
+	s := cpuSample{at: time.Now(), machine: proccpu.MachineBusy(), groups: map[string]time.Duration{}}
 	for n, p := range g.pids {
-		s.groups[n] = procCPU(p)
+		s.groups[n] = proccpu.Process(p)
 	}
 	return s
 }
