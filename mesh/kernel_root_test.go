@@ -232,27 +232,7 @@ func who(dial func() (net.Conn, error)) (name, client string, err error) {
 func TestKernelClientAddressRoot(t *testing.T) {
 	needRoot(t)
 	id := randHex(2)
-	ns, hostIf, nsIf := "perf-mesh-"+id, "pmh"+id, "pmc"+id
-	third := int(id[0])%200 + 20
-	hostIP, nsIP := fmt.Sprintf("10.207.%d.1", third), fmt.Sprintf("10.207.%d.2", third)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", hostIf).Run()
-		exec.Command("ip", "netns", "del", ns).Run()
-	})
-	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
-	run("ip", "link", "set", nsIf, "netns", ns)
-	run("ip", "addr", "add", hostIP+"/30", "dev", hostIf)
-	run("ip", "link", "set", hostIf, "up")
-	run("ip", "-n", ns, "addr", "add", nsIP+"/30", "dev", nsIf)
-	run("ip", "-n", ns, "link", "set", nsIf, "up")
-	run("ip", "-n", ns, "link", "set", "lo", "up")
+	ns, hostIP, nsIP := testutil.VethNetns(t, id, int(id[0])%200+20)
 
 	published := whoBackend(t, "published", "127.0.7.2:0") // docker-proxy's place
 	container := whoBackend(t, "container", hostIP+":0")   // the container's address

@@ -1,9 +1,13 @@
 package testutil
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,4 +55,33 @@ func DialFromNetns(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
+}
+
+// VethNetns makes network namespace "perf-mesh-"+id joined to the host by a
+// veth pair on 10.207.third.0/30 (host side .1, namespace side .2), as a
+// client on another host for tests run as root, and removes both in t's
+// cleanup. id must be short (interface names are at most 15 bytes).
+func VethNetns(t testing.TB, id string, third int) (ns, hostIP, nsIP string) {
+	t.Helper()
+	ns, hostIf, nsIf := "perf-mesh-"+id, "pmh"+id, "pmc"+id
+	hostIP, nsIP = fmt.Sprintf("10.207.%d.1", third), fmt.Sprintf("10.207.%d.2", third)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", hostIf).Run()
+		exec.Command("ip", "netns", "del", ns).Run()
+	})
+	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
+	run("ip", "link", "set", nsIf, "netns", ns)
+	run("ip", "addr", "add", hostIP+"/30", "dev", hostIf)
+	run("ip", "link", "set", hostIf, "up")
+	run("ip", "-n", ns, "addr", "add", nsIP+"/30", "dev", nsIf)
+	run("ip", "-n", ns, "link", "set", nsIf, "up")
+	run("ip", "-n", ns, "link", "set", "lo", "up")
+	return ns, hostIP, nsIP
 }
