@@ -115,3 +115,56 @@ func TestMeshPathReported(t *testing.T) {
 		}
 	})
 }
+
+// blockingForwarder's Apply waits until the test releases it, as an nft run
+// does on a loaded host.
+type blockingForwarder struct {
+	entered chan struct{} // a value for every Apply that started
+	release chan struct{} // closed: every Apply returns
+}
+
+func (f *blockingForwarder) Apply(ctx context.Context, _ mesh.KernelRules) error {
+	select {
+	case f.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-f.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *blockingForwarder) Remove(context.Context) error { return nil }
+
+// The node's heartbeats go on while its mesh programs the kernel. They
+// carry the mesh's path, and once waited for the nft run in progress: on a
+// loaded host long enough for the leader to mark the node Down and replace
+// its tasks, over and over (the discovery end-to-end test with
+// --mesh-path auto).
+func TestHeartbeatsWhileKernelRulesApply(t *testing.T) {
+	f := &blockingForwarder{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) { return f, nil })
+	d := &netDispatcher{view: &swarmpb.EndpointsMessage{}}
+	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
+	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
+		Executor: fe, MeshPath: MeshPathAuto})
+	t.Cleanup(func() { close(f.release) }) // runs before the agent stops: its mesh's Close waits for the Apply
+	select {
+	case <-f.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent's mesh never applied kernel rules")
+	}
+	d.mu.Lock()
+	before := d.beats
+	d.mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.beats < before+5 {
+			return fmt.Errorf("%d heartbeats since the kernel rules started being applied, want 5 (period 20 ms)", d.beats-before)
+		}
+		return nil
+	})
+}

@@ -31,12 +31,14 @@ type netDispatcher struct {
 
 	mu     sync.Mutex
 	desc   *swarmpb.NodeDescription
+	beats  int // heartbeats received
 	states map[string]*swarmpb.TaskStatus
 }
 
 func (d *netDispatcher) Heartbeat(_ context.Context, req *swarmpb.HeartbeatRequest) (*swarmpb.HeartbeatResponse, error) {
 	d.mu.Lock()
 	d.desc = req.GetDescription()
+	d.beats++
 	d.mu.Unlock()
 	return &swarmpb.HeartbeatResponse{
 		PeriodNs: int64(20 * time.Millisecond), Managers: []string{d.addr},

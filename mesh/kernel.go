@@ -81,14 +81,14 @@ func (m *Mesh) UseKernel(f Forwarder) error {
 	defer cancel()
 	if err := f.Remove(ctx); err != nil {
 		m.mu.Lock()
-		m.kernelErr = fmt.Errorf("remove stale kernel rules: %w", err)
+		m.setKernelErrLocked(fmt.Errorf("remove stale kernel rules: %w", err))
 		m.mu.Unlock()
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fwd = f
-	m.kernelErr = errors.New("no endpoint table yet")
+	m.setKernelErrLocked(errors.New("no endpoint table yet"))
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (m *Mesh) UseKernel(f Forwarder) error {
 // space (shown by Path), for a node whose Forwarder could not be made.
 func (m *Mesh) SetKernelUnavailable(reason error) {
 	m.mu.Lock()
-	m.kernelErr = reason
+	m.setKernelErrLocked(reason)
 	m.mu.Unlock()
 }
 
@@ -118,16 +118,34 @@ func (m *Mesh) SetLocal(local map[LocalKey]netip.AddrPort) {
 
 // Path reports the path published TCP ports are served by: PathKernel, or
 // PathUserspace and why.
+//
+// It never waits for the kernel: the agent reads it for every heartbeat,
+// while Update and SetLocal hold m.mu across nft runs, which take hundreds
+// of milliseconds on a loaded host. Heartbeats that waited for them came
+// late enough for the leader to mark the node Down and replace its tasks
+// (the task kills the discovery end-to-end test saw with --mesh-path auto).
 func (m *Mesh) Path() (path, reason string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fwd != nil && m.kernelErr == nil {
-		return PathKernel, ""
-	}
-	if m.kernelErr != nil {
-		return PathUserspace, m.kernelErr.Error()
+	if p := m.path.Load(); p != nil {
+		return p.path, p.reason
 	}
 	return PathUserspace, "kernel forwarding not enabled"
+}
+
+// pathState is one answer of Path.
+type pathState struct{ path, reason string }
+
+// setKernelErrLocked records why the kernel does not forward (nil: it
+// does) and publishes the path for Path. m.mu is held.
+func (m *Mesh) setKernelErrLocked(err error) {
+	m.kernelErr = err
+	p := &pathState{path: PathUserspace, reason: "kernel forwarding not enabled"}
+	switch {
+	case err != nil:
+		p.reason = err.Error()
+	case m.fwd != nil:
+		p = &pathState{path: PathKernel}
+	}
+	m.path.Store(p)
 }
 
 // applyKernelLocked derives the kernel rules from the bound ports and
@@ -144,7 +162,7 @@ func (m *Mesh) applyKernelLocked() {
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
 		}
-		m.kernelErr = err
+		m.setKernelErrLocked(err)
 		for _, p := range m.ports {
 			if tp, ok := p.(*tcpPort); ok {
 				tp.user.Store(nil)
@@ -155,7 +173,7 @@ func (m *Mesh) applyKernelLocked() {
 	if m.kernelErr != nil {
 		m.log.Info("published TCP ports forwarded in the kernel", "ports", len(rs.Ports))
 	}
-	m.kernelErr = nil
+	m.setKernelErrLocked(nil)
 	for k, p := range m.ports {
 		if tp, ok := p.(*tcpPort); ok {
 			tp.user.Store(user[k])

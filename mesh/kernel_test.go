@@ -316,3 +316,68 @@ func (l *rawListener) accept(t *testing.T) net.Conn {
 		return nil
 	}
 }
+
+// blockingForwarder's Apply waits until the test releases it, as an nft run
+// does on a loaded host.
+type blockingForwarder struct {
+	entered chan struct{} // a value for every Apply that started
+	release chan struct{} // closed: every Apply returns
+}
+
+func (f *blockingForwarder) Apply(ctx context.Context, _ KernelRules) error {
+	f.entered <- struct{}{}
+	select {
+	case <-f.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *blockingForwarder) Remove(context.Context) error { return nil }
+
+// Path answers while the kernel is being programmed: the agent reads it for
+// every heartbeat, and a heartbeat that waited for an nft run came late
+// enough for the leader to mark the node Down and replace its tasks.
+func TestPathDoesNotWaitForTheKernel(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	t.Cleanup(func() { m.Close() })
+	f := &blockingForwarder{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(f.release) }) }
+	t.Cleanup(release) // before Close, which waits for the Apply in progress
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	ep := endpoint("tcp", freePort(t, "127.0.7.1"), "127.0.7.1:2000")
+	updated := make(chan error, 1)
+	go func() { updated <- m.Update([]*swarmpb.ServiceEndpoint{ep}) }()
+	select {
+	case <-f.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update never applied the kernel rules")
+	}
+
+	type answer struct{ path, reason string }
+	got := make(chan answer, 1)
+	go func() {
+		p, why := m.Path()
+		got <- answer{p, why}
+	}()
+	select {
+	case a := <-got:
+		if a.path != PathUserspace || a.reason != "no endpoint table yet" {
+			t.Errorf("path while the first rules are applied = %s (%s), want userspace (no endpoint table yet)", a.path, a.reason)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Path waited for the kernel rules being applied")
+	}
+
+	release()
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	if p, why := m.Path(); p != PathKernel {
+		t.Fatalf("path after the rules applied = %s (%s), want kernel", p, why)
+	}
+}

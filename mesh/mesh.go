@@ -124,8 +124,11 @@ type Mesh struct {
 	closed bool
 
 	// The kernel path (kernel.go), all under mu.
-	fwd        Forwarder // nil: userspace only
-	kernelErr  error     // why the kernel does not forward now; nil when it does
+	fwd       Forwarder // nil: userspace only
+	kernelErr error     // why the kernel does not forward now; nil when it does
+	// path is what Path reports, published under mu whenever fwd or
+	// kernelErr change and read without it: mu is held across nft runs.
+	path       atomic.Pointer[pathState]
 	local      map[LocalKey]netip.AddrPort
 	tableSeen  bool                  // an Update has run
 	isHostAddr func(netip.Addr) bool // tests; nil = this host's addresses
@@ -397,7 +400,7 @@ func (m *Mesh) Close() error {
 			m.log.Warn("cannot remove the mesh's kernel rules; the next start of this node removes them", "err", err)
 		}
 		cancel()
-		m.kernelErr = ErrClosed
+		m.setKernelErrLocked(ErrClosed)
 	}
 	for k, p := range m.ports {
 		p.close()
