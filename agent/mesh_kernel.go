@@ -48,14 +48,15 @@ const publishedTargetsTimeout = 5 * time.Second
 // node description).
 func (ta *taskAgent) setupKernelPath(ctx context.Context, m *mesh.Mesh) {
 	if ta.meshPath != MeshPathAuto {
-		m.SetKernelUnavailable(errors.New("--mesh-path=userspace"))
 		// Rules an earlier run on the kernel path left when it died
 		// would still catch new connections: remove them. Only for
 		// daemons (an explicit setting): the in-process nodes of tests
-		// leave the kernel alone.
+		// ("") leave the kernel alone.
 		if ta.meshPath != MeshPathUserspace {
+			m.SetKernelUnavailable(errors.New("kernel forwarding not configured"))
 			return
 		}
+		m.SetKernelUnavailable(errors.New("--mesh-path=userspace"))
 		if err := removeStaleRules(ctx, ta.nodeID); err != nil {
 			ta.log.Debug("cannot check for stale routing-mesh rules", "err", err)
 		}
