@@ -51,11 +51,12 @@ func askWhoami(addr string) (string, error) {
 
 var meshPathLine = regexp.MustCompile(`(?m)^\s*Path:\s+(\S+)`)
 
-// TestMeshKernelThroughTheCLI runs managerd on the kernel path (root): node
-// inspect says so, the published port answers through the node's
-// nftables table, a kill -9 leaves the table behind, and the restarted
-// daemon removes it: with --mesh-path=userspace it serves the port from
-// its proxy and node inspect says why.
+// TestMeshKernelThroughTheCLI runs managerd with the default --mesh-path
+// as root: it is on the kernel path, node inspect says so, and the
+// published port answers through the node's nftables table. A kill -9
+// leaves the table behind; the restarted daemon replaces it (the default)
+// or removes it (with --mesh-path=userspace, then serving the port from
+// its proxy, node inspect saying why).
 func TestMeshKernelThroughTheCLI(t *testing.T) {
 	binDir(t)
 	needDocker(t)
@@ -69,7 +70,7 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 	img := buildWhoami(t, leftovers)
 	c := newCluster(t)
 	c.ipBase, c.nextIP = "127.0.7.", 21 // perf-mesh's loopback range
-	m1 := c.addNode("m1", "managerd", "", "--mesh-path", "auto")
+	m1 := c.addNode("m1", "managerd", "")
 	c.ok(m1, "init", "--advertise-addr", m1.addr)
 	ids := c.nodeIDs(m1, leftovers)
 	table := "raftswarm_mesh_" + strings.ToLower(ids["m1"])[:12]
@@ -105,7 +106,25 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err != nil {
 		t.Fatalf("kill -9 removed the table (nothing left to test): %v %s", err, out)
 	}
+	// A mark in the stale table: gone once the restarted daemon has
+	// replaced the table rather than kept it.
+	if out, err := exec.Command("nft", "add", "chain", "ip", table, "stale_mark").CombinedOutput(); err != nil {
+		t.Fatalf("marking the stale table: %v %s", err, out)
+	}
+	c.start(m1)
+	c.eventually(60*time.Second, "the restarted daemon to replace its stale table and forward in the kernel", func() error {
+		out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "stale_mark") || !strings.Contains(string(out), "dnat to") {
+			return fmt.Errorf("table %s: %v\n%s", table, err, out)
+		}
+		if p, out := path(); p != "kernel" {
+			return fmt.Errorf("path %q in:\n%s", p, out)
+		}
+		_, err = askWhoami(addr)
+		return err
+	})
 
+	m1.kill(t)
 	m1.extra = append(m1.extra, "--mesh-path", "userspace")
 	c.start(m1)
 	c.eventually(30*time.Second, "the restarted daemon to remove its stale table and serve in user space", func() error {

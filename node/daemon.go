@@ -49,7 +49,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Hostname, "hostname", "", "node name shown in node ls (default: the host's name)")
 	fs.StringVar(&cfg.DockerHost, "docker-host", "", "Docker Engine URL for running tasks (default: $DOCKER_HOST or the local socket)")
 	fs.StringVar(&cfg.IngressAddr, "ingress-addr", "", "address published ports bind on (default: all addresses)")
-	fs.StringVar(&cfg.MeshPath, "mesh-path", agent.MeshPathUserspace, "how the routing mesh forwards published TCP ports: userspace (its proxy) or auto (in the kernel with nftables where the daemon may, else the proxy; experimental)")
+	fs.StringVar(&cfg.MeshPath, "mesh-path", agent.MeshPathAuto, "how the routing mesh forwards published TCP ports: auto (in the kernel with nftables where the daemon may, else its userspace proxy; node inspect says which and why) or userspace")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&cfg.DataPort, "data-port", DefaultDataPort, "TCP port, on the advertised address, of the data path between nodes (service-to-service traffic over mutual TLS); 0 disables it")
 	fs.StringVar(&cfg.DashboardAddr, "dashboard-addr", "", "serve the read-only web dashboard on HOST:PORT while this node is a manager; HTTPS with a login token ('swarmctl dashboard-token') unless loopback (default: off)")
