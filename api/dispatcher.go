@@ -69,7 +69,11 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
+	// armed is when the liveness loop (Run) next looks at the deadlines;
+	// wake tells it that a deadline earlier than that was set.
+	armed     time.Time
 	wake      chan struct{}
+	expiries  int            // passes of expire, for tests
 	sessions  *sessions      // task dispatch for the current term (sessions.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
 	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
@@ -153,9 +157,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
 	}
 	now := time.Now()
-	d.mu.Lock()
-	d.deadlines[id.NodeID] = now.Add(d.ttl(count))
-	d.mu.Unlock()
+	d.setDeadline(id.NodeID, now.Add(d.ttl(count)))
 
 	d.checkClaimedAddr(ctx, node, req.Addr)
 	statusChanged := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY
@@ -265,6 +267,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
+	d.wake = make(chan struct{}, 1)
+	d.armed = time.Time{}
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
 	d.addrWarned = make(map[string]string)
 	for _, n := range nodes {
@@ -286,16 +290,68 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		table.stop()
 	}()
 
-	// A quarter period, at most 250 ms: how late past its deadline a
-	// silent node may be found.
-	t := time.NewTicker(min(d.base()/4, 250*time.Millisecond))
-	defer t.Stop()
+	// The loop sleeps until the earliest deadline instead of polling:
+	// with nodes heartbeating, deadlines keep moving later and an idle
+	// leader wakes up about once per heartbeat period, not four times a
+	// second. Two passes are at least minPass apart (a quarter period, at
+	// most 250 ms, what the old fixed tick was), which bounds the rate of
+	// retries after a failed write and how late a silent node found just
+	// after another may be marked Down.
+	minPass := min(d.base()/4, 250*time.Millisecond)
+	// (Go 1.23+ timers: Reset needs no drained channel.)
+	timer := time.NewTimer(idleWait)
+	defer timer.Stop()
+	var last time.Time
 	for {
+		timer.Reset(time.Until(d.arm(last.Add(minPass))))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			d.expire(ctx)
+		case <-d.wake:
+			continue
+		case <-timer.C:
+		}
+		last = time.Now()
+		d.expire(ctx)
+	}
+}
+
+// idleWait is how long the liveness loop sleeps when no node has a
+// deadline; a new deadline wakes it anyway.
+const idleWait = time.Minute
+
+// arm returns when the liveness loop should next run expire: the earliest
+// deadline, but not before notBefore, and records it so setDeadline knows
+// when to wake the loop early.
+func (d *Dispatcher) arm(notBefore time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := time.Now().Add(idleWait)
+	for _, dl := range d.deadlines {
+		if dl.Before(next) {
+			next = dl
+		}
+	}
+	// expire takes a node whose deadline is strictly before its now.
+	next = next.Add(time.Millisecond)
+	if next.Before(notBefore) {
+		next = notBefore
+	}
+	d.armed = next
+	return next
+}
+
+// setDeadline records a node's heartbeat deadline, waking the liveness
+// loop if it falls before the loop's next pass (a new node, or a TTL that
+// shrank with the cluster).
+func (d *Dispatcher) setDeadline(node string, dl time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deadlines[node] = dl
+	if d.wake != nil && dl.Before(d.armed) {
+		select {
+		case d.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -305,6 +361,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	now := time.Now()
 	var expired []string
 	d.mu.Lock()
+	d.expiries++
 	for id, dl := range d.deadlines {
 		if now.After(dl) {
 			expired = append(expired, id)
