@@ -187,13 +187,26 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		Managers:    managerAddrs(d.Raft),
 		DesiredRole: node.GetSpec().GetDesiredRole(),
 		Role:        node.Role,
+		// The agent leaves its description out until it changes once the
+		// stored one is current; a change refused above is sent again.
+		DescriptionCurrent: descriptionCurrent(node, req.Description, descChanged, writeDesc),
 	}, nil
 }
 
+// descriptionCurrent reports whether, after this heartbeat, the cluster
+// stores the description the node sent (or, if it sent none, stores one
+// at all), so that the node may leave it out until it changes.
+func descriptionCurrent(node *swarmpb.Node, sent *swarmpb.NodeDescription, changed, written bool) bool {
+	if sent == nil {
+		return node.Description != nil
+	}
+	return !changed || written
+}
+
 // Description write rate per node: a burst of descWriteBurst writes, then
-// one per descWriteEvery. A refused change is not lost: agents send their
-// whole description in every heartbeat, so the latest one is written once
-// the node's budget allows.
+// one per descWriteEvery. A refused change is not lost: the response says
+// the description is not current, so the agent sends its latest one with
+// every heartbeat until it is written, once the node's budget allows.
 const (
 	descWriteBurst = 3
 	descWriteEvery = 2 * time.Second
@@ -267,7 +280,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
-	d.wake = make(chan struct{}, 1)
+	wake := make(chan struct{}, 1)
+	d.wake = wake
 	d.armed = time.Time{}
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
 	d.addrWarned = make(map[string]string)
@@ -307,7 +321,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-d.wake:
+		case <-wake:
 			continue
 		case <-timer.C:
 		}
