@@ -114,3 +114,31 @@ func TestLivenessKeepsHeartbeatingNodes(t *testing.T) {
 		t.Fatalf("the liveness loop ran %d times in ~1 s of heartbeats", n)
 	}
 }
+
+// TestDescriptionCurrent: the heartbeat answer that lets an agent leave its
+// description out. It is current when the description sent equals the
+// stored one or was written, not when a change was refused; with none
+// sent, when the node has one stored.
+func TestDescriptionCurrent(t *testing.T) {
+	stored := &swarmpb.Node{Description: &swarmpb.NodeDescription{Hostname: "h"}}
+	bare := &swarmpb.Node{}
+	sent := &swarmpb.NodeDescription{Hostname: "h2"}
+	cases := []struct {
+		name             string
+		node             *swarmpb.Node
+		sent             *swarmpb.NodeDescription
+		changed, written bool
+		want             bool
+	}{
+		{"unchanged", stored, stored.Description, false, false, true},
+		{"changed and written", stored, sent, true, true, true},
+		{"changed, refused by the write budget", stored, sent, true, false, false},
+		{"none sent, one stored", stored, nil, false, false, true},
+		{"none sent, none stored", bare, nil, false, false, false},
+	}
+	for _, c := range cases {
+		if got := descriptionCurrent(c.node, c.sent, c.changed, c.written); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
