@@ -7,7 +7,7 @@
 // window. Nothing else talks to the cluster during a window: the bench reads
 // /proc only.
 //
-//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR] [-heartbeat-period 1s]
+//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR] [-heartbeat-period 1s] [-mesh-path auto]
 //
 // CPU is printed as a percentage of one core over the window, per daemon and
 // for the five together. With -cpuprofile, every daemon runs inside this
@@ -55,6 +55,7 @@ func main() {
 	binDir := flag.String("bin", "", "directory with prebuilt managerd and swarmctl (default: build them)")
 	prof := flag.String("cpuprofile", "", "directory for one CPU profile per daemon over the first window")
 	hb := flag.Duration("heartbeat-period", 0, "agents' base heartbeat period (the daemons' --heartbeat-period; 0: their default)")
+	meshPath := flag.String("mesh-path", "", "the daemons' --mesh-path (auto: the kernel path where allowed; empty: their default)")
 	flag.Parse()
 	if *window <= 0 || *windows < 1 || *settle < 0 {
 		fmt.Fprintln(os.Stderr, "Error: -window must be positive, -windows at least 1, -settle not negative")
@@ -74,6 +75,9 @@ func main() {
 	var extra []string
 	if *hb > 0 {
 		extra = append(extra, "--heartbeat-period", hb.String())
+	}
+	if *meshPath != "" {
+		extra = append(extra, "--mesh-path", *meshPath)
 	}
 	if err := run(env, *port, *window, *windows, *settle, *prof, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
