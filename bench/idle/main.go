@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,6 +94,15 @@ func run(env *cluster.Env, port int, window time.Duration, windows int, settle t
 		t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout, t.CommitTimeout)
 	names := []string{"m1", "m2", "m3", "w1", "w2"}
 	var ds []*cluster.Daemon
+	// A clean shutdown, so that each daemon removes its kernel rules
+	// (nftables tables, with -mesh-path auto); Close only kills.
+	defer func() {
+		var wg sync.WaitGroup
+		for _, d := range ds {
+			wg.Go(func() { d.Terminate(10 * time.Second) })
+		}
+		wg.Wait()
+	}()
 	for i, name := range names {
 		ip := fmt.Sprintf("127.0.8.%d", i+1)
 		d := env.Daemon(name, fmt.Sprintf("%s:%d", ip, port), append([]string{"--ingress-addr", ip}, extra...)...)
