@@ -79,8 +79,9 @@ type Dispatcher struct {
 	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
 	volumes   volumeRequests // volume removals waiting for the nodes (volumes.go)
 
-	descBudgets map[string]*descBudget // node ID -> description writes left (takeDescWrite)
-	addrWarned  map[string]string      // node ID -> last foreign address claim logged
+	descBudgets   map[string]*descBudget // node ID -> description writes left (takeDescWrite)
+	descConfirmed map[string]uint64      // node ID -> node version at which its description was confirmed (descriptionCurrent)
+	addrWarned    map[string]string      // node ID -> last foreign address claim logged
 }
 
 func (d *Dispatcher) base() time.Duration {
@@ -152,6 +153,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 	if node == nil {
 		d.mu.Lock()
 		delete(d.descBudgets, id.NodeID)
+		delete(d.descConfirmed, id.NodeID)
 		delete(d.addrWarned, id.NodeID)
 		d.mu.Unlock()
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
@@ -187,20 +189,39 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		Managers:    managerAddrs(d.Raft),
 		DesiredRole: node.GetSpec().GetDesiredRole(),
 		Role:        node.Role,
-		// The agent leaves its description out until it changes once the
-		// stored one is current; a change refused above is sent again.
-		DescriptionCurrent: descriptionCurrent(node, req.Description, descChanged, writeDesc),
+		// The agent leaves its description out while the stored one is
+		// current; a change refused above, or a node written since, has
+		// it sent again.
+		DescriptionCurrent: d.descriptionCurrent(node, req.Description != nil, descChanged),
 	}, nil
 }
 
-// descriptionCurrent reports whether, after this heartbeat, the cluster
-// stores the description the node sent (or, if it sent none, stores one
-// at all), so that the node may leave it out until it changes.
-func descriptionCurrent(node *swarmpb.Node, sent *swarmpb.NodeDescription, changed, written bool) bool {
-	if sent == nil {
-		return node.Description != nil
+// descriptionCurrent reports whether the node may leave its description
+// out of its next heartbeats. A description sent equal to the stored one
+// is confirmed at the node's current version (Meta.Version: the index of
+// its last write). One left out is current only while the node has not
+// been written since that confirmation: any write (a status change, a
+// label, a description forged with the node's certificate, even ours)
+// has the agent send it again, and a new leader, which has confirmed
+// nothing, asks once. A changed description, written or refused, is not
+// confirmed: the agent resends it and the next heartbeat confirms it.
+func (d *Dispatcher) descriptionCurrent(node *swarmpb.Node, sent, changed bool) bool {
+	v := node.GetMeta().GetVersion()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.descConfirmed == nil {
+		d.descConfirmed = make(map[string]uint64)
 	}
-	return !changed || written
+	if !sent {
+		cv, ok := d.descConfirmed[node.Id]
+		return ok && cv == v && node.Description != nil
+	}
+	if changed {
+		delete(d.descConfirmed, node.Id)
+		return false
+	}
+	d.descConfirmed[node.Id] = v
+	return true
 }
 
 // Description write rate per node: a burst of descWriteBurst writes, then
@@ -284,6 +305,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.wake = wake
 	d.armed = time.Time{}
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
+	d.descConfirmed = make(map[string]uint64, len(nodes))
 	d.addrWarned = make(map[string]string)
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start

@@ -116,29 +116,39 @@ func TestLivenessKeepsHeartbeatingNodes(t *testing.T) {
 }
 
 // TestDescriptionCurrent: the heartbeat answer that lets an agent leave its
-// description out. It is current when the description sent equals the
-// stored one or was written, not when a change was refused; with none
-// sent, when the node has one stored.
+// description out. A description sent unchanged is confirmed at the node's
+// version; one left out is current only while the node is not written
+// since (a forged description, a status change) and only on the leader
+// that confirmed it; a changed one is never confirmed at once.
 func TestDescriptionCurrent(t *testing.T) {
-	stored := &swarmpb.Node{Description: &swarmpb.NodeDescription{Hostname: "h"}}
-	bare := &swarmpb.Node{}
-	sent := &swarmpb.NodeDescription{Hostname: "h2"}
-	cases := []struct {
-		name             string
-		node             *swarmpb.Node
-		sent             *swarmpb.NodeDescription
-		changed, written bool
-		want             bool
-	}{
-		{"unchanged", stored, stored.Description, false, false, true},
-		{"changed and written", stored, sent, true, true, true},
-		{"changed, refused by the write budget", stored, sent, true, false, false},
-		{"none sent, one stored", stored, nil, false, false, true},
-		{"none sent, none stored", bare, nil, false, false, false},
+	d := &Dispatcher{}
+	node := func(v uint64) *swarmpb.Node {
+		return &swarmpb.Node{Id: "n", Meta: &swarmpb.Meta{Version: v}, Description: &swarmpb.NodeDescription{Hostname: "h"}}
 	}
-	for _, c := range cases {
-		if got := descriptionCurrent(c.node, c.sent, c.changed, c.written); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
+	if d.descriptionCurrent(node(5), false, false) {
+		t.Fatal("left out before any confirmation (a new leader): current")
+	}
+	if !d.descriptionCurrent(node(5), true, false) {
+		t.Fatal("sent unchanged: not current")
+	}
+	if !d.descriptionCurrent(node(5), false, false) {
+		t.Fatal("left out, node not written since the confirmation: not current")
+	}
+	if d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("left out after the node was written (a forged description): current")
+	}
+	if !d.descriptionCurrent(node(6), true, false) || !d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("resent unchanged after the write: not confirmed again")
+	}
+	if d.descriptionCurrent(node(6), true, true) {
+		t.Fatal("a changed description (written or refused): current")
+	}
+	if d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("left out after a change: current")
+	}
+	bare := &swarmpb.Node{Id: "b", Meta: &swarmpb.Meta{Version: 1}}
+	d.descConfirmed["b"] = 1
+	if d.descriptionCurrent(bare, false, false) {
+		t.Fatal("left out, none stored: current")
 	}
 }

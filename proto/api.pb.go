@@ -1743,10 +1743,12 @@ type HeartbeatResponse struct {
 	DesiredRole NodeRole               `protobuf:"varint,3,opt,name=desired_role,json=desiredRole,proto3,enum=raftswarm.v1.NodeRole" json:"desired_role,omitempty"`
 	Removed     bool                   `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`                      // the node was removed from the cluster
 	Role        NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"` // the role the cluster has recorded for the node
-	// The cluster has stored the description this heartbeat carried (or,
-	// when it carried none, has one): the agent may leave it out of the
-	// next heartbeats until it changes. False when a changed description
-	// was not written (rate limit): the agent sends it again.
+	// The cluster stores the description this heartbeat carried, unchanged
+	// (or, when it carried none, the node has not been written since this
+	// leader last confirmed it): the agent may leave it out of the next
+	// heartbeats until it changes. False for a changed description (written
+	// or refused by the rate limit), after any write of the node, and from a
+	// new leader: the agent sends it again.
 	DescriptionCurrent bool `protobuf:"varint,1120,opt,name=description_current,json=descriptionCurrent,proto3" json:"description_current,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
