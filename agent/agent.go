@@ -110,6 +110,7 @@ type Agent struct {
 	leaders *leaderTracker
 	tasks   *taskAgent
 	roles   chan Assignment // the latest assignment not yet reconciled
+	desc    descCache       // what the leader stores of our description (heartbeat loop only)
 }
 
 // New creates the agent and its container engine; Run runs it.
@@ -254,11 +255,14 @@ func (a *Agent) heartbeat(ctx context.Context, addr string, timeout time.Duratio
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var trailer metadata.MD
+	desc := a.desc.toSend(a.tasks.describe(), addr, time.Now())
 	resp, err := swarmpb.NewDispatcherClient(conn).Heartbeat(hctx,
-		&swarmpb.HeartbeatRequest{Description: a.tasks.describe(), Addr: a.cfg.AdvertiseAddr}, grpc.Trailer(&trailer))
+		&swarmpb.HeartbeatRequest{Description: desc, Addr: a.cfg.AdvertiseAddr}, grpc.Trailer(&trailer))
 	if err != nil {
+		a.desc.failed()
 		return nil, leaderHint(trailer), err
 	}
+	a.desc.answered(desc, addr, resp.DescriptionCurrent, time.Now())
 	return resp, "", nil
 }
 

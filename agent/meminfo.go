@@ -5,10 +5,17 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// memTotal reads the machine's memory from /proc/meminfo; 0 if unknown.
-func memTotal() int64 {
+// memTotal is the machine's memory, read from /proc/meminfo once: it is
+// part of every heartbeat's description and does not change while the
+// daemon runs (the engine's own figure, refreshed with its description,
+// takes precedence when there is an engine).
+var memTotal = sync.OnceValue(readMemTotal)
+
+// readMemTotal reads the machine's memory from /proc/meminfo; 0 if unknown.
+func readMemTotal() int64 {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0

@@ -60,7 +60,10 @@ type Authorizer struct {
 	raft      RaftConfig
 	clusterID string
 	// Recheck bounds how long a change that is not a store event (a Raft
-	// configuration change) takes to close an open Raft connection.
+	// configuration change with no node write after it, such as a failed
+	// join being undone) takes to close an open Raft connection. Node
+	// changes (demote, rm) are store events and act at once, and a
+	// demoted manager's removal from Raft is followed by its role write.
 	Recheck time.Duration
 
 	mu    sync.Mutex
@@ -77,9 +80,14 @@ type hold struct {
 // NewAuthorizer returns an authorizer for the cluster clusterID. Run must
 // run for open streams and connections to be revoked.
 func NewAuthorizer(store NodeState, rc RaftConfig, clusterID string) *Authorizer {
-	return &Authorizer{store: store, raft: rc, clusterID: clusterID, Recheck: 500 * time.Millisecond,
+	return &Authorizer{store: store, raft: rc, clusterID: clusterID, Recheck: DefaultRecheck,
 		holds: map[*hold]struct{}{}}
 }
+
+// DefaultRecheck is the authorizer's periodic recheck. It was 500 ms, which
+// woke every manager twice a second with nothing to do; every change but a
+// bare Raft configuration change is a store event and rechecked at once.
+const DefaultRecheck = 5 * time.Second
 
 // Check reports whether id may act in scope now; the error is a
 // PermissionDenied with a message for the node's operator.
@@ -158,13 +166,19 @@ func (a *Authorizer) Admit(id ca.Identity, scope Scope, revoke func(error)) (rel
 	a.mu.Lock()
 	a.holds[h] = struct{}{}
 	a.mu.Unlock()
-	// A change applied between the check and the registration is caught
-	// by the next recheck, within Recheck.
-	return func() {
+	release = func() {
 		a.mu.Lock()
 		delete(a.holds, h)
 		a.mu.Unlock()
-	}, nil
+	}
+	// A store change applied between the first check and the
+	// registration would otherwise wait for the periodic recheck: check
+	// again now that any later change's event finds the hold.
+	if err := a.Check(id, scope); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // Run rechecks every open stream and connection after each burst of node

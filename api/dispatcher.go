@@ -69,14 +69,19 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
+	// armed is when the liveness loop (Run) next looks at the deadlines;
+	// wake tells it that a deadline earlier than that was set.
+	armed     time.Time
 	wake      chan struct{}
+	expiries  int            // passes of expire, for tests
 	sessions  *sessions      // task dispatch for the current term (sessions.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
 	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
 	volumes   volumeRequests // volume removals waiting for the nodes (volumes.go)
 
-	descBudgets map[string]*descBudget // node ID -> description writes left (takeDescWrite)
-	addrWarned  map[string]string      // node ID -> last foreign address claim logged
+	descBudgets   map[string]*descBudget // node ID -> description writes left (takeDescWrite)
+	descConfirmed map[string]uint64      // node ID -> node version at which its description was confirmed (descriptionCurrent)
+	addrWarned    map[string]string      // node ID -> last foreign address claim logged
 }
 
 func (d *Dispatcher) base() time.Duration {
@@ -148,14 +153,13 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 	if node == nil {
 		d.mu.Lock()
 		delete(d.descBudgets, id.NodeID)
+		delete(d.descConfirmed, id.NodeID)
 		delete(d.addrWarned, id.NodeID)
 		d.mu.Unlock()
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
 	}
 	now := time.Now()
-	d.mu.Lock()
-	d.deadlines[id.NodeID] = now.Add(d.ttl(count))
-	d.mu.Unlock()
+	d.setDeadline(id.NodeID, now.Add(d.ttl(count)))
 
 	d.checkClaimedAddr(ctx, node, req.Addr)
 	statusChanged := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY
@@ -185,13 +189,45 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		Managers:    managerAddrs(d.Raft),
 		DesiredRole: node.GetSpec().GetDesiredRole(),
 		Role:        node.Role,
+		// The agent leaves its description out while the stored one is
+		// current; a change refused above, or a node written since, has
+		// it sent again.
+		DescriptionCurrent: d.descriptionCurrent(node, req.Description != nil, descChanged),
 	}, nil
 }
 
+// descriptionCurrent reports whether the node may leave its description
+// out of its next heartbeats. A description sent equal to the stored one
+// is confirmed at the node's current version (Meta.Version: the index of
+// its last write). One left out is current only while the node has not
+// been written since that confirmation: any write (a status change, a
+// label, a description forged with the node's certificate, even ours)
+// has the agent send it again, and a new leader, which has confirmed
+// nothing, asks once. A changed description, written or refused, is not
+// confirmed: the agent resends it and the next heartbeat confirms it.
+func (d *Dispatcher) descriptionCurrent(node *swarmpb.Node, sent, changed bool) bool {
+	v := node.GetMeta().GetVersion()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.descConfirmed == nil {
+		d.descConfirmed = make(map[string]uint64)
+	}
+	if !sent {
+		cv, ok := d.descConfirmed[node.Id]
+		return ok && cv == v && node.Description != nil
+	}
+	if changed {
+		delete(d.descConfirmed, node.Id)
+		return false
+	}
+	d.descConfirmed[node.Id] = v
+	return true
+}
+
 // Description write rate per node: a burst of descWriteBurst writes, then
-// one per descWriteEvery. A refused change is not lost: agents send their
-// whole description in every heartbeat, so the latest one is written once
-// the node's budget allows.
+// one per descWriteEvery. A refused change is not lost: the response says
+// the description is not current, so the agent sends its latest one with
+// every heartbeat until it is written, once the node's budget allows.
 const (
 	descWriteBurst = 3
 	descWriteEvery = 2 * time.Second
@@ -265,7 +301,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
+	wake := make(chan struct{}, 1)
+	d.wake = wake
+	d.armed = time.Time{}
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
+	d.descConfirmed = make(map[string]uint64, len(nodes))
 	d.addrWarned = make(map[string]string)
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start
@@ -286,16 +326,68 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		table.stop()
 	}()
 
-	// A quarter period, at most 250 ms: how late past its deadline a
-	// silent node may be found.
-	t := time.NewTicker(min(d.base()/4, 250*time.Millisecond))
-	defer t.Stop()
+	// The loop sleeps until the earliest deadline instead of polling:
+	// with nodes heartbeating, deadlines keep moving later and an idle
+	// leader wakes up about once per heartbeat period, not four times a
+	// second. Two passes are at least minPass apart (a quarter period, at
+	// most 250 ms, what the old fixed tick was), which bounds the rate of
+	// retries after a failed write and how late a silent node found just
+	// after another may be marked Down.
+	minPass := min(d.base()/4, 250*time.Millisecond)
+	// (Go 1.23+ timers: Reset needs no drained channel.)
+	timer := time.NewTimer(idleWait)
+	defer timer.Stop()
+	var last time.Time
 	for {
+		timer.Reset(time.Until(d.arm(last.Add(minPass))))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			d.expire(ctx)
+		case <-wake:
+			continue
+		case <-timer.C:
+		}
+		last = time.Now()
+		d.expire(ctx)
+	}
+}
+
+// idleWait is how long the liveness loop sleeps when no node has a
+// deadline; a new deadline wakes it anyway.
+const idleWait = time.Minute
+
+// arm returns when the liveness loop should next run expire: the earliest
+// deadline, but not before notBefore, and records it so setDeadline knows
+// when to wake the loop early.
+func (d *Dispatcher) arm(notBefore time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := time.Now().Add(idleWait)
+	for _, dl := range d.deadlines {
+		if dl.Before(next) {
+			next = dl
+		}
+	}
+	// expire takes a node whose deadline is strictly before its now.
+	next = next.Add(time.Millisecond)
+	if next.Before(notBefore) {
+		next = notBefore
+	}
+	d.armed = next
+	return next
+}
+
+// setDeadline records a node's heartbeat deadline, waking the liveness
+// loop if it falls before the loop's next pass (a new node, or a TTL that
+// shrank with the cluster).
+func (d *Dispatcher) setDeadline(node string, dl time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deadlines[node] = dl
+	if d.wake != nil && dl.Before(d.armed) {
+		select {
+		case d.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -305,6 +397,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	now := time.Now()
 	var expired []string
 	d.mu.Lock()
+	d.expiries++
 	for id, dl := range d.deadlines {
 		if now.After(dl) {
 			expired = append(expired, id)

@@ -16,23 +16,39 @@ import (
 // then records its role as worker, which tells its agent to stop its
 // manager half.
 func (m *Manager) runRoleManager(ctx context.Context) error {
-	// Raft membership changes are not store events, and a step can fail
-	// transiently; a slow tick retries.
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	watchRoles(ctx, m.store, tick.C, func() { m.reconcileRoles(ctx) })
+	watchRoles(ctx, m.store, roleRetry, roleSweep, func() bool { return m.reconcileRoles(ctx) })
 	return nil
 }
 
+// roleRetry is how soon a demotion step that failed (a transient Raft
+// error, a leadership transfer under way) is tried again; roleSweep how
+// often the roles are rescanned with nothing left to do, for a Raft
+// configuration change that no node event follows (a join whose role
+// write failed after a concurrent demotion).
+const (
+	roleRetry = time.Second
+	roleSweep = 10 * time.Second
+)
+
 // watchRoles calls reconcile once at the start, then again after each node
-// event, tick, or watch restart, until ctx ends. Every other event (tasks
-// above all, the bulk of the traffic) is skipped without a rescan: roles
-// depend only on nodes and on the Raft configuration the tick covers.
-func watchRoles(ctx context.Context, store *state.Store, tick <-chan time.Time, reconcile func()) {
+// event or watch restart, until ctx ends; and after retry when reconcile
+// reports work left (a step failed), or after sweep when it does not.
+// Every other event (tasks above all, the bulk of the traffic) is skipped
+// without a rescan: roles depend only on nodes, and the Raft configuration
+// changes that matter here (removing a demoted manager) are this loop's
+// own steps, each followed by a node write. An idle leader with nothing to
+// demote wakes here once per sweep (it used to tick every second).
+func watchRoles(ctx context.Context, store *state.Store, retry, sweep time.Duration, reconcile func() bool) {
 	events, cancel := store.Watch()
 	defer func() { cancel() }()
+	timer := time.NewTimer(sweep)
+	defer timer.Stop()
 	for {
-		reconcile()
+		if reconcile() {
+			timer.Reset(retry)
+		} else {
+			timer.Reset(sweep)
+		}
 	wait:
 		for {
 			select {
@@ -49,17 +65,19 @@ func watchRoles(ctx context.Context, store *state.Store, tick <-chan time.Time, 
 				if ev.Node() != nil {
 					break wait
 				}
-			case <-tick:
+			case <-timer.C:
 				break wait
 			}
 		}
 	}
 }
 
-func (m *Manager) reconcileRoles(ctx context.Context) {
+// reconcileRoles carries out the demotions the store asks for and reports
+// whether a step failed and must be retried.
+func (m *Manager) reconcileRoles(ctx context.Context) (retry bool) {
 	members, err := m.raft.Members()
 	if err != nil {
-		return
+		return true
 	}
 	voter := map[string]bool{}
 	for _, mb := range members {
@@ -77,10 +95,12 @@ func (m *Manager) reconcileRoles(ctx context.Context) {
 				if err := m.raft.TransferLeadership(); err != nil {
 					m.log.Warn("leadership transfer failed; will retry", "err", err)
 				}
-				return
+				// Leadership moves, ending this term; until then, retry.
+				return true
 			}
 			if err := m.raft.RemoveServer(ctx, n.Id); err != nil {
 				m.log.Warn("removing demoted manager from raft failed; will retry", "node", n.Id, "err", err)
+				retry = true
 				continue
 			}
 			m.log.Info("demoted manager removed from raft", "node", n.Id)
@@ -90,7 +110,9 @@ func (m *Manager) reconcileRoles(ctx context.Context) {
 			c.Role = swarmpb.NodeRole_NODE_ROLE_WORKER
 			if _, err := m.raft.Apply(ctx, state.Batch(state.Update(c))); err != nil {
 				m.log.Warn("recording demotion failed; will retry", "node", n.Id, "err", err)
+				retry = true
 			}
 		}
 	}
+	return retry
 }

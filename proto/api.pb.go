@@ -1683,9 +1683,11 @@ func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Description   *NodeDescription       `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's description; an agent leaves it out while it equals the
+	// one the leader last confirmed (HeartbeatResponse.description_current).
+	Description   *NodeDescription `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	Addr          string           `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1735,14 +1737,21 @@ func (x *HeartbeatRequest) GetAddr() string {
 }
 
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeriodNs      int64                  `protobuf:"varint,1,opt,name=period_ns,json=periodNs,proto3" json:"period_ns,omitempty"` // when to send the next heartbeat
-	Managers      []string               `protobuf:"bytes,2,rep,name=managers,proto3" json:"managers,omitempty"`                  // manager addresses, leader first
-	DesiredRole   NodeRole               `protobuf:"varint,3,opt,name=desired_role,json=desiredRole,proto3,enum=raftswarm.v1.NodeRole" json:"desired_role,omitempty"`
-	Removed       bool                   `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`                      // the node was removed from the cluster
-	Role          NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"` // the role the cluster has recorded for the node
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PeriodNs    int64                  `protobuf:"varint,1,opt,name=period_ns,json=periodNs,proto3" json:"period_ns,omitempty"` // when to send the next heartbeat
+	Managers    []string               `protobuf:"bytes,2,rep,name=managers,proto3" json:"managers,omitempty"`                  // manager addresses, leader first
+	DesiredRole NodeRole               `protobuf:"varint,3,opt,name=desired_role,json=desiredRole,proto3,enum=raftswarm.v1.NodeRole" json:"desired_role,omitempty"`
+	Removed     bool                   `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`                      // the node was removed from the cluster
+	Role        NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=raftswarm.v1.NodeRole" json:"role,omitempty"` // the role the cluster has recorded for the node
+	// The cluster stores the description this heartbeat carried, unchanged
+	// (or, when it carried none, the node has not been written since this
+	// leader last confirmed it): the agent may leave it out of the next
+	// heartbeats until it changes. False for a changed description (written
+	// or refused by the rate limit), after any write of the node, and from a
+	// new leader: the agent sends it again.
+	DescriptionCurrent bool `protobuf:"varint,1120,opt,name=description_current,json=descriptionCurrent,proto3" json:"description_current,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -1808,6 +1817,13 @@ func (x *HeartbeatResponse) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_NODE_ROLE_WORKER
+}
+
+func (x *HeartbeatResponse) GetDescriptionCurrent() bool {
+	if x != nil {
+		return x.DescriptionCurrent
+	}
+	return false
 }
 
 type SessionRequest struct {
@@ -6797,13 +6813,14 @@ const file_api_proto_rawDesc = "" +
 	"\x13PublishLogsResponse\"g\n" +
 	"\x10HeartbeatRequest\x12?\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xcd\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xff\x01\n" +
 	"\x11HeartbeatResponse\x12\x1b\n" +
 	"\tperiod_ns\x18\x01 \x01(\x03R\bperiodNs\x12\x1a\n" +
 	"\bmanagers\x18\x02 \x03(\tR\bmanagers\x129\n" +
 	"\fdesired_role\x18\x03 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\vdesiredRole\x12\x18\n" +
 	"\aremoved\x18\x04 \x01(\bR\aremoved\x12*\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\"\x93\x01\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.raftswarm.v1.NodeRoleR\x04role\x120\n" +
+	"\x13description_current\x18\xe0\b \x01(\bR\x12descriptionCurrent\"\x93\x01\n" +
 	"\x0eSessionRequest\x12?\n" +
 	"\vdescription\x18\x01 \x01(\v2\x1d.raftswarm.v1.NodeDescriptionR\vdescription\x12@\n" +
 	"\vknown_tasks\x18\xb4\x01 \x03(\v2\x1e.raftswarm.v1.SessionKnownTaskR\n" +

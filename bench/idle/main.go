@@ -7,7 +7,7 @@
 // window. Nothing else talks to the cluster during a window: the bench reads
 // /proc only.
 //
-//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR] [-heartbeat-period 1s]
+//	go run ./bench/idle [-window 60s] [-windows 1] [-settle 10s] [-cpuprofile DIR] [-heartbeat-period 1s] [-mesh-path auto]
 //
 // CPU is printed as a percentage of one core over the window, per daemon and
 // for the five together. With -cpuprofile, every daemon runs inside this
@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ func main() {
 	binDir := flag.String("bin", "", "directory with prebuilt managerd and swarmctl (default: build them)")
 	prof := flag.String("cpuprofile", "", "directory for one CPU profile per daemon over the first window")
 	hb := flag.Duration("heartbeat-period", 0, "agents' base heartbeat period (the daemons' --heartbeat-period; 0: their default)")
+	meshPath := flag.String("mesh-path", "", "the daemons' --mesh-path (auto: the kernel path where allowed; empty: their default)")
 	flag.Parse()
 	if *window <= 0 || *windows < 1 || *settle < 0 {
 		fmt.Fprintln(os.Stderr, "Error: -window must be positive, -windows at least 1, -settle not negative")
@@ -75,6 +77,9 @@ func main() {
 	if *hb > 0 {
 		extra = append(extra, "--heartbeat-period", hb.String())
 	}
+	if *meshPath != "" {
+		extra = append(extra, "--mesh-path", *meshPath)
+	}
 	if err := run(env, *port, *window, *windows, *settle, *prof, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		code = 1
@@ -89,6 +94,15 @@ func run(env *cluster.Env, port int, window time.Duration, windows int, settle t
 		t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout, t.CommitTimeout)
 	names := []string{"m1", "m2", "m3", "w1", "w2"}
 	var ds []*cluster.Daemon
+	// A clean shutdown, so that each daemon removes its kernel rules
+	// (nftables tables, with -mesh-path auto); Close only kills.
+	defer func() {
+		var wg sync.WaitGroup
+		for _, d := range ds {
+			wg.Go(func() { d.Terminate(10 * time.Second) })
+		}
+		wg.Wait()
+	}()
 	for i, name := range names {
 		ip := fmt.Sprintf("127.0.8.%d", i+1)
 		d := env.Daemon(name, fmt.Sprintf("%s:%d", ip, port), append([]string{"--ingress-addr", ip}, extra...)...)

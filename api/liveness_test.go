@@ -1,0 +1,154 @@
+package api
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
+)
+
+// livenessFixture runs a dispatcher term over a store holding Ready nodes.
+// grace is long, so no node is marked Down unless a test sets a deadline.
+func livenessFixture(t *testing.T, nodes ...string) (*Dispatcher, *state.Store) {
+	t.Helper()
+	st := state.New()
+	r := &storeRaft{store: st}
+	for _, id := range nodes {
+		dtApply(t, r, state.Create(&swarmpb.Node{Id: id, Status: swarmpb.NodeStatus_NODE_STATUS_READY}))
+	}
+	d := &Dispatcher{Store: st, Raft: r, Period: 100 * time.Millisecond, Grace: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 5*time.Second, "the dispatcher term to start", func() bool {
+		s, _ := d.term()
+		return s != nil
+	})
+	return d, st
+}
+
+func nodeStatus(st *state.Store, id string) swarmpb.NodeStatus {
+	var n *swarmpb.Node
+	st.View(func(tx state.ReadTx) { n = tx.GetNode(id) })
+	return n.GetStatus()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (d *Dispatcher) expiryCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.expiries
+}
+
+// TestLivenessSleepsUntilDeadline: with every deadline far away the
+// liveness loop does not wake (it used to tick every quarter period), and
+// a deadline set earlier than the one it sleeps until wakes it, so the
+// node is marked Down at its deadline, not at the old one.
+func TestLivenessSleepsUntilDeadline(t *testing.T) {
+	d, st := livenessFixture(t, "A", "B")
+
+	before := d.expiryCount()
+	time.Sleep(500 * time.Millisecond) // a quiet spell, not a wait for a condition
+	if n := d.expiryCount() - before; n != 0 {
+		t.Fatalf("the liveness loop ran %d times with no deadline due (the old 25 ms tick: ~20)", n)
+	}
+
+	set := time.Now()
+	d.setDeadline("A", set.Add(200*time.Millisecond))
+	waitFor(t, 5*time.Second, "A to be marked Down", func() bool {
+		return nodeStatus(st, "A") == swarmpb.NodeStatus_NODE_STATUS_DOWN
+	})
+	if took := time.Since(set); took < 200*time.Millisecond {
+		t.Fatalf("A marked Down %v after its deadline was set 200 ms ahead", took)
+	}
+	if got := nodeStatus(st, "B"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+		t.Fatalf("B, still within its grace, is %v", got)
+	}
+}
+
+// TestLivenessKeepsHeartbeatingNodes: a node whose deadline keeps moving
+// (heartbeats) stays Ready, one that stops is marked Down within a TTL and
+// a pass, and the loop wakes about once per deadline, not per tick.
+func TestLivenessKeepsHeartbeatingNodes(t *testing.T) {
+	d, st := livenessFixture(t, "A", "B")
+	ttl := d.ttl(2) // 300 ms at a 100 ms period
+
+	start := d.expiryCount()
+	stopB := time.Now().Add(400 * time.Millisecond)
+	var lastB time.Time
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(d.base()) {
+		now := time.Now()
+		d.setDeadline("A", now.Add(ttl))
+		if now.Before(stopB) {
+			d.setDeadline("B", now.Add(ttl))
+			lastB = now
+		}
+	}
+	waitFor(t, 5*time.Second, "B to be marked Down", func() bool {
+		return nodeStatus(st, "B") == swarmpb.NodeStatus_NODE_STATUS_DOWN
+	})
+	if took := time.Since(lastB); took < ttl {
+		t.Fatalf("B marked Down %v after its last heartbeat, under its TTL %v", took, ttl)
+	}
+	if got := nodeStatus(st, "A"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+		t.Fatalf("A, heartbeating, is %v", got)
+	}
+	// Over ~1 s the old loop ticked every 25 ms (~40 passes).
+	if n := d.expiryCount() - start; n > 12 {
+		t.Fatalf("the liveness loop ran %d times in ~1 s of heartbeats", n)
+	}
+}
+
+// TestDescriptionCurrent: the heartbeat answer that lets an agent leave its
+// description out. A description sent unchanged is confirmed at the node's
+// version; one left out is current only while the node is not written
+// since (a forged description, a status change) and only on the leader
+// that confirmed it; a changed one is never confirmed at once.
+func TestDescriptionCurrent(t *testing.T) {
+	d := &Dispatcher{}
+	node := func(v uint64) *swarmpb.Node {
+		return &swarmpb.Node{Id: "n", Meta: &swarmpb.Meta{Version: v}, Description: &swarmpb.NodeDescription{Hostname: "h"}}
+	}
+	if d.descriptionCurrent(node(5), false, false) {
+		t.Fatal("left out before any confirmation (a new leader): current")
+	}
+	if !d.descriptionCurrent(node(5), true, false) {
+		t.Fatal("sent unchanged: not current")
+	}
+	if !d.descriptionCurrent(node(5), false, false) {
+		t.Fatal("left out, node not written since the confirmation: not current")
+	}
+	if d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("left out after the node was written (a forged description): current")
+	}
+	if !d.descriptionCurrent(node(6), true, false) || !d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("resent unchanged after the write: not confirmed again")
+	}
+	if d.descriptionCurrent(node(6), true, true) {
+		t.Fatal("a changed description (written or refused): current")
+	}
+	if d.descriptionCurrent(node(6), false, false) {
+		t.Fatal("left out after a change: current")
+	}
+	bare := &swarmpb.Node{Id: "b", Meta: &swarmpb.Meta{Version: 1}}
+	d.descConfirmed["b"] = 1
+	if d.descriptionCurrent(bare, false, false) {
+		t.Fatal("left out, none stored: current")
+	}
+}
