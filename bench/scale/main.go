@@ -1,34 +1,52 @@
-// Command scale measures raftswarm at scale on an in-process cluster
-// (internal/testcluster): 3 managers (drained, so they only manage) and
-// -workers simulated nodes, each a real node with its own agent, its own
-// mTLS gRPC session with the leader and a fake engine (agent/exec/fake),
-// all in this one process.
+// Command scale measures raftswarm at scale: 3 managers (drained, so they
+// only manage) and -workers simulated nodes, each a real node (node.New)
+// with its own certificate, its own agent, its own mTLS gRPC session with
+// the leader and a fake engine (agent/exec/fake). The simulated nodes
+// always run in this process (internal/testcluster); the managers run
+//
+//   - with -daemons, as managerd processes (--engine fake, fsync on,
+//     default Raft timings, --data-port 0) on 127.0.0.11, .12, ...,
+//     built from this checkout or taken from -bin: the leader's CPU and
+//     peak RSS are read from its own /proc/PID (RSS sampled every 100 ms),
+//     and the leader's tasks are followed by listing them over its socket
+//     every -poll (so times are late by up to -poll plus one listing);
+//   - without it, in this process too (the original harness): times are
+//     read from a watch on the leader's store, exact, but CPU and memory
+//     are the whole process's, all managers and all nodes together.
 //
 // For each point of the curve (-replicas, comma-separated) it creates one
 // service of that many replicas and times, each from the API call that
 // starts it:
 //
-//   - create -> all RUNNING (in the leader's store, followed by a watch);
+//   - create -> all RUNNING (in the leader's store);
 //   - a rolling update of all of them (parallelism 0: the orchestrator's
 //     own batches) -> all RUNNING the new spec;
 //   - scale to 0 -> none live and none RUNNING;
 //
 // and, with -failover, a second create of the same size during which the
-// leader is stopped once half the tasks run: the time until a new leader
-// is elected, until it makes progress (a task it did not see RUNNING
-// before becomes RUNNING), and until all run.
+// leader is stopped (a managerd process: SIGKILL; in-process: Stop) once
+// half the containers run on the engines: the time until a new leader is
+// elected, until it makes progress (the store shows more tasks RUNNING
+// than the engines ran at the stop), and until all run. The stopped
+// manager is then started again on its state.
 //
 // After every create and update it checks, rather than assumes, that no
 // task was lost or duplicated: in the leader's store, every slot 1..N has
 // exactly one live RUNNING task and no other task is RUNNING; on the
 // engines, the fake containers running add up to exactly N, one per slot.
 //
-// Memory: the peak RSS of the process and its heap in use. The process
-// holds all managers and all simulated nodes, so these bound the leader's
-// figure from above; the leader's own share is not separable in-process.
+// Formation: -join-report N prints the join rate every N joined nodes (a
+// rate falling as nodes join is work growing with the nodes already in);
+// -start-cpuprofile profiles this process during the formation; and
+// -only-start stops after it and the idle sample.
 //
-//	go run ./bench/scale [-workers 1000] [-replicas 10000,30000,100000] [-failover] [-nosync]
+//	go run ./bench/scale [-daemons [-bin DIR] [-poll 250ms]] [-workers 1000] [-replicas 10000,30000,100000]
+//	                     [-failover] [-no-update] [-nosync] [-heartbeat-period D] [-log-level error]
 //	                     [-cpuprofile FILE] [-memprofile FILE] [-trace 1s]
+//	                     [-join-report 100] [-start-cpuprofile FILE] [-only-start]
+//
+// -nosync applies to in-process managers only (managerd always fsyncs);
+// -cpuprofile, -memprofile and -start-cpuprofile profile this process.
 package main
 
 import (
@@ -137,10 +155,12 @@ func main() {
 		*managers, *workers, time.Since(t0).Round(time.Millisecond), mode(*daemons, *noSync), loadavg())
 	mem.reset()
 	cpu.reset()
+	self := &cpuMeter{pid: os.Getpid}
+	self.reset()
 	time.Sleep(5 * time.Second) // the idle sample; not a timed phase
 	idle := mem.peak()
-	fmt.Printf("idle cluster: %s RSS %s, heap in use %s, CPU %.2f cores over 5 s; this process: %d goroutines\n",
-		memWhose(*daemons), mib(idle.rss), mib(idle.heap), cpu.cores(), runtime.NumGoroutine())
+	fmt.Printf("idle cluster: %s RSS %s, heap in use %s, CPU %.2f cores over 5 s; this process: RSS %s, CPU %.2f cores, %d goroutines\n",
+		memWhose(*daemons), mib(idle.rss), mib(idle.heap), cpu.cores(), mib(rss(os.Getpid())), self.cores(), runtime.NumGoroutine())
 
 	if *onlyStart {
 		return
@@ -367,31 +387,31 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	w := b.t.watch(name)
-	half := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n/2 })
-	stop := trace(w, name)
+	stop := func() {}
 	start := time.Now()
 	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
 	}})
 	if err != nil {
-		stop()
-		w.Close()
 		return r, fmt.Errorf("create service: %w", err)
 	}
-	if _, err := half(ctx); err != nil {
-		stop()
-		w.Close()
-		return r, fmt.Errorf("waiting for half running: %w", err)
-	}
+	// Half running is read from the engines, which are in this process
+	// and exact at once (with -daemons the leader's store is only
+	// polled): the leader is stopped once n/2 containers run.
 	seen := map[string]bool{}
-	for _, t := range w.Tasks() {
-		if t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
-			seen[t.Id] = true
+	for {
+		if b.engineRunning() >= n/2 {
+			for _, f := range b.t.engines() {
+				for _, id := range f.RunningTasks() {
+					seen[id] = true
+				}
+			}
+			break
+		}
+		if !retry.Sleep(ctx, 5*time.Millisecond) {
+			return r, fmt.Errorf("waiting for half running on the engines (%d): %w", b.engineRunning(), ctx.Err())
 		}
 	}
-	stop()
-	w.Close()
 	old, _ := b.t.leader()
 	fmt.Printf("%s: %d of %d running after %v: stopping the leader %s\n", name, len(seen), n, time.Since(start).Round(time.Millisecond), old)
 	killed := time.Now()
@@ -410,7 +430,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 		}
 	}
 	r.elected = time.Since(killed)
-	w = b.t.watch(name)
+	w := b.t.watch(name)
 	defer w.Close()
 	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
 	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })

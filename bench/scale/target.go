@@ -270,20 +270,22 @@ func (p *procs) stopLeader(ctx context.Context) (string, func(context.Context) e
 
 func (p *procs) engines() []*fake.Executor { return inproc{p.workers}.engines() }
 
+// close kills the managerd processes first (what must not outlive the
+// run), then stops the simulated nodes and removes the directories.
 func (p *procs) close() {
-	if p.workers != nil {
-		p.workers.CloseLog(os.Stderr)
-	}
 	for _, d := range p.ds {
 		if b, err := os.ReadFile(d.LogPath); err == nil && len(b) > 0 {
 			const max = 4 << 10
 			if len(b) > max {
 				b = b[len(b)-max:]
 			}
-			fmt.Fprintf(os.Stderr, "--- tail of %s's log ---\n%s", d.Name, b)
+			fmt.Fprintf(os.Stderr, "--- tail of %s's log ---\n%s\n", d.Name, b)
 		}
 	}
 	p.env.Close()
+	if p.workers != nil {
+		p.workers.CloseLog(os.Stderr)
+	}
 }
 
 // proxyControl sends the listings (ListNodes, ListTasks: all that

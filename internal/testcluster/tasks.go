@@ -104,9 +104,9 @@ func (w *Watcher) run(events <-chan state.Event) {
 
 // PollService follows the tasks whose service name is name in a cluster
 // whose managers run in other processes: it lists them (every page) from
-// control() every interval. A condition's time is the end of the listing
-// that first showed it, so times are late by up to one interval plus one
-// listing. A service that does not exist has no task; a listing that
+// control() every interval, or every listing's duration when that is
+// longer. A condition's time is the end of the listing that first showed
+// it, so times are late by up to one interval plus one listing. A service that does not exist has no task; a listing that
 // fails otherwise (no leader for a moment) is retried at the next
 // interval.
 func PollService(control func() swarmpb.ControlClient, name string, interval time.Duration) *Watcher {
@@ -116,6 +116,7 @@ func PollService(control func() swarmpb.ControlClient, name string, interval tim
 	go func() {
 		defer close(w.done)
 		for {
+			began := time.Now()
 			lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
 			tasks, _, err := listing.Tasks(lctx, control(), &swarmpb.ListTasksRequest{Services: []string{name}, PageSize: 10000})
 			lcancel()
@@ -125,7 +126,9 @@ func PollService(control func() swarmpb.ControlClient, name string, interval tim
 			if err == nil {
 				w.replace(tasks, time.Now())
 			}
-			if !retry.Sleep(ctx, interval) {
+			// At least as long as the listing took: the lister never
+			// keeps the manager listing more than half of the time.
+			if !retry.Sleep(ctx, max(interval, time.Since(began))) {
 				return
 			}
 		}
