@@ -171,7 +171,7 @@ func main() {
 
 	var rows []row
 	for i, n := range points {
-		b := &bench{t: t, mem: mem, cpu: cpu}
+		b := &bench{t: t, mem: mem, cpu: cpu, self: self}
 		r, err := b.point(fmt.Sprintf("scale-%d", i+1), n, !*noUpdate)
 		if err != nil {
 			fail(t, "%d replicas: %v", n, err)
@@ -188,10 +188,10 @@ func main() {
 			rows = append(rows, r)
 		}
 	}
-	fmt.Printf("\n%d workers; idle RSS %s (%s). Times from the API call; rates are tasks/s; CPU in cores, RSS peak, of %s.\n",
+	fmt.Printf("\n%d workers; idle RSS %s (%s). Times from the API call; rates are tasks/s; CPU in cores and RSS peak of %s; here: this process's CPU.\n",
 		*workers, mib(idle.rss), memWhose(*daemons), memWhose(*daemons))
-	fmt.Printf("%-9s %8s | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6s | %s\n", "", "tasks",
-		"create", "tasks/s", "update", "scale->0", "elected", "progress", "leaderless", "peak RSS", "peak heap", "CPU", "checks")
+	fmt.Printf("%-9s %8s | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6s %6s | %s\n", "", "tasks",
+		"create", "tasks/s", "update", "scale->0", "elected", "progress", "leaderless", "peak RSS", "peak heap", "CPU", "here", "checks")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
@@ -275,7 +275,7 @@ type row struct {
 	create, update, down      time.Duration
 	elected, progress, served time.Duration
 	rss, heap                 uint64
-	cpu                       float64 // cores, over the point
+	cpu, self                 float64 // cores over the point: the leader's process, this one
 	checks                    string
 }
 
@@ -290,14 +290,15 @@ func (r row) String() string {
 	if r.create > 0 {
 		rate = fmt.Sprintf("%.0f", float64(r.n)/r.create.Seconds())
 	}
-	return fmt.Sprintf("%-9s %8d | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6.2f | %s", r.what, r.n,
-		d(r.create), rate, d(r.update), d(r.down), d(r.elected), d(r.progress), d(r.served), mib(r.rss), mib(r.heap), r.cpu, r.checks)
+	return fmt.Sprintf("%-9s %8d | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6.2f %6.2f | %s", r.what, r.n,
+		d(r.create), rate, d(r.update), d(r.down), d(r.elected), d(r.progress), d(r.served), mib(r.rss), mib(r.heap), r.cpu, r.self, r.checks)
 }
 
 type bench struct {
-	t   target
-	mem *memSampler
-	cpu *cpuMeter
+	t    target
+	mem  *memSampler
+	cpu  *cpuMeter // the leader's process
+	self *cpuMeter // this process (with -daemons: the simulated nodes)
 }
 
 // point creates, checks, updates, checks, scales to 0 and removes.
@@ -307,6 +308,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	defer cancel()
 	b.mem.reset()
 	b.cpu.reset()
+	b.self.reset()
 	ctl, err := b.t.control(ctx)
 	if err != nil {
 		return r, err
@@ -370,7 +372,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	fmt.Printf("%s: scale to 0 in %v; load %s\n", name, down.Round(time.Millisecond), loadavg())
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
-	r.cpu = b.cpu.cores()
+	r.cpu, r.self = b.cpu.cores(), b.self.cores()
 	r.checks = strings.Join(checks, ", ")
 	return r, b.remove(ctx, ctl, w, cr.Service.Id)
 }
@@ -383,6 +385,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	defer cancel()
 	b.mem.reset()
 	b.cpu.reset()
+	b.self.reset()
 	ctl, err := b.t.control(ctx)
 	if err != nil {
 		return r, err
@@ -459,7 +462,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	}
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
-	r.cpu = b.cpu.cores()
+	r.cpu, r.self = b.cpu.cores(), b.self.cores()
 	r.checks = "failover ok"
 	ctl, err = b.t.control(ctx)
 	if err != nil {
