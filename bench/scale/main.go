@@ -6,7 +6,8 @@
 //
 //   - with -daemons, as managerd processes (--engine fake, fsync on,
 //     default Raft timings, --data-port 0) on 127.0.0.11, .12, ...,
-//     built from this checkout or taken from -bin: the leader's CPU and
+//     built from this checkout (run from the module root) or taken from
+//     -bin: the leader's CPU and
 //     peak RSS are read from its own /proc/PID (RSS sampled every 100 ms),
 //     and the leader's tasks are followed by listing them over its socket
 //     every -poll (so times are late by up to -poll plus one listing);
