@@ -69,6 +69,8 @@ import (
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -340,15 +342,9 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	checks := []string{"create ok"}
 
 	if update {
-		gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: cr.Service.Id})
-		if err != nil {
-			return r, err
-		}
-		spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
-		spec.Container.Image = "raftswarm/demo:v2"
 		stop := trace(w, name)
-		start = time.Now()
-		if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cr.Service.Id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+		start, err = updateSpec(ctx, ctl, cr.Service.Id, func(spec *swarmpb.ServiceSpec) { spec.Container.Image = "raftswarm/demo:v2" })
+		if err != nil {
 			stop()
 			return r, fmt.Errorf("rolling update: %w", err)
 		}
@@ -391,7 +387,6 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	stop := func() {}
 	start := time.Now()
 	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
@@ -438,7 +433,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	defer w.Close()
 	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
 	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
-	stop = trace(w, name)
+	stop := trace(w, name)
 	// With -daemons the tasks are polled: all may have been seen RUNNING
 	// already when the leader was stopped, and there is no progress to time.
 	if len(seen) < n {
@@ -481,16 +476,10 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 
 func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) (time.Duration, error) {
 	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
-	gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
-	if err != nil {
-		return 0, err
-	}
-	spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
-	spec.Replicas = 0
 	stop := trace(w, "scale->0")
 	defer stop()
-	start := time.Now()
-	if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+	start, err := updateSpec(ctx, ctl, id, func(spec *swarmpb.ServiceSpec) { spec.Replicas = 0 })
+	if err != nil {
 		return 0, fmt.Errorf("scale to 0: %w", err)
 	}
 	at, err := down(ctx)
@@ -498,6 +487,30 @@ func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *tes
 		return 0, fmt.Errorf("waiting for scale to 0 (%s): %w", brief(w.Tally()), err)
 	}
 	return at.Sub(start), nil
+}
+
+// updateSpec changes the service's spec with change and returns when the
+// update call was made. The orchestrator writes the service too (its
+// update status), so a call refused as Aborted (the version read is
+// stale) is read and made again; the time is that of the call that
+// succeeded.
+func updateSpec(ctx context.Context, ctl swarmpb.ControlClient, id string, change func(*swarmpb.ServiceSpec)) (time.Time, error) {
+	for attempt := 1; ; attempt++ {
+		gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+		if err != nil {
+			return time.Time{}, err
+		}
+		spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
+		change(spec)
+		start := time.Now()
+		_, err = ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: gs.Service.Meta.Version, Spec: spec})
+		if err == nil {
+			return start, nil
+		}
+		if status.Code(err) != codes.Aborted || attempt == 10 {
+			return time.Time{}, err
+		}
+	}
 }
 
 func (b *bench) remove(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) error {
