@@ -44,7 +44,7 @@
 //	go run ./bench/scale [-daemons [-bin DIR] [-poll 250ms]] [-workers 1000] [-replicas 10000,30000,100000]
 //	                     [-failover] [-no-update] [-nosync] [-heartbeat-period D] [-log-level error]
 //	                     [-cpuprofile FILE] [-memprofile FILE] [-trace 1s]
-//	                     [-join-report 100] [-start-cpuprofile FILE] [-only-start]
+//	                     [-join-report 100] [-start-cpuprofile FILE] [-only-start] [-goroutine-profile FILE]
 //
 // -nosync applies to in-process managers only (managerd always fsyncs);
 // -cpuprofile, -memprofile and -start-cpuprofile profile this process.
@@ -90,6 +90,7 @@ func main() {
 	startProfile := flag.String("start-cpuprofile", "", "write a CPU profile of the cluster's formation to this file")
 	joinEvery := flag.Int("join-report", 0, "print the join rate every this many joined nodes (0: never)")
 	onlyStart := flag.Bool("only-start", false, "form the cluster, print its figures and stop")
+	goroutines := flag.String("goroutine-profile", "", "write this process's goroutines (pprof, by stack) after the idle sample to this file")
 	daemons := flag.Bool("daemons", false, "run the managers as managerd processes (--engine fake), the simulated nodes in this process: the leader's CPU and RSS are its own")
 	binDir := flag.String("bin", "", "with -daemons: directory holding managerd and swarmctl (default: build them)")
 	poll := flag.Duration("poll", 250*time.Millisecond, "with -daemons: how often the leader's tasks are listed (times are late by up to this plus one listing)")
@@ -165,6 +166,9 @@ func main() {
 	fmt.Printf("idle cluster: %s RSS %s, heap in use %s, CPU %.2f cores over 5 s; this process: RSS %s, CPU %.2f cores, %d goroutines\n",
 		memWhose(*daemons), mib(idle.rss), mib(idle.heap), cpu.cores(), mib(rss(os.Getpid())), self.cores(), runtime.NumGoroutine())
 
+	if *goroutines != "" {
+		writeProfile("goroutine", *goroutines)
+	}
 	if *onlyStart {
 		return
 	}
@@ -257,6 +261,18 @@ func memWhose(daemons bool) string {
 		return "the leader's managerd process"
 	}
 	return "this whole process (3 managers and every simulated node)"
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }
 
 func writeHeap(path string) {
