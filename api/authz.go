@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/ca"
@@ -66,8 +67,11 @@ type Authorizer struct {
 	// demoted manager's removal from Raft is followed by its role write.
 	Recheck time.Duration
 
-	mu    sync.Mutex
-	holds map[*hold]struct{}
+	mu     sync.Mutex
+	holds  map[*hold]struct{}
+	byNode map[string]map[*hold]struct{} // node ID -> its holds
+
+	rechecked atomic.Int64 // holds decided again by recheck, for tests
 }
 
 type hold struct {
@@ -81,7 +85,7 @@ type hold struct {
 // run for open streams and connections to be revoked.
 func NewAuthorizer(store NodeState, rc RaftConfig, clusterID string) *Authorizer {
 	return &Authorizer{store: store, raft: rc, clusterID: clusterID, Recheck: DefaultRecheck,
-		holds: map[*hold]struct{}{}}
+		holds: map[*hold]struct{}{}, byNode: map[string]map[*hold]struct{}{}}
 }
 
 // DefaultRecheck is the authorizer's periodic recheck. It was 500 ms, which
@@ -165,10 +169,14 @@ func (a *Authorizer) Admit(id ca.Identity, scope Scope, revoke func(error)) (rel
 	h := &hold{id: id, scope: scope, revoke: revoke}
 	a.mu.Lock()
 	a.holds[h] = struct{}{}
+	if a.byNode[id.NodeID] == nil {
+		a.byNode[id.NodeID] = map[*hold]struct{}{}
+	}
+	a.byNode[id.NodeID][h] = struct{}{}
 	a.mu.Unlock()
 	release = func() {
 		a.mu.Lock()
-		delete(a.holds, h)
+		a.forget(h)
 		a.mu.Unlock()
 	}
 	// A store change applied between the first check and the
@@ -181,15 +189,29 @@ func (a *Authorizer) Admit(id ca.Identity, scope Scope, revoke func(error)) (rel
 	return release, nil
 }
 
-// Run rechecks every open stream and connection after each burst of node
-// changes and every Recheck (Raft configuration changes are not store
-// events), until ctx ends.
+// forget removes h; it runs under mu.
+func (a *Authorizer) forget(h *hold) {
+	delete(a.holds, h)
+	if hs := a.byNode[h.id.NodeID]; hs != nil {
+		delete(hs, h)
+		if len(hs) == 0 {
+			delete(a.byNode, h.id.NodeID)
+		}
+	}
+}
+
+// Run rechecks the open streams and connections of the nodes that
+// changed after each burst of node changes, and every one of them every
+// Recheck (Raft configuration changes are not store events), until ctx
+// ends. A node change rechecks that node's holds only: rechecking all of
+// them cost O(nodes) per change, O(nodes^2) over a cluster's formation.
 func (a *Authorizer) Run(ctx context.Context) error {
 	events, cancel := a.store.Watch()
 	defer func() { cancel() }()
 	t := time.NewTicker(a.Recheck)
 	defer t.Stop()
 	for {
+		var only map[string]bool // nil: every hold
 		select {
 		case <-ctx.Done():
 			return nil
@@ -199,41 +221,69 @@ func (a *Authorizer) Run(ctx context.Context) error {
 				// A snapshot was restored: watch again, recheck everything.
 				cancel()
 				events, cancel = a.store.Watch()
-			} else if !drainNodeEvents(ev, events) {
+				break
+			}
+			changed, lost := drainNodeEvents(ev, events)
+			if lost {
+				cancel()
+				events, cancel = a.store.Watch()
+				break
+			}
+			if len(changed) == 0 {
 				continue
 			}
+			only = changed
 		}
-		a.recheck()
+		a.recheck(only)
 	}
 }
 
-// drainNodeEvents takes in the events already queued after ev and reports
-// whether any of them concerns a node.
-func drainNodeEvents(ev state.Event, events <-chan state.Event) bool {
-	nodes := ev.Node() != nil
+// drainNodeEvents takes in the events already queued after ev and returns
+// the nodes they concern; lost is true when the watch was closed.
+func drainNodeEvents(ev state.Event, events <-chan state.Event) (nodes map[string]bool, lost bool) {
+	nodes = map[string]bool{}
+	if n := ev.Node(); n != nil {
+		nodes[n.Id] = true
+	}
 	for i := 0; i < 4096; i++ {
 		select {
 		case e, ok := <-events:
 			if !ok {
-				return true
+				return nil, true
 			}
-			nodes = nodes || e.Node() != nil
+			if n := e.Node(); n != nil {
+				nodes[n.Id] = true
+			}
 		default:
-			return nodes
+			return nodes, false
 		}
 	}
-	return nodes
+	return nodes, false
 }
 
-func (a *Authorizer) recheck() {
+// recheck decides again for the holds of the nodes in only (every hold
+// when only is nil) and revokes those that lost their access.
+func (a *Authorizer) recheck(only map[string]bool) {
 	a.mu.Lock()
-	holds := make([]*hold, 0, len(a.holds))
+	var holds []*hold
 	raftHolds := false
-	for h := range a.holds {
-		holds = append(holds, h)
+	if only == nil {
+		holds = make([]*hold, 0, len(a.holds))
+		for h := range a.holds {
+			holds = append(holds, h)
+		}
+	} else {
+		for id := range only {
+			for h := range a.byNode[id] {
+				holds = append(holds, h)
+			}
+		}
+	}
+	for _, h := range holds {
 		raftHolds = raftHolds || h.scope != ScopeNode
 	}
 	a.mu.Unlock()
+	a.rechecked.Add(int64(len(holds)))
 	if len(holds) == 0 {
 		return
 	}
@@ -250,7 +300,7 @@ func (a *Authorizer) recheck() {
 	for i, h := range holds {
 		if err := a.decide(h.id, h.scope, nodes[i], cfg); err != nil {
 			a.mu.Lock()
-			delete(a.holds, h)
+			a.forget(h)
 			a.mu.Unlock()
 			h.once.Do(func() { h.revoke(err) })
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestRoleWatchSkipsTaskEvents checks that task events do not make the role
@@ -22,7 +23,7 @@ func TestRoleWatchSkipsTaskEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchRoles(ctx, s, time.Hour, time.Hour, func() bool { calls.Add(1); return false })
+		watchRoles(ctx, s, time.Hour, time.Hour, func([]string) bool { calls.Add(1); return false })
 	}()
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if calls.Load() < 1 {
@@ -69,7 +70,7 @@ func TestRoleWatchRetriesOnlyFailures(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchRoles(ctx, s, 10*time.Millisecond, time.Hour, func() bool {
+		watchRoles(ctx, s, 10*time.Millisecond, time.Hour, func([]string) bool {
 			calls.Add(1)
 			return fail.Add(-1) >= 0
 		})
@@ -86,4 +87,67 @@ func TestRoleWatchRetriesOnlyFailures(t *testing.T) {
 	if n := calls.Load(); n != 4 {
 		t.Fatalf("reconciled %d times, want 4 (3 failures retried, then nothing until the sweep)", n)
 	}
+}
+
+// TestRoleWatchLooksOnlyAtChangedNodes guards against the role manager
+// rescanning every node on each node event, which made a cluster's
+// formation O(nodes^2): with 1,000 nodes in the store, a node joining
+// and its status changing are reconciled by naming those nodes alone;
+// only the start (and the tick, and a lost watch) rescans every node.
+func TestRoleWatchLooksOnlyAtChangedNodes(t *testing.T) {
+	s := state.New()
+	idx := uint64(0)
+	apply := func(actions ...*swarmpb.StoreAction) {
+		idx++
+		if _, err := s.ApplyBatch(idx, int64(idx), state.Batch(actions...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var existing []*swarmpb.StoreAction
+	for i := range 1000 {
+		existing = append(existing, state.Create(&swarmpb.Node{Id: fmt.Sprintf("n%04d", i)}))
+	}
+	apply(existing...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := make(chan []string, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchRoles(ctx, s, time.Hour, time.Hour, func(nodes []string) bool { calls <- nodes; return false })
+	}()
+	next := func() []string {
+		select {
+		case n := <-calls:
+			return n
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reconcile within 5s")
+			return nil
+		}
+	}
+	if got := next(); got != nil {
+		t.Fatalf("first reconcile named %d nodes, want every node (nil)", len(got))
+	}
+	apply(state.Create(&swarmpb.Node{Id: "joined"}))
+	looked := map[string]bool{}
+	for len(looked) == 0 || !looked["joined"] {
+		got := next()
+		if got == nil {
+			t.Fatal("a node joining made the role manager rescan every node")
+		}
+		for _, id := range got {
+			looked[id] = true
+		}
+	}
+	var n *swarmpb.Node
+	s.View(func(tx state.ReadTx) { n = proto.Clone(tx.GetNode("joined")).(*swarmpb.Node) })
+	n.Status = swarmpb.NodeStatus_NODE_STATUS_READY
+	apply(state.Update(n))
+	got := next()
+	if len(got) != 1 || got[0] != "joined" {
+		t.Fatalf("a status change of node joined reconciled %v, want [joined]", got)
+	}
+	cancel()
+	<-done
 }

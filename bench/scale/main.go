@@ -1,34 +1,53 @@
-// Command scale measures raftswarm at scale on an in-process cluster
-// (internal/testcluster): 3 managers (drained, so they only manage) and
-// -workers simulated nodes, each a real node with its own agent, its own
-// mTLS gRPC session with the leader and a fake engine (agent/exec/fake),
-// all in this one process.
+// Command scale measures raftswarm at scale: 3 managers (drained, so they
+// only manage) and -workers simulated nodes, each a real node (node.New)
+// with its own certificate, its own agent, its own mTLS gRPC session with
+// the leader and a fake engine (agent/exec/fake). The simulated nodes
+// always run in this process (internal/testcluster); the managers run
+//
+//   - with -daemons, as managerd processes (--engine fake, fsync on,
+//     default Raft timings, --data-port 0) on 127.0.0.11, .12, ...,
+//     built from this checkout (run from the module root) or taken from
+//     -bin: the leader's CPU and
+//     peak RSS are read from its own /proc/PID (RSS sampled every 100 ms),
+//     and the leader's tasks are followed by listing them over its socket
+//     every -poll (so times are late by up to -poll plus one listing);
+//   - without it, in this process too (the original harness): times are
+//     read from a watch on the leader's store, exact, but CPU and memory
+//     are the whole process's, all managers and all nodes together.
 //
 // For each point of the curve (-replicas, comma-separated) it creates one
 // service of that many replicas and times, each from the API call that
 // starts it:
 //
-//   - create -> all RUNNING (in the leader's store, followed by a watch);
+//   - create -> all RUNNING (in the leader's store);
 //   - a rolling update of all of them (parallelism 0: the orchestrator's
 //     own batches) -> all RUNNING the new spec;
 //   - scale to 0 -> none live and none RUNNING;
 //
 // and, with -failover, a second create of the same size during which the
-// leader is stopped once half the tasks run: the time until a new leader
-// is elected, until it makes progress (a task it did not see RUNNING
-// before becomes RUNNING), and until all run.
+// leader is stopped (a managerd process: SIGKILL; in-process: Stop) once
+// half the containers run on the engines: the time until a new leader is
+// elected, until it makes progress (the store shows more tasks RUNNING
+// than the engines ran at the stop), and until all run. The stopped
+// manager is then started again on its state.
 //
 // After every create and update it checks, rather than assumes, that no
 // task was lost or duplicated: in the leader's store, every slot 1..N has
 // exactly one live RUNNING task and no other task is RUNNING; on the
 // engines, the fake containers running add up to exactly N, one per slot.
 //
-// Memory: the peak RSS of the process and its heap in use. The process
-// holds all managers and all simulated nodes, so these bound the leader's
-// figure from above; the leader's own share is not separable in-process.
+// Formation: -join-report N prints the join rate every N joined nodes (a
+// rate falling as nodes join is work growing with the nodes already in);
+// -start-cpuprofile profiles this process during the formation; and
+// -only-start stops after it and the idle sample.
 //
-//	go run ./bench/scale [-workers 1000] [-replicas 10000,30000,100000] [-failover] [-nosync]
+//	go run ./bench/scale [-daemons [-bin DIR] [-poll 250ms]] [-workers 1000] [-replicas 10000,30000,100000]
+//	                     [-failover] [-no-update] [-nosync] [-heartbeat-period D] [-log-level error]
 //	                     [-cpuprofile FILE] [-memprofile FILE] [-trace 1s]
+//	                     [-join-report 100] [-start-cpuprofile FILE] [-only-start] [-goroutine-profile FILE]
+//
+// -nosync applies to in-process managers only (managerd always fsyncs);
+// -cpuprofile, -memprofile and -start-cpuprofile profile this process.
 package main
 
 import (
@@ -46,9 +65,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -65,6 +87,13 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
 	memprofile := flag.String("memprofile", "", "write a heap profile at the largest point's peak to this file")
 	logLevel := flag.String("log-level", "error", "cluster log level")
+	startProfile := flag.String("start-cpuprofile", "", "write a CPU profile of the cluster's formation to this file")
+	joinEvery := flag.Int("join-report", 0, "print the join rate every this many joined nodes (0: never)")
+	onlyStart := flag.Bool("only-start", false, "form the cluster, print its figures and stop")
+	goroutines := flag.String("goroutine-profile", "", "write this process's goroutines (pprof, by stack) after the idle sample to this file")
+	daemons := flag.Bool("daemons", false, "run the managers as managerd processes (--engine fake), the simulated nodes in this process: the leader's CPU and RSS are its own")
+	binDir := flag.String("bin", "", "with -daemons: directory holding managerd and swarmctl (default: build them)")
+	poll := flag.Duration("poll", 250*time.Millisecond, "with -daemons: how often the leader's tasks are listed (times are late by up to this plus one listing)")
 	flag.DurationVar(&traceEvery, "trace", 0, "print the task counts at this interval during the timed phases")
 	flag.Parse()
 
@@ -81,45 +110,78 @@ func main() {
 		fatalf("-log-level: %v", err)
 	}
 
-	mem := startMemSampler()
-	t0 := time.Now()
-	c, err := testcluster.Start(testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, JoinParallel: 32, Timeout: 30 * time.Minute,
-		Options: testcluster.Options{Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 1 << 30}})
-	if err != nil {
-		fatalf("start cluster: %v", err)
+	var t target
+	var pid func() int // the process whose memory and CPU are the leader's
+	stopStartProfile := func() {}
+	if *startProfile != "" {
+		stopStartProfile = startCPUProfile(*startProfile)
 	}
-	defer c.CloseLog(os.Stderr)
+	t0 := time.Now()
+	opts := testcluster.StartOptions{Managers: *managers, Workers: *workers, LogLevel: level, JoinParallel: 32, Timeout: 30 * time.Minute,
+		Joined:  joinReporter(*joinEvery, t0),
+		Options: testcluster.Options{Timings: raft.DefaultTimings(), Sync: !*noSync, HeartbeatPeriod: *hb, SharedLoopback: true, MaxRecvMsgSize: 1 << 30}}
+	if *daemons {
+		p, token, err := startProcs(*binDir, *managers, *hb, *poll)
+		if err != nil {
+			fatalf("start the managerd processes: %v", err)
+		}
+		fmt.Printf("managers: %d managerd processes up and drained after %v; load %s\n", *managers, time.Since(t0).Round(time.Millisecond), loadavg())
+		t0 = time.Now()
+		opts.External = p.joinTarget(token)
+		c, err := testcluster.Start(opts)
+		if err != nil {
+			p.close()
+			fatalf("start the simulated nodes: %v", err)
+		}
+		p.workers = c
+		t = p
+		pid = func() int { _, pid := p.leader(); return pid }
+	} else {
+		c, err := testcluster.Start(opts)
+		if err != nil {
+			fatalf("start cluster: %v", err)
+		}
+		t = inproc{c}
+		pid = os.Getpid
+		if err := drainManagers(c); err != nil {
+			t.close()
+			fatalf("drain managers: %v", err)
+		}
+	}
+	stopStartProfile()
+	mem := startMemSampler(pid, !*daemons)
+	cpu := &cpuMeter{pid: pid}
+	defer t.close()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() { <-sig; c.CloseLog(os.Stderr); os.Exit(130) }()
-	fmt.Printf("cluster: %d managers + %d workers Ready after %v (fsync %v); load %s\n",
-		*managers, *workers, time.Since(t0).Round(time.Millisecond), !*noSync, loadavg())
-	if err := drainManagers(c); err != nil {
-		fatalf("drain managers: %v", err)
-	}
+	go func() { <-sig; t.close(); os.Exit(130) }()
+	fmt.Printf("cluster: %d managers + %d workers Ready after %v (%s); load %s\n",
+		*managers, *workers, time.Since(t0).Round(time.Millisecond), mode(*daemons, *noSync), loadavg())
 	mem.reset()
-	time.Sleep(2 * time.Second) // let the drain settle before the idle sample; not a timed phase
+	cpu.reset()
+	self := &cpuMeter{pid: os.Getpid}
+	self.reset()
+	time.Sleep(5 * time.Second) // the idle sample; not a timed phase
 	idle := mem.peak()
-	fmt.Printf("idle cluster: RSS %s, heap in use %s, goroutines %d\n", mib(idle.rss), mib(idle.heap), runtime.NumGoroutine())
+	fmt.Printf("idle cluster: %s RSS %s, heap in use %s, CPU %.2f cores over 5 s; this process: RSS %s, CPU %.2f cores, %d goroutines\n",
+		memWhose(*daemons), mib(idle.rss), mib(idle.heap), cpu.cores(), mib(rss(os.Getpid())), self.cores(), runtime.NumGoroutine())
 
+	if *goroutines != "" {
+		writeProfile("goroutine", *goroutines)
+	}
+	if *onlyStart {
+		return
+	}
 	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fatalf("%v", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fatalf("%v", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer startCPUProfile(*cpuprofile)()
 	}
 
 	var rows []row
 	for i, n := range points {
-		b := &bench{c: c, mem: mem}
+		b := &bench{t: t, mem: mem, cpu: cpu, self: self}
 		r, err := b.point(fmt.Sprintf("scale-%d", i+1), n, !*noUpdate)
 		if err != nil {
-			fail(c, "%d replicas: %v", n, err)
+			fail(t, "%d replicas: %v", n, err)
 		}
 		if *memprofile != "" && i == len(points)-1 {
 			writeHeap(*memprofile)
@@ -128,16 +190,49 @@ func main() {
 		if *failover {
 			r, err := b.failoverPoint(fmt.Sprintf("scale-fo-%d", i+1), n)
 			if err != nil {
-				fail(c, "%d replicas, failover: %v", n, err)
+				fail(t, "%d replicas, failover: %v", n, err)
 			}
 			rows = append(rows, r)
 		}
 	}
-	fmt.Printf("\n%d workers; idle RSS %s. Times from the API call; rates are tasks/s.\n", *workers, mib(idle.rss))
-	fmt.Printf("%-9s %8s | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s | %s\n", "", "tasks",
-		"create", "tasks/s", "update", "scale->0", "elected", "progress", "leaderless", "peak RSS", "peak heap", "checks")
+	fmt.Printf("\n%d workers; idle RSS %s (%s). Times from the API call; rates are tasks/s; CPU in cores and RSS peak of %s; here: this process's CPU.\n",
+		*workers, mib(idle.rss), memWhose(*daemons), memWhose(*daemons))
+	fmt.Printf("%-9s %8s | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6s %6s | %s\n", "", "tasks",
+		"create", "tasks/s", "update", "scale->0", "elected", "progress", "leaderless", "peak RSS", "peak heap", "CPU", "here", "checks")
 	for _, r := range rows {
 		fmt.Println(r)
+	}
+}
+
+func startCPUProfile(path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fatalf("%v", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// joinReporter prints, every `every` joined workers, how long the last
+// `every` joins took: a rate that falls as the cluster grows is work
+// that grows with the nodes already joined.
+func joinReporter(every int, t0 time.Time) func(int) {
+	if every <= 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	last := t0
+	return func(n int) {
+		if n%every != 0 {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		fmt.Printf("  joined %5d: last %d in %v (%.1f/s); load %s\n", n, every, now.Sub(last).Round(time.Millisecond), float64(every)/now.Sub(last).Seconds(), loadavg())
+		last = now
 	}
 }
 
@@ -146,11 +241,38 @@ func fatalf(f string, a ...any) {
 	os.Exit(1)
 }
 
-func fail(c *testcluster.Cluster, f string, a ...any) {
+func fail(t target, f string, a ...any) {
 	pprof.StopCPUProfile()
 	fmt.Fprintf(os.Stderr, f+"\n", a...)
-	c.CloseLog(os.Stderr)
+	t.close()
 	os.Exit(1)
+}
+
+func mode(daemons, noSync bool) string {
+	if daemons {
+		return "managers in managerd processes, fsync on"
+	}
+	return fmt.Sprintf("all in this process, fsync %v", !noSync)
+}
+
+// memWhose says whose memory and CPU the figures are.
+func memWhose(daemons bool) string {
+	if daemons {
+		return "the leader's managerd process"
+	}
+	return "this whole process (3 managers and every simulated node)"
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }
 
 func writeHeap(path string) {
@@ -172,6 +294,7 @@ type row struct {
 	create, update, down      time.Duration
 	elected, progress, served time.Duration
 	rss, heap                 uint64
+	cpu, self                 float64 // cores over the point: the leader's process, this one
 	checks                    string
 }
 
@@ -186,17 +309,15 @@ func (r row) String() string {
 	if r.create > 0 {
 		rate = fmt.Sprintf("%.0f", float64(r.n)/r.create.Seconds())
 	}
-	return fmt.Sprintf("%-9s %8d | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s | %s", r.what, r.n,
-		d(r.create), rate, d(r.update), d(r.down), d(r.elected), d(r.progress), d(r.served), mib(r.rss), mib(r.heap), r.checks)
+	return fmt.Sprintf("%-9s %8d | %9s %8s | %9s | %9s | %9s %9s %9s | %9s %9s %6.2f %6.2f | %s", r.what, r.n,
+		d(r.create), rate, d(r.update), d(r.down), d(r.elected), d(r.progress), d(r.served), mib(r.rss), mib(r.heap), r.cpu, r.self, r.checks)
 }
 
 type bench struct {
-	c   *testcluster.Cluster
-	mem *memSampler
-}
-
-func (b *bench) leader(ctx context.Context) (*testcluster.Member, error) {
-	return b.c.WaitLeader(ctx)
+	t    target
+	mem  *memSampler
+	cpu  *cpuMeter // the leader's process
+	self *cpuMeter // this process (with -daemons: the simulated nodes)
 }
 
 // point creates, checks, updates, checks, scales to 0 and removes.
@@ -205,12 +326,13 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	b.mem.reset()
-	l, err := b.leader(ctx)
+	b.cpu.reset()
+	b.self.reset()
+	ctl, err := b.t.control(ctx)
 	if err != nil {
 		return r, err
 	}
-	ctl := l.Control()
-	w := testcluster.WatchService(l.Node.Manager().Store(), name)
+	w := b.t.watch(name)
 	defer w.Close()
 	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
 	stop := trace(w, name)
@@ -236,15 +358,9 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	checks := []string{"create ok"}
 
 	if update {
-		gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: cr.Service.Id})
-		if err != nil {
-			return r, err
-		}
-		spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
-		spec.Container.Image = "raftswarm/demo:v2"
 		stop := trace(w, name)
-		start = time.Now()
-		if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cr.Service.Id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+		start, err = updateSpec(ctx, ctl, cr.Service.Id, func(spec *swarmpb.ServiceSpec) { spec.Container.Image = "raftswarm/demo:v2" })
+		if err != nil {
 			stop()
 			return r, fmt.Errorf("rolling update: %w", err)
 		}
@@ -269,6 +385,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	fmt.Printf("%s: scale to 0 in %v; load %s\n", name, down.Round(time.Millisecond), loadavg())
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
+	r.cpu, r.self = b.cpu.cores(), b.self.cores()
 	r.checks = strings.Join(checks, ", ")
 	return r, b.remove(ctx, ctl, w, cr.Service.Id)
 }
@@ -280,107 +397,105 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	b.mem.reset()
-	old, err := b.leader(ctx)
+	b.cpu.reset()
+	b.self.reset()
+	ctl, err := b.t.control(ctx)
 	if err != nil {
 		return r, err
 	}
-	w := testcluster.WatchService(old.Node.Manager().Store(), name)
-	half := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n/2 })
-	stop := trace(w, name)
 	start := time.Now()
-	cr, err := old.Control().CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
+	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
 	}})
 	if err != nil {
-		stop()
-		w.Close()
 		return r, fmt.Errorf("create service: %w", err)
 	}
-	if _, err := half(ctx); err != nil {
-		stop()
-		w.Close()
-		return r, fmt.Errorf("waiting for half running: %w", err)
-	}
+	// Half running is read from the engines, which are in this process
+	// and exact at once (with -daemons the leader's store is only
+	// polled): the leader is stopped once n/2 containers run.
 	seen := map[string]bool{}
-	for _, t := range w.Tasks() {
-		if t.GetStatus().GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
-			seen[t.Id] = true
-		}
-	}
-	stop()
-	w.Close()
-	fmt.Printf("%s: %d of %d running after %v: stopping the leader %s\n", name, len(seen), n, time.Since(start).Round(time.Millisecond), old.Name)
-	killed := time.Now()
-	old.Stop()
-	var nl *testcluster.Member
 	for {
-		for _, m := range b.c.Managers() {
-			if m.Running() {
-				if ok, _ := m.Node.Manager().Raft().Leadership(); ok {
-					nl = m
+		if b.engineRunning() >= n/2 {
+			for _, f := range b.t.engines() {
+				for _, id := range f.RunningTasks() {
+					seen[id] = true
 				}
 			}
-		}
-		if nl != nil {
 			break
 		}
-		if ctx.Err() != nil {
+		if !retry.Sleep(ctx, 5*time.Millisecond) {
+			return r, fmt.Errorf("waiting for half running on the engines (%d): %w", b.engineRunning(), ctx.Err())
+		}
+	}
+	old, _ := b.t.leader()
+	fmt.Printf("%s: %d of %d running after %v: stopping the leader %s\n", name, len(seen), n, time.Since(start).Round(time.Millisecond), old)
+	killed := time.Now()
+	old, restart, err := b.t.stopLeader(ctx)
+	if err != nil {
+		return r, fmt.Errorf("stop the leader: %w", err)
+	}
+	var nl string
+	for {
+		if l, _ := b.t.leader(); l != "" && l != old {
+			nl = l
+			break
+		}
+		if !retry.Sleep(ctx, time.Millisecond) {
 			return r, fmt.Errorf("no new leader: %w", ctx.Err())
 		}
-		time.Sleep(time.Millisecond)
 	}
 	r.elected = time.Since(killed)
-	w = testcluster.WatchService(nl.Node.Manager().Store(), name)
+	w := b.t.watch(name)
 	defer w.Close()
 	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
 	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
-	stop = trace(w, name)
-	at, err := progress(ctx)
-	if err != nil {
-		stop()
-		return r, fmt.Errorf("no progress under %s: %w", nl.Name, err)
+	stop := trace(w, name)
+	// With -daemons the tasks are polled: all may have been seen RUNNING
+	// already when the leader was stopped, and there is no progress to time.
+	if len(seen) < n {
+		at, err := progress(ctx)
+		if err != nil {
+			stop()
+			return r, fmt.Errorf("no progress under %s: %w", nl, err)
+		}
+		r.progress = at.Sub(killed)
 	}
-	r.progress = at.Sub(killed)
-	at, err = running(ctx)
+	at, err := running(ctx)
 	stop()
 	if err != nil {
-		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl.Name, brief(w.Tally()), err)
+		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl, brief(w.Tally()), err)
 	}
 	r.create = at.Sub(start)
 	r.served = at.Sub(killed)
 	fmt.Printf("%s: new leader %s elected %v after the stop, progress after %v, all %d RUNNING %v after the create (%v after the stop); load %s\n",
-		name, nl.Name, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), loadavg())
+		name, nl, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), loadavg())
 	if err := b.check(ctx, w, n, ""); err != nil {
 		return r, fmt.Errorf("after the failover: %w", err)
 	}
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
+	r.cpu, r.self = b.cpu.cores(), b.self.cores()
 	r.checks = "failover ok"
-	if err := b.remove(ctx, nl.Control(), w, cr.Service.Id); err != nil {
+	ctl, err = b.t.control(ctx)
+	if err != nil {
 		return r, err
 	}
-	// Bring the old leader back, so that the next point has 3 managers.
-	if err := old.Restart(); err != nil {
-		return r, fmt.Errorf("restart %s: %w", old.Name, err)
+	if err := b.remove(ctx, ctl, w, cr.Service.Id); err != nil {
+		return r, err
 	}
-	if err := b.c.WaitReady(ctx, len(b.c.Members)); err != nil {
-		return r, fmt.Errorf("after restarting %s: %w", old.Name, err)
+	// Bring the old leader back, so that the next point has every manager.
+	if err := restart(ctx); err != nil {
+		return r, fmt.Errorf("after restarting %s: %w", old, err)
 	}
 	return r, nil
 }
 
 func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) (time.Duration, error) {
 	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
-	gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
-	if err != nil {
-		return 0, err
-	}
-	spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
-	spec.Replicas = 0
 	stop := trace(w, "scale->0")
 	defer stop()
-	start := time.Now()
-	if _, err := ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: gs.Service.Meta.Version, Spec: spec}); err != nil {
+	start, err := updateSpec(ctx, ctl, id, func(spec *swarmpb.ServiceSpec) { spec.Replicas = 0 })
+	if err != nil {
 		return 0, fmt.Errorf("scale to 0: %w", err)
 	}
 	at, err := down(ctx)
@@ -388,6 +503,30 @@ func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *tes
 		return 0, fmt.Errorf("waiting for scale to 0 (%s): %w", brief(w.Tally()), err)
 	}
 	return at.Sub(start), nil
+}
+
+// updateSpec changes the service's spec with change and returns when the
+// update call was made. The orchestrator writes the service too (its
+// update status), so a call refused as Aborted (the version read is
+// stale) is read and made again; the time is that of the call that
+// succeeded.
+func updateSpec(ctx context.Context, ctl swarmpb.ControlClient, id string, change func(*swarmpb.ServiceSpec)) (time.Time, error) {
+	for attempt := 1; ; attempt++ {
+		gs, err := ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: id})
+		if err != nil {
+			return time.Time{}, err
+		}
+		spec := proto.Clone(gs.Service.Spec).(*swarmpb.ServiceSpec)
+		change(spec)
+		start := time.Now()
+		_, err = ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: id, Version: gs.Service.Meta.Version, Spec: spec})
+		if err == nil {
+			return start, nil
+		}
+		if status.Code(err) != codes.Aborted || attempt == 10 {
+			return time.Time{}, err
+		}
+	}
 }
 
 func (b *bench) remove(ctx context.Context, ctl swarmpb.ControlClient, w *testcluster.Watcher, id string) error {
@@ -434,10 +573,8 @@ func (b *bench) awaitImage(ctx context.Context, w *testcluster.Watcher, n int, i
 
 func (b *bench) engineRunning() int {
 	total := 0
-	for _, m := range b.c.Members {
-		if f := m.Fake(); f != nil {
-			total += f.Running()
-		}
+	for _, f := range b.t.engines() {
+		total += f.Running()
 	}
 	return total
 }
@@ -479,11 +616,7 @@ func (b *bench) check(ctx context.Context, w *testcluster.Watcher, n int, image 
 	for {
 		seen := make(map[uint64]bool, n)
 		extra, dup := 0, 0
-		for _, m := range b.c.Members {
-			f := m.Fake()
-			if f == nil {
-				continue
-			}
+		for _, f := range b.t.engines() {
 			for _, id := range f.RunningTasks() {
 				slot, ok := byID[id]
 				if !ok {

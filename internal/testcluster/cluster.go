@@ -101,6 +101,24 @@ type StartOptions struct {
 	// Timeout bounds the start (default 5 minutes); a thousand nodes
 	// joining on a loaded machine take longer.
 	Timeout time.Duration
+	// External, if set, is a cluster already running elsewhere (managers
+	// in their own processes): Start then starts no manager, and the
+	// workers join it.
+	External *External
+	// Joined, if set, is called after each worker's join returned, with
+	// the number of workers joined so far (from several goroutines).
+	Joined func(joined int)
+}
+
+// External is a cluster whose managers run outside this process.
+type External struct {
+	Addr  string // a manager's address the workers join through
+	Token string // the worker join token
+	// Control is a client of a manager, for the wait until every node is
+	// Ready; it should follow the leader (a proxying follower does).
+	Control swarmpb.ControlClient
+	// Managers is how many nodes the cluster has besides the workers.
+	Managers int
 }
 
 // Cluster is a set of members sharing a test or a benchmark run.
@@ -116,6 +134,8 @@ type Cluster struct {
 	LogPath string
 	logf    *os.File
 	log     *slog.Logger
+
+	external *External // set by Start for a cluster whose managers run elsewhere
 }
 
 // New starts managers+workers nodes: the first inits, the rest join.
@@ -451,11 +471,21 @@ func (c *Cluster) waitReadyAtLeast(ctx context.Context, want int) error {
 }
 
 func (c *Cluster) waitReadyMode(ctx context.Context, want int, needEngine, atLeast bool) error {
+	control := func(ctx context.Context) (swarmpb.ControlClient, error) {
+		l, err := c.WaitLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return l.Control(), nil
+	}
+	if c.external != nil {
+		control = func(context.Context) (swarmpb.ControlClient, error) { return c.external.Control, nil }
+	}
 	var last string
 	for {
-		if l, err := c.WaitLeader(ctx); err == nil {
+		if ctl, err := control(ctx); err == nil {
 			// Every page: a benchmark's cluster has more nodes than one.
-			nodes, err := listing.Nodes(ctx, l.Control())
+			nodes, err := listing.Nodes(ctx, ctl)
 			if err == nil {
 				ready := 0
 				for _, n := range nodes {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/retry"
@@ -28,7 +29,7 @@ import (
 //
 // Unlike New, the heartbeat period defaults to the node's own default.
 func Start(opts StartOptions) (*Cluster, error) {
-	if opts.Managers < 1 {
+	if opts.Managers < 1 && opts.External == nil {
 		return nil, errors.New("need at least one manager")
 	}
 	if opts.JoinParallel <= 0 {
@@ -59,31 +60,15 @@ func (c *Cluster) start(opts StartOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
+	joinAddr, wtok, managers, err := c.startManagers(ctx, opts)
 	if err != nil {
 		return err
-	}
-	m1 := managers[0]
-	if _, err := m1.Node.Init(ctx, m1.Addr, ""); err != nil {
-		return fmt.Errorf("init: %w", err)
-	}
-	mtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_MANAGER})
-	if err != nil {
-		return fmt.Errorf("manager join token: %w", err)
-	}
-	for _, m := range managers[1:] {
-		if _, err := m.Node.Join(ctx, mtok.Token, m1.Addr, m.Addr, ""); err != nil {
-			return fmt.Errorf("join %s: %w", m.Name, err)
-		}
-	}
-	wtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_WORKER})
-	if err != nil {
-		return fmt.Errorf("worker join token: %w", err)
 	}
 	workers, err := c.addN("w", opts.Workers, swarmpb.NodeRole_NODE_ROLE_WORKER)
 	if err != nil {
 		return err
 	}
+	var joined atomic.Int64
 	sem := make(chan struct{}, opts.JoinParallel)
 	errc := make(chan error, len(workers))
 	var wg sync.WaitGroup
@@ -96,8 +81,11 @@ func (c *Cluster) start(opts StartOptions) error {
 			// again) is retried, a failed join having left nothing behind.
 			b := retry.NewBackoff(100*time.Millisecond, 2*time.Second)
 			for {
-				_, err := w.Node.Join(ctx, wtok.Token, m1.Addr, w.Addr, "")
+				_, err := w.Node.Join(ctx, wtok, joinAddr, w.Addr, "")
 				if err == nil {
+					if opts.Joined != nil {
+						opts.Joined(int(joined.Add(1)))
+					}
 					return
 				}
 				if !transientJoinError(err) || !b.Wait(ctx) {
@@ -112,7 +100,40 @@ func (c *Cluster) start(opts StartOptions) error {
 	if err := <-errc; err != nil {
 		return err
 	}
-	return c.waitReadyAtLeast(ctx, opts.Managers+opts.Workers)
+	return c.waitReadyAtLeast(ctx, managers+opts.Workers)
+}
+
+// startManagers starts the managers (the first inits, the others join
+// with the manager token), or none for an External cluster; it returns
+// the address workers join through, the worker token and the number of
+// managers.
+func (c *Cluster) startManagers(ctx context.Context, opts StartOptions) (addr, token string, n int, err error) {
+	if e := opts.External; e != nil {
+		c.external = e
+		return e.Addr, e.Token, e.Managers, nil
+	}
+	managers, err := c.addN("m", opts.Managers, swarmpb.NodeRole_NODE_ROLE_MANAGER)
+	if err != nil {
+		return "", "", 0, err
+	}
+	m1 := managers[0]
+	if _, err := m1.Node.Init(ctx, m1.Addr, ""); err != nil {
+		return "", "", 0, fmt.Errorf("init: %w", err)
+	}
+	mtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_MANAGER})
+	if err != nil {
+		return "", "", 0, fmt.Errorf("manager join token: %w", err)
+	}
+	for _, m := range managers[1:] {
+		if _, err := m.Node.Join(ctx, mtok.Token, m1.Addr, m.Addr, ""); err != nil {
+			return "", "", 0, fmt.Errorf("join %s: %w", m.Name, err)
+		}
+	}
+	wtok, err := m1.Control().GetJoinToken(ctx, &swarmpb.GetJoinTokenRequest{Role: swarmpb.NodeRole_NODE_ROLE_WORKER})
+	if err != nil {
+		return "", "", 0, fmt.Errorf("worker join token: %w", err)
+	}
+	return m1.Addr, wtok.Token, opts.Managers, nil
 }
 
 // transientJoinError reports a join that failed because the cluster had

@@ -5,8 +5,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/listing"
+	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Tally counts one service's tasks as a store holds them.
@@ -57,9 +61,13 @@ type waiter struct {
 	at   chan time.Time // capacity 1
 }
 
+func newWatcher(name string) *Watcher {
+	return &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, tally: Tally{PerNode: map[string]int{}}}
+}
+
 // WatchService starts following the tasks whose service name is name.
 func WatchService(st *state.Store, name string) *Watcher {
-	w := &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, tally: Tally{PerNode: map[string]int{}}}
+	w := newWatcher(name)
 	events, cancel := st.ViewAndWatch(func(tx state.ReadTx) {
 		for _, t := range tx.ListTasks() {
 			if t.ServiceName == name {
@@ -92,6 +100,55 @@ func (w *Watcher) run(events <-chan state.Event) {
 		w.check(time.Now())
 		w.mu.Unlock()
 	}
+}
+
+// PollService follows the tasks whose service name is name in a cluster
+// whose managers run in other processes: it lists them (every page) from
+// control() every interval, or every listing's duration when that is
+// longer. A condition's time is the end of the listing that first showed
+// it, so times are late by up to one interval plus one listing. A service that does not exist has no task; a listing that
+// fails otherwise (no leader for a moment) is retried at the next
+// interval.
+func PollService(control func() swarmpb.ControlClient, name string, interval time.Duration) *Watcher {
+	w := newWatcher(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() {
+		defer close(w.done)
+		for {
+			began := time.Now()
+			lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+			tasks, _, err := listing.Tasks(lctx, control(), &swarmpb.ListTasksRequest{Services: []string{name}, PageSize: 10000})
+			lcancel()
+			if status.Code(err) == codes.NotFound {
+				tasks, err = nil, nil // no such service (not yet, or removed): no task
+			}
+			if err == nil {
+				w.replace(tasks, time.Now())
+			}
+			// At least as long as the listing took: the lister never
+			// keeps the manager listing more than half of the time.
+			if !retry.Sleep(ctx, max(interval, time.Since(began))) {
+				return
+			}
+		}
+	}()
+	return w
+}
+
+// replace makes tasks (of any service; others are skipped) the whole set.
+func (w *Watcher) replace(tasks []*swarmpb.Task, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tasks = make(map[string]*swarmpb.Task, len(tasks))
+	w.tally = Tally{PerNode: map[string]int{}}
+	for _, t := range tasks {
+		if t.ServiceName == w.service {
+			w.tasks[t.Id] = t
+			w.tally.add(t, 1)
+		}
+	}
+	w.check(now)
 }
 
 // check runs under mu.

@@ -65,6 +65,9 @@ type Daemon struct {
 	// variables (used to run a profiling build of the same code).
 	Binary string
 	Env    []string
+	// MaxRecvMsgSize bounds the replies the daemon's client accepts
+	// (gRPC's 4 MiB when 0); a page of 10,000 tasks needs more.
+	MaxRecvMsgSize int
 
 	env  *Env
 	mu   sync.Mutex
@@ -114,7 +117,11 @@ func (d *Daemon) Start() error {
 	d.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if d.MaxRecvMsgSize > 0 {
+			opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(d.MaxRecvMsgSize)))
+		}
+		c, err := grpc.NewClient("unix://"+d.Socket, opts...)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_, err = swarmpb.NewLocalClient(c).Info(ctx, &swarmpb.InfoRequest{})
