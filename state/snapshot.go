@@ -71,6 +71,11 @@ func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
 		return err
 	}
 	err = load(d.tasks, "task", snap.GetTasks(), func(t *swarmpb.Task) error {
+		// As applied tasks do (shareTaskSpec): one copy of a service's
+		// spec, not one per task.
+		if sv := d.services[t.ServiceId]; sv != nil && sv.SpecVersion == t.SpecVersion && sameSpec(sv.Spec, t.Spec) {
+			t.Spec = sv.Spec
+		}
 		d.indexTask(t)
 		return nil
 	})

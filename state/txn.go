@@ -60,7 +60,10 @@ func (o *overlay[T]) commit(unindex, index func(T)) {
 }
 
 type txn struct {
-	d        *data
+	d *data
+	// owned: the batch's objects were decoded for this apply and may be
+	// stored as they are (ApplyDecodedBatch); otherwise each is copied.
+	owned    bool
 	index    uint64
 	now      int64
 	clusters overlay[*swarmpb.Cluster]
@@ -128,7 +131,11 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 		}
 		return ev, tx.stageServiceVIPs(k, ev)
 	case *swarmpb.StoreAction_Task:
-		return stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
+		ev, err := stage(&tx.tasks, tx, k, "task", t.Task, func(t *swarmpb.Task, m *swarmpb.Meta) { t.Meta = m })
+		if err == nil && ev.Kind != EventDelete {
+			tx.shareTaskSpec(ev)
+		}
+		return ev, err
 	case *swarmpb.StoreAction_Secret:
 		ev, err := stage(&tx.secrets, tx, k, "secret", t.Secret, func(s *swarmpb.Secret, m *swarmpb.Meta) { s.Meta = m })
 		if err != nil {
@@ -254,7 +261,7 @@ func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun st
 		if exists {
 			return Event{}, fmt.Errorf("create %s %s: %w", noun, id, ErrExists)
 		}
-		n := proto.Clone(in).(T)
+		n := own(tx, in)
 		setMeta(n, &swarmpb.Meta{Version: tx.index, CreatedAt: tx.now, UpdatedAt: tx.now})
 		o.put(id, n, false)
 		return Event{Kind: EventCreate, Index: tx.index, Object: n}, nil
@@ -265,7 +272,7 @@ func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun st
 		if got, want := in.GetMeta().GetVersion(), cur.GetMeta().GetVersion(); got != want {
 			return Event{}, fmt.Errorf("update %s %s: version %d, stored %d: %w", noun, id, got, want, ErrConflict)
 		}
-		n := proto.Clone(in).(T)
+		n := own(tx, in)
 		setMeta(n, &swarmpb.Meta{Version: tx.index, CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: tx.now})
 		o.put(id, n, false)
 		return Event{Kind: EventUpdate, Index: tx.index, Object: n, Old: cur}, nil
@@ -289,4 +296,41 @@ func (tx *txn) commit() {
 	tx.secrets.commit(d.unindexSecret, d.indexSecret)
 	tx.networks.commit(d.unindexNetwork, d.indexNetwork)
 	tx.configs.commit(d.unindexConfig, d.indexConfig)
+}
+
+// own returns the object to store for in: in itself when the batch was
+// decoded for this apply, a copy otherwise.
+func own[T object](tx *txn, in T) T {
+	if tx.owned {
+		return in
+	}
+	return proto.Clone(in).(T)
+}
+
+// shareTaskSpec points a stored task's spec at one already held instead of
+// keeping its own copy. Every task of a service carries the service's spec,
+// and each Raft entry decodes its own copy of it: at 100,000 tasks those
+// copies were most of what a task cost each store (BENCHMARKS.md, section
+// 14). A task's spec is fixed when it is created (a new spec means new
+// tasks, with a new spec_version), so an update at the same spec_version
+// keeps the stored one; a new task shares its service's spec when equal.
+// Stored objects are never modified in place, so sharing is safe.
+func (tx *txn) shareTaskSpec(ev Event) {
+	t := ev.Task()
+	if t == nil || t.Spec == nil {
+		return
+	}
+	if old, _ := ev.Old.(*swarmpb.Task); old != nil {
+		if old.Spec != nil && old.SpecVersion == t.SpecVersion {
+			t.Spec = old.Spec
+		}
+		return
+	}
+	if svc, ok := tx.services.get(t.ServiceId); ok && svc.GetSpecVersion() == t.SpecVersion && sameSpec(svc.Spec, t.Spec) {
+		t.Spec = svc.Spec
+	}
+}
+
+func sameSpec(a, b *swarmpb.ServiceSpec) bool {
+	return a != nil && b != nil && (a == b || proto.Equal(a, b))
 }
