@@ -15,6 +15,7 @@ type Store struct {
 	index uint64
 	d     *data
 	reqs  *requestLog // applied request IDs (requests.go)
+	specs specCache   // for shareTaskSpec; used under mu (write)
 
 	// watchMu guards watchers. It is taken inside mu (read or write), never
 	// the other way round, so registering under a read lock cannot race with
@@ -89,6 +90,7 @@ func (s *Store) applyBatch(index uint64, now int64, b *swarmpb.StoreBatch, owned
 	}
 	tx := newTxn(s.d, index, now)
 	tx.owned = owned
+	tx.specs = &s.specs
 	events := make([]Event, 0, len(actions))
 	for i, a := range actions {
 		ev, err := tx.stageAction(a)
