@@ -86,3 +86,62 @@ func BenchmarkStoreMemory100kTasks(b *testing.B) {
 		runtime.KeepAlive(s)
 	}
 }
+
+// BenchmarkStatusEntry applies one Raft entry of MaxBatchActions status
+// reports from the wire, on a store of 100,000 tasks: as whole tasks (as
+// written before status patches) and as patches (state.UpdateTaskStatus).
+func BenchmarkStatusEntry(b *testing.B) {
+	const n = 100_000
+	spec := &swarmpb.ServiceSpec{Name: "scale", Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: n,
+		Restart: &swarmpb.RestartPolicy{}, Update: &swarmpb.UpdateConfig{}, Rollback: &swarmpb.UpdateConfig{}}
+	for _, mode := range []string{"task", "patch"} {
+		b.Run(mode, func(b *testing.B) {
+			s := New()
+			svc := &swarmpb.Service{Id: "svc-0001", Spec: spec, SpecVersion: 1}
+			fsmApply(b, s, Batch(Create(svc)))
+			for i := 0; i < n; i += MaxBatchActions {
+				var acts []*swarmpb.StoreAction
+				for j := i; j < i+MaxBatchActions; j++ {
+					acts = append(acts, Create(&swarmpb.Task{Id: fmt.Sprintf("%025d", j), ServiceId: svc.Id, ServiceName: "scale",
+						Slot: uint64(j + 1), NodeId: fmt.Sprintf("%025d", j%1000), DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
+						Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ASSIGNED}, Spec: spec, SpecVersion: 1}))
+				}
+				fsmApply(b, s, Batch(acts...))
+			}
+			b.ReportAllocs()
+			round, bytes := 0, 0
+			for b.Loop() {
+				b.StopTimer()
+				var acts []*swarmpb.StoreAction
+				s.View(func(tx ReadTx) {
+					for j := range MaxBatchActions {
+						t := tx.GetTask(fmt.Sprintf("%025d", (round*MaxBatchActions+j)%n))
+						st := &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING, ContainerId: "c" + t.Id, Timestamp: int64(round)}
+						if mode == "patch" {
+							acts = append(acts, UpdateTaskStatus(t.Id, t.GetMeta().GetVersion(), st))
+							continue
+						}
+						c := proto.Clone(t).(*swarmpb.Task)
+						c.Status = st
+						acts = append(acts, Update(c))
+					}
+				})
+				data, err := proto.Marshal(Batch(acts...))
+				if err != nil {
+					b.Fatal(err)
+				}
+				bytes = len(data)
+				round++
+				b.StartTimer()
+				var got swarmpb.StoreBatch
+				if err := proto.Unmarshal(data, &got); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.ApplyDecodedBatch(s.Index()+1, 1, &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(bytes), "entry-bytes")
+		})
+	}
+}

@@ -138,6 +138,8 @@ func (tx *txn) stageAction(a *swarmpb.StoreAction) (Event, error) {
 			tx.shareTaskSpec(ev)
 		}
 		return ev, err
+	case *swarmpb.StoreAction_TaskStatus:
+		return tx.stageTaskStatus(k, t.TaskStatus)
 	case *swarmpb.StoreAction_Secret:
 		ev, err := stage(&tx.secrets, tx, k, "secret", t.Secret, func(s *swarmpb.Secret, m *swarmpb.Meta) { s.Meta = m })
 		if err != nil {
@@ -287,6 +289,45 @@ func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun st
 		return Event{Kind: EventDelete, Index: tx.index, Object: cur}, nil
 	}
 	return Event{}, fmt.Errorf("%s %s %s: unknown action kind: %w", verb(k), noun, id, ErrInvalid)
+}
+
+// stageTaskStatus stores a task's new status (an agent's report) on the
+// stored task, which it otherwise keeps as it is, spec included.
+func (tx *txn) stageTaskStatus(k swarmpb.StoreAction_Kind, p *swarmpb.TaskStatusPatch) (Event, error) {
+	id := p.GetTaskId()
+	switch {
+	case k != swarmpb.StoreAction_KIND_UPDATE:
+		return Event{}, fmt.Errorf("%s task status %s: only an update can patch a status: %w", verb(k), id, ErrInvalid)
+	case id == "":
+		return Event{}, fmt.Errorf("update task status: empty id: %w", ErrInvalid)
+	case p.GetStatus() == nil:
+		return Event{}, fmt.Errorf("update task status %s: no status: %w", id, ErrInvalid)
+	}
+	cur, exists := tx.tasks.get(id)
+	if !exists {
+		return Event{}, fmt.Errorf("update task %s: %w", id, ErrNotFound)
+	}
+	if got, want := p.GetVersion(), cur.GetMeta().GetVersion(); got != want {
+		return Event{}, fmt.Errorf("update task %s: version %d, stored %d: %w", id, got, want, ErrConflict)
+	}
+	status := p.GetStatus()
+	if !tx.owned {
+		status = proto.Clone(status).(*swarmpb.TaskStatus)
+	}
+	n := withStatus(cur, status, &swarmpb.Meta{Version: tx.index, CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: tx.now})
+	tx.tasks.put(id, n, false)
+	return Event{Kind: EventUpdate, Index: tx.index, Object: n, Old: cur}, nil
+}
+
+// withStatus is a new version of t with status and meta, sharing every
+// other field with t (stored objects are never modified in place).
+// TestWithStatusCopiesEveryField keeps it in step with the Task message.
+func withStatus(t *swarmpb.Task, status *swarmpb.TaskStatus, meta *swarmpb.Meta) *swarmpb.Task {
+	return &swarmpb.Task{
+		Id: t.Id, Meta: meta, ServiceId: t.ServiceId, ServiceName: t.ServiceName, Slot: t.Slot, NodeId: t.NodeId,
+		DesiredState: t.DesiredState, Status: status, Spec: t.Spec, SpecVersion: t.SpecVersion,
+		SchedulingMessage: t.SchedulingMessage,
+	}
 }
 
 func (tx *txn) commit() {
