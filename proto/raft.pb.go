@@ -127,7 +127,7 @@ func (StoreAction_Kind) EnumDescriptor() ([]byte, []int) {
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          CommandType            `protobuf:"varint,1,opt,name=type,proto3,enum=raftswarm.v1.CommandType" json:"type,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"` // payload schema version for this type; currently 1
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"` // payload schema version for this type: 1, or 2 for a store batch holding a task status patch
 	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
