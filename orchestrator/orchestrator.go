@@ -66,6 +66,11 @@ type Orchestrator struct {
 	lazy     map[string]bool
 	lazyDue  time.Time
 	lazyWait time.Duration
+	// writeFailed: the last pass's writes failed (a conflict, mostly with
+	// a status write); until one succeeds every task event wakes its
+	// service at once, as the status write that conflicted is the cue to
+	// try again.
+	writeFailed bool
 	// passLimit is maxPassTasks; tests lower it.
 	passLimit int
 	// planning, if set, is called while a pass plans (tests).
@@ -216,7 +221,7 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 			switch {
 			case onlyProgress(ev.Old, t):
 				return
-			case lazyEvent(ev.Old, t):
+			case !o.writeFailed && lazyEvent(ev.Old, t):
 				if len(o.lazy) == 0 {
 					o.lazyDue = o.now().Add(o.lazyWait)
 				}
@@ -317,9 +322,11 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	if p.more {
 		wake = now
 	}
-	if !o.write(ctx, changes) || !o.write(ctx, creates) {
+	o.writeFailed = !o.write(ctx, changes) || !o.write(ctx, creates)
+	if o.writeFailed {
 		// Usually a conflict with an agent's status write: the event it
-		// caused brings us back, and so does this timer.
+		// caused brings us back (writeFailed makes every event count),
+		// and so does this timer.
 		return now.Add(100 * time.Millisecond)
 	}
 	return wake
