@@ -21,6 +21,11 @@ type Raft interface {
 // tasks; what remains is done by the next pass, which follows at once.
 const maxPassTasks = 10_000
 
+// maxPassShutdowns bounds the tasks one pass shuts down when a service is
+// scaled down (replicated.go): a pass's plan then holds up to this many
+// task copies, written in entries bounded by state.BatchLen.
+const maxPassShutdowns = 100_000
+
 // lazyDelay is how long a change that only matters to the clean-up of
 // tasks (one placed by the scheduler, a stopping task's progress toward its
 // end) may wait before its service is reconciled: such changes come in one
