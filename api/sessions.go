@@ -570,36 +570,45 @@ func (s *sessions) applyStatuses(batch []*statusRequest) error {
 // that would move a task backwards are dropped, and so are repeats.
 func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction {
 	now := clock.Now().UnixNano()
-	staged := make(map[string]*swarmpb.Task)
+	// Each task's status is written alone (state.UpdateTaskStatus), not the
+	// whole task: the task's spec is most of its size, and status reports
+	// are most of a large service's writes.
+	staged := make(map[string]*swarmpb.TaskStatusPatch)
 	var order []string
 	s.d.Store.View(func(tx state.ReadTx) {
 		for _, r := range batch {
 			for _, u := range r.updates {
-				cur, mine := staged[u.GetTaskId()]
-				if !mine {
-					cur = tx.GetTask(u.GetTaskId())
+				cur := tx.GetTask(u.GetTaskId())
+				if cur == nil || cur.GetNodeId() != r.nodeID {
+					continue
 				}
-				if cur == nil || cur.GetNodeId() != r.nodeID || !statusAdvances(cur.GetStatus(), u.GetStatus()) {
+				p, mine := staged[u.GetTaskId()]
+				prev := cur.GetStatus()
+				if mine {
+					prev = p.Status
+				}
+				if !statusAdvances(prev, u.GetStatus()) {
 					continue
 				}
 				if !mine {
-					cur = proto.Clone(cur).(*swarmpb.Task)
-					staged[cur.GetId()] = cur
+					p = &swarmpb.TaskStatusPatch{TaskId: cur.GetId(), Version: cur.GetMeta().GetVersion()}
+					staged[cur.GetId()] = p
 					order = append(order, cur.GetId())
 				}
-				cur.Status = proto.Clone(u.GetStatus()).(*swarmpb.TaskStatus)
+				p.Status = proto.Clone(u.GetStatus()).(*swarmpb.TaskStatus)
 				// The node's clock is a claim: one ahead of the leader's
 				// (a jump, a bad clock) would hold back the restart of a
 				// failed task (due at its status time plus the delay) by as
 				// much. The stored time is when this leader took the status.
-				cur.Status.Timestamp = now
+				p.Status.Timestamp = now
 			}
 		}
 	})
 	slices.Sort(order)
 	actions := make([]*swarmpb.StoreAction, 0, len(order))
 	for _, id := range order {
-		actions = append(actions, state.Update(staged[id]))
+		p := staged[id]
+		actions = append(actions, state.UpdateTaskStatus(p.TaskId, p.Version, p.Status))
 	}
 	return actions
 }

@@ -252,3 +252,29 @@ func TestRollbackToTakenPortPauses(t *testing.T) {
 	// The orchestrator still serves other services.
 	h.waitConverged(other, 1)
 }
+
+// Scaling down is not held to maxPassTasks: one pass shuts down up to
+// maxPassShutdowns tasks, where N/maxPassTasks passes, each reading every
+// task of the service, made scaling N tasks to 0 quadratic.
+func TestScaleDownInOnePass(t *testing.T) {
+	st, r, o := boundedStore(t)
+	const n = 3 * maxPassTasks
+	id := storeService(t, r, n)
+	ctx := context.Background()
+	for range 3 {
+		o.reconcile(ctx, nil)
+	}
+	if all, live := taskCounts(st, id); all != n || live != n {
+		t.Fatalf("after 3 passes: %d tasks, %d live, want %d", all, live, n)
+	}
+	var svc *swarmpb.Service
+	st.View(func(tx state.ReadTx) { svc = proto.Clone(tx.GetService(id)).(*swarmpb.Service) })
+	svc.Spec.Replicas = 0
+	if _, err := r.Apply(ctx, state.Batch(state.Update(svc))); err != nil {
+		t.Fatal(err)
+	}
+	o.reconcile(ctx, map[string]bool{id: true})
+	if _, live := taskCounts(st, id); live != 0 {
+		t.Fatalf("one pass left %d of %d tasks live, want 0", live, n)
+	}
+}

@@ -21,6 +21,18 @@ type Raft interface {
 // tasks; what remains is done by the next pass, which follows at once.
 const maxPassTasks = 10_000
 
+// maxPassShutdowns bounds the tasks one pass shuts down when a service is
+// scaled down (replicated.go): a pass's plan then holds up to this many
+// task copies, written in entries bounded by state.BatchLen.
+const maxPassShutdowns = 100_000
+
+// lazyDelay is how long a change that only matters to the clean-up of
+// tasks (one placed by the scheduler, a stopping task's progress toward its
+// end) may wait before its service is reconciled: such changes come in one
+// per Raft entry, and at 100,000 tasks reconciling the whole service for
+// each made scaling down and placing quadratic in tasks.
+const lazyDelay = 500 * time.Millisecond
+
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
 	// observe, if set, receives each reconcile pass's duration (metrics).
@@ -53,6 +65,17 @@ type Orchestrator struct {
 	// whole service for every status write was the one step quadratic in
 	// tasks. Recomputed for every service a pass reconciles.
 	follows map[string]bool
+	// lazy records services with changes that may wait (lazyEvent) until
+	// lazyDue, set by the first of them; lazyWait is lazyDelay (tests
+	// change it).
+	lazy     map[string]bool
+	lazyDue  time.Time
+	lazyWait time.Duration
+	// writeFailed: the last pass's writes failed (a conflict, mostly with
+	// a status write); until one succeeds every task event wakes its
+	// service at once, as the status write that conflicted is the cue to
+	// try again.
+	writeFailed bool
 	// passLimit is maxPassTasks; tests lower it.
 	passLimit int
 	// planning, if set, is called while a pass plans (tests).
@@ -85,7 +108,8 @@ func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{}, failedSeen: map[string]time.Time{},
-		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks}
+		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks,
+		lazy: map[string]bool{}, lazyWait: lazyDelay}
 }
 
 func (o *Orchestrator) run(ctx context.Context) error {
@@ -100,6 +124,9 @@ func (o *Orchestrator) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			if len(o.lazy) > 0 && o.now().Before(wake) {
+				dirty = o.takeLazy() // only the waiting changes are due
+			}
 		case ev, ok := <-events:
 			if !ok {
 				cancel()
@@ -128,8 +155,23 @@ func (o *Orchestrator) run(ctx context.Context) error {
 			if dirty != nil && dirty["*"] {
 				dirty = nil
 			}
+			if dirty != nil && len(o.lazy) > 0 && !o.now().Before(o.lazyDue) {
+				for id := range o.takeLazy() {
+					dirty[id] = true
+				}
+			}
 			if dirty != nil && len(dirty) == 0 {
-				continue // nothing that changes a decision
+				// Nothing that changes a decision now; what may wait
+				// is due at lazyDue.
+				resetTimer(timer, o.nextWake(wake))
+				continue
+			}
+		}
+		if dirty == nil {
+			clear(o.lazy) // a full pass sees every service
+		} else {
+			for id := range dirty {
+				delete(o.lazy, id)
 			}
 		}
 		prev := wake
@@ -139,14 +181,37 @@ func (o *Orchestrator) run(ctx context.Context) error {
 			// delays, update monitors); keep the earlier one it did not see.
 			wake = prev
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(time.Until(wake))
+		resetTimer(timer, o.nextWake(wake))
 	}
+}
+
+func resetTimer(t *time.Timer, at time.Time) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(time.Until(at))
+}
+
+// nextWake is when the loop must run without an event: at wake, or
+// earlier when lazy changes fall due.
+func (o *Orchestrator) nextWake(wake time.Time) time.Time {
+	if len(o.lazy) > 0 && o.lazyDue.Before(wake) {
+		return o.lazyDue
+	}
+	return wake
+}
+
+// takeLazy returns the services whose changes waited, and forgets them.
+func (o *Orchestrator) takeLazy() map[string]bool {
+	d := make(map[string]bool, len(o.lazy))
+	for id := range o.lazy {
+		d[id] = true
+	}
+	clear(o.lazy)
+	return d
 }
 
 // markDirty records which services an event concerns; "*" means all
@@ -157,8 +222,17 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 		d[ev.Service().Id] = true
 	case ev.Task() != nil:
 		t := ev.Task()
-		if ev.Kind == state.EventUpdate && !o.follows[t.ServiceId] && onlyProgress(ev.Old, t) {
-			return
+		if ev.Kind == state.EventUpdate && !o.follows[t.ServiceId] {
+			switch {
+			case onlyProgress(ev.Old, t):
+				return
+			case !o.writeFailed && lazyEvent(ev.Old, t):
+				if len(o.lazy) == 0 {
+					o.lazyDue = o.now().Add(o.lazyWait)
+				}
+				o.lazy[t.ServiceId] = true
+				return
+			}
 		}
 		d[t.ServiceId] = true
 	case ev.Node() != nil:
@@ -184,6 +258,24 @@ func onlyProgress(oldObj any, t *swarmpb.Task) bool {
 	from, to := old.GetStatus().GetState(), t.GetStatus().GetState()
 	return old.NodeId == t.NodeId && old.DesiredState == t.DesiredState && old.SpecVersion == t.SpecVersion &&
 		from >= swarmpb.TaskState_TASK_STATE_ASSIGNED && to >= from && to <= swarmpb.TaskState_TASK_STATE_RUNNING
+}
+
+// lazyEvent reports an update that changes no decision but the clean-up
+// of finished tasks (reapHistory, reapOrphans), which may wait: the
+// scheduler placing a task (the task's node is up, or the node's own event
+// makes every service dirty), or a task asked to stop moving toward its
+// end. A live task that ended is not one: its restart is due.
+func lazyEvent(oldObj any, t *swarmpb.Task) bool {
+	old, _ := oldObj.(*swarmpb.Task)
+	if old == nil || old.DesiredState != t.DesiredState || old.SpecVersion != t.SpecVersion ||
+		t.GetStatus().GetState() < old.GetStatus().GetState() {
+		return false
+	}
+	if old.NodeId != t.NodeId {
+		// Placed: from no node to one, as the scheduler assigns.
+		return old.NodeId == "" && t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_RUNNING
+	}
+	return t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -235,9 +327,11 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	if p.more {
 		wake = now
 	}
-	if !o.write(ctx, changes) || !o.write(ctx, creates) {
+	o.writeFailed = !o.write(ctx, changes) || !o.write(ctx, creates)
+	if o.writeFailed {
 		// Usually a conflict with an agent's status write: the event it
-		// caused brings us back, and so does this timer.
+		// caused brings us back (writeFailed makes every event count),
+		// and so does this timer.
 		return now.Add(100 * time.Millisecond)
 	}
 	return wake

@@ -52,6 +52,9 @@ func (p *plan) room(n int) bool {
 	return false
 }
 
+// used is how many task writes the plan holds.
+func (p *plan) used() int { return len(p.created) + len(p.updated) + len(p.deleted) }
+
 // left is how many more task writes fit.
 func (p *plan) left() int {
 	return max(0, p.limit-len(p.created)-len(p.updated)-len(p.deleted))

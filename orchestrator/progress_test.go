@@ -1,10 +1,19 @@
 package orchestrator
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
+	"github.com/raftswarm/raftswarm/state/statetest"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestProgressEventsWakeOnlyFollowedServices(t *testing.T) {
@@ -25,23 +34,94 @@ func TestProgressEventsWakeOnlyFollowedServices(t *testing.T) {
 		old, new  *swarmpb.Task
 		followed  bool
 		wantDirty bool
+		wantLazy  bool
+		failed    bool // the last pass's write failed
 	}{
-		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false},
-		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true},
-		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, true},
-		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true},
-		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true},
-		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true},
-		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true},
+		{"placed on a node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true},
+		{"stopping task stopped, after a failed write", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, true, false, true},
+		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false, false, false},
+		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true, false, false},
+		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, true, false},
+		{"placed on a node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false},
+		{"stopping task stopped", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false},
+		{"stopping task stopped, followed", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), true, true, false, false},
+		{"stopping task unassigned", task("n1", shutdown, run, 1), task("", shutdown, shutdown, 1), false, true, false, false},
+		{"stopping task back to running", task("n1", shutdown, shutdown, 1), task("n1", shutdown, run, 1), false, true, false, false},
+		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true, false, false},
+		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true, false, false},
+		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true, false, false},
+		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrchestrator(nil, nil, nil)
 			o.follows["s"] = c.followed
+			o.writeFailed = c.failed
 			d := map[string]bool{}
 			o.markDirty(d, state.Event{Kind: state.EventUpdate, Object: c.new, Old: c.old})
-			if d["s"] != c.wantDirty {
-				t.Fatalf("dirty %v, want %v", d["s"], c.wantDirty)
+			if d["s"] != c.wantDirty || o.lazy["s"] != c.wantLazy {
+				t.Fatalf("dirty %v lazy %v, want %v and %v", d["s"], o.lazy["s"], c.wantDirty, c.wantLazy)
 			}
 		})
+	}
+}
+
+// TestLazyChangesAreCoalesced: a stopping task's progress, written one
+// Raft entry at a time as agents report, costs one reconciliation per
+// lazyDelay, not one per entry (scaling 100,000 tasks to 0 was quadratic),
+// and is still reconciled once due.
+func TestLazyChangesAreCoalesced(t *testing.T) {
+	st := state.New()
+	raft := statetest.NewApplier(st)
+	apply := func(acts ...*swarmpb.StoreAction) {
+		t.Helper()
+		if _, err := raft.Apply(context.Background(), state.Batch(acts...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 100
+	acts := []*swarmpb.StoreAction{
+		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
+	}
+	for i := range n {
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%03d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Spec: spec("web", 0),
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
+	}
+	apply(acts...)
+
+	var passes atomic.Int32
+	o := newOrchestrator(st, raft, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.lazyWait = 300 * time.Millisecond
+	o.observe = func(time.Duration) { passes.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == 0 {
+			return fmt.Errorf("no first pass")
+		}
+		return nil
+	})
+
+	before := passes.Load()
+	for i := range n {
+		var c *swarmpb.Task
+		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
+		apply(state.Update(c))
+		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == before {
+			return fmt.Errorf("the stopped tasks were never reconciled")
+		}
+		return nil
+	})
+	time.Sleep(2 * o.lazyWait) // let any due pass run
+	if got := passes.Load() - before; got > 6 {
+		t.Fatalf("%d passes for %d entries of stopping progress, want at most 6 (one per %v)", got, n, o.lazyWait)
 	}
 }

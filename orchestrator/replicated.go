@@ -45,7 +45,11 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 	// Scale down: tasks that are not running go first, then tasks on the
 	// nodes running the most of this service.
 	if excess := uint64(len(live)) - min(replicas, uint64(len(live))); excess > 0 {
-		n := min(int(excess), p.left())
+		// Shutting tasks down is bounded by the tasks that exist, not by
+		// the plan: a pass takes up to maxPassShutdowns of them, as each
+		// pass reads every task of the service and N/maxPassTasks passes
+		// made scaling N tasks down quadratic.
+		n := min(int(excess), max(p.left(), maxPassShutdowns-p.used()))
 		if n < int(excess) {
 			p.more = true
 		}

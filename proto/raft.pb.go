@@ -127,7 +127,7 @@ func (StoreAction_Kind) EnumDescriptor() ([]byte, []int) {
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          CommandType            `protobuf:"varint,1,opt,name=type,proto3,enum=raftswarm.v1.CommandType" json:"type,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"` // payload schema version for this type; currently 1
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"` // payload schema version for this type: 1, or 2 for a store batch holding a task status patch
 	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -324,6 +324,7 @@ type StoreAction struct {
 	//	*StoreAction_Secret
 	//	*StoreAction_Network
 	//	*StoreAction_Config
+	//	*StoreAction_TaskStatus
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -436,6 +437,15 @@ func (x *StoreAction) GetConfig() *Config {
 	return nil
 }
 
+func (x *StoreAction) GetTaskStatus() *TaskStatusPatch {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_TaskStatus); ok {
+			return x.TaskStatus
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -468,6 +478,14 @@ type StoreAction_Config struct {
 	Config *Config `protobuf:"bytes,8,opt,name=config,proto3,oneof"`
 }
 
+type StoreAction_TaskStatus struct {
+	// Only a task's status, for the status writes of the agents (kind
+	// UPDATE): the stored task with this status, where a whole task
+	// carried its spec again in every write. Batches holding one are
+	// written with payload version 2.
+	TaskStatus *TaskStatusPatch `protobuf:"bytes,1140,opt,name=task_status,json=taskStatus,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -481,6 +499,70 @@ func (*StoreAction_Secret) isStoreAction_Target() {}
 func (*StoreAction_Network) isStoreAction_Target() {}
 
 func (*StoreAction_Config) isStoreAction_Target() {}
+
+func (*StoreAction_TaskStatus) isStoreAction_Target() {}
+
+// TaskStatusPatch replaces the status of the task task_id, stored at
+// meta.version version (else the update conflicts).
+type TaskStatusPatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1141,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Version       uint64                 `protobuf:"varint,1142,opt,name=version,proto3" json:"version,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,1143,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusPatch) Reset() {
+	*x = TaskStatusPatch{}
+	mi := &file_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusPatch) ProtoMessage() {}
+
+func (x *TaskStatusPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusPatch.ProtoReflect.Descriptor instead.
+func (*TaskStatusPatch) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskStatusPatch) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusPatch) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TaskStatusPatch) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
 
 // Snapshot is the whole state, written by the FSM's Persist.
 type Snapshot struct {
@@ -501,7 +583,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +595,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +608,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -618,7 +700,7 @@ const file_raft_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x1b\n" +
-	"\tobject_id\x18\x04 \x01(\tR\bobjectId\"\xd3\x03\n" +
+	"\tobject_id\x18\x04 \x01(\tR\bobjectId\"\x96\x04\n" +
 	"\vStoreAction\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.raftswarm.v1.StoreAction.KindR\x04kind\x121\n" +
 	"\acluster\x18\x02 \x01(\v2\x15.raftswarm.v1.ClusterH\x00R\acluster\x12(\n" +
@@ -627,12 +709,18 @@ const file_raft_proto_rawDesc = "" +
 	"\x04task\x18\x05 \x01(\v2\x12.raftswarm.v1.TaskH\x00R\x04task\x12.\n" +
 	"\x06secret\x18\x06 \x01(\v2\x14.raftswarm.v1.SecretH\x00R\x06secret\x121\n" +
 	"\anetwork\x18\a \x01(\v2\x15.raftswarm.v1.NetworkH\x00R\anetwork\x12.\n" +
-	"\x06config\x18\b \x01(\v2\x14.raftswarm.v1.ConfigH\x00R\x06config\"9\n" +
+	"\x06config\x18\b \x01(\v2\x14.raftswarm.v1.ConfigH\x00R\x06config\x12A\n" +
+	"\vtask_status\x18\xf4\b \x01(\v2\x1d.raftswarm.v1.TaskStatusPatchH\x00R\n" +
+	"taskStatus\"9\n" +
 	"\x04Kind\x12\x0f\n" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x02B\b\n" +
-	"\x06target\"\xd1\x03\n" +
+	"\x06target\"y\n" +
+	"\x0fTaskStatusPatch\x12\x18\n" +
+	"\atask_id\x18\xf5\b \x01(\tR\x06taskId\x12\x19\n" +
+	"\aversion\x18\xf6\b \x01(\x04R\aversion\x121\n" +
+	"\x06status\x18\xf7\b \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\xd1\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +
@@ -661,47 +749,51 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_raft_proto_goTypes = []any{
-	(CommandType)(0),       // 0: raftswarm.v1.CommandType
-	(StoreAction_Kind)(0),  // 1: raftswarm.v1.StoreAction.Kind
-	(*Command)(nil),        // 2: raftswarm.v1.Command
-	(*StoreBatch)(nil),     // 3: raftswarm.v1.StoreBatch
-	(*AppliedRequest)(nil), // 4: raftswarm.v1.AppliedRequest
-	(*StoreAction)(nil),    // 5: raftswarm.v1.StoreAction
-	(*Snapshot)(nil),       // 6: raftswarm.v1.Snapshot
-	(*Cluster)(nil),        // 7: raftswarm.v1.Cluster
-	(*Node)(nil),           // 8: raftswarm.v1.Node
-	(*Service)(nil),        // 9: raftswarm.v1.Service
-	(*Task)(nil),           // 10: raftswarm.v1.Task
-	(*Secret)(nil),         // 11: raftswarm.v1.Secret
-	(*Network)(nil),        // 12: raftswarm.v1.Network
-	(*Config)(nil),         // 13: raftswarm.v1.Config
+	(CommandType)(0),        // 0: raftswarm.v1.CommandType
+	(StoreAction_Kind)(0),   // 1: raftswarm.v1.StoreAction.Kind
+	(*Command)(nil),         // 2: raftswarm.v1.Command
+	(*StoreBatch)(nil),      // 3: raftswarm.v1.StoreBatch
+	(*AppliedRequest)(nil),  // 4: raftswarm.v1.AppliedRequest
+	(*StoreAction)(nil),     // 5: raftswarm.v1.StoreAction
+	(*TaskStatusPatch)(nil), // 6: raftswarm.v1.TaskStatusPatch
+	(*Snapshot)(nil),        // 7: raftswarm.v1.Snapshot
+	(*Cluster)(nil),         // 8: raftswarm.v1.Cluster
+	(*Node)(nil),            // 9: raftswarm.v1.Node
+	(*Service)(nil),         // 10: raftswarm.v1.Service
+	(*Task)(nil),            // 11: raftswarm.v1.Task
+	(*Secret)(nil),          // 12: raftswarm.v1.Secret
+	(*Network)(nil),         // 13: raftswarm.v1.Network
+	(*Config)(nil),          // 14: raftswarm.v1.Config
+	(*TaskStatus)(nil),      // 15: raftswarm.v1.TaskStatus
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: raftswarm.v1.Command.type:type_name -> raftswarm.v1.CommandType
 	5,  // 1: raftswarm.v1.StoreBatch.actions:type_name -> raftswarm.v1.StoreAction
 	1,  // 2: raftswarm.v1.StoreAction.kind:type_name -> raftswarm.v1.StoreAction.Kind
-	7,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
-	8,  // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
-	9,  // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
-	10, // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
-	11, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
-	12, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
-	13, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
-	7,  // 10: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
-	8,  // 11: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
-	9,  // 12: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
-	10, // 13: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
-	11, // 14: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
-	12, // 15: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
-	13, // 16: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
-	4,  // 17: raftswarm.v1.Snapshot.applied_requests:type_name -> raftswarm.v1.AppliedRequest
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	8,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
+	9,  // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
+	10, // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
+	11, // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
+	12, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
+	13, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
+	14, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
+	6,  // 10: raftswarm.v1.StoreAction.task_status:type_name -> raftswarm.v1.TaskStatusPatch
+	15, // 11: raftswarm.v1.TaskStatusPatch.status:type_name -> raftswarm.v1.TaskStatus
+	8,  // 12: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
+	9,  // 13: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
+	10, // 14: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
+	11, // 15: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
+	12, // 16: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
+	13, // 17: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
+	14, // 18: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
+	4,  // 19: raftswarm.v1.Snapshot.applied_requests:type_name -> raftswarm.v1.AppliedRequest
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -718,6 +810,7 @@ func file_raft_proto_init() {
 		(*StoreAction_Secret)(nil),
 		(*StoreAction_Network)(nil),
 		(*StoreAction_Config)(nil),
+		(*StoreAction_TaskStatus)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -725,7 +818,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -7,9 +7,22 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// storeBatchVersion is the payload schema version written for
-// COMMAND_TYPE_STORE_BATCH. Readers accept every version up to it.
-const storeBatchVersion = 1
+// storeBatchVersion is the payload schema version this manager reads for
+// COMMAND_TYPE_STORE_BATCH: it accepts every version up to it. Version 2
+// added task status patches (StoreAction.task_status); a batch holding one
+// is written as version 2, any other as version 1, so that a manager not
+// yet upgraded refuses (ErrUnknownCommand) only what it cannot apply.
+const storeBatchVersion = 2
+
+// batchVersion is the payload version b needs.
+func batchVersion(b *swarmpb.StoreBatch) uint32 {
+	for _, a := range b.GetActions() {
+		if a.GetTaskStatus() != nil {
+			return 2
+		}
+	}
+	return 1
+}
 
 // EncodeBatch wraps a store batch in the versioned command envelope.
 func EncodeBatch(b *swarmpb.StoreBatch) ([]byte, error) {
@@ -19,7 +32,7 @@ func EncodeBatch(b *swarmpb.StoreBatch) ([]byte, error) {
 	}
 	return proto.Marshal(&swarmpb.Command{
 		Type:    swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH,
-		Version: storeBatchVersion,
+		Version: batchVersion(b),
 		Payload: payload,
 	})
 }

@@ -47,7 +47,7 @@ func applyStoreBatch(st *state.Store, index uint64, now int64, c *swarmpb.Comman
 		st.SetIndex(index)
 		return fmt.Errorf("decode store batch: %w", err)
 	}
-	_, err := st.ApplyBatch(index, now, &b)
+	_, err := st.ApplyDecodedBatch(index, now, &b)
 	return err
 }
 

@@ -87,7 +87,11 @@ func FuzzFSMApply(f *testing.F) {
 	f.Add(mustEncode(f, &swarmpb.StoreBatch{Actions: []*swarmpb.StoreAction{{Kind: 7, Target: &swarmpb.StoreAction_Secret{Secret: &swarmpb.Secret{Id: "x"}}}, {}}}))
 	unknown, _ := proto.Marshal(&swarmpb.Command{Type: 99, Version: 1, Payload: []byte("x")})
 	f.Add(unknown)
-	newer, _ := proto.Marshal(&swarmpb.Command{Type: swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH, Version: 2, Payload: []byte("x")})
+	f.Add(mustEncode(f, &swarmpb.StoreBatch{Actions: []*swarmpb.StoreAction{
+		{Kind: swarmpb.StoreAction_KIND_UPDATE, Target: &swarmpb.StoreAction_TaskStatus{TaskStatus: &swarmpb.TaskStatusPatch{TaskId: "t", Version: 1,
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}}},
+	}}))
+	newer, _ := proto.Marshal(&swarmpb.Command{Type: swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH, Version: storeBatchVersion + 1, Payload: []byte("x")})
 	f.Add(newer)
 	badPayload, _ := proto.Marshal(&swarmpb.Command{Type: swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH, Version: 1, Payload: []byte{0xff, 0x01}})
 	f.Add(badPayload)

@@ -25,6 +25,16 @@ func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KI
 func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
 func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }
 
+// UpdateTaskStatus builds the action that sets the status of task id,
+// stored at meta.version version, leaving the rest of the task as stored.
+// It is a fraction of the size of Update with the whole task (which
+// carries the service's spec again): agents' status reports are most of a
+// large service's writes.
+func UpdateTaskStatus(id string, version uint64, st *swarmpb.TaskStatus) *swarmpb.StoreAction {
+	return &swarmpb.StoreAction{Kind: swarmpb.StoreAction_KIND_UPDATE,
+		Target: &swarmpb.StoreAction_TaskStatus{TaskStatus: &swarmpb.TaskStatusPatch{TaskId: id, Version: version, Status: st}}}
+}
+
 // Bounds on one Raft entry written by the leader's loops: at most
 // MaxBatchActions actions and about MaxBatchBytes (a 10,000-task service
 // is five entries, not one of many megabytes; a spec with large labels,

@@ -67,6 +67,8 @@ func actionObjectID(a *swarmpb.StoreAction) string {
 		return t.Service.GetId()
 	case *swarmpb.StoreAction_Task:
 		return t.Task.GetId()
+	case *swarmpb.StoreAction_TaskStatus:
+		return t.TaskStatus.GetTaskId()
 	case *swarmpb.StoreAction_Secret:
 		return t.Secret.GetId()
 	case *swarmpb.StoreAction_Network:

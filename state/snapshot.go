@@ -70,7 +70,13 @@ func (s *Store) Restore(index uint64, snap *swarmpb.Snapshot) error {
 	if err != nil {
 		return err
 	}
+	var specs specCache
 	err = load(d.tasks, "task", snap.GetTasks(), func(t *swarmpb.Task) error {
+		// As applied tasks do (shareTaskSpec): one copy of a service's
+		// spec, not one per task.
+		if sv := d.services[t.ServiceId]; sv != nil && sv.SpecVersion == t.SpecVersion && specs.same(sv.Spec, t.Spec) {
+			t.Spec = sv.Spec
+		}
 		d.indexTask(t)
 		return nil
 	})
