@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/raftswarm/raftswarm/raft"
 	"io"
 	"log/slog"
 	"runtime"
@@ -179,6 +180,10 @@ func Describe(hostname string) *swarmpb.NodeDescription {
 		Resources: &swarmpb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memTotal()},
 		// The daemon's build, for 'swarmctl version'.
 		DaemonVersion: version.Get().String(),
+		// What this binary's Raft FSM reads, should the node be or become
+		// a manager: the leader holds newer entries back until every
+		// manager reads them.
+		StoreBatchVersion: raft.StoreBatchVersion,
 	}
 }
 

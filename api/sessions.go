@@ -574,6 +574,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 	// whole task: the task's spec is most of its size, and status reports
 	// are most of a large service's writes.
 	staged := make(map[string]*swarmpb.TaskStatusPatch)
+	stored := make(map[string]*swarmpb.Task) // for managers that cannot read patches yet
 	var order []string
 	s.d.Store.View(func(tx state.ReadTx) {
 		for _, r := range batch {
@@ -593,6 +594,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 				if !mine {
 					p = &swarmpb.TaskStatusPatch{TaskId: cur.GetId(), Version: cur.GetMeta().GetVersion()}
 					staged[cur.GetId()] = p
+					stored[cur.GetId()] = cur
 					order = append(order, cur.GetId())
 				}
 				p.Status = proto.Clone(u.GetStatus()).(*swarmpb.TaskStatus)
@@ -606,11 +608,42 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 	})
 	slices.Sort(order)
 	actions := make([]*swarmpb.StoreAction, 0, len(order))
+	patches := s.d.statusPatchesReadable()
 	for _, id := range order {
 		p := staged[id]
+		if !patches {
+			t := proto.Clone(stored[id]).(*swarmpb.Task)
+			t.Status = p.Status
+			actions = append(actions, state.Update(t))
+			continue
+		}
 		actions = append(actions, state.UpdateTaskStatus(p.TaskId, p.Version, p.Status))
 	}
 	return actions
+}
+
+// statusPatchesReadable reports whether every manager in the Raft
+// configuration has said (NodeDescription.store_batch_version) that it
+// applies store batch version 2, the task status patches. Until then, as
+// in a rolling upgrade from a build without them, status reports are
+// written as whole tasks, which every manager reads: a manager that cannot
+// read an entry skips it (raft/DESIGN.md), and its store would lose them.
+// A member whose node or description is not stored yet counts as old.
+func (d *Dispatcher) statusPatchesReadable() bool {
+	members, err := d.Raft.Members()
+	if err != nil || len(members) == 0 {
+		return false
+	}
+	ok := true
+	d.Store.View(func(tx state.ReadTx) {
+		for _, m := range members {
+			if tx.GetNode(m.ID).GetDescription().GetStoreBatchVersion() < 2 {
+				ok = false
+				return
+			}
+		}
+	})
+	return ok
 }
 
 // statusAdvances reports whether next is worth writing over cur: never a

@@ -16,19 +16,22 @@ import (
 // storeRaft applies batches straight to a store, as a one-node Raft would.
 type storeRaft struct {
 	Raft
-	mu    sync.Mutex
-	store *state.Store
+	mu      sync.Mutex
+	store   *state.Store
+	members []raft.Member
+	last    *swarmpb.StoreBatch // the last batch applied
 }
 
 func (r *storeRaft) Apply(_ context.Context, b *swarmpb.StoreBatch) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	idx := r.store.Index() + 1
+	r.last = b
 	_, err := r.store.ApplyBatch(idx, time.Now().UnixNano(), b)
 	return idx, err
 }
 func (r *storeRaft) Leader() (string, string)        { return "self", "127.0.0.1:1" }
-func (r *storeRaft) Members() ([]raft.Member, error) { return nil, nil }
+func (r *storeRaft) Members() ([]raft.Member, error) { return r.members, nil }
 
 func dtTask(id, node string, st swarmpb.TaskState) *swarmpb.Task {
 	return &swarmpb.Task{Id: id, ServiceId: "s", NodeId: node, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
@@ -193,5 +196,52 @@ func TestStatusBatching(t *testing.T) {
 	// from a node's future must not delay the task's restart.
 	if ts := time.Unix(0, dtGet(st, "z").Status.Timestamp); ts.After(time.Now()) {
 		t.Fatalf("stored status time %v is in the future: the node's clock was taken", ts)
+	}
+}
+
+// TestStatusPatchesWaitForEveryManager checks the upgrade gate of store
+// batch version 2: agents' status reports are written as status patches
+// only once every Raft member's node says its binary reads them; until
+// then (a manager not upgraded, or not described yet) as whole tasks.
+func TestStatusPatchesWaitForEveryManager(t *testing.T) {
+	st := state.New()
+	r := &storeRaft{store: st, members: []raft.Member{{ID: "m1"}, {ID: "m2"}}}
+	d := &Dispatcher{Store: st, Raft: r}
+	node := func(id string, v uint32) *swarmpb.Node {
+		return &swarmpb.Node{Id: id, Description: &swarmpb.NodeDescription{StoreBatchVersion: v}}
+	}
+	dtApply(t, r, state.Create(node("m1", 2)), state.Create(node("m2", 1)),
+		state.Create(dtTask("x", "A", swarmpb.TaskState_TASK_STATE_ASSIGNED)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := d.startSessions(ctx)
+	defer s.stop()
+	report := func(st swarmpb.TaskState) *swarmpb.StoreAction {
+		t.Helper()
+		req := &statusRequest{nodeID: "A", done: make(chan error, 1),
+			updates: []*swarmpb.TaskStatusUpdate{{TaskId: "x", Status: &swarmpb.TaskStatus{State: st}}}}
+		s.updates <- req
+		if err := <-req.done; err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if n := len(r.last.GetActions()); n != 1 {
+			t.Fatalf("%d actions written, want 1", n)
+		}
+		return r.last.GetActions()[0]
+	}
+	if a := report(swarmpb.TaskState_TASK_STATE_STARTING); a.GetTaskStatus() != nil || a.GetTask().GetStatus().GetState() != swarmpb.TaskState_TASK_STATE_STARTING {
+		t.Fatalf("with manager m2 at version 1 the report was written as %v, want the whole task", a)
+	}
+	var m2 *swarmpb.Node
+	st.View(func(tx state.ReadTx) { m2 = proto.Clone(tx.GetNode("m2")).(*swarmpb.Node) })
+	m2.Description.StoreBatchVersion = 2
+	dtApply(t, r, state.Update(m2))
+	if a := report(swarmpb.TaskState_TASK_STATE_RUNNING); a.GetTaskStatus() == nil {
+		t.Fatalf("with every manager at version 2 the report was written as %v, want a status patch", a)
+	}
+	if got := dtGet(st, "x").GetStatus().GetState(); got != swarmpb.TaskState_TASK_STATE_RUNNING {
+		t.Fatalf("task x is %v, want RUNNING", got)
 	}
 }

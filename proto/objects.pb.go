@@ -1048,8 +1048,14 @@ type NodeDescription struct {
 	// A claim: bounded and validated.
 	MeshPath       string `protobuf:"bytes,140,opt,name=mesh_path,json=meshPath,proto3" json:"mesh_path,omitempty"`
 	MeshPathReason string `protobuf:"bytes,141,opt,name=mesh_path_reason,json=meshPathReason,proto3" json:"mesh_path_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The newest Raft store-batch payload version the node's binary applies
+	// (raft.StoreBatchVersion). The leader writes a newer payload only when
+	// every manager in the Raft configuration reports it can read it, so a
+	// manager not yet upgraded never meets one. A claim, read only for
+	// Raft members.
+	StoreBatchVersion uint32 `protobuf:"varint,1220,opt,name=store_batch_version,json=storeBatchVersion,proto3" json:"store_batch_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -1157,6 +1163,13 @@ func (x *NodeDescription) GetMeshPathReason() string {
 		return x.MeshPathReason
 	}
 	return ""
+}
+
+func (x *NodeDescription) GetStoreBatchVersion() uint32 {
+	if x != nil {
+		return x.StoreBatchVersion
+	}
+	return 0
 }
 
 type NodeNetwork struct {
@@ -3606,7 +3619,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x96\x03\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc7\x03\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -3618,7 +3631,8 @@ const file_objects_proto_rawDesc = "" +
 	"\bnetworks\x18\b \x03(\v2\x19.raftswarm.v1.NodeNetworkR\bnetworks\x12%\n" +
 	"\x0edaemon_version\x18d \x01(\tR\rdaemonVersion\x12\x1c\n" +
 	"\tmesh_path\x18\x8c\x01 \x01(\tR\bmeshPath\x12)\n" +
-	"\x10mesh_path_reason\x18\x8d\x01 \x01(\tR\x0emeshPathReason\"\xb3\x01\n" +
+	"\x10mesh_path_reason\x18\x8d\x01 \x01(\tR\x0emeshPathReason\x12/\n" +
+	"\x13store_batch_version\x18\xc4\t \x01(\rR\x11storeBatchVersion\"\xb3\x01\n" +
 	"\vNodeNetwork\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12%\n" +

@@ -7,12 +7,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// storeBatchVersion is the payload schema version this manager reads for
+// StoreBatchVersion is the payload schema version this manager reads for
 // COMMAND_TYPE_STORE_BATCH: it accepts every version up to it. Version 2
 // added task status patches (StoreAction.task_status); a batch holding one
 // is written as version 2, any other as version 1, so that a manager not
 // yet upgraded refuses (ErrUnknownCommand) only what it cannot apply.
-const storeBatchVersion = 2
+// Nodes report it (NodeDescription.store_batch_version), and the leader
+// writes patches only once every manager reports 2 or more.
+const StoreBatchVersion = 2
+
+const storeBatchVersion = StoreBatchVersion
 
 // batchVersion is the payload version b needs.
 func batchVersion(b *swarmpb.StoreBatch) uint32 {
