@@ -281,7 +281,7 @@ func (m *Manager) leaderLoop() {
 		}
 	}()
 	runLeaderTerms(leaderTerms{
-		leadership: m.raft.Leadership,
+		leadership: m.raft.LeaderTerm,
 		stop:       m.stop,
 		work:       m.leaderWork,
 		log:        m.log,
@@ -296,6 +296,11 @@ func (m *Manager) leaderLoop() {
 // leaderWork runs one term's leader components until ctx ends or one of
 // them fails.
 func (m *Manager) leaderWork(ctx context.Context) error {
+	// Work restarted within a term plans from a store holding the last
+	// write of the work it replaces (raft.Node.Settle).
+	if err := m.raft.Settle(ctx); err != nil {
+		return fmt.Errorf("leader work waits for this manager's store to catch up with its log: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// run counts a component's failure (raftswarm_leader_component_failures_total).
 	run := func(component string, f func(context.Context) error) {
@@ -325,8 +330,9 @@ func (m *Manager) leaderWork(ctx context.Context) error {
 
 // leaderTerms is what runLeaderTerms needs from a manager; tests fake it.
 type leaderTerms struct {
-	// leadership is raft.Node.Leadership.
-	leadership func() (bool, <-chan struct{})
+	// leadership is raft.Node.LeaderTerm: the term this manager leads in
+	// (0: it does not lead) and a channel closed at the next change.
+	leadership func() (uint64, <-chan struct{})
 	stop       <-chan struct{}
 	// work runs the term's leader work until ctx ends or it fails.
 	work func(ctx context.Context) error
@@ -351,8 +357,8 @@ var errWorkEnded = errors.New("leader work returned while this manager still lea
 func runLeaderTerms(lt leaderTerms) {
 	inTerm := false
 	for {
-		leader, changed := lt.leadership()
-		if !leader {
+		term, changed := lt.leadership()
+		if term == 0 {
 			inTerm = false
 			select {
 			case <-changed:
@@ -365,7 +371,9 @@ func runLeaderTerms(lt leaderTerms) {
 			lt.backoff.Reset()
 			inTerm = true
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		// The work's writes are fenced to its term (raft.WithLeaderTerm):
+		// work still running after the term ended writes nothing.
+		ctx, cancel := context.WithCancel(raft.WithLeaderTerm(context.Background(), term))
 		done := make(chan error, 1)
 		started := time.Now()
 		go func() { done <- lt.work(ctx) }()
@@ -375,7 +383,9 @@ func runLeaderTerms(lt leaderTerms) {
 		for {
 			select {
 			case <-changed:
-				if still, ch := lt.leadership(); still {
+				// Still leader, but in a later term (the end of this one
+				// went unnoticed): the work is restarted for the new term.
+				if now, ch := lt.leadership(); now == term {
 					changed = ch
 					continue
 				}
@@ -415,8 +425,8 @@ func runLeaderTerms(lt leaderTerms) {
 		deadline := time.Now().Add(d)
 		for {
 			// Wait out the delay unless leadership ends or the manager stops.
-			still, ch := lt.leadership()
-			if !still || lt.sleep(time.Until(deadline), ch) {
+			now, ch := lt.leadership()
+			if now != term || lt.sleep(time.Until(deadline), ch) {
 				break
 			}
 			select {

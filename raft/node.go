@@ -161,6 +161,7 @@ type Node struct {
 
 	mu      sync.Mutex
 	leader  bool          // leader with the term barrier applied
+	term    uint64        // the term of that leadership (valid while leader)
 	changed chan struct{} // closed and replaced on every leadership or leader change
 	// Reachability of the other members, kept while this node leads (see
 	// Unreachable): unreachable holds when a failed heartbeat to a member
@@ -411,6 +412,9 @@ func (n *Node) becomeLeader() {
 		}
 	}
 	if n.raft.State() == hraft.Leader && n.raft.CurrentTerm() == term {
+		n.mu.Lock()
+		n.term = term
+		n.mu.Unlock()
 		n.setLeader(true)
 	}
 }
@@ -448,6 +452,17 @@ func (n *Node) Leadership() (bool, <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.leader && n.raft.State() == hraft.Leader, n.changed
+}
+
+// LeaderTerm is Leadership with the term: the term this node leads in
+// (with its barrier applied), 0 when it does not lead.
+func (n *Node) LeaderTerm() (uint64, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.leader || n.raft.State() != hraft.Leader {
+		return 0, n.changed
+	}
+	return n.term, n.changed
 }
 
 // IsLeader reports whether this node is the leader.
@@ -583,6 +598,9 @@ func (n *Node) ApplyCommand(ctx context.Context, data []byte) (uint64, error) {
 }
 
 func (n *Node) applyCommand(ctx context.Context, data []byte) (uint64, error) {
+	if term, ok := LeaderTermOf(ctx); ok {
+		return n.applyInTerm(ctx, term, data)
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		if n.raft.State() == hraft.Leader {
 			return n.applyLocal(ctx, data)
@@ -606,6 +624,45 @@ func (n *Node) applyCommand(ctx context.Context, data []byte) (uint64, error) {
 		return idx, err
 	}
 	return 0, fmt.Errorf("write failed: leadership kept changing; try again")
+}
+
+type leaderTermKey struct{}
+
+// WithLeaderTerm marks ctx as carrying out the leader work of term (see
+// LeaderTerm): Apply under it writes only on this node, only while it
+// leads in that term with the term's barrier applied, and only while ctx
+// lasts; otherwise it fails with ErrNotLeader and writes nothing. It is
+// never forwarded to another leader, nor written in a later term of this
+// node.
+//
+// Leader work (the orchestrator, the scheduler) plans from this node's
+// store. A deposed leader's store may lack entries of its own term that
+// the next leader commits: its last write may have failed with "leadership
+// lost" and yet be committed. Work that kept running past the end of its
+// term (it stops only when it notices) and wrote what it planned from that
+// store, forwarded or in this node's next term before that term's
+// barrier, created a second task for every slot of that write: the
+// duplicates of BENCHMARKS.md section 14.
+func WithLeaderTerm(ctx context.Context, term uint64) context.Context {
+	return context.WithValue(ctx, leaderTermKey{}, term)
+}
+
+// LeaderTermOf returns the term ctx's leader work is fenced to
+// (WithLeaderTerm), if any.
+func LeaderTermOf(ctx context.Context) (uint64, bool) {
+	term, ok := ctx.Value(leaderTermKey{}).(uint64)
+	return term, ok
+}
+
+// applyInTerm is Apply for leader work of term (WithLeaderTerm).
+func (n *Node) applyInTerm(ctx context.Context, term uint64, data []byte) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("leader work of term %d ended; nothing written: %w", term, err)
+	}
+	if cur, _ := n.LeaderTerm(); cur == 0 || cur != term || n.raft.CurrentTerm() != term {
+		return 0, fmt.Errorf("%w (leader work of term %d; this manager's leader term is %d): nothing written", ErrNotLeader, term, cur)
+	}
+	return n.applyLocal(ctx, data)
 }
 
 func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, error) {
@@ -835,6 +892,31 @@ func (n *Node) TransferLeadership() error {
 // Snapshot forces a snapshot (tests and operators).
 func (n *Node) Snapshot() error {
 	return n.raft.Snapshot().Error()
+}
+
+// Settle waits until this leader's store holds every entry appended to
+// its log before the call (a Raft barrier). Leader work starts with it:
+// work restarted within a term must not plan from a store that lacks the
+// last write of the work it replaces, still in flight when that work
+// ended (its Apply gave up with the work's context).
+func (n *Node) Settle(ctx context.Context) error {
+	f := n.raft.Barrier(n.cfg.timings().LeaderWait)
+	res := make(chan error, 1)
+	go func() { res <- f.Error() }()
+	select {
+	case err := <-res:
+		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: waiting for the log to be applied: %v", ErrNotLeader, err)
+		}
+		if err != nil {
+			return fmt.Errorf("waiting for the log to be applied: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrShutdown
+	}
 }
 
 // Term is the current Raft term as this node knows it.

@@ -355,7 +355,9 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	if err := b.check(ctx, w, n, ""); err != nil {
 		return r, fmt.Errorf("after the create: %w", err)
 	}
-	checks := []string{"create ok"}
+	created := w.Tally().Created
+	fmt.Printf("%s: the create made %s\n", name, extra(created, n))
+	checks := []string{fmt.Sprintf("create ok (%d made)", created)}
 
 	if update {
 		stop := trace(w, name)
@@ -374,7 +376,9 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		if err := b.check(ctx, w, n, "raftswarm/demo:v2"); err != nil {
 			return r, fmt.Errorf("after the update: %w", err)
 		}
-		checks = append(checks, "update ok")
+		made := w.Tally().Created - created
+		fmt.Printf("%s: the update made %s\n", name, extra(made, n))
+		checks = append(checks, fmt.Sprintf("update ok (%d made)", made))
 	}
 
 	down, err := b.scaleDown(ctx, ctl, w, cr.Service.Id)
@@ -475,7 +479,11 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
 	r.cpu, r.self = b.cpu.cores(), b.self.cores()
-	r.checks = "failover ok"
+	// The watch began on the new leader, after the stop: it counts the
+	// tasks in its store then and every one created since.
+	made := w.Tally().Created
+	fmt.Printf("%s: the create, across the failover, made %s\n", name, extra(made, n))
+	r.checks = fmt.Sprintf("failover ok (%d made)", made)
 	ctl, err = b.t.control(ctx)
 	if err != nil {
 		return r, err
@@ -642,7 +650,16 @@ func (b *bench) check(ctx context.Context, w *testcluster.Watcher, n int, image 
 }
 
 func brief(t testcluster.Tally) string {
-	return fmt.Sprintf("total %d live %d assigned %d running %d live+running %d", t.Total, t.Live, t.Assigned, t.Running, t.LiveRunning)
+	return fmt.Sprintf("total %d live %d assigned %d running %d live+running %d created %d", t.Total, t.Live, t.Assigned, t.Running, t.LiveRunning, t.Created)
+}
+
+// extra says how many tasks a phase created against the n it needed:
+// more are tasks created and shut down again (duplicates, or restarts).
+func extra(made, n int) string {
+	if made == n {
+		return fmt.Sprintf("%d tasks, one per replica", made)
+	}
+	return fmt.Sprintf("%d tasks for %d replicas (%+d)", made, n, made-n)
 }
 
 // trace prints the watcher's counts every traceEvery until the returned

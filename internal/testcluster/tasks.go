@@ -21,6 +21,10 @@ type Tally struct {
 	Running     int            // observed state RUNNING, whatever the desired state
 	LiveRunning int            // live and RUNNING
 	PerNode     map[string]int // node ID -> live and RUNNING tasks on it
+	// Created counts the tasks ever seen, removed ones included: the
+	// tasks the orchestrator created since the watch began (with
+	// PollService, those that lived through at least one listing).
+	Created int
 }
 
 func (t *Tally) add(task *swarmpb.Task, d int) {
@@ -52,6 +56,7 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	tasks   map[string]*swarmpb.Task
+	seen    map[string]struct{} // every task ID seen (Tally.Created)
 	tally   Tally
 	waiters []*waiter
 }
@@ -62,7 +67,8 @@ type waiter struct {
 }
 
 func newWatcher(name string) *Watcher {
-	return &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, tally: Tally{PerNode: map[string]int{}}}
+	return &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, seen: map[string]struct{}{},
+		tally: Tally{PerNode: map[string]int{}}}
 }
 
 // WatchService starts following the tasks whose service name is name.
@@ -73,6 +79,7 @@ func WatchService(st *state.Store, name string) *Watcher {
 			if t.ServiceName == name {
 				w.tasks[t.Id] = t
 				w.tally.add(t, 1)
+				w.saw(t.Id)
 			}
 		}
 	})
@@ -96,6 +103,7 @@ func (w *Watcher) run(events <-chan state.Event) {
 		if ev.Kind != state.EventDelete {
 			w.tasks[t.Id] = t
 			w.tally.add(t, 1)
+			w.saw(t.Id)
 		}
 		w.check(time.Now())
 		w.mu.Unlock()
@@ -141,14 +149,23 @@ func (w *Watcher) replace(tasks []*swarmpb.Task, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.tasks = make(map[string]*swarmpb.Task, len(tasks))
-	w.tally = Tally{PerNode: map[string]int{}}
+	w.tally = Tally{PerNode: map[string]int{}, Created: w.tally.Created}
 	for _, t := range tasks {
 		if t.ServiceName == w.service {
 			w.tasks[t.Id] = t
 			w.tally.add(t, 1)
+			w.saw(t.Id)
 		}
 	}
 	w.check(now)
+}
+
+// saw counts id in Tally.Created the first time; under mu.
+func (w *Watcher) saw(id string) {
+	if _, ok := w.seen[id]; !ok {
+		w.seen[id] = struct{}{}
+		w.tally.Created++
+	}
 }
 
 // check runs under mu.
