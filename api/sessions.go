@@ -588,7 +588,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 				if mine {
 					prev = p.Status
 				}
-				if !statusAdvances(prev, u.GetStatus()) {
+				if !state.StatusAdvances(prev, u.GetStatus()) {
 					continue
 				}
 				if !mine {
@@ -644,20 +644,6 @@ func (d *Dispatcher) statusPatchesReadable() bool {
 		}
 	})
 	return ok
-}
-
-// statusAdvances reports whether next is worth writing over cur: never a
-// step back, and not a repeat of what is stored (timestamps aside).
-func statusAdvances(cur, next *swarmpb.TaskStatus) bool {
-	switch {
-	case next.GetState() < cur.GetState():
-		return false
-	case next.GetState() > cur.GetState():
-		return true
-	}
-	return next.GetMessage() != cur.GetMessage() || next.GetErr() != cur.GetErr() ||
-		next.GetExitCode() != cur.GetExitCode() ||
-		(next.GetContainerId() != "" && next.GetContainerId() != cur.GetContainerId())
 }
 
 // SendToNode queues an out-of-band message on every open session of

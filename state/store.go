@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -94,6 +95,9 @@ func (s *Store) applyBatch(index uint64, now int64, b *swarmpb.StoreBatch, owned
 	events := make([]Event, 0, len(actions))
 	for i, a := range actions {
 		ev, err := tx.stageAction(a)
+		if errors.Is(err, errSkip) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("apply batch at index %d, action %d: %w", index, i, err)
 		}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -293,6 +294,15 @@ func stage[T object](o *overlay[T], tx *txn, k swarmpb.StoreAction_Kind, noun st
 
 // stageTaskStatus stores a task's new status (an agent's report) on the
 // stored task, which it otherwise keeps as it is, spec included.
+//
+// A status is the agent's alone to write, and the orchestrator's writes
+// (desired state) never touch it, so a patch is not held to the version
+// the leader read: it applies to whatever is stored if it still advances
+// the stored status (StatusAdvances), and is skipped (errSkip: no change,
+// no event, the rest of the batch applies) if it does not or if the task
+// is gone. A version check here made every report conflict with a
+// scale-down's or an update's writes to the same tasks, failing batches
+// of 2,000 reports at a time.
 func (tx *txn) stageTaskStatus(k swarmpb.StoreAction_Kind, p *swarmpb.TaskStatusPatch) (Event, error) {
 	id := p.GetTaskId()
 	switch {
@@ -304,11 +314,8 @@ func (tx *txn) stageTaskStatus(k swarmpb.StoreAction_Kind, p *swarmpb.TaskStatus
 		return Event{}, fmt.Errorf("update task status %s: no status: %w", id, ErrInvalid)
 	}
 	cur, exists := tx.tasks.get(id)
-	if !exists {
-		return Event{}, fmt.Errorf("update task %s: %w", id, ErrNotFound)
-	}
-	if got, want := p.GetVersion(), cur.GetMeta().GetVersion(); got != want {
-		return Event{}, fmt.Errorf("update task %s: version %d, stored %d: %w", id, got, want, ErrConflict)
+	if !exists || !StatusAdvances(cur.GetStatus(), p.GetStatus()) {
+		return Event{}, errSkip
 	}
 	status := p.GetStatus()
 	if !tx.owned {
@@ -317,6 +324,26 @@ func (tx *txn) stageTaskStatus(k swarmpb.StoreAction_Kind, p *swarmpb.TaskStatus
 	n := withStatus(cur, status, &swarmpb.Meta{Version: tx.index, CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: tx.now})
 	tx.tasks.put(id, n, false)
 	return Event{Kind: EventUpdate, Index: tx.index, Object: n, Old: cur}, nil
+}
+
+// errSkip is an action that changes nothing and is left out of the batch's
+// events (a status patch overtaken by events), without failing the batch.
+var errSkip = errors.New("action skipped")
+
+// StatusAdvances reports whether next is worth writing over cur: never a
+// step back; at the same state only a new message, error, exit code or
+// container. The dispatcher filters reports with it, and the FSM applies a
+// status patch only if it still holds against what is stored.
+func StatusAdvances(cur, next *swarmpb.TaskStatus) bool {
+	switch {
+	case next.GetState() < cur.GetState():
+		return false
+	case next.GetState() > cur.GetState():
+		return true
+	}
+	return next.GetMessage() != cur.GetMessage() || next.GetErr() != cur.GetErr() ||
+		next.GetExitCode() != cur.GetExitCode() ||
+		(next.GetContainerId() != "" && next.GetContainerId() != cur.GetContainerId())
 }
 
 // withStatus is a new version of t with status and meta, sharing every
