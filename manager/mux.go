@@ -127,15 +127,22 @@ type handshakeLimits struct {
 	waiting atomic.Int64
 }
 
-// newHandshakeLimits allows other non-Raft handshakes at once (a few per
-// core: more only queue for the CPU, fewer leave it idle while handshakes
-// wait on the network) and raft Raft ones.
+// newHandshakeLimits allows other non-Raft handshakes at once and raft
+// Raft ones.
 func newHandshakeLimits(other, raft int) *handshakeLimits {
 	return &handshakeLimits{raft: make(chan struct{}, raft), other: make(chan struct{}, other)}
 }
 
+// defaultHandshakeLimits: a slot is held for the whole handshake, most of
+// which is spent waiting for the client's second flight (its own key
+// exchange, verification and signature: milliseconds on a loaded client
+// host), so the limit is well above the cores. 8 slots on 2 cores held a
+// storm of 1,000 agent handshakes to about 8 per client round trip and
+// delayed the nodes' return to a new leader by seconds; 32 per core
+// still keeps the runnable handshakes to a few dozen rather than
+// thousands.
 func defaultHandshakeLimits() *handshakeLimits {
-	return newHandshakeLimits(max(8, 4*runtime.GOMAXPROCS(0)), 16)
+	return newHandshakeLimits(max(64, 32*runtime.GOMAXPROCS(0)), 16)
 }
 
 // acquire takes a slot for a handshake offering protos, waiting until one
