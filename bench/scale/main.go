@@ -27,7 +27,8 @@
 // and, with -failover, a second create of the same size during which the
 // leader is stopped (a managerd process: SIGKILL; in-process: Stop) once
 // half the containers run on the engines: the time until a new leader is
-// elected, until it makes progress (the store shows more tasks RUNNING
+// elected (with -daemons, from the new leader's log: see failover.go),
+// until it makes progress (the store shows more tasks RUNNING
 // than the engines ran at the stop), and until all run. The stopped
 // manager is then started again on its state.
 //
@@ -474,6 +475,9 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 		r.progress = at.Sub(killed)
 	}
 	at, err := running(ctx)
+	if daemons {
+		pr.signalSurvivors(syscall.SIGUSR2) // profiles written while the processes run
+	}
 	stop()
 	if err != nil {
 		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl, brief(w.Tally()), err)
