@@ -74,12 +74,28 @@ func TestHeartbeatWaitsOutElection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newElectionRaft(st)
 			r.leader, r.silent = tc.leader, tc.leader != ""
-			heldUntilElected(t, r, &Dispatcher{Store: st, Raft: r})
+			d := &Dispatcher{Store: st, Raft: r}
+			heldUntilElected(t, r, func(ctx context.Context) error {
+				_, err := d.Heartbeat(ctx, &swarmpb.HeartbeatRequest{})
+				return err
+			})
 		})
 	}
 }
 
-func heldUntilElected(t *testing.T, r *electionRaft, d *Dispatcher) {
+// TestStatusReportWaitsOutElection: so do a worker's status reports,
+// whose retries otherwise back off to seconds through the election.
+func TestStatusReportWaitsOutElection(t *testing.T) {
+	st := state.New()
+	r := newElectionRaft(st)
+	d := &Dispatcher{Store: st, Raft: r}
+	heldUntilElected(t, r, func(ctx context.Context) error {
+		_, err := d.UpdateTaskStatus(ctx, &swarmpb.UpdateTaskStatusRequest{})
+		return err
+	})
+}
+
+func heldUntilElected(t *testing.T, r *electionRaft, call func(context.Context) error) {
 	type answer struct {
 		err    error
 		leader string // known to the follower when it answered
@@ -88,7 +104,7 @@ func heldUntilElected(t *testing.T, r *electionRaft, d *Dispatcher) {
 	go func() {
 		ctx, cancel := context.WithTimeout(nodeCtx("n1"), 10*time.Second)
 		defer cancel()
-		_, err := d.Heartbeat(ctx, &swarmpb.HeartbeatRequest{})
+		err := call(ctx)
 		_, addr := r.Leader()
 		got <- answer{err, addr}
 	}()

@@ -133,19 +133,20 @@ type leadershipNotifier interface {
 	LeaderSilent() bool
 }
 
-// awaitLeader holds a heartbeat that reached a manager without an active
-// dispatcher while an election is under way: no leader is known, the one
-// known has gone silent (dead, most likely: naming it would send the node
-// back to it), or this manager was just elected and its term has not
-// started. It returns once
-// a leader is known elsewhere or this dispatcher is active, at leaderWait,
-// or halfway to the call's deadline, whichever comes first; the caller
-// then answers as before (the leader's address as a hint).
+// awaitLeader holds a heartbeat, a task session or a status report that
+// reached a manager without an active dispatcher while an election is
+// under way: no leader is known, the one known has gone silent (dead, most
+// likely: naming it would send the node back to it), or this manager was
+// just elected and its term has not started. It returns once a leader is
+// known elsewhere or this dispatcher is active, at leaderWait, or halfway
+// to the call's deadline, whichever comes first; the caller then answers
+// as before (the leader's address as a hint).
 //
 // Without it every node retried with growing backoff through the election
 // and found the new leader up to a backoff later (1.6 s at 1,000 nodes,
-// when the election itself took 1.3 s), each retry another call, and
-// after a leader's death that was every node of the cluster.
+// when the election itself took 1.3 s; 3 s and more for the workers'
+// status reports, whose backoff grows to 5 s), each retry another call,
+// and after a leader's death that was every node of the cluster.
 func (d *Dispatcher) awaitLeader(ctx context.Context) {
 	ln, ok := d.Raft.(leadershipNotifier)
 	if !ok {
