@@ -37,8 +37,14 @@ func init() {
 	}
 }
 
-// managerdArgs are the extra managerd arguments for the failover timing.
-func managerdArgs() []string { return []string{"--log-level", *managerLogLevel} }
+// managerdArgs are the extra managerd arguments: the log level for the
+// failover timing, and the userspace mesh, since the processes are
+// SIGKILLed (the failover, the end of the run) and a kernel-path mesh
+// would leave its nftables table behind each time (no ports are published
+// here, so the path does not change the figures).
+func managerdArgs() []string {
+	return []string{"--log-level", *managerLogLevel, "--mesh-path", "userspace"}
+}
 
 // profileDaemon makes the daemon named name a re-exec of this binary
 // profiling on signals, when -daemon-profile is set.
