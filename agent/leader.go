@@ -24,7 +24,9 @@ type leaderTracker struct {
 	mu       sync.Mutex
 	managers []string
 	addr     string
-	changed  chan struct{} // closed when addr is set to another leader
+	// guessed: addr was picked by failed, not confirmed by set since.
+	guessed bool
+	changed chan struct{} // closed when a leader is set: another, or addr confirmed after failed
 }
 
 func newLeaderTracker(conns ConnSource, recorder ManagerRecorder, managers []string) *leaderTracker {
@@ -54,8 +56,11 @@ func (l *leaderTracker) set(addr string) {
 	if !slices.Contains(l.managers, addr) {
 		l.managers = append(l.managers, addr)
 	}
-	if addr != l.addr {
-		l.addr = addr
+	// Confirming a guess wakes the loops waiting out a backoff too (task
+	// session, endpoints): after a leader's death the heartbeats may find
+	// the new leader at the very address failed moved on to.
+	if addr != l.addr || l.guessed {
+		l.addr, l.guessed = addr, false
 		close(l.changed)
 		l.changed = make(chan struct{})
 	}
@@ -70,6 +75,7 @@ func (l *leaderTracker) failed(addr string) {
 	}
 	i := slices.Index(l.managers, addr)
 	l.addr = l.managers[(i+1)%len(l.managers)]
+	l.guessed = true
 }
 
 // setManagers takes in the cluster's manager list (leader first), from a

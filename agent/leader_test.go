@@ -54,3 +54,29 @@ func TestLeaderTrackerRecordsAndRotates(t *testing.T) {
 		t.Fatal("conn without a connection source succeeded")
 	}
 }
+
+// After a leader's death the heartbeats may find the new leader at the
+// very address failed moved on to: confirming that guess wakes the loops
+// waiting out a backoff on the change channel (task session, endpoints),
+// which otherwise slept up to 2 s more; confirming it again does not.
+func TestLeaderTrackerConfirmedGuessSignals(t *testing.T) {
+	l := newLeaderTracker(nil, nil, []string{"m1", "m2"})
+	l.failed("m1") // the leader died: try m2
+	addr, changed := l.get()
+	if addr != "m2" {
+		t.Fatalf("leader = %q after m1 failed, want m2", addr)
+	}
+	l.set("m2") // m2 answered as the leader
+	select {
+	case <-changed:
+	default:
+		t.Fatal("confirming the guessed leader did not signal the change")
+	}
+	_, changed = l.get()
+	l.set("m2") // the next heartbeat: nothing new
+	select {
+	case <-changed:
+		t.Fatal("a leader confirmed again signalled a change")
+	default:
+	}
+}

@@ -53,9 +53,8 @@ func (ta *taskAgent) runMesh(ctx context.Context) {
 			continue
 		}
 		ta.log.Debug("endpoint stream ended; reconnecting", "manager", addr, "err", err)
-		if !backoff.Wait(ctx) {
-			return
-		}
+		_, moved := ta.leader.get() // a new leader found cuts the wait short
+		retry.SleepOrWake(ctx, backoff.Next(), moved)
 	}
 }
 

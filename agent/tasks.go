@@ -312,9 +312,11 @@ func (ta *taskAgent) runSessions(ctx context.Context) {
 		}
 		in := backoff.Next()
 		ta.sessionDown.fail("manager", addr, "err", err, "retry_in", in)
-		if !retry.Sleep(ctx, in) {
-			return
-		}
+		// The heartbeats finding the leader cut the wait short: after a
+		// leader's death the session is back as soon as they reach the new
+		// one, not a backoff (up to 2 s) later.
+		_, moved := ta.leader.get()
+		retry.SleepOrWake(ctx, in, moved)
 	}
 }
 

@@ -282,6 +282,7 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 	}
 	s, _ := d.term()
 	if s == nil {
+		d.awaitLeader(ctx) // during an election: answer with the new leader
 		return d.notLeader(ctx)
 	}
 	sess, full := s.register(id.NodeID)
@@ -388,6 +389,11 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 	}
 	s, _ := d.term()
 	if s == nil {
+		// During an election, hold the report until the new leader is
+		// known (awaitLeader): refused at once, the worker's retries back
+		// off (100 ms doubling to 5 s) through the election and land
+		// seconds after it.
+		d.awaitLeader(ctx)
 		return nil, d.notLeader(ctx)
 	}
 	for _, u := range req.GetUpdates() {

@@ -120,7 +120,7 @@ func New(cfg Config) (*Manager, error) {
 	healthpb.RegisterHealthServer(m.grpc, m.health)
 
 	gl := newConnListener(ln.Addr())
-	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, authz: m.authz, log: log}
+	mx := &mux{ln: ln, tlsCfg: cfg.Creds.ServerTLSConfig(), raft: m.stream, grpc: gl, authz: m.authz, log: log, limits: defaultHandshakeLimits()}
 	actx, acancel := context.WithCancel(context.Background())
 	m.wg.Add(6)
 	go func() { defer m.wg.Done(); m.reportHealth() }()

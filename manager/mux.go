@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/api"
@@ -28,6 +32,7 @@ type mux struct {
 	grpc   *connListener
 	authz  *api.Authorizer
 	log    *slog.Logger
+	limits *handshakeLimits // nil: handshakes unlimited
 }
 
 // serve accepts connections until the listener fails for good. A
@@ -61,14 +66,12 @@ func (m *mux) serve() {
 }
 
 func (m *mux) route(c net.Conn) {
-	tc := tls.Server(c, m.tlsCfg)
-	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := tc.Handshake(); err != nil {
+	tc, err := m.handshake(c)
+	if err != nil {
 		m.log.Debug("tls handshake failed", "remote", c.RemoteAddr(), "err", err)
 		c.Close()
 		return
 	}
-	_ = tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	if st.NegotiatedProtocol == ca.ALPNRaft {
 		if len(st.VerifiedChains) == 0 {
@@ -96,6 +99,108 @@ func (m *mux) route(c net.Conn) {
 		return
 	}
 	m.grpc.push(tc)
+}
+
+// handshakeTimeout bounds a TLS handshake, the wait for a slot included.
+const handshakeTimeout = 10 * time.Second
+
+// handshakeLimits bounds the TLS handshakes in progress at once on a
+// manager's port, separately for Raft and for everything else (agents,
+// clients, joins).
+//
+// Without it a storm of agent handshakes starves the Raft ones: when a
+// leader dies, every node of the cluster (1,000 in the scale bench)
+// reconnects to the surviving managers at once, and each server handshake
+// (key exchange, signature, client chain verification) costs a few
+// milliseconds of CPU. Go runs them all at once, so the one handshake of a
+// Raft vote request gets a thousandth of the CPU and the election waits
+// for the storm to pass (measured: several seconds, BENCHMARKS.md section
+// 14). With the limit, agents queue before the costly part of their
+// handshake (the ClientHello is read, nothing computed) and a Raft
+// handshake only competes with a few of them. Raft handshakes have a
+// limit of their own, so a client that merely offers the Raft protocol
+// gains nothing over an agent beyond that small separate queue.
+type handshakeLimits struct {
+	raft  chan struct{}
+	other chan struct{}
+	// waiting counts the handshakes queued for a slot (for tests).
+	waiting atomic.Int64
+}
+
+// newHandshakeLimits allows other non-Raft handshakes at once and raft
+// Raft ones.
+func newHandshakeLimits(other, raft int) *handshakeLimits {
+	return &handshakeLimits{raft: make(chan struct{}, raft), other: make(chan struct{}, other)}
+}
+
+// defaultHandshakeLimits: a slot is held for the whole handshake, most of
+// which is spent waiting for the client's second flight (its own key
+// exchange, verification and signature: milliseconds on a loaded client
+// host), so the limit is well above the cores. 8 slots on 2 cores held a
+// storm of 1,000 agent handshakes to about 8 per client round trip and
+// delayed the nodes' return to a new leader by seconds; 32 per core
+// still keeps the runnable handshakes to a few dozen rather than
+// thousands.
+func defaultHandshakeLimits() *handshakeLimits {
+	return newHandshakeLimits(max(64, 32*runtime.GOMAXPROCS(0)), 16)
+}
+
+// acquire takes a slot for a handshake offering protos, waiting until one
+// frees or ctx ends; it returns the function that gives the slot back.
+func (l *handshakeLimits) acquire(ctx context.Context, protos []string) (func(), error) {
+	sem := l.other
+	if slices.Contains(protos, ca.ALPNRaft) {
+		sem = l.raft
+	}
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	default:
+	}
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no TLS handshake slot free within %v (a reconnection storm?): %w", handshakeTimeout, ctx.Err())
+	}
+}
+
+// handshake runs the server side of c's TLS handshake, within the mux's
+// handshake limits (none when m.limits is nil).
+func (m *mux) handshake(c net.Conn) (*tls.Conn, error) {
+	cfg := m.tlsCfg
+	release := func() {}
+	if m.limits != nil {
+		// The slot is taken once the ClientHello names the protocol, and
+		// given back when the handshake ends, whatever its outcome.
+		// GetConfigForClient runs on this goroutine, inside HandshakeContext.
+		cfg = m.tlsCfg.Clone()
+		inner := cfg.GetConfigForClient
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			r, err := m.limits.acquire(hello.Context(), hello.SupportedProtos)
+			if err != nil {
+				return nil, err
+			}
+			release = r
+			if inner != nil {
+				return inner(hello)
+			}
+			return nil, nil
+		}
+	}
+	tc := tls.Server(c, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	err := tc.HandshakeContext(ctx)
+	release()
+	if err != nil {
+		return nil, err
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // heldConn releases its authorizer hold when the Raft transport closes it.

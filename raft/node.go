@@ -465,6 +465,17 @@ func (n *Node) LeaderTerm() (uint64, <-chan struct{}) {
 	return n.term, n.changed
 }
 
+// LeaderSilent reports whether this follower has heard nothing from the
+// leader it knows for half a heartbeat timeout: the leader is likely gone,
+// and an election about to start, although Leader still names it (it does
+// until this node's own heartbeat timeout fires). False on the leader.
+func (n *Node) LeaderSilent() bool {
+	if n.raft.State() == hraft.Leader {
+		return false
+	}
+	return time.Since(n.raft.LastContact()) > n.cfg.timings().HeartbeatTimeout/2
+}
+
 // IsLeader reports whether this node is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == hraft.Leader }
 

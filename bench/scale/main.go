@@ -27,7 +27,8 @@
 // and, with -failover, a second create of the same size during which the
 // leader is stopped (a managerd process: SIGKILL; in-process: Stop) once
 // half the containers run on the engines: the time until a new leader is
-// elected, until it makes progress (the store shows more tasks RUNNING
+// elected (with -daemons, from the new leader's log: see failover.go),
+// until it makes progress (the store shows more tasks RUNNING
 // than the engines ran at the stop), and until all run. The stopped
 // manager is then started again on its state.
 //
@@ -433,6 +434,11 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	}
 	old, _ := b.t.leader()
 	fmt.Printf("%s: %d of %d running after %v: stopping the leader %s\n", name, len(seen), n, time.Since(start).Round(time.Millisecond), old)
+	pr, daemons := b.t.(*procs)
+	if daemons {
+		pr.signalSurvivors(syscall.SIGUSR1) // the survivors' profiles cover the failover
+		defer pr.signalSurvivors(syscall.SIGUSR2)
+	}
 	killed := time.Now()
 	old, restart, err := b.t.stopLeader(ctx)
 	if err != nil {
@@ -440,15 +446,23 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	}
 	var nl string
 	for {
-		if l, _ := b.t.leader(); l != "" && l != old {
-			nl = l
+		// With -daemons, the new leader's log says when it took office
+		// (Info over a loaded manager's socket answers seconds late).
+		if daemons {
+			if who, at, ok := pr.electedAt(killed); ok {
+				nl, r.elected = who, at.Sub(killed)
+				fmt.Printf("%s: %s's log: leadership acquired %v after the kill (seen %v after it)\n", name, who, r.elected.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+				pr.printFailoverLog(killed, at)
+				break
+			}
+		} else if l, _ := b.t.leader(); l != "" && l != old {
+			nl, r.elected = l, time.Since(killed)
 			break
 		}
-		if !retry.Sleep(ctx, time.Millisecond) {
+		if !retry.Sleep(ctx, 10*time.Millisecond) {
 			return r, fmt.Errorf("no new leader: %w", ctx.Err())
 		}
 	}
-	r.elected = time.Since(killed)
 	w := b.t.watch(name)
 	defer w.Close()
 	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
@@ -465,6 +479,9 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 		r.progress = at.Sub(killed)
 	}
 	at, err := running(ctx)
+	if daemons {
+		pr.signalSurvivors(syscall.SIGUSR2) // profiles written while the processes run
+	}
 	stop()
 	if err != nil {
 		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl, brief(w.Tally()), err)

@@ -120,7 +120,7 @@ func startProcs(binDir string, managers int, heartbeat, poll time.Duration) (*pr
 	}
 	p := &procs{env: env, poll: poll}
 	for i := 1; i <= managers; i++ {
-		args := []string{"--engine", "fake", "--data-port", "0"}
+		args := append([]string{"--engine", "fake", "--data-port", "0"}, managerdArgs()...)
 		if heartbeat > 0 {
 			args = append(args, "--heartbeat-period", heartbeat.String())
 		}
@@ -131,6 +131,7 @@ func startProcs(binDir string, managers int, heartbeat, poll time.Duration) (*pr
 		}
 		d := env.Daemon(fmt.Sprintf("m%d", i), addr, args...)
 		d.MaxRecvMsgSize = 1 << 30
+		d.Binary, d.Env = profileDaemon(d.Name)
 		if err := d.Start(); err != nil {
 			p.close()
 			return nil, "", err
