@@ -46,6 +46,9 @@ type fakeDaemon struct {
 	logs []*swarmpb.ServiceLogsMessage
 
 	taskCalls int
+	// conflicts makes the next UpdateService calls fail as a service
+	// changed since it was read (and changes it).
+	conflicts int
 }
 
 func (d *fakeDaemon) record(method string, req proto.Message) error {
@@ -172,6 +175,11 @@ func (d *fakeDaemon) UpdateService(_ context.Context, r *swarmpb.UpdateServiceRe
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.conflicts > 0 {
+		d.conflicts--
+		d.created.Meta.Version++
+		return nil, status.Errorf(codes.Aborted, "service %s changed since it was read; try again", d.created.GetSpec().GetName())
+	}
 	return &swarmpb.UpdateServiceResponse{Service: d.created}, nil
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftswarm/raftswarm/internal/listing"
@@ -154,13 +157,27 @@ func (a *app) getService(ctl swarmpb.ControlClient, ref string) (*swarmpb.Servic
 	return resp.GetService(), nil
 }
 
+// errServiceChanged marks an update refused because the service changed
+// since the version it names was read.
+var errServiceChanged = errors.New("service changed since it was read")
+
+// changedError is the managers' own message for errServiceChanged.
+type changedError struct{ error }
+
+func (changedError) Is(target error) bool { return target == errServiceChanged }
+
 func (a *app) updateService(ctl swarmpb.ControlClient, req *swarmpb.UpdateServiceRequest) (*swarmpb.Service, error) {
 	var resp *swarmpb.UpdateServiceResponse
+	var code codes.Code
 	err := a.call(0, func(ctx context.Context) (err error) {
 		resp, err = ctl.UpdateService(ctx, req)
+		code = status.Code(err)
 		return err
 	})
 	if err != nil {
+		if code == codes.Aborted {
+			return nil, changedError{err}
+		}
 		return nil, err
 	}
 	return resp.GetService(), nil

@@ -207,3 +207,30 @@ func TestServiceUpdateSpec(t *testing.T) {
 		t.Fatalf("rollback request %v", last)
 	}
 }
+
+// TestServiceUpdateRereadsAChangedService: an update that meets a service
+// changed since it was read (the managers record a rolling update's
+// progress on it) is made again on a fresh read, a bounded number of times.
+func TestServiceUpdateRereadsAChangedService(t *testing.T) {
+	d := &fakeDaemon{conflicts: 2, created: &swarmpb.Service{
+		Id: "svcid0123456789", Meta: &swarmpb.Meta{Version: 42}, SpecVersion: 3,
+		Spec: &swarmpb.ServiceSpec{Name: "web", Container: &swarmpb.ContainerSpec{Image: "nginx:1"}, Replicas: 2},
+	}}
+	host := startFake(t, d)
+	expectOK(t, runCLI(host, "service", "update", "-d", "--replicas", "5", "web"))
+	reqs := d.callsTo("UpdateService")
+	if len(reqs) != 3 {
+		t.Fatalf("%d update calls, want 3 (two refused as changed, then one made on a fresh read)", len(reqs))
+	}
+	if last := reqs[2].(*swarmpb.UpdateServiceRequest); last.GetVersion() != 44 || last.GetSpec().GetReplicas() != 5 {
+		t.Fatalf("last update: version %d, replicas %d; want 44 and 5", last.GetVersion(), last.GetSpec().GetReplicas())
+	}
+
+	d.mu.Lock()
+	d.conflicts = 100
+	d.mu.Unlock()
+	expectError(t, runCLI(host, "service", "update", "-d", "--replicas", "6", "web"), "service web changed since it was read; try again")
+	if n := len(d.callsTo("UpdateService")) - 3; n != serviceUpdateAttempts {
+		t.Fatalf("%d attempts on a service that keeps changing, want %d", n, serviceUpdateAttempts)
+	}
+}

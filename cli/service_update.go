@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -219,36 +220,27 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := a.getService(ctl, args[0])
-			if err != nil {
-				return err
-			}
-			req := &swarmpb.UpdateServiceRequest{
-				Service:  s.GetId(),
-				Version:  s.GetMeta().GetVersion(),
-				Force:    o.force,
-				Rollback: o.rollback,
-			}
-			if !o.rollback {
-				spec := proto.Clone(s.GetSpec()).(*swarmpb.ServiceSpec)
-				if spec == nil {
-					spec = &swarmpb.ServiceSpec{}
-				}
-				if err := o.modify(spec, fs); err != nil {
+			// The flags are changes to whatever the service is now: when
+			// it changed between the read and the write (the managers
+			// record a rolling update's progress on it, too), read it
+			// again and apply them again, a few times.
+			var s *swarmpb.Service
+			for attempt := 1; ; attempt++ {
+				s, err = a.getService(ctl, args[0])
+				if err != nil {
 					return err
 				}
-				if err := a.modifyNetworks(ctl, s, spec, o.networkAdd, o.networkRm); err != nil {
+				req, err := o.updateRequest(a, ctl, s, fs)
+				if err != nil {
 					return err
 				}
-				// The managers' rules (the replica cap aside, which only
-				// they know), so that an update they would refuse is not sent.
-				if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
+				_, err = a.updateService(ctl, req)
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, errServiceChanged) || attempt == serviceUpdateAttempts {
 					return err
 				}
-				req.Spec = spec
-			}
-			if _, err := a.updateService(ctl, req); err != nil {
-				return err
 			}
 			fmt.Fprintln(a.stdout, args[0])
 			if o.detach {
@@ -259,6 +251,40 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 	}
 	o.register(cmd.Flags())
 	return cmd
+}
+
+// serviceUpdateAttempts bounds the reads and writes of one service update
+// that keep meeting a service changed in between.
+const serviceUpdateAttempts = 5
+
+// updateRequest is the update o's flags make to s as it is now.
+func (o *updateOnlyFlags) updateRequest(a *app, ctl swarmpb.ControlClient, s *swarmpb.Service, fs *pflag.FlagSet) (*swarmpb.UpdateServiceRequest, error) {
+	req := &swarmpb.UpdateServiceRequest{
+		Service:  s.GetId(),
+		Version:  s.GetMeta().GetVersion(),
+		Force:    o.force,
+		Rollback: o.rollback,
+	}
+	if o.rollback {
+		return req, nil
+	}
+	spec := proto.Clone(s.GetSpec()).(*swarmpb.ServiceSpec)
+	if spec == nil {
+		spec = &swarmpb.ServiceSpec{}
+	}
+	if err := o.modify(spec, fs); err != nil {
+		return nil, err
+	}
+	if err := a.modifyNetworks(ctl, s, spec, o.networkAdd, o.networkRm); err != nil {
+		return nil, err
+	}
+	// The managers' rules (the replica cap aside, which only they know),
+	// so that an update they would refuse is not sent.
+	if err := specrules.ValidateServiceSpec(spec, 0); err != nil {
+		return nil, err
+	}
+	req.Spec = spec
+	return req, nil
 }
 
 // modifyNetworks applies --network-rm, then --network-add, to spec (a copy
