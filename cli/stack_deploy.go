@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"google.golang.org/grpc/codes"
 	"slices"
 	"sort"
 	"time"
@@ -388,11 +389,28 @@ func (d *deployer) services() error {
 			continue
 		}
 		fmt.Fprintf(d.a.stdout, "Updating service %s (id: %s)\n", escapeText(s.Name()), escapeText(cur.GetId()))
-		if err := d.a.stackCall(func(ctx context.Context) error {
-			_, err := d.ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cur.GetId(), Version: cur.GetMeta().GetVersion(), Spec: spec})
-			return err
-		}); err != nil {
-			return fmt.Errorf("cannot update service %s: %v", s.Name(), err)
+		// The file's spec replaces whatever is stored; when the service
+		// changed between the read and the write (the managers record a
+		// rolling update's progress on it), read its version again.
+		version := cur.GetMeta().GetVersion()
+		for attempt := 1; ; attempt++ {
+			err := d.a.stackCall(func(ctx context.Context) error {
+				_, err := d.ctl.UpdateService(ctx, &swarmpb.UpdateServiceRequest{Service: cur.GetId(), Version: version, Spec: spec})
+				return err
+			})
+			if err == nil {
+				break
+			}
+			if !stackHasCode(err, codes.Aborted) || attempt == serviceUpdateAttempts {
+				return fmt.Errorf("cannot update service %s: %v", s.Name(), err)
+			}
+			if err := d.a.stackCall(func(ctx context.Context) error {
+				resp, err := d.ctl.GetService(ctx, &swarmpb.GetServiceRequest{Service: cur.GetId()})
+				version = resp.GetService().GetMeta().GetVersion()
+				return err
+			}); err != nil {
+				return fmt.Errorf("cannot update service %s: %v", s.Name(), err)
+			}
 		}
 		d.changed = append(d.changed, changedService{id: cur.GetId(), name: s.Name(), once: once})
 	}

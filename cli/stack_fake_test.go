@@ -38,6 +38,9 @@ type stackFake struct {
 	// volumesRemoved records RemoveVolumes' names.
 	volumesRemoved []string
 	engineHost     string
+	// conflicts makes the next UpdateService calls find the service
+	// changed since it was read (and change it).
+	conflicts int
 }
 
 func newStackFake() *stackFake {
@@ -336,6 +339,10 @@ func (f *stackFake) UpdateService(_ context.Context, r *swarmpb.UpdateServiceReq
 		return nil, status.Errorf(codes.NotFound, "service %s not found", r.GetService())
 	}
 	f.record("UpdateService", s.Spec.Name)
+	if f.conflicts > 0 {
+		f.conflicts--
+		s.Meta = &swarmpb.Meta{Version: s.GetMeta().GetVersion() + 1}
+	}
 	if r.GetVersion() != s.GetMeta().GetVersion() {
 		return nil, status.Errorf(codes.Aborted, "update out of sequence")
 	}

@@ -153,6 +153,22 @@ func TestStackRedeployChangesOnlyWhatChanged(t *testing.T) {
 		t.Errorf("env = %v", env)
 	}
 
+	// The service changes between the read and the write (the managers
+	// record an update's progress on it): the update is made again on its
+	// new version.
+	first = len(f.writes())
+	f.mu.Lock()
+	f.conflicts = 2
+	f.mu.Unlock()
+	t.Setenv("GREETING", "hola")
+	expectOK(t, runCLI(host, "stack", "deploy", "-c", file, "st"))
+	if got, want := f.writes()[first:], []string{"UpdateService st_web", "UpdateService st_web", "UpdateService st_web"}; !slices.Equal(got, want) {
+		t.Fatalf("writes = %q, want %q", got, want)
+	}
+	if env := f.services["st_web"].GetSpec().GetContainer().GetEnv(); !slices.Contains(env, "GREETING=hola") {
+		t.Errorf("env = %v", env)
+	}
+
 	// The secret's file changes: the secret is updated (the managers roll
 	// its services), no service spec changes.
 	first = len(f.writes())
