@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -166,6 +167,10 @@ func (c *cluster) start(d *daemon) {
 		"--heartbeat-period", "250ms", "--log-level", "debug"}, d.extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, d.binary), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// stop is a clean shutdown (SIGTERM), so that the daemon removes what
+	// it set up on the host (its routing-mesh nftables table above all);
+	// one that does not exit within WaitDelay is killed.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -212,7 +217,7 @@ func (d *daemon) stop() {
 	if d.cmd == nil {
 		return
 	}
-	d.cancel() // CommandContext kills the process
+	d.cancel() // SIGTERM (cmd.Cancel), SIGKILL after WaitDelay
 	select {
 	case <-d.exited:
 	case <-time.After(10 * time.Second):

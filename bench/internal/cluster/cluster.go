@@ -228,9 +228,17 @@ func (e *Env) Close() {
 	e.mu.Lock()
 	ds := e.daemons
 	e.mu.Unlock()
+	// A clean shutdown, so that each daemon removes its routing-mesh
+	// nftables table; killed only if it does not exit in time.
+	var wg sync.WaitGroup
 	for _, d := range ds {
-		d.Kill()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.Terminate(10 * time.Second)
+		}()
 	}
+	wg.Wait()
 	os.RemoveAll(e.Dir)
 }
 
