@@ -52,6 +52,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/bench/internal/cluster"
 	"github.com/raftswarm/raftswarm/bench/internal/daemonprof"
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 	"github.com/raftswarm/raftswarm/netplane"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -148,7 +149,7 @@ func run(b *bench) error {
 		}
 		want[s] = true
 	}
-	fmt.Printf("load average at start: %s (nproc 2)\n", loadAvg())
+	fmt.Printf("load average at start: %s (nproc 2)\n", proccpu.LoadAvg())
 	if err := b.buildImages(); err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func run(b *bench) error {
 			return fmt.Errorf("propagation: %w", err)
 		}
 	}
-	fmt.Printf("\nload average at end: %s\n", loadAvg())
+	fmt.Printf("\nload average at end: %s\n", proccpu.LoadAvg())
 	return nil
 }
 
@@ -549,18 +550,6 @@ func listIDs(key string, vals []string, args ...string) []string {
 		ids = append(ids, strings.Fields(string(out))...)
 	}
 	return ids
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // addKernelDNAT installs the kernel-dnat experiment: TCP from m1's bridge to

@@ -112,7 +112,7 @@ func (b *bench) overhead(s *setupState) error {
 			}
 			k := key{c, mode}
 			keys = append(keys, k)
-			fmt.Printf("\n-- %s, %d workers, %v per run (+%v warm-up), load avg %s\n", mode, c, *duration, *warmup, loadAvg())
+			fmt.Printf("\n-- %s, %d workers, %v per run (+%v warm-up), load avg %s\n", mode, c, *duration, *warmup, proccpu.LoadAvg())
 			fmt.Printf("%-4s %-12s %9s %8s %8s %8s %8s %7s | CPU per request (µs): %s\n", "run", "target", "req/s", "p50", "p90", "p99", "max", "errors", strings.Join(cpuCols, " "))
 			if *daemonProf != "" {
 				b.signalDaemons(syscall.SIGUSR1)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -141,7 +142,7 @@ type moveResult struct {
 }
 
 func (b *bench) propagation(s *setupState) error {
-	fmt.Printf("\n== propagation: probes every %v on both nodes' clients (new connection and lookup per probe), load avg %s\n", *period, loadAvg())
+	fmt.Printf("\n== propagation: probes every %v on both nodes' clients (new connection and lookup per probe), load avg %s\n", *period, proccpu.LoadAvg())
 	var mv []moveResult
 	for i := 0; i < *moves; i++ {
 		r, err := b.move(s)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
@@ -116,7 +117,7 @@ func (b *bench) overhead() error {
 			}
 			k := key{c, mode}
 			keys = append(keys, k)
-			fmt.Printf("\n-- %s, %d workers, %v per run (+%v warm-up), load avg %s\n", mode, c, *duration, *warmup, loadAvg())
+			fmt.Printf("\n-- %s, %d workers, %v per run (+%v warm-up), load avg %s\n", mode, c, *duration, *warmup, proccpu.LoadAvg())
 			fmt.Printf("%-4s %-12s %9s %8s %8s %8s %8s %7s | CPU per request (µs): %s\n", "run", "target", "req/s", "p50", "p90", "p99", "max", "errors", strings.Join(cpuCols, " "))
 			if *daemonProf != "" {
 				b.signalDaemons(syscall.SIGUSR1)
@@ -256,18 +257,6 @@ func median(rs []runStat) runStat {
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
 
 // removeService removes a service and waits (bounded) until its
 // containers are gone.

@@ -66,6 +66,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 	"github.com/raftswarm/raftswarm/internal/retry"
 	"github.com/raftswarm/raftswarm/internal/testcluster"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -126,7 +127,7 @@ func main() {
 		if err != nil {
 			fatalf("start the managerd processes: %v", err)
 		}
-		fmt.Printf("managers: %d managerd processes up and drained after %v; load %s\n", *managers, time.Since(t0).Round(time.Millisecond), loadavg())
+		fmt.Printf("managers: %d managerd processes up and drained after %v; load %s\n", *managers, time.Since(t0).Round(time.Millisecond), proccpu.LoadAvg())
 		t0 = time.Now()
 		opts.External = p.joinTarget(token)
 		c, err := testcluster.Start(opts)
@@ -157,7 +158,7 @@ func main() {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; t.close(); os.Exit(130) }()
 	fmt.Printf("cluster: %d managers + %d workers Ready after %v (%s); load %s\n",
-		*managers, *workers, time.Since(t0).Round(time.Millisecond), mode(*daemons, *noSync), loadavg())
+		*managers, *workers, time.Since(t0).Round(time.Millisecond), mode(*daemons, *noSync), proccpu.LoadAvg())
 	mem.reset()
 	cpu.reset()
 	self := &cpuMeter{pid: os.Getpid}
@@ -232,7 +233,7 @@ func joinReporter(every int, t0 time.Time) func(int) {
 		mu.Lock()
 		defer mu.Unlock()
 		now := time.Now()
-		fmt.Printf("  joined %5d: last %d in %v (%.1f/s); load %s\n", n, every, now.Sub(last).Round(time.Millisecond), float64(every)/now.Sub(last).Seconds(), loadavg())
+		fmt.Printf("  joined %5d: last %d in %v (%.1f/s); load %s\n", n, every, now.Sub(last).Round(time.Millisecond), float64(every)/now.Sub(last).Seconds(), proccpu.LoadAvg())
 		last = now
 	}
 }
@@ -352,7 +353,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		return r, fmt.Errorf("waiting for %d running (%s): %w", n, brief(w.Tally()), err)
 	}
 	r.create = at.Sub(start)
-	fmt.Printf("%s: %d tasks created -> RUNNING in %v (%.0f tasks/s); load %s\n", name, n, r.create.Round(time.Millisecond), float64(n)/r.create.Seconds(), loadavg())
+	fmt.Printf("%s: %d tasks created -> RUNNING in %v (%.0f tasks/s); load %s\n", name, n, r.create.Round(time.Millisecond), float64(n)/r.create.Seconds(), proccpu.LoadAvg())
 	if err := b.check(ctx, w, n, ""); err != nil {
 		return r, fmt.Errorf("after the create: %w", err)
 	}
@@ -373,7 +374,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 			return r, fmt.Errorf("rolling update: %w", err)
 		}
 		r.update = at.Sub(start)
-		fmt.Printf("%s: rolling update of %d in %v; load %s\n", name, n, r.update.Round(time.Millisecond), loadavg())
+		fmt.Printf("%s: rolling update of %d in %v; load %s\n", name, n, r.update.Round(time.Millisecond), proccpu.LoadAvg())
 		if err := b.check(ctx, w, n, "raftswarm/demo:v2"); err != nil {
 			return r, fmt.Errorf("after the update: %w", err)
 		}
@@ -387,7 +388,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		return r, err
 	}
 	r.down = down
-	fmt.Printf("%s: scale to 0 in %v; load %s\n", name, down.Round(time.Millisecond), loadavg())
+	fmt.Printf("%s: scale to 0 in %v; load %s\n", name, down.Round(time.Millisecond), proccpu.LoadAvg())
 	p := b.mem.peak()
 	r.rss, r.heap = p.rss, p.heap
 	r.cpu, r.self = b.cpu.cores(), b.self.cores()
@@ -489,7 +490,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	r.create = at.Sub(start)
 	r.served = at.Sub(killed)
 	fmt.Printf("%s: new leader %s elected %v after the stop, progress after %v, all %d RUNNING %v after the create (%v after the stop); load %s\n",
-		name, nl, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), loadavg())
+		name, nl, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), proccpu.LoadAvg())
 	if err := b.check(ctx, w, n, ""); err != nil {
 		return r, fmt.Errorf("after the failover: %w", err)
 	}
@@ -717,16 +718,4 @@ func drainManagers(c *testcluster.Cluster) error {
 		}
 	}
 	return nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -64,3 +64,18 @@ func MachineBusy() time.Duration {
 	}
 	return time.Duration(busy) * time.Second / clkTck
 }
+
+// LoadAvg is the machine's 1, 5 and 15-minute load averages as
+// /proc/loadavg gives them ("?" when it cannot be read), for the record of
+// a shared machine beside each figure.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
