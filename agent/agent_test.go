@@ -39,6 +39,32 @@ type insecureConns struct {
 	conns map[string]*grpc.ClientConn
 }
 
+// listenLoopback is a listener on a free loopback port.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// serveDispatcher serves d on ln until the test ends and returns the
+// connections an agent reaches it with (closed at the end too, after the
+// test's own deferred calls and later cleanups have stopped its agent).
+func serveDispatcher(t *testing.T, ln net.Listener, d swarmpb.DispatcherServer) *insecureConns {
+	t.Helper()
+	srv := grpc.NewServer()
+	swarmpb.RegisterDispatcherServer(srv, d)
+	go func() { _ = srv.Serve(ln) }()
+	conns := &insecureConns{conns: map[string]*grpc.ClientConn{}}
+	t.Cleanup(func() {
+		conns.close()
+		srv.Stop()
+	})
+	return conns
+}
+
 func (c *insecureConns) Conn(addr string) (*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -88,17 +114,9 @@ func (r *blockingRoles) ReconcileRole(ctx context.Context, a Assignment) {
 }
 
 func TestHeartbeatsContinueDuringRoleChange(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	d := &fakeDispatcher{addr: ln.Addr().String()}
-	srv := grpc.NewServer()
-	swarmpb.RegisterDispatcherServer(srv, d)
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Stop()
-	conns := &insecureConns{conns: map[string]*grpc.ClientConn{}}
-	defer conns.close()
+	conns := serveDispatcher(t, ln, d)
 
 	roles := &blockingRoles{entered: make(chan Assignment, 1), release: make(chan struct{})}
 	a := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Hostname: "h1", IngressAddr: "127.0.0.1",

@@ -3,14 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"google.golang.org/grpc"
 )
 
 // TestDescCache: a description goes out until a leader confirms it, is
@@ -93,17 +91,9 @@ func (d *descDispatcher) since(i int) []bool {
 // first stores its description (later heartbeats leave it out), then
 // refuses it (every heartbeat carries it again).
 func TestHeartbeatsOmitStoredDescription(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	d := &descDispatcher{addr: ln.Addr().String(), current: true}
-	srv := grpc.NewServer()
-	swarmpb.RegisterDispatcherServer(srv, d)
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Stop()
-	conns := &insecureConns{conns: map[string]*grpc.ClientConn{}}
-	defer conns.close()
+	conns := serveDispatcher(t, ln, d)
 	a := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Hostname: "h1", IngressAddr: "127.0.0.1",
 		Managers: []string{d.addr}, Conns: conns, Roles: &blockingRoles{entered: make(chan Assignment, 1), release: make(chan struct{})}})
 	ctx, cancel := context.WithCancel(context.Background())

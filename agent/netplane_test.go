@@ -89,16 +89,10 @@ func (d *netDispatcher) state(taskID string) *swarmpb.TaskStatus {
 // ends.
 func runAgent(t *testing.T, d *netDispatcher, cfg Config) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	d.addr = ln.Addr().String()
 	d.states = map[string]*swarmpb.TaskStatus{}
-	srv := grpc.NewServer()
-	swarmpb.RegisterDispatcherServer(srv, d)
-	go func() { _ = srv.Serve(ln) }()
-	conns := &insecureConns{conns: map[string]*grpc.ClientConn{}}
+	conns := serveDispatcher(t, ln, d)
 	cfg.Managers, cfg.Conns = []string{d.addr}, conns
 	a := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,8 +101,6 @@ func runAgent(t *testing.T, d *netDispatcher, cfg Config) {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		conns.close()
-		srv.Stop()
 	})
 }
 

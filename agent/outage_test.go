@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -67,17 +65,9 @@ func (d *flakyDispatcher) Heartbeat(ctx context.Context, r *swarmpb.HeartbeatReq
 // retries follow, and at Info once they are answered again. Before, every
 // failure was at Debug: silent at the default level.
 func TestHeartbeatOutageLoggedOnce(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	d := &flakyDispatcher{fakeDispatcher: fakeDispatcher{addr: ln.Addr().String()}}
-	srv := grpc.NewServer()
-	swarmpb.RegisterDispatcherServer(srv, d)
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Stop()
-	conns := &insecureConns{conns: map[string]*grpc.ClientConn{}}
-	defer conns.close()
+	conns := serveDispatcher(t, ln, d)
 
 	logs := &captureHandler{}
 	a := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Hostname: "h1", IngressAddr: "127.0.0.1",
