@@ -21,6 +21,7 @@ import (
 // requests) show what the election waited on; -failover-log prints them.
 var (
 	managerLogLevel = flag.String("manager-log-level", "info", "with -daemons: the managerd processes' --log-level (info or debug for the exact election time from their logs)")
+	keepLogs        = flag.String("keep-logs", "", "with -daemons: copy the managerd processes' whole logs into this directory at the end")
 	failoverLog     = flag.Bool("failover-log", false, "with -daemons: print the survivors' log lines from the kill to the new leader")
 	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write the survivors' CPU profiles over each failover (kill to all RUNNING) to PREFIX-mN.pprof.1")
 )

@@ -60,6 +60,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -358,7 +359,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		return r, fmt.Errorf("after the create: %w", err)
 	}
 	created := w.Tally().Created
-	fmt.Printf("%s: the create made %s\n", name, extra(created, n))
+	fmt.Printf("%s: the create made %s%s\n", name, extra(created, n), shutdowns(w.Tally()))
 	checks := []string{fmt.Sprintf("create ok (%d made)", created)}
 
 	if update {
@@ -379,7 +380,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 			return r, fmt.Errorf("after the update: %w", err)
 		}
 		made := w.Tally().Created - created
-		fmt.Printf("%s: the update made %s\n", name, extra(made, n))
+		fmt.Printf("%s: the update made %s%s\n", name, extra(made, n), shutdowns(w.Tally()))
 		checks = append(checks, fmt.Sprintf("update ok (%d made)", made))
 	}
 
@@ -445,6 +446,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	if err != nil {
 		return r, fmt.Errorf("stop the leader: %w", err)
 	}
+	engines := b.engineTimeline(ctx, killed, len(seen), n)
 	var nl string
 	for {
 		// With -daemons, the new leader's log says when it took office
@@ -489,6 +491,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	}
 	r.create = at.Sub(start)
 	r.served = at.Sub(killed)
+	fmt.Printf("%s: %s\n", name, engines())
 	fmt.Printf("%s: new leader %s elected %v after the stop, progress after %v, all %d RUNNING %v after the create (%v after the stop); load %s\n",
 		name, nl, r.elected.Round(time.Millisecond), r.progress.Round(time.Millisecond), n, r.create.Round(time.Millisecond), r.served.Round(time.Millisecond), proccpu.LoadAvg())
 	if err := b.check(ctx, w, n, ""); err != nil {
@@ -500,7 +503,7 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	// The watch began on the new leader, after the stop: it counts the
 	// tasks in its store then and every one created since.
 	made := w.Tally().Created
-	fmt.Printf("%s: the create, across the failover, made %s\n", name, extra(made, n))
+	fmt.Printf("%s: the create, across the failover, made %s%s\n", name, extra(made, n), shutdowns(w.Tally()))
 	r.checks = fmt.Sprintf("failover ok (%d made)", made)
 	ctl, err = b.t.control(ctx)
 	if err != nil {
@@ -597,6 +600,38 @@ func (b *bench) awaitImage(ctx context.Context, w *testcluster.Watcher, n int, i
 	}
 }
 
+// engineTimeline follows the containers running on the engines (in this
+// process: exact, unlike a listing of a loaded leader's store) from the
+// kill, and returns a function that describes when more than seen ran and
+// when n ran, each after the kill.
+func (b *bench) engineTimeline(ctx context.Context, killed time.Time, seen, n int) func() string {
+	var mu sync.Mutex
+	var more, all time.Duration
+	go func() {
+		for ctx.Err() == nil {
+			c := b.engineRunning()
+			mu.Lock()
+			if more == 0 && c > seen {
+				more = time.Since(killed)
+			}
+			if all == 0 && c >= n {
+				all = time.Since(killed)
+			}
+			done := all != 0
+			mu.Unlock()
+			if done || !retry.Sleep(ctx, 50*time.Millisecond) {
+				return
+			}
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("on the engines (exact): more than %d containers running %v after the kill, %d running %v after it (0: not yet)",
+			seen, more.Round(time.Millisecond), n, all.Round(time.Millisecond))
+	}
+}
+
 func (b *bench) engineRunning() int {
 	total := 0
 	for _, f := range b.t.engines() {
@@ -668,11 +703,34 @@ func (b *bench) check(ctx context.Context, w *testcluster.Watcher, n int, image 
 }
 
 func brief(t testcluster.Tally) string {
-	return fmt.Sprintf("total %d live %d assigned %d running %d live+running %d created %d", t.Total, t.Live, t.Assigned, t.Running, t.LiveRunning, t.Created)
+	b := fmt.Sprintf("total %d live %d assigned %d running %d live+running %d created %d", t.Total, t.Live, t.Assigned, t.Running, t.LiveRunning, t.Created)
+	if t.ListErr != "" {
+		b += " (last listing failed: " + t.ListErr + ")"
+	}
+	return b
 }
 
 // extra says how many tasks a phase created against the n it needed:
 // more are tasks created and shut down again (duplicates, or restarts).
+// shutdowns lists the tasks shut down so far by why (state and message),
+// most first: where tasks beyond the replicas went.
+func shutdowns(t testcluster.Tally) string {
+	if len(t.Shutdowns) == 0 {
+		return ""
+	}
+	whys := make([]string, 0, len(t.Shutdowns))
+	for k := range t.Shutdowns {
+		whys = append(whys, k)
+	}
+	sort.Slice(whys, func(i, j int) bool { return t.Shutdowns[whys[i]] > t.Shutdowns[whys[j]] })
+	var b strings.Builder
+	b.WriteString("; shut down so far:")
+	for _, k := range whys {
+		fmt.Fprintf(&b, " %d %q,", t.Shutdowns[k], k)
+	}
+	return strings.TrimSuffix(b.String(), ",")
+}
+
 func extra(made, n int) string {
 	if made == n {
 		return fmt.Sprintf("%d tasks, one per replica", made)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -274,6 +275,15 @@ func (p *procs) engines() []*fake.Executor { return inproc{p.workers}.engines() 
 // close kills the managerd processes first (what must not outlive the
 // run), then stops the simulated nodes and removes the directories.
 func (p *procs) close() {
+	if *keepLogs != "" {
+		if err := os.MkdirAll(*keepLogs, 0o755); err == nil {
+			for _, d := range p.ds {
+				if b, err := os.ReadFile(d.LogPath); err == nil {
+					_ = os.WriteFile(filepath.Join(*keepLogs, d.Name+".log"), b, 0o644)
+				}
+			}
+		}
+	}
 	for _, d := range p.ds {
 		if b, err := os.ReadFile(d.LogPath); err == nil && len(b) > 0 {
 			const max = 4 << 10

@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,14 @@ type Tally struct {
 	// tasks the orchestrator created since the watch began (with
 	// PollService, those that lived through at least one listing).
 	Created int
+	// Shutdowns counts the tasks first seen with a desired state past
+	// RUNNING (being or done being shut down), by why: their observed
+	// state and the start of its message ("ORPHANED node is down: ...").
+	// The tasks of a phase beyond its replicas show here by cause.
+	Shutdowns map[string]int
+	// ListErr is why the last listing failed (PollService), "" if it
+	// did not: a tally that does not move may be a listing that fails.
+	ListErr string
 }
 
 func (t *Tally) add(task *swarmpb.Task, d int) {
@@ -57,6 +66,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	tasks   map[string]*swarmpb.Task
 	seen    map[string]struct{} // every task ID seen (Tally.Created)
+	shut    map[string]struct{} // every task ID seen shut down (Tally.Shutdowns)
 	tally   Tally
 	waiters []*waiter
 }
@@ -68,7 +78,7 @@ type waiter struct {
 
 func newWatcher(name string) *Watcher {
 	return &Watcher{service: name, done: make(chan struct{}), tasks: map[string]*swarmpb.Task{}, seen: map[string]struct{}{},
-		tally: Tally{PerNode: map[string]int{}}}
+		shut: map[string]struct{}{}, tally: Tally{PerNode: map[string]int{}, Shutdowns: map[string]int{}}}
 }
 
 // WatchService starts following the tasks whose service name is name.
@@ -79,7 +89,7 @@ func WatchService(st *state.Store, name string) *Watcher {
 			if t.ServiceName == name {
 				w.tasks[t.Id] = t
 				w.tally.add(t, 1)
-				w.saw(t.Id)
+				w.saw(t)
 			}
 		}
 	})
@@ -103,7 +113,7 @@ func (w *Watcher) run(events <-chan state.Event) {
 		if ev.Kind != state.EventDelete {
 			w.tasks[t.Id] = t
 			w.tally.add(t, 1)
-			w.saw(t.Id)
+			w.saw(t)
 		}
 		w.check(time.Now())
 		w.mu.Unlock()
@@ -133,6 +143,10 @@ func PollService(control func() swarmpb.ControlClient, name string, interval tim
 			}
 			if err == nil {
 				w.replace(tasks, time.Now())
+			} else {
+				w.mu.Lock()
+				w.tally.ListErr = err.Error()
+				w.mu.Unlock()
 			}
 			// At least as long as the listing took: the lister never
 			// keeps the manager listing more than half of the time.
@@ -149,23 +163,41 @@ func (w *Watcher) replace(tasks []*swarmpb.Task, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.tasks = make(map[string]*swarmpb.Task, len(tasks))
-	w.tally = Tally{PerNode: map[string]int{}, Created: w.tally.Created}
+	w.tally = Tally{PerNode: map[string]int{}, Created: w.tally.Created, Shutdowns: w.tally.Shutdowns}
 	for _, t := range tasks {
 		if t.ServiceName == w.service {
 			w.tasks[t.Id] = t
 			w.tally.add(t, 1)
-			w.saw(t.Id)
+			w.saw(t)
 		}
 	}
 	w.check(now)
 }
 
-// saw counts id in Tally.Created the first time; under mu.
-func (w *Watcher) saw(id string) {
-	if _, ok := w.seen[id]; !ok {
-		w.seen[id] = struct{}{}
+// saw counts t in Tally.Created the first time, and in Tally.Shutdowns
+// the first time it is seen shut down; under mu.
+func (w *Watcher) saw(t *swarmpb.Task) {
+	if _, ok := w.seen[t.Id]; !ok {
+		w.seen[t.Id] = struct{}{}
 		w.tally.Created++
 	}
+	if t.DesiredState <= swarmpb.TaskState_TASK_STATE_RUNNING {
+		return
+	}
+	if _, ok := w.shut[t.Id]; !ok {
+		w.shut[t.Id] = struct{}{}
+		w.tally.Shutdowns[shutdownWhy(t)]++
+	}
+}
+
+// shutdownWhy names why a task was shut down, as far as its status says:
+// its observed state and the first words of the message.
+func shutdownWhy(t *swarmpb.Task) string {
+	msg := t.GetStatus().GetMessage()
+	if len(msg) > 40 {
+		msg = msg[:40]
+	}
+	return strings.TrimPrefix(t.GetStatus().GetState().String(), "TASK_STATE_") + " " + msg
 }
 
 // check runs under mu.
@@ -209,6 +241,10 @@ func (w *Watcher) Tally() Tally {
 		if v != 0 {
 			t.PerNode[k] = v
 		}
+	}
+	t.Shutdowns = make(map[string]int, len(w.tally.Shutdowns))
+	for k, v := range w.tally.Shutdowns {
+		t.Shutdowns[k] = v
 	}
 	return t
 }
