@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -75,6 +76,8 @@ type Dispatcher struct {
 	armed     time.Time
 	wake      chan struct{}
 	expiries  int            // passes of expire, for tests
+	late      lateness       // how late live nodes' heartbeats come now (beat)
+	ttlNow    time.Duration  // the cluster's TTL at the last heartbeat (lateness half-life)
 	sessions  *sessions      // task dispatch for the current term (sessions.go)
 	endpoints *endpointTable // routing-mesh table for the current term (endpoints.go)
 	logs      *logBroker     // log subscriptions for the current term (logbroker.go)
@@ -219,7 +222,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *swarmpb.HeartbeatReques
 		return &swarmpb.HeartbeatResponse{Removed: true}, nil
 	}
 	now := time.Now()
-	d.setDeadline(id.NodeID, now.Add(d.ttl(count)))
+	d.beat(id.NodeID, now, d.ttl(count), d.period(count))
 
 	d.checkClaimedAddr(ctx, node, req.Addr)
 	statusChanged := node.Status != swarmpb.NodeStatus_NODE_STATUS_READY
@@ -408,6 +411,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		last = time.Now()
+		d.noteStall(last)
 		d.expire(ctx)
 	}
 }
@@ -422,14 +426,16 @@ const idleWait = time.Minute
 func (d *Dispatcher) arm(notBefore time.Time) time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	next := time.Now().Add(idleWait)
+	now := time.Now()
+	next := now.Add(idleWait)
 	for _, dl := range d.deadlines {
 		if dl.Before(next) {
 			next = dl
 		}
 	}
-	// expire takes a node whose deadline is strictly before its now.
-	next = next.Add(time.Millisecond)
+	// expire takes a node whose deadline, plus the allowance for the
+	// heartbeats' current lateness, is strictly before its now.
+	next = next.Add(d.allowanceLocked(now) + time.Millisecond)
 	if next.Before(notBefore) {
 		next = notBefore
 	}
@@ -452,14 +458,91 @@ func (d *Dispatcher) setDeadline(node string, dl time.Time) {
 	}
 }
 
+// beat records a heartbeat of node at now: its next deadline (now + ttl),
+// and how late it came, against the period the node was given (period),
+// for the lateness allowance. A node whose deadline is the grace of a new
+// term, or that is new, is not late.
+func (d *Dispatcher) beat(node string, now time.Time, ttl, period time.Duration) {
+	d.mu.Lock()
+	if prev, ok := d.deadlines[node]; ok {
+		// The node was due at prev - (ttl - period): one period after
+		// its last heartbeat.
+		if late := now.Sub(prev.Add(period - ttl)); late > 0 {
+			d.late.note(now, late, ttl)
+		}
+	}
+	d.ttlNow = ttl
+	d.mu.Unlock()
+	d.setDeadline(node, now.Add(ttl))
+}
+
+// noteStall counts the liveness loop's own lateness, when it woke (now)
+// later than it was armed for, as heartbeat lateness: a leader stalled
+// that long (CPU, GC, a blocked process) took in no heartbeat either.
+func (d *Dispatcher) noteStall(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if stall := now.Sub(d.armed); !d.armed.IsZero() && stall > stallNoticed {
+		d.late.note(now, stall, d.ttlNow)
+	}
+}
+
+// stallNoticed is how late the liveness loop may wake before its
+// lateness counts as a stall of the leader.
+const stallNoticed = 100 * time.Millisecond
+
+// allowanceLocked is how long past its deadline a silent node is still
+// not marked Down: twice the current lateness of the heartbeats that do
+// arrive, at most one TTL. With heartbeats on time (an idle or healthy
+// cluster) it is 0 and a dead node is marked Down one TTL after its last
+// heartbeat as before; under load it is found within two TTLs at most.
+// d.mu is held.
+func (d *Dispatcher) allowanceLocked(now time.Time) time.Duration {
+	if d.ttlNow <= 0 {
+		return 0
+	}
+	return min(2*d.late.value(now, d.ttlNow), d.ttlNow)
+}
+
+// lateness is a decaying maximum of how late heartbeats arrive: it
+// takes the largest lateness seen and halves every half-life after it.
+// A heartbeat that arrives late proves that a live node's heartbeats take
+// that long now; a dead node sends none, so its silence never feeds it.
+type lateness struct {
+	v    time.Duration
+	when time.Time
+}
+
+func (l *lateness) value(now time.Time, halfLife time.Duration) time.Duration {
+	if l.v <= 0 || halfLife <= 0 {
+		return 0
+	}
+	age := now.Sub(l.when)
+	if age <= 0 {
+		return l.v
+	}
+	return time.Duration(float64(l.v) * math.Exp2(-float64(age)/float64(halfLife)))
+}
+
+func (l *lateness) note(now time.Time, late, halfLife time.Duration) {
+	if cur := l.value(now, halfLife); late < cur {
+		late = cur
+	}
+	l.v, l.when = late, now
+}
+
 // expire marks the nodes whose deadline passed Down, in one batch.
 func (d *Dispatcher) expire(ctx context.Context) {
 	now := time.Now()
 	var expired []string
 	d.mu.Lock()
 	d.expiries++
+	// A node is judged against the heartbeats the leader receives now,
+	// not against an idle cluster: while live nodes' heartbeats come late
+	// (a loaded leader or host), a silent node gets as much again.
+	cutoff := now.Add(-d.allowanceLocked(now))
 	for id, dl := range d.deadlines {
-		if now.After(dl) {
+		if cutoff.After(dl) {
 			expired = append(expired, id)
 		}
 	}
@@ -482,7 +565,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	})
 	d.mu.Lock()
 	for _, id := range expired {
-		if dl, ok := d.deadlines[id]; ok && now.After(dl) {
+		if dl, ok := d.deadlines[id]; ok && cutoff.After(dl) {
 			delete(d.deadlines, id)
 		}
 	}
@@ -492,7 +575,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	d.mu.Lock()
 	kept := actions[:0]
 	for _, a := range actions {
-		if dl, ok := d.deadlines[a.GetNode().Id]; ok && !now.After(dl) {
+		if dl, ok := d.deadlines[a.GetNode().Id]; ok && !cutoff.After(dl) {
 			continue
 		}
 		kept = append(kept, a)
@@ -501,6 +584,10 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	d.mu.Unlock()
 	if len(actions) == 0 {
 		return
+	}
+	if d.Logger != nil {
+		d.Logger.Warn("marking nodes down: no heartbeat before their deadline", "nodes", len(actions),
+			"first", actions[0].GetNode().Id, "allowance", now.Sub(cutoff))
 	}
 	if _, err := d.Raft.Apply(ctx, state.Batch(actions...)); err != nil {
 		// A heartbeat raced with us; the nodes that are still silent are
