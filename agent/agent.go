@@ -182,6 +182,7 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 			a.log.Error("agent knows no manager to talk to")
 			return
 		}
+		began := time.Now()
 		resp, leader, err := a.heartbeat(ctx, addr, heartbeatCallTimeout(period))
 		if err != nil {
 			if leader != "" && leader != addr {
@@ -216,7 +217,13 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 		if period <= 0 {
 			period = DefaultHeartbeatPeriod
 		}
-		if !retry.Sleep(ctx, jitter(period)) {
+		// The period runs from the call's start, not from its answer:
+		// the leader's deadline for the next heartbeat runs from when it
+		// took this one, so a slow answer (a loaded leader, a connection
+		// busy with task assignments) must not push the next call later
+		// by as much, which at 1,000 nodes and 100,000 tasks had live
+		// nodes marked Down.
+		if !retry.Sleep(ctx, jitter(period)-time.Since(began)) {
 			return
 		}
 	}
