@@ -52,16 +52,16 @@ type Timings struct {
 // DefaultTimings fail a dead leader over in about one second on a LAN,
 // where hashicorp/raft's own defaults take two to three and Docker swarm
 // mode's about ten. An idle cluster's Raft traffic is the leader's
-// heartbeats (3.3 to 6.7 a second to each follower) and a commit-index
+// heartbeats (4 to 8 a second to each follower) and a commit-index
 // refresh every 500 ms to 1 s (CommitTimeout); BENCHMARKS.md ("An idle
 // cluster") has what each costs.
 func DefaultTimings() Timings {
 	return Timings{
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 400 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      500 * time.Millisecond,
-		LeaderHeartbeat:    150 * time.Millisecond,
+		LeaderHeartbeat:    125 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		LeaderWait:         4 * time.Second,
