@@ -66,6 +66,29 @@ func (l *leaderTracker) set(addr string) {
 	}
 }
 
+// confirmedLeader reports whether addr is the leader as last confirmed
+// (it answered as one, or a follower named it), not a guess of failed.
+func (l *leaderTracker) confirmedLeader(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return addr == l.addr && !l.guessed
+}
+
+// next returns the manager after addr in the list, "" when there is no
+// other.
+func (l *leaderTracker) next(addr string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.managers) < 2 {
+		return ""
+	}
+	i := slices.Index(l.managers, addr)
+	if n := l.managers[(i+1)%len(l.managers)]; n != addr {
+		return n
+	}
+	return ""
+}
+
 // failed moves on to the next manager after addr did not answer.
 func (l *leaderTracker) failed(addr string) {
 	l.mu.Lock()

@@ -505,8 +505,12 @@ func (ta *taskAgent) report(ctx context.Context, updates []*swarmpb.TaskStatusUp
 			continue
 		}
 		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.FailedPrecondition:
+		case codes.Unavailable, codes.FailedPrecondition:
 			ta.leader.failed(addr)
+		case codes.DeadlineExceeded:
+			// A report the leader did not commit in time says it is
+			// slow, not where the leader is: the heartbeats find out
+			// (stillLeads) and move every loop when it changed.
 		}
 		return err
 	}

@@ -295,6 +295,14 @@ func (p *procs) close() {
 	}
 	p.env.Close()
 	if p.workers != nil {
+		if *keepLogs != "" && p.workers.LogPath != "" {
+			// The simulated nodes' log (-log-level), read before it is
+			// removed; it is complete once the nodes have stopped, so the
+			// copy misses at most their last lines.
+			if b, err := os.ReadFile(p.workers.LogPath); err == nil {
+				_ = os.WriteFile(filepath.Join(*keepLogs, "nodes.log"), b, 0o644)
+			}
+		}
 		p.workers.CloseLog(os.Stderr)
 	}
 }
