@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftswarm/raftswarm/ca"
@@ -54,6 +55,11 @@ type sessions struct {
 
 	updates chan *statusRequest
 
+	// What the term's first sessions cost (resumeReport): sessions
+	// opened, those resumed from the tasks the agent holds, and the
+	// tasks and removed IDs their first messages carried.
+	opened, resumed, firstTasks, firstRemoved atomic.Int64
+
 	// mu is the fan-out lock: a session registers and takes its snapshot
 	// under it, and every event is routed under it, so a session sees each
 	// change exactly once.
@@ -94,10 +100,35 @@ func (d *Dispatcher) startSessions(ctx context.Context) *sessions {
 		byNode:  make(map[string]map[*session]struct{}),
 	}
 	s.events, s.unwatch = d.Store.Watch()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.fanOut() }()
 	go func() { defer s.wg.Done(); s.writeStatuses() }()
+	go func() { defer s.wg.Done(); s.resumeReport(resumeReportAfter) }()
 	return s
+}
+
+// resumeReportAfter is when into a term resumeReport logs what the
+// sessions opened so far cost: after a leader change, the agents'
+// resume.
+const resumeReportAfter = 10 * time.Second
+
+// resumeReport logs, once, after the term's first while, how many
+// sessions were opened and resumed and what their first messages carried:
+// how much a new leader resent (the full set of every node, or only the
+// differences from what the agents hold).
+func (s *sessions) resumeReport(after time.Duration) {
+	t := time.NewTimer(after)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-t.C:
+	}
+	if s.d.Logger != nil && s.opened.Load() > 0 {
+		s.d.Logger.Info("task sessions of the term's first seconds", "after", after,
+			"opened", s.opened.Load(), "resumed", s.resumed.Load(),
+			"tasks_sent_first", s.firstTasks.Load(), "removed_first", s.firstRemoved.Load())
+	}
 }
 
 // stop ends the term's task dispatch: open sessions return Unavailable and
@@ -300,6 +331,12 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 		ImageSources: d.imageSources(id.NodeID, full), // images.go
 	}
 	resumeSession(first, req.GetKnownTasks())
+	s.opened.Add(1)
+	if first.Resumed {
+		s.resumed.Add(1)
+	}
+	s.firstTasks.Add(int64(len(first.Tasks)))
+	s.firstRemoved.Add(int64(len(first.RemovedTaskIds)))
 	if err := stream.Send(first); err != nil {
 		return err
 	}
