@@ -7,7 +7,13 @@
 //
 // The agent keeps the node's one list of managers and its guess at the
 // leader (leaderTracker): the heartbeats move it along and every stream
-// follows it. What it needs from the node it asks through small interfaces
+// follows it. A leader that does not answer (connection refused, reset)
+// is left for the next manager; one that is only slow (a heartbeat timed
+// out on a live connection) is not: the heartbeat loop asks another
+// manager who leads (stillLeads) and moves the node only if that names
+// another leader, so a loaded leader does not send 1,000 nodes' streams to
+// a follower and back. The heartbeat period counts from each call's start,
+// as the leader's deadline does. What it needs from the node it asks through small interfaces
 // defined here: a ConnSource for connections to managers (the node's
 // internal/dial pool), a RoleReconciler that acts on the role the cluster
 // wants (promotion, demotion and certificate renewal are the node's), and a
