@@ -244,7 +244,8 @@ func (a *Agent) runHeartbeats(ctx context.Context) {
 // silent, waits for the election to name the next: api's awaitLeader), so
 // a dead or cut-off leader is left as fast as by moving on blindly; a
 // leader that is only slow (loaded: at 100,000 tasks on 1,000 nodes
-// heartbeats took over 3 s) is kept. Moving on blindly sent every loop of
+// heartbeats took over 3 s) is kept, and so is one when the other manager
+// does not answer in time either. Moving on blindly sent every loop of
 // the node (task session, status reports) to a follower and back: 1,000
 // nodes' reconnections, TLS handshakes and session resumes on a leader
 // already slow, and nodes silent long enough to be marked Down. A
@@ -262,10 +263,14 @@ func (a *Agent) stillLeads(ctx context.Context, addr string, period time.Duratio
 	case hint != "" && hint != addr:
 		a.leaders.set(hint)
 		return false
-	case hint == addr:
-		return true
 	}
-	return false // no answer either: move on as before
+	// Named again, or no answer from the other either: the leader was
+	// confirmed and nothing says it changed. A dead leader refuses or
+	// resets the connection (Unavailable), which moves the node as
+	// before; one whose followers cannot be reached in time either is
+	// most likely a loaded cluster (1,000 nodes dialling the followers
+	// at once), and moving there would add to it.
+	return true
 }
 
 // jitter returns a wait of 85 to 100 % of period, drawn at random, so that

@@ -51,6 +51,7 @@ func (d *slowLeader) Session(_ *swarmpb.SessionRequest, stream swarmpb.Dispatche
 type namingFollower struct {
 	swarmpb.UnimplementedDispatcherServer
 	leader          string
+	hold            time.Duration // how long a heartbeat waits for its answer
 	beats, sessions atomic.Int32
 }
 
@@ -63,7 +64,7 @@ func (f *namingFollower) Heartbeat(ctx context.Context, _ *swarmpb.HeartbeatRequ
 	f.beats.Add(1)
 	// A follower reached through a reconnection storm answers late.
 	select {
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(f.hold):
 	case <-ctx.Done():
 	}
 	return nil, f.refuse(ctx)
@@ -84,9 +85,16 @@ func (f *namingFollower) Session(_ *swarmpb.SessionRequest, stream swarmpb.Dispa
 // heartbeats failed the same way long enough for live nodes to be marked
 // Down.
 func TestSlowLeaderKeepsTheNode(t *testing.T) {
+	t.Run("the follower names it", func(t *testing.T) { testSlowLeaderKeepsTheNode(t, 300*time.Millisecond) })
+	// Past the agent's 1.5 s call timeout: no answer from the follower
+	// either, which at 1,000 nodes was the followers' TLS handshakes.
+	t.Run("the follower does not answer in time", func(t *testing.T) { testSlowLeaderKeepsTheNode(t, 2*time.Second) })
+}
+
+func testSlowLeaderKeepsTheNode(t *testing.T, followerHold time.Duration) {
 	lnL, lnF := listenLoopback(t), listenLoopback(t)
 	leader := &slowLeader{addrs: []string{lnL.Addr().String(), lnF.Addr().String()}}
-	follower := &namingFollower{leader: lnL.Addr().String()}
+	follower := &namingFollower{leader: lnL.Addr().String(), hold: followerHold}
 	conns := serveDispatcher(t, lnL, leader)
 	serveDispatcher(t, lnF, follower)
 	a := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Hostname: "h1", IngressAddr: "127.0.0.1",
