@@ -46,6 +46,14 @@
 //	                     [-failover] [-no-update] [-nosync] [-heartbeat-period D] [-log-level error]
 //	                     [-cpuprofile FILE] [-memprofile FILE] [-trace 1s]
 //	                     [-join-report 100] [-start-cpuprofile FILE] [-only-start] [-goroutine-profile FILE]
+//	                     [-keep-logs DIR] [-failover-log] [-daemon-profile PREFIX] [-manager-log-level debug]
+//
+// After each phase it prints the tasks shut down so far by why (state and
+// message; "ORPHANED node is down" is a task replaced because its node was
+// marked Down). With -daemons, -keep-logs copies the managers' logs and
+// the simulated nodes' log (-log-level) into DIR at the end, and the
+// failover is also timed on the engines (exact, but counting containers
+// of tasks being replaced too).
 //
 // -nosync applies to in-process managers only (managerd always fsyncs);
 // -cpuprofile, -memprofile and -start-cpuprofile profile this process.
