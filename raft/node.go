@@ -52,7 +52,7 @@ type Timings struct {
 // DefaultTimings fail a dead leader over in about one second on a LAN,
 // where hashicorp/raft's own defaults take two to three and Docker swarm
 // mode's about ten. An idle cluster's Raft traffic is the leader's
-// heartbeats (4 to 8 a second to each follower) and a commit-index
+// heartbeats (3 to 7 a second to each follower) and a commit-index
 // refresh every 500 ms to 1 s (CommitTimeout); BENCHMARKS.md ("An idle
 // cluster") has what each costs.
 func DefaultTimings() Timings {
@@ -61,7 +61,7 @@ func DefaultTimings() Timings {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      500 * time.Millisecond,
-		LeaderHeartbeat:    125 * time.Millisecond,
+		LeaderHeartbeat:    150 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		LeaderWait:         4 * time.Second,
