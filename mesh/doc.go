@@ -56,8 +56,9 @@
 // nftables mode and Docker's IPVS ingress do: every Update (and SetLocal,
 // which names this node's tasks' container addresses) derives from the same
 // endpoint table a whole nftables table of the node (NFTForwarder, one
-// transaction per change) that DNATs new TCP connections to the ingress
-// address and a published port, one task chosen at random per connection.
+// transaction per change; rules equal to the last ones applied run no nft
+// at all) that DNATs new TCP connections to the ingress address and a
+// published port, one task chosen at random per connection.
 // Only tasks on this host are forwarded in the kernel: this node's own
 // straight to the container (so they see the client's address), other
 // same-host nodes' to the port Docker published there. A task on another

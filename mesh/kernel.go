@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 )
@@ -40,6 +41,13 @@ type Forwarder interface {
 type KernelRules struct {
 	IngressIP netip.Addr
 	Ports     []KernelPort
+}
+
+// Equal reports whether rs and o program the kernel the same way.
+func (rs KernelRules) Equal(o KernelRules) bool {
+	return rs.IngressIP == o.IngressIP && slices.EqualFunc(rs.Ports, o.Ports, func(a, b KernelPort) bool {
+		return a.Port == b.Port && slices.Equal(a.Slots, b.Slots)
+	})
 }
 
 // KernelPort is one published TCP port. A port absent from the rules, or
@@ -151,14 +159,22 @@ func (m *Mesh) setKernelErrLocked(err error) {
 // applyKernelLocked derives the kernel rules from the bound ports and
 // applies them. m.mu is held. On failure the userspace listeners (always
 // bound) serve every connection with every backend.
+//
+// Rules equal to the last ones applied are not applied again: the managers
+// send the whole endpoint table on every change of any service, and most
+// changes (a task of another host, a UDP port, a task starting that is not
+// yet in the table) leave this node's kernel rules as they are, while each
+// nft run costs a fork and a table rewrite.
 func (m *Mesh) applyKernelLocked() {
 	rs, user, err := m.kernelRulesLocked()
-	if err == nil {
+	if err == nil && (m.kernelErr != nil || m.applied == nil || !m.applied.Equal(rs)) {
 		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
 		err = m.fwd.Apply(ctx, rs)
 		cancel()
+		m.applied = &rs
 	}
 	if err != nil {
+		m.applied = nil // unknown: apply again next time
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
 		}

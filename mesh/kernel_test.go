@@ -16,15 +16,17 @@ import (
 
 // recForwarder records what the mesh asks of the kernel.
 type recForwarder struct {
-	mu      sync.Mutex
-	applied []KernelRules
-	removed int
-	fail    error
+	mu       sync.Mutex
+	applied  []KernelRules // the successful Applies
+	attempts int           // every Apply
+	removed  int
+	fail     error
 }
 
 func (f *recForwarder) Apply(_ context.Context, rs KernelRules) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.attempts++
 	if f.fail != nil {
 		return f.fail
 	}
@@ -184,6 +186,7 @@ func TestKernelRulesFromTable(t *testing.T) {
 	f.mu.Lock()
 	f.fail = errors.New("boom")
 	f.mu.Unlock()
+	eps[0].Backends = eps[0].Backends[:3] // a change: unchanged rules are not applied again
 	mustUpdate(t, m, eps...)
 	if p, why := m.Path(); p != PathUserspace || !strings.Contains(why, "boom") {
 		t.Fatalf("path after failure = %s (%s)", p, why)
@@ -199,6 +202,88 @@ func TestKernelRulesFromTable(t *testing.T) {
 	if f.removed != 2 {
 		t.Fatalf("Close removed rules %d times in all, want 2", f.removed)
 	}
+}
+
+func (f *recForwarder) applies() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.attempts
+}
+
+// TestKernelRulesAppliedOnlyWhenChanged: the managers send the whole
+// endpoint table on every change of any service; a table (or a SetLocal)
+// that leaves this node's kernel rules as they are runs no nft
+// transaction, while one that changes them does, and a failed transaction
+// is retried with the next table even if that is the same.
+func TestKernelRulesAppliedOnlyWhenChanged(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	defer m.Close()
+	m.isHostAddr = func(a netip.Addr) bool { return a.IsLoopback() || netip.MustParsePrefix("198.51.100.0/24").Contains(a) }
+	f := &recForwarder{}
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port, udp := freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1")
+	table := func(remote, udpBackend string) []*swarmpb.ServiceEndpoint {
+		return []*swarmpb.ServiceEndpoint{
+			{Protocol: "tcp", PublishedPort: port, Backends: []*swarmpb.Backend{
+				{TaskId: "local", Addr: "198.51.100.1:2000"},
+				{TaskId: "remote", Addr: remote},
+			}},
+			endpoint("udp", udp, udpBackend),
+		}
+	}
+	step := func(what string, want int) {
+		t.Helper()
+		if got := f.applies(); got != want {
+			t.Fatalf("after %s: %d nft transactions, want %d", what, got, want)
+		}
+	}
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1001")...)
+	step("the first table", 1)
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1001")...)
+	step("the same table again", 1)
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1002")...)
+	step("a change of a UDP port only", 1)
+
+	// The remote task moved: same kernel rules, but the userspace
+	// listener's share must follow.
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("a change of a task on another host", 1)
+	m.mu.Lock()
+	user := m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user == nil || len(user.list) != 1 || user.list[0].addr != "192.0.2.10:2002" {
+		t.Fatalf("userspace share = %+v, want the moved remote task", user)
+	}
+
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "elsewhere", HostPort: 3000}: netip.MustParseAddrPort("172.17.0.9:80")})
+	step("SetLocal of a task not in the table", 1)
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "local", HostPort: 2000}: netip.MustParseAddrPort("172.17.0.5:80")})
+	step("SetLocal of the local task", 2)
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table after SetLocal", 2)
+
+	f.mu.Lock()
+	f.fail = errors.New("boom")
+	f.mu.Unlock()
+	m.SetLocal(nil)
+	step("a failed transaction", 3)
+	if p, _ := m.Path(); p != PathUserspace {
+		t.Fatalf("path after a failed transaction = %s, want userspace", p)
+	}
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table after a failed transaction", 4)
+	if p, why := m.Path(); p != PathKernel {
+		t.Fatalf("path = %s (%s), want kernel again", p, why)
+	}
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table once applied", 4)
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")[1:]...)
+	step("the TCP port unpublished", 5)
 }
 
 func slotsEqual(a, b []KernelSlot) bool {

@@ -130,6 +130,7 @@ type Mesh struct {
 	// kernelErr change and read without it: mu is held across nft runs.
 	path       atomic.Pointer[pathState]
 	local      map[LocalKey]netip.AddrPort
+	applied    *KernelRules          // the rules last applied with success; nil: none or unknown
 	tableSeen  bool                  // an Update has run
 	isHostAddr func(netip.Addr) bool // tests; nil = this host's addresses
 
@@ -400,6 +401,7 @@ func (m *Mesh) Close() error {
 			m.log.Warn("cannot remove the mesh's kernel rules; the next start of this node removes them", "err", err)
 		}
 		cancel()
+		m.applied = nil
 		m.setKernelErrLocked(ErrClosed)
 	}
 	for k, p := range m.ports {
