@@ -148,7 +148,7 @@ func TestHeartbeatsWhileKernelRulesApply(t *testing.T) {
 	stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) { return f, nil })
 	d := &netDispatcher{view: &swarmpb.EndpointsMessage{}}
 	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
-	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
+	a := runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
 		Executor: fe, MeshPath: MeshPathAuto})
 	t.Cleanup(func() { close(f.release) }) // runs before the agent stops: its mesh's Close waits for the Apply
 	select {
@@ -167,4 +167,16 @@ func TestHeartbeatsWhileKernelRulesApply(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The metrics scrape reads the mesh's counters meanwhile.
+	stats := make(chan Stats, 1)
+	go func() { stats <- a.Stats() }()
+	select {
+	case s := <-stats:
+		if s.Mesh == nil {
+			t.Fatal("no mesh counters while the kernel rules are applied")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the agent's Stats waited for the kernel rules being applied")
+	}
 }

@@ -466,3 +466,49 @@ func TestPathDoesNotWaitForTheKernel(t *testing.T) {
 		t.Fatalf("path after the rules applied = %s (%s), want kernel", p, why)
 	}
 }
+
+// Stats answers while the kernel is being programmed: the node's metrics
+// scrape reads it, and must not hang for as long as an nft run takes on a
+// loaded host (nor, with it, the scrape's other figures).
+func TestStatsDoesNotWaitForTheKernel(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	t.Cleanup(func() { m.Close() })
+	f := &blockingForwarder{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(f.release) }) }
+	t.Cleanup(release) // before Close, which waits for the Apply in progress
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.7.1")
+	ep := endpoint("tcp", port, "127.0.7.1:2000")
+	ep.ServiceName = "web"
+	updated := make(chan error, 1)
+	go func() { updated <- m.Update([]*swarmpb.ServiceEndpoint{ep}) }()
+	select {
+	case <-f.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update never applied the kernel rules")
+	}
+
+	got := make(chan Stats, 1)
+	go func() { got <- m.Stats() }()
+	select {
+	case s := <-got:
+		// The ports the Update bound before it programmed the kernel.
+		if s.Listeners != 1 || len(s.Ports) != 1 || s.Ports[0].Port != port || s.Ports[0].Service != "web" {
+			t.Errorf("stats while the rules are applied = %+v, want tcp/%d of web", s, port)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Stats waited for the kernel rules being applied")
+	}
+
+	release()
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if s := m.Stats(); s.Listeners != 0 || len(s.Ports) != 0 {
+		t.Fatalf("stats after Close = %+v, want no port", s)
+	}
+}

@@ -138,10 +138,14 @@ type Mesh struct {
 	conns       map[net.Conn]struct{} // proxied connections (both sides)
 	connsClosed bool
 
+	// view is the bound ports as Stats reports them, published under mu
+	// by Update and Close and read without it: mu is held across nft
+	// runs, and the metrics scrape must not wait for them.
+	view atomic.Pointer[[]portView]
+
 	statMu    sync.Mutex
 	active    map[string]int
 	perPort   map[portKey]*portCounters // under statMu
-	services  map[portKey]string        // under mu: the service of each port
 	forwarded atomic.Uint64
 	refused   atomic.Uint64
 	dropped   atomic.Uint64
@@ -150,6 +154,13 @@ type Mesh struct {
 type portKey struct {
 	proto string // "tcp" | "udp"
 	port  uint32
+}
+
+// portView is one bound published port as Stats sees it.
+type portView struct {
+	key     portKey
+	service string
+	c       *portCounters
 }
 
 func (k portKey) String() string { return fmt.Sprintf("%s/%d", k.proto, k.port) }
@@ -267,7 +278,6 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		want[k] = ep.GetBackends()
 		svc[k] = ep.GetServiceName()
 	}
-	m.services = svc
 
 	for k, p := range m.ports {
 		if _, ok := want[k]; !ok {
@@ -304,6 +314,7 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		m.log.Info("published port bound", "port", k.String(), "addr", m.listenAddr(k.port), "backends", len(bs.list))
 	}
 
+	m.publishViewLocked(svc)
 	m.tableSeen = true
 	if m.fwd != nil {
 		// The listeners stay bound under the kernel rules: they hold the
@@ -322,6 +333,22 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		return failed[i].Protocol < failed[j].Protocol
 	})
 	return &UpdateError{Ports: failed}
+}
+
+// publishViewLocked publishes the bound ports, with the service of each,
+// for Stats. m.mu is held.
+func (m *Mesh) publishViewLocked(services map[portKey]string) {
+	v := make([]portView, 0, len(m.ports))
+	for k := range m.ports {
+		v = append(v, portView{key: k, service: services[k], c: m.counters(k)})
+	}
+	sort.Slice(v, func(i, j int) bool {
+		if v[i].key.port != v[j].key.port {
+			return v[i].key.port < v[j].key.port
+		}
+		return v[i].key.proto < v[j].key.proto
+	})
+	m.view.Store(&v)
 }
 
 func newBackendSet(bes []*swarmpb.Backend, old *backendSet) *backendSet {
@@ -408,6 +435,7 @@ func (m *Mesh) Close() error {
 		p.close()
 		delete(m.ports, k)
 	}
+	m.publishViewLocked(nil)
 	m.mu.Unlock()
 
 	m.cancel()
@@ -421,7 +449,9 @@ func (m *Mesh) Close() error {
 	return nil
 }
 
-// Stats returns a snapshot of the mesh's counters.
+// Stats returns a snapshot of the mesh's counters. It never waits for the
+// kernel: the node's metrics read it, while Update and SetLocal hold m.mu
+// across nft runs.
 func (m *Mesh) Stats() Stats {
 	s := Stats{
 		Active:    make(map[string]int),
@@ -434,23 +464,14 @@ func (m *Mesh) Stats() Stats {
 		s.Active[a] = n
 	}
 	m.statMu.Unlock()
-	m.mu.Lock()
-	s.Listeners = len(m.ports)
-	keys := make([]portKey, 0, len(m.ports))
-	for k := range m.ports {
-		keys = append(keys, k)
+	var view []portView
+	if v := m.view.Load(); v != nil {
+		view = *v
 	}
-	services := m.services
-	m.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].port != keys[j].port {
-			return keys[i].port < keys[j].port
-		}
-		return keys[i].proto < keys[j].proto
-	})
-	for _, k := range keys {
-		c := m.counters(k)
-		s.Ports = append(s.Ports, PortStats{Protocol: k.proto, Port: k.port, Service: services[k],
+	s.Listeners = len(view)
+	for _, p := range view {
+		c := p.c
+		s.Ports = append(s.Ports, PortStats{Protocol: p.key.proto, Port: p.key.port, Service: p.service,
 			Connections: c.conns.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
 			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
 	}
