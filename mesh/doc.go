@@ -84,6 +84,17 @@
 // leaves the table, and even after the table is removed. Close removes the
 // table; UseKernel removes a table a killed daemon left before taking over.
 //
+// Connections forwarded in the kernel never reach the proxy's counters, so
+// every DNAT rule counts in a named counter of its port (conns_<port>);
+// its packets are connections, as only first packets cross nat chains. A
+// re-apply flushes and rebuilds the chains inside the table rather than
+// deleting it, so the counters keep counting through every change (and
+// through a port unpublished and published again), until Close. Stats
+// reads them (ConnCounter: one `nft -j list counters` run, at most once a
+// second, never under the lock held across nft runs) and reports them
+// beside the userspace figures; the node's metrics tell the two apart
+// with a path label. The kernel counts no bytes.
+//
 // Why the nft CLI rather than netlink (github.com/google/nftables): the
 // rule set is small and always rewritten whole, a text transaction is
 // atomic, errors name the failing line, `nft list table` shows exactly

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +24,15 @@ const (
 // kernelTimeout bounds one Apply or Remove.
 const kernelTimeout = 10 * time.Second
 
+// Bounds on reading the kernel's connection counters (ConnCounter) for
+// Stats: figures younger than kernelCountsMaxAge are reused, so however
+// often the metrics are scraped the counters cost at most one nft run per
+// kernelCountsMaxAge, and one read waits at most kernelCountsTimeout.
+const (
+	kernelCountsMaxAge  = time.Second
+	kernelCountsTimeout = 2 * time.Second
+)
+
 // Forwarder programs the kernel to forward published TCP ports: the
 // kernel half of the mesh (NFTForwarder). The mesh hands it the whole rule
 // set derived from the endpoint table on every change, never a patch.
@@ -33,6 +45,18 @@ type Forwarder interface {
 	// Remove deletes every rule of this node. Nothing to remove is not an
 	// error.
 	Remove(ctx context.Context) error
+}
+
+// ConnCounter is the optional ability of a Forwarder to count the TCP
+// connections the kernel forwards (NFTForwarder has it). Without it the
+// mesh reports no kernel-path figures.
+type ConnCounter interface {
+	// Connections returns, per published port, the connections the
+	// kernel has forwarded to a task since the rules were first applied.
+	// The counts survive Apply (a port unpublished and published again
+	// goes on counting) and end with Remove. Connections the kernel lets
+	// through to the userspace listener are not counted here.
+	Connections(ctx context.Context) (map[uint16]uint64, error)
 }
 
 // KernelRules is what the kernel forwards: new TCP connections to
@@ -96,8 +120,58 @@ func (m *Mesh) UseKernel(f Forwarder) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fwd = f
+	if cc, ok := f.(ConnCounter); ok {
+		m.kcounts.Store(&kernelCounts{cc: cc})
+	}
 	m.setKernelErrLocked(errors.New("no endpoint table yet"))
 	return nil
+}
+
+// kernelCounts reads the kernel path's connection counters for Stats,
+// bounded in cost (kernelCountsMaxAge, kernelCountsTimeout) and never
+// under Mesh.mu: one read at a time, the others take the last figures.
+type kernelCounts struct {
+	cc      ConnCounter
+	applied atomic.Bool // rules were applied once: the counters exist
+	readMu  sync.Mutex  // held by the read in progress
+	last    atomic.Pointer[kernelCountsRead]
+}
+
+type kernelCountsRead struct {
+	at    time.Time
+	ports map[uint16]uint64 // nil: none read yet
+}
+
+// read returns the per-port counts, reading them again if the last read
+// is older than kernelCountsMaxAge and no other read is in progress.
+func (k *kernelCounts) read(ctx context.Context, log *slog.Logger) map[uint16]uint64 {
+	last := k.last.Load()
+	if last != nil && time.Since(last.at) < kernelCountsMaxAge {
+		return last.ports
+	}
+	if !k.readMu.TryLock() {
+		if last == nil {
+			return nil
+		}
+		return last.ports
+	}
+	defer k.readMu.Unlock()
+	if l := k.last.Load(); l != last { // another read finished meanwhile
+		return l.ports
+	}
+	ctx, cancel := context.WithTimeout(ctx, kernelCountsTimeout)
+	ports, err := k.cc.Connections(ctx)
+	cancel()
+	if err != nil {
+		// Keep the last figures (counters only grow); try again after
+		// kernelCountsMaxAge rather than on every call.
+		log.Debug("cannot read the kernel path's connection counters; reporting the last ones", "err", err)
+		if last != nil {
+			ports = last.ports
+		}
+	}
+	k.last.Store(&kernelCountsRead{at: time.Now(), ports: ports})
+	return ports
 }
 
 // SetKernelUnavailable records why the mesh serves every port in user
@@ -188,6 +262,9 @@ func (m *Mesh) applyKernelLocked() {
 	}
 	if m.kernelErr != nil {
 		m.log.Info("published TCP ports forwarded in the kernel", "ports", len(rs.Ports))
+	}
+	if k := m.kcounts.Load(); k != nil {
+		k.applied.Store(true)
 	}
 	m.setKernelErrLocked(nil)
 	for k, p := range m.ports {

@@ -272,3 +272,93 @@ func TestKernelClientAddressRoot(t *testing.T) {
 		t.Fatalf("host client reached %q (%v), want the container", name, err)
 	}
 }
+
+// TestKernelCountersRoot: the kernel path counts the connections it
+// forwards, per published port, beside the userspace proxy's counts of
+// the ones it lets through (a task on "another host"); the counts survive
+// rule changes (which delete the chains no longer wanted) and a port
+// unpublished and published again.
+func TestKernelCountersRoot(t *testing.T) {
+	needRoot(t)
+	table := NFTTableName("perfmesh" + randHex(2))
+	f := testForwarder(t, table)
+	a := whoBackend(t, "a", "127.0.0.1:0")
+	b := whoBackend(t, "b", "127.0.0.1:0")
+	remote := whoBackend(t, "remote", "127.0.7.3:0") // stands for a task on another host
+	m := newMesh(t, "127.0.7.1")
+	m.isHostAddr = func(ip netip.Addr) bool { return ip != netip.MustParseAddr("127.0.7.3") }
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Stats(); s.Kernel {
+		t.Fatalf("kernel figures before any rules: %+v", s)
+	}
+	port := freePort(t, "127.0.7.1")
+	addr := hostPort("127.0.7.1", port)
+	ep := func(backends ...net.Listener) *swarmpb.ServiceEndpoint {
+		e := &swarmpb.ServiceEndpoint{Protocol: "tcp", PublishedPort: port, ServiceName: "web"}
+		for i, l := range backends {
+			e.Backends = append(e.Backends, &swarmpb.Backend{TaskId: fmt.Sprint("t", i), Addr: l.Addr().String()})
+		}
+		return e
+	}
+	dial := func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
+	connect := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for i := 0; i < n; i++ {
+			name, _, err := who(dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[name]++
+		}
+		return seen
+	}
+	expect := func(kernel, user uint64) {
+		t.Helper()
+		testutil.Eventually(t, waitTimeout, func() error {
+			s := m.Stats()
+			if !s.Kernel || len(s.Ports) != 1 {
+				return fmt.Errorf("stats %+v: want kernel figures and one port", s)
+			}
+			p := s.Ports[0]
+			if p.KernelConnections != kernel || s.KernelForwarded != kernel || p.Connections != user {
+				return fmt.Errorf("port %d: kernel %d (node %d), userspace %d; want kernel %d, userspace %d",
+					p.Port, p.KernelConnections, s.KernelForwarded, p.Connections, kernel, user)
+			}
+			return nil
+		})
+	}
+
+	mustUpdate(t, m, ep(a, remote))
+	// a's container address (here its own): without one, a task
+	// published on loopback takes loopback clients only, and the
+	// userspace listener would serve both tasks.
+	aAddr := a.Addr().(*net.TCPAddr).AddrPort()
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "t0", HostPort: uint32(aAddr.Port())}: aAddr})
+	seen := connect(40)
+	if seen["a"] == 0 || seen["remote"] == 0 || seen["a"]+seen["remote"] != 40 {
+		t.Fatalf("connections per backend %v: want both", seen)
+	}
+	kernel, user := uint64(seen["a"]), uint64(seen["remote"])
+	expect(kernel, user)
+
+	mustUpdate(t, m, ep(a, b))
+	kernel += 10
+	if seen := connect(10); seen["remote"] != 0 {
+		t.Fatalf("connections per backend %v after the remote task left", seen)
+	}
+	expect(kernel, user)
+
+	// One slot fewer: its chain goes, the counter stays.
+	mustUpdate(t, m, ep(b))
+	if _, out := tableExists(t, table); strings.Contains(out, fmt.Sprintf("chain be_%d_1", port)) || !strings.Contains(out, fmt.Sprintf("counter conns_%d", port)) {
+		t.Fatalf("table %s after a slot left:\n%s", table, out)
+	}
+	mustUpdate(t, m)
+	mustUpdate(t, m, ep(b))
+	kernel += 5
+	connect(5)
+	expect(kernel, user)
+}

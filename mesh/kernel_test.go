@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -61,20 +63,26 @@ func TestNFTMeshScript(t *testing.T) {
 			{Addr: netip.MustParseAddrPort("198.51.100.1:32770")},
 		}}},
 	}
-	got, err := nftMeshScript("raftswarm_mesh_abc", rs)
+	// Chains of an earlier Apply: port_9090's go, be_8080_0 stays.
+	prev := map[string]bool{"ingress": true, "port_9090": true, "be_9090_0": true, "be_8080_0": true}
+	got, chains, err := nftMeshScript("raftswarm_mesh_abc", rs, prev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"table ip raftswarm_mesh_abc\ndelete table ip raftswarm_mesh_abc\ntable ip raftswarm_mesh_abc {",
+		"table ip raftswarm_mesh_abc\nflush table ip raftswarm_mesh_abc\n" +
+			"chain ip raftswarm_mesh_abc be_9090_0\ndelete chain ip raftswarm_mesh_abc be_9090_0\n" +
+			"chain ip raftswarm_mesh_abc port_9090\ndelete chain ip raftswarm_mesh_abc port_9090\n" +
+			"table ip raftswarm_mesh_abc {",
+		"\tcounter conns_8080 {\n\t}",
 		"type nat hook prerouting priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"type nat hook output priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"tcp dport 8080 jump port_8080",
 		"numgen random mod 4 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3 }",
-		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp dnat to 172.17.0.2:80\n\t}",
+		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 172.17.0.2:80\n\t}",
 		// loopback published address: clients not on loopback fall through
-		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.2:32769\n\t}",
-		"chain be_8080_3 {\n\t\tmeta l4proto tcp dnat to 198.51.100.1:32770\n\t}",
+		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.2:32769\n\t}",
+		"chain be_8080_3 {\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 198.51.100.1:32770\n\t}",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
@@ -83,8 +91,20 @@ func TestNFTMeshScript(t *testing.T) {
 	if strings.Contains(got, "be_8080_2") {
 		t.Errorf("the userspace slot has a chain:\n%s", got)
 	}
+	if strings.Contains(got, "delete table") || strings.Contains(got, "delete chain ip raftswarm_mesh_abc be_8080_0") {
+		t.Errorf("the script deletes the table (its counters) or a chain still wanted:\n%s", got)
+	}
+	wantChains := map[string]bool{"ingress": true, "port_8080": true, "be_8080_0": true, "be_8080_1": true, "be_8080_3": true}
+	if len(chains) != len(wantChains) {
+		t.Errorf("chains = %v, want %v", chains, wantChains)
+	}
+	for c := range wantChains {
+		if !chains[c] {
+			t.Errorf("chains = %v, want %v", chains, wantChains)
+		}
+	}
 
-	all, err := nftMeshScript("t", KernelRules{})
+	all, _, err := nftMeshScript("t", KernelRules{}, nil)
 	if err != nil || !strings.Contains(all, "fib daddr type local jump ingress") {
 		t.Errorf("all addresses: %v\n%s", err, all)
 	}
@@ -96,9 +116,35 @@ func TestNFTMeshScript(t *testing.T) {
 		"no port":    {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:0")}}}}},
 		"bad direct": {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:5"), Direct: netip.MustParseAddrPort("0.0.0.0:80")}}}}},
 	} {
-		if _, err := nftMeshScript("t", bad); err == nil {
+		if _, _, err := nftMeshScript("t", bad, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestParseNFTCounters reads `nft -j list counters table ip T` as nft
+// 1.0.6 prints it: the port counters of the table, nothing else.
+func TestParseNFTCounters(t *testing.T) {
+	out := `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},` +
+		` {"counter": {"family": "ip", "name": "conns_8080", "table": "raftswarm_mesh_abc", "handle": 6, "packets": 3, "bytes": 180}},` +
+		` {"counter": {"family": "ip", "name": "conns_9090", "table": "raftswarm_mesh_abc", "handle": 24, "packets": 0, "bytes": 0}},` +
+		` {"counter": {"family": "ip", "name": "conns_80", "table": "raftswarm_mesh_other", "handle": 2, "packets": 7, "bytes": 420}},` +
+		` {"counter": {"family": "inet", "name": "conns_81", "table": "raftswarm_mesh_abc", "handle": 3, "packets": 7, "bytes": 420}},` +
+		` {"counter": {"family": "ip", "name": "conns_x", "table": "raftswarm_mesh_abc", "handle": 4, "packets": 1, "bytes": 60}},` +
+		` {"counter": {"family": "ip", "name": "conns_70000", "table": "raftswarm_mesh_abc", "handle": 5, "packets": 1, "bytes": 60}},` +
+		` {"counter": {"family": "ip", "name": "other_82", "table": "raftswarm_mesh_abc", "handle": 7, "packets": 1, "bytes": 60}}]}`
+	got, err := parseNFTCounters("raftswarm_mesh_abc", []byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[8080] != 3 || got[9090] != 0 {
+		t.Fatalf("counters = %v, want 8080:3 9090:0", got)
+	}
+	if got, err := parseNFTCounters("t", []byte(`{"nftables": [{"metainfo": {"json_schema_version": 1}}]}`)); err != nil || len(got) != 0 {
+		t.Fatalf("no counters: %v, %v", got, err)
+	}
+	if _, err := parseNFTCounters("t", []byte("Error: No such file or directory\n")); err == nil {
+		t.Fatal("nft's error text parsed as counters")
 	}
 }
 
@@ -511,4 +557,103 @@ func TestStatsDoesNotWaitForTheKernel(t *testing.T) {
 	if s := m.Stats(); s.Listeners != 0 || len(s.Ports) != 0 {
 		t.Fatalf("stats after Close = %+v, want no port", s)
 	}
+}
+
+// countingForwarder is a recForwarder whose kernel counts connections.
+type countingForwarder struct {
+	recForwarder
+	counts map[uint16]uint64 // under mu
+	reads  int
+	err    error
+}
+
+func (f *countingForwarder) Connections(context.Context) (map[uint16]uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make(map[uint16]uint64, len(f.counts))
+	for k, v := range f.counts {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *countingForwarder) set(counts map[uint16]uint64, err error) {
+	f.mu.Lock()
+	f.counts, f.err = counts, err
+	f.mu.Unlock()
+}
+
+func (f *countingForwarder) nreads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// TestStatsKernelCounts: Stats reports the kernel's per-port counts beside
+// the userspace ones once rules are applied, reads the kernel at most once
+// per kernelCountsMaxAge however often it is called, and keeps the last
+// figures when a read fails.
+func TestStatsKernelCounts(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	defer m.Close()
+	f := &countingForwarder{}
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	tcp, udp := freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1")
+	// Counters of TCP ports published before (one numbered as the UDP
+	// port) count in the node's figure only.
+	f.set(map[uint16]uint64{uint16(tcp): 7, uint16(udp): 99, 1: 3}, nil)
+	tcpKernel := func(s Stats) uint64 {
+		for _, p := range s.Ports {
+			if p.Protocol == "tcp" {
+				return p.KernelConnections
+			}
+		}
+		t.Fatalf("no tcp port in %+v", s)
+		return 0
+	}
+	if s := m.Stats(); s.Kernel || f.nreads() != 0 {
+		t.Fatalf("before any rules: kernel %v, %d reads", s.Kernel, f.nreads())
+	}
+	mustUpdate(t, m, endpoint("tcp", tcp, "127.0.7.1:2000"), endpoint("udp", udp, "127.0.7.1:2001"))
+	s := m.Stats()
+	if !s.Kernel || s.KernelForwarded != 7+99+3 || len(s.Ports) != 2 {
+		t.Fatalf("stats %+v: want kernel figures, 109 in all, two ports", s)
+	}
+	for _, p := range s.Ports {
+		want := map[string]uint64{"tcp": 7, "udp": 0}[p.Protocol]
+		if p.KernelConnections != want {
+			t.Errorf("%s/%d: kernel %d, want %d", p.Protocol, p.Port, p.KernelConnections, want)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		m.Stats()
+	}
+	if n := f.nreads(); n != 1 {
+		t.Fatalf("%d kernel reads for 51 Stats calls within %v, want 1", n, kernelCountsMaxAge)
+	}
+
+	f.set(nil, errors.New("nft gone"))
+	testutil.Eventually(t, waitTimeout, func() error {
+		if f.nreads() < 2 {
+			m.Stats()
+			return errors.New("no second read yet")
+		}
+		return nil
+	})
+	if s := m.Stats(); s.KernelForwarded != 109 || tcpKernel(s) != 7 {
+		t.Fatalf("after a failed read: %+v, want the last figures", s)
+	}
+	f.set(map[uint16]uint64{uint16(tcp): 8}, nil)
+	testutil.Eventually(t, waitTimeout, func() error {
+		if n := tcpKernel(m.Stats()); n != 8 {
+			return fmt.Errorf("kernel %d, want 8", n)
+		}
+		return nil
+	})
 }

@@ -82,9 +82,19 @@ type Stats struct {
 	// Listeners is the number of published ports currently bound.
 	Listeners int
 	// Ports holds the counters of each published port bound now, with the
-	// service that publishes it. Connections the kernel path forwards
-	// (kernel.go) never reach the mesh and are not counted here.
+	// service that publishes it.
 	Ports []PortStats
+
+	// Kernel: the kernel path counts the TCP connections it forwards (a
+	// counting Forwarder has applied rules); the kernel figures below
+	// and in Ports mean something only then. Connections the kernel
+	// forwards never reach the userspace counters above, and those it lets
+	// through to the userspace listener are counted there only.
+	Kernel bool
+	// KernelForwarded counts the TCP connections the kernel forwarded to
+	// a task, on every port published since the mesh took the kernel path.
+	// It is read from the kernel at most once a second.
+	KernelForwarded uint64
 }
 
 // PortStats are the userspace counters of one published port.
@@ -98,6 +108,10 @@ type PortStats struct {
 	Connections, Refused, Dropped uint64
 	// BytesIn counts bytes from clients to backends, BytesOut the replies.
 	BytesIn, BytesOut uint64
+	// KernelConnections counts the TCP connections the kernel path
+	// forwarded to a task (Stats.Kernel). The kernel counts no bytes: its
+	// nat rules see only a connection's first packet.
+	KernelConnections uint64
 }
 
 // portCounters are PortStats' live counters, kept per port for the mesh's
@@ -142,6 +156,9 @@ type Mesh struct {
 	// by Update and Close and read without it: mu is held across nft
 	// runs, and the metrics scrape must not wait for them.
 	view atomic.Pointer[[]portView]
+	// kcounts reads the kernel path's counters (nil: the forwarder has
+	// none), set by UseKernel and read by Stats without mu.
+	kcounts atomic.Pointer[kernelCounts]
 
 	statMu    sync.Mutex
 	active    map[string]int
@@ -450,8 +467,10 @@ func (m *Mesh) Close() error {
 }
 
 // Stats returns a snapshot of the mesh's counters. It never waits for the
-// kernel: the node's metrics read it, while Update and SetLocal hold m.mu
-// across nft runs.
+// rules being applied: the node's metrics read it, while Update and
+// SetLocal hold m.mu across nft runs. On the kernel path it reads the
+// kernel's counters (one nft run, at most once per second, bounded by a
+// timeout; the last figures otherwise).
 func (m *Mesh) Stats() Stats {
 	s := Stats{
 		Active:    make(map[string]int),
@@ -468,12 +487,24 @@ func (m *Mesh) Stats() Stats {
 	if v := m.view.Load(); v != nil {
 		view = *v
 	}
+	var kernel map[uint16]uint64
+	if k := m.kcounts.Load(); k != nil && k.applied.Load() {
+		s.Kernel = true
+		kernel = k.read(m.ctx, m.log)
+		for _, n := range kernel {
+			s.KernelForwarded += n
+		}
+	}
 	s.Listeners = len(view)
 	for _, p := range view {
 		c := p.c
-		s.Ports = append(s.Ports, PortStats{Protocol: p.key.proto, Port: p.key.port, Service: p.service,
+		ps := PortStats{Protocol: p.key.proto, Port: p.key.port, Service: p.service,
 			Connections: c.conns.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
-			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()}
+		if p.key.proto == "tcp" {
+			ps.KernelConnections = kernel[uint16(p.key.port)]
+		}
+		s.Ports = append(s.Ports, ps)
 	}
 	return s
 }
