@@ -65,10 +65,13 @@
 // host is a slot the kernel lets through ("accept") to the userspace
 // listener, which stays bound on every published port for that, for the
 // ports the kernel does not take (UDP, PROXY protocol) and for everything
-// if the rules fail. Forwarding across hosts in the kernel is left out on
-// purpose: it needs ip_forward, a FORWARD chain that accepts (Docker sets
-// its policy to DROP) and masquerading, which hides the client address
-// anyway.
+// if the rules fail (a failed transaction leaves the rules before it in
+// place, so the mesh then removes them: otherwise they would go on taking
+// new connections, perhaps to tasks that have left, while the node reports
+// the userspace path; the next table tries again). Forwarding across
+// hosts in the kernel is left out on purpose: it needs ip_forward, a
+// FORWARD chain that accepts (Docker sets its policy to DROP) and
+// masquerading, which hides the client address anyway.
 //
 // A container on the node's bridge that connects to the node's address
 // and a published port is DNATed to a container on the same bridge: the

@@ -142,6 +142,15 @@ type kernelCountsRead struct {
 	ports map[uint16]uint64 // nil: none read yet
 }
 
+// reset forgets the counts: the forwarder's table is gone with them. It
+// does not wait for a read in progress (the caller holds Mesh.mu); Stats
+// reports no kernel figures until rules are applied again, by when that
+// read's are at most kernelCountsMaxAge old.
+func (k *kernelCounts) reset() {
+	k.applied.Store(false)
+	k.last.Store(nil)
+}
+
 // read returns the per-port counts, reading them again if the last read
 // is older than kernelCountsMaxAge and no other read is in progress.
 func (k *kernelCounts) read(ctx context.Context, log *slog.Logger) map[uint16]uint64 {
@@ -251,6 +260,18 @@ func (m *Mesh) applyKernelLocked() {
 		m.applied = nil // unknown: apply again next time
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
+		}
+		// A failed transaction leaves the rules applied before it in
+		// the kernel, which would go on taking new connections (to tasks
+		// that may have left) while the node reports the userspace
+		// path: remove them, and their counters with them.
+		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
+		if rerr := m.fwd.Remove(ctx); rerr != nil {
+			m.log.Warn("cannot remove the kernel rules after a failed update; they may still forward new connections", "err", rerr)
+		}
+		cancel()
+		if k := m.kcounts.Load(); k != nil {
+			k.reset()
 		}
 		m.setKernelErrLocked(err)
 		for _, p := range m.ports {

@@ -23,7 +23,7 @@ import (
 // addresses in 127.0.7.0/24 or a veth of the test, removed at the end even
 // on failure.
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (nftables)")
@@ -40,7 +40,7 @@ func randHex(n int) string {
 }
 
 // testForwarder returns a forwarder on a fresh table, removed at cleanup.
-func testForwarder(t *testing.T, table string) *NFTForwarder {
+func testForwarder(t testing.TB, table string) *NFTForwarder {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -361,4 +361,95 @@ func TestKernelCountersRoot(t *testing.T) {
 	kernel += 5
 	connect(5)
 	expect(kernel, user)
+}
+
+// benchRules is a rule set of n published ports on 127.0.7.1 with two
+// local tasks each; backend port base+i lets two sets differ.
+func benchRules(n int, base uint16) KernelRules {
+	rs := KernelRules{IngressIP: netip.MustParseAddr("127.0.7.1")}
+	for i := 0; i < n; i++ {
+		rs.Ports = append(rs.Ports, KernelPort{Port: uint16(40000 + i), Slots: []KernelSlot{
+			{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.7.2"), base+uint16(i))},
+			{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.7.3"), base+uint16(i)), Direct: netip.MustParseAddrPort("172.17.0.2:80")},
+		}})
+	}
+	return rs
+}
+
+// BenchmarkKernelApply is one nft transaction that changes the rules of
+// n published ports: what every endpoint table cost a node on the kernel
+// path before unchanged rules were skipped (an unchanged table now costs
+// BenchmarkKernelRulesUnchanged).
+func BenchmarkKernelApply(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			sets := [2]KernelRules{benchRules(n, 1000), benchRules(n, 2000)}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := f.Apply(ctx, sets[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKernelRulesUnchanged is an endpoint table that leaves this
+// node's kernel rules as they are (a change of another host's task) on
+// a mesh with n published TCP ports: derived and compared, no nft run.
+func BenchmarkKernelRulesUnchanged(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			m := newMesh(b, "127.0.7.1")
+			if err := m.UseKernel(f); err != nil {
+				b.Fatal(err)
+			}
+			ports := make([]uint32, n)
+			for i := range ports {
+				ports[i] = freePort(b, "127.0.7.1")
+			}
+			table := func(remote string) []*swarmpb.ServiceEndpoint {
+				var eps []*swarmpb.ServiceEndpoint
+				for i, p := range ports {
+					eps = append(eps, endpoint("tcp", p, fmt.Sprintf("127.0.7.2:%d", 1000+i), remote))
+				}
+				return eps
+			}
+			tables := [2][]*swarmpb.ServiceEndpoint{table("203.0.113.1:80"), table("203.0.113.2:80")} // TEST-NET-3: another host
+			mustUpdate(b, m, tables[1]...)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := m.Update(tables[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKernelCounters is one read of the kernel path's counters (what
+// Stats costs at most once a second) with n published ports.
+func BenchmarkKernelCounters(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			ctx := context.Background()
+			if err := f.Apply(ctx, benchRules(n, 1000)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got, err := f.Connections(ctx)
+				if err != nil || len(got) != n {
+					b.Fatalf("%d counters, %v; want %d", len(got), err, n)
+				}
+			}
+		})
+	}
 }

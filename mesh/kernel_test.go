@@ -243,10 +243,15 @@ func TestKernelRulesFromTable(t *testing.T) {
 	if user != nil {
 		t.Fatal("userspace share kept after the kernel failed")
 	}
+	// The rules applied before the failed transaction are removed: they
+	// would go on taking connections while the node says userspace.
+	if f.removed != 2 {
+		t.Fatalf("rules removed %d times after a failed update, want 2 (UseKernel, the failure)", f.removed)
+	}
 
 	m.Close()
-	if f.removed != 2 {
-		t.Fatalf("Close removed rules %d times in all, want 2", f.removed)
+	if f.removed != 3 {
+		t.Fatalf("Close removed rules %d times in all, want 3", f.removed)
 	}
 }
 
@@ -656,4 +661,13 @@ func TestStatsKernelCounts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A failed transaction removes the rules, their counters with them.
+	f.mu.Lock()
+	f.fail = errors.New("boom")
+	f.mu.Unlock()
+	mustUpdate(t, m, endpoint("tcp", tcp, "127.0.7.1:2002"), endpoint("udp", udp, "127.0.7.1:2001"))
+	if s := m.Stats(); s.Kernel || tcpKernel(s) != 0 {
+		t.Fatalf("stats after the rules were removed: %+v, want no kernel figures", s)
+	}
 }
