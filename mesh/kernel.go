@@ -165,7 +165,7 @@ func (k *kernelCounts) read(ctx context.Context, log *slog.Logger) map[uint16]ui
 		return last.ports
 	}
 	defer k.readMu.Unlock()
-	if l := k.last.Load(); l != last { // another read finished meanwhile
+	if l := k.last.Load(); l != last && l != nil { // another read finished meanwhile
 		return l.ports
 	}
 	ctx, cancel := context.WithTimeout(ctx, kernelCountsTimeout)
@@ -250,28 +250,32 @@ func (m *Mesh) setKernelErrLocked(err error) {
 // nft run costs a fork and a table rewrite.
 func (m *Mesh) applyKernelLocked() {
 	rs, user, err := m.kernelRulesLocked()
+	applyFailed := false
 	if err == nil && (m.kernelErr != nil || m.applied == nil || !m.applied.Equal(rs)) {
 		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
 		err = m.fwd.Apply(ctx, rs)
 		cancel()
 		m.applied = &rs
+		applyFailed = err != nil
 	}
 	if err != nil {
 		m.applied = nil // unknown: apply again next time
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
 		}
-		// A failed transaction leaves the rules applied before it in
-		// the kernel, which would go on taking new connections (to tasks
-		// that may have left) while the node reports the userspace
-		// path: remove them, and their counters with them.
-		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
-		if rerr := m.fwd.Remove(ctx); rerr != nil {
-			m.log.Warn("cannot remove the kernel rules after a failed update; they may still forward new connections", "err", rerr)
-		}
-		cancel()
-		if k := m.kcounts.Load(); k != nil {
-			k.reset()
+		if applyFailed {
+			// A failed transaction leaves the rules applied before it
+			// in the kernel, which would go on taking new connections
+			// (to tasks that may have left) while the node reports the
+			// userspace path: remove them, their counters with them.
+			ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
+			if rerr := m.fwd.Remove(ctx); rerr != nil {
+				m.log.Warn("cannot remove the kernel rules after a failed update; they may still forward new connections", "err", rerr)
+			}
+			cancel()
+			if k := m.kcounts.Load(); k != nil {
+				k.reset()
+			}
 		}
 		m.setKernelErrLocked(err)
 		for _, p := range m.ports {
