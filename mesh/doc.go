@@ -68,10 +68,11 @@
 // if the rules fail (a failed transaction leaves the rules before it in
 // place, so the mesh then removes them: otherwise they would go on taking
 // new connections, perhaps to tasks that have left, while the node reports
-// the userspace path; the next table tries again). Forwarding across
-// hosts in the kernel is left out on purpose: it needs ip_forward, a
-// FORWARD chain that accepts (Docker sets its policy to DROP) and
-// masquerading, which hides the client address anyway.
+// the userspace path; KernelRetry then tells the caller to Update again,
+// which the agent does every 3 s). Forwarding across hosts in the kernel
+// is left out on purpose: it needs ip_forward, a FORWARD chain that
+// accepts (Docker sets its policy to DROP) and masquerading, which hides
+// the client address anyway.
 //
 // A container on the node's bridge that connects to the node's address
 // and a published port is DNATed to a container on the same bridge: the

@@ -222,6 +222,12 @@ func (m *Mesh) Path() (path, reason string) {
 	return PathUserspace, "kernel forwarding not enabled"
 }
 
+// KernelRetry reports whether the kernel path is enabled and its last
+// transaction failed: the userspace proxy serves every port meanwhile,
+// and calling Update again, even with the same table, tries the kernel
+// again. It never waits for the kernel.
+func (m *Mesh) KernelRetry() bool { return m.kernelRetry.Load() }
+
 // pathState is one answer of Path.
 type pathState struct{ path, reason string }
 
@@ -263,6 +269,7 @@ func (m *Mesh) applyKernelLocked() {
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
 		}
+		m.kernelRetry.Store(applyFailed)
 		if applyFailed {
 			// A failed transaction leaves the rules applied before it
 			// in the kernel, which would go on taking new connections
@@ -291,6 +298,7 @@ func (m *Mesh) applyKernelLocked() {
 	if k := m.kcounts.Load(); k != nil {
 		k.applied.Store(true)
 	}
+	m.kernelRetry.Store(false)
 	m.setKernelErrLocked(nil)
 	for k, p := range m.ports {
 		if tp, ok := p.(*tcpPort); ok {

@@ -320,16 +320,16 @@ func TestKernelRulesAppliedOnlyWhenChanged(t *testing.T) {
 	f.mu.Unlock()
 	m.SetLocal(nil)
 	step("a failed transaction", 3)
-	if p, _ := m.Path(); p != PathUserspace {
-		t.Fatalf("path after a failed transaction = %s, want userspace", p)
+	if p, _ := m.Path(); p != PathUserspace || !m.KernelRetry() {
+		t.Fatalf("path after a failed transaction = %s, retry %v; want userspace, to be retried", p, m.KernelRetry())
 	}
 	f.mu.Lock()
 	f.fail = nil
 	f.mu.Unlock()
 	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
 	step("the same table after a failed transaction", 4)
-	if p, why := m.Path(); p != PathKernel {
-		t.Fatalf("path = %s (%s), want kernel again", p, why)
+	if p, why := m.Path(); p != PathKernel || m.KernelRetry() {
+		t.Fatalf("path = %s (%s), retry %v; want kernel again, nothing to retry", p, why, m.KernelRetry())
 	}
 	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
 	step("the same table once applied", 4)

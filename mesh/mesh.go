@@ -159,6 +159,8 @@ type Mesh struct {
 	// kcounts reads the kernel path's counters (nil: the forwarder has
 	// none), set by UseKernel and read by Stats without mu.
 	kcounts atomic.Pointer[kernelCounts]
+	// kernelRetry: the last kernel transaction failed (KernelRetry).
+	kernelRetry atomic.Bool
 
 	statMu    sync.Mutex
 	active    map[string]int
