@@ -79,9 +79,13 @@
 // reply crosses the bridge without routing, and is translated back only
 // because Docker turns on bridge-nf-call-iptables (checked by hand on
 // 2026-11-29: the task saw the calling container's address). A task
-// calling its own published port through the node would also need hairpin
-// mode on its bridge port, which Docker sets only without its userland
-// proxy; not tested.
+// calling its own published port through the node's address would need
+// hairpin mode on its bridge port (the packet goes back out the port it
+// came in), which Docker sets only without its userland proxy: with it
+// the connection hung (checked by hand on 2026-11-29). So a connection
+// from the task's own container address is DNATed to the published
+// address instead, where Docker's proxy takes it (the task then sees the
+// bridge gateway as the client, as from Docker's own hairpin path).
 //
 // Draining is conntrack's: only the first packet of a connection crosses
 // the nat chains, so established connections keep their backend after it

@@ -61,6 +61,7 @@ func TestNFTMeshScript(t *testing.T) {
 			{Addr: netip.MustParseAddrPort("127.0.7.2:32769")},
 			{},
 			{Addr: netip.MustParseAddrPort("198.51.100.1:32770")},
+			{Addr: netip.MustParseAddrPort("198.51.100.1:32771"), Direct: netip.MustParseAddrPort("172.17.0.3:80")},
 		}}},
 	}
 	// Chains of an earlier Apply: port_9090's go, be_8080_0 stays.
@@ -78,11 +79,16 @@ func TestNFTMeshScript(t *testing.T) {
 		"type nat hook prerouting priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"type nat hook output priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"tcp dport 8080 jump port_8080",
-		"numgen random mod 4 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3 }",
+		"numgen random mod 5 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3, 4 : goto be_8080_4 }",
 		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 172.17.0.2:80\n\t}",
 		// loopback published address: clients not on loopback fall through
 		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.2:32769\n\t}",
 		"chain be_8080_3 {\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 198.51.100.1:32770\n\t}",
+		// the task calling its own published port goes through the
+		// published address (no hairpin on the bridge)
+		"chain be_8080_4 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 198.51.100.1:32771\n" +
+			"\t\tmeta l4proto tcp ip saddr 172.17.0.3 counter name conns_8080 dnat to 198.51.100.1:32771\n" +
+			"\t\tmeta l4proto tcp counter name conns_8080 dnat to 172.17.0.3:80\n\t}",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
@@ -94,7 +100,7 @@ func TestNFTMeshScript(t *testing.T) {
 	if strings.Contains(got, "delete table") || strings.Contains(got, "delete chain ip raftswarm_mesh_abc be_8080_0") {
 		t.Errorf("the script deletes the table (its counters) or a chain still wanted:\n%s", got)
 	}
-	wantChains := map[string]bool{"ingress": true, "port_8080": true, "be_8080_0": true, "be_8080_1": true, "be_8080_3": true}
+	wantChains := map[string]bool{"ingress": true, "port_8080": true, "be_8080_0": true, "be_8080_1": true, "be_8080_3": true, "be_8080_4": true}
 	if len(chains) != len(wantChains) {
 		t.Errorf("chains = %v, want %v", chains, wantChains)
 	}

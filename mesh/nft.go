@@ -267,6 +267,16 @@ func nftMeshScript(table string, rs KernelRules, prev map[string]bool) (string, 
 					return "", nil, fmt.Errorf("kernel forwarding, port %d: %w", p.Port, err)
 				}
 				fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 %sdnat to %s\n", cnt, s.Addr)
+				if !s.Addr.Addr().IsLoopback() {
+					// The task calling its own published port: sent
+					// back to itself, the packet would have to leave
+					// the bridge by the port it came in (hairpin mode,
+					// which Docker sets only without its userland
+					// proxy) and the connection hangs. Through the
+					// published address it reaches the task as from
+					// Docker's proxy, as on the userspace path.
+					fmt.Fprintf(&b, "\t\tmeta l4proto tcp ip saddr %s %sdnat to %s\n", s.Direct.Addr(), cnt, s.Addr)
+				}
 				fmt.Fprintf(&b, "\t\tmeta l4proto tcp %sdnat to %s\n", cnt, s.Direct)
 			case s.Addr.Addr().IsLoopback():
 				// A packet from outside cannot be sent to a loopback
