@@ -101,7 +101,10 @@
 // reads them (ConnCounter: one `nft -j list counters` run, at most once a
 // second, never under the lock held across nft runs) and reports them
 // beside the userspace figures; the node's metrics tell the two apart
-// with a path label. The kernel counts no bytes.
+// with a path label. The kernel counts no bytes. A connection whose first
+// packet is dropped on the host before conntrack confirms it counts once
+// per retransmitted SYN (seen with the hang of the hairpin case below,
+// before its fix).
 //
 // Why the nft CLI rather than netlink (github.com/google/nftables): the
 // rule set is small and always rewritten whole, a text transaction is

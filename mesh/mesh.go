@@ -97,7 +97,8 @@ type Stats struct {
 	KernelForwarded uint64
 }
 
-// PortStats are the userspace counters of one published port.
+// PortStats are the counters of one published port: the userspace
+// proxy's, and the kernel path's connections (Stats.Kernel).
 type PortStats struct {
 	Protocol string // tcp | udp
 	Port     uint32
