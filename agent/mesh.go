@@ -102,6 +102,7 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 			ta.routeMu.Unlock()
 			failing = ta.applyMesh(m, last)
 			ta.setLocalTargets(ctx, m)
+			failing = failing || m.KernelRetry()
 		case <-reapply.C:
 			if failing {
 				failing = ta.applyMesh(m, last)
@@ -112,6 +113,9 @@ func (ta *taskAgent) watchEndpoints(ctx context.Context, addr string, m *mesh.Me
 	}
 }
 
+// applyMesh applies one table; failing means part of it is not served as
+// it should be (a port not bound, kernel rules not applied) and applying
+// the same table again, every meshRetry, may fix it.
 func (ta *taskAgent) applyMesh(m *mesh.Mesh, ports []*swarmpb.ServiceEndpoint) (failing bool) {
 	err := m.Update(ports)
 	var ue *mesh.UpdateError
@@ -122,7 +126,10 @@ func (ta *taskAgent) applyMesh(m *mesh.Mesh, ports []*swarmpb.ServiceEndpoint) (
 	if err != nil {
 		ta.log.Warn("routing mesh update failed", "err", err)
 	}
-	return false
+	// A failed nft transaction (a loaded host's timeout, say) leaves
+	// every port to the userspace proxy; without a retry that would last
+	// until the next change of the endpoint table.
+	return m.KernelRetry()
 }
 
 // RoutingTable returns the routing mesh's table as the agent last applied

@@ -148,7 +148,7 @@ func TestHeartbeatsWhileKernelRulesApply(t *testing.T) {
 	stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) { return f, nil })
 	d := &netDispatcher{view: &swarmpb.EndpointsMessage{}}
 	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
-	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
+	a := runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
 		Executor: fe, MeshPath: MeshPathAuto})
 	t.Cleanup(func() { close(f.release) }) // runs before the agent stops: its mesh's Close waits for the Apply
 	select {
@@ -167,4 +167,55 @@ func TestHeartbeatsWhileKernelRulesApply(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The metrics scrape reads the mesh's counters meanwhile.
+	stats := make(chan Stats, 1)
+	go func() { stats <- a.Stats() }()
+	select {
+	case s := <-stats:
+		if s.Mesh == nil {
+			t.Fatal("no mesh counters while the kernel rules are applied")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the agent's Stats waited for the kernel rules being applied")
+	}
+}
+
+// flakyForwarder fails its first failures Applies, as nft does when it
+// times out on a loaded host.
+type flakyForwarder struct {
+	stubForwarder
+	failures int // under mu
+}
+
+func (f *flakyForwarder) Apply(ctx context.Context, rs mesh.KernelRules) error {
+	f.mu.Lock()
+	if f.failures > 0 {
+		f.failures--
+		f.mu.Unlock()
+		return errors.New("nft timed out (simulated)")
+	}
+	f.mu.Unlock()
+	return f.stubForwarder.Apply(ctx, rs)
+}
+
+// A failed kernel rule update is retried with the same table: the node
+// goes back to the kernel path without waiting for the endpoint table to
+// change (the mesh removes the old rules on failure, so until then every
+// connection takes the userspace proxy).
+func TestMeshKernelRetried(t *testing.T) {
+	f := &flakyForwarder{failures: 1}
+	stubForwarderFunc(t, func(context.Context, string) (mesh.Forwarder, error) { return f, nil })
+	view := &swarmpb.EndpointsMessage{Ports: []*swarmpb.ServiceEndpoint{{Protocol: "tcp", PublishedPort: uint32(freeTCPPort(t, "127.0.7.1")),
+		Backends: []*swarmpb.Backend{{TaskId: "t1", Addr: "127.0.7.2:1000"}}}}}
+	d := &netDispatcher{view: view}
+	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
+	runAgent(t, d, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1", Hostname: "h1", IngressAddr: "127.0.7.1",
+		Executor: fe, MeshPath: MeshPathAuto})
+	waitMeshPath(t, d, mesh.PathKernel, "")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failures != 0 || f.applied != 1 || f.removed < 2 {
+		t.Fatalf("forwarder: %d failures left, applied %d, removed %d; want the failure, its removal, then one apply", f.failures, f.applied, f.removed)
+	}
 }

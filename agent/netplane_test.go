@@ -87,7 +87,7 @@ func (d *netDispatcher) state(taskID string) *swarmpb.TaskStatus {
 
 // runAgent serves d and runs an agent with cfg against it until the test
 // ends.
-func runAgent(t *testing.T, d *netDispatcher, cfg Config) {
+func runAgent(t *testing.T, d *netDispatcher, cfg Config) *Agent {
 	t.Helper()
 	ln := listenLoopback(t)
 	d.addr = ln.Addr().String()
@@ -102,6 +102,7 @@ func runAgent(t *testing.T, d *netDispatcher, cfg Config) {
 		cancel()
 		<-done
 	})
+	return a
 }
 
 func networkTask(id string) *swarmpb.Task {

@@ -24,7 +24,12 @@ type planeStats interface {
 	Stats() map[string]netplane.ServiceStats
 }
 
-// Stats returns the agent's current counters.
+// SessionOpen reports whether a task session with the leader is
+// established, without reading the counters (Stats may read the kernel's).
+func (a *Agent) SessionOpen() bool { return a.tasks.sessionOpen.Load() }
+
+// Stats returns the agent's current counters. On the kernel path it reads
+// the kernel's (mesh.Mesh.Stats: one nft run per second at most).
 func (a *Agent) Stats() Stats {
 	ta := a.tasks
 	s := Stats{SessionOpen: ta.sessionOpen.Load()}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +72,8 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 	img := buildWhoami(t, leftovers)
 	c := newCluster(t)
 	c.ipBase, c.nextIP = "127.0.7.", 21 // perf-mesh's loopback range
-	m1 := c.addNode("m1", "managerd", "")
+	m1IP := "127.0.7.21"                // addNode's next
+	m1 := c.addNode("m1", "managerd", "", "--metrics-addr", net.JoinHostPort(m1IP, freePort(t, m1IP)))
 	c.ok(m1, "init", "--advertise-addr", m1.addr)
 	ids := c.nodeIDs(m1, leftovers)
 	table := "raftswarm_mesh_" + strings.ToLower(ids["m1"])[:12]
@@ -100,6 +103,26 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 		}
 		_, err = askWhoami(addr)
 		return err
+	})
+
+	// The connections the kernel forwards are in the metrics, beside the
+	// proxy's (path="userspace").
+	for i := 0; i < 5; i++ {
+		if _, err := askWhoami(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := "http://" + m1.flag("--metrics-addr") + "/metrics"
+	kernelSeries := fmt.Sprintf(`raftswarm_mesh_port_connections_total{path="kernel",port=%q,protocol="tcp",service="who"}`, port)
+	c.eventually(20*time.Second, "the kernel path's connections in the metrics", func() error {
+		v, err := metricValue(metrics, kernelSeries)
+		if err != nil {
+			return err
+		}
+		if v < 5 {
+			return fmt.Errorf("%s = %v, want >= 5", kernelSeries, v)
+		}
+		return nil
 	})
 
 	m1.kill(t)
@@ -137,4 +160,26 @@ func TestMeshKernelThroughTheCLI(t *testing.T) {
 		_, err := askWhoami(addr)
 		return err
 	})
+}
+
+// metricValue GETs a /metrics url and returns the value of one series,
+// written as the text format writes it (labels sorted by name).
+func metricValue(url, series string) (float64, error) {
+	cl := &http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no series %s at %s", series, url)
 }

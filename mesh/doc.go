@@ -56,32 +56,55 @@
 // nftables mode and Docker's IPVS ingress do: every Update (and SetLocal,
 // which names this node's tasks' container addresses) derives from the same
 // endpoint table a whole nftables table of the node (NFTForwarder, one
-// transaction per change) that DNATs new TCP connections to the ingress
-// address and a published port, one task chosen at random per connection.
+// transaction per change; rules equal to the last ones applied run no nft
+// at all) that DNATs new TCP connections to the ingress address and a
+// published port, one task chosen at random per connection.
 // Only tasks on this host are forwarded in the kernel: this node's own
 // straight to the container (so they see the client's address), other
 // same-host nodes' to the port Docker published there. A task on another
 // host is a slot the kernel lets through ("accept") to the userspace
 // listener, which stays bound on every published port for that, for the
 // ports the kernel does not take (UDP, PROXY protocol) and for everything
-// if the rules fail. Forwarding across hosts in the kernel is left out on
-// purpose: it needs ip_forward, a FORWARD chain that accepts (Docker sets
-// its policy to DROP) and masquerading, which hides the client address
-// anyway.
+// if the rules fail (a failed transaction leaves the rules before it in
+// place, so the mesh then removes them: otherwise they would go on taking
+// new connections, perhaps to tasks that have left, while the node reports
+// the userspace path; KernelRetry then tells the caller to Update again,
+// which the agent does every 3 s). Forwarding across hosts in the kernel
+// is left out on purpose: it needs ip_forward, a FORWARD chain that
+// accepts (Docker sets its policy to DROP) and masquerading, which hides
+// the client address anyway.
 //
 // A container on the node's bridge that connects to the node's address
 // and a published port is DNATed to a container on the same bridge: the
 // reply crosses the bridge without routing, and is translated back only
 // because Docker turns on bridge-nf-call-iptables (checked by hand on
 // 2026-11-29: the task saw the calling container's address). A task
-// calling its own published port through the node would also need hairpin
-// mode on its bridge port, which Docker sets only without its userland
-// proxy; not tested.
+// calling its own published port through the node's address would need
+// hairpin mode on its bridge port (the packet goes back out the port it
+// came in), which Docker sets only without its userland proxy: with it
+// the connection hung (checked by hand on 2026-11-29). So a connection
+// from the task's own container address is DNATed to the published
+// address instead, where Docker's proxy takes it (the task then sees the
+// bridge gateway as the client, as from Docker's own hairpin path).
 //
 // Draining is conntrack's: only the first packet of a connection crosses
 // the nat chains, so established connections keep their backend after it
 // leaves the table, and even after the table is removed. Close removes the
 // table; UseKernel removes a table a killed daemon left before taking over.
+//
+// Connections forwarded in the kernel never reach the proxy's counters, so
+// every DNAT rule counts in a named counter of its port (conns_<port>);
+// its packets are connections, as only first packets cross nat chains. A
+// re-apply flushes and rebuilds the chains inside the table rather than
+// deleting it, so the counters keep counting through every change (and
+// through a port unpublished and published again), until Close. Stats
+// reads them (ConnCounter: one `nft -j list counters` run, at most once a
+// second, never under the lock held across nft runs) and reports them
+// beside the userspace figures; the node's metrics tell the two apart
+// with a path label. The kernel counts no bytes. A connection whose first
+// packet is dropped on the host before conntrack confirms it counts once
+// per retransmitted SYN (seen with the hang of the hairpin case below,
+// before its fix).
 //
 // Why the nft CLI rather than netlink (github.com/google/nftables): the
 // rule set is small and always rewritten whole, a text transaction is

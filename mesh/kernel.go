@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +23,15 @@ const (
 
 // kernelTimeout bounds one Apply or Remove.
 const kernelTimeout = 10 * time.Second
+
+// Bounds on reading the kernel's connection counters (ConnCounter) for
+// Stats: figures younger than kernelCountsMaxAge are reused, so however
+// often the metrics are scraped the counters cost at most one nft run per
+// kernelCountsMaxAge, and one read waits at most kernelCountsTimeout.
+const (
+	kernelCountsMaxAge  = time.Second
+	kernelCountsTimeout = 2 * time.Second
+)
 
 // Forwarder programs the kernel to forward published TCP ports: the
 // kernel half of the mesh (NFTForwarder). The mesh hands it the whole rule
@@ -34,12 +47,31 @@ type Forwarder interface {
 	Remove(ctx context.Context) error
 }
 
+// ConnCounter is the optional ability of a Forwarder to count the TCP
+// connections the kernel forwards (NFTForwarder has it). Without it the
+// mesh reports no kernel-path figures.
+type ConnCounter interface {
+	// Connections returns, per published port, the connections the
+	// kernel has forwarded to a task since the rules were first applied.
+	// The counts survive Apply (a port unpublished and published again
+	// goes on counting) and end with Remove. Connections the kernel lets
+	// through to the userspace listener are not counted here.
+	Connections(ctx context.Context) (map[uint16]uint64, error)
+}
+
 // KernelRules is what the kernel forwards: new TCP connections to
 // IngressIP:Port (every local address when IngressIP is invalid) go to one
 // of the port's slots, chosen at random per connection.
 type KernelRules struct {
 	IngressIP netip.Addr
 	Ports     []KernelPort
+}
+
+// Equal reports whether rs and o program the kernel the same way.
+func (rs KernelRules) Equal(o KernelRules) bool {
+	return rs.IngressIP == o.IngressIP && slices.EqualFunc(rs.Ports, o.Ports, func(a, b KernelPort) bool {
+		return a.Port == b.Port && slices.Equal(a.Slots, b.Slots)
+	})
 }
 
 // KernelPort is one published TCP port. A port absent from the rules, or
@@ -88,8 +120,67 @@ func (m *Mesh) UseKernel(f Forwarder) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fwd = f
+	if cc, ok := f.(ConnCounter); ok {
+		m.kcounts.Store(&kernelCounts{cc: cc})
+	}
 	m.setKernelErrLocked(errors.New("no endpoint table yet"))
 	return nil
+}
+
+// kernelCounts reads the kernel path's connection counters for Stats,
+// bounded in cost (kernelCountsMaxAge, kernelCountsTimeout) and never
+// under Mesh.mu: one read at a time, the others take the last figures.
+type kernelCounts struct {
+	cc      ConnCounter
+	applied atomic.Bool // rules were applied once: the counters exist
+	readMu  sync.Mutex  // held by the read in progress
+	last    atomic.Pointer[kernelCountsRead]
+}
+
+type kernelCountsRead struct {
+	at    time.Time
+	ports map[uint16]uint64 // nil: none read yet
+}
+
+// reset forgets the counts: the forwarder's table is gone with them. It
+// does not wait for a read in progress (the caller holds Mesh.mu); Stats
+// reports no kernel figures until rules are applied again, by when that
+// read's are at most kernelCountsMaxAge old.
+func (k *kernelCounts) reset() {
+	k.applied.Store(false)
+	k.last.Store(nil)
+}
+
+// read returns the per-port counts, reading them again if the last read
+// is older than kernelCountsMaxAge and no other read is in progress.
+func (k *kernelCounts) read(ctx context.Context, log *slog.Logger) map[uint16]uint64 {
+	last := k.last.Load()
+	if last != nil && time.Since(last.at) < kernelCountsMaxAge {
+		return last.ports
+	}
+	if !k.readMu.TryLock() {
+		if last == nil {
+			return nil
+		}
+		return last.ports
+	}
+	defer k.readMu.Unlock()
+	if l := k.last.Load(); l != last && l != nil { // another read finished meanwhile
+		return l.ports
+	}
+	ctx, cancel := context.WithTimeout(ctx, kernelCountsTimeout)
+	ports, err := k.cc.Connections(ctx)
+	cancel()
+	if err != nil {
+		// Keep the last figures (counters only grow); try again after
+		// kernelCountsMaxAge rather than on every call.
+		log.Debug("cannot read the kernel path's connection counters; reporting the last ones", "err", err)
+		if last != nil {
+			ports = last.ports
+		}
+	}
+	k.last.Store(&kernelCountsRead{at: time.Now(), ports: ports})
+	return ports
 }
 
 // SetKernelUnavailable records why the mesh serves every port in user
@@ -131,6 +222,12 @@ func (m *Mesh) Path() (path, reason string) {
 	return PathUserspace, "kernel forwarding not enabled"
 }
 
+// KernelRetry reports whether the kernel path is enabled and its last
+// transaction failed: the userspace proxy serves every port meanwhile,
+// and calling Update again, even with the same table, tries the kernel
+// again. It never waits for the kernel.
+func (m *Mesh) KernelRetry() bool { return m.kernelRetry.Load() }
+
 // pathState is one answer of Path.
 type pathState struct{ path, reason string }
 
@@ -151,16 +248,41 @@ func (m *Mesh) setKernelErrLocked(err error) {
 // applyKernelLocked derives the kernel rules from the bound ports and
 // applies them. m.mu is held. On failure the userspace listeners (always
 // bound) serve every connection with every backend.
+//
+// Rules equal to the last ones applied are not applied again: the managers
+// send the whole endpoint table on every change of any service, and most
+// changes (a task of another host, a UDP port, a task starting that is not
+// yet in the table) leave this node's kernel rules as they are, while each
+// nft run costs a fork and a table rewrite.
 func (m *Mesh) applyKernelLocked() {
 	rs, user, err := m.kernelRulesLocked()
-	if err == nil {
+	applyFailed := false
+	if err == nil && (m.kernelErr != nil || m.applied == nil || !m.applied.Equal(rs)) {
 		ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
 		err = m.fwd.Apply(ctx, rs)
 		cancel()
+		m.applied = &rs
+		applyFailed = err != nil
 	}
 	if err != nil {
+		m.applied = nil // unknown: apply again next time
 		if m.kernelErr == nil {
 			m.log.Warn("kernel forwarding failed; the userspace proxy serves every published port", "err", err)
+		}
+		m.kernelRetry.Store(applyFailed)
+		if applyFailed {
+			// A failed transaction leaves the rules applied before it
+			// in the kernel, which would go on taking new connections
+			// (to tasks that may have left) while the node reports the
+			// userspace path: remove them, their counters with them.
+			ctx, cancel := context.WithTimeout(m.ctx, kernelTimeout)
+			if rerr := m.fwd.Remove(ctx); rerr != nil {
+				m.log.Warn("cannot remove the kernel rules after a failed update; they may still forward new connections", "err", rerr)
+			}
+			cancel()
+			if k := m.kcounts.Load(); k != nil {
+				k.reset()
+			}
 		}
 		m.setKernelErrLocked(err)
 		for _, p := range m.ports {
@@ -173,6 +295,10 @@ func (m *Mesh) applyKernelLocked() {
 	if m.kernelErr != nil {
 		m.log.Info("published TCP ports forwarded in the kernel", "ports", len(rs.Ports))
 	}
+	if k := m.kcounts.Load(); k != nil {
+		k.applied.Store(true)
+	}
+	m.kernelRetry.Store(false)
 	m.setKernelErrLocked(nil)
 	for k, p := range m.ports {
 		if tp, ok := p.(*tcpPort); ok {

@@ -23,7 +23,7 @@ import (
 // addresses in 127.0.7.0/24 or a veth of the test, removed at the end even
 // on failure.
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (nftables)")
@@ -40,7 +40,7 @@ func randHex(n int) string {
 }
 
 // testForwarder returns a forwarder on a fresh table, removed at cleanup.
-func testForwarder(t *testing.T, table string) *NFTForwarder {
+func testForwarder(t testing.TB, table string) *NFTForwarder {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -270,5 +270,186 @@ func TestKernelClientAddressRoot(t *testing.T) {
 	// loopback: the container too.
 	if name, _, err := who(func() (net.Conn, error) { return net.DialTimeout("tcp", ingress, 2*time.Second) }); err != nil || name != "container" {
 		t.Fatalf("host client reached %q (%v), want the container", name, err)
+	}
+}
+
+// TestKernelCountersRoot: the kernel path counts the connections it
+// forwards, per published port, beside the userspace proxy's counts of
+// the ones it lets through (a task on "another host"); the counts survive
+// rule changes (which delete the chains no longer wanted) and a port
+// unpublished and published again.
+func TestKernelCountersRoot(t *testing.T) {
+	needRoot(t)
+	table := NFTTableName("perfmesh" + randHex(2))
+	f := testForwarder(t, table)
+	a := whoBackend(t, "a", "127.0.0.1:0")
+	b := whoBackend(t, "b", "127.0.0.1:0")
+	remote := whoBackend(t, "remote", "127.0.7.3:0") // stands for a task on another host
+	m := newMesh(t, "127.0.7.1")
+	m.isHostAddr = func(ip netip.Addr) bool { return ip != netip.MustParseAddr("127.0.7.3") }
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Stats(); s.Kernel {
+		t.Fatalf("kernel figures before any rules: %+v", s)
+	}
+	port := freePort(t, "127.0.7.1")
+	addr := hostPort("127.0.7.1", port)
+	ep := func(backends ...net.Listener) *swarmpb.ServiceEndpoint {
+		e := &swarmpb.ServiceEndpoint{Protocol: "tcp", PublishedPort: port, ServiceName: "web"}
+		for i, l := range backends {
+			e.Backends = append(e.Backends, &swarmpb.Backend{TaskId: fmt.Sprint("t", i), Addr: l.Addr().String()})
+		}
+		return e
+	}
+	dial := func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
+	connect := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for i := 0; i < n; i++ {
+			name, _, err := who(dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[name]++
+		}
+		return seen
+	}
+	expect := func(kernel, user uint64) {
+		t.Helper()
+		testutil.Eventually(t, waitTimeout, func() error {
+			s := m.Stats()
+			if !s.Kernel || len(s.Ports) != 1 {
+				return fmt.Errorf("stats %+v: want kernel figures and one port", s)
+			}
+			p := s.Ports[0]
+			if p.KernelConnections != kernel || s.KernelForwarded != kernel || p.Connections != user {
+				return fmt.Errorf("port %d: kernel %d (node %d), userspace %d; want kernel %d, userspace %d",
+					p.Port, p.KernelConnections, s.KernelForwarded, p.Connections, kernel, user)
+			}
+			return nil
+		})
+	}
+
+	mustUpdate(t, m, ep(a, remote))
+	// a's container address (here its own): without one, a task
+	// published on loopback takes loopback clients only, and the
+	// userspace listener would serve both tasks.
+	aAddr := a.Addr().(*net.TCPAddr).AddrPort()
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "t0", HostPort: uint32(aAddr.Port())}: aAddr})
+	seen := connect(40)
+	if seen["a"] == 0 || seen["remote"] == 0 || seen["a"]+seen["remote"] != 40 {
+		t.Fatalf("connections per backend %v: want both", seen)
+	}
+	kernel, user := uint64(seen["a"]), uint64(seen["remote"])
+	expect(kernel, user)
+
+	mustUpdate(t, m, ep(a, b))
+	kernel += 10
+	if seen := connect(10); seen["remote"] != 0 {
+		t.Fatalf("connections per backend %v after the remote task left", seen)
+	}
+	expect(kernel, user)
+
+	// One slot fewer: its chain goes, the counter stays.
+	mustUpdate(t, m, ep(b))
+	if _, out := tableExists(t, table); strings.Contains(out, fmt.Sprintf("chain be_%d_1", port)) || !strings.Contains(out, fmt.Sprintf("counter conns_%d", port)) {
+		t.Fatalf("table %s after a slot left:\n%s", table, out)
+	}
+	mustUpdate(t, m)
+	mustUpdate(t, m, ep(b))
+	kernel += 5
+	connect(5)
+	expect(kernel, user)
+}
+
+// benchRules is a rule set of n published ports on 127.0.7.1 with two
+// local tasks each; backend port base+i lets two sets differ.
+func benchRules(n int, base uint16) KernelRules {
+	rs := KernelRules{IngressIP: netip.MustParseAddr("127.0.7.1")}
+	for i := 0; i < n; i++ {
+		rs.Ports = append(rs.Ports, KernelPort{Port: uint16(40000 + i), Slots: []KernelSlot{
+			{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.7.2"), base+uint16(i))},
+			{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.7.3"), base+uint16(i)), Direct: netip.MustParseAddrPort("172.17.0.2:80")},
+		}})
+	}
+	return rs
+}
+
+// BenchmarkKernelApply is one nft transaction that changes the rules of
+// n published ports: what every endpoint table cost a node on the kernel
+// path before unchanged rules were skipped (an unchanged table now costs
+// BenchmarkKernelRulesUnchanged).
+func BenchmarkKernelApply(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			sets := [2]KernelRules{benchRules(n, 1000), benchRules(n, 2000)}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := f.Apply(ctx, sets[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKernelRulesUnchanged is an endpoint table that leaves this
+// node's kernel rules as they are (a change of another host's task) on
+// a mesh with n published TCP ports: derived and compared, no nft run.
+func BenchmarkKernelRulesUnchanged(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			m := newMesh(b, "127.0.7.1")
+			if err := m.UseKernel(f); err != nil {
+				b.Fatal(err)
+			}
+			ports := make([]uint32, n)
+			for i := range ports {
+				ports[i] = freePort(b, "127.0.7.1")
+			}
+			table := func(remote string) []*swarmpb.ServiceEndpoint {
+				var eps []*swarmpb.ServiceEndpoint
+				for i, p := range ports {
+					eps = append(eps, endpoint("tcp", p, fmt.Sprintf("127.0.7.2:%d", 1000+i), remote))
+				}
+				return eps
+			}
+			tables := [2][]*swarmpb.ServiceEndpoint{table("203.0.113.1:80"), table("203.0.113.2:80")} // TEST-NET-3: another host
+			mustUpdate(b, m, tables[1]...)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := m.Update(tables[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKernelCounters is one read of the kernel path's counters (what
+// Stats costs at most once a second) with n published ports.
+func BenchmarkKernelCounters(b *testing.B) {
+	needRoot(b)
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+			ctx := context.Background()
+			if err := f.Apply(ctx, benchRules(n, 1000)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got, err := f.Connections(ctx)
+				if err != nil || len(got) != n {
+					b.Fatalf("%d counters, %v; want %d", len(got), err, n)
+				}
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -11,20 +12,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
 // recForwarder records what the mesh asks of the kernel.
 type recForwarder struct {
-	mu      sync.Mutex
-	applied []KernelRules
-	removed int
-	fail    error
+	mu       sync.Mutex
+	applied  []KernelRules // the successful Applies
+	attempts int           // every Apply
+	removed  int
+	fail     error
 }
 
 func (f *recForwarder) Apply(_ context.Context, rs KernelRules) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.attempts++
 	if f.fail != nil {
 		return f.fail
 	}
@@ -57,22 +61,34 @@ func TestNFTMeshScript(t *testing.T) {
 			{Addr: netip.MustParseAddrPort("127.0.7.2:32769")},
 			{},
 			{Addr: netip.MustParseAddrPort("198.51.100.1:32770")},
+			{Addr: netip.MustParseAddrPort("198.51.100.1:32771"), Direct: netip.MustParseAddrPort("172.17.0.3:80")},
 		}}},
 	}
-	got, err := nftMeshScript("raftswarm_mesh_abc", rs)
+	// Chains of an earlier Apply: port_9090's go, be_8080_0 stays.
+	prev := map[string]bool{"ingress": true, "port_9090": true, "be_9090_0": true, "be_8080_0": true}
+	got, chains, err := nftMeshScript("raftswarm_mesh_abc", rs, prev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"table ip raftswarm_mesh_abc\ndelete table ip raftswarm_mesh_abc\ntable ip raftswarm_mesh_abc {",
+		"table ip raftswarm_mesh_abc\nflush table ip raftswarm_mesh_abc\n" +
+			"chain ip raftswarm_mesh_abc be_9090_0\ndelete chain ip raftswarm_mesh_abc be_9090_0\n" +
+			"chain ip raftswarm_mesh_abc port_9090\ndelete chain ip raftswarm_mesh_abc port_9090\n" +
+			"table ip raftswarm_mesh_abc {",
+		"\tcounter conns_8080 {\n\t}",
 		"type nat hook prerouting priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"type nat hook output priority -110; policy accept;\n\t\tip daddr 127.0.7.1 jump ingress",
 		"tcp dport 8080 jump port_8080",
-		"numgen random mod 4 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3 }",
-		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp dnat to 172.17.0.2:80\n\t}",
+		"numgen random mod 5 vmap { 0 : goto be_8080_0, 1 : goto be_8080_1, 2 : accept, 3 : goto be_8080_3, 4 : goto be_8080_4 }",
+		"chain be_8080_0 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.1:32768\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 172.17.0.2:80\n\t}",
 		// loopback published address: clients not on loopback fall through
-		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 dnat to 127.0.7.2:32769\n\t}",
-		"chain be_8080_3 {\n\t\tmeta l4proto tcp dnat to 198.51.100.1:32770\n\t}",
+		"chain be_8080_1 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 127.0.7.2:32769\n\t}",
+		"chain be_8080_3 {\n\t\tmeta l4proto tcp counter name conns_8080 dnat to 198.51.100.1:32770\n\t}",
+		// the task calling its own published port goes through the
+		// published address (no hairpin on the bridge)
+		"chain be_8080_4 {\n\t\tmeta l4proto tcp ip saddr 127.0.0.0/8 counter name conns_8080 dnat to 198.51.100.1:32771\n" +
+			"\t\tmeta l4proto tcp ip saddr 172.17.0.3 counter name conns_8080 dnat to 198.51.100.1:32771\n" +
+			"\t\tmeta l4proto tcp counter name conns_8080 dnat to 172.17.0.3:80\n\t}",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("script lacks %q:\n%s", want, got)
@@ -81,8 +97,20 @@ func TestNFTMeshScript(t *testing.T) {
 	if strings.Contains(got, "be_8080_2") {
 		t.Errorf("the userspace slot has a chain:\n%s", got)
 	}
+	if strings.Contains(got, "delete table") || strings.Contains(got, "delete chain ip raftswarm_mesh_abc be_8080_0") {
+		t.Errorf("the script deletes the table (its counters) or a chain still wanted:\n%s", got)
+	}
+	wantChains := map[string]bool{"ingress": true, "port_8080": true, "be_8080_0": true, "be_8080_1": true, "be_8080_3": true, "be_8080_4": true}
+	if len(chains) != len(wantChains) {
+		t.Errorf("chains = %v, want %v", chains, wantChains)
+	}
+	for c := range wantChains {
+		if !chains[c] {
+			t.Errorf("chains = %v, want %v", chains, wantChains)
+		}
+	}
 
-	all, err := nftMeshScript("t", KernelRules{})
+	all, _, err := nftMeshScript("t", KernelRules{}, nil)
 	if err != nil || !strings.Contains(all, "fib daddr type local jump ingress") {
 		t.Errorf("all addresses: %v\n%s", err, all)
 	}
@@ -94,9 +122,35 @@ func TestNFTMeshScript(t *testing.T) {
 		"no port":    {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:0")}}}}},
 		"bad direct": {Ports: []KernelPort{{Port: 1, Slots: []KernelSlot{{Addr: netip.MustParseAddrPort("1.2.3.4:5"), Direct: netip.MustParseAddrPort("0.0.0.0:80")}}}}},
 	} {
-		if _, err := nftMeshScript("t", bad); err == nil {
+		if _, _, err := nftMeshScript("t", bad, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestParseNFTCounters reads `nft -j list counters table ip T` as nft
+// 1.0.6 prints it: the port counters of the table, nothing else.
+func TestParseNFTCounters(t *testing.T) {
+	out := `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},` +
+		` {"counter": {"family": "ip", "name": "conns_8080", "table": "raftswarm_mesh_abc", "handle": 6, "packets": 3, "bytes": 180}},` +
+		` {"counter": {"family": "ip", "name": "conns_9090", "table": "raftswarm_mesh_abc", "handle": 24, "packets": 0, "bytes": 0}},` +
+		` {"counter": {"family": "ip", "name": "conns_80", "table": "raftswarm_mesh_other", "handle": 2, "packets": 7, "bytes": 420}},` +
+		` {"counter": {"family": "inet", "name": "conns_81", "table": "raftswarm_mesh_abc", "handle": 3, "packets": 7, "bytes": 420}},` +
+		` {"counter": {"family": "ip", "name": "conns_x", "table": "raftswarm_mesh_abc", "handle": 4, "packets": 1, "bytes": 60}},` +
+		` {"counter": {"family": "ip", "name": "conns_70000", "table": "raftswarm_mesh_abc", "handle": 5, "packets": 1, "bytes": 60}},` +
+		` {"counter": {"family": "ip", "name": "other_82", "table": "raftswarm_mesh_abc", "handle": 7, "packets": 1, "bytes": 60}}]}`
+	got, err := parseNFTCounters("raftswarm_mesh_abc", []byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[8080] != 3 || got[9090] != 0 {
+		t.Fatalf("counters = %v, want 8080:3 9090:0", got)
+	}
+	if got, err := parseNFTCounters("t", []byte(`{"nftables": [{"metainfo": {"json_schema_version": 1}}]}`)); err != nil || len(got) != 0 {
+		t.Fatalf("no counters: %v, %v", got, err)
+	}
+	if _, err := parseNFTCounters("t", []byte("Error: No such file or directory\n")); err == nil {
+		t.Fatal("nft's error text parsed as counters")
 	}
 }
 
@@ -184,6 +238,7 @@ func TestKernelRulesFromTable(t *testing.T) {
 	f.mu.Lock()
 	f.fail = errors.New("boom")
 	f.mu.Unlock()
+	eps[0].Backends = eps[0].Backends[:3] // a change: unchanged rules are not applied again
 	mustUpdate(t, m, eps...)
 	if p, why := m.Path(); p != PathUserspace || !strings.Contains(why, "boom") {
 		t.Fatalf("path after failure = %s (%s)", p, why)
@@ -194,11 +249,98 @@ func TestKernelRulesFromTable(t *testing.T) {
 	if user != nil {
 		t.Fatal("userspace share kept after the kernel failed")
 	}
+	// The rules applied before the failed transaction are removed: they
+	// would go on taking connections while the node says userspace.
+	if f.removed != 2 {
+		t.Fatalf("rules removed %d times after a failed update, want 2 (UseKernel, the failure)", f.removed)
+	}
 
 	m.Close()
-	if f.removed != 2 {
-		t.Fatalf("Close removed rules %d times in all, want 2", f.removed)
+	if f.removed != 3 {
+		t.Fatalf("Close removed rules %d times in all, want 3", f.removed)
 	}
+}
+
+func (f *recForwarder) applies() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.attempts
+}
+
+// TestKernelRulesAppliedOnlyWhenChanged: the managers send the whole
+// endpoint table on every change of any service; a table (or a SetLocal)
+// that leaves this node's kernel rules as they are runs no nft
+// transaction, while one that changes them does, and a failed transaction
+// is retried with the next table even if that is the same.
+func TestKernelRulesAppliedOnlyWhenChanged(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	defer m.Close()
+	m.isHostAddr = func(a netip.Addr) bool { return a.IsLoopback() || netip.MustParsePrefix("198.51.100.0/24").Contains(a) }
+	f := &recForwarder{}
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port, udp := freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1")
+	table := func(remote, udpBackend string) []*swarmpb.ServiceEndpoint {
+		return []*swarmpb.ServiceEndpoint{
+			{Protocol: "tcp", PublishedPort: port, Backends: []*swarmpb.Backend{
+				{TaskId: "local", Addr: "198.51.100.1:2000"},
+				{TaskId: "remote", Addr: remote},
+			}},
+			endpoint("udp", udp, udpBackend),
+		}
+	}
+	step := func(what string, want int) {
+		t.Helper()
+		if got := f.applies(); got != want {
+			t.Fatalf("after %s: %d nft transactions, want %d", what, got, want)
+		}
+	}
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1001")...)
+	step("the first table", 1)
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1001")...)
+	step("the same table again", 1)
+	mustUpdate(t, m, table("192.0.2.9:2002", "127.0.7.2:1002")...)
+	step("a change of a UDP port only", 1)
+
+	// The remote task moved: same kernel rules, but the userspace
+	// listener's share must follow.
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("a change of a task on another host", 1)
+	m.mu.Lock()
+	user := m.ports[portKey{"tcp", port}].(*tcpPort).user.Load()
+	m.mu.Unlock()
+	if user == nil || len(user.list) != 1 || user.list[0].addr != "192.0.2.10:2002" {
+		t.Fatalf("userspace share = %+v, want the moved remote task", user)
+	}
+
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "elsewhere", HostPort: 3000}: netip.MustParseAddrPort("172.17.0.9:80")})
+	step("SetLocal of a task not in the table", 1)
+	m.SetLocal(map[LocalKey]netip.AddrPort{{TaskID: "local", HostPort: 2000}: netip.MustParseAddrPort("172.17.0.5:80")})
+	step("SetLocal of the local task", 2)
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table after SetLocal", 2)
+
+	f.mu.Lock()
+	f.fail = errors.New("boom")
+	f.mu.Unlock()
+	m.SetLocal(nil)
+	step("a failed transaction", 3)
+	if p, _ := m.Path(); p != PathUserspace || !m.KernelRetry() {
+		t.Fatalf("path after a failed transaction = %s, retry %v; want userspace, to be retried", p, m.KernelRetry())
+	}
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table after a failed transaction", 4)
+	if p, why := m.Path(); p != PathKernel || m.KernelRetry() {
+		t.Fatalf("path = %s (%s), retry %v; want kernel again, nothing to retry", p, why, m.KernelRetry())
+	}
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")...)
+	step("the same table once applied", 4)
+	mustUpdate(t, m, table("192.0.2.10:2002", "127.0.7.2:1002")[1:]...)
+	step("the TCP port unpublished", 5)
 }
 
 func slotsEqual(a, b []KernelSlot) bool {
@@ -379,5 +521,159 @@ func TestPathDoesNotWaitForTheKernel(t *testing.T) {
 	}
 	if p, why := m.Path(); p != PathKernel {
 		t.Fatalf("path after the rules applied = %s (%s), want kernel", p, why)
+	}
+}
+
+// Stats answers while the kernel is being programmed: the node's metrics
+// scrape reads it, and must not hang for as long as an nft run takes on a
+// loaded host (nor, with it, the scrape's other figures).
+func TestStatsDoesNotWaitForTheKernel(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	t.Cleanup(func() { m.Close() })
+	f := &blockingForwarder{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(f.release) }) }
+	t.Cleanup(release) // before Close, which waits for the Apply in progress
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.7.1")
+	ep := endpoint("tcp", port, "127.0.7.1:2000")
+	ep.ServiceName = "web"
+	updated := make(chan error, 1)
+	go func() { updated <- m.Update([]*swarmpb.ServiceEndpoint{ep}) }()
+	select {
+	case <-f.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update never applied the kernel rules")
+	}
+
+	got := make(chan Stats, 1)
+	go func() { got <- m.Stats() }()
+	select {
+	case s := <-got:
+		// The ports the Update bound before it programmed the kernel.
+		if s.Listeners != 1 || len(s.Ports) != 1 || s.Ports[0].Port != port || s.Ports[0].Service != "web" {
+			t.Errorf("stats while the rules are applied = %+v, want tcp/%d of web", s, port)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Stats waited for the kernel rules being applied")
+	}
+
+	release()
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if s := m.Stats(); s.Listeners != 0 || len(s.Ports) != 0 {
+		t.Fatalf("stats after Close = %+v, want no port", s)
+	}
+}
+
+// countingForwarder is a recForwarder whose kernel counts connections.
+type countingForwarder struct {
+	recForwarder
+	counts map[uint16]uint64 // under mu
+	reads  int
+	err    error
+}
+
+func (f *countingForwarder) Connections(context.Context) (map[uint16]uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make(map[uint16]uint64, len(f.counts))
+	for k, v := range f.counts {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *countingForwarder) set(counts map[uint16]uint64, err error) {
+	f.mu.Lock()
+	f.counts, f.err = counts, err
+	f.mu.Unlock()
+}
+
+func (f *countingForwarder) nreads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// TestStatsKernelCounts: Stats reports the kernel's per-port counts beside
+// the userspace ones once rules are applied, reads the kernel at most once
+// per kernelCountsMaxAge however often it is called, and keeps the last
+// figures when a read fails.
+func TestStatsKernelCounts(t *testing.T) {
+	m := New("127.0.7.1", testLogger())
+	defer m.Close()
+	f := &countingForwarder{}
+	if err := m.UseKernel(f); err != nil {
+		t.Fatal(err)
+	}
+	tcp, udp := freePort(t, "127.0.7.1"), freePort(t, "127.0.7.1")
+	// Counters of TCP ports published before (one numbered as the UDP
+	// port) count in the node's figure only.
+	f.set(map[uint16]uint64{uint16(tcp): 7, uint16(udp): 99, 1: 3}, nil)
+	tcpKernel := func(s Stats) uint64 {
+		for _, p := range s.Ports {
+			if p.Protocol == "tcp" {
+				return p.KernelConnections
+			}
+		}
+		t.Fatalf("no tcp port in %+v", s)
+		return 0
+	}
+	if s := m.Stats(); s.Kernel || f.nreads() != 0 {
+		t.Fatalf("before any rules: kernel %v, %d reads", s.Kernel, f.nreads())
+	}
+	mustUpdate(t, m, endpoint("tcp", tcp, "127.0.7.1:2000"), endpoint("udp", udp, "127.0.7.1:2001"))
+	s := m.Stats()
+	if !s.Kernel || s.KernelForwarded != 7+99+3 || len(s.Ports) != 2 {
+		t.Fatalf("stats %+v: want kernel figures, 109 in all, two ports", s)
+	}
+	for _, p := range s.Ports {
+		want := map[string]uint64{"tcp": 7, "udp": 0}[p.Protocol]
+		if p.KernelConnections != want {
+			t.Errorf("%s/%d: kernel %d, want %d", p.Protocol, p.Port, p.KernelConnections, want)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		m.Stats()
+	}
+	if n := f.nreads(); n != 1 {
+		t.Fatalf("%d kernel reads for 51 Stats calls within %v, want 1", n, kernelCountsMaxAge)
+	}
+
+	f.set(nil, errors.New("nft gone"))
+	testutil.Eventually(t, waitTimeout, func() error {
+		if f.nreads() < 2 {
+			m.Stats()
+			return errors.New("no second read yet")
+		}
+		return nil
+	})
+	if s := m.Stats(); s.KernelForwarded != 109 || tcpKernel(s) != 7 {
+		t.Fatalf("after a failed read: %+v, want the last figures", s)
+	}
+	f.set(map[uint16]uint64{uint16(tcp): 8}, nil)
+	testutil.Eventually(t, waitTimeout, func() error {
+		if n := tcpKernel(m.Stats()); n != 8 {
+			return fmt.Errorf("kernel %d, want 8", n)
+		}
+		return nil
+	})
+
+	// A failed transaction removes the rules, their counters with them.
+	f.mu.Lock()
+	f.fail = errors.New("boom")
+	f.mu.Unlock()
+	mustUpdate(t, m, endpoint("tcp", tcp, "127.0.7.1:2002"), endpoint("udp", udp, "127.0.7.1:2001"))
+	if s := m.Stats(); s.Kernel || tcpKernel(s) != 0 {
+		t.Fatalf("stats after the rules were removed: %+v, want no kernel figures", s)
 	}
 }

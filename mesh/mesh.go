@@ -82,12 +82,23 @@ type Stats struct {
 	// Listeners is the number of published ports currently bound.
 	Listeners int
 	// Ports holds the counters of each published port bound now, with the
-	// service that publishes it. Connections the kernel path forwards
-	// (kernel.go) never reach the mesh and are not counted here.
+	// service that publishes it.
 	Ports []PortStats
+
+	// Kernel: the kernel path counts the TCP connections it forwards (a
+	// counting Forwarder has applied rules); the kernel figures below
+	// and in Ports mean something only then. Connections the kernel
+	// forwards never reach the userspace counters above, and those it lets
+	// through to the userspace listener are counted there only.
+	Kernel bool
+	// KernelForwarded counts the TCP connections the kernel forwarded to
+	// a task, on every port published since the mesh took the kernel path.
+	// It is read from the kernel at most once a second.
+	KernelForwarded uint64
 }
 
-// PortStats are the userspace counters of one published port.
+// PortStats are the counters of one published port: the userspace
+// proxy's, and the kernel path's connections (Stats.Kernel).
 type PortStats struct {
 	Protocol string // tcp | udp
 	Port     uint32
@@ -98,6 +109,10 @@ type PortStats struct {
 	Connections, Refused, Dropped uint64
 	// BytesIn counts bytes from clients to backends, BytesOut the replies.
 	BytesIn, BytesOut uint64
+	// KernelConnections counts the TCP connections the kernel path
+	// forwarded to a task (Stats.Kernel). The kernel counts no bytes: its
+	// nat rules see only a connection's first packet.
+	KernelConnections uint64
 }
 
 // portCounters are PortStats' live counters, kept per port for the mesh's
@@ -130,6 +145,7 @@ type Mesh struct {
 	// kernelErr change and read without it: mu is held across nft runs.
 	path       atomic.Pointer[pathState]
 	local      map[LocalKey]netip.AddrPort
+	applied    *KernelRules          // the rules last applied with success; nil: none or unknown
 	tableSeen  bool                  // an Update has run
 	isHostAddr func(netip.Addr) bool // tests; nil = this host's addresses
 
@@ -137,10 +153,19 @@ type Mesh struct {
 	conns       map[net.Conn]struct{} // proxied connections (both sides)
 	connsClosed bool
 
+	// view is the bound ports as Stats reports them, published under mu
+	// by Update and Close and read without it: mu is held across nft
+	// runs, and the metrics scrape must not wait for them.
+	view atomic.Pointer[[]portView]
+	// kcounts reads the kernel path's counters (nil: the forwarder has
+	// none), set by UseKernel and read by Stats without mu.
+	kcounts atomic.Pointer[kernelCounts]
+	// kernelRetry: the last kernel transaction failed (KernelRetry).
+	kernelRetry atomic.Bool
+
 	statMu    sync.Mutex
 	active    map[string]int
 	perPort   map[portKey]*portCounters // under statMu
-	services  map[portKey]string        // under mu: the service of each port
 	forwarded atomic.Uint64
 	refused   atomic.Uint64
 	dropped   atomic.Uint64
@@ -149,6 +174,13 @@ type Mesh struct {
 type portKey struct {
 	proto string // "tcp" | "udp"
 	port  uint32
+}
+
+// portView is one bound published port as Stats sees it.
+type portView struct {
+	key     portKey
+	service string
+	c       *portCounters
 }
 
 func (k portKey) String() string { return fmt.Sprintf("%s/%d", k.proto, k.port) }
@@ -266,7 +298,6 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		want[k] = ep.GetBackends()
 		svc[k] = ep.GetServiceName()
 	}
-	m.services = svc
 
 	for k, p := range m.ports {
 		if _, ok := want[k]; !ok {
@@ -303,6 +334,7 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		m.log.Info("published port bound", "port", k.String(), "addr", m.listenAddr(k.port), "backends", len(bs.list))
 	}
 
+	m.publishViewLocked(svc)
 	m.tableSeen = true
 	if m.fwd != nil {
 		// The listeners stay bound under the kernel rules: they hold the
@@ -321,6 +353,22 @@ func (m *Mesh) Update(ports []*swarmpb.ServiceEndpoint) error {
 		return failed[i].Protocol < failed[j].Protocol
 	})
 	return &UpdateError{Ports: failed}
+}
+
+// publishViewLocked publishes the bound ports, with the service of each,
+// for Stats. m.mu is held.
+func (m *Mesh) publishViewLocked(services map[portKey]string) {
+	v := make([]portView, 0, len(m.ports))
+	for k := range m.ports {
+		v = append(v, portView{key: k, service: services[k], c: m.counters(k)})
+	}
+	sort.Slice(v, func(i, j int) bool {
+		if v[i].key.port != v[j].key.port {
+			return v[i].key.port < v[j].key.port
+		}
+		return v[i].key.proto < v[j].key.proto
+	})
+	m.view.Store(&v)
 }
 
 func newBackendSet(bes []*swarmpb.Backend, old *backendSet) *backendSet {
@@ -400,12 +448,14 @@ func (m *Mesh) Close() error {
 			m.log.Warn("cannot remove the mesh's kernel rules; the next start of this node removes them", "err", err)
 		}
 		cancel()
+		m.applied = nil
 		m.setKernelErrLocked(ErrClosed)
 	}
 	for k, p := range m.ports {
 		p.close()
 		delete(m.ports, k)
 	}
+	m.publishViewLocked(nil)
 	m.mu.Unlock()
 
 	m.cancel()
@@ -419,7 +469,11 @@ func (m *Mesh) Close() error {
 	return nil
 }
 
-// Stats returns a snapshot of the mesh's counters.
+// Stats returns a snapshot of the mesh's counters. It never waits for the
+// rules being applied: the node's metrics read it, while Update and
+// SetLocal hold m.mu across nft runs. On the kernel path it reads the
+// kernel's counters (one nft run, at most once per second, bounded by a
+// timeout; the last figures otherwise).
 func (m *Mesh) Stats() Stats {
 	s := Stats{
 		Active:    make(map[string]int),
@@ -432,25 +486,28 @@ func (m *Mesh) Stats() Stats {
 		s.Active[a] = n
 	}
 	m.statMu.Unlock()
-	m.mu.Lock()
-	s.Listeners = len(m.ports)
-	keys := make([]portKey, 0, len(m.ports))
-	for k := range m.ports {
-		keys = append(keys, k)
+	var view []portView
+	if v := m.view.Load(); v != nil {
+		view = *v
 	}
-	services := m.services
-	m.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].port != keys[j].port {
-			return keys[i].port < keys[j].port
+	var kernel map[uint16]uint64
+	if k := m.kcounts.Load(); k != nil && k.applied.Load() {
+		s.Kernel = true
+		kernel = k.read(m.ctx, m.log)
+		for _, n := range kernel {
+			s.KernelForwarded += n
 		}
-		return keys[i].proto < keys[j].proto
-	})
-	for _, k := range keys {
-		c := m.counters(k)
-		s.Ports = append(s.Ports, PortStats{Protocol: k.proto, Port: k.port, Service: services[k],
+	}
+	s.Listeners = len(view)
+	for _, p := range view {
+		c := p.c
+		ps := PortStats{Protocol: p.key.proto, Port: p.key.port, Service: p.service,
 			Connections: c.conns.Load(), Refused: c.refused.Load(), Dropped: c.dropped.Load(),
-			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()})
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()}
+		if p.key.proto == "tcp" {
+			ps.KernelConnections = kernel[uint16(p.key.port)]
+		}
+		s.Ports = append(s.Ports, ps)
 	}
 	return s
 }

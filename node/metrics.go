@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/raftswarm/raftswarm/internal/metrics"
 	"github.com/raftswarm/raftswarm/manager"
+	"github.com/raftswarm/raftswarm/mesh"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
@@ -81,7 +82,7 @@ func (n *Node) Ready() error {
 		return nil
 	case member.manager():
 		return errors.New("the manager is not running")
-	case run == nil || !run.agent.Stats().SessionOpen:
+	case run == nil || !run.agent.SessionOpen():
 		return errors.New("no task session with the leader")
 	}
 	return nil
@@ -112,11 +113,11 @@ var (
 	descRaftHasLeader = desc("raft_node_has_leader", "1 when this replica knows a leader.")
 	descSession       = desc("agent_session_open", "1 when this node's agent has its task session with the leader open.")
 	descMeshListeners = desc("mesh_listeners", "Published ports the routing mesh has bound on this node.")
-	descMeshForwarded = desc("mesh_connections_total", "TCP connections and UDP flows the routing mesh forwarded to a backend.")
+	descMeshForwarded = desc("mesh_connections_total", "TCP connections and UDP flows the routing mesh forwarded to a backend, by path: userspace (the proxy) or kernel (nftables DNAT, TCP; on the kernel path only).", "path")
 	descMeshRefused   = desc("mesh_refused_total", "TCP connections the routing mesh refused: no backend listed or none could be dialed.")
 	descMeshDropped   = desc("mesh_udp_dropped_total", "UDP datagrams the routing mesh dropped for lack of a usable backend.")
 	descMeshActive    = desc("mesh_active_connections", "Open proxied TCP connections and live UDP flows per backend address.", "backend")
-	descPortConns     = desc("mesh_port_connections_total", "TCP connections and UDP flows the userspace routing mesh forwarded, per published port (the kernel path's are not counted).", "protocol", "port", "service")
+	descPortConns     = desc("mesh_port_connections_total", "TCP connections and UDP flows the routing mesh forwarded, per published port and path: userspace (the proxy) or kernel (nftables DNAT, TCP ports on the kernel path only).", "protocol", "port", "service", "path")
 	descPortRefused   = desc("mesh_port_refused_total", "TCP connections the routing mesh refused (no usable backend), per published port.", "protocol", "port", "service")
 	descPortDropped   = desc("mesh_port_udp_dropped_total", "UDP datagrams the routing mesh dropped (no usable backend), per published port.", "protocol", "port", "service")
 	descPortBytes     = desc("mesh_port_bytes_total", "Bytes the userspace routing mesh copied per published port: direction in (client to task) or out.", "protocol", "port", "service", "direction")
@@ -236,28 +237,41 @@ func collectManager(ch chan<- prometheus.Metric, mgr *manager.Manager) {
 func collectAgent(ch chan<- prometheus.Metric, run *agentRun) {
 	st := run.agent.Stats()
 	ch <- gauge(descSession, b2f(st.SessionOpen))
-	if m := st.Mesh; m != nil {
-		ch <- gauge(descMeshListeners, float64(m.Listeners))
-		ch <- counter(descMeshForwarded, float64(m.Forwarded))
-		ch <- counter(descMeshRefused, float64(m.Refused))
-		ch <- counter(descMeshDropped, float64(m.Dropped))
-		for backend, v := range m.Active {
-			ch <- gauge(descMeshActive, float64(v), backend)
-		}
-		for _, p := range m.Ports {
-			port := strconv.FormatUint(uint64(p.Port), 10)
-			ch <- counter(descPortConns, float64(p.Connections), p.Protocol, port, p.Service)
-			ch <- counter(descPortRefused, float64(p.Refused), p.Protocol, port, p.Service)
-			ch <- counter(descPortDropped, float64(p.Dropped), p.Protocol, port, p.Service)
-			ch <- counter(descPortBytes, float64(p.BytesIn), p.Protocol, port, p.Service, "in")
-			ch <- counter(descPortBytes, float64(p.BytesOut), p.Protocol, port, p.Service, "out")
-		}
+	if st.Mesh != nil {
+		collectMesh(ch, st.Mesh)
 	}
 	for svc, s := range st.Services {
 		ch <- counter(descProxyConns, float64(s.Connections), svc)
 		ch <- gauge(descProxyActive, float64(s.Active), svc)
 		ch <- counter(descProxyBytes, float64(s.Bytes), svc)
 		ch <- counter(descProxyErrors, float64(s.Errors), svc)
+	}
+}
+
+// collectMesh reports the routing mesh's counters. Connections are
+// counted by path: the userspace proxy's always, the kernel's (TCP only)
+// when the mesh is on the kernel path, beside them with path="kernel".
+func collectMesh(ch chan<- prometheus.Metric, m *mesh.Stats) {
+	ch <- gauge(descMeshListeners, float64(m.Listeners))
+	ch <- counter(descMeshForwarded, float64(m.Forwarded), mesh.PathUserspace)
+	if m.Kernel {
+		ch <- counter(descMeshForwarded, float64(m.KernelForwarded), mesh.PathKernel)
+	}
+	ch <- counter(descMeshRefused, float64(m.Refused))
+	ch <- counter(descMeshDropped, float64(m.Dropped))
+	for backend, v := range m.Active {
+		ch <- gauge(descMeshActive, float64(v), backend)
+	}
+	for _, p := range m.Ports {
+		port := strconv.FormatUint(uint64(p.Port), 10)
+		ch <- counter(descPortConns, float64(p.Connections), p.Protocol, port, p.Service, mesh.PathUserspace)
+		if m.Kernel && p.Protocol == "tcp" {
+			ch <- counter(descPortConns, float64(p.KernelConnections), p.Protocol, port, p.Service, mesh.PathKernel)
+		}
+		ch <- counter(descPortRefused, float64(p.Refused), p.Protocol, port, p.Service)
+		ch <- counter(descPortDropped, float64(p.Dropped), p.Protocol, port, p.Service)
+		ch <- counter(descPortBytes, float64(p.BytesIn), p.Protocol, port, p.Service, "in")
+		ch <- counter(descPortBytes, float64(p.BytesOut), p.Protocol, port, p.Service, "out")
 	}
 }
 
