@@ -60,6 +60,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,6 +339,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	defer w.Close()
 	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
 	stop := trace(w, name)
+	meter := b.phaseMeter(name + " create")
 	start := time.Now()
 	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
@@ -348,6 +350,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		return r, fmt.Errorf("create service: %w", err)
 	}
 	at, err := running(ctx)
+	meter()
 	stop()
 	if err != nil {
 		return r, fmt.Errorf("waiting for %d running (%s): %w", n, brief(w.Tally()), err)
@@ -358,7 +361,7 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		return r, fmt.Errorf("after the create: %w", err)
 	}
 	created := w.Tally().Created
-	fmt.Printf("%s: the create made %s\n", name, extra(created, n))
+	fmt.Printf("%s: the create made %s%s\n", name, extra(created, n), whyExtra(w.Tasks()))
 	checks := []string{fmt.Sprintf("create ok (%d made)", created)}
 
 	if update {
@@ -520,11 +523,13 @@ func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *tes
 	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
 	stop := trace(w, "scale->0")
 	defer stop()
+	meter := b.phaseMeter("scale->0")
 	start, err := updateSpec(ctx, ctl, id, func(spec *swarmpb.ServiceSpec) { spec.Replicas = 0 })
 	if err != nil {
 		return 0, fmt.Errorf("scale to 0: %w", err)
 	}
 	at, err := down(ctx)
+	meter()
 	if err != nil {
 		return 0, fmt.Errorf("waiting for scale to 0 (%s): %w", brief(w.Tally()), err)
 	}
@@ -678,6 +683,31 @@ func extra(made, n int) string {
 		return fmt.Sprintf("%d tasks, one per replica", made)
 	}
 	return fmt.Sprintf("%d tasks for %d replicas (%+d)", made, n, made-n)
+}
+
+// whyExtra says why the tasks no longer live were shut down (their
+// status messages, most common first), when there are any: where tasks
+// beyond the replica count came from.
+func whyExtra(tasks []*swarmpb.Task) string {
+	why := map[string]int{}
+	for _, t := range tasks {
+		if t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING {
+			why[t.GetStatus().GetState().String()+" "+t.GetStatus().GetMessage()]++
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(why))
+	for k := range why {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return why[keys[i]] > why[keys[j]] })
+	var parts []string
+	for _, k := range keys[:min(len(keys), 5)] {
+		parts = append(parts, fmt.Sprintf("%d %q", why[k], k))
+	}
+	return "; shut down: " + strings.Join(parts, ", ")
 }
 
 // trace prints the watcher's counts every traceEvery until the returned

@@ -282,6 +282,7 @@ func (p *procs) close() {
 			}
 			fmt.Fprintf(os.Stderr, "--- tail of %s's log ---\n%s\n", d.Name, b)
 		}
+		keepLog(d)
 	}
 	p.env.Close()
 	if p.workers != nil {
