@@ -33,6 +33,15 @@ const maxPassShutdowns = 100_000
 // each made scaling down and placing quadratic in tasks.
 const lazyDelay = 500 * time.Millisecond
 
+// lazyPassShare bounds the share of the orchestrator's time that changes
+// which may wait can take: they wait at least lazyPassShare times as long
+// as the last pass took. A pass reads every task of the services it
+// reconciles, so at 100,000 tasks a pass every lazyDelay through a create
+// or a scale-down (one per scheduler or status entry) made the
+// orchestrator's work grow with the tasks times the phase's length, itself
+// growing with the tasks.
+const lazyPassShare = 10
+
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
 	// observe, if set, receives each reconcile pass's duration (metrics).
@@ -71,6 +80,8 @@ type Orchestrator struct {
 	lazy     map[string]bool
 	lazyDue  time.Time
 	lazyWait time.Duration
+	// lastPass is how long the last reconcile pass took (lazyPassShare).
+	lastPass time.Duration
 	// writeFailed: the last pass's writes failed (a conflict, mostly with
 	// a status write); until one succeeds every task event wakes its
 	// service at once, as the status write that conflicted is the cue to
@@ -95,15 +106,21 @@ func RunOrchestratorObserved(ctx context.Context, st *state.Store, r Raft, log *
 	return o.run(ctx)
 }
 
-// timedReconcile is reconcile, timed for metrics.
+// timedReconcile is reconcile, timed for metrics and for lazyWaitNow.
 func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool) time.Time {
-	if o.observe == nil {
-		return o.reconcile(ctx, dirty)
-	}
 	start := time.Now()
 	wake := o.reconcile(ctx, dirty)
-	o.observe(time.Since(start))
+	o.lastPass = time.Since(start)
+	if o.observe != nil {
+		o.observe(o.lastPass)
+	}
 	return wake
+}
+
+// lazyWaitNow is how long changes that may wait wait: lazyWait, or
+// lazyPassShare times the last pass if that is longer.
+func (o *Orchestrator) lazyWaitNow() time.Duration {
+	return max(o.lazyWait, lazyPassShare*o.lastPass)
 }
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
@@ -228,7 +245,7 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 				return
 			case !o.writeFailed && lazyEvent(ev.Old, t):
 				if len(o.lazy) == 0 {
-					o.lazyDue = o.now().Add(o.lazyWait)
+					o.lazyDue = o.now().Add(o.lazyWaitNow())
 				}
 				o.lazy[t.ServiceId] = true
 				return

@@ -125,3 +125,68 @@ func TestLazyChangesAreCoalesced(t *testing.T) {
 		t.Fatalf("%d passes for %d entries of stopping progress, want at most 6 (one per %v)", got, n, o.lazyWait)
 	}
 }
+
+// TestLazyWaitGrowsWithPassCost: changes that may wait wait at least
+// lazyPassShare times the last pass, so that when a pass is costly (it
+// reads every task of a large service) the passes they cause take a
+// bounded share of the orchestrator's time. Passes here take 40 ms each;
+// with a fixed 10 ms wait, 60 entries of stopping progress 5 ms apart made
+// a pass every 50 ms.
+func TestLazyWaitGrowsWithPassCost(t *testing.T) {
+	st := state.New()
+	raft := statetest.NewApplier(st)
+	apply := func(acts ...*swarmpb.StoreAction) {
+		t.Helper()
+		if _, err := raft.Apply(context.Background(), state.Batch(acts...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 60
+	acts := []*swarmpb.StoreAction{
+		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
+	}
+	for i := range n {
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%03d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Spec: spec("web", 0),
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
+	}
+	apply(acts...)
+
+	var passes atomic.Int32
+	o := newOrchestrator(st, raft, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.lazyWait = 10 * time.Millisecond
+	o.planning = func() { time.Sleep(40 * time.Millisecond) } // a costly pass
+	o.observe = func(time.Duration) { passes.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == 0 {
+			return fmt.Errorf("no first pass")
+		}
+		return nil
+	})
+
+	before := passes.Load()
+	for i := range n {
+		var c *swarmpb.Task
+		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
+		apply(state.Update(c))
+		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
+	}
+	// The last entry is reconciled too, once its wait is over.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == before {
+			return fmt.Errorf("the stopped tasks were never reconciled")
+		}
+		return nil
+	})
+	time.Sleep(lazyPassShare * 40 * time.Millisecond) // let any due pass run
+	if got := passes.Load() - before; got > 3 {
+		t.Fatalf("%d passes of 40 ms for %d entries over about %v, want at most 3 (a wait of %d passes)", got, n, n*5*time.Millisecond, lazyPassShare)
+	}
+}
