@@ -25,7 +25,7 @@ var (
 	managerLogLevel = flag.String("manager-log-level", "info", "with -daemons: the managerd processes' --log-level (info or debug for the exact election time from their logs)")
 	failoverLog     = flag.Bool("failover-log", false, "with -daemons: print the survivors' log lines from the kill to the new leader")
 	keepLogs        = flag.String("keep-logs", "", "with -daemons: copy each manager's whole log to DIR/mN.log at the end (a restarted manager's log holds both of its runs)")
-	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write the survivors' CPU profiles over each failover (kill to all RUNNING) to PREFIX-mN.pprof.1")
+	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write their CPU profiles over each create, scale to 0 and failover (kill to all RUNNING) to PREFIX-mN.pprof.K, K counting those phases in order")
 )
 
 // Environment of a re-exec'd manager (-daemon-profile).
