@@ -1,7 +1,9 @@
 package orchestrator
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
@@ -167,20 +169,30 @@ func statusTime(t *swarmpb.Task) time.Time { return time.Unix(0, t.GetStatus().G
 
 // slotTasks groups a service's tasks by slot key; within a key the newest
 // task comes first.
+//
+// Every pass over a service runs it on all the service's tasks (100,000
+// at the largest), so it is kept lean: one map sized once, and no sort
+// for the usual slot of one task.
 func slotTasks[K comparable](tasks []*swarmpb.Task, key func(*swarmpb.Task) K) map[K][]*swarmpb.Task {
-	out := map[K][]*swarmpb.Task{}
+	out := make(map[K][]*swarmpb.Task, len(tasks))
 	for _, t := range tasks {
-		out[key(t)] = append(out[key(t)], t)
+		k := key(t)
+		out[k] = append(out[k], t)
 	}
 	for _, ts := range out {
-		sort.Slice(ts, func(i, j int) bool {
-			if createdAt(ts[i]) != createdAt(ts[j]) {
-				return createdAt(ts[i]) > createdAt(ts[j])
-			}
-			return ts[i].Id > ts[j].Id
-		})
+		if len(ts) > 1 {
+			slices.SortFunc(ts, newestFirst)
+		}
 	}
 	return out
+}
+
+// newestFirst orders tasks by creation, newest first, then by ID.
+func newestFirst(a, b *swarmpb.Task) int {
+	if c := cmp.Compare(createdAt(b), createdAt(a)); c != 0 {
+		return c
+	}
+	return strings.Compare(b.Id, a.Id)
 }
 
 // reapHistory deletes a slot's oldest finished tasks beyond the history

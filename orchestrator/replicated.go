@@ -79,9 +79,15 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 // has none left (the caller may refill it). tasks is newest first.
 func (o *Orchestrator) liveTask(p *plan, svc *swarmpb.Service, tasks []*swarmpb.Task) *swarmpb.Task {
 	var lives []*swarmpb.Task
-	for _, t := range tasks {
-		if active(t) {
-			lives = append(lives, t)
+	if len(tasks) == 1 { // the usual slot: no copy
+		if active(tasks[0]) {
+			lives = tasks
+		}
+	} else {
+		for _, t := range tasks {
+			if active(t) {
+				lives = append(lives, t)
+			}
 		}
 	}
 	if len(lives) == 0 {
