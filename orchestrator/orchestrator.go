@@ -82,6 +82,12 @@ type Orchestrator struct {
 	lazyWait time.Duration
 	// lastPass is how long the last reconcile pass took (lazyPassShare).
 	lastPass time.Duration
+	// usable holds the nodes that were up and not drained in the last
+	// pass's view. A task placed on one of them changes nothing any pass
+	// would do, so placements there wake nothing: a node that has gone
+	// down or been drained since has an event of its own, which makes every
+	// service dirty, and the pass it causes reads the placement too.
+	usable map[string]bool
 	// writeFailed: the last pass's writes failed (a conflict, mostly with
 	// a status write); until one succeeds every task event wakes its
 	// service at once, as the status write that conflicted is the cue to
@@ -243,6 +249,8 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 			switch {
 			case onlyProgress(ev.Old, t):
 				return
+			case !o.writeFailed && placed(ev.Old, t) && o.usable[t.NodeId]:
+				return
 			case !o.writeFailed && lazyEvent(ev.Old, t):
 				if len(o.lazy) == 0 {
 					o.lazyDue = o.now().Add(o.lazyWaitNow())
@@ -289,10 +297,19 @@ func lazyEvent(oldObj any, t *swarmpb.Task) bool {
 		return false
 	}
 	if old.NodeId != t.NodeId {
-		// Placed: from no node to one, as the scheduler assigns.
-		return old.NodeId == "" && t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_RUNNING
+		return placed(old, t)
 	}
 	return t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING
+}
+
+// placed reports an update that places a task as the scheduler does: from
+// no node to one, nothing else about it changed but its status, which
+// moved forward and not past RUNNING.
+func placed(oldObj any, t *swarmpb.Task) bool {
+	old, _ := oldObj.(*swarmpb.Task)
+	return old != nil && old.NodeId == "" && t.NodeId != "" && old.DesiredState == t.DesiredState &&
+		old.SpecVersion == t.SpecVersion && t.GetStatus().GetState() >= old.GetStatus().GetState() &&
+		t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_RUNNING
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -316,6 +333,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	now := o.now()
 	wake := now.Add(time.Minute)
 	v := readView(o.store, dirty)
+	o.usable = v.usableNodes(o.usable)
 	if o.planning != nil {
 		o.planning()
 	}

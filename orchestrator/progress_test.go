@@ -36,26 +36,32 @@ func TestProgressEventsWakeOnlyFollowedServices(t *testing.T) {
 		wantDirty bool
 		wantLazy  bool
 		failed    bool // the last pass's write failed
+		usable    bool // n1 was up and not drained in the last pass's view
 	}{
-		{"placed on a node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true},
-		{"stopping task stopped, after a failed write", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, true, false, true},
-		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false, false, false},
-		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true, false, false},
-		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, true, false},
-		{"placed on a node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false},
-		{"stopping task stopped", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false},
-		{"stopping task stopped, followed", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), true, true, false, false},
-		{"stopping task unassigned", task("n1", shutdown, run, 1), task("", shutdown, shutdown, 1), false, true, false, false},
-		{"stopping task back to running", task("n1", shutdown, shutdown, 1), task("n1", shutdown, run, 1), false, true, false, false},
-		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true, false, false},
-		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true, false, false},
-		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true, false, false},
-		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true, false, false},
+		{"placed on a usable node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, false, false, true},
+		{"placed on a usable node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false, true},
+		{"placed on a usable node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true, true},
+		{"stopping task stopped on a usable node", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false, true},
+		{"placed on a node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true, false},
+		{"stopping task stopped, after a failed write", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, true, false, true, false},
+		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false, false, false, false},
+		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true, false, false, false},
+		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, true, false, false},
+		{"placed on a node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false, false},
+		{"stopping task stopped", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false, false},
+		{"stopping task stopped, followed", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), true, true, false, false, false},
+		{"stopping task unassigned", task("n1", shutdown, run, 1), task("", shutdown, shutdown, 1), false, true, false, false, false},
+		{"stopping task back to running", task("n1", shutdown, shutdown, 1), task("n1", shutdown, run, 1), false, true, false, false, false},
+		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true, false, false, false},
+		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true, false, false, false},
+		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true, false, false, false},
+		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true, false, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrchestrator(nil, nil, nil)
 			o.follows["s"] = c.followed
 			o.writeFailed = c.failed
+			o.usable = map[string]bool{"n1": c.usable}
 			d := map[string]bool{}
 			o.markDirty(d, state.Event{Kind: state.EventUpdate, Object: c.new, Old: c.old})
 			if d["s"] != c.wantDirty || o.lazy["s"] != c.wantLazy {
