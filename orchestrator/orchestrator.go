@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
 	"time"
@@ -362,6 +363,9 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	if p.more {
 		wake = now
 	}
+	// Creations are not written when a change was not: some replace a
+	// task whose shutdown was refused, and the next pass plans them again
+	// from what was written.
 	o.writeFailed = !o.write(ctx, changes) || !o.write(ctx, creates)
 	if o.writeFailed {
 		// Usually a conflict with an agent's status write: the event it
@@ -372,18 +376,32 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	return wake
 }
 
+// write writes acts in entries bounded by state.BatchLen and reports
+// whether all of them were written. An entry refused for a conflict (a
+// task changed since the pass read it, mostly an agent's status report)
+// does not stop the entries after it: each carries the versions it read
+// and is refused on its own if it is stale too, so what is written is a
+// part of the plan that still holds, and the next pass redoes only the
+// rest. Stopping at the first conflict made a pass of 10,000 changes
+// (tasks on nodes found down after a change of leader, with their agents
+// still reporting) write almost nothing, pass after pass. Any other
+// failure (the term ended, the write's outcome unknown) stops the write.
 func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) bool {
+	ok := true
 	for len(acts) > 0 {
 		n := state.BatchLen(acts)
 		if _, err := o.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
 			if ctx.Err() == nil {
 				state.LogWriteFailure(o.log, "orchestrator write failed; reconciling again", err)
 			}
-			return false
+			if !errors.Is(err, state.ErrConflict) {
+				return false
+			}
+			ok = false
 		}
 		acts = acts[n:]
 	}
-	return true
+	return ok
 }
 
 // replicas is the replica count to run: the spec's, clamped to the
