@@ -89,6 +89,9 @@ type Orchestrator struct {
 	// down or been drained since has an event of its own, which makes every
 	// service dirty, and the pass it causes reads the placement too.
 	usable map[string]bool
+	// global records the global services seen by the passes: the only
+	// ones a node that becomes usable again concerns.
+	global map[string]bool
 	// writeFailed: the last pass's writes failed (a conflict, mostly with
 	// a status write); until one succeeds every task event wakes its
 	// service at once, as the status write that conflicted is the cue to
@@ -132,7 +135,7 @@ func (o *Orchestrator) lazyWaitNow() time.Duration {
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{}, failedSeen: map[string]time.Time{},
-		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks,
+		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, global: map[string]bool{}, passLimit: maxPassTasks,
 		lazy: map[string]bool{}, lazyWait: lazyDelay}
 }
 
@@ -264,8 +267,22 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 	case ev.Node() != nil:
 		old, _ := ev.Old.(*swarmpb.Node)
 		n := ev.Node()
-		if old == nil || old.Status != n.Status || old.GetSpec().GetAvailability() != n.GetSpec().GetAvailability() ||
-			!mapsEqual(old.GetSpec().GetLabels(), n.GetSpec().GetLabels()) || old.Role != n.Role || ev.Kind == state.EventDelete {
+		switch {
+		case old == nil || ev.Kind == state.EventDelete || old.Role != n.Role ||
+			!mapsEqual(old.GetSpec().GetLabels(), n.GetSpec().GetLabels()):
+			d["*"] = true
+		case old.Status == n.Status && old.GetSpec().GetAvailability() == n.GetSpec().GetAvailability():
+		case !usableNode(old) && usableNode(n):
+			// Back up, or no longer drained: a replicated service's
+			// decisions do not change (its tasks there were replaced or
+			// are kept; new tasks are the scheduler's to place), so only
+			// global services are reconciled. After nodes were found down
+			// under load, each one's heartbeat coming back was a pass over
+			// every task of every service.
+			for id := range o.global {
+				d[id] = true
+			}
+		default:
 			d["*"] = true
 		}
 	case ev.Cluster() != nil:
@@ -349,6 +366,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		if svc := v.GetService(id); svc != nil {
 			o.reconcileService(p, svc)
 		} else {
+			delete(o.global, id)
 			p.reapOrphans(v.TasksByService(id))
 		}
 		if p.more && resume == "" {
@@ -422,8 +440,10 @@ func (o *Orchestrator) replicas(svc *swarmpb.Service) uint64 {
 
 func (o *Orchestrator) reconcileService(p *plan, svc *swarmpb.Service) {
 	if svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL {
+		o.global[svc.Id] = true
 		o.reconcileGlobal(p, svc)
 	} else {
+		delete(o.global, svc.Id)
 		o.reconcileReplicated(p, svc)
 	}
 }

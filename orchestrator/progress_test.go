@@ -196,3 +196,59 @@ func TestLazyWaitGrowsWithPassCost(t *testing.T) {
 		t.Fatalf("%d passes of 40 ms for %d entries over about %v, want at most 3 (a wait of %d passes)", got, n, n*5*time.Millisecond, lazyPassShare)
 	}
 }
+
+// TestNodeBackWakesOnlyGlobalServices: a node coming back up (or no longer
+// drained) changes no replicated service's decision, so it wakes only the
+// global services; losing a node, a drain, a new or removed node, or a
+// change of labels or role still makes every service dirty.
+func TestNodeBackWakesOnlyGlobalServices(t *testing.T) {
+	node := func(st swarmpb.NodeStatus, av swarmpb.NodeAvailability, labels map[string]string) *swarmpb.Node {
+		return &swarmpb.Node{Id: "n1", Status: st, Spec: &swarmpb.NodeSpec{Availability: av, Labels: labels}}
+	}
+	const (
+		ready  = swarmpb.NodeStatus_NODE_STATUS_READY
+		down   = swarmpb.NodeStatus_NODE_STATUS_DOWN
+		active = swarmpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+		drain  = swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
+		pause  = swarmpb.NodeAvailability_NODE_AVAILABILITY_PAUSE
+	)
+	for _, c := range []struct {
+		name     string
+		kind     state.EventKind
+		old, new *swarmpb.Node
+		want     string // "*", "global" or ""
+	}{
+		{"back up", state.EventUpdate, node(down, active, nil), node(ready, active, nil), "global"},
+		{"no longer drained", state.EventUpdate, node(ready, drain, nil), node(ready, active, nil), "global"},
+		{"down", state.EventUpdate, node(ready, active, nil), node(down, active, nil), "*"},
+		{"drained", state.EventUpdate, node(ready, active, nil), node(ready, drain, nil), "*"},
+		{"paused", state.EventUpdate, node(ready, active, nil), node(ready, pause, nil), "*"},
+		{"labels", state.EventUpdate, node(down, active, nil), node(ready, active, map[string]string{"a": "b"}), "*"},
+		{"new", state.EventCreate, nil, node(ready, active, nil), "*"},
+		{"removed", state.EventDelete, nil, node(ready, active, nil), "*"},
+		{"heartbeat only", state.EventUpdate, node(ready, active, nil), node(ready, active, nil), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOrchestrator(nil, nil, nil)
+			o.global["g"] = true
+			d := map[string]bool{}
+			ev := state.Event{Kind: c.kind, Object: c.new}
+			if c.old != nil {
+				ev.Old = c.old
+			}
+			o.markDirty(d, ev)
+			got := ""
+			switch {
+			case d["*"]:
+				got = "*"
+			case d["g"] && len(d) == 1:
+				got = "global"
+			case len(d) > 0:
+				got = fmt.Sprint(d)
+			}
+			if got != c.want {
+				t.Fatalf("dirty %q, want %q", got, c.want)
+			}
+		})
+	}
+}

@@ -98,11 +98,17 @@ func (v *view) usableNodes(m map[string]bool) map[string]bool {
 	}
 	clear(m)
 	for _, n := range v.nodeList {
-		if nodeUp(n) && n.GetSpec().GetAvailability() != swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN {
+		if usableNode(n) {
 			m[n.Id] = true
 		}
 	}
 	return m
+}
+
+// usableNode reports a node that is up and not drained: the orchestrator
+// keeps tasks there.
+func usableNode(n *swarmpb.Node) bool {
+	return nodeUp(n) && n.GetSpec().GetAvailability() != swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
 }
 
 func (v *view) GetNode(id string) *swarmpb.Node          { return v.nodes[id] }
