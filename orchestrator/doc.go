@@ -14,9 +14,10 @@
 // task's progress toward RUNNING, or its placement on a node that was
 // usable, wakes nothing unless a rolling update waits on it; changes that
 // only matter to the clean-up of finished tasks wait lazyDelay, and at
-// least lazyPassShare times the last pass; and an entry refused for a
-// conflict does not stop the pass's other entries, so that the next pass
-// redoes only what was refused.
+// least lazyPassShare times the last pass; a write's entries go to Raft
+// together (writesInFlight), so that Raft commits them as one batch; and
+// an entry refused for a conflict does not stop the pass's other entries,
+// so that the next pass redoes only what was refused.
 //
 // Update states, failure actions and update orders are the proto enums
 // (read through their accessors, which also understand the deprecated
