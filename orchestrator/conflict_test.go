@@ -156,3 +156,48 @@ func TestWriteKeepsEntriesInFlight(t *testing.T) {
 		t.Fatalf("%d of %d tasks asked to stop, want all", stopping, n)
 	}
 }
+
+// TestFillsAreWrittenWhenChangesConflict: a pass that replaces tasks on a
+// lost node and fills new slots writes the new slots' tasks even when its
+// changes are refused (an agent's report raced them); only the
+// replacements wait for the changes. 2,000 tasks on a down node, the
+// service scaled to 3,000: one entry of changes, refused.
+func TestFillsAreWrittenWhenChangesConflict(t *testing.T) {
+	st := state.New()
+	apply := statetest.NewApplier(st)
+	acts := []*swarmpb.StoreAction{
+		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_DOWN}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 3000), SpecVersion: 1}),
+	}
+	for i := range 2000 {
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", 3000),
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
+	}
+	for len(acts) > 0 {
+		k := state.BatchLen(acts)
+		if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
+			t.Fatal(err)
+		}
+		acts = acts[k:]
+	}
+	r := &refuseFirst{Applier: apply}
+	o := newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.reconcile(context.Background(), nil)
+	var total, newSlots int
+	st.View(func(tx state.ReadTx) {
+		for _, tk := range tx.TasksByService("s") {
+			total++
+			if tk.Slot > 2000 {
+				newSlots++
+			}
+		}
+	})
+	if r.refused != 2000 {
+		t.Fatalf("the refused entry held %d actions, want the 2,000 changes", r.refused)
+	}
+	if newSlots != 1000 || total != 3000 {
+		t.Fatalf("%d tasks, %d of them in new slots: want 3,000 and 1,000 (the fills written, no replacement)", total, newSlots)
+	}
+}

@@ -376,17 +376,22 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		}
 	}
 	o.resume = resume
-	changes, creates := p.actions()
+	changes, creates, fills := p.actions()
 	if p.wake.Before(wake) {
 		wake = p.wake
 	}
 	if p.more {
 		wake = now
 	}
-	// Creations are not written when a change was not: some replace a
-	// task whose shutdown was refused, and the next pass plans them again
-	// from what was written.
-	o.writeFailed = !o.write(ctx, changes) || !o.write(ctx, creates)
+	// Replacements are not written when a change was not: one may replace
+	// a task whose shutdown was refused, and the next pass plans them
+	// again from what was written. Fills (new slots) are written anyway:
+	// they wait on nothing, and holding them back behind changes that
+	// conflicted with agents' reports (tasks on nodes found down) stalled
+	// a 100,000-task create for seconds at a time.
+	changed := o.write(ctx, changes)
+	filled := o.write(ctx, fills)
+	o.writeFailed = !changed || !filled || !o.write(ctx, creates)
 	if o.writeFailed {
 		// Usually a conflict with an agent's status write: the event it
 		// caused brings us back (writeFailed makes every event count),

@@ -33,6 +33,9 @@ type plan struct {
 	updated  map[string]*swarmpb.Task
 	order    []string
 	created  []*swarmpb.Task
+	// fills are the created tasks that fill a slot which had no live
+	// task: they depend on no change of this plan (fill).
+	fills map[*swarmpb.Task]bool
 	deleted  map[string]*swarmpb.Task
 	services []*swarmpb.Service
 
@@ -122,10 +125,21 @@ func (p *plan) create(svc *swarmpb.Service, slot uint64, nodeID string) *swarmpb
 
 func (p *plan) updateService(s *swarmpb.Service) { p.services = append(p.services, s) }
 
-// actions returns the plan's writes: changes to existing objects, and the
-// creation of new tasks. They go in separate batches: a creation cannot
-// conflict, and must not wait on a change that raced with an agent.
-func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
+// fill marks t, just created, as filling a slot that had no live task.
+func (p *plan) fill(t *swarmpb.Task) *swarmpb.Task {
+	if p.fills == nil {
+		p.fills = map[*swarmpb.Task]bool{}
+	}
+	p.fills[t] = true
+	return t
+}
+
+// actions returns the plan's writes: changes to existing objects, the
+// creation of tasks that replace others (creates), and the creation of
+// tasks that fill empty slots (fills). They go in separate batches: a
+// creation cannot conflict; a replacement must not be written unless the
+// change that stops the task it replaces was; a fill depends on no change.
+func (p *plan) actions() (changes, creates, fills []*swarmpb.StoreAction) {
 	var out []*swarmpb.StoreAction
 	for _, s := range p.services {
 		out = append(out, state.Update(s))
@@ -139,9 +153,13 @@ func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
 		out = append(out, state.Delete(t))
 	}
 	for _, t := range p.created {
-		creates = append(creates, state.Create(t))
+		if p.fills[t] {
+			fills = append(fills, state.Create(t))
+		} else {
+			creates = append(creates, state.Create(t))
+		}
 	}
-	return out, creates
+	return out, creates, fills
 }
 
 // current returns t as this plan will write it.

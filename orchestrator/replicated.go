@@ -66,7 +66,7 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 	// Scale up: fill the lowest free slot numbers.
 	for slot := uint64(1); uint64(len(live)) < replicas && p.room(1); slot++ {
 		if _, ok := live[slot]; !ok {
-			live[slot] = p.create(svc, slot, "")
+			live[slot] = p.fill(p.create(svc, slot, ""))
 		}
 	}
 	o.rollingUpdate(p, svc, live, func(t *swarmpb.Task) *swarmpb.Task { return p.create(svc, t.Slot, "") })
