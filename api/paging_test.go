@@ -233,3 +233,43 @@ func TestPageArgs(t *testing.T) {
 	_, err := s.ListNodes(ctx, &swarmpb.ListNodesRequest{PageSize: -5})
 	wantCode(t, err, codes.InvalidArgument, "invalid page size")
 }
+
+// TestListServicesCounts: besides running (live and RUNNING), a service's
+// info counts its live tasks, every RUNNING task (being shut down or not)
+// and all its tasks, so that a caller can follow a large service without
+// listing its tasks (bench/scale).
+func TestListServicesCounts(t *testing.T) {
+	s, r := newControl(t)
+	spec := &swarmpb.ServiceSpec{Name: "web", Replicas: 3, Container: &swarmpb.ContainerSpec{Image: "demo"}}
+	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Service{Id: "s1", SpecVersion: 1, Spec: spec})}
+	task := func(id string, desired, st swarmpb.TaskState) *swarmpb.StoreAction {
+		return state.Create(&swarmpb.Task{Id: id, ServiceId: "s1", Slot: 1, SpecVersion: 1, Spec: spec, DesiredState: desired,
+			Status: &swarmpb.TaskStatus{State: st}})
+	}
+	const (
+		run      = swarmpb.TaskState_TASK_STATE_RUNNING
+		shutdown = swarmpb.TaskState_TASK_STATE_SHUTDOWN
+	)
+	acts = append(acts,
+		task("t1", run, run), // live, running
+		task("t2", run, swarmpb.TaskState_TASK_STATE_ASSIGNED), // live, not yet running
+		task("t3", shutdown, run),                              // being shut down, still running
+		task("t4", shutdown, shutdown),                         // history
+		task("t5", swarmpb.TaskState_TASK_STATE_COMPLETE, run), // being stopped (desired COMPLETE), still running
+	)
+	dtApply(t, &r.storeRaft, acts...)
+	c := serveControl(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.ListServices(ctx, &swarmpb.ListServicesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Services) != 1 {
+		t.Fatalf("%d services listed, want 1", len(resp.Services))
+	}
+	got := resp.Services[0]
+	if got.Running != 1 || got.Live != 2 || got.RunningAny != 3 || got.Total != 5 {
+		t.Fatalf("running %d live %d running_any %d total %d, want 1 2 3 5", got.Running, got.Live, got.RunningAny, got.Total)
+	}
+}

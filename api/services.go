@@ -337,14 +337,22 @@ func (s *ControlServer) ListServices(ctx context.Context, req *swarmpb.ListServi
 		pg := pager{limit: size}
 		for _, svc := range svcs {
 			info := &swarmpb.ServiceInfo{Service: svc, Desired: svc.Spec.Replicas}
-			if !pg.fits(proto.Size(info) + 24) { // + the counts below
+			if !pg.fits(proto.Size(info) + 60) { // + the counts below
 				break
 			}
 			var desired uint64
 			for _, t := range tx.TasksByServiceUnordered(svc.Id) {
+				info.Total++
+				running := t.Status.GetState() == swarmpb.TaskState_TASK_STATE_RUNNING
+				if running {
+					info.RunningAny++
+				}
+				if t.DesiredState <= swarmpb.TaskState_TASK_STATE_RUNNING {
+					info.Live++
+				}
 				if t.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING {
 					desired++
-					if t.Status.GetState() == swarmpb.TaskState_TASK_STATE_RUNNING {
+					if running {
 						info.Running++
 					}
 				}

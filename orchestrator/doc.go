@@ -9,6 +9,16 @@
 // entry), and it bounds the work of one pass (maxPassTasks) so that no
 // accepted spec, however large, can exhaust the leader.
 //
+// A pass reads every task of the services it reconciles (100,000 at the
+// largest), so what wakes a pass matters as much as what a pass costs: a
+// task's progress toward RUNNING, or its placement on a node that was
+// usable, wakes nothing unless a rolling update waits on it; changes that
+// only matter to the clean-up of finished tasks wait lazyDelay, and at
+// least lazyPassShare times the last pass; a write's entries go to Raft
+// together (writesInFlight), so that Raft commits them as one batch; and
+// an entry refused for a conflict does not stop the pass's other entries,
+// so that the next pass redoes only what was refused.
+//
 // Update states, failure actions and update orders are the proto enums
 // (read through their accessors, which also understand the deprecated
 // strings written by older versions); a rollback started by the failure

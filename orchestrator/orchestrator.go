@@ -2,8 +2,11 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"github.com/raftswarm/raftswarm/internal/clock"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -32,6 +35,15 @@ const maxPassShutdowns = 100_000
 // per Raft entry, and at 100,000 tasks reconciling the whole service for
 // each made scaling down and placing quadratic in tasks.
 const lazyDelay = 500 * time.Millisecond
+
+// lazyPassShare bounds the share of the orchestrator's time that changes
+// which may wait can take: they wait at least lazyPassShare times as long
+// as the last pass took. A pass reads every task of the services it
+// reconciles, so at 100,000 tasks a pass every lazyDelay through a create
+// or a scale-down (one per scheduler or status entry) made the
+// orchestrator's work grow with the tasks times the phase's length, itself
+// growing with the tasks.
+const lazyPassShare = 10
 
 // Orchestrator reconciles services into tasks for one leadership term.
 type Orchestrator struct {
@@ -71,6 +83,17 @@ type Orchestrator struct {
 	lazy     map[string]bool
 	lazyDue  time.Time
 	lazyWait time.Duration
+	// lastPass is how long the last reconcile pass took (lazyPassShare).
+	lastPass time.Duration
+	// usable holds the nodes that were up and not drained in the last
+	// pass's view. A task placed on one of them changes nothing any pass
+	// would do, so placements there wake nothing: a node that has gone
+	// down or been drained since has an event of its own, which makes every
+	// service dirty, and the pass it causes reads the placement too.
+	usable map[string]bool
+	// global records the global services seen by the passes: the only
+	// ones a node that becomes usable again concerns.
+	global map[string]bool
 	// writeFailed: the last pass's writes failed (a conflict, mostly with
 	// a status write); until one succeeds every task event wakes its
 	// service at once, as the status write that conflicted is the cue to
@@ -95,20 +118,26 @@ func RunOrchestratorObserved(ctx context.Context, st *state.Store, r Raft, log *
 	return o.run(ctx)
 }
 
-// timedReconcile is reconcile, timed for metrics.
+// timedReconcile is reconcile, timed for metrics and for lazyWaitNow.
 func (o *Orchestrator) timedReconcile(ctx context.Context, dirty map[string]bool) time.Time {
-	if o.observe == nil {
-		return o.reconcile(ctx, dirty)
-	}
 	start := time.Now()
 	wake := o.reconcile(ctx, dirty)
-	o.observe(time.Since(start))
+	o.lastPass = time.Since(start)
+	if o.observe != nil {
+		o.observe(o.lastPass)
+	}
 	return wake
+}
+
+// lazyWaitNow is how long changes that may wait wait: lazyWait, or
+// lazyPassShare times the last pass if that is longer.
+func (o *Orchestrator) lazyWaitNow() time.Duration {
+	return max(o.lazyWait, lazyPassShare*o.lastPass)
 }
 
 func newOrchestrator(st *state.Store, r Raft, log *slog.Logger) *Orchestrator {
 	return &Orchestrator{store: st, raft: r, log: log, now: clock.Now, stableAt: map[string]time.Time{}, failedSeen: map[string]time.Time{},
-		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, passLimit: maxPassTasks,
+		batched: map[string]bool{}, capped: map[string]bool{}, follows: map[string]bool{}, global: map[string]bool{}, passLimit: maxPassTasks,
 		lazy: map[string]bool{}, lazyWait: lazyDelay}
 }
 
@@ -226,9 +255,11 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 			switch {
 			case onlyProgress(ev.Old, t):
 				return
+			case !o.writeFailed && placed(ev.Old, t) && o.usable[t.NodeId]:
+				return
 			case !o.writeFailed && lazyEvent(ev.Old, t):
 				if len(o.lazy) == 0 {
-					o.lazyDue = o.now().Add(o.lazyWait)
+					o.lazyDue = o.now().Add(o.lazyWaitNow())
 				}
 				o.lazy[t.ServiceId] = true
 				return
@@ -238,8 +269,22 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 	case ev.Node() != nil:
 		old, _ := ev.Old.(*swarmpb.Node)
 		n := ev.Node()
-		if old == nil || old.Status != n.Status || old.GetSpec().GetAvailability() != n.GetSpec().GetAvailability() ||
-			!mapsEqual(old.GetSpec().GetLabels(), n.GetSpec().GetLabels()) || old.Role != n.Role || ev.Kind == state.EventDelete {
+		switch {
+		case old == nil || ev.Kind == state.EventDelete || old.Role != n.Role ||
+			!mapsEqual(old.GetSpec().GetLabels(), n.GetSpec().GetLabels()):
+			d["*"] = true
+		case old.Status == n.Status && old.GetSpec().GetAvailability() == n.GetSpec().GetAvailability():
+		case !usableNode(old) && usableNode(n):
+			// Back up, or no longer drained: a replicated service's
+			// decisions do not change (its tasks there were replaced or
+			// are kept; new tasks are the scheduler's to place), so only
+			// global services are reconciled. After nodes were found down
+			// under load, each one's heartbeat coming back was a pass over
+			// every task of every service.
+			for id := range o.global {
+				d[id] = true
+			}
+		default:
 			d["*"] = true
 		}
 	case ev.Cluster() != nil:
@@ -272,10 +317,19 @@ func lazyEvent(oldObj any, t *swarmpb.Task) bool {
 		return false
 	}
 	if old.NodeId != t.NodeId {
-		// Placed: from no node to one, as the scheduler assigns.
-		return old.NodeId == "" && t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_RUNNING
+		return placed(old, t)
 	}
 	return t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING
+}
+
+// placed reports an update that places a task as the scheduler does: from
+// no node to one, nothing else about it changed but its status, which
+// moved forward and not past RUNNING.
+func placed(oldObj any, t *swarmpb.Task) bool {
+	old, _ := oldObj.(*swarmpb.Task)
+	return old != nil && old.NodeId == "" && t.NodeId != "" && old.DesiredState == t.DesiredState &&
+		old.SpecVersion == t.SpecVersion && t.GetStatus().GetState() >= old.GetStatus().GetState() &&
+		t.GetStatus().GetState() <= swarmpb.TaskState_TASK_STATE_RUNNING
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -299,6 +353,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	now := o.now()
 	wake := now.Add(time.Minute)
 	v := readView(o.store, dirty)
+	o.usable = v.usableNodes(o.usable)
 	if o.planning != nil {
 		o.planning()
 	}
@@ -313,6 +368,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		if svc := v.GetService(id); svc != nil {
 			o.reconcileService(p, svc)
 		} else {
+			delete(o.global, id)
 			p.reapOrphans(v.TasksByService(id))
 		}
 		if p.more && resume == "" {
@@ -320,14 +376,22 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		}
 	}
 	o.resume = resume
-	changes, creates := p.actions()
+	changes, creates, fills := p.actions()
 	if p.wake.Before(wake) {
 		wake = p.wake
 	}
 	if p.more {
 		wake = now
 	}
-	o.writeFailed = !o.write(ctx, changes) || !o.write(ctx, creates)
+	// Replacements are not written when a change was not: one may replace
+	// a task whose shutdown was refused, and the next pass plans them
+	// again from what was written. Fills (new slots) are written anyway:
+	// they wait on nothing, and holding them back behind changes that
+	// conflicted with agents' reports (tasks on nodes found down) stalled
+	// a 100,000-task create for seconds at a time.
+	changed := o.write(ctx, changes)
+	filled := o.write(ctx, fills)
+	o.writeFailed = !changed || !filled || !o.write(ctx, creates)
 	if o.writeFailed {
 		// Usually a conflict with an agent's status write: the event it
 		// caused brings us back (writeFailed makes every event count),
@@ -337,18 +401,64 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	return wake
 }
 
+// writesInFlight bounds the entries one write has in Raft at once. Raft
+// appends, replicates and syncs entries that wait together as one batch,
+// and each is applied while the next is replicated: written one at a time,
+// scaling 100,000 tasks to 0 (50 entries of 2,000 updates) took most of
+// its time waiting on each entry in turn.
+const writesInFlight = 4
+
+// write writes acts in entries bounded by state.BatchLen, up to
+// writesInFlight of them in Raft at once, and reports whether all of them
+// were written. The entries of one write are independent (no task is in
+// two of them), so their order does not matter. An entry refused for a
+// conflict (a task changed since the pass read it, mostly an agent's
+// status report) does not stop the others: each carries the versions it
+// read and is refused on its own if it is stale too, so what is written
+// is a part of the plan that still holds, and the next pass redoes only
+// the rest. Stopping at the first conflict made a pass of 10,000 changes
+// (tasks on nodes found down after a change of leader, with their agents
+// still reporting) write almost nothing, pass after pass. Any other
+// failure (the term ended, the write's outcome unknown) stops the write.
 func (o *Orchestrator) write(ctx context.Context, acts []*swarmpb.StoreAction) bool {
+	var entries [][]*swarmpb.StoreAction
 	for len(acts) > 0 {
 		n := state.BatchLen(acts)
-		if _, err := o.raft.Apply(ctx, state.Batch(acts[:n]...)); err != nil {
-			if ctx.Err() == nil {
-				state.LogWriteFailure(o.log, "orchestrator write failed; reconciling again", err)
-			}
-			return false
-		}
-		acts = acts[n:]
+		entries, acts = append(entries, acts[:n]), acts[n:]
 	}
-	return true
+	errs := make([]error, len(entries))
+	var stopped atomic.Bool // a failure other than a conflict
+	slots := make(chan struct{}, writesInFlight)
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		slots <- struct{}{}
+		if stopped.Load() {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if _, err := o.raft.Apply(ctx, state.Batch(e...)); err != nil {
+				errs[i] = err
+				if !errors.Is(err, state.ErrConflict) {
+					stopped.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// One line for the write: what stopped it, else the first conflict.
+	var failed error
+	for _, err := range errs {
+		if err != nil && (failed == nil || errors.Is(failed, state.ErrConflict) && !errors.Is(err, state.ErrConflict)) {
+			failed = err
+		}
+	}
+	if failed != nil && ctx.Err() == nil {
+		state.LogWriteFailure(o.log, "orchestrator write failed; reconciling again", failed)
+	}
+	return failed == nil
 }
 
 // replicas is the replica count to run: the spec's, clamped to the
@@ -369,8 +479,10 @@ func (o *Orchestrator) replicas(svc *swarmpb.Service) uint64 {
 
 func (o *Orchestrator) reconcileService(p *plan, svc *swarmpb.Service) {
 	if svc.Spec.Mode == swarmpb.ServiceMode_SERVICE_MODE_GLOBAL {
+		o.global[svc.Id] = true
 		o.reconcileGlobal(p, svc)
 	} else {
+		delete(o.global, svc.Id)
 		o.reconcileReplicated(p, svc)
 	}
 }

@@ -1,7 +1,9 @@
 package orchestrator
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftswarm/raftswarm/internal/identity"
@@ -31,6 +33,9 @@ type plan struct {
 	updated  map[string]*swarmpb.Task
 	order    []string
 	created  []*swarmpb.Task
+	// fills are the created tasks that fill a slot which had no live
+	// task: they depend on no change of this plan (fill).
+	fills map[*swarmpb.Task]bool
 	deleted  map[string]*swarmpb.Task
 	services []*swarmpb.Service
 
@@ -120,10 +125,21 @@ func (p *plan) create(svc *swarmpb.Service, slot uint64, nodeID string) *swarmpb
 
 func (p *plan) updateService(s *swarmpb.Service) { p.services = append(p.services, s) }
 
-// actions returns the plan's writes: changes to existing objects, and the
-// creation of new tasks. They go in separate batches: a creation cannot
-// conflict, and must not wait on a change that raced with an agent.
-func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
+// fill marks t, just created, as filling a slot that had no live task.
+func (p *plan) fill(t *swarmpb.Task) *swarmpb.Task {
+	if p.fills == nil {
+		p.fills = map[*swarmpb.Task]bool{}
+	}
+	p.fills[t] = true
+	return t
+}
+
+// actions returns the plan's writes: changes to existing objects, the
+// creation of tasks that replace others (creates), and the creation of
+// tasks that fill empty slots (fills). They go in separate batches: a
+// creation cannot conflict; a replacement must not be written unless the
+// change that stops the task it replaces was; a fill depends on no change.
+func (p *plan) actions() (changes, creates, fills []*swarmpb.StoreAction) {
 	var out []*swarmpb.StoreAction
 	for _, s := range p.services {
 		out = append(out, state.Update(s))
@@ -137,9 +153,13 @@ func (p *plan) actions() (changes, creates []*swarmpb.StoreAction) {
 		out = append(out, state.Delete(t))
 	}
 	for _, t := range p.created {
-		creates = append(creates, state.Create(t))
+		if p.fills[t] {
+			fills = append(fills, state.Create(t))
+		} else {
+			creates = append(creates, state.Create(t))
+		}
 	}
-	return out, creates
+	return out, creates, fills
 }
 
 // current returns t as this plan will write it.
@@ -167,20 +187,30 @@ func statusTime(t *swarmpb.Task) time.Time { return time.Unix(0, t.GetStatus().G
 
 // slotTasks groups a service's tasks by slot key; within a key the newest
 // task comes first.
+//
+// Every pass over a service runs it on all the service's tasks (100,000
+// at the largest), so it is kept lean: one map sized once, and no sort
+// for the usual slot of one task.
 func slotTasks[K comparable](tasks []*swarmpb.Task, key func(*swarmpb.Task) K) map[K][]*swarmpb.Task {
-	out := map[K][]*swarmpb.Task{}
+	out := make(map[K][]*swarmpb.Task, len(tasks))
 	for _, t := range tasks {
-		out[key(t)] = append(out[key(t)], t)
+		k := key(t)
+		out[k] = append(out[k], t)
 	}
 	for _, ts := range out {
-		sort.Slice(ts, func(i, j int) bool {
-			if createdAt(ts[i]) != createdAt(ts[j]) {
-				return createdAt(ts[i]) > createdAt(ts[j])
-			}
-			return ts[i].Id > ts[j].Id
-		})
+		if len(ts) > 1 {
+			slices.SortFunc(ts, newestFirst)
+		}
 	}
 	return out
+}
+
+// newestFirst orders tasks by creation, newest first, then by ID.
+func newestFirst(a, b *swarmpb.Task) int {
+	if c := cmp.Compare(createdAt(b), createdAt(a)); c != 0 {
+		return c
+	}
+	return strings.Compare(b.Id, a.Id)
 }
 
 // reapHistory deletes a slot's oldest finished tasks beyond the history

@@ -36,26 +36,32 @@ func TestProgressEventsWakeOnlyFollowedServices(t *testing.T) {
 		wantDirty bool
 		wantLazy  bool
 		failed    bool // the last pass's write failed
+		usable    bool // n1 was up and not drained in the last pass's view
 	}{
-		{"placed on a node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true},
-		{"stopping task stopped, after a failed write", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, true, false, true},
-		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false, false, false},
-		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true, false, false},
-		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, true, false},
-		{"placed on a node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false},
-		{"stopping task stopped", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false},
-		{"stopping task stopped, followed", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), true, true, false, false},
-		{"stopping task unassigned", task("n1", shutdown, run, 1), task("", shutdown, shutdown, 1), false, true, false, false},
-		{"stopping task back to running", task("n1", shutdown, shutdown, 1), task("n1", shutdown, run, 1), false, true, false, false},
-		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true, false, false},
-		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true, false, false},
-		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true, false, false},
-		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true, false, false},
+		{"placed on a usable node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, false, false, true},
+		{"placed on a usable node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false, true},
+		{"placed on a usable node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true, true},
+		{"stopping task stopped on a usable node", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false, true},
+		{"placed on a node, after a failed write", task("", run, pending, 1), task("n1", run, assigned, 1), false, true, false, true, false},
+		{"stopping task stopped, after a failed write", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, true, false, true, false},
+		{"assigned to running", task("n1", run, assigned, 1), task("n1", run, run, 1), false, false, false, false, false},
+		{"accepted to running, followed", task("n1", run, accepted, 1), task("n1", run, run, 1), true, true, false, false, false},
+		{"placed on a node", task("", run, pending, 1), task("n1", run, assigned, 1), false, false, true, false, false},
+		{"placed on a node, followed", task("", run, pending, 1), task("n1", run, assigned, 1), true, true, false, false, false},
+		{"stopping task stopped", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), false, false, true, false, false},
+		{"stopping task stopped, followed", task("n1", shutdown, run, 1), task("n1", shutdown, shutdown, 1), true, true, false, false, false},
+		{"stopping task unassigned", task("n1", shutdown, run, 1), task("", shutdown, shutdown, 1), false, true, false, false, false},
+		{"stopping task back to running", task("n1", shutdown, shutdown, 1), task("n1", shutdown, run, 1), false, true, false, false, false},
+		{"failed", task("n1", run, run, 1), task("n1", run, failed, 1), false, true, false, false, false},
+		{"asked to stop", task("n1", run, run, 1), task("n1", shutdown, run, 1), false, true, false, false, false},
+		{"moved node", task("n1", run, assigned, 1), task("n2", run, run, 1), false, true, false, false, false},
+		{"new spec version", task("n1", run, assigned, 1), task("n1", run, run, 2), false, true, false, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrchestrator(nil, nil, nil)
 			o.follows["s"] = c.followed
 			o.writeFailed = c.failed
+			o.usable = map[string]bool{"n1": c.usable}
 			d := map[string]bool{}
 			o.markDirty(d, state.Event{Kind: state.EventUpdate, Object: c.new, Old: c.old})
 			if d["s"] != c.wantDirty || o.lazy["s"] != c.wantLazy {
@@ -123,5 +129,126 @@ func TestLazyChangesAreCoalesced(t *testing.T) {
 	time.Sleep(2 * o.lazyWait) // let any due pass run
 	if got := passes.Load() - before; got > 6 {
 		t.Fatalf("%d passes for %d entries of stopping progress, want at most 6 (one per %v)", got, n, o.lazyWait)
+	}
+}
+
+// TestLazyWaitGrowsWithPassCost: changes that may wait wait at least
+// lazyPassShare times the last pass, so that when a pass is costly (it
+// reads every task of a large service) the passes they cause take a
+// bounded share of the orchestrator's time. Passes here take 40 ms each;
+// with a fixed 10 ms wait, 60 entries of stopping progress 5 ms apart made
+// a pass every 50 ms.
+func TestLazyWaitGrowsWithPassCost(t *testing.T) {
+	st := state.New()
+	raft := statetest.NewApplier(st)
+	apply := func(acts ...*swarmpb.StoreAction) {
+		t.Helper()
+		if _, err := raft.Apply(context.Background(), state.Batch(acts...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 60
+	acts := []*swarmpb.StoreAction{
+		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
+	}
+	for i := range n {
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%03d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Spec: spec("web", 0),
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
+	}
+	apply(acts...)
+
+	var passes atomic.Int32
+	o := newOrchestrator(st, raft, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.lazyWait = 10 * time.Millisecond
+	o.planning = func() { time.Sleep(40 * time.Millisecond) } // a costly pass
+	o.observe = func(time.Duration) { passes.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == 0 {
+			return fmt.Errorf("no first pass")
+		}
+		return nil
+	})
+
+	before := passes.Load()
+	for i := range n {
+		var c *swarmpb.Task
+		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
+		apply(state.Update(c))
+		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
+	}
+	// The last entry is reconciled too, once its wait is over.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == before {
+			return fmt.Errorf("the stopped tasks were never reconciled")
+		}
+		return nil
+	})
+	time.Sleep(lazyPassShare * 40 * time.Millisecond) // let any due pass run
+	if got := passes.Load() - before; got > 3 {
+		t.Fatalf("%d passes of 40 ms for %d entries over about %v, want at most 3 (a wait of %d passes)", got, n, n*5*time.Millisecond, lazyPassShare)
+	}
+}
+
+// TestNodeBackWakesOnlyGlobalServices: a node coming back up (or no longer
+// drained) changes no replicated service's decision, so it wakes only the
+// global services; losing a node, a drain, a new or removed node, or a
+// change of labels or role still makes every service dirty.
+func TestNodeBackWakesOnlyGlobalServices(t *testing.T) {
+	node := func(st swarmpb.NodeStatus, av swarmpb.NodeAvailability, labels map[string]string) *swarmpb.Node {
+		return &swarmpb.Node{Id: "n1", Status: st, Spec: &swarmpb.NodeSpec{Availability: av, Labels: labels}}
+	}
+	const (
+		ready  = swarmpb.NodeStatus_NODE_STATUS_READY
+		down   = swarmpb.NodeStatus_NODE_STATUS_DOWN
+		active = swarmpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+		drain  = swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
+		pause  = swarmpb.NodeAvailability_NODE_AVAILABILITY_PAUSE
+	)
+	for _, c := range []struct {
+		name     string
+		kind     state.EventKind
+		old, new *swarmpb.Node
+		want     string // "*", "global" or ""
+	}{
+		{"back up", state.EventUpdate, node(down, active, nil), node(ready, active, nil), "global"},
+		{"no longer drained", state.EventUpdate, node(ready, drain, nil), node(ready, active, nil), "global"},
+		{"down", state.EventUpdate, node(ready, active, nil), node(down, active, nil), "*"},
+		{"drained", state.EventUpdate, node(ready, active, nil), node(ready, drain, nil), "*"},
+		{"paused", state.EventUpdate, node(ready, active, nil), node(ready, pause, nil), "*"},
+		{"labels", state.EventUpdate, node(down, active, nil), node(ready, active, map[string]string{"a": "b"}), "*"},
+		{"new", state.EventCreate, nil, node(ready, active, nil), "*"},
+		{"removed", state.EventDelete, nil, node(ready, active, nil), "*"},
+		{"heartbeat only", state.EventUpdate, node(ready, active, nil), node(ready, active, nil), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOrchestrator(nil, nil, nil)
+			o.global["g"] = true
+			d := map[string]bool{}
+			ev := state.Event{Kind: c.kind, Object: c.new}
+			if c.old != nil {
+				ev.Old = c.old
+			}
+			o.markDirty(d, ev)
+			got := ""
+			switch {
+			case d["*"]:
+				got = "*"
+			case d["g"] && len(d) == 1:
+				got = "global"
+			case len(d) > 0:
+				got = fmt.Sprint(d)
+			}
+			if got != c.want {
+				t.Fatalf("dirty %q, want %q", got, c.want)
+			}
+		})
 	}
 }

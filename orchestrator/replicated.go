@@ -66,7 +66,7 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 	// Scale up: fill the lowest free slot numbers.
 	for slot := uint64(1); uint64(len(live)) < replicas && p.room(1); slot++ {
 		if _, ok := live[slot]; !ok {
-			live[slot] = p.create(svc, slot, "")
+			live[slot] = p.fill(p.create(svc, slot, ""))
 		}
 	}
 	o.rollingUpdate(p, svc, live, func(t *swarmpb.Task) *swarmpb.Task { return p.create(svc, t.Slot, "") })
@@ -79,9 +79,15 @@ func (o *Orchestrator) reconcileReplicated(p *plan, svc *swarmpb.Service) {
 // has none left (the caller may refill it). tasks is newest first.
 func (o *Orchestrator) liveTask(p *plan, svc *swarmpb.Service, tasks []*swarmpb.Task) *swarmpb.Task {
 	var lives []*swarmpb.Task
-	for _, t := range tasks {
-		if active(t) {
-			lives = append(lives, t)
+	if len(tasks) == 1 { // the usual slot: no copy
+		if active(tasks[0]) {
+			lives = tasks
+		}
+	} else {
+		for _, t := range tasks {
+			if active(t) {
+				lives = append(lives, t)
+			}
 		}
 	}
 	if len(lives) == 0 {

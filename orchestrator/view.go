@@ -90,6 +90,27 @@ func (v *view) portTaken(id string, spec *swarmpb.ServiceSpec) (state.PortKey, *
 	return state.PortKey{}, nil
 }
 
+// usableNodes fills m (cleared; made if nil) with the nodes that are up
+// and not drained.
+func (v *view) usableNodes(m map[string]bool) map[string]bool {
+	if m == nil {
+		m = make(map[string]bool, len(v.nodeList))
+	}
+	clear(m)
+	for _, n := range v.nodeList {
+		if usableNode(n) {
+			m[n.Id] = true
+		}
+	}
+	return m
+}
+
+// usableNode reports a node that is up and not drained: the orchestrator
+// keeps tasks there.
+func usableNode(n *swarmpb.Node) bool {
+	return nodeUp(n) && n.GetSpec().GetAvailability() != swarmpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
+}
+
 func (v *view) GetNode(id string) *swarmpb.Node          { return v.nodes[id] }
 func (v *view) ListNodes() []*swarmpb.Node               { return v.nodeList }
 func (v *view) GetService(id string) *swarmpb.Service    { return v.services[id] }

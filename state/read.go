@@ -111,13 +111,13 @@ func (r readTx) GetServiceByName(name string) *swarmpb.Service {
 	return r.d.services[id]
 }
 
-func (r readTx) tasksIn(ids idSet) []*swarmpb.Task {
-	if len(ids) == 0 {
+func (r readTx) tasksIn(set taskSet) []*swarmpb.Task {
+	if len(set) == 0 {
 		return nil
 	}
-	out := make([]*swarmpb.Task, 0, len(ids))
-	for id := range ids {
-		out = append(out, r.d.tasks[id])
+	out := make([]*swarmpb.Task, 0, len(set))
+	for _, t := range set {
+		out = append(out, t)
 	}
 	sortByID(out)
 	return out

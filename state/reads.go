@@ -15,13 +15,13 @@ import (
 
 // TasksByServiceUnordered is TasksByService without the sort.
 func (r readTx) TasksByServiceUnordered(id string) []*swarmpb.Task {
-	ids := r.d.tasksByService[id]
-	if len(ids) == 0 {
+	set := r.d.tasksByService[id]
+	if len(set) == 0 {
 		return nil
 	}
-	out := make([]*swarmpb.Task, 0, len(ids))
-	for id := range ids {
-		out = append(out, r.d.tasks[id])
+	out := make([]*swarmpb.Task, 0, len(set))
+	for _, t := range set {
+		out = append(out, t)
 	}
 	return out
 }

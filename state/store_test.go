@@ -360,6 +360,23 @@ func TestTaskIndexesFollowChanges(t *testing.T) {
 		map[string]string{"s1": "", "s2": "t4", "s3": "t1"},
 		map[string]string{"n1": "", "n2": "t1", "n3": "t4"})
 
+	// The index holds each task's stored version, a status patch's too
+	// (readers take the tasks from it without a second lookup).
+	var t1s *swarmpb.Task
+	s.View(func(tx ReadTx) { t1s = tx.GetTask("t1") })
+	mustApply(t, s, Batch(UpdateTaskStatus("t1", t1s.GetMeta().GetVersion(), &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING})))
+	s.View(func(tx ReadTx) {
+		d := tx.(readTx).d
+		for id, st := range d.tasks {
+			if d.tasksByService[st.GetServiceId()][id] != st || d.tasksByNode[st.GetNodeId()][id] != st {
+				t.Errorf("task %s: the indexes hold another version than the store", id)
+			}
+		}
+		if got := tx.TasksByServiceUnordered("s3"); len(got) != 1 || got[0].GetStatus().GetState() != swarmpb.TaskState_TASK_STATE_RUNNING {
+			t.Errorf("TasksByServiceUnordered(s3) = %v, want t1 as patched", got)
+		}
+	})
+
 	// Emptied sets must not linger.
 	s.View(func(tx ReadTx) {
 		d := tx.(readTx).d

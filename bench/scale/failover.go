@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftswarm/raftswarm/bench/internal/daemonprof"
+	"github.com/raftswarm/raftswarm/bench/internal/proccpu"
 )
 
 // With -daemons the failover is timed from the managers' own logs, not
@@ -23,7 +24,7 @@ var (
 	managerLogLevel = flag.String("manager-log-level", "info", "with -daemons: the managerd processes' --log-level (info or debug for the exact election time from their logs)")
 	keepLogs        = flag.String("keep-logs", "", "with -daemons: copy the managerd processes' whole logs into this directory at the end")
 	failoverLog     = flag.Bool("failover-log", false, "with -daemons: print the survivors' log lines from the kill to the new leader")
-	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write the survivors' CPU profiles over each failover (kill to all RUNNING) to PREFIX-mN.pprof.1")
+	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write their CPU profiles over each create, scale to 0 and failover (kill to all RUNNING) to PREFIX-mN.pprof.K, K counting those phases in order")
 )
 
 // Environment of a re-exec'd manager (-daemon-profile).
@@ -150,4 +151,39 @@ func logLinesSince(path string, since time.Time) []logLine {
 		out = append(out, logLine{at: at, msg: rest})
 	}
 	return out
+}
+
+// phaseMeter measures one timed phase with -daemons: each manager's CPU
+// and this process's over it (printed by the func it returns), and, with
+// -daemon-profile, CPU profiles of every manager over the phase
+// (PREFIX-mN.pprof.K, K counting the phases profiled in order, failovers
+// included). Where the 2 cores of the machine went, by process.
+func (b *bench) phaseMeter(what string) (done func()) {
+	pr, ok := b.t.(*procs)
+	if !ok {
+		return func() {}
+	}
+	pr.signalSurvivors(syscall.SIGUSR1)
+	pids := make([]int, len(pr.ds))
+	cpu0 := make([]time.Duration, len(pr.ds))
+	for i, d := range pr.ds {
+		pids[i] = d.Pid()
+		cpu0[i] = proccpu.Process(pids[i])
+	}
+	self0, busy0, t0 := proccpu.Process(os.Getpid()), proccpu.MachineBusy(), time.Now()
+	return func() {
+		pr.signalSurvivors(syscall.SIGUSR2)
+		el := time.Since(t0).Seconds()
+		leader, _ := pr.leader()
+		var parts []string
+		for i, d := range pr.ds {
+			tag := d.Name
+			if d.Name == leader {
+				tag += "(leader)"
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f", tag, (proccpu.Process(pids[i])-cpu0[i]).Seconds()/el))
+		}
+		fmt.Printf("  %s CPU over %.1f s (cores): %s, bench %.2f, machine busy %.2f\n", what, el, strings.Join(parts, ", "),
+			(proccpu.Process(os.Getpid())-self0).Seconds()/el, (proccpu.MachineBusy()-busy0).Seconds()/el)
+	}
 }

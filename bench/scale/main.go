@@ -9,8 +9,13 @@
 //     built from this checkout (run from the module root) or taken from
 //     -bin: the leader's CPU and
 //     peak RSS are read from its own /proc/PID (RSS sampled every 100 ms),
-//     and the leader's tasks are followed by listing them over its socket
-//     every -poll (so times are late by up to -poll plus one listing);
+//     the create and the scale to 0 are timed from the service's counts
+//     (ListServices, every -poll: late by up to -poll plus one short call;
+//     counts.go), and the leader's tasks are listed over its socket every
+//     -poll for the checks, the update and the failover (times read from
+//     listings are late by up to -poll plus one listing); each manager's
+//     CPU over the create and the scale to 0 is printed, and
+//     -daemon-profile profiles them over those phases and the failover;
 //   - without it, in this process too (the original harness): times are
 //     read from a watch on the leader's store, exact, but CPU and memory
 //     are the whole process's, all managers and all nodes together.
@@ -343,10 +348,23 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	w := b.t.watch(name)
-	defer w.Close()
-	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
-	stop := trace(w, name)
+	// With -daemons the create is timed from the service's counts
+	// (counts.go), and the tasks are listed only for the check after it.
+	pr, counted := b.t.(*procs)
+	var w *testcluster.Watcher
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	running := func(context.Context) (time.Time, error) { return time.Time{}, nil }
+	stop := func() {}
+	if !counted {
+		w = b.t.watch(name)
+		running = w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
+		stop = trace(w, name)
+	}
+	meter := b.phaseMeter(name + " create")
 	start := time.Now()
 	cr, err := ctl.CreateService(ctx, &swarmpb.CreateServiceRequest{Spec: &swarmpb.ServiceSpec{
 		Name: name, Container: &swarmpb.ContainerSpec{Image: "raftswarm/demo:v1"}, Replicas: uint64(n),
@@ -356,10 +374,25 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		stop()
 		return r, fmt.Errorf("create service: %w", err)
 	}
-	at, err := running(ctx)
+	var at time.Time
+	if counted {
+		at, err = pr.awaitCounts(ctx, name, name, func(si *swarmpb.ServiceInfo) bool { return si.Running >= uint64(n) })
+	} else {
+		at, err = running(ctx)
+	}
+	meter()
 	stop()
 	if err != nil {
-		return r, fmt.Errorf("waiting for %d running (%s): %w", n, brief(w.Tally()), err)
+		if w != nil {
+			err = fmt.Errorf("%s: %w", brief(w.Tally()), err)
+		}
+		return r, fmt.Errorf("waiting for %d running: %w", n, err)
+	}
+	if counted {
+		w = b.t.watch(name)
+		if _, err := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })(ctx); err != nil {
+			return r, fmt.Errorf("listing the %d running tasks for the check (%s): %w", n, brief(w.Tally()), err)
+		}
 	}
 	r.create = at.Sub(start)
 	fmt.Printf("%s: %d tasks created -> RUNNING in %v (%.0f tasks/s); load %s\n", name, n, r.create.Round(time.Millisecond), float64(n)/r.create.Seconds(), proccpu.LoadAvg())
@@ -392,7 +425,16 @@ func (b *bench) point(name string, n int, update bool) (row, error) {
 		checks = append(checks, fmt.Sprintf("update ok (%d made)", made))
 	}
 
-	down, err := b.scaleDown(ctx, ctl, w, cr.Service.Id)
+	var down time.Duration
+	if counted {
+		// No listing while the scale-down is timed: it would be load on
+		// the leader. A new watcher follows the remove.
+		w.Close()
+		down, err = b.scaleDownCounted(ctx, ctl, pr, name, cr.Service.Id)
+		w = b.t.watch(name)
+	} else {
+		down, err = b.scaleDown(ctx, ctl, w, cr.Service.Id)
+	}
 	if err != nil {
 		return r, err
 	}
@@ -531,11 +573,13 @@ func (b *bench) scaleDown(ctx context.Context, ctl swarmpb.ControlClient, w *tes
 	down := w.Await(func(t *testcluster.Tally) bool { return t.Live == 0 && t.Running == 0 })
 	stop := trace(w, "scale->0")
 	defer stop()
+	meter := b.phaseMeter("scale->0")
 	start, err := updateSpec(ctx, ctl, id, func(spec *swarmpb.ServiceSpec) { spec.Replicas = 0 })
 	if err != nil {
 		return 0, fmt.Errorf("scale to 0: %w", err)
 	}
 	at, err := down(ctx)
+	meter()
 	if err != nil {
 		return 0, fmt.Errorf("waiting for scale to 0 (%s): %w", brief(w.Tally()), err)
 	}

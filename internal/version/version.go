@@ -12,6 +12,7 @@ package version
 import (
 	"runtime"
 	"runtime/debug"
+	"sync"
 )
 
 // Set by the linker; empty in a plain go build.
@@ -32,10 +33,16 @@ type Info struct {
 	OS, Arch  string
 }
 
+// buildInfo is debug.ReadBuildInfo, read once: it parses the binary's
+// build information on every call, and Get is called on every heartbeat
+// of every node (agent.Describe): 1,000 simulated nodes spent 2 % of their
+// process's CPU there (BENCHMARKS.md section 14, branch scale-tp).
+var buildInfo = sync.OnceValues(debug.ReadBuildInfo)
+
 // Get returns this binary's Info.
 func Get() Info {
 	i := Info{Version: Version, Commit: Commit, GoVersion: runtime.Version(), API: API, OS: runtime.GOOS, Arch: runtime.GOARCH}
-	bi, ok := debug.ReadBuildInfo()
+	bi, ok := buildInfo()
 	if ok {
 		if i.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			i.Version = bi.Main.Version

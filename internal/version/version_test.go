@@ -17,3 +17,13 @@ func TestGetFillsEveryField(t *testing.T) {
 		t.Fatalf("stamped version: %q", got)
 	}
 }
+
+// TestGetReadsBuildInfoOnce: Get is called on every heartbeat of every
+// node; the build information is parsed once, not on each call (which
+// cost dozens of allocations a call).
+func TestGetReadsBuildInfoOnce(t *testing.T) {
+	Get()
+	if n := testing.AllocsPerRun(100, func() { _ = Get() }); n > 2 {
+		t.Fatalf("Get allocates %v times a call, want at most 2 (the build information read once)", n)
+	}
+}
