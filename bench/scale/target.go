@@ -125,6 +125,9 @@ func startProcs(binDir string, managers int, heartbeat, poll time.Duration) (*pr
 		if heartbeat > 0 {
 			args = append(args, "--heartbeat-period", heartbeat.String())
 		}
+		if *daemonPprof > 0 {
+			args = append(args, "--debug", "--metrics-addr", fmt.Sprintf("127.0.0.%d:%d", 10+i, *daemonPprof))
+		}
 		addr, err := freePort(fmt.Sprintf("127.0.0.%d", 10+i))
 		if err != nil {
 			p.close()
