@@ -33,17 +33,17 @@ type plan struct {
 	limit   int
 	more    bool
 
-	updated  map[string]*swarmpb.Task
+	updated map[string]*swarmpb.Task
 	// read holds the task each updated one was copied from (mod).
-	read     map[string]*swarmpb.Task
-	order    []string
+	read  map[string]*swarmpb.Task
+	order []string
 	// patches: write desired-state-only changes as patches
 	// (state.UpdateTaskDesired); every manager reads them.
 	patches bool
-	created  []*swarmpb.Task
+	created []*swarmpb.Task
 	// fills are the created tasks that fill a slot which had no live
 	// task: they depend on no change of this plan (fill).
-	fills map[*swarmpb.Task]bool
+	fills    map[*swarmpb.Task]bool
 	deleted  map[string]*swarmpb.Task
 	services []*swarmpb.Service
 
@@ -127,7 +127,7 @@ func (p *plan) taskUpdate(t, c *swarmpb.Task) *swarmpb.StoreAction {
 	if c.Status != t.Status {
 		st = c.Status
 	}
-	return state.UpdateTaskDesired(c.Id, c.DesiredState, st)
+	return state.UpdateTaskDesired(c.Id, c.DesiredState, st, t.NodeId)
 }
 
 // shutdown asks for t to stop. A task that never reached a node, or whose

@@ -589,14 +589,17 @@ func (x *TaskStatusPatch) GetStatus() *TaskStatus {
 // TaskDesiredPatch raises the desired state of the task task_id to
 // desired_state if that is higher than the stored one (RUNNING < SHUTDOWN
 // < REMOVE), and sets status if that advances the stored status
-// (state.StatusAdvances). It holds no version: what does not apply is
-// skipped, never a conflict, and a patch that changes nothing (or names a
-// task that is gone) is skipped whole.
+// (state.StatusAdvances) and the stored task is still on node_id (the
+// node, or "" for none, the writer read: a task placed since is left to
+// its agent). It holds no version: what does not apply is skipped, never
+// a conflict, and a patch that changes nothing (or names a task that is
+// gone) is skipped whole.
 type TaskDesiredPatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1401,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	DesiredState  TaskState              `protobuf:"varint,1402,opt,name=desired_state,json=desiredState,proto3,enum=raftswarm.v1.TaskState" json:"desired_state,omitempty"`
-	Status        *TaskStatus            `protobuf:"bytes,1403,opt,name=status,proto3" json:"status,omitempty"` // optional
+	Status        *TaskStatus            `protobuf:"bytes,1403,opt,name=status,proto3" json:"status,omitempty"`               // optional
+	NodeId        string                 `protobuf:"bytes,1404,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // for status only
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -650,6 +653,13 @@ func (x *TaskDesiredPatch) GetStatus() *TaskStatus {
 		return x.Status
 	}
 	return nil
+}
+
+func (x *TaskDesiredPatch) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 // Snapshot is the whole state, written by the FSM's Persist.
@@ -810,14 +820,16 @@ const file_raft_proto_rawDesc = "" +
 	"\x0fTaskStatusPatch\x12\x18\n" +
 	"\atask_id\x18\xf5\b \x01(\tR\x06taskId\x12\x19\n" +
 	"\aversion\x18\xf6\b \x01(\x04R\aversion\x121\n" +
-	"\x06status\x18\xf7\b \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\x9e\x01\n" +
+	"\x06status\x18\xf7\b \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\xb8\x01\n" +
 	"\x10TaskDesiredPatch\x12\x18\n" +
 	"\atask_id\x18\xf9\n" +
 	" \x01(\tR\x06taskId\x12=\n" +
 	"\rdesired_state\x18\xfa\n" +
 	" \x01(\x0e2\x17.raftswarm.v1.TaskStateR\fdesiredState\x121\n" +
 	"\x06status\x18\xfb\n" +
-	" \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\xd1\x03\n" +
+	" \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\x12\x18\n" +
+	"\anode_id\x18\xfc\n" +
+	" \x01(\tR\x06nodeId\"\xd1\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +

@@ -15,7 +15,7 @@ func TestBatchVersion(t *testing.T) {
 	patch := state.Batch(state.Create(&swarmpb.Node{Id: "n2"}),
 		state.UpdateTaskStatus("t1", 1, &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}))
 	desired := state.Batch(state.UpdateTaskStatus("t1", 1, &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}),
-		state.UpdateTaskDesired("t2", swarmpb.TaskState_TASK_STATE_SHUTDOWN, nil), state.Create(&swarmpb.Node{Id: "n3"}))
+		state.UpdateTaskDesired("t2", swarmpb.TaskState_TASK_STATE_SHUTDOWN, nil, ""), state.Create(&swarmpb.Node{Id: "n3"}))
 	for _, c := range []struct {
 		b    *swarmpb.StoreBatch
 		want uint32

@@ -36,13 +36,14 @@ func UpdateTaskStatus(id string, version uint64, st *swarmpb.TaskStatus) *swarmp
 }
 
 // UpdateTaskDesired builds the action that raises the desired state of
-// task id to desired and, if st is not nil, sets its status, leaving the
-// rest of the task as stored (stageTaskDesired: what no longer moves the
-// task forward is skipped, never a conflict). The orchestrator's
-// shutdowns and removals change only these.
-func UpdateTaskDesired(id string, desired swarmpb.TaskState, st *swarmpb.TaskStatus) *swarmpb.StoreAction {
+// task id to desired and, if st is not nil, sets its status while the
+// task is still on node nodeID (as read; "" for none), leaving the rest of
+// the task as stored (stageTaskDesired: what no longer moves the task
+// forward is skipped, never a conflict). The orchestrator's shutdowns and
+// removals change only these.
+func UpdateTaskDesired(id string, desired swarmpb.TaskState, st *swarmpb.TaskStatus, nodeID string) *swarmpb.StoreAction {
 	return &swarmpb.StoreAction{Kind: swarmpb.StoreAction_KIND_UPDATE,
-		Target: &swarmpb.StoreAction_TaskDesired{TaskDesired: &swarmpb.TaskDesiredPatch{TaskId: id, DesiredState: desired, Status: st}}}
+		Target: &swarmpb.StoreAction_TaskDesired{TaskDesired: &swarmpb.TaskDesiredPatch{TaskId: id, DesiredState: desired, Status: st, NodeId: nodeID}}}
 }
 
 // Bounds on one Raft entry written by the leader's loops: at most

@@ -33,7 +33,7 @@ func TestUpdateTaskDesired(t *testing.T) {
 		patched.View(func(tx ReadTx) { stored = tx.GetTask("t1") })
 
 		st := &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Message: "scaled down", Timestamp: 5}
-		evs, err := apply(patched, Batch(UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_SHUTDOWN, st)))
+		evs, err := apply(patched, Batch(UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_SHUTDOWN, st, "")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,9 +64,9 @@ func TestUpdateTaskDesired(t *testing.T) {
 			act  *swarmpb.StoreAction
 			want error
 		}{
-			"no id":         {UpdateTaskDesired("", swarmpb.TaskState_TASK_STATE_REMOVE, nil), ErrInvalid},
-			"no desired":    {UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_NEW, nil), ErrInvalid},
-			"below running": {UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_ASSIGNED, nil), ErrInvalid},
+			"no id":         {UpdateTaskDesired("", swarmpb.TaskState_TASK_STATE_REMOVE, nil, ""), ErrInvalid},
+			"no desired":    {UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_NEW, nil, ""), ErrInvalid},
+			"below running": {UpdateTaskDesired("t1", swarmpb.TaskState_TASK_STATE_ASSIGNED, nil, ""), ErrInvalid},
 			"create kind": {&swarmpb.StoreAction{Kind: swarmpb.StoreAction_KIND_CREATE,
 				Target: &swarmpb.StoreAction_TaskDesired{TaskDesired: &swarmpb.TaskDesiredPatch{TaskId: "t1",
 					DesiredState: swarmpb.TaskState_TASK_STATE_REMOVE}}}, ErrInvalid},
@@ -79,8 +79,8 @@ func TestUpdateTaskDesired(t *testing.T) {
 }
 
 // TestTaskDesiredPatchSkipped: a desired state that is not higher than
-// the stored one, and a status that does not advance, are skipped, not a
-// conflict: the rest of the patch and of its batch apply. A patch of
+// the stored one, and a status that does not advance or whose task is no
+// longer on the node read, are skipped, not a conflict: the rest of the patch and of its batch apply. A patch of
 // which nothing applies, or whose task is gone, changes nothing and has
 // no event.
 func TestTaskDesiredPatchSkipped(t *testing.T) {
@@ -104,26 +104,31 @@ func TestTaskDesiredPatchSkipped(t *testing.T) {
 		failed   = swarmpb.TaskState_TASK_STATE_FAILED
 	)
 	apply(Create(task("removed", remove, running)), Create(task("stopping", shutdown, running)),
-		Create(task("reported", running, failed)), Create(task("same", shutdown, shutdown)))
+		Create(task("reported", running, failed)), Create(task("same", shutdown, shutdown)),
+		Create(task("placed", running, swarmpb.TaskState_TASK_STATE_ASSIGNED)))
 
 	evs := apply(
 		// Lower desired state: skipped whole.
-		UpdateTaskDesired("removed", shutdown, nil),
+		UpdateTaskDesired("removed", shutdown, nil, "n1"),
 		// Equal desired state, status advances: the status applies.
-		UpdateTaskDesired("stopping", shutdown, &swarmpb.TaskStatus{State: orphaned, Message: "node is down"}),
+		UpdateTaskDesired("stopping", shutdown, &swarmpb.TaskStatus{State: orphaned, Message: "node is down"}, "n1"),
 		// Higher desired state; the agent's report got further than the
 		// plan's status: only the desired state applies.
-		UpdateTaskDesired("reported", shutdown, &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}),
+		UpdateTaskDesired("reported", shutdown, &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}, "n1"),
 		// Nothing advances.
-		UpdateTaskDesired("same", shutdown, &swarmpb.TaskStatus{State: shutdown}),
-		UpdateTaskDesired("gone", remove, nil),
+		UpdateTaskDesired("same", shutdown, &swarmpb.TaskStatus{State: shutdown}, "n1"),
+		UpdateTaskDesired("gone", remove, nil, ""),
+		// Read unplaced, placed since: its agent reports; only the desired
+		// state applies.
+		UpdateTaskDesired("placed", shutdown, &swarmpb.TaskStatus{State: shutdown, Message: "scaled down"}, ""),
 	)
-	if len(evs) != 2 {
-		t.Fatalf("events %+v, want two (stopping, reported)", evs)
+	if len(evs) != 3 {
+		t.Fatalf("events %+v, want three (stopping, reported, placed)", evs)
 	}
 	s.View(func(tx ReadTx) {
 		for id, want := range map[string][2]swarmpb.TaskState{
 			"removed": {remove, running}, "stopping": {shutdown, orphaned}, "reported": {shutdown, failed}, "same": {shutdown, shutdown},
+			"placed": {shutdown, swarmpb.TaskState_TASK_STATE_ASSIGNED},
 		} {
 			got := tx.GetTask(id)
 			if got.GetDesiredState() != want[0] || got.GetStatus().GetState() != want[1] {

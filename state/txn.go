@@ -333,7 +333,10 @@ func (tx *txn) stageTaskStatus(k swarmpb.StoreAction_Kind, p *swarmpb.TaskStatus
 //
 // Desired state is the orchestrator's alone to write and only ever rises
 // (RUNNING < SHUTDOWN < REMOVE), and a status is written only if it
-// advances (StatusAdvances), so a patch needs no version: each part
+// advances (StatusAdvances) and the task is still on the node the
+// orchestrator read (it marks a task no agent will report on: one never
+// placed, or on a down node; one the scheduler has placed since is its
+// new agent's to report), so a patch needs no version: each part
 // applies if it still moves the task forward and is skipped otherwise; a
 // patch of which no part applies, or whose task is gone, is skipped whole
 // (errSkip), never a conflict. A whole-task write of the same change
@@ -356,7 +359,7 @@ func (tx *txn) stageTaskDesired(k swarmpb.StoreAction_Kind, p *swarmpb.TaskDesir
 		return Event{}, errSkip
 	}
 	desired := p.GetDesiredState() > cur.GetDesiredState()
-	status := p.GetStatus() != nil && StatusAdvances(cur.GetStatus(), p.GetStatus())
+	status := p.GetStatus() != nil && cur.GetNodeId() == p.GetNodeId() && StatusAdvances(cur.GetStatus(), p.GetStatus())
 	if !desired && !status {
 		return Event{}, errSkip
 	}
