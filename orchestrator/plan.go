@@ -123,11 +123,10 @@ func (p *plan) taskUpdate(t, c *swarmpb.Task) *swarmpb.StoreAction {
 	if !p.patches || !onlyDesired(t, c) {
 		return state.Update(c)
 	}
-	var st *swarmpb.TaskStatus
-	if c.Status != t.Status {
-		st = c.Status
+	if c.Status == t.Status {
+		return state.UpdateTaskDesired(c.Id, c.DesiredState, nil, "") // the node guards the status only
 	}
-	return state.UpdateTaskDesired(c.Id, c.DesiredState, st, t.NodeId)
+	return state.UpdateTaskDesired(c.Id, c.DesiredState, c.Status, t.NodeId)
 }
 
 // shutdown asks for t to stop. A task that never reached a node, or whose
