@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftswarm/raftswarm/ca"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/raft"
 	"github.com/raftswarm/raftswarm/spec"
 	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/grpc"
@@ -666,26 +667,17 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 }
 
 // statusPatchesReadable reports whether every manager in the Raft
-// configuration has said (NodeDescription.store_batch_version) that it
-// applies store batch version 2, the task status patches. Until then, as
-// in a rolling upgrade from a build without them, status reports are
-// written as whole tasks, which every manager reads: a manager that cannot
-// read an entry skips it (raft/DESIGN.md), and its store would lose them.
-// A member whose node or description is not stored yet counts as old.
+// configuration applies store batch version 2, the task status patches
+// (raft.MembersRead). Until then, as in a rolling upgrade from a build
+// without them, status reports are written as whole tasks, which every
+// manager reads.
 func (d *Dispatcher) statusPatchesReadable() bool {
 	members, err := d.Raft.Members()
-	if err != nil || len(members) == 0 {
+	if err != nil {
 		return false
 	}
-	ok := true
-	d.Store.View(func(tx state.ReadTx) {
-		for _, m := range members {
-			if tx.GetNode(m.ID).GetDescription().GetStoreBatchVersion() < 2 {
-				ok = false
-				return
-			}
-		}
-	})
+	ok := false
+	d.Store.View(func(tx state.ReadTx) { ok = raft.MembersRead(members, tx, raft.BatchVersionStatusPatch) })
 	return ok
 }
 

@@ -156,6 +156,19 @@ func (m *Manager) Events() *events.Journal { return m.events }
 // Raft is the manager's Raft node.
 func (m *Manager) Raft() *raft.Node { return m.raft }
 
+// desiredPatchesReadable reports whether every Raft member applies task
+// desired-state patches (store-batch payload version 3): until then, as in
+// a rolling upgrade, the orchestrator writes whole tasks.
+func (m *Manager) desiredPatchesReadable() bool {
+	members, err := m.raft.Members()
+	if err != nil {
+		return false
+	}
+	ok := false
+	m.store.View(func(tx state.ReadTx) { ok = raft.MembersRead(members, tx, raft.BatchVersionDesiredPatch) })
+	return ok
+}
+
 // Control is the leader-local control server.
 func (m *Manager) Control() *api.ControlServer { return m.control }
 
@@ -317,7 +330,8 @@ func (m *Manager) leaderWork(ctx context.Context) error {
 	run("dispatcher", m.dispatcher.Run)
 	run("role_manager", m.runRoleManager)
 	run("orchestrator", func(ctx context.Context) error {
-		return orchestrator.RunOrchestratorObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Reconcile()))
+		return orchestrator.RunOrchestratorWith(ctx, m.store, m.raft, m.log, orchestrator.Options{
+			Observe: observer(m.cfg.Metrics.Reconcile()), DesiredPatches: m.desiredPatchesReadable})
 	})
 	run("scheduler", func(ctx context.Context) error {
 		return schedloop.RunObserved(ctx, m.store, m.raft, m.log, observer(m.cfg.Metrics.Scheduling()))

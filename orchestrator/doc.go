@@ -17,7 +17,13 @@
 // least lazyPassShare times the last pass; a write's entries go to Raft
 // together (writesInFlight), so that Raft commits them as one batch; and
 // an entry refused for a conflict does not stop the pass's other entries,
-// so that the next pass redoes only what was refused.
+// so that the next pass redoes only what was refused. A pass's shutdowns
+// and removals change only a task's desired state (and the status of a
+// task no agent will report on): once every manager reads them they are
+// written as desired-state patches (state.UpdateTaskDesired; Options.
+// DesiredPatches), which apply to the task as stored and do not conflict
+// with the agents' status reports; scaling 100,000 tasks to 0 otherwise
+// took a pass per report that landed between a pass's read and write.
 //
 // Update states, failure actions and update orders are the proto enums
 // (read through their accessors, which also understand the deprecated

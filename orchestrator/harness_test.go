@@ -63,6 +63,9 @@ func (h *harness) start() {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	o := newOrchestrator(h.st, h.raft, log)
+	// As in a cluster whose managers are all upgraded: the orchestrator's
+	// shutdowns are desired-state patches.
+	o.desiredPatches = func() bool { return true }
 	if h.passLimit > 0 {
 		o.passLimit = h.passLimit
 	}

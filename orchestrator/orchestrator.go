@@ -103,6 +103,8 @@ type Orchestrator struct {
 	passLimit int
 	// planning, if set, is called while a pass plans (tests).
 	planning func()
+	// desiredPatches: Options.DesiredPatches.
+	desiredPatches func() bool
 }
 
 // RunOrchestrator runs the orchestrator until ctx ends.
@@ -113,8 +115,25 @@ func RunOrchestrator(ctx context.Context, st *state.Store, r Raft, log *slog.Log
 // RunOrchestratorObserved is RunOrchestrator reporting the duration of
 // each reconcile pass to observe (nil: none).
 func RunOrchestratorObserved(ctx context.Context, st *state.Store, r Raft, log *slog.Logger, observe func(time.Duration)) error {
+	return RunOrchestratorWith(ctx, st, r, log, Options{Observe: observe})
+}
+
+// Options are the orchestrator's optional collaborators.
+type Options struct {
+	// Observe, if set, receives each reconcile pass's duration.
+	Observe func(time.Duration)
+	// DesiredPatches reports whether every manager applies task
+	// desired-state patches (state.UpdateTaskDesired; Raft store-batch
+	// payload version 3). Asked once a pass; while it reports false (a
+	// manager not yet upgraded), or if it is nil, the orchestrator writes
+	// whole tasks, which every manager reads.
+	DesiredPatches func() bool
+}
+
+// RunOrchestratorWith is RunOrchestrator with opts.
+func RunOrchestratorWith(ctx context.Context, st *state.Store, r Raft, log *slog.Logger, opts Options) error {
 	o := newOrchestrator(st, r, log)
-	o.observe = observe
+	o.observe, o.desiredPatches = opts.Observe, opts.DesiredPatches
 	return o.run(ctx)
 }
 
@@ -358,6 +377,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 		o.planning()
 	}
 	p := newPlan(v, now, o.passLimit)
+	p.patches = o.desiredPatches != nil && o.desiredPatches()
 	if len(o.failedSeen) > maxFailedSeen {
 		clear(o.failedSeen) // bounded; a wait may start again from now
 	}

@@ -9,13 +9,16 @@ import (
 	"github.com/raftswarm/raftswarm/internal/identity"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 	"github.com/raftswarm/raftswarm/state"
-	"google.golang.org/protobuf/proto"
 )
 
 // plan accumulates the writes of one reconciliation over one consistent
-// view. Every write carries the version it read, so a concurrent change
-// (an agent's status report) makes the batch fail and the next pass redo
-// it from fresh state.
+// view. Every whole-object write carries the version it read, so a
+// concurrent change makes the batch fail and the next pass redo it from
+// fresh state. A change to a task that is only its desired state (and the
+// status of a task no agent will report on) is written as a desired-state
+// patch when every manager reads them (patches): it applies to the task
+// as stored and does not conflict with the agents' status reports, which
+// at 100,000 tasks made a scale-down take pass after pass.
 //
 // A plan is bounded: it creates, changes and deletes at most limit tasks
 // (room reports whether more fit). What does not fit is left for the next
@@ -30,12 +33,17 @@ type plan struct {
 	limit   int
 	more    bool
 
-	updated  map[string]*swarmpb.Task
-	order    []string
-	created  []*swarmpb.Task
+	updated map[string]*swarmpb.Task
+	// read holds the task each updated one was copied from (mod).
+	read  map[string]*swarmpb.Task
+	order []string
+	// patches: write desired-state-only changes as patches
+	// (state.UpdateTaskDesired); every manager reads them.
+	patches bool
+	created []*swarmpb.Task
 	// fills are the created tasks that fill a slot which had no live
 	// task: they depend on no change of this plan (fill).
-	fills map[*swarmpb.Task]bool
+	fills    map[*swarmpb.Task]bool
 	deleted  map[string]*swarmpb.Task
 	services []*swarmpb.Service
 
@@ -44,7 +52,7 @@ type plan struct {
 
 func newPlan(v *view, now time.Time, limit int) *plan {
 	return &plan{tx: v, now: now, wake: now.Add(time.Hour), history: v.history, limit: limit,
-		updated: map[string]*swarmpb.Task{}, deleted: map[string]*swarmpb.Task{}}
+		updated: map[string]*swarmpb.Task{}, read: map[string]*swarmpb.Task{}, deleted: map[string]*swarmpb.Task{}}
 }
 
 // room reports whether n more task writes fit in this plan; when they do
@@ -71,18 +79,54 @@ func (p *plan) wakeAt(t time.Time) {
 	}
 }
 
-// mod returns a writable copy of t, the same one on every call.
+// mod returns a writable copy of t, the same one on every call. The copy
+// is shallow: its fields may be set, but what they point to (the spec,
+// the status, the meta) is t's, stored and immutable, and is replaced,
+// never modified. That is what lets actions tell a change of desired state
+// and status alone (a patch) from any other, by comparing pointers.
 func (p *plan) mod(t *swarmpb.Task) *swarmpb.Task {
 	if c, ok := p.updated[t.Id]; ok {
 		return c
 	}
-	c := proto.Clone(t).(*swarmpb.Task)
+	c := copyTask(t)
 	if c.Status == nil {
 		c.Status = &swarmpb.TaskStatus{}
 	}
 	p.updated[t.Id] = c
+	p.read[t.Id] = t
 	p.order = append(p.order, t.Id)
 	return c
+}
+
+// copyTask is a shallow copy of t. TestCopyTaskCopiesEveryField keeps it,
+// and onlyDesired, in step with the Task message.
+func copyTask(t *swarmpb.Task) *swarmpb.Task {
+	return &swarmpb.Task{
+		Id: t.Id, Meta: t.Meta, ServiceId: t.ServiceId, ServiceName: t.ServiceName, Slot: t.Slot, NodeId: t.NodeId,
+		DesiredState: t.DesiredState, Status: t.Status, Spec: t.Spec, SpecVersion: t.SpecVersion,
+		SchedulingMessage: t.SchedulingMessage,
+	}
+}
+
+// onlyDesired reports whether c, mod's copy of t, differs from t in its
+// desired state and status only: the change a desired-state patch makes.
+func onlyDesired(t, c *swarmpb.Task) bool {
+	return c.Id == t.Id && c.Meta == t.Meta && c.ServiceId == t.ServiceId && c.ServiceName == t.ServiceName &&
+		c.Slot == t.Slot && c.NodeId == t.NodeId && c.Spec == t.Spec && c.SpecVersion == t.SpecVersion &&
+		c.SchedulingMessage == t.SchedulingMessage
+}
+
+// taskUpdate is the action that writes c, mod's copy of t: a desired-state
+// patch if that is all that changed and every manager reads patches, else
+// the whole task, checked against the version read.
+func (p *plan) taskUpdate(t, c *swarmpb.Task) *swarmpb.StoreAction {
+	if !p.patches || !onlyDesired(t, c) {
+		return state.Update(c)
+	}
+	if c.Status == t.Status {
+		return state.UpdateTaskDesired(c.Id, c.DesiredState, nil, "") // the node guards the status only
+	}
+	return state.UpdateTaskDesired(c.Id, c.DesiredState, c.Status, t.NodeId)
 }
 
 // shutdown asks for t to stop. A task that never reached a node, or whose
@@ -146,7 +190,7 @@ func (p *plan) actions() (changes, creates, fills []*swarmpb.StoreAction) {
 	}
 	for _, id := range p.order {
 		if _, gone := p.deleted[id]; !gone {
-			out = append(out, state.Update(p.updated[id]))
+			out = append(out, p.taskUpdate(p.read[id], p.updated[id]))
 		}
 	}
 	for _, t := range p.deleted {

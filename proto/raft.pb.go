@@ -325,6 +325,7 @@ type StoreAction struct {
 	//	*StoreAction_Network
 	//	*StoreAction_Config
 	//	*StoreAction_TaskStatus
+	//	*StoreAction_TaskDesired
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -446,6 +447,15 @@ func (x *StoreAction) GetTaskStatus() *TaskStatusPatch {
 	return nil
 }
 
+func (x *StoreAction) GetTaskDesired() *TaskDesiredPatch {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_TaskDesired); ok {
+			return x.TaskDesired
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -486,6 +496,16 @@ type StoreAction_TaskStatus struct {
 	TaskStatus *TaskStatusPatch `protobuf:"bytes,1140,opt,name=task_status,json=taskStatus,proto3,oneof"`
 }
 
+type StoreAction_TaskDesired struct {
+	// Only a task's desired state (and, for a task no agent will report
+	// on, its status), for the orchestrator's shutdowns and removals
+	// (kind UPDATE): the stored task with these fields, where a whole
+	// task carried its spec again and conflicted with every status report
+	// since the orchestrator read it. Batches holding one are written
+	// with payload version 3.
+	TaskDesired *TaskDesiredPatch `protobuf:"bytes,1400,opt,name=task_desired,json=taskDesired,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -501,6 +521,8 @@ func (*StoreAction_Network) isStoreAction_Target() {}
 func (*StoreAction_Config) isStoreAction_Target() {}
 
 func (*StoreAction_TaskStatus) isStoreAction_Target() {}
+
+func (*StoreAction_TaskDesired) isStoreAction_Target() {}
 
 // TaskStatusPatch replaces the status of the task task_id, stored at
 // meta.version version (else the update conflicts).
@@ -564,6 +586,82 @@ func (x *TaskStatusPatch) GetStatus() *TaskStatus {
 	return nil
 }
 
+// TaskDesiredPatch raises the desired state of the task task_id to
+// desired_state if that is higher than the stored one (RUNNING < SHUTDOWN
+// < REMOVE), and sets status if that advances the stored status
+// (state.StatusAdvances) and the stored task is still on node_id (the
+// node, or "" for none, the writer read: a task placed since is left to
+// its agent). It holds no version: what does not apply is skipped, never
+// a conflict, and a patch that changes nothing (or names a task that is
+// gone) is skipped whole.
+type TaskDesiredPatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1401,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	DesiredState  TaskState              `protobuf:"varint,1402,opt,name=desired_state,json=desiredState,proto3,enum=raftswarm.v1.TaskState" json:"desired_state,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,1403,opt,name=status,proto3" json:"status,omitempty"`               // optional
+	NodeId        string                 `protobuf:"bytes,1404,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // for status only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskDesiredPatch) Reset() {
+	*x = TaskDesiredPatch{}
+	mi := &file_raft_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskDesiredPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskDesiredPatch) ProtoMessage() {}
+
+func (x *TaskDesiredPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskDesiredPatch.ProtoReflect.Descriptor instead.
+func (*TaskDesiredPatch) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TaskDesiredPatch) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskDesiredPatch) GetDesiredState() TaskState {
+	if x != nil {
+		return x.DesiredState
+	}
+	return TaskState_TASK_STATE_NEW
+}
+
+func (x *TaskDesiredPatch) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *TaskDesiredPatch) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // Snapshot is the whole state, written by the FSM's Persist.
 type Snapshot struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -583,7 +681,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +693,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +706,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -700,7 +798,7 @@ const file_raft_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x1b\n" +
-	"\tobject_id\x18\x04 \x01(\tR\bobjectId\"\x96\x04\n" +
+	"\tobject_id\x18\x04 \x01(\tR\bobjectId\"\xdc\x04\n" +
 	"\vStoreAction\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.raftswarm.v1.StoreAction.KindR\x04kind\x121\n" +
 	"\acluster\x18\x02 \x01(\v2\x15.raftswarm.v1.ClusterH\x00R\acluster\x12(\n" +
@@ -711,7 +809,9 @@ const file_raft_proto_rawDesc = "" +
 	"\anetwork\x18\a \x01(\v2\x15.raftswarm.v1.NetworkH\x00R\anetwork\x12.\n" +
 	"\x06config\x18\b \x01(\v2\x14.raftswarm.v1.ConfigH\x00R\x06config\x12A\n" +
 	"\vtask_status\x18\xf4\b \x01(\v2\x1d.raftswarm.v1.TaskStatusPatchH\x00R\n" +
-	"taskStatus\"9\n" +
+	"taskStatus\x12D\n" +
+	"\ftask_desired\x18\xf8\n" +
+	" \x01(\v2\x1e.raftswarm.v1.TaskDesiredPatchH\x00R\vtaskDesired\"9\n" +
 	"\x04Kind\x12\x0f\n" +
 	"\vKIND_CREATE\x10\x00\x12\x0f\n" +
 	"\vKIND_UPDATE\x10\x01\x12\x0f\n" +
@@ -720,7 +820,16 @@ const file_raft_proto_rawDesc = "" +
 	"\x0fTaskStatusPatch\x12\x18\n" +
 	"\atask_id\x18\xf5\b \x01(\tR\x06taskId\x12\x19\n" +
 	"\aversion\x18\xf6\b \x01(\x04R\aversion\x121\n" +
-	"\x06status\x18\xf7\b \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\xd1\x03\n" +
+	"\x06status\x18\xf7\b \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\"\xb8\x01\n" +
+	"\x10TaskDesiredPatch\x12\x18\n" +
+	"\atask_id\x18\xf9\n" +
+	" \x01(\tR\x06taskId\x12=\n" +
+	"\rdesired_state\x18\xfa\n" +
+	" \x01(\x0e2\x17.raftswarm.v1.TaskStateR\fdesiredState\x121\n" +
+	"\x06status\x18\xfb\n" +
+	" \x01(\v2\x18.raftswarm.v1.TaskStatusR\x06status\x12\x18\n" +
+	"\anode_id\x18\xfc\n" +
+	" \x01(\tR\x06nodeId\"\xd1\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
 	"\bclusters\x18\x02 \x03(\v2\x15.raftswarm.v1.ClusterR\bclusters\x12(\n" +
@@ -749,51 +858,56 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_raft_proto_goTypes = []any{
-	(CommandType)(0),        // 0: raftswarm.v1.CommandType
-	(StoreAction_Kind)(0),   // 1: raftswarm.v1.StoreAction.Kind
-	(*Command)(nil),         // 2: raftswarm.v1.Command
-	(*StoreBatch)(nil),      // 3: raftswarm.v1.StoreBatch
-	(*AppliedRequest)(nil),  // 4: raftswarm.v1.AppliedRequest
-	(*StoreAction)(nil),     // 5: raftswarm.v1.StoreAction
-	(*TaskStatusPatch)(nil), // 6: raftswarm.v1.TaskStatusPatch
-	(*Snapshot)(nil),        // 7: raftswarm.v1.Snapshot
-	(*Cluster)(nil),         // 8: raftswarm.v1.Cluster
-	(*Node)(nil),            // 9: raftswarm.v1.Node
-	(*Service)(nil),         // 10: raftswarm.v1.Service
-	(*Task)(nil),            // 11: raftswarm.v1.Task
-	(*Secret)(nil),          // 12: raftswarm.v1.Secret
-	(*Network)(nil),         // 13: raftswarm.v1.Network
-	(*Config)(nil),          // 14: raftswarm.v1.Config
-	(*TaskStatus)(nil),      // 15: raftswarm.v1.TaskStatus
+	(CommandType)(0),         // 0: raftswarm.v1.CommandType
+	(StoreAction_Kind)(0),    // 1: raftswarm.v1.StoreAction.Kind
+	(*Command)(nil),          // 2: raftswarm.v1.Command
+	(*StoreBatch)(nil),       // 3: raftswarm.v1.StoreBatch
+	(*AppliedRequest)(nil),   // 4: raftswarm.v1.AppliedRequest
+	(*StoreAction)(nil),      // 5: raftswarm.v1.StoreAction
+	(*TaskStatusPatch)(nil),  // 6: raftswarm.v1.TaskStatusPatch
+	(*TaskDesiredPatch)(nil), // 7: raftswarm.v1.TaskDesiredPatch
+	(*Snapshot)(nil),         // 8: raftswarm.v1.Snapshot
+	(*Cluster)(nil),          // 9: raftswarm.v1.Cluster
+	(*Node)(nil),             // 10: raftswarm.v1.Node
+	(*Service)(nil),          // 11: raftswarm.v1.Service
+	(*Task)(nil),             // 12: raftswarm.v1.Task
+	(*Secret)(nil),           // 13: raftswarm.v1.Secret
+	(*Network)(nil),          // 14: raftswarm.v1.Network
+	(*Config)(nil),           // 15: raftswarm.v1.Config
+	(*TaskStatus)(nil),       // 16: raftswarm.v1.TaskStatus
+	(TaskState)(0),           // 17: raftswarm.v1.TaskState
 }
 var file_raft_proto_depIdxs = []int32{
 	0,  // 0: raftswarm.v1.Command.type:type_name -> raftswarm.v1.CommandType
 	5,  // 1: raftswarm.v1.StoreBatch.actions:type_name -> raftswarm.v1.StoreAction
 	1,  // 2: raftswarm.v1.StoreAction.kind:type_name -> raftswarm.v1.StoreAction.Kind
-	8,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
-	9,  // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
-	10, // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
-	11, // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
-	12, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
-	13, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
-	14, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
+	9,  // 3: raftswarm.v1.StoreAction.cluster:type_name -> raftswarm.v1.Cluster
+	10, // 4: raftswarm.v1.StoreAction.node:type_name -> raftswarm.v1.Node
+	11, // 5: raftswarm.v1.StoreAction.service:type_name -> raftswarm.v1.Service
+	12, // 6: raftswarm.v1.StoreAction.task:type_name -> raftswarm.v1.Task
+	13, // 7: raftswarm.v1.StoreAction.secret:type_name -> raftswarm.v1.Secret
+	14, // 8: raftswarm.v1.StoreAction.network:type_name -> raftswarm.v1.Network
+	15, // 9: raftswarm.v1.StoreAction.config:type_name -> raftswarm.v1.Config
 	6,  // 10: raftswarm.v1.StoreAction.task_status:type_name -> raftswarm.v1.TaskStatusPatch
-	15, // 11: raftswarm.v1.TaskStatusPatch.status:type_name -> raftswarm.v1.TaskStatus
-	8,  // 12: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
-	9,  // 13: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
-	10, // 14: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
-	11, // 15: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
-	12, // 16: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
-	13, // 17: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
-	14, // 18: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
-	4,  // 19: raftswarm.v1.Snapshot.applied_requests:type_name -> raftswarm.v1.AppliedRequest
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	7,  // 11: raftswarm.v1.StoreAction.task_desired:type_name -> raftswarm.v1.TaskDesiredPatch
+	16, // 12: raftswarm.v1.TaskStatusPatch.status:type_name -> raftswarm.v1.TaskStatus
+	17, // 13: raftswarm.v1.TaskDesiredPatch.desired_state:type_name -> raftswarm.v1.TaskState
+	16, // 14: raftswarm.v1.TaskDesiredPatch.status:type_name -> raftswarm.v1.TaskStatus
+	9,  // 15: raftswarm.v1.Snapshot.clusters:type_name -> raftswarm.v1.Cluster
+	10, // 16: raftswarm.v1.Snapshot.nodes:type_name -> raftswarm.v1.Node
+	11, // 17: raftswarm.v1.Snapshot.services:type_name -> raftswarm.v1.Service
+	12, // 18: raftswarm.v1.Snapshot.tasks:type_name -> raftswarm.v1.Task
+	13, // 19: raftswarm.v1.Snapshot.secrets:type_name -> raftswarm.v1.Secret
+	14, // 20: raftswarm.v1.Snapshot.networks:type_name -> raftswarm.v1.Network
+	15, // 21: raftswarm.v1.Snapshot.configs:type_name -> raftswarm.v1.Config
+	4,  // 22: raftswarm.v1.Snapshot.applied_requests:type_name -> raftswarm.v1.AppliedRequest
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -811,6 +925,7 @@ func file_raft_proto_init() {
 		(*StoreAction_Network)(nil),
 		(*StoreAction_Config)(nil),
 		(*StoreAction_TaskStatus)(nil),
+		(*StoreAction_TaskDesired)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -818,7 +933,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -4,28 +4,61 @@ import (
 	"fmt"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
+	"github.com/raftswarm/raftswarm/state"
 	"google.golang.org/protobuf/proto"
 )
 
 // StoreBatchVersion is the payload schema version this manager reads for
 // COMMAND_TYPE_STORE_BATCH: it accepts every version up to it. Version 2
-// added task status patches (StoreAction.task_status); a batch holding one
-// is written as version 2, any other as version 1, so that a manager not
-// yet upgraded refuses (ErrUnknownCommand) only what it cannot apply.
+// added task status patches (StoreAction.task_status), version 3 task
+// desired-state patches (StoreAction.task_desired); a batch is written
+// with the lowest version that holds what it carries, so that a manager
+// not yet upgraded refuses (ErrUnknownCommand) only what it cannot apply.
 // Nodes report it (NodeDescription.store_batch_version), and the leader
-// writes patches only once every manager reports 2 or more.
-const StoreBatchVersion = 2
+// writes a kind of patch only once every manager reports its version
+// (MembersRead).
+const StoreBatchVersion = 3
+
+// The payload versions that introduced each kind of patch.
+const (
+	BatchVersionStatusPatch  = 2
+	BatchVersionDesiredPatch = 3
+)
 
 const storeBatchVersion = StoreBatchVersion
 
 // batchVersion is the payload version b needs.
 func batchVersion(b *swarmpb.StoreBatch) uint32 {
+	v := uint32(1)
 	for _, a := range b.GetActions() {
-		if a.GetTaskStatus() != nil {
-			return 2
+		switch {
+		case a.GetTaskDesired() != nil:
+			return BatchVersionDesiredPatch
+		case a.GetTaskStatus() != nil:
+			v = BatchVersionStatusPatch
 		}
 	}
-	return 1
+	return v
+}
+
+// MembersRead reports whether every member of the Raft configuration has
+// said (NodeDescription.store_batch_version, read from tx) that it applies
+// store-batch payload version v. Until then, as in a rolling upgrade from
+// a build that cannot, the leader writes what every member reads: a
+// manager that cannot read an entry skips it (raft/DESIGN.md), and its
+// store would lose the entry's changes. A member whose node or
+// description is not stored yet counts as old, and so does an empty
+// configuration.
+func MembersRead(members []Member, tx state.ReadTx, v uint32) bool {
+	if len(members) == 0 {
+		return false
+	}
+	for _, m := range members {
+		if tx.GetNode(m.ID).GetDescription().GetStoreBatchVersion() < v {
+			return false
+		}
+	}
+	return true
 }
 
 // EncodeBatch wraps a store batch in the versioned command envelope.

@@ -91,6 +91,10 @@ func FuzzFSMApply(f *testing.F) {
 		{Kind: swarmpb.StoreAction_KIND_UPDATE, Target: &swarmpb.StoreAction_TaskStatus{TaskStatus: &swarmpb.TaskStatusPatch{TaskId: "t", Version: 1,
 			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}}},
 	}}))
+	f.Add(mustEncode(f, &swarmpb.StoreBatch{Actions: []*swarmpb.StoreAction{
+		{Kind: swarmpb.StoreAction_KIND_UPDATE, Target: &swarmpb.StoreAction_TaskDesired{TaskDesired: &swarmpb.TaskDesiredPatch{TaskId: "t",
+			DesiredState: swarmpb.TaskState_TASK_STATE_SHUTDOWN, Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ORPHANED}}}},
+	}}))
 	newer, _ := proto.Marshal(&swarmpb.Command{Type: swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH, Version: storeBatchVersion + 1, Payload: []byte("x")})
 	f.Add(newer)
 	badPayload, _ := proto.Marshal(&swarmpb.Command{Type: swarmpb.CommandType_COMMAND_TYPE_STORE_BATCH, Version: 1, Payload: []byte{0xff, 0x01}})

@@ -35,6 +35,17 @@ func UpdateTaskStatus(id string, version uint64, st *swarmpb.TaskStatus) *swarmp
 		Target: &swarmpb.StoreAction_TaskStatus{TaskStatus: &swarmpb.TaskStatusPatch{TaskId: id, Version: version, Status: st}}}
 }
 
+// UpdateTaskDesired builds the action that raises the desired state of
+// task id to desired and, if st is not nil, sets its status while the
+// task is still on node nodeID (as read; "" for none), leaving the rest of
+// the task as stored (stageTaskDesired: what no longer moves the task
+// forward is skipped, never a conflict). The orchestrator's shutdowns and
+// removals change only these.
+func UpdateTaskDesired(id string, desired swarmpb.TaskState, st *swarmpb.TaskStatus, nodeID string) *swarmpb.StoreAction {
+	return &swarmpb.StoreAction{Kind: swarmpb.StoreAction_KIND_UPDATE,
+		Target: &swarmpb.StoreAction_TaskDesired{TaskDesired: &swarmpb.TaskDesiredPatch{TaskId: id, DesiredState: desired, Status: st, NodeId: nodeID}}}
+}
+
 // Bounds on one Raft entry written by the leader's loops: at most
 // MaxBatchActions actions and about MaxBatchBytes (a 10,000-task service
 // is five entries, not one of many megabytes; a spec with large labels,

@@ -23,6 +23,12 @@
 //     it. That makes versions identical on every replica, and lets callers do
 //     optimistic concurrency: read, modify, propose an UPDATE carrying the
 //     version they read, and get ErrConflict if someone else got there first.
+//     Two task patches are the exception, for fields that only move forward:
+//     a status patch (UpdateTaskStatus, the agents' reports) and a
+//     desired-state patch (UpdateTaskDesired, the orchestrator's shutdowns)
+//     apply to the task as stored if they still advance it, and are
+//     skipped otherwise, never a conflict; the stored task and its event
+//     are those a whole-task update with the same fields would make.
 //
 //   - Watches have no gap and no duplicate. ViewAndWatch registers the watcher
 //     under the same lock that produced the view, so the view plus the events

@@ -69,6 +69,8 @@ func actionObjectID(a *swarmpb.StoreAction) string {
 		return t.Task.GetId()
 	case *swarmpb.StoreAction_TaskStatus:
 		return t.TaskStatus.GetTaskId()
+	case *swarmpb.StoreAction_TaskDesired:
+		return t.TaskDesired.GetTaskId()
 	case *swarmpb.StoreAction_Secret:
 		return t.Secret.GetId()
 	case *swarmpb.StoreAction_Network:
