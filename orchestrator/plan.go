@@ -194,7 +194,7 @@ func (p *plan) actions() (changes, creates, fills []*swarmpb.StoreAction) {
 		}
 	}
 	for _, t := range p.deleted {
-		out = append(out, state.Delete(t))
+		out = append(out, state.DeleteTask(t.Id))
 	}
 	for _, t := range p.created {
 		if p.fills[t] {

@@ -25,6 +25,15 @@ func Create(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KI
 func Update(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_UPDATE, obj) }
 func Delete(obj any) *swarmpb.StoreAction { return action(swarmpb.StoreAction_KIND_DELETE, obj) }
 
+// DeleteTask builds the action that deletes task id. It carries the ID
+// alone: a delete is applied by ID (stage), and the event it makes holds
+// the stored task, so the spec a whole task would carry (and every
+// manager would decode) is left out. Reaping the history of a service
+// scaled from 100,000 to 0 deletes 100,000 tasks.
+func DeleteTask(id string) *swarmpb.StoreAction {
+	return action(swarmpb.StoreAction_KIND_DELETE, &swarmpb.Task{Id: id})
+}
+
 // UpdateTaskStatus builds the action that sets the status of task id,
 // stored at meta.version version, leaving the rest of the task as stored.
 // It is a fraction of the size of Update with the whole task (which
