@@ -39,12 +39,16 @@ if dpkg-deb -c "$deb" | awk '{print $2}' | grep -vqx 'root/root'; then
 fi
 [[ "$(dpkg-deb -f "$deb" Package)" == raftswarm ]] || fail "Package field is not raftswarm"
 [[ "$(dpkg-deb -f "$deb" Version)" == 0.0.1+check ]] || fail "Version field is not the VERSION given"
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx './conffiles' || fail "no conffiles"
+# The listing is read whole before it is searched: with pipefail, grep -q
+# leaving at the first match can kill tar with SIGPIPE, failing the check
+# at random (it did once in CI).
+ctrl=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+grep -qx './conffiles' <<<"$ctrl" || fail "no conffiles"
 
 root="$work/root"
 dpkg-deb -x "$deb" "$root"
 for b in managerd workerd swarmctl; do
-	file "$root/usr/bin/$b" 2>/dev/null | grep -q 'statically linked' ||
+	grep -q 'statically linked' <<<"$(file "$root/usr/bin/$b" 2>/dev/null)" ||
 		[[ "$(command -v file)" == "" ]] || fail "/usr/bin/$b is not a static binary"
 done
 "$root/usr/bin/swarmctl" --help >/dev/null || fail "packaged swarmctl --help failed"
