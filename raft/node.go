@@ -938,7 +938,10 @@ func (n *Node) Shutdown() error {
 	var err error
 	n.closed.Do(func() {
 		close(n.stop)
-		err = n.raft.Shutdown().Error()
+		err = waitBounded(n.raft.Shutdown().Error, shutdownWait)
+		if errors.Is(err, errShutdownStuck) {
+			n.cfg.Logger.Error("Raft did not stop in time; closing its transport and stores anyway", "wait", shutdownWait, "err", err)
+		}
 		n.raft.DeregisterObserver(n.obs)
 		close(n.done)
 		n.wg.Wait()
@@ -948,6 +951,33 @@ func (n *Node) Shutdown() error {
 		}
 	})
 	return err
+}
+
+// shutdownWait bounds how long Shutdown waits for hashicorp/raft's own
+// shutdown. That waits for every goroutine Raft started, and a leader's
+// pipelined replication to a follower can block forever there: when its
+// decoder has already quit, a last best-effort send waits on a pipeline
+// queue nobody drains any more (seen once in CI: a demoted manager's Stop
+// hung for ten minutes in netPipeline.AppendEntries). Past the bound the
+// stuck goroutine is left behind, its node stopped (Raft's run loop has
+// returned by then), and the transport and stores are closed as usual.
+const shutdownWait = 10 * time.Second
+
+var errShutdownStuck = errors.New("raft shutdown did not finish: a hashicorp/raft goroutine is stuck")
+
+// waitBounded runs wait, giving up after d with errShutdownStuck (wait
+// keeps running in the background).
+func waitBounded(wait func() error, d time.Duration) error {
+	res := make(chan error, 1)
+	go func() { res <- wait() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w after %v", errShutdownStuck, d)
+	}
 }
 
 // RecoverSingle rewrites the Raft configuration stored in cfg.Dir so that
