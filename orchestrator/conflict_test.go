@@ -43,26 +43,8 @@ func (r *refuseFirst) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64,
 // them conflicts, and writes no creation that pass. Scaling 5,000 running
 // tasks to 0 is three entries; the first to reach Raft is refused.
 func TestConflictingEntryDoesNotStopTheOthers(t *testing.T) {
-	st := state.New()
-	apply := statetest.NewApplier(st)
-	acts := []*swarmpb.StoreAction{
-		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
-		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
-		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
-	}
 	const n = 5000
-	for i := range n {
-		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
-			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", 0),
-			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
-	}
-	for len(acts) > 0 {
-		k := state.BatchLen(acts)
-		if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
-			t.Fatal(err)
-		}
-		acts = acts[k:]
-	}
+	st, apply := oneNodeService(t, swarmpb.NodeStatus_NODE_STATUS_READY, 0, n)
 
 	r := &refuseFirst{Applier: apply}
 	o := newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -115,26 +97,8 @@ func (f *inFlight) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, er
 // instead of waiting on each in turn. Scaling 5,000 tasks to 0 is three
 // entries.
 func TestWriteKeepsEntriesInFlight(t *testing.T) {
-	st := state.New()
-	apply := statetest.NewApplier(st)
-	acts := []*swarmpb.StoreAction{
-		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
-		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
-		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
-	}
 	const n = 5000
-	for i := range n {
-		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
-			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", 0),
-			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
-	}
-	for len(acts) > 0 {
-		k := state.BatchLen(acts)
-		if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
-			t.Fatal(err)
-		}
-		acts = acts[k:]
-	}
+	st, apply := oneNodeService(t, swarmpb.NodeStatus_NODE_STATUS_READY, 0, n)
 	f := &inFlight{Applier: apply, another: make(chan struct{})}
 	o := newOrchestrator(st, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	o.reconcile(context.Background(), nil)
@@ -163,25 +127,7 @@ func TestWriteKeepsEntriesInFlight(t *testing.T) {
 // replacements wait for the changes. 2,000 tasks on a down node, the
 // service scaled to 3,000: one entry of changes, refused.
 func TestFillsAreWrittenWhenChangesConflict(t *testing.T) {
-	st := state.New()
-	apply := statetest.NewApplier(st)
-	acts := []*swarmpb.StoreAction{
-		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
-		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_DOWN}),
-		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 3000), SpecVersion: 1}),
-	}
-	for i := range 2000 {
-		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
-			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", 3000),
-			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
-	}
-	for len(acts) > 0 {
-		k := state.BatchLen(acts)
-		if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
-			t.Fatal(err)
-		}
-		acts = acts[k:]
-	}
+	st, apply := oneNodeService(t, swarmpb.NodeStatus_NODE_STATUS_DOWN, 3000, 2000)
 	r := &refuseFirst{Applier: apply}
 	o := newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	o.reconcile(context.Background(), nil)
@@ -199,5 +145,38 @@ func TestFillsAreWrittenWhenChangesConflict(t *testing.T) {
 	}
 	if newSlots != 1000 || total != 3000 {
 		t.Fatalf("%d tasks, %d of them in new slots: want 3,000 and 1,000 (the fills written, no replacement)", total, newSlots)
+	}
+}
+
+// oneNodeService returns a store holding cluster c1 (task history 5), node
+// n1 in status nodeStatus and service s asking for replicas, with running
+// tasks RUNNING on n1 in slots 1..running, and the applier that wrote it.
+func oneNodeService(t *testing.T, nodeStatus swarmpb.NodeStatus, replicas uint64, running int) (*state.Store, *statetest.Applier) {
+	t.Helper()
+	st := state.New()
+	apply := statetest.NewApplier(st)
+	acts := []*swarmpb.StoreAction{
+		state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
+		state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: nodeStatus}),
+		state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", replicas), SpecVersion: 1}),
+	}
+	for i := range running {
+		acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", replicas),
+			Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}))
+	}
+	applyAll(t, apply, acts)
+	return st, apply
+}
+
+// applyAll writes acts in entries of at most state.BatchLen actions.
+func applyAll(t *testing.T, apply *statetest.Applier, acts []*swarmpb.StoreAction) {
+	t.Helper()
+	for len(acts) > 0 {
+		k := state.BatchLen(acts)
+		if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
+			t.Fatal(err)
+		}
+		acts = acts[k:]
 	}
 }

@@ -46,30 +46,15 @@ func (r *recording) Apply(ctx context.Context, b *swarmpb.StoreBatch) (uint64, e
 func TestScaleDownOvertakenByReports(t *testing.T) {
 	for _, patches := range []bool{true, false} {
 		t.Run(fmt.Sprintf("patches=%v", patches), func(t *testing.T) {
-			st := state.New()
-			apply := statetest.NewApplier(st)
-			acts := []*swarmpb.StoreAction{
-				state.Create(&swarmpb.Cluster{Id: "c1", Settings: &swarmpb.ClusterSettings{TaskHistoryLimit: 5}}),
-				state.Create(&swarmpb.Node{Id: "n1", Spec: &swarmpb.NodeSpec{}, Status: swarmpb.NodeStatus_NODE_STATUS_READY}),
-				state.Create(&swarmpb.Service{Id: "s", Spec: spec("web", 0), SpecVersion: 1}),
-			}
 			const running, pending = 3000, 100
-			for i := range running + pending {
-				tk := &swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1), NodeId: "n1",
+			st, apply := oneNodeService(t, swarmpb.NodeStatus_NODE_STATUS_READY, 0, running)
+			var acts []*swarmpb.StoreAction
+			for i := running; i < running+pending; i++ {
+				acts = append(acts, state.Create(&swarmpb.Task{Id: fmt.Sprintf("t%04d", i), ServiceId: "s", Slot: uint64(i + 1),
 					SpecVersion: 1, DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Spec: spec("web", 0),
-					Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}
-				if i >= running {
-					tk.NodeId, tk.Status = "", &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}
-				}
-				acts = append(acts, state.Create(tk))
+					Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}}))
 			}
-			for len(acts) > 0 {
-				k := state.BatchLen(acts)
-				if _, err := apply.Apply(context.Background(), state.Batch(acts[:k]...)); err != nil {
-					t.Fatal(err)
-				}
-				acts = acts[k:]
-			}
+			applyAll(t, apply, acts)
 
 			r := &recording{Applier: apply}
 			o := newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
