@@ -101,25 +101,10 @@ func TestLazyChangesAreCoalesced(t *testing.T) {
 	o := newOrchestrator(st, raft, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	o.lazyWait = 300 * time.Millisecond
 	o.observe = func(time.Duration) { passes.Add(1) }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = o.run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testutil.Eventually(t, 5*time.Second, func() error {
-		if passes.Load() == 0 {
-			return fmt.Errorf("no first pass")
-		}
-		return nil
-	})
+	runUntilFirstPass(t, o, &passes)
 
 	before := passes.Load()
-	for i := range n {
-		var c *swarmpb.Task
-		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
-		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
-		apply(state.Update(c))
-		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
-	}
+	reportStoppedApart(st, apply, n)
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if passes.Load() == before {
 			return fmt.Errorf("the stopped tasks were never reconciled")
@@ -165,25 +150,10 @@ func TestLazyWaitGrowsWithPassCost(t *testing.T) {
 	o.lazyWait = 10 * time.Millisecond
 	o.planning = func() { time.Sleep(40 * time.Millisecond) } // a costly pass
 	o.observe = func(time.Duration) { passes.Add(1) }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = o.run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testutil.Eventually(t, 5*time.Second, func() error {
-		if passes.Load() == 0 {
-			return fmt.Errorf("no first pass")
-		}
-		return nil
-	})
+	runUntilFirstPass(t, o, &passes)
 
 	before := passes.Load()
-	for i := range n {
-		var c *swarmpb.Task
-		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
-		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
-		apply(state.Update(c))
-		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
-	}
+	reportStoppedApart(st, apply, n)
 	// The last entry is reconciled too, once its wait is over.
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if passes.Load() == before {
@@ -250,5 +220,33 @@ func TestNodeBackWakesOnlyGlobalServices(t *testing.T) {
 				t.Fatalf("dirty %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// runUntilFirstPass runs o until the test ends and returns once its first
+// pass (counted in passes by o.observe) is over.
+func runUntilFirstPass(t *testing.T, o *Orchestrator, passes *atomic.Int32) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if passes.Load() == 0 {
+			return fmt.Errorf("no first pass")
+		}
+		return nil
+	})
+}
+
+// reportStoppedApart has tasks t000..t(n-1) report SHUTDOWN as their
+// agents would, one entry each, 5 ms apart.
+func reportStoppedApart(st *state.Store, apply func(...*swarmpb.StoreAction), n int) {
+	for i := range n {
+		var c *swarmpb.Task
+		st.View(func(tx state.ReadTx) { c = proto.Clone(tx.GetTask(fmt.Sprintf("t%03d", i))).(*swarmpb.Task) })
+		c.Status = &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_SHUTDOWN}
+		apply(state.Update(c))
+		time.Sleep(5 * time.Millisecond) // agents report apart: one entry each
 	}
 }
