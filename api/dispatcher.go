@@ -71,6 +71,12 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	active    bool
 	deadlines map[string]time.Time // node ID -> heartbeat deadline
+	// reported holds, per node, how long its last task status report
+	// keeps it alive (the report's arrival plus one TTL): a node whose
+	// report reaches the leader is up and connected, whatever became of
+	// its heartbeat (reportAlive). Kept apart from deadlines so that the
+	// heartbeats' lateness is still measured against heartbeats alone.
+	reported map[string]time.Time
 	// armed is when the liveness loop (Run) next looks at the deadlines;
 	// wake tells it that a deadline earlier than that was set.
 	armed     time.Time
@@ -364,6 +370,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
 	d.mu.Lock()
 	d.deadlines = make(map[string]time.Time, len(nodes))
+	d.reported = make(map[string]time.Time, len(nodes))
 	wake := make(chan struct{}, 1)
 	d.wake = wake
 	d.armed = time.Time{}
@@ -428,8 +435,8 @@ func (d *Dispatcher) arm(notBefore time.Time) time.Time {
 	defer d.mu.Unlock()
 	now := time.Now()
 	next := now.Add(idleWait)
-	for _, dl := range d.deadlines {
-		if dl.Before(next) {
+	for id := range d.deadlines {
+		if dl := d.dueLocked(id); dl.Before(next) {
 			next = dl
 		}
 	}
@@ -474,6 +481,36 @@ func (d *Dispatcher) beat(node string, now time.Time, ttl, period time.Duration)
 	d.ttlNow = ttl
 	d.mu.Unlock()
 	d.setDeadline(node, now.Add(ttl))
+}
+
+// dueLocked is when node id is next due: its heartbeat deadline, or
+// later if a task status report of it arrived since (reportAlive). d.mu
+// is held.
+func (d *Dispatcher) dueLocked(id string) time.Time {
+	dl := d.deadlines[id]
+	if r := d.reported[id]; r.After(dl) {
+		return r
+	}
+	return dl
+}
+
+// reportAlive takes a task status report of node, which arrived at now,
+// as proof that the node is up: the node is not marked Down before one
+// TTL after it. Under load (1,000 nodes' agents sharing a starved host in
+// the scale benchmark) heartbeat calls timed out on the agents' side
+// while their status reports, far more frequent, kept reaching the
+// leader, and live nodes were marked Down and their tasks replaced. A
+// node already marked Down stays so until it heartbeats: a report does
+// not bring it back, as a heartbeat also tells it its role and period.
+func (d *Dispatcher) reportAlive(node string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, tracked := d.deadlines[node]; !tracked || d.ttlNow <= 0 {
+		return
+	}
+	if until := now.Add(d.ttlNow); until.After(d.reported[node]) {
+		d.reported[node] = until
+	}
 }
 
 // noteStall counts the liveness loop's own lateness, when it woke (now)
@@ -541,8 +578,8 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	// not against an idle cluster: while live nodes' heartbeats come late
 	// (a loaded leader or host), a silent node gets as much again.
 	cutoff := now.Add(-d.allowanceLocked(now))
-	for id, dl := range d.deadlines {
-		if cutoff.After(dl) {
+	for id := range d.deadlines {
+		if cutoff.After(d.dueLocked(id)) {
 			expired = append(expired, id)
 		}
 	}
@@ -565,8 +602,9 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	})
 	d.mu.Lock()
 	for _, id := range expired {
-		if dl, ok := d.deadlines[id]; ok && cutoff.After(dl) {
+		if _, ok := d.deadlines[id]; ok && cutoff.After(d.dueLocked(id)) {
 			delete(d.deadlines, id)
+			delete(d.reported, id)
 		}
 	}
 	d.mu.Unlock()
@@ -575,7 +613,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	d.mu.Lock()
 	kept := actions[:0]
 	for _, a := range actions {
-		if dl, ok := d.deadlines[a.GetNode().Id]; ok && !cutoff.After(dl) {
+		if _, ok := d.deadlines[a.GetNode().Id]; ok && !cutoff.After(d.dueLocked(a.GetNode().Id)) {
 			continue
 		}
 		kept = append(kept, a)

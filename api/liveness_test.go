@@ -195,3 +195,46 @@ func TestLivenessOnTimeHeartbeatsNoAllowance(t *testing.T) {
 		t.Fatalf("allowance %v after a heartbeat on time, want 0", got)
 	}
 }
+
+// TestStatusReportsKeepANodeAlive: a node whose heartbeats stop but whose
+// task status reports keep reaching the leader is up, and is not marked
+// Down; once its reports stop too it is, one TTL after the last. In the
+// scale benchmark (1,000 nodes' agents on one starved host) heartbeat
+// calls timed out while status reports got through, and live nodes were
+// marked Down and their tasks made again.
+func TestStatusReportsKeepANodeAlive(t *testing.T) {
+	d, st := livenessFixture(t, "A", "B")
+	ttl, period := d.ttl(2), d.period(2) // 300 ms, 100 ms
+	now := time.Now()
+	d.beat("A", now, ttl, period)
+	d.beat("B", now, ttl, period)
+
+	report := func() {
+		_, _ = d.UpdateTaskStatus(nodeCtx("A"), &swarmpb.UpdateTaskStatusRequest{Updates: []*swarmpb.TaskStatusUpdate{{
+			TaskId: "t1", Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}}})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for nodeStatus(st, "B") != swarmpb.NodeStatus_NODE_STATUS_DOWN {
+		if time.Now().After(deadline) {
+			t.Fatal("B, silent, was not marked Down within 5 s")
+		}
+		report()
+		time.Sleep(20 * time.Millisecond)
+	}
+	// B went 2 TTLs after the heartbeats; A reported all along.
+	for i := 0; i < 5; i++ {
+		report()
+		time.Sleep(ttl / 3)
+	}
+	if got := nodeStatus(st, "A"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+		t.Fatalf("A, reporting task status every 20-100 ms but not heartbeating, is %v; want READY", got)
+	}
+	stopped := time.Now()
+	report() // the last one
+	waitFor(t, 5*time.Second, "A to be marked Down once its reports stop", func() bool {
+		return nodeStatus(st, "A") == swarmpb.NodeStatus_NODE_STATUS_DOWN
+	})
+	if took := time.Since(stopped); took < ttl-20*time.Millisecond {
+		t.Fatalf("A marked Down %v after its last report; want at least its TTL %v", took, ttl)
+	}
+}

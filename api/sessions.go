@@ -439,6 +439,9 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *swarmpb.UpdateTa
 			return nil, Status(invalidf("a task status update needs a task ID and a status"))
 		}
 	}
+	// The node's identity is its certificate's: whatever the report
+	// holds, it came from that node now.
+	d.reportAlive(id.NodeID, time.Now())
 	var denied error
 	var updates []*swarmpb.TaskStatusUpdate
 	d.Store.View(func(tx state.ReadTx) {

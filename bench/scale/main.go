@@ -69,9 +69,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // -pprof
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -111,7 +114,19 @@ func main() {
 	binDir := flag.String("bin", "", "with -daemons: directory holding managerd and swarmctl (default: build them)")
 	poll := flag.Duration("poll", 250*time.Millisecond, "with -daemons: how often the leader's tasks are listed (times are late by up to this plus one listing)")
 	flag.DurationVar(&traceEvery, "trace", 0, "print the task counts at this interval during the timed phases")
+	selfPprof := flag.String("pprof", "", "serve this process's pprof (the simulated nodes' agents) on this loopback address, e.g. 127.0.0.1:9199")
+	gogc := flag.Int("gogc", 0, "this process's GC percent (the simulated nodes' agents; the managers keep theirs); 0: Go's default or $GOGC")
 	flag.Parse()
+	if *gogc > 0 {
+		debug.SetGCPercent(*gogc)
+	}
+	if *selfPprof != "" {
+		go func() {
+			if err := http.ListenAndServe(*selfPprof, nil); err != nil {
+				fmt.Fprintln(os.Stderr, "-pprof:", err)
+			}
+		}()
+	}
 
 	var points []int
 	for _, s := range strings.Split(*curve, ",") {
