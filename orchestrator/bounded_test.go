@@ -123,7 +123,7 @@ func TestPlanningHoldsNoStoreLock(t *testing.T) {
 	ctx := context.Background()
 	var svc *swarmpb.Service
 	st.View(func(tx state.ReadTx) { svc = tx.GetService(id) })
-	o.planning = func() {
+	o.planning = func([]string) {
 		o.planning = nil
 		done := make(chan error, 1)
 		go func() {

@@ -60,7 +60,7 @@ func TestScaleDownOvertakenByReports(t *testing.T) {
 			o := newOrchestrator(st, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			o.desiredPatches = func() bool { return patches }
 			reported := false
-			o.planning = func() {
+			o.planning = func([]string) {
 				if reported {
 					return
 				}

@@ -101,8 +101,9 @@ type Orchestrator struct {
 	writeFailed bool
 	// passLimit is maxPassTasks; tests lower it.
 	passLimit int
-	// planning, if set, is called while a pass plans (tests).
-	planning func()
+	// planning, if set, is called while a pass plans, with the IDs it
+	// reconciles (tests).
+	planning func(items []string)
 	// desiredPatches: Options.DesiredPatches.
 	desiredPatches func() bool
 }
@@ -327,13 +328,23 @@ func onlyProgress(oldObj any, t *swarmpb.Task) bool {
 // lazyEvent reports an update that changes no decision but the clean-up
 // of finished tasks (reapHistory, reapOrphans), which may wait: the
 // scheduler placing a task (the task's node is up, or the node's own event
-// makes every service dirty), or a task asked to stop moving toward its
-// end. A live task that ended is not one: its restart is due.
+// makes every service dirty), a task asked to stop moving toward its end,
+// or a task being asked to stop. A live task that ended is not one: its
+// restart is due.
+//
+// Only the orchestrator writes a task's desired state, and within a term
+// only this one (the term starts after every earlier entry is applied), so
+// a task asked to stop is this orchestrator's own write: the pass that
+// wrote it planned what it implies (the replacement is in the same pass).
+// Counted as a change, the 100,000 shutdowns of a scale to 0 came back as
+// 100,000 events, taken 10,000 at a time, each time a pass over every task.
 func lazyEvent(oldObj any, t *swarmpb.Task) bool {
 	old, _ := oldObj.(*swarmpb.Task)
-	if old == nil || old.DesiredState != t.DesiredState || old.SpecVersion != t.SpecVersion ||
-		t.GetStatus().GetState() < old.GetStatus().GetState() {
+	if old == nil || old.SpecVersion != t.SpecVersion || t.GetStatus().GetState() < old.GetStatus().GetState() {
 		return false
+	}
+	if old.DesiredState != t.DesiredState {
+		return old.NodeId == t.NodeId && t.DesiredState > old.DesiredState && t.DesiredState > swarmpb.TaskState_TASK_STATE_RUNNING
 	}
 	if old.NodeId != t.NodeId {
 		return placed(old, t)
@@ -374,7 +385,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 	v := readView(o.store, dirty)
 	o.usable = v.usableNodes(o.usable)
 	if o.planning != nil {
-		o.planning()
+		o.planning(v.items)
 	}
 	p := newPlan(v, now, o.passLimit)
 	p.patches = o.desiredPatches != nil && o.desiredPatches()
