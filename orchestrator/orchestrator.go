@@ -271,6 +271,13 @@ func (o *Orchestrator) markDirty(d map[string]bool, ev state.Event) {
 		d[ev.Service().Id] = true
 	case ev.Task() != nil:
 		t := ev.Task()
+		if (ev.Kind == state.EventCreate || ev.Kind == state.EventDelete) && !o.follows[t.ServiceId] && !o.writeFailed {
+			// Only the orchestrator creates and deletes tasks, and within
+			// a term only this one: the pass that wrote it decided it. A
+			// create of 100,000 tasks woke a pass per 10,000 of its own
+			// creations on top of the passes that made them.
+			return
+		}
 		if ev.Kind == state.EventUpdate && !o.follows[t.ServiceId] {
 			switch {
 			case onlyProgress(ev.Old, t):

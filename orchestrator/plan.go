@@ -41,6 +41,10 @@ type plan struct {
 	// (state.UpdateTaskDesired); every manager reads them.
 	patches bool
 	created []*swarmpb.Task
+	// createdIn counts the tasks this plan creates per slot (create), so
+	// that reapHistory counts them among the slot's kept tasks in the same
+	// pass: a task's creation wakes no pass to trim its slot afterwards.
+	createdIn map[slotRef]int
 	// fills are the created tasks that fill a slot which had no live
 	// task: they depend on no change of this plan (fill).
 	fills    map[*swarmpb.Task]bool
@@ -164,7 +168,26 @@ func (p *plan) create(svc *swarmpb.Service, slot uint64, nodeID string) *swarmpb
 		Meta: &swarmpb.Meta{CreatedAt: p.now.UnixNano()},
 	}
 	p.created = append(p.created, t)
+	if p.createdIn == nil {
+		p.createdIn = map[slotRef]int{}
+	}
+	p.createdIn[slotOf(t)]++
 	return t
+}
+
+// slotRef names a slot: a replicated service's slot number, or a global
+// service's node.
+type slotRef struct {
+	service string
+	slot    uint64
+	node    string
+}
+
+func slotOf(t *swarmpb.Task) slotRef {
+	if t.Slot != 0 {
+		return slotRef{service: t.ServiceId, slot: t.Slot}
+	}
+	return slotRef{service: t.ServiceId, node: t.NodeId}
 }
 
 func (p *plan) updateService(s *swarmpb.Service) { p.services = append(p.services, s) }
@@ -261,7 +284,10 @@ func newestFirst(a, b *swarmpb.Task) int {
 // limit (the live task counts as one). Deleting a task tells its agent to
 // remove the container.
 func (p *plan) reapHistory(tasks []*swarmpb.Task) {
-	kept := 0
+	if len(tasks) == 0 {
+		return
+	}
+	kept := p.createdIn[slotOf(tasks[0])] // newer than any stored, and live
 	for _, t := range tasks {
 		t = p.current(t)
 		if active(t) {

@@ -306,3 +306,37 @@ func TestOwnShutdownsWakeNothing(t *testing.T) {
 		t.Fatalf("%d passes over s for its scale to 0 of %d tasks, want 1", got, n)
 	}
 }
+
+// TestOwnCreatesAndDeletesWakeNothing: only the orchestrator creates and
+// deletes tasks, so their events are its own decisions and wake no pass,
+// unless a rolling update waits on the service's tasks or the last write
+// failed.
+func TestOwnCreatesAndDeletesWakeNothing(t *testing.T) {
+	task := &swarmpb.Task{Id: "t", ServiceId: "s", DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING,
+		Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_PENDING}}
+	for _, c := range []struct {
+		name      string
+		kind      state.EventKind
+		followed  bool
+		failed    bool
+		wantDirty bool
+	}{
+		{"created", state.EventCreate, false, false, false},
+		{"deleted", state.EventDelete, false, false, false},
+		{"created, followed", state.EventCreate, true, false, true},
+		{"deleted, followed", state.EventDelete, true, false, true},
+		{"created, after a failed write", state.EventCreate, false, true, true},
+		{"deleted, after a failed write", state.EventDelete, false, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOrchestrator(nil, nil, nil)
+			o.follows["s"] = c.followed
+			o.writeFailed = c.failed
+			d := map[string]bool{}
+			o.markDirty(d, state.Event{Kind: c.kind, Object: task})
+			if d["s"] != c.wantDirty || o.lazy["s"] {
+				t.Fatalf("dirty %v lazy %v, want dirty %v and not lazy", d["s"], o.lazy["s"], c.wantDirty)
+			}
+		})
+	}
+}

@@ -135,6 +135,7 @@ func (p *plan) dropCreated(t *swarmpb.Task) {
 	for i, c := range p.created {
 		if c == t {
 			p.created = append(p.created[:i], p.created[i+1:]...)
+			p.createdIn[slotOf(t)]--
 			return
 		}
 	}
