@@ -12,7 +12,11 @@
 // A pass reads every task of the services it reconciles (100,000 at the
 // largest), so what wakes a pass matters as much as what a pass costs: a
 // task's progress toward RUNNING, or its placement on a node that was
-// usable, wakes nothing unless a rolling update waits on it; changes that
+// usable, wakes nothing unless a rolling update waits on it; nor do the
+// orchestrator's own writes coming back as events (only it creates and
+// deletes tasks and sets their desired state, and within a term only this
+// one: the pass that wrote them decided them; a pass counts the tasks it
+// creates in a slot's history, so it trims the slot itself); changes that
 // only matter to the clean-up of finished tasks wait lazyDelay, and at
 // least lazyPassShare times the last pass; a write's entries go to Raft
 // together (writesInFlight), so that Raft commits them as one batch; and
