@@ -278,3 +278,46 @@ func TestScaleDownInOnePass(t *testing.T) {
 		t.Fatalf("one pass left %d of %d tasks live, want 0", live, n)
 	}
 }
+
+// TestUpdateAllAtOnceIsNotPacedByPlanSize: parallelism 0 updates every
+// task in one batch; a plan's size splits it into parts, which do not wait
+// for each other's tasks to run. At 100,000 tasks each part of 5,000
+// waited for the one before to run, and the update took two minutes.
+func TestUpdateAllAtOnceIsNotPacedByPlanSize(t *testing.T) {
+	st, r, o := boundedStore(t)
+	o.passLimit = 10 // parts of 5 replacements (two writes each)
+	id := storeService(t, r, 20)
+	ctx := context.Background()
+	for range 2 {
+		o.reconcile(ctx, nil)
+	}
+	if all, live := taskCounts(st, id); all != 20 || live != 20 {
+		t.Fatalf("after 2 passes: %d tasks, %d live, want 20", all, live)
+	}
+	var svc *swarmpb.Service
+	st.View(func(tx state.ReadTx) { svc = proto.Clone(tx.GetService(id)).(*swarmpb.Service) })
+	svc.PreviousSpec = svc.Spec
+	svc.Spec = spec("huge", 20)
+	svc.Spec.Container.Image = "demo:v2"
+	svc.Spec.Update = &swarmpb.UpdateConfig{Parallelism: 0, DelayNs: int64(time.Hour)}
+	svc.SpecVersion++
+	svc.UpdateStatus = swarmpb.NewUpdateStatus(swarmpb.UpdateState_UPDATE_STATE_UPDATING)
+	if _, err := r.Apply(ctx, state.Batch(state.Update(svc))); err != nil {
+		t.Fatal(err)
+	}
+	// No task of the new version runs (no agent here): the parts go on.
+	for range 4 {
+		o.reconcile(ctx, map[string]bool{id: true})
+	}
+	var updated int
+	st.View(func(tx state.ReadTx) {
+		for _, tk := range tx.TasksByServiceUnordered(id) {
+			if tk.DesiredState == swarmpb.TaskState_TASK_STATE_RUNNING && tk.SpecVersion == svc.SpecVersion {
+				updated++
+			}
+		}
+	})
+	if updated != 20 {
+		t.Fatalf("after 4 passes of 5 replacements, %d of 20 live tasks are of the new version, want 20", updated)
+	}
+}
