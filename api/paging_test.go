@@ -236,14 +236,15 @@ func TestPageArgs(t *testing.T) {
 
 // TestListServicesCounts: besides running (live and RUNNING), a service's
 // info counts its live tasks, every RUNNING task (being shut down or not)
-// and all its tasks, so that a caller can follow a large service without
-// listing its tasks (bench/scale).
+// and all its tasks, and those of its live RUNNING tasks that run its
+// current spec version (an update's progress), so that a caller can follow
+// a large service without listing its tasks (bench/scale).
 func TestListServicesCounts(t *testing.T) {
 	s, r := newControl(t)
 	spec := &swarmpb.ServiceSpec{Name: "web", Replicas: 3, Container: &swarmpb.ContainerSpec{Image: "demo"}}
-	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Service{Id: "s1", SpecVersion: 1, Spec: spec})}
+	acts := []*swarmpb.StoreAction{state.Create(&swarmpb.Service{Id: "s1", SpecVersion: 2, Spec: spec})}
 	task := func(id string, desired, st swarmpb.TaskState) *swarmpb.StoreAction {
-		return state.Create(&swarmpb.Task{Id: id, ServiceId: "s1", Slot: 1, SpecVersion: 1, Spec: spec, DesiredState: desired,
+		return state.Create(&swarmpb.Task{Id: id, ServiceId: "s1", Slot: 1, SpecVersion: 2, Spec: spec, DesiredState: desired,
 			Status: &swarmpb.TaskStatus{State: st}})
 	}
 	const (
@@ -256,6 +257,8 @@ func TestListServicesCounts(t *testing.T) {
 		task("t3", shutdown, run),                              // being shut down, still running
 		task("t4", shutdown, shutdown),                         // history
 		task("t5", swarmpb.TaskState_TASK_STATE_COMPLETE, run), // being stopped (desired COMPLETE), still running
+		state.Create(&swarmpb.Task{Id: "t6", ServiceId: "s1", Slot: 2, SpecVersion: 1, Spec: spec, DesiredState: run, // live, running, not yet updated
+			Status: &swarmpb.TaskStatus{State: run}}),
 	)
 	dtApply(t, &r.storeRaft, acts...)
 	c := serveControl(t, s)
@@ -269,7 +272,10 @@ func TestListServicesCounts(t *testing.T) {
 		t.Fatalf("%d services listed, want 1", len(resp.Services))
 	}
 	got := resp.Services[0]
-	if got.Running != 1 || got.Live != 2 || got.RunningAny != 3 || got.Total != 5 {
-		t.Fatalf("running %d live %d running_any %d total %d, want 1 2 3 5", got.Running, got.Live, got.RunningAny, got.Total)
+	if got.Running != 2 || got.Live != 3 || got.RunningAny != 4 || got.Total != 6 {
+		t.Fatalf("running %d live %d running_any %d total %d, want 2 3 4 6", got.Running, got.Live, got.RunningAny, got.Total)
+	}
+	if got.RunningCurrent != 1 {
+		t.Fatalf("running_current %d, want 1 (t1; t6 runs an older spec version)", got.RunningCurrent)
 	}
 }

@@ -354,6 +354,9 @@ func (s *ControlServer) ListServices(ctx context.Context, req *swarmpb.ListServi
 					desired++
 					if running {
 						info.Running++
+						if t.SpecVersion == svc.SpecVersion {
+							info.RunningCurrent++
+						}
 					}
 				}
 			}

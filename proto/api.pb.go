@@ -5735,11 +5735,14 @@ type ServiceInfo struct {
 	// Counts over every task of the service, read in the same pass as
 	// running: a caller following a large service (bench/scale at 100,000
 	// tasks) polls these instead of listing every task.
-	Live          uint64 `protobuf:"varint,1250,opt,name=live,proto3" json:"live,omitempty"`                               // tasks with desired state RUNNING or earlier (not being shut down)
-	RunningAny    uint64 `protobuf:"varint,1251,opt,name=running_any,json=runningAny,proto3" json:"running_any,omitempty"` // tasks whose state is RUNNING, being shut down or not
-	Total         uint64 `protobuf:"varint,1252,opt,name=total,proto3" json:"total,omitempty"`                             // tasks the store holds for the service
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Live       uint64 `protobuf:"varint,1250,opt,name=live,proto3" json:"live,omitempty"`                               // tasks with desired state RUNNING or earlier (not being shut down)
+	RunningAny uint64 `protobuf:"varint,1251,opt,name=running_any,json=runningAny,proto3" json:"running_any,omitempty"` // tasks whose state is RUNNING, being shut down or not
+	Total      uint64 `protobuf:"varint,1252,opt,name=total,proto3" json:"total,omitempty"`                             // tasks the store holds for the service
+	// Live RUNNING tasks of the service's current spec version: a rolling
+	// update is done when this reaches desired.
+	RunningCurrent uint64 `protobuf:"varint,1253,opt,name=running_current,json=runningCurrent,proto3" json:"running_current,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceInfo) Reset() {
@@ -5810,6 +5813,13 @@ func (x *ServiceInfo) GetRunningAny() uint64 {
 func (x *ServiceInfo) GetTotal() uint64 {
 	if x != nil {
 		return x.Total
+	}
+	return 0
+}
+
+func (x *ServiceInfo) GetRunningCurrent() uint64 {
+	if x != nil {
+		return x.RunningCurrent
 	}
 	return 0
 }
@@ -7109,7 +7119,7 @@ const file_api_proto_rawDesc = "" +
 	"\x13ListServicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xc0\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xea\x01\n" +
 	"\vServiceInfo\x12/\n" +
 	"\aservice\x18\x01 \x01(\v2\x15.raftswarm.v1.ServiceR\aservice\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\x04R\arunning\x12\x18\n" +
@@ -7117,7 +7127,8 @@ const file_api_proto_rawDesc = "" +
 	"\x04live\x18\xe2\t \x01(\x04R\x04live\x12 \n" +
 	"\vrunning_any\x18\xe3\t \x01(\x04R\n" +
 	"runningAny\x12\x15\n" +
-	"\x05total\x18\xe4\t \x01(\x04R\x05total\"u\n" +
+	"\x05total\x18\xe4\t \x01(\x04R\x05total\x12(\n" +
+	"\x0frunning_current\x18\xe5\t \x01(\x04R\x0erunningCurrent\"u\n" +
 	"\x14ListServicesResponse\x125\n" +
 	"\bservices\x18\x01 \x03(\v2\x19.raftswarm.v1.ServiceInfoR\bservices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +

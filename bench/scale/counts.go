@@ -77,7 +77,7 @@ func (p *procs) awaitCounts(ctx context.Context, name, what string, cond func(*s
 }
 
 func briefCounts(si *swarmpb.ServiceInfo) string {
-	return fmt.Sprintf("total %d live %d running %d live+running %d", si.GetTotal(), si.GetLive(), si.GetRunningAny(), si.GetRunning())
+	return fmt.Sprintf("total %d live %d running %d live+running %d current %d", si.GetTotal(), si.GetLive(), si.GetRunningAny(), si.GetRunning(), si.GetRunningCurrent())
 }
 
 // scaleDownCounted is scaleDown timed from the counts: none live, none

@@ -25,7 +25,7 @@ var (
 	keepLogs        = flag.String("keep-logs", "", "with -daemons: copy the managerd processes' whole logs into this directory at the end")
 	daemonPprof     = flag.Int("daemon-pprof", 0, "with -daemons: serve each manager's metrics and pprof (--debug) on 127.0.0.1N:PORT, N its number (goroutine dumps while a phase runs)")
 	failoverLog     = flag.Bool("failover-log", false, "with -daemons: print the survivors' log lines from the kill to the new leader")
-	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write their CPU profiles over each create, scale to 0 and failover (kill to all RUNNING) to PREFIX-mN.pprof.K, K counting those phases in order")
+	daemonProfile   = flag.String("daemon-profile", "", "with -daemons: run the managers as re-execs of this binary and write their CPU profiles over each create, rolling update, scale to 0 and failover (kill to all RUNNING) to PREFIX-mN.pprof.K, K counting those phases in order")
 )
 
 // Environment of a re-exec'd manager (-daemon-profile).
