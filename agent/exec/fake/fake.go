@@ -48,8 +48,9 @@ type Executor struct {
 }
 
 var (
-	_ exec.Executor  = (*Executor)(nil)
-	_ exec.LogReader = (*Executor)(nil)
+	_ exec.Executor            = (*Executor)(nil)
+	_ exec.LogReader           = (*Executor)(nil)
+	_ exec.TaskContainerLister = (*Executor)(nil)
 )
 
 // New returns an empty fake engine acting for nodeID.
@@ -237,6 +238,26 @@ func (e *Executor) Containers(ctx context.Context) ([]exec.ContainerInfo, error)
 		out = append(out, c.info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// TaskContainers lists the containers of the given tasks: a lookup per
+// task, not a copy and sort of every container (exec.TaskContainerLister).
+func (e *Executor) TaskContainers(ctx context.Context, taskIDs []string) ([]exec.ContainerInfo, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.engineErr != nil {
+		return nil, e.engineErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []exec.ContainerInfo
+	for _, id := range taskIDs {
+		if c, ok := e.byTask[id]; ok {
+			out = append(out, c.info)
+		}
+	}
 	return out, nil
 }
 
