@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -499,7 +497,8 @@ func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
 	return &reporter{w: w, id: id, log: w.log.With("task", id), kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
-// set queues st unless it would move the task backwards. The state the
+// set queues st unless it would move the task backwards. st must not be
+// changed afterwards: it is handed to the StatusReporter as it is. The state the
 // dispatcher already has may be reported once more (adoption reports
 // RUNNING for a task the store has as RUNNING), and a state already
 // reported may be reported again with a new message (STARTING, then
@@ -636,8 +635,10 @@ func (p *reporter) loop(ctx context.Context) {
 func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 	b := p.w.backoff()
 	for attempt := 1; ; attempt++ {
-		// The reporter may keep the message; give it its own copy.
-		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, proto.Clone(st).(*swarmpb.TaskStatus))
+		// No copy for the reporter, which may keep st: a status is never
+		// changed once queued (set). proto.Clone, reflective, was 5.6 %
+		// of the CPU of a thousand simulated nodes' agents.
+		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, st)
 		if err == nil || ctx.Err() != nil {
 			return
 		}

@@ -14,7 +14,9 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
-// StatusReporter delivers task status changes to the dispatcher.
+// StatusReporter delivers task status changes to the dispatcher. It may
+// keep status but must not change it: the worker may send the same one
+// again (after a failure), and does not copy it.
 type StatusReporter interface {
 	UpdateTaskStatus(ctx context.Context, taskID string, status *swarmpb.TaskStatus) error
 }
