@@ -72,8 +72,7 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 		task:    t,
 		serving: t.GetStatus().GetState() == stateRunning,
 	}
-	r.rep = newReporter(w, t.GetId(), t.GetStatus())
-	r.rep.log = r.log
+	r.rep = newReporter(ctx, w, t.GetId(), t.GetStatus(), r.log)
 	if wantsStop(t) {
 		stopTask()
 	}
@@ -125,15 +124,9 @@ func (r *runner) current() *swarmpb.Task {
 
 func (r *runner) run() {
 	defer r.w.wg.Done()
-
-	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		r.rep.loop(r.ctx)
-	}()
 	defer func() {
-		r.cancel() // ends the reporter loop
-		<-repDone
+		r.cancel() // ends the reporter's delivery, if any
+		r.rep.close()
 	}()
 
 	ctl, err := r.w.exec.Controller(r.current())
@@ -317,16 +310,6 @@ type waitResult struct {
 // RUNNING); and it reports how the container ends. containerID is the
 // adopted container's ID ("" to ask the controller).
 func (r *runner) monitor(ctl exec.Controller, containerID string) {
-	ctx, cancel := context.WithCancel(r.stopCtx)
-	exited := make(chan waitResult, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		code, err := r.waitContainer(ctx, ctl)
-		exited <- waitResult{code, err}
-	})
-	stopWaiting := func() { cancel(); wg.Wait() }
-	defer stopWaiting()
-
 	stamp := func(st *swarmpb.TaskStatus) *swarmpb.TaskStatus {
 		r.withContainer(ctl, st)
 		if st.ContainerId == "" {
@@ -341,6 +324,40 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 			r.reportRunning(ctl, stamp(status(stateRunning, "started")))
 		}
 	}
+	// ended reports how the wait for the container ended.
+	ended := func(res waitResult) {
+		if r.stopCtx.Err() != nil {
+			// Asked to stop (or removed, or closed) while it ran; an
+			// exit racing with the request counts as the shutdown.
+			r.interrupted(ctl)
+			return
+		}
+		r.serving = false
+		if res.err != nil {
+			st := stamp(status(stateFailed, "started"))
+			st.Err = fmt.Sprintf("task: lost track of container: %v", res.err)
+			r.report(st)
+			return
+		}
+		r.report(stamp(exitStatus(res.code)))
+	}
+
+	// The wait runs in its own goroutine only while health is polled
+	// (until the first answer, and for as long as the container has a
+	// healthcheck). Otherwise, as for most tasks, this goroutine waits
+	// itself: one goroutine per running task instead of two, which at a
+	// thousand nodes' worth of tasks in one process was much of the GC's
+	// stack scanning.
+	var (
+		exited    <-chan waitResult // nil until the wait goroutine starts
+		stopAsync func()
+	)
+	stopWaiting := func() {
+		if stopAsync != nil {
+			stopAsync()
+		}
+	}
+	defer stopWaiting()
 
 	// Health is polled. Docker's events API (health_status events) would
 	// tell us of changes without polling, but it is one more long-lived
@@ -352,18 +369,14 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 	// context.
 	hr, polling := ctl.(exec.HealthReporter)
 	var tick <-chan time.Time
-	if polling {
-		t := time.NewTicker(r.w.healthInterval)
-		defer t.Stop()
-		tick = t.C
-	} else {
+	if !polling {
 		setRunning()
 	}
 	for {
 		if polling {
-			h, err := hr.Health(ctx)
+			h, err := hr.Health(r.stopCtx)
 			switch {
-			case ctx.Err() != nil:
+			case r.stopCtx.Err() != nil:
 				// Stopping: the wait below returns at once.
 			case err != nil:
 				r.log.Warn("worker: cannot read container health", "err", err)
@@ -383,26 +396,38 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 				}
 			}
 		}
+		if !polling && exited == nil {
+			code, err := r.waitContainer(r.stopCtx, ctl)
+			ended(waitResult{code, err})
+			return
+		}
+		if exited == nil {
+			exited, stopAsync = r.waitAsync(ctl)
+			t := time.NewTicker(r.w.healthInterval)
+			defer t.Stop()
+			tick = t.C
+		}
 		select {
 		case res := <-exited:
-			if r.stopCtx.Err() != nil {
-				// Asked to stop (or removed, or closed) while it ran; an
-				// exit racing with the request counts as the shutdown.
-				r.interrupted(ctl)
-				return
-			}
-			r.serving = false
-			if res.err != nil {
-				st := stamp(status(stateFailed, "started"))
-				st.Err = fmt.Sprintf("task: lost track of container: %v", res.err)
-				r.report(st)
-				return
-			}
-			r.report(stamp(exitStatus(res.code)))
+			ended(res)
 			return
 		case <-tick:
 		}
 	}
+}
+
+// waitAsync waits for the container in a goroutine, which sends how the
+// wait ended on exited; stop cancels the wait and returns once the
+// goroutine ended.
+func (r *runner) waitAsync(ctl exec.Controller) (exited <-chan waitResult, stop func()) {
+	ctx, cancel := context.WithCancel(r.stopCtx)
+	ch := make(chan waitResult, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		code, err := r.waitContainer(ctx, ctl)
+		ch <- waitResult{code, err}
+	})
+	return ch, func() { cancel(); wg.Wait() }
 }
 
 // reportRunning reports st (RUNNING) with the container's published ports,
@@ -477,11 +502,18 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 // delivery fails it retries with backoff; if newer statuses queue up
 // meanwhile, the failing one and all but the newest are skipped (the latest
 // status wins), which also bounds the queue.
+//
+// Its goroutine (loop) runs only while there is something to deliver: a
+// running task has nothing to report most of its life, and a goroutine per
+// task waiting for it cost, at a thousand simulated nodes in one process,
+// stacks for the GC to scan.
 type reporter struct {
 	w    *Worker
+	ctx  context.Context // ends delivery: the runner's
 	id   string
 	log  *slog.Logger  // the runner's
-	kick chan struct{} // cap 1
+	kick chan struct{} // cap 1: a new status while delivering
+	wg   sync.WaitGroup
 
 	mu      sync.Mutex
 	floor   swarmpb.TaskState // last state accepted for sending
@@ -491,10 +523,12 @@ type reporter struct {
 	queue   []*swarmpb.TaskStatus
 	dropped *swarmpb.TaskStatus // given up on, and nothing newer since
 	stopped bool
+	active  bool // loop runs
+	closed  bool // no loop starts any more (close)
 }
 
-func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
-	return &reporter{w: w, id: id, log: w.log.With("task", id), kick: make(chan struct{}, 1), floor: initial.GetState()}
+func newReporter(ctx context.Context, w *Worker, id string, initial *swarmpb.TaskStatus, log *slog.Logger) *reporter {
+	return &reporter{w: w, ctx: ctx, id: id, log: log, kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
 // set queues st unless it would move the task backwards. st must not be
@@ -548,11 +582,32 @@ func (p *reporter) resync(remote swarmpb.TaskState) {
 	p.signal()
 }
 
+// signal has the queue delivered: it starts the loop, or tells the
+// running one (which may be waiting to retry an older status) that a new
+// status came. The caller holds p.mu.
 func (p *reporter) signal() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
+	if p.active {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+		return
 	}
+	if p.closed || p.ctx.Err() != nil {
+		return
+	}
+	p.active = true
+	p.wg.Add(1)
+	go p.loop()
+}
+
+// close stops loops from starting and waits for the running one, which
+// ends soon once the reporter's context ended.
+func (p *reporter) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
 }
 
 // stop drops queued and future reports (the task was removed).
@@ -562,7 +617,7 @@ func (p *reporter) stop() {
 	p.stopped, p.queue, p.dropped = true, nil, nil
 }
 
-// take returns the next status to send, skipping the plain steps (ACCEPTED,
+// take returns the next status to send (nil, ending the loop, if none), skipping the plain steps (ACCEPTED,
 // PREPARING, STARTING with no note) that newer statuses queued behind it
 // supersede: a task's statuses only move forward, and the manager needs
 // the latest, not every step, which queue up while the first is being
@@ -576,7 +631,14 @@ func (p *reporter) take() *swarmpb.TaskStatus {
 		p.queue[0] = nil
 		p.queue = p.queue[1:]
 	}
-	if len(p.queue) == 0 {
+	if len(p.queue) == 0 || p.ctx.Err() != nil {
+		// The loop ends. A kick it got while delivering is stale; the
+		// next loop must not cut its first retry's wait short for it.
+		p.active = false
+		select {
+		case <-p.kick:
+		default:
+		}
 		return nil
 	}
 	st := p.queue[0]
@@ -616,17 +678,12 @@ func (p *reporter) giveUp(st *swarmpb.TaskStatus) {
 	}
 }
 
-// loop delivers statuses until ctx ends.
-func (p *reporter) loop(ctx context.Context) {
-	for {
-		select {
-		case <-p.kick:
-		case <-ctx.Done():
-			return
-		}
-		for st := p.take(); st != nil; st = p.take() {
-			p.deliver(ctx, st)
-		}
+// loop delivers the queued statuses, and those queued meanwhile, until
+// the queue is empty or the reporter's context ends.
+func (p *reporter) loop() {
+	defer p.wg.Done()
+	for st := p.take(); st != nil; st = p.take() {
+		p.deliver(p.ctx, st)
 	}
 }
 
