@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -35,11 +37,16 @@ func (n *nopReporter) waitRunning(tb testing.TB, want int64) {
 	}
 }
 
+// benchLog logs as bench/scale's simulated nodes do: text, errors only.
+func benchLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
 // busyWorker returns a worker running held tasks on a fake engine.
 func busyWorker(tb testing.TB, held int) (*Worker, *nopReporter) {
 	tb.Helper()
 	ex, rep := fake.New("node1"), &nopReporter{}
-	w := New(ex, rep, nil)
+	w := New(ex, rep, benchLog())
 	tasks := make([]*swarmpb.Task, held)
 	for i := range tasks {
 		tasks[i] = task(fmt.Sprintf("held%04d", i), uint64(i+1), "img:v1")
@@ -122,7 +129,7 @@ func cpuTime(tb testing.TB) time.Duration {
 // engine that can only list every container (as docker's does).
 func BenchmarkUpdateOneNewTaskListAll(b *testing.B) {
 	ex, rep := fake.New("node1"), &nopReporter{}
-	w := New(listAll{ex}, rep, nil)
+	w := New(listAll{ex}, rep, benchLog())
 	defer w.Close()
 	tasks := make([]*swarmpb.Task, 150)
 	for i := range tasks {

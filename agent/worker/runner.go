@@ -32,9 +32,13 @@ const maxWaitErrors = 5
 // runner supervises one task. Its goroutine (run) drives the controller;
 // Assign/Update talk to it through update and remove.
 type runner struct {
-	w   *Worker
-	id  string
-	log *slog.Logger // the worker's, with the task's service, task and node IDs
+	w  *Worker
+	id string
+	// lg is the worker's logger with the task's service, task and node
+	// IDs, built on first use (log): slog's With formats the attributes at
+	// once, for every task, and most tasks never log.
+	lg     *slog.Logger
+	lgOnce sync.Once
 
 	// ctx ends on Close; cleanup after removal runs on it.
 	ctx    context.Context
@@ -64,7 +68,7 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 	ctx, cancel := context.WithCancel(w.ctx)
 	stopCtx, stopTask := context.WithCancel(ctx)
 	r := &runner{
-		w: w, id: t.GetId(), log: TaskLogger(w.log, t),
+		w: w, id: t.GetId(),
 		ctx: ctx, cancel: cancel,
 		stopCtx: stopCtx, stopTask: stopTask,
 		removed:  make(chan struct{}),
@@ -77,6 +81,12 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 		stopTask()
 	}
 	return r
+}
+
+// log returns the task's logger.
+func (r *runner) log() *slog.Logger {
+	r.lgOnce.Do(func() { r.lg = TaskLogger(r.w.log, r.current()) })
+	return r.lg
 }
 
 func wantsStop(t *swarmpb.Task) bool {
@@ -379,7 +389,7 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 			case r.stopCtx.Err() != nil:
 				// Stopping: the wait below returns at once.
 			case err != nil:
-				r.log.Warn("worker: cannot read container health", "err", err)
+				r.log().Warn("worker: cannot read container health", "err", err)
 			case h == exec.HealthNone:
 				polling, tick = false, nil
 				setRunning()
@@ -447,10 +457,10 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 			if attempt >= maxWaitErrors {
 				// RUNNING without ports: the mesh does not route to it,
 				// but the task does run.
-				r.log.Error("worker: cannot read the container's published ports", "err", err)
+				r.log().Error("worker: cannot read the container's published ports", "err", err)
 				break
 			}
-			r.log.Warn("worker: reading published ports failed, retrying", "err", err)
+			r.log().Warn("worker: reading published ports failed, retrying", "err", err)
 			if !b.Wait(r.stopCtx) {
 				break
 			}
@@ -464,7 +474,7 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 // is not drained: the container is not answering properly anyway.
 func (r *runner) failUnhealthy(ctl exec.Controller, stamp func(*swarmpb.TaskStatus) *swarmpb.TaskStatus) {
 	r.serving = false
-	r.log.Warn("worker: container unhealthy; stopping it")
+	r.log().Warn("worker: container unhealthy; stopping it")
 	if err := r.w.retry(r.ctx, r.log, "shutdown "+r.id, ctl.Shutdown); err != nil {
 		return // closed
 	}
@@ -491,7 +501,7 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 		if attempt >= maxWaitErrors {
 			return 0, err
 		}
-		r.log.Warn("worker: wait failed, retrying", "err", err)
+		r.log().Warn("worker: wait failed, retrying", "err", err)
 		if !b.Wait(ctx) {
 			return 0, ctx.Err()
 		}
@@ -511,8 +521,8 @@ type reporter struct {
 	w    *Worker
 	ctx  context.Context // ends delivery: the runner's
 	id   string
-	log  *slog.Logger  // the runner's
-	kick chan struct{} // cap 1: a new status while delivering
+	log  func() *slog.Logger // the runner's
+	kick chan struct{}       // cap 1: a new status while delivering
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
@@ -527,7 +537,7 @@ type reporter struct {
 	closed  bool // no loop starts any more (close)
 }
 
-func newReporter(ctx context.Context, w *Worker, id string, initial *swarmpb.TaskStatus, log *slog.Logger) *reporter {
+func newReporter(ctx context.Context, w *Worker, id string, initial *swarmpb.TaskStatus, log func() *slog.Logger) *reporter {
 	return &reporter{w: w, ctx: ctx, id: id, log: log, kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
@@ -548,7 +558,7 @@ func (p *reporter) set(st *swarmpb.TaskStatus) {
 	p.msg, p.ownMsg = st.GetMessage(), true
 	if st.GetState() == stateFailed || st.GetState() == stateRejected {
 		// The user acts on these (a bad image, a crashing command).
-		p.log.Warn("worker: task "+strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_")),
+		p.log().Warn("worker: task "+strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_")),
 			"message", st.GetMessage(), "err", st.GetErr(), "exit_code", st.GetExitCode())
 	}
 	p.queue = append(p.queue, st)
@@ -703,12 +713,12 @@ func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 			return // the loop goes on with the newest
 		}
 		if max := p.w.maxReportAttempts; max > 0 && attempt >= max {
-			p.log.Error("worker: giving up reporting status", "state", st.GetState(), "err", err)
+			p.log().Error("worker: giving up reporting status", "state", st.GetState(), "err", err)
 			p.giveUp(st)
 			return
 		}
 		delay := b.Next()
-		p.log.Warn("worker: status report failed, retrying", "state", st.GetState(), "err", err, "in", delay)
+		p.log().Warn("worker: status report failed, retrying", "state", st.GetState(), "err", err, "in", delay)
 		// A new status (kick) cuts the wait short: it replaces this one.
 		if !retry.SleepOrWake(ctx, delay, p.kick) && ctx.Err() != nil {
 			return

@@ -270,8 +270,9 @@ func (w *Worker) removeOrphan(c exec.ContainerInfo) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.retry(w.ctx, log, "shutdown orphan "+c.Name, ctl.Shutdown)
-		w.retry(w.ctx, log, "remove orphan "+c.Name, ctl.Remove)
+		logf := func() *slog.Logger { return log }
+		w.retry(w.ctx, logf, "shutdown orphan "+c.Name, ctl.Shutdown)
+		w.retry(w.ctx, logf, "remove orphan "+c.Name, ctl.Remove)
 	}()
 }
 
@@ -290,8 +291,9 @@ func (w *Worker) Close() {
 // delay up to its maximum.
 func (w *Worker) backoff() *retry.Backoff { return retry.NewBackoff(w.minBackoff, w.maxBackoff) }
 
-// retry calls op until it succeeds or ctx ends, with capped backoff.
-func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
+// retry calls op until it succeeds or ctx ends, with capped backoff. log
+// is called only to log a failure.
+func (w *Worker) retry(ctx context.Context, log func() *slog.Logger, what string, op func(context.Context) error) error {
 	b := w.backoff()
 	for {
 		err := op(ctx)
@@ -302,7 +304,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op fu
 			return ctx.Err()
 		}
 		delay := b.Next()
-		log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
+		log().Warn("worker: retrying", "op", what, "err", err, "in", delay)
 		if !retry.Sleep(ctx, delay) {
 			return ctx.Err()
 		}
