@@ -541,12 +541,12 @@ func newReporter(ctx context.Context, w *Worker, id string, initial *swarmpb.Tas
 	return &reporter{w: w, ctx: ctx, id: id, log: log, kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
-// set queues st unless it would move the task backwards. st must not be
-// changed afterwards: it is handed to the StatusReporter as it is. The state the
+// set queues st unless it would move the task backwards. The state the
 // dispatcher already has may be reported once more (adoption reports
 // RUNNING for a task the store has as RUNNING), and a state already
 // reported may be reported again with a new message (STARTING, then
-// STARTING waiting for the container to become healthy).
+// STARTING waiting for the container to become healthy). st must not be
+// changed afterwards: it goes to the StatusReporter as it is.
 func (p *reporter) set(st *swarmpb.TaskStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -627,13 +627,14 @@ func (p *reporter) stop() {
 	p.stopped, p.queue, p.dropped = true, nil, nil
 }
 
-// take returns the next status to send (nil, ending the loop, if none), skipping the plain steps (ACCEPTED,
-// PREPARING, STARTING with no note) that newer statuses queued behind it
-// supersede: a task's statuses only move forward, and the manager needs
-// the latest, not every step, which queue up while the first is being
-// committed. At scale this cuts the status writes of a start from four to
-// two. A status with something to say (STARTING with where the image came
-// from, waiting to be healthy) is still sent.
+// take returns the next status to send (nil, which ends the loop, if
+// none), skipping the plain steps (ACCEPTED, PREPARING, STARTING with no
+// note) that newer statuses queued behind it supersede: a task's statuses
+// only move forward, and the manager needs the latest, not every step,
+// which queue up while the first is being committed. At scale this cuts
+// the status writes of a start from four to two. A status with something
+// to say (STARTING with where the image came from, waiting to be healthy)
+// is still sent.
 func (p *reporter) take() *swarmpb.TaskStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
