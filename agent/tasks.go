@@ -96,6 +96,13 @@ type statusReport struct {
 	done   chan error // capacity 1
 }
 
+// statusReports recycles reports with their done channels: one of each
+// per status made garbage (makechan was 3 % of the CPU of bench/scale's
+// thousand agents, mostly GC). A report is recycled once its result was
+// received or it was never queued: sendReports does not touch a report
+// after sending its result.
+var statusReports = sync.Pool{New: func() any { return &statusReport{done: make(chan error, 1)} }}
+
 // newTaskAgent creates the node's executor and worker. Without an
 // executor the node still heartbeats (reporting the engine error) but runs
 // no tasks.
@@ -421,17 +428,25 @@ func (ta *taskAgent) patchAssigned(changed []*swarmpb.Task, removed []string) {
 // next batch sent to the leader, and the call returns that batch's result,
 // so a failure makes the worker retry.
 func (ta *taskAgent) UpdateTaskStatus(ctx context.Context, taskID string, st *swarmpb.TaskStatus) error {
-	r := &statusReport{update: &swarmpb.TaskStatusUpdate{TaskId: taskID, Status: st}, done: make(chan error, 1)}
+	r := statusReports.Get().(*statusReport)
+	r.update = &swarmpb.TaskStatusUpdate{TaskId: taskID, Status: st}
 	select {
 	case ta.reports <- r:
 	case <-ctx.Done():
+		r.update = nil
+		statusReports.Put(r)
 		return ctx.Err()
 	case <-ta.ctx.Done():
+		r.update = nil
+		statusReports.Put(r)
 		return errAgentStopped
 	}
 	select {
 	case err := <-r.done:
+		r.update = nil
+		statusReports.Put(r)
 		return err
+	// Not recycled below: sendReports may still send its result.
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-ta.ctx.Done():

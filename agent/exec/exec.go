@@ -101,6 +101,18 @@ type Executor interface {
 	Containers(ctx context.Context) ([]ContainerInfo, error)
 }
 
+// TaskContainerLister is implemented by executors that can find the
+// containers of given tasks without listing the whole node. Adopting newly
+// assigned tasks needs only theirs: a session message usually brings one
+// new task, and listing (and, with the worker, indexing) every container
+// of a node running hundreds of tasks for it made the agent's CPU grow
+// with the square of its tasks while a service scaled up.
+type TaskContainerLister interface {
+	// TaskContainers reports the node's containers (as Containers would)
+	// whose task is one of taskIDs, in no particular order.
+	TaskContainers(ctx context.Context, taskIDs []string) ([]ContainerInfo, error)
+}
+
 // IsGlobal reports whether the task belongs to a global service. Slot 0 is
 // treated as global too, so stub tasks rebuilt from container labels map to
 // the same container name.

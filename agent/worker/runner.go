@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/raftswarm/raftswarm/agent/exec"
 	"github.com/raftswarm/raftswarm/internal/retry"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -34,9 +32,13 @@ const maxWaitErrors = 5
 // runner supervises one task. Its goroutine (run) drives the controller;
 // Assign/Update talk to it through update and remove.
 type runner struct {
-	w   *Worker
-	id  string
-	log *slog.Logger // the worker's, with the task's service, task and node IDs
+	w  *Worker
+	id string
+	// lg is the worker's logger with the task's service, task and node
+	// IDs, built on first use (log): slog's With formats the attributes at
+	// once, for every task, and most tasks never log.
+	lg     *slog.Logger
+	lgOnce sync.Once
 
 	// ctx ends on Close; cleanup after removal runs on it.
 	ctx    context.Context
@@ -66,7 +68,7 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 	ctx, cancel := context.WithCancel(w.ctx)
 	stopCtx, stopTask := context.WithCancel(ctx)
 	r := &runner{
-		w: w, id: t.GetId(), log: TaskLogger(w.log, t),
+		w: w, id: t.GetId(),
 		ctx: ctx, cancel: cancel,
 		stopCtx: stopCtx, stopTask: stopTask,
 		removed:  make(chan struct{}),
@@ -74,12 +76,17 @@ func newRunner(w *Worker, t *swarmpb.Task, existing *exec.ContainerInfo, known b
 		task:    t,
 		serving: t.GetStatus().GetState() == stateRunning,
 	}
-	r.rep = newReporter(w, t.GetId(), t.GetStatus())
-	r.rep.log = r.log
+	r.rep = newReporter(ctx, w, t.GetId(), t.GetStatus(), r.log)
 	if wantsStop(t) {
 		stopTask()
 	}
 	return r
+}
+
+// log returns the task's logger.
+func (r *runner) log() *slog.Logger {
+	r.lgOnce.Do(func() { r.lg = TaskLogger(r.w.log, r.current()) })
+	return r.lg
 }
 
 func wantsStop(t *swarmpb.Task) bool {
@@ -127,15 +134,9 @@ func (r *runner) current() *swarmpb.Task {
 
 func (r *runner) run() {
 	defer r.w.wg.Done()
-
-	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		r.rep.loop(r.ctx)
-	}()
 	defer func() {
-		r.cancel() // ends the reporter loop
-		<-repDone
+		r.cancel() // ends the reporter's delivery, if any
+		r.rep.close()
 	}()
 
 	ctl, err := r.w.exec.Controller(r.current())
@@ -319,16 +320,6 @@ type waitResult struct {
 // RUNNING); and it reports how the container ends. containerID is the
 // adopted container's ID ("" to ask the controller).
 func (r *runner) monitor(ctl exec.Controller, containerID string) {
-	ctx, cancel := context.WithCancel(r.stopCtx)
-	exited := make(chan waitResult, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		code, err := r.waitContainer(ctx, ctl)
-		exited <- waitResult{code, err}
-	})
-	stopWaiting := func() { cancel(); wg.Wait() }
-	defer stopWaiting()
-
 	stamp := func(st *swarmpb.TaskStatus) *swarmpb.TaskStatus {
 		r.withContainer(ctl, st)
 		if st.ContainerId == "" {
@@ -343,6 +334,40 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 			r.reportRunning(ctl, stamp(status(stateRunning, "started")))
 		}
 	}
+	// ended reports how the wait for the container ended.
+	ended := func(res waitResult) {
+		if r.stopCtx.Err() != nil {
+			// Asked to stop (or removed, or closed) while it ran; an
+			// exit racing with the request counts as the shutdown.
+			r.interrupted(ctl)
+			return
+		}
+		r.serving = false
+		if res.err != nil {
+			st := stamp(status(stateFailed, "started"))
+			st.Err = fmt.Sprintf("task: lost track of container: %v", res.err)
+			r.report(st)
+			return
+		}
+		r.report(stamp(exitStatus(res.code)))
+	}
+
+	// The wait runs in its own goroutine only while health is polled
+	// (until the first answer, and for as long as the container has a
+	// healthcheck). Otherwise, as for most tasks, this goroutine waits
+	// itself: one goroutine per running task instead of two, which at a
+	// thousand nodes' worth of tasks in one process was much of the GC's
+	// stack scanning.
+	var (
+		exited    <-chan waitResult // nil until the wait goroutine starts
+		stopAsync func()
+	)
+	stopWaiting := func() {
+		if stopAsync != nil {
+			stopAsync()
+		}
+	}
+	defer stopWaiting()
 
 	// Health is polled. Docker's events API (health_status events) would
 	// tell us of changes without polling, but it is one more long-lived
@@ -354,21 +379,17 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 	// context.
 	hr, polling := ctl.(exec.HealthReporter)
 	var tick <-chan time.Time
-	if polling {
-		t := time.NewTicker(r.w.healthInterval)
-		defer t.Stop()
-		tick = t.C
-	} else {
+	if !polling {
 		setRunning()
 	}
 	for {
 		if polling {
-			h, err := hr.Health(ctx)
+			h, err := hr.Health(r.stopCtx)
 			switch {
-			case ctx.Err() != nil:
+			case r.stopCtx.Err() != nil:
 				// Stopping: the wait below returns at once.
 			case err != nil:
-				r.log.Warn("worker: cannot read container health", "err", err)
+				r.log().Warn("worker: cannot read container health", "err", err)
 			case h == exec.HealthNone:
 				polling, tick = false, nil
 				setRunning()
@@ -385,26 +406,38 @@ func (r *runner) monitor(ctl exec.Controller, containerID string) {
 				}
 			}
 		}
+		if !polling && exited == nil {
+			code, err := r.waitContainer(r.stopCtx, ctl)
+			ended(waitResult{code, err})
+			return
+		}
+		if exited == nil {
+			exited, stopAsync = r.waitAsync(ctl)
+			t := time.NewTicker(r.w.healthInterval)
+			defer t.Stop()
+			tick = t.C
+		}
 		select {
 		case res := <-exited:
-			if r.stopCtx.Err() != nil {
-				// Asked to stop (or removed, or closed) while it ran; an
-				// exit racing with the request counts as the shutdown.
-				r.interrupted(ctl)
-				return
-			}
-			r.serving = false
-			if res.err != nil {
-				st := stamp(status(stateFailed, "started"))
-				st.Err = fmt.Sprintf("task: lost track of container: %v", res.err)
-				r.report(st)
-				return
-			}
-			r.report(stamp(exitStatus(res.code)))
+			ended(res)
 			return
 		case <-tick:
 		}
 	}
+}
+
+// waitAsync waits for the container in a goroutine, which sends how the
+// wait ended on exited; stop cancels the wait and returns once the
+// goroutine ended.
+func (r *runner) waitAsync(ctl exec.Controller) (exited <-chan waitResult, stop func()) {
+	ctx, cancel := context.WithCancel(r.stopCtx)
+	ch := make(chan waitResult, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		code, err := r.waitContainer(ctx, ctl)
+		ch <- waitResult{code, err}
+	})
+	return ch, func() { cancel(); wg.Wait() }
 }
 
 // reportRunning reports st (RUNNING) with the container's published ports,
@@ -424,10 +457,10 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 			if attempt >= maxWaitErrors {
 				// RUNNING without ports: the mesh does not route to it,
 				// but the task does run.
-				r.log.Error("worker: cannot read the container's published ports", "err", err)
+				r.log().Error("worker: cannot read the container's published ports", "err", err)
 				break
 			}
-			r.log.Warn("worker: reading published ports failed, retrying", "err", err)
+			r.log().Warn("worker: reading published ports failed, retrying", "err", err)
 			if !b.Wait(r.stopCtx) {
 				break
 			}
@@ -441,7 +474,7 @@ func (r *runner) reportRunning(ctl exec.Controller, st *swarmpb.TaskStatus) {
 // is not drained: the container is not answering properly anyway.
 func (r *runner) failUnhealthy(ctl exec.Controller, stamp func(*swarmpb.TaskStatus) *swarmpb.TaskStatus) {
 	r.serving = false
-	r.log.Warn("worker: container unhealthy; stopping it")
+	r.log().Warn("worker: container unhealthy; stopping it")
 	if err := r.w.retry(r.ctx, r.log, "shutdown "+r.id, ctl.Shutdown); err != nil {
 		return // closed
 	}
@@ -468,7 +501,7 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 		if attempt >= maxWaitErrors {
 			return 0, err
 		}
-		r.log.Warn("worker: wait failed, retrying", "err", err)
+		r.log().Warn("worker: wait failed, retrying", "err", err)
 		if !b.Wait(ctx) {
 			return 0, ctx.Err()
 		}
@@ -479,11 +512,18 @@ func (r *runner) waitContainer(ctx context.Context, ctl exec.Controller) (int, e
 // delivery fails it retries with backoff; if newer statuses queue up
 // meanwhile, the failing one and all but the newest are skipped (the latest
 // status wins), which also bounds the queue.
+//
+// Its goroutine (loop) runs only while there is something to deliver: a
+// running task has nothing to report most of its life, and a goroutine per
+// task waiting for it cost, at a thousand simulated nodes in one process,
+// stacks for the GC to scan.
 type reporter struct {
 	w    *Worker
+	ctx  context.Context // ends delivery: the runner's
 	id   string
-	log  *slog.Logger  // the runner's
-	kick chan struct{} // cap 1
+	log  func() *slog.Logger // the runner's
+	kick chan struct{}       // cap 1: a new status while delivering
+	wg   sync.WaitGroup
 
 	mu      sync.Mutex
 	floor   swarmpb.TaskState // last state accepted for sending
@@ -493,17 +533,20 @@ type reporter struct {
 	queue   []*swarmpb.TaskStatus
 	dropped *swarmpb.TaskStatus // given up on, and nothing newer since
 	stopped bool
+	active  bool // loop runs
+	closed  bool // no loop starts any more (close)
 }
 
-func newReporter(w *Worker, id string, initial *swarmpb.TaskStatus) *reporter {
-	return &reporter{w: w, id: id, log: w.log.With("task", id), kick: make(chan struct{}, 1), floor: initial.GetState()}
+func newReporter(ctx context.Context, w *Worker, id string, initial *swarmpb.TaskStatus, log func() *slog.Logger) *reporter {
+	return &reporter{w: w, ctx: ctx, id: id, log: log, kick: make(chan struct{}, 1), floor: initial.GetState()}
 }
 
 // set queues st unless it would move the task backwards. The state the
 // dispatcher already has may be reported once more (adoption reports
 // RUNNING for a task the store has as RUNNING), and a state already
 // reported may be reported again with a new message (STARTING, then
-// STARTING waiting for the container to become healthy).
+// STARTING waiting for the container to become healthy). st must not be
+// changed afterwards: it goes to the StatusReporter as it is.
 func (p *reporter) set(st *swarmpb.TaskStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -515,7 +558,7 @@ func (p *reporter) set(st *swarmpb.TaskStatus) {
 	p.msg, p.ownMsg = st.GetMessage(), true
 	if st.GetState() == stateFailed || st.GetState() == stateRejected {
 		// The user acts on these (a bad image, a crashing command).
-		p.log.Warn("worker: task "+strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_")),
+		p.log().Warn("worker: task "+strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_")),
 			"message", st.GetMessage(), "err", st.GetErr(), "exit_code", st.GetExitCode())
 	}
 	p.queue = append(p.queue, st)
@@ -549,11 +592,32 @@ func (p *reporter) resync(remote swarmpb.TaskState) {
 	p.signal()
 }
 
+// signal has the queue delivered: it starts the loop, or tells the
+// running one (which may be waiting to retry an older status) that a new
+// status came. The caller holds p.mu.
 func (p *reporter) signal() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
+	if p.active {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+		return
 	}
+	if p.closed || p.ctx.Err() != nil {
+		return
+	}
+	p.active = true
+	p.wg.Add(1)
+	go p.loop()
+}
+
+// close stops loops from starting and waits for the running one, which
+// ends soon once the reporter's context ended.
+func (p *reporter) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
 }
 
 // stop drops queued and future reports (the task was removed).
@@ -563,13 +627,14 @@ func (p *reporter) stop() {
 	p.stopped, p.queue, p.dropped = true, nil, nil
 }
 
-// take returns the next status to send, skipping the plain steps (ACCEPTED,
-// PREPARING, STARTING with no note) that newer statuses queued behind it
-// supersede: a task's statuses only move forward, and the manager needs
-// the latest, not every step, which queue up while the first is being
-// committed. At scale this cuts the status writes of a start from four to
-// two. A status with something to say (STARTING with where the image came
-// from, waiting to be healthy) is still sent.
+// take returns the next status to send (nil, which ends the loop, if
+// none), skipping the plain steps (ACCEPTED, PREPARING, STARTING with no
+// note) that newer statuses queued behind it supersede: a task's statuses
+// only move forward, and the manager needs the latest, not every step,
+// which queue up while the first is being committed. At scale this cuts
+// the status writes of a start from four to two. A status with something
+// to say (STARTING with where the image came from, waiting to be healthy)
+// is still sent.
 func (p *reporter) take() *swarmpb.TaskStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -577,7 +642,14 @@ func (p *reporter) take() *swarmpb.TaskStatus {
 		p.queue[0] = nil
 		p.queue = p.queue[1:]
 	}
-	if len(p.queue) == 0 {
+	if len(p.queue) == 0 || p.ctx.Err() != nil {
+		// The loop ends. A kick it got while delivering is stale; the
+		// next loop must not cut its first retry's wait short for it.
+		p.active = false
+		select {
+		case <-p.kick:
+		default:
+		}
 		return nil
 	}
 	st := p.queue[0]
@@ -617,17 +689,12 @@ func (p *reporter) giveUp(st *swarmpb.TaskStatus) {
 	}
 }
 
-// loop delivers statuses until ctx ends.
-func (p *reporter) loop(ctx context.Context) {
-	for {
-		select {
-		case <-p.kick:
-		case <-ctx.Done():
-			return
-		}
-		for st := p.take(); st != nil; st = p.take() {
-			p.deliver(ctx, st)
-		}
+// loop delivers the queued statuses, and those queued meanwhile, until
+// the queue is empty or the reporter's context ends.
+func (p *reporter) loop() {
+	defer p.wg.Done()
+	for st := p.take(); st != nil; st = p.take() {
+		p.deliver(p.ctx, st)
 	}
 }
 
@@ -636,8 +703,10 @@ func (p *reporter) loop(ctx context.Context) {
 func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 	b := p.w.backoff()
 	for attempt := 1; ; attempt++ {
-		// The reporter may keep the message; give it its own copy.
-		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, proto.Clone(st).(*swarmpb.TaskStatus))
+		// No copy for the reporter, which may keep st: a status is never
+		// changed once queued (set). proto.Clone, reflective, was 5.6 %
+		// of the CPU of a thousand simulated nodes' agents.
+		err := p.w.reporter.UpdateTaskStatus(ctx, p.id, st)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -645,12 +714,12 @@ func (p *reporter) deliver(ctx context.Context, st *swarmpb.TaskStatus) {
 			return // the loop goes on with the newest
 		}
 		if max := p.w.maxReportAttempts; max > 0 && attempt >= max {
-			p.log.Error("worker: giving up reporting status", "state", st.GetState(), "err", err)
+			p.log().Error("worker: giving up reporting status", "state", st.GetState(), "err", err)
 			p.giveUp(st)
 			return
 		}
 		delay := b.Next()
-		p.log.Warn("worker: status report failed, retrying", "state", st.GetState(), "err", err, "in", delay)
+		p.log().Warn("worker: status report failed, retrying", "state", st.GetState(), "err", err, "in", delay)
 		// A new status (kick) cuts the wait short: it replaces this one.
 		if !retry.SleepOrWake(ctx, delay, p.kick) && ctx.Err() != nil {
 			return

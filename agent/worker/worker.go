@@ -14,7 +14,9 @@ import (
 	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
-// StatusReporter delivers task status changes to the dispatcher.
+// StatusReporter delivers task status changes to the dispatcher. It may
+// keep status but must not change it: the worker may send the same one
+// again (after a failure), and does not copy it.
 type StatusReporter interface {
 	UpdateTaskStatus(ctx context.Context, taskID string, status *swarmpb.TaskStatus) error
 }
@@ -156,9 +158,9 @@ func (w *Worker) Assign(ctx context.Context, tasks []*swarmpb.Task) error {
 func (w *Worker) Update(ctx context.Context, changed []*swarmpb.Task, removed []string) error {
 	var containers []exec.ContainerInfo
 	known := false
-	if w.hasNew(changed) {
+	if fresh := w.newTasks(changed); len(fresh) > 0 {
 		var err error
-		containers, err = w.exec.Containers(ctx)
+		containers, err = w.containersOf(ctx, fresh)
 		if err != nil {
 			w.log.Warn("worker: cannot list containers; adoption deferred", "err", err)
 		}
@@ -179,22 +181,60 @@ func (w *Worker) Update(ctx context.Context, changed []*swarmpb.Task, removed []
 	return nil
 }
 
-func (w *Worker) hasNew(tasks []*swarmpb.Task) bool {
+// newTasks returns the IDs of the tasks the worker does not run yet.
+func (w *Worker) newTasks(tasks []*swarmpb.Task) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var ids []string
 	for _, t := range tasks {
-		if _, ok := w.tasks[t.GetId()]; !ok {
-			return true
+		if _, ok := w.tasks[t.GetId()]; !ok && t.GetId() != "" {
+			ids = append(ids, t.GetId())
 		}
 	}
-	return false
+	return ids
 }
 
-// applyLocked updates existing runners and starts new ones.
+// containersOf lists the containers of the given tasks, asking the engine
+// for only those when it can (exec.TaskContainerLister): a new task on a
+// node running hundreds then costs a lookup, not a listing of them all.
+// The list may hold other containers too.
+func (w *Worker) containersOf(ctx context.Context, taskIDs []string) ([]exec.ContainerInfo, error) {
+	if l, ok := w.exec.(exec.TaskContainerLister); ok {
+		list, err := l.TaskContainers(ctx, taskIDs)
+		if err != nil {
+			return nil, fmt.Errorf("list containers of %d new tasks: %w", len(taskIDs), err)
+		}
+		return list, nil
+	}
+	list, err := w.exec.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	return list, nil
+}
+
+// applyLocked updates existing runners and starts new ones, handing each
+// new one its container from containers (if known).
 func (w *Worker) applyLocked(tasks []*swarmpb.Task, containers []exec.ContainerInfo, known bool) {
-	byTask := make(map[string]exec.ContainerInfo, len(containers))
-	for _, c := range containers {
-		byTask[c.TaskID] = c
+	// Index only the new tasks' containers: containers may be the whole
+	// node's, and a map of them all, built for one new task per session
+	// message, was the agent's biggest cost at scale.
+	var existing map[string]*exec.ContainerInfo
+	if len(containers) > 0 {
+		for _, t := range tasks {
+			if _, ok := w.tasks[t.GetId()]; !ok && t.GetId() != "" {
+				if existing == nil {
+					existing = make(map[string]*exec.ContainerInfo)
+				}
+				existing[t.GetId()] = nil
+			}
+		}
+		for i := range containers {
+			if _, ok := existing[containers[i].TaskID]; ok {
+				c := containers[i] // a copy: the runner must not pin the list
+				existing[c.TaskID] = &c
+			}
+		}
 	}
 	for _, t := range tasks {
 		if t.GetId() == "" {
@@ -204,11 +244,7 @@ func (w *Worker) applyLocked(tasks []*swarmpb.Task, containers []exec.ContainerI
 			r.update(t)
 			continue
 		}
-		var info *exec.ContainerInfo
-		if c, ok := byTask[t.GetId()]; ok {
-			info = &c
-		}
-		r := newRunner(w, t, info, known)
+		r := newRunner(w, t, existing[t.GetId()], known)
 		w.tasks[t.GetId()] = r
 		w.wg.Add(1)
 		go r.run()
@@ -234,8 +270,9 @@ func (w *Worker) removeOrphan(c exec.ContainerInfo) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.retry(w.ctx, log, "shutdown orphan "+c.Name, ctl.Shutdown)
-		w.retry(w.ctx, log, "remove orphan "+c.Name, ctl.Remove)
+		logf := func() *slog.Logger { return log }
+		w.retry(w.ctx, logf, "shutdown orphan "+c.Name, ctl.Shutdown)
+		w.retry(w.ctx, logf, "remove orphan "+c.Name, ctl.Remove)
 	}()
 }
 
@@ -254,8 +291,9 @@ func (w *Worker) Close() {
 // delay up to its maximum.
 func (w *Worker) backoff() *retry.Backoff { return retry.NewBackoff(w.minBackoff, w.maxBackoff) }
 
-// retry calls op until it succeeds or ctx ends, with capped backoff.
-func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
+// retry calls op until it succeeds or ctx ends, with capped backoff. log
+// is called only to log a failure.
+func (w *Worker) retry(ctx context.Context, log func() *slog.Logger, what string, op func(context.Context) error) error {
 	b := w.backoff()
 	for {
 		err := op(ctx)
@@ -266,7 +304,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op fu
 			return ctx.Err()
 		}
 		delay := b.Next()
-		log.Warn("worker: retrying", "op", what, "err", err, "in", delay)
+		log().Warn("worker: retrying", "op", what, "err", err, "in", delay)
 		if !retry.Sleep(ctx, delay) {
 			return ctx.Err()
 		}

@@ -214,18 +214,64 @@ func (e *Executor) Controller(t *swarmpb.Task) (exec.Controller, error) {
 
 // Containers lists this node's containers, running or not.
 func (e *Executor) Containers(ctx context.Context) ([]exec.ContainerInfo, error) {
-	list, err := e.engine.ContainerList(ctx, container.ListOptions{
-		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", exec.LabelNodeID+"="+e.nodeID)),
-	})
+	return e.list(ctx, "", nil)
+}
+
+// maxTaskLookups is how many tasks TaskContainers looks up one by one (one
+// filtered list each); for more, one list of the node's containers is
+// cheaper.
+const maxTaskLookups = 4
+
+var _ exec.TaskContainerLister = (*Executor)(nil)
+
+// TaskContainers lists the containers of the given tasks. A session
+// message usually brings one new task: listing just its container spares
+// the engine listing, and inspecting every exited one of, the node's
+// hundreds of containers for it.
+func (e *Executor) TaskContainers(ctx context.Context, taskIDs []string) ([]exec.ContainerInfo, error) {
+	if len(taskIDs) > maxTaskLookups {
+		want := make(map[string]bool, len(taskIDs))
+		for _, id := range taskIDs {
+			want[id] = true
+		}
+		return e.list(ctx, "", want)
+	}
+	var out []exec.ContainerInfo
+	for _, id := range taskIDs {
+		list, err := e.list(ctx, id, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	return out, nil
+}
+
+// list lists this node's containers, running or not: those of task taskID
+// (unless ""), of the tasks in want (unless nil; the others are not
+// inspected either).
+func (e *Executor) list(ctx context.Context, taskID string, want map[string]bool) ([]exec.ContainerInfo, error) {
+	// Label filters must all match (the engine ANDs them).
+	args := filters.NewArgs(filters.Arg("label", exec.LabelNodeID+"="+e.nodeID))
+	if taskID != "" {
+		args.Add("label", exec.LabelTaskID+"="+taskID)
+	}
+	list, err := e.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
 	if err != nil {
+		if taskID != "" {
+			return nil, fmt.Errorf("list containers of task %s: %w", taskID, err)
+		}
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	out := make([]exec.ContainerInfo, 0, len(list))
 	for _, c := range list {
 		// The filter is server-side; check again so a stub or an engine
-		// ignoring filters can never make us touch a foreign container.
-		if c.Labels[exec.LabelNodeID] != e.nodeID {
+		// ignoring filters can never make us touch a foreign container
+		// (or, looking up a task, another task's).
+		if c.Labels[exec.LabelNodeID] != e.nodeID || (taskID != "" && c.Labels[exec.LabelTaskID] != taskID) {
+			continue
+		}
+		if want != nil && !want[c.Labels[exec.LabelTaskID]] {
 			continue
 		}
 		info := exec.ContainerInfo{ID: c.ID, State: string(c.State), Running: c.State == container.StateRunning}

@@ -70,3 +70,22 @@ func TestFakeLifecycleConcurrent(t *testing.T) {
 		t.Fatal("containers left")
 	}
 }
+
+func TestTaskContainers(t *testing.T) {
+	ctx := context.Background()
+	e := New("n1")
+	for _, id := range []string{"a", "b", "c"} {
+		ctl, _ := e.Controller(tk(id, "ok"))
+		if err := ctl.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := e.TaskContainers(ctx, []string{"c", "nope", "a"})
+	if err != nil || len(list) != 2 || list[0].TaskID != "c" || list[1].TaskID != "a" {
+		t.Fatalf("TaskContainers(c, nope, a) = %v, %v; want the containers of c and a", list, err)
+	}
+	e.SetEngineError(errors.New("engine down"))
+	if _, err := e.TaskContainers(ctx, []string{"a"}); err == nil {
+		t.Fatal("TaskContainers succeeded with the engine down")
+	}
+}
