@@ -112,7 +112,7 @@ func main() {
 	goroutines := flag.String("goroutine-profile", "", "write this process's goroutines (pprof, by stack) after the idle sample to this file")
 	daemons := flag.Bool("daemons", false, "run the managers as managerd processes (--engine fake), the simulated nodes in this process: the leader's CPU and RSS are its own")
 	binDir := flag.String("bin", "", "with -daemons: directory holding managerd and swarmctl (default: build them)")
-	poll := flag.Duration("poll", 250*time.Millisecond, "with -daemons: how often the leader's tasks are listed (times are late by up to this plus one listing)")
+	poll := flag.Duration("poll", 250*time.Millisecond, "with -daemons: how often the service's counts are read (times are late by up to this plus one read; tasks are listed only for the checks)")
 	flag.DurationVar(&traceEvery, "trace", 0, "print the task counts at this interval during the timed phases")
 	selfPprof := flag.String("pprof", "", "serve this process's pprof (the simulated nodes' agents) on this loopback address, e.g. 127.0.0.1:9199")
 	gogc := flag.Int("gogc", 0, "this process's GC percent (the simulated nodes' agents; the managers keep theirs); 0: Go's default or $GOGC")
@@ -554,11 +554,32 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 			return r, fmt.Errorf("no new leader: %w", ctx.Err())
 		}
 	}
-	w := b.t.watch(name)
-	defer w.Close()
-	progress := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
-	running := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
-	stop := trace(w, name)
+	// With -daemons progress and the end are read from the service's
+	// counts (counts.go): a listing of every task each poll was load on a
+	// new leader that is busy resuming 1,000 nodes, and its figure was late
+	// by as much as a listing took. The tasks are listed for the check
+	// after; the listing then holds every task the store has.
+	var w *testcluster.Watcher
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	var progress, running func(context.Context) (time.Time, error)
+	stop := func() {}
+	if daemons {
+		progress = func(ctx context.Context) (time.Time, error) {
+			return pr.awaitCounts(ctx, name, name+" progress", func(si *swarmpb.ServiceInfo) bool { return si.Running > uint64(len(seen)) })
+		}
+		running = func(ctx context.Context) (time.Time, error) {
+			return pr.awaitCounts(ctx, name, name+" running", func(si *swarmpb.ServiceInfo) bool { return si.Running >= uint64(n) })
+		}
+	} else {
+		w = b.t.watch(name)
+		progress = w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning > len(seen) })
+		running = w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })
+		stop = trace(w, name)
+	}
 	// With -daemons the tasks are polled: all may have been seen RUNNING
 	// already when the leader was stopped, and there is no progress to time.
 	if len(seen) < n {
@@ -575,7 +596,13 @@ func (b *bench) failoverPoint(name string, n int) (row, error) {
 	}
 	stop()
 	if err != nil {
-		return r, fmt.Errorf("waiting for %d running under %s (%s): %w", n, nl, brief(w.Tally()), err)
+		return r, fmt.Errorf("waiting for %d running under %s: %w", n, nl, err)
+	}
+	if w == nil {
+		w = b.t.watch(name)
+		if _, err := w.Await(func(t *testcluster.Tally) bool { return t.LiveRunning >= n })(ctx); err != nil {
+			return r, fmt.Errorf("listing the %d running tasks for the check (%s): %w", n, brief(w.Tally()), err)
+		}
 	}
 	r.create = at.Sub(start)
 	r.served = at.Sub(killed)
