@@ -22,7 +22,7 @@ func (ta *taskAgent) runMesh(ctx context.Context) {
 	m := mesh.New(ta.ingress, ta.log.With("component", "mesh"))
 	ta.setupKernelPath(ctx, m)
 	// Close removes the kernel rules.
-	defer m.Close()
+	defer ta.leaveNoRules(m)
 	ta.mesh.Store(m)
 	defer ta.mesh.Store(nil)
 	backoff := retry.NewBackoff(sessionMinBackoff, sessionMaxBackoff)

@@ -43,6 +43,25 @@ var removeStaleRules = func(ctx context.Context, nodeID string) error {
 // publishedTargetsTimeout bounds the engine call behind setLocalTargets.
 const publishedTargetsTimeout = 5 * time.Second
 
+// leaveNoRules closes m, which removes the kernel rules it applied, and
+// when m never got onto the kernel path where it was to be tried, removes
+// the rules an earlier run of this node left: a daemon killed, restarted
+// and stopped again before its mesh was set up (bench/failover's last
+// round: stopped 60 ms after its restart) left its table behind, since
+// the setup that removes it was cut short.
+func (ta *taskAgent) leaveNoRules(m *mesh.Mesh) {
+	path, _ := m.Path() // before Close, which ends the kernel path
+	m.Close()
+	if ta.meshPath != MeshPathAuto || path == mesh.PathKernel {
+		return // userspace by configuration (setupKernelPath removed them), or Close did
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishedTargetsTimeout)
+	defer cancel()
+	if err := removeStaleRules(ctx, ta.nodeID); err != nil {
+		ta.log.Debug("cannot check for stale routing-mesh rules", "err", err)
+	}
+}
+
 // setupKernelPath puts m on the kernel path when the configuration asks
 // for it and this node may, and otherwise records why not (reported in the
 // node description).

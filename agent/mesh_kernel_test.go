@@ -219,3 +219,38 @@ func TestMeshKernelRetried(t *testing.T) {
 		t.Fatalf("forwarder: %d failures left, applied %d, removed %d; want the failure, its removal, then one apply", f.failures, f.applied, f.removed)
 	}
 }
+
+// A node stopped while its kernel path is still being set up (a daemon
+// restarted after a kill and stopped at once) removes the rules its earlier
+// run left: the setup that would have removed them was cut short, and
+// bench/failover left a table behind each run.
+func TestStoppedDuringKernelSetupLeavesNoRules(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	stubForwarderFunc(t, func(ctx context.Context, _ string) (mesh.Forwarder, error) {
+		entered <- struct{}{}
+		<-ctx.Done() // the nft check outlives the node
+		return nil, ctx.Err()
+	})
+	removed := make(chan string, 2)
+	old := removeStaleRules
+	removeStaleRules = func(_ context.Context, id string) error { removed <- id; return nil }
+	t.Cleanup(func() { removeStaleRules = old })
+	fe := func(string) (exec.Executor, error) { return fake.New("n1"), nil }
+	t.Run("run", func(t *testing.T) {
+		runAgent(t, &netDispatcher{view: &swarmpb.EndpointsMessage{}}, Config{NodeID: "n1", AdvertiseAddr: "127.0.7.1:1",
+			Hostname: "h1", IngressAddr: "127.0.7.1", Executor: fe, MeshPath: MeshPathAuto})
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the kernel path's setup never started")
+		}
+	}) // the agent stops here, its setup still waiting
+	select {
+	case id := <-removed:
+		if id != "n1" {
+			t.Fatalf("stale rules of node %q removed", id)
+		}
+	default:
+		t.Fatal("a node stopped during its kernel setup left its earlier run's rules in place")
+	}
+}
