@@ -64,16 +64,7 @@ func busyWorker(tb testing.TB, held int) (*Worker, *nopReporter) {
 func BenchmarkUpdateOneNewTask(b *testing.B) {
 	w, _ := busyWorker(b, 150)
 	defer w.Close()
-	prev := []string(nil)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		id := fmt.Sprintf("new%08d", i)
-		if err := w.Update(context.Background(), []*swarmpb.Task{task(id, uint64(1000+i), "img:v1")}, prev); err != nil {
-			b.Fatal(err)
-		}
-		prev = []string{id}
-	}
+	updateOneNewTask(b, w)
 }
 
 // BenchmarkTaskLifecycle runs tasks to RUNNING and removes them, counting
@@ -139,6 +130,12 @@ func BenchmarkUpdateOneNewTaskListAll(b *testing.B) {
 		b.Fatal(err)
 	}
 	rep.waitRunning(b, int64(len(tasks)))
+	updateOneNewTask(b, w)
+}
+
+// updateOneNewTask times b.N session messages of one new task each, each
+// removing the task the one before added.
+func updateOneNewTask(b *testing.B, w *Worker) {
 	prev := []string(nil)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -197,14 +197,20 @@ func (e *Executor) Container(taskID string) (exec.ContainerInfo, bool) {
 	return c.info, true
 }
 
+// readyLocked is the engine's answer before any listing: its simulated
+// error, or ctx's. e.mu is held.
+func (e *Executor) readyLocked(ctx context.Context) error {
+	if e.engineErr != nil {
+		return e.engineErr
+	}
+	return ctx.Err()
+}
+
 // Describe reports the configured description.
 func (e *Executor) Describe(ctx context.Context) (*swarmpb.NodeDescription, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.engineErr != nil {
-		return nil, e.engineErr
-	}
-	if err := ctx.Err(); err != nil {
+	if err := e.readyLocked(ctx); err != nil {
 		return nil, err
 	}
 	return cloneDesc(e.desc), nil
@@ -228,10 +234,7 @@ func cloneDesc(d *swarmpb.NodeDescription) *swarmpb.NodeDescription {
 func (e *Executor) Containers(ctx context.Context) ([]exec.ContainerInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.engineErr != nil {
-		return nil, e.engineErr
-	}
-	if err := ctx.Err(); err != nil {
+	if err := e.readyLocked(ctx); err != nil {
 		return nil, err
 	}
 	out := make([]exec.ContainerInfo, 0, len(e.byTask))
@@ -247,10 +250,7 @@ func (e *Executor) Containers(ctx context.Context) ([]exec.ContainerInfo, error)
 func (e *Executor) TaskContainers(ctx context.Context, taskIDs []string) ([]exec.ContainerInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.engineErr != nil {
-		return nil, e.engineErr
-	}
-	if err := ctx.Err(); err != nil {
+	if err := e.readyLocked(ctx); err != nil {
 		return nil, err
 	}
 	var out []exec.ContainerInfo
