@@ -443,8 +443,11 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) tim
 // appends, replicates and syncs entries that wait together as one batch,
 // and each is applied while the next is replicated: written one at a time,
 // scaling 100,000 tasks to 0 (50 entries of 2,000 updates) took most of
-// its time waiting on each entry in turn.
-const writesInFlight = 4
+// its time waiting on each entry in turn. Eight rather than four: on the
+// scale benchmark's saturated machine the 100,000 shutdowns of a scale to
+// 0 were written in 6.1-6.8 s against 9.4-9.7 s (two pairs of runs,
+// alternated; BENCHMARKS.md section 14).
+const writesInFlight = 8
 
 // write writes acts in entries bounded by state.BatchLen, up to
 // writesInFlight of them in Raft at once, and reports whether all of them
