@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/raftswarm/raftswarm/agent/exec"
+	swarmpb "github.com/raftswarm/raftswarm/proto"
 )
 
 // listStub is an engine that only lists and inspects containers, applying
@@ -99,6 +100,66 @@ func TestTaskContainersLooksUpOnlyTheTasks(t *testing.T) {
 	for _, c := range got {
 		if c.TaskID == "t7" || !slices.Contains(many, c.TaskID) {
 			t.Fatalf("unexpected container %+v", c)
+		}
+	}
+}
+
+// TestTaskContainersOnEngine: against the real engine, a restarted agent
+// looking up its new tasks' containers finds a running one and an exited
+// one (with its exit code), not another node's, both one task at a time
+// (label filters, which dockerd ANDs) and through the one-list fallback.
+func TestTaskContainersOnEngine(t *testing.T) {
+	cli := engine(t)
+	img := buildImage(t, cli)
+	e := newExecutor(t, cli)
+	other := newExecutor(t, cli)
+	ctx := ctxT(t)
+
+	running := testTask("run"+randID(t), 1, img)
+	exited := testTask("exit"+randID(t), 2, img, "exit", "3")
+	for _, tk := range []*swarmpb.Task{running, exited} {
+		ctl, _ := e.Controller(tk)
+		if err := ctl.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := ctl.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ectl, _ := e.Controller(exited)
+	if code, err := ectl.Wait(ctx); err != nil || code != 3 {
+		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	foreign := testTask("othr"+randID(t), 1, img)
+	octl, _ := other.Controller(foreign)
+	if err := octl.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := New("", e.NodeID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	few := []string{running.GetId(), exited.GetId(), foreign.GetId()}
+	many := append(slices.Clone(few), "gone1", "gone2", "gone3") // past maxTaskLookups: one list
+	for _, ids := range [][]string{few, many} {
+		got, err := again.TaskContainers(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byTask := map[string]exec.ContainerInfo{}
+		for _, c := range got {
+			byTask[c.TaskID] = c
+		}
+		if len(got) != 2 {
+			t.Fatalf("TaskContainers(%d IDs) = %+v; want this node's 2", len(ids), got)
+		}
+		if c := byTask[running.GetId()]; !c.Running || c.State != exec.StateRunning {
+			t.Fatalf("TaskContainers(%d IDs): running task's container %+v", len(ids), c)
+		}
+		if c := byTask[exited.GetId()]; c.Running || c.ExitCode != 3 || c.State != exec.StateExited {
+			t.Fatalf("TaskContainers(%d IDs): exited task's container %+v", len(ids), c)
 		}
 	}
 }
