@@ -77,6 +77,9 @@ type Dispatcher struct {
 	// its heartbeat (reportAlive). Kept apart from deadlines so that the
 	// heartbeats' lateness is still measured against heartbeats alone.
 	reported map[string]time.Time
+	// resume is the new term's grace for the nodes it has not heard from
+	// yet, stretched while others are still coming back (resumeGrace).
+	resume resumeGrace
 	// armed is when the liveness loop (Run) next looks at the deadlines;
 	// wake tells it that a deadline earlier than that was set.
 	armed     time.Time
@@ -364,7 +367,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if grace <= 0 {
 		grace = d.ttl(len(nodes))
 	}
-	start := time.Now().Add(d.ttl(len(nodes)) + grace)
+	ttl := d.ttl(len(nodes))
+	start := time.Now().Add(ttl + grace)
 	tasks := d.startSessions(ctx)
 	table := d.startEndpoints(ctx)
 	logs := newLogBroker(tasks.ctx, d.termEnded, tasks)
@@ -377,9 +381,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.descBudgets = make(map[string]*descBudget, len(nodes))
 	d.descConfirmed = make(map[string]uint64, len(nodes))
 	d.addrWarned = make(map[string]string)
+	d.resume = resumeGrace{unheard: make(map[string]struct{}, len(nodes)), ttl: ttl, limit: start.Add(2 * ttl)}
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start
+		if n.Status != swarmpb.NodeStatus_NODE_STATUS_DOWN {
+			d.resume.unheard[n.Id] = struct{}{}
+		}
 	}
+	// Status reports keep a node alive for one TTL (reportAlive) from the
+	// term's first moment, before any heartbeat has set the TTL.
+	d.ttlNow = ttl
+	d.late = lateness{}
 	d.active = true
 	d.sessions = tasks
 	d.endpoints = table
@@ -479,6 +491,7 @@ func (d *Dispatcher) beat(node string, now time.Time, ttl, period time.Duration)
 		}
 	}
 	d.ttlNow = ttl
+	d.resume.heard(node, now)
 	d.mu.Unlock()
 	d.setDeadline(node, now.Add(ttl))
 }
@@ -488,6 +501,9 @@ func (d *Dispatcher) beat(node string, now time.Time, ttl, period time.Duration)
 // is held.
 func (d *Dispatcher) dueLocked(id string) time.Time {
 	dl := d.deadlines[id]
+	if r := d.resume.due(id); r.After(dl) {
+		dl = r
+	}
 	if r := d.reported[id]; r.After(dl) {
 		return r
 	}
@@ -511,6 +527,53 @@ func (d *Dispatcher) reportAlive(node string, now time.Time) {
 	if until := now.Add(d.ttlNow); until.After(d.reported[node]) {
 		d.reported[node] = until
 	}
+	d.resume.heard(node, now)
+}
+
+// resumeGrace is how long a new leader waits for the nodes it has not
+// heard from yet. Every node known at the start of a term is given one
+// TTL plus the grace (Dispatcher.Grace, one TTL by default) to heartbeat
+// the new leader. When the term starts, though, all of them reconnect at
+// once: with 1,000 nodes on a loaded host their sessions, full task sets
+// and first heartbeats took longer than that, and the new leader marked
+// live nodes Down and made their tasks again (BENCHMARKS.md §14: +450 to
+// +56,287 tasks in a failover during a 100,000-task create). So while
+// nodes are still coming back, the wait goes on: a node not heard from
+// yet is due no earlier than one TTL after the last node that was first
+// heard from, and no later than limit (two TTLs past the base grace).
+// A node that does not come back is still marked Down, one TTL after the
+// reconnections stop, or at limit if they never do; with nodes that all
+// reconnect at once, as on a healthy cluster, nothing changes. Guarded
+// by the dispatcher's mu.
+type resumeGrace struct {
+	unheard map[string]struct{} // nodes up at the term's start not heard from since
+	last    time.Time           // when the last other node was first heard from
+	ttl     time.Duration       // the TTL at the term's start
+	limit   time.Time           // the latest the wait may stretch to
+}
+
+// heard records that node was heard from (a heartbeat, a status report,
+// a session) at now.
+func (g *resumeGrace) heard(node string, now time.Time) {
+	if _, ok := g.unheard[node]; ok {
+		delete(g.unheard, node)
+		if now.After(g.last) {
+			g.last = now
+		}
+	}
+}
+
+// due is the earliest a node not heard from yet may be marked Down for
+// its silence, or the zero time for a node heard from (its deadlines
+// apply).
+func (g *resumeGrace) due(node string) time.Time {
+	if _, ok := g.unheard[node]; !ok || g.last.IsZero() {
+		return time.Time{}
+	}
+	if due := g.last.Add(g.ttl); due.Before(g.limit) {
+		return due
+	}
+	return g.limit
 }
 
 // noteStall counts the liveness loop's own lateness, when it woke (now)
@@ -605,6 +668,9 @@ func (d *Dispatcher) expire(ctx context.Context) {
 		if _, ok := d.deadlines[id]; ok && cutoff.After(d.dueLocked(id)) {
 			delete(d.deadlines, id)
 			delete(d.reported, id)
+			// Should it come back now, it is not one of the
+			// reconnections the others' grace waits for.
+			delete(d.resume.unheard, id)
 		}
 	}
 	d.mu.Unlock()

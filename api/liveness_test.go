@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -236,5 +237,114 @@ func TestStatusReportsKeepANodeAlive(t *testing.T) {
 	})
 	if took := time.Since(stopped); took < ttl-20*time.Millisecond {
 		t.Fatalf("A marked Down %v after its last report; want at least its TTL %v", took, ttl)
+	}
+}
+
+// resumeFixture runs a dispatcher term over Ready nodes with the default
+// grace (one TTL) and a 300 ms period: TTL 900 ms, so the term's base
+// grace ends 1.8 s after it starts and the stretched one 1.8 s later.
+func resumeFixture(t *testing.T, nodes ...string) (*Dispatcher, *state.Store, time.Time) {
+	t.Helper()
+	st := state.New()
+	r := &storeRaft{store: st}
+	for _, id := range nodes {
+		dtApply(t, r, state.Create(&swarmpb.Node{Id: id, Status: swarmpb.NodeStatus_NODE_STATUS_READY}))
+	}
+	d := &Dispatcher{Store: st, Raft: r, Period: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	started := time.Now()
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 5*time.Second, "the dispatcher term to start", func() bool {
+		s, _ := d.term()
+		return s != nil
+	})
+	return d, st, started
+}
+
+// TestNewLeaderWaitsWhileNodesReconnect: a new leader gives a node it has
+// not heard from yet more than the base grace while the other nodes are
+// still coming back to it one after another, and marks it Down once they
+// stop coming (one TTL after the last) or at the limit if they never stop.
+// Before, every node not heard from within the base grace was marked
+// Down, however many were still reconnecting: at 1,000 nodes on a loaded
+// host that was up to 56,287 tasks made again after a failover.
+func TestNewLeaderWaitsWhileNodesReconnect(t *testing.T) {
+	ids := []string{"silent"}
+	for i := 0; i < 40; i++ {
+		ids = append(ids, fmt.Sprintf("n%02d", i))
+	}
+	d, st, _ := resumeFixture(t, ids...)
+	ttl, period := d.ttl(len(ids)), d.period(len(ids))
+	d.mu.Lock()
+	base := d.deadlines["silent"]
+	limit := d.resume.limit
+	d.mu.Unlock()
+	if got := limit.Sub(base); got != 2*ttl {
+		t.Fatalf("the stretched grace ends %v after the base one, want two TTLs (%v)", got, 2*ttl)
+	}
+
+	// One more node comes back every third of a TTL, and those back keep
+	// heartbeating, until the silent node is marked Down.
+	var back int
+	var lastBack time.Time
+	for step := time.Now(); nodeStatus(st, "silent") != swarmpb.NodeStatus_NODE_STATUS_DOWN; {
+		now := time.Now()
+		if now.After(limit.Add(5 * time.Second)) {
+			t.Fatalf("the silent node is still %v 5 s after the grace's limit", nodeStatus(st, "silent"))
+		}
+		if !now.Before(step) && back < len(ids)-1 {
+			back++
+			lastBack = now
+			step = now.Add(ttl / 3)
+		}
+		for _, id := range ids[1 : back+1] {
+			d.beat(id, now, ttl, period)
+		}
+		if now.After(base.Add(ttl/3)) && now.Before(limit) && nodeStatus(st, "silent") == swarmpb.NodeStatus_NODE_STATUS_DOWN {
+			t.Fatalf("the silent node was marked Down %v after the base grace while nodes kept coming back (the last %v ago)",
+				now.Sub(base), now.Sub(lastBack))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	downAt := time.Now()
+	if downAt.Before(limit) && downAt.Sub(lastBack) < ttl-50*time.Millisecond {
+		t.Fatalf("the silent node was marked Down %v after the last node came back, before the limit; want one TTL (%v)",
+			downAt.Sub(lastBack), ttl)
+	}
+	if back < len(ids)-1 && downAt.After(limit.Add(time.Second)) {
+		t.Fatalf("the silent node was marked Down %v after the limit while nodes still came back", downAt.Sub(limit))
+	}
+	for _, id := range ids[1 : back+1] {
+		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+			t.Fatalf("%s, heartbeating, is %v", id, got)
+		}
+	}
+}
+
+// TestNewLeaderGraceUnchangedWhenAllReconnectAtOnce: when every other node
+// comes back at once, as on a healthy cluster, a silent node is marked
+// Down at the end of the base grace, not later.
+func TestNewLeaderGraceUnchangedWhenAllReconnectAtOnce(t *testing.T) {
+	d, st, _ := resumeFixture(t, "silent", "A", "B")
+	ttl, period := d.ttl(3), d.period(3)
+	d.mu.Lock()
+	base := d.deadlines["silent"]
+	d.mu.Unlock()
+	for nodeStatus(st, "silent") != swarmpb.NodeStatus_NODE_STATUS_DOWN {
+		now := time.Now()
+		if now.After(base.Add(5 * time.Second)) {
+			t.Fatal("the silent node is not Down 5 s after the base grace")
+		}
+		d.beat("A", now, ttl, period)
+		d.beat("B", now, ttl, period)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if late := time.Since(base); late > ttl {
+		t.Fatalf("the silent node was marked Down %v after the base grace, with every other node back at once; want at once", late)
 	}
 }

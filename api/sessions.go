@@ -317,6 +317,9 @@ func (d *Dispatcher) Session(req *swarmpb.SessionRequest, stream swarmpb.Dispatc
 		d.awaitLeader(ctx) // during an election: answer with the new leader
 		return d.notLeader(ctx)
 	}
+	// A node that opens its session is up, whether or not its
+	// heartbeats get through (reportAlive).
+	d.reportAlive(id.NodeID, time.Now())
 	sess, full := s.register(id.NodeID)
 	defer s.unregister(sess)
 
@@ -675,13 +678,7 @@ func (s *sessions) statusActions(batch []*statusRequest) []*swarmpb.StoreAction 
 // without them, status reports are written as whole tasks, which every
 // manager reads.
 func (d *Dispatcher) statusPatchesReadable() bool {
-	members, err := d.Raft.Members()
-	if err != nil {
-		return false
-	}
-	ok := false
-	d.Store.View(func(tx state.ReadTx) { ok = raft.MembersRead(members, tx, raft.BatchVersionStatusPatch) })
-	return ok
+	return raft.ConfigurationReads(d.Raft, d.Store, raft.BatchVersionStatusPatch)
 }
 
 // SendToNode queues an out-of-band message on every open session of

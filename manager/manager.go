@@ -160,13 +160,7 @@ func (m *Manager) Raft() *raft.Node { return m.raft }
 // desired-state patches (store-batch payload version 3): until then, as in
 // a rolling upgrade, the orchestrator writes whole tasks.
 func (m *Manager) desiredPatchesReadable() bool {
-	members, err := m.raft.Members()
-	if err != nil {
-		return false
-	}
-	ok := false
-	m.store.View(func(tx state.ReadTx) { ok = raft.MembersRead(members, tx, raft.BatchVersionDesiredPatch) })
-	return ok
+	return raft.ConfigurationReads(m.raft, m.store, raft.BatchVersionDesiredPatch)
 }
 
 // Control is the leader-local control server.

@@ -61,6 +61,28 @@ func MembersRead(members []Member, tx state.ReadTx, v uint32) bool {
 	return true
 }
 
+// MemberLister is the part of the Raft node that lists the members of its
+// configuration.
+type MemberLister interface {
+	Members() ([]Member, error)
+}
+
+// ConfigurationReads reports whether every member of r's configuration
+// applies store-batch payload version v (MembersRead, against st). A
+// configuration that cannot be read counts as old, so the leader keeps
+// writing what every manager reads. The dispatcher asks it before writing
+// task status patches, the orchestrator before writing desired-state
+// patches.
+func ConfigurationReads(r MemberLister, st *state.Store, v uint32) bool {
+	members, err := r.Members()
+	if err != nil {
+		return false
+	}
+	ok := false
+	st.View(func(tx state.ReadTx) { ok = MembersRead(members, tx, v) })
+	return ok
+}
+
 // EncodeBatch wraps a store batch in the versioned command envelope.
 func EncodeBatch(b *swarmpb.StoreBatch) ([]byte, error) {
 	payload, err := proto.Marshal(b)

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"testing"
 
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -64,6 +65,51 @@ func TestMembersRead(t *testing.T) {
 		st.View(func(tx state.ReadTx) { got = MembersRead(ms, tx, c.v) })
 		if got != c.want {
 			t.Errorf("members %v, version %d: %v, want %v", c.members, c.v, got, c.want)
+		}
+	}
+}
+
+// memberList is a configuration for ConfigurationReads.
+type memberList struct {
+	ids []string
+	err error
+}
+
+func (l memberList) Members() ([]Member, error) {
+	ms := make([]Member, 0, len(l.ids))
+	for _, id := range l.ids {
+		ms = append(ms, Member{ID: id})
+	}
+	return ms, l.err
+}
+
+// TestConfigurationReads: what the dispatcher (status patches) and the
+// orchestrator (desired-state patches) ask before writing a kind of patch.
+// It follows the configuration's members and the versions their nodes
+// report, and a configuration that cannot be read counts as old.
+func TestConfigurationReads(t *testing.T) {
+	st := state.New()
+	node := func(id string, v uint32) *swarmpb.StoreAction {
+		return state.Create(&swarmpb.Node{Id: id, Description: &swarmpb.NodeDescription{StoreBatchVersion: v}})
+	}
+	if _, err := st.ApplyBatch(1, 1, state.Batch(node("new1", StoreBatchVersion), node("new2", StoreBatchVersion), node("old", 2))); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what    string
+		members memberList
+		v       uint32
+		want    bool
+	}{
+		{"all upgraded", memberList{ids: []string{"new1", "new2"}}, BatchVersionDesiredPatch, true},
+		{"one manager on version 2", memberList{ids: []string{"new1", "new2", "old"}}, BatchVersionDesiredPatch, false},
+		{"one manager on version 2, status patches", memberList{ids: []string{"new1", "old"}}, BatchVersionStatusPatch, true},
+		{"a member with no node yet", memberList{ids: []string{"new1", "joining"}}, BatchVersionStatusPatch, false},
+		{"configuration unreadable", memberList{ids: []string{"new1"}, err: errors.New("raft is shutting down")}, BatchVersionStatusPatch, false},
+		{"empty configuration", memberList{}, BatchVersionStatusPatch, false},
+	} {
+		if got := ConfigurationReads(c.members, st, c.v); got != c.want {
+			t.Errorf("%s: %v, want %v", c.what, got, c.want)
 		}
 	}
 }
