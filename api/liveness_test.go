@@ -31,6 +31,13 @@ func livenessFixture(t *testing.T, nodes ...string) (*Dispatcher, *state.Store) 
 		s, _ := d.term()
 		return s != nil
 	})
+	// These tests are about a term under way: every node has been heard
+	// from (resumeFixture is for a term's first seconds).
+	d.mu.Lock()
+	for _, id := range nodes {
+		d.resume.heard(id, time.Now())
+	}
+	d.mu.Unlock()
 	return d, st
 }
 
@@ -241,16 +248,17 @@ func TestStatusReportsKeepANodeAlive(t *testing.T) {
 }
 
 // resumeFixture runs a dispatcher term over Ready nodes with the default
-// grace (one TTL) and a 300 ms period: TTL 900 ms, so the term's base
-// grace ends 1.8 s after it starts and the stretched one 1.8 s later.
-func resumeFixture(t *testing.T, nodes ...string) (*Dispatcher, *state.Store, time.Time) {
+// grace (one TTL) and the given heartbeat period: at 300 ms the TTL is
+// 900 ms, so the term's base grace ends 1.8 s after it starts and the
+// stretched one 1.8 s later.
+func resumeFixture(t *testing.T, period time.Duration, nodes ...string) (*Dispatcher, *state.Store, time.Time) {
 	t.Helper()
 	st := state.New()
 	r := &storeRaft{store: st}
 	for _, id := range nodes {
 		dtApply(t, r, state.Create(&swarmpb.Node{Id: id, Status: swarmpb.NodeStatus_NODE_STATUS_READY}))
 	}
-	d := &Dispatcher{Store: st, Raft: r, Period: 300 * time.Millisecond}
+	d := &Dispatcher{Store: st, Raft: r, Period: period}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	started := time.Now()
@@ -275,10 +283,10 @@ func resumeFixture(t *testing.T, nodes ...string) (*Dispatcher, *state.Store, ti
 // host that was up to 56,287 tasks made again after a failover.
 func TestNewLeaderWaitsWhileNodesReconnect(t *testing.T) {
 	ids := []string{"silent"}
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 12; i++ {
 		ids = append(ids, fmt.Sprintf("n%02d", i))
 	}
-	d, st, _ := resumeFixture(t, ids...)
+	d, st, _ := resumeFixture(t, 300*time.Millisecond, ids...)
 	ttl, period := d.ttl(len(ids)), d.period(len(ids))
 	d.mu.Lock()
 	base := d.deadlines["silent"]
@@ -330,7 +338,7 @@ func TestNewLeaderWaitsWhileNodesReconnect(t *testing.T) {
 // comes back at once, as on a healthy cluster, a silent node is marked
 // Down at the end of the base grace, not later.
 func TestNewLeaderGraceUnchangedWhenAllReconnectAtOnce(t *testing.T) {
-	d, st, _ := resumeFixture(t, "silent", "A", "B")
+	d, st, _ := resumeFixture(t, 300*time.Millisecond, "silent", "A", "B")
 	ttl, period := d.ttl(3), d.period(3)
 	d.mu.Lock()
 	base := d.deadlines["silent"]
@@ -346,5 +354,82 @@ func TestNewLeaderGraceUnchangedWhenAllReconnectAtOnce(t *testing.T) {
 	}
 	if late := time.Since(base); late > ttl {
 		t.Fatalf("the silent node was marked Down %v after the base grace, with every other node back at once; want at once", late)
+	}
+}
+
+// TestNewLeaderHoldsWhileMostNodesAreSilent: a new leader that has heard
+// from fewer than half of the nodes marks none of the others Down (it is
+// the likelier one cut off) until half are back, when the silent ones are
+// judged at once, or until fewHeardTTLs TTLs into the term. A leader
+// elected on a saturated host heard from 52 of 1,000 nodes in its first
+// 35 s and marked the other 948 Down.
+func TestNewLeaderHoldsWhileMostNodesAreSilent(t *testing.T) {
+	d, st, _ := resumeFixture(t, 100*time.Millisecond, "A", "B", "C", "D", "E")
+	ttl, period := d.ttl(5), d.period(5) // 300 ms, 100 ms
+	d.mu.Lock()
+	base, fewLimit := d.resume.base, d.resume.fewLimit
+	d.mu.Unlock()
+	if got := fewLimit.Sub(base); got < (fewHeardTTLs-2)*ttl-50*time.Millisecond || got > (fewHeardTTLs-2)*ttl {
+		t.Fatalf("the hold for fewer than half ends %v after the base grace, want %v (%d TTLs into the term)", got, (fewHeardTTLs-2)*ttl, fewHeardTTLs)
+	}
+	beat := func(ids ...string) {
+		for _, id := range ids {
+			d.beat(id, time.Now(), ttl, period)
+		}
+	}
+	silent := []string{"C", "D", "E"}
+	// Two of five back: past the base grace by two TTLs, the three silent
+	// nodes are still Ready.
+	for end := base.Add(2 * ttl); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		beat("A", "B")
+	}
+	for _, id := range silent {
+		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+			t.Fatalf("%s is %v with only two of five nodes back, two TTLs past the grace; want Ready until half are back", id, got)
+		}
+	}
+	// A third comes back: the two still silent are past their time and are
+	// marked Down without waiting for the hold's end.
+	beat("C")
+	deadline := time.Now().Add(5 * time.Second)
+	for nodeStatus(st, "D") != swarmpb.NodeStatus_NODE_STATUS_DOWN || nodeStatus(st, "E") != swarmpb.NodeStatus_NODE_STATUS_DOWN {
+		if time.Now().After(deadline) {
+			t.Fatalf("D and E are %v, %v 5 s after half of the nodes came back", nodeStatus(st, "D"), nodeStatus(st, "E"))
+		}
+		beat("A", "B", "C")
+		time.Sleep(20 * time.Millisecond)
+	}
+	if time.Now().After(fewLimit) {
+		t.Fatalf("D and E were marked Down only after the hold's end (%v past it), not when half came back", time.Since(fewLimit))
+	}
+	for _, id := range []string{"A", "B", "C"} {
+		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+			t.Fatalf("%s, heartbeating, is %v", id, got)
+		}
+	}
+}
+
+// TestNewLeaderHoldEnds: the hold for fewer than half of the nodes back
+// ends fewHeardTTLs TTLs into the term; the silent nodes are then marked
+// Down.
+func TestNewLeaderHoldEnds(t *testing.T) {
+	d, st, _ := resumeFixture(t, 100*time.Millisecond, "A", "B", "C")
+	ttl, period := d.ttl(3), d.period(3)
+	d.mu.Lock()
+	fewLimit := d.resume.fewLimit
+	d.mu.Unlock()
+	deadline := fewLimit.Add(5 * time.Second)
+	for nodeStatus(st, "B") != swarmpb.NodeStatus_NODE_STATUS_DOWN || nodeStatus(st, "C") != swarmpb.NodeStatus_NODE_STATUS_DOWN {
+		if time.Now().After(deadline) {
+			t.Fatalf("B and C are %v, %v 5 s after the hold's end", nodeStatus(st, "B"), nodeStatus(st, "C"))
+		}
+		d.beat("A", time.Now(), ttl, period)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if early := fewLimit.Sub(time.Now()); early > 20*time.Millisecond {
+		t.Fatalf("B and C marked Down %v before the hold's end, with one of three nodes back", early)
+	}
+	if got := nodeStatus(st, "A"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+		t.Fatalf("A, heartbeating, is %v", got)
 	}
 }
