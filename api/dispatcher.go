@@ -383,7 +383,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.descConfirmed = make(map[string]uint64, len(nodes))
 	d.addrWarned = make(map[string]string)
 	d.resume = resumeGrace{unheard: make(map[string]struct{}, len(nodes)), ttl: ttl,
-		base: start, limit: start.Add(2 * ttl), fewLimit: began.Add(fewHeardTTLs * ttl)}
+		base: start, limit: began.Add(resumeTTLs * ttl)}
 	for _, n := range nodes {
 		d.deadlines[n.Id] = start
 		if n.Status != swarmpb.NodeStatus_NODE_STATUS_DOWN {
@@ -549,46 +549,46 @@ func (d *Dispatcher) reportAlive(node string, now time.Time) {
 // heard from yet. Every node known at the start of a term is given one
 // TTL plus the grace (Dispatcher.Grace, one TTL by default) to heartbeat
 // the new leader. When the term starts, though, all of them reconnect at
-// once: with 1,000 nodes on a loaded host their sessions, full task sets
-// and first heartbeats took longer than that, and the new leader marked
-// live nodes Down and made their tasks again (BENCHMARKS.md §14: +450 to
-// +56,287 tasks in a failover during a 100,000-task create). So while
-// nodes are still coming back, the wait goes on: a node not heard from
-// yet is due no earlier than one TTL after the last node that was first
-// heard from, and no later than limit (two TTLs past the base grace).
-// A node that does not come back is still marked Down, one TTL after the
-// reconnections stop, or at limit if they never do; with nodes that all
-// reconnect at once, as on a healthy cluster, nothing changes.
+// once, and with 1,000 nodes on a loaded host their TLS handshakes,
+// sessions and first heartbeats took far longer than that: the new leader
+// marked live nodes Down and made their tasks again (BENCHMARKS.md §14:
+// +450 to +61,296 tasks after a change of leader under load). So:
 //
-// While the new leader has heard from fewer than half of the nodes that
-// were up, it marks none of the others Down before fewLimit (fewHeardTTLs
-// TTLs into the term): most of a cluster's nodes failing in the same
-// seconds as its leader is far less likely than the new leader being the
-// one they cannot reach yet (a leader elected on a saturated host heard
-// from 52 of 1,000 nodes in 35 s and marked 948 Down, and 61,660 tasks
-// were made again). Kubernetes' node lifecycle controller stops evicting
-// for the same reason when a whole zone goes silent, and Nomad gives every
-// node five minutes after a leader change. Once half of them are back, the
-// rest are judged as above at once. Guarded by the dispatcher's mu.
+//   - while nodes are still coming back, the wait goes on: a node not
+//     heard from yet is due no earlier than one TTL after the last node
+//     that was first heard from;
+//   - while fewer than half of the nodes that were up are back, none of
+//     the others is marked Down: most of a cluster's nodes failing in the
+//     same seconds as its leader is far less likely than the new leader
+//     being the one they cannot reach yet (a leader elected on a saturated
+//     host heard from 52 of 1,000 nodes in 35 s and marked the other 948
+//     Down). Kubernetes' node lifecycle controller stops evicting when a
+//     whole zone goes silent for the same reason, and Nomad gives every
+//     node five minutes after a leader change;
+//   - neither wait goes past limit, resumeTTLs TTLs into the term.
+//
+// A node that does not come back is still marked Down: one TTL after the
+// reconnections stop, once half are back, or at limit. With nodes that all
+// reconnect at once, as on a healthy cluster, nothing changes. Guarded by
+// the dispatcher's mu.
 type resumeGrace struct {
-	unheard  map[string]struct{} // nodes up at the term's start not heard from since
-	total    int                 // nodes up at the term's start
-	last     time.Time           // when the last other node was first heard from
-	ttl      time.Duration       // the TTL at the term's start
-	limit    time.Time           // the latest the wait may stretch to
-	fewLimit time.Time           // the latest it may while fewer than half are back
-	base     time.Time           // the end of the grace every node gets
-	told     bool                // the hold for fewer than half was logged
+	unheard map[string]struct{} // nodes up at the term's start not heard from since
+	total   int                 // nodes up at the term's start
+	last    time.Time           // when the last other node was first heard from
+	ttl     time.Duration       // the TTL at the term's start
+	limit   time.Time           // the latest the wait may stretch to
+	base    time.Time           // the end of the grace every node gets
+	told    bool                // the hold for fewer than half was logged
 }
 
-// fewHeardTTLs is how many TTLs into a term a new leader that has heard
-// from fewer than half of the nodes waits before marking the others Down:
-// 40 s with the default 2 s heartbeat period, 70 s at 1,000 nodes.
-const fewHeardTTLs = 10
+// resumeTTLs is how many TTLs into a term a new leader may wait for the
+// nodes still reconnecting to it: 40 s with the default 2 s heartbeat
+// period, 70 s at 1,000 nodes.
+const resumeTTLs = 10
 
 // heard records that node was heard from (a heartbeat, a status report,
 // a session) at now, and reports whether that made half of the nodes
-// back, which brings the silent nodes' time forward.
+// back, which may bring the silent nodes' time forward.
 func (g *resumeGrace) heard(node string, now time.Time) bool {
 	if _, ok := g.unheard[node]; !ok {
 		return false
@@ -615,7 +615,7 @@ func (g *resumeGrace) due(node string) time.Time {
 		return time.Time{}
 	}
 	if g.few() {
-		return g.fewLimit
+		return g.limit
 	}
 	if g.last.IsZero() {
 		return time.Time{}
@@ -701,7 +701,7 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	if holding {
 		g.told = true
 	}
-	heard, total, until := g.total-len(g.unheard), g.total, g.fewLimit
+	heard, total, until := g.total-len(g.unheard), g.total, g.limit
 	d.mu.Unlock()
 	if holding && d.Logger != nil {
 		d.Logger.Warn("new leader has heard from fewer than half of the nodes; marking none of the others Down yet, as this leader is the likelier one cut off",
