@@ -10,7 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/raftswarm/raftswarm/internal/retry"
 )
@@ -19,14 +22,14 @@ import (
 // to `conns` idle connections per address, or a new TCP connection per
 // request (DisableKeepAlives: the request says Connection: close and the
 // server closes after answering). src, if not nil, maps a "host:port" the
-// client connects to onto the local IP it connects from; others get the
-// kernel's choice.
+// client connects to onto the local IP it connects from (bindNoPort);
+// others get the kernel's choice.
 func newClient(keepAlive bool, conns int, timeout time.Duration, src map[string]string) (*http.Client, *http.Transport) {
 	dial := (&net.Dialer{Timeout: 3 * time.Second}).DialContext
 	if src != nil {
 		dialers := map[string]*net.Dialer{}
 		for addr, ip := range src {
-			dialers[addr] = &net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+			dialers[addr] = &net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Control: bindNoPort}
 		}
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if d, ok := dialers[addr]; ok {
@@ -69,6 +72,23 @@ func do(c *http.Client, req *http.Request, keepBody bool) (string, error) {
 		return body, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return body, nil
+}
+
+// bindNoPort sets IP_BIND_ADDRESS_NO_PORT on a socket about to be bound
+// to a local address: the kernel then picks the port at connect, unique
+// for the 4-tuple, as it does for an unbound socket, instead of at bind,
+// unique for the local address alone. Without it, every new connection's
+// bind searched the port range past the TIME-WAIT sockets of the earlier
+// ones from that address: a run with one worker opening new connections
+// fell to 85 req/s, the load generator burning 11 ms of CPU per request.
+func bindNoPort(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 var checkClient, _ = newClient(false, 0, 3*time.Second, nil)
