@@ -27,9 +27,11 @@
 //     connection can reuse the 4-tuple of an earlier one still in TIME-WAIT
 //     there. Linux derives a SYN's timestamp offset (and its initial
 //     sequence number) from the addresses the client sees, before DNAT, so
-//     the TIME-WAIT socket finds the SYN older than its last segment, refuses
-//     it (PAWS) and the client sends the SYN again a second later: the 1 s
-//     outliers of section 13 of BENCHMARKS.md. A real client, on another
+//     the TIME-WAIT socket can find the SYN older than its last segment,
+//     refuse it (PAWS; the counters showed TCPSynRetrans = PAWSTimewait) and
+//     the client sends the SYN again a second later: the 1 s outliers of
+//     section 13 of BENCHMARKS.md. The sockets bound to these addresses set
+//     IP_BIND_ADDRESS_NO_PORT (bindNoPort). A real client, on another
 //     host, never shares tuples with a "direct" client, and reaches a task
 //     through the ingress address of the task's own node only (other nodes
 //     hand its share to their userspace proxies). Each run's line is
