@@ -6,13 +6,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/raftswarm/raftswarm/internal/testutil"
 	swarmpb "github.com/raftswarm/raftswarm/proto"
@@ -450,6 +455,98 @@ func BenchmarkKernelCounters(b *testing.B) {
 					b.Fatalf("%d counters, %v; want %d", len(got), err, n)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkKernelConnect is what the kernel path adds to a new
+// connection, without Docker: one op is a TCP connect, one byte read
+// and the client's reset, 16 at a time, against
+// three loopback servers directly (round robin) or through a mesh port
+// whose rules (NFTForwarder, the product's script) DNAT each connection
+// to one of them at random. Each target connects from its own client
+// address, so no connection reuses the 4-tuple of the other target's
+// TIME-WAIT sockets (see bench/mesh). Besides ns/op it reports the
+// process's CPU (user+system, which on loopback includes the kernel's
+// packet processing, NAT and conntrack) per connection.
+func BenchmarkKernelConnect(b *testing.B) {
+	needRoot(b)
+	const ingress = "127.0.7.40"
+	var servers []string
+	for _, ip := range []string{"127.0.7.41", "127.0.7.42", "127.0.7.43"} {
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte{'x'})
+				c.Close()
+			}
+		}()
+		servers = append(servers, l.Addr().String())
+	}
+	port := freePort(b, ingress)
+	f := testForwarder(b, NFTTableName("perfmesh"+randHex(2)))
+	rs := KernelRules{IngressIP: netip.MustParseAddr(ingress)}
+	kp := KernelPort{Port: uint16(port)}
+	for _, s := range servers {
+		kp.Slots = append(kp.Slots, KernelSlot{Addr: netip.MustParseAddrPort(s)})
+	}
+	rs.Ports = []KernelPort{kp}
+	if err := f.Apply(context.Background(), rs); err != nil {
+		b.Fatal(err)
+	}
+	mesh := []string{fmt.Sprintf("%s:%d", ingress, port)}
+	for _, tc := range []struct {
+		name, src string
+		addrs     []string
+	}{{"direct", "127.0.7.44", servers}, {"kernel", "127.0.7.45", mesh}} {
+		b.Run(tc.name, func(b *testing.B) {
+			d := net.Dialer{Timeout: waitTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.src)}, Control: func(_, _ string, c syscall.RawConn) error {
+				// The port is picked at connect, per 4-tuple, not at
+				// bind past every TIME-WAIT socket of the address.
+				var serr error
+				if err := c.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}}
+			var next atomic.Uint64
+			var ru0, ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 1)
+				for pb.Next() {
+					c, err := d.Dial("tcp", tc.addrs[next.Add(1)%uint64(len(tc.addrs))])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := io.ReadFull(c, buf); err != nil {
+						b.Errorf("no byte from the server: %v", err)
+					}
+					// Reset, not FIN: no socket of either end is left
+					// in TIME-WAIT, whose tuples new SYNs from the same
+					// client address would meet at this rate (about
+					// 10,000 a second) and stall on.
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+				}
+			})
+			b.StopTimer()
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

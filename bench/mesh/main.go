@@ -17,6 +17,28 @@
 //     costs. With -daemon-profile PREFIX the three daemons run as re-execs
 //     of this binary (node.Main, as managerd/workerd) and write a CPU
 //     profile per group of runs.
+//
+//     Client addresses: each target connects from its own loopback
+//     address (-client-ips): direct from one, the mesh from one per ingress
+//     address. With the kernel's choice (127.0.0.1 for every destination),
+//     direct and mesh connections, and mesh connections through different
+//     ingress addresses, reach the same docker-proxy host_ip:host_port from
+//     the same client address, so after the kernel path's DNAT a new
+//     connection can reuse the 4-tuple of an earlier one still in TIME-WAIT
+//     there. Linux derives a SYN's timestamp offset (and its initial
+//     sequence number) from the addresses the client sees, before DNAT, so
+//     the TIME-WAIT socket can find the SYN older than its last segment,
+//     refuse it (PAWS; the counters showed TCPSynRetrans = PAWSTimewait) and
+//     the client sends the SYN again a second later: the 1 s outliers of
+//     section 13 of BENCHMARKS.md. The sockets bound to these addresses set
+//     IP_BIND_ADDRESS_NO_PORT (bindNoPort). A real client, on another
+//     host, never shares tuples with a "direct" client, and reaches a task
+//     through the ingress address of the task's own node only (other nodes
+//     hand its share to their userspace proxies). Each run's line is
+//     followed by the host's TCP and conntrack counters that moved during it
+//     (netCounters: SYN retransmits, PAWS rejects, TIME-WAIT, conntrack
+//     clashes).
+//
 //  2. update: a 7-replica service under a steady paced load through the mesh
 //     (new connection per request, all ingress addresses round robin),
 //     timed `swarmctl service update --image ... --update-parallelism 1
@@ -25,7 +47,7 @@
 // Every container, process and temp dir it creates is removed at exit,
 // including on failure or Ctrl-C.
 //
-//	go run ./bench/mesh [-bench overhead,update] [-d 10s] [-runs 3] [-c 1,16] [-inproc]
+//	go run ./bench/mesh [-bench overhead,update] [-d 10s] [-runs 3] [-c 1,16] [-inproc] [-client-ips A,B,C,D|kernel]
 //	                    [-cpuprofile F] [-daemon-profile PREFIX] [-rate 200] [-update-runs 3] [-bin DIR]
 package main
 
@@ -67,6 +89,7 @@ var (
 	updWorkers = flag.Int("rate-workers", 16, "update: goroutines sending the paced load")
 	updRuns    = flag.Int("update-runs", 3, "update: runs per --update-order")
 	ipsFlag    = flag.String("ips", "127.0.0.71,127.0.0.72,127.0.0.73", "the three daemons' loopback addresses (m1, w1, w2)")
+	clientFlag = flag.String("client-ips", "127.0.0.81,127.0.0.82,127.0.0.83,127.0.0.84", "overhead: four loopback addresses the load generator connects from: the first for direct, one per ingress address (in -ips order) for the mesh; \"kernel\": the kernel's choice (127.0.0.1) for all, so that mesh connections can land on direct ones' TIME-WAIT tuples")
 	meshPath   = flag.String("mesh-path", "", "the daemons' --mesh-path (auto: the kernel path where nftables can be used; userspace); empty: their default")
 	daemonProf = flag.String("daemon-profile", "", "overhead: run the three daemons as re-execs of this binary (the same node.Main as managerd/workerd) and write their CPU profiles to PREFIX-{m1,w1,w2}.pprof.N, one N per -c/-modes group of runs in order")
 )
@@ -76,7 +99,10 @@ const (
 	imgV2 = "raftswarm/demo:v2"
 )
 
-var nodeIPs []string // -ips
+var (
+	nodeIPs   []string // -ips
+	clientIPs []string // -client-ips; nil: the kernel's choice
+)
 
 // bench is the running cluster and what to clean up.
 type bench struct {
@@ -104,6 +130,19 @@ func main() {
 	if len(nodeIPs) != 3 {
 		fmt.Fprintln(os.Stderr, "mesh bench: -ips takes three addresses")
 		os.Exit(2)
+	}
+	if *clientFlag != "kernel" {
+		clientIPs = strings.Split(*clientFlag, ",")
+		ok := len(clientIPs) == 4
+		for _, ip := range clientIPs {
+			if a := net.ParseIP(ip); a == nil || !a.IsLoopback() || a.To4() == nil {
+				ok = false
+			}
+		}
+		if !ok {
+			fmt.Fprintln(os.Stderr, "mesh bench: -client-ips takes four IPv4 loopback addresses, or \"kernel\"")
+			os.Exit(2)
+		}
 	}
 	b := &bench{}
 	var once sync.Once

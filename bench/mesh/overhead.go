@@ -21,6 +21,10 @@ const inprocIP = "127.0.0.74"
 type target struct {
 	name  string
 	addrs []string
+	// src maps an address of addrs to the local address the load
+	// generator connects to it from (-client-ips); absent: the
+	// kernel's choice (127.0.0.1 for every loopback address).
+	src map[string]string
 }
 
 type runStat struct {
@@ -30,6 +34,7 @@ type runStat struct {
 	ok, failed          int
 	cpu                 map[string]time.Duration // per request
 	errs                map[string]int
+	net                 string // the host's TCP and conntrack counters that moved (netCounters)
 }
 
 var cpuCols = []string{"loadgen", "daemons", "docker-proxy", "app", "machine"}
@@ -73,7 +78,21 @@ func (b *bench) overhead() error {
 	fmt.Printf("processes: daemons %v, docker-proxy %v (userland proxy of the task ports), app %v\n",
 		groups.pids["daemons"], groups.pids["docker-proxy"], groups.pids["app"])
 
-	targets := []target{{"direct", direct}, {"mesh", ingress}}
+	targets := []target{{name: "direct", addrs: direct}, {name: "mesh", addrs: ingress}}
+	if len(clientIPs) > 0 {
+		targets[0].src = map[string]string{}
+		for _, a := range direct {
+			targets[0].src[a] = clientIPs[0]
+		}
+		targets[1].src = map[string]string{}
+		for i, a := range ingress {
+			targets[1].src[a] = clientIPs[1+i]
+		}
+		fmt.Printf("client source addresses: direct from %s; mesh from %s (one per ingress address, in order)\n",
+			clientIPs[0], strings.Join(clientIPs[1:], " "))
+	} else {
+		fmt.Println("client source addresses: the kernel's choice (127.0.0.1) for both targets")
+	}
 	if *inproc {
 		m := mesh.New(inprocIP, nil)
 		defer m.Close()
@@ -84,7 +103,7 @@ func (b *bench) overhead() error {
 		if err := m.Update([]*swarmpb.ServiceEndpoint{{ServiceName: "inproc", Protocol: "tcp", PublishedPort: uint32(port), Backends: bes}}); err != nil {
 			return err
 		}
-		targets = append(targets, target{"inproc-mesh", []string{fmt.Sprintf("%s:%d", inprocIP, port)}})
+		targets = append(targets, target{name: "inproc-mesh", addrs: []string{fmt.Sprintf("%s:%d", inprocIP, port)}})
 	}
 
 	if *cpuprofile != "" {
@@ -140,6 +159,7 @@ func (b *bench) overhead() error {
 					if len(st.errs) > 0 {
 						fmt.Printf("     errors: %v\n", st.errs)
 					}
+					fmt.Printf("     host counters: %s\n", st.net)
 				}
 			}
 			if *daemonProf != "" {
@@ -207,13 +227,15 @@ func measure(g *cpuGroups, t target, c int, keepAlive bool) runStat {
 		time.Sleep(*warmup)
 		before <- g.sample()
 	}()
-	res := closedLoop(t.addrs, c, keepAlive, *warmup, *duration)
+	net0 := readNetCounters()
+	res := closedLoop(t.addrs, t.src, c, keepAlive, *warmup, *duration)
 	after := g.sample()
+	net1 := readNetCounters()
 	b := <-before
 	n := float64(max(res.ok, 1))
 	per := func(d time.Duration) time.Duration { return time.Duration(float64(d) / n) }
 	st := runStat{
-		target: t.name, rps: res.rps(), ok: res.ok, failed: res.failed, errs: res.errSample,
+		target: t.name, rps: res.rps(), ok: res.ok, failed: res.failed, errs: res.errSample, net: net1.delta(net0),
 		p50: pct(res.lat, 0.50), p90: pct(res.lat, 0.90), p99: pct(res.lat, 0.99), pmax: pct(res.lat, 1),
 		cpu: map[string]time.Duration{
 			"loadgen": per(after.self - b.self),
