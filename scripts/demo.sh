@@ -115,6 +115,21 @@ down() {
 			docker rm -f "${cs[@]}" >/dev/null || warn "could not remove some containers"
 		fi
 	fi
+	# A node killed with -9 (the README's failover step) and not restarted
+	# never removed its nftables tables (its daemon removes them on exit, or
+	# on its next start): remove them here, only those of this demo's nodes.
+	if ((${#ids[@]})) && command -v nft >/dev/null 2>&1; then
+		local fam tbl short
+		while read -r _ fam tbl; do
+			for id in "${ids[@]}"; do
+				short=${id:0:12}
+				if [[ "$tbl" == "raftswarm_mesh_$short" || "$tbl" == "raftswarm_$short" ]]; then
+					log "removing the stopped node's nftables table $tbl"
+					nft delete table "$fam" "$tbl" 2>/dev/null || warn "could not remove nftables table $tbl"
+				fi
+			done
+		done < <(nft list tables 2>/dev/null || true)
+	fi
 	rm -rf "$demo"
 	log "demo removed"
 }
