@@ -62,9 +62,19 @@ func changed(attr map[string]string, key, old, new string, hasOld bool) {
 	}
 }
 
-// convert describes one store event. Objects are the store's immutable
-// values; only strings are copied out.
-func convert(ev state.Event, seq uint32, names hostnames) *swarmpb.ClusterEvent {
+// nodeName is the hostname a task event names: that of the task's node
+// when the event was applied ("" for other events and unassigned tasks).
+func (h hostnames) nodeName(ev state.Event) string {
+	if t := ev.Task(); t.GetNodeId() != "" {
+		return h.name(t.GetNodeId())
+	}
+	return ""
+}
+
+// convert describes one store event; node is hostnames.nodeName of it,
+// taken when it was applied. Objects are the store's immutable values;
+// only strings are copied out.
+func convert(ev state.Event, seq uint32, node string) *swarmpb.ClusterEvent {
 	out := &swarmpb.ClusterEvent{Index: ev.Index, Seq: seq, Time: ev.Time, Action: actionOf(ev.Kind), Attributes: map[string]string{}}
 	attr := out.Attributes
 	hasOld := ev.Old != nil
@@ -109,7 +119,7 @@ func convert(ev state.Event, seq uint32, names hostnames) *swarmpb.ClusterEvent 
 		}
 		attr["service"], attr["service.id"] = svc, o.GetServiceId()
 		if o.GetNodeId() != "" {
-			attr["node.id"], attr["node"] = o.GetNodeId(), names.name(o.GetNodeId())
+			attr["node.id"], attr["node"] = o.GetNodeId(), node
 		}
 		old, _ := ev.Old.(*swarmpb.Task)
 		changed(attr, "state", enumName(old.GetStatus().GetState().String(), "TASK_STATE_"), enumName(o.GetStatus().GetState().String(), "TASK_STATE_"), hasOld)

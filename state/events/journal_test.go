@@ -256,3 +256,107 @@ func recvOrBacklog(t *testing.T, s *Subscription) *swarmpb.ClusterEvent {
 	}
 	return recv(t, s)
 }
+
+// The journal describes an event when a client first reads it, which may
+// be long after it was applied: the description must still be the one of
+// the moment it was applied (the node's name then), the same whether the
+// event was first read live, from the backlog, or read again.
+func TestEventsDescribedAsApplied(t *testing.T) {
+	st := state.New()
+	j := New(st, Config{})
+	defer j.Close()
+	node := func(name string) *swarmpb.Node {
+		var cur *swarmpb.Node
+		st.View(func(tx state.ReadTx) { cur = tx.GetNode("n1") })
+		n := &swarmpb.Node{Id: "n1", Description: &swarmpb.NodeDescription{Hostname: name}, Spec: &swarmpb.NodeSpec{}}
+		if cur != nil {
+			n.Meta = cur.Meta
+		}
+		return n
+	}
+	task := func(state_ swarmpb.TaskState) *swarmpb.Task {
+		var cur *swarmpb.Task
+		st.View(func(tx state.ReadTx) { cur = tx.GetTask("t1") })
+		tk := &swarmpb.Task{Id: "t1", ServiceId: "s1", ServiceName: "web", Slot: 1, NodeId: "n1",
+			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Status: &swarmpb.TaskStatus{State: state_}}
+		if cur != nil {
+			tk.Meta = cur.Meta
+		}
+		return tk
+	}
+	apply(t, st, state.Create(node("host1")))
+	apply(t, st, state.Create(service("s1", "web")))
+	apply(t, st, state.Create(task(swarmpb.TaskState_TASK_STATE_ASSIGNED)))
+	running := apply(t, st, state.Update(task(swarmpb.TaskState_TASK_STATE_RUNNING)))
+	renamed := apply(t, st, state.Update(node("host2")))
+	waitLast(t, j, renamed)
+	// A live subscriber from here on: the next event is described as it
+	// is applied, and must agree with what the backlog says of it later.
+	live, err := j.Subscribe(Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Cancel()
+	failed := apply(t, st, state.Update(task(swarmpb.TaskState_TASK_STATE_FAILED)))
+	waitLast(t, j, failed)
+	liveEv := recv(t, live)
+
+	s, err := j.Subscribe(Request{After: &Position{Index: running - 1, Seq: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Cancel()
+	var got []string
+	for _, ev := range s.Backlog() {
+		a := ev.Attributes
+		got = append(got, fmt.Sprintf("%s/%s/%s node=%s state=%s>%s name=%s>%s", ev.Type, ev.Action, ev.Name, a["node"], a["state.old"], a["state.new"], a["name.old"], a["name.new"]))
+	}
+	want := "[task/update/web.1 node=host1 state=assigned>running name=> " +
+		"node/update/host2 node= state=> name=host1>host2 " +
+		"task/update/web.1 node=host2 state=running>failed name=>]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("backlog\n got %v\nwant %s", got, want)
+	}
+	if last := s.Backlog()[2]; last != liveEv {
+		t.Fatalf("the backlog's description of an event read live differs: %v against %v", last, liveEv)
+	}
+	// Read again: the same descriptions.
+	again, err := j.Subscribe(Request{After: &Position{Index: running - 1, Seq: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Cancel()
+	for i, ev := range again.Backlog() {
+		if ev != s.Backlog()[i] {
+			t.Fatalf("event %d described twice differently", i)
+		}
+	}
+}
+
+// BenchmarkJournalTaskUpdates measures what the journal costs a manager
+// per applied task update when no client follows the stream (the usual
+// case) and when one does.
+func BenchmarkJournalTaskUpdates(b *testing.B) {
+	for _, follow := range []bool{false, true} {
+		b.Run(fmt.Sprintf("follower=%v", follow), func(b *testing.B) {
+			j := &Journal{cfg: Config{Size: DefaultSize, Queue: DefaultQueue, Now: time.Now}, subs: map[*Subscription]struct{}{}, names: hostnames{"n1": "host1"}}
+			if follow {
+				// A client that wants node events only: every event is
+				// described, none is queued.
+				f, err := ParseFilter([]string{"type=node"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				j.subs[&Subscription{j: j, filter: f, ch: make(chan *swarmpb.ClusterEvent, 1), done: make(chan struct{})}] = struct{}{}
+			}
+			old := &swarmpb.Task{Id: "t1", ServiceId: "s1", ServiceName: "web", Slot: 1, NodeId: "n1",
+				DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_ASSIGNED}}
+			cur := &swarmpb.Task{Id: "t1", ServiceId: "s1", ServiceName: "web", Slot: 1, NodeId: "n1",
+				DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Status: &swarmpb.TaskStatus{State: swarmpb.TaskState_TASK_STATE_RUNNING}}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				j.add(state.Event{Kind: state.EventUpdate, Index: uint64(i/2000 + 1), Time: int64(i), Object: cur, Old: old}, uint32(i%2000))
+			}
+		})
+	}
+}
