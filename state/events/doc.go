@@ -10,7 +10,10 @@
 // from the last position it saw, with no gap and no duplicate.
 //
 // Everything is bounded. The journal keeps the last Size events in a ring,
-// for clients that start in the past (--since) or resume; a position older
+// for clients that start in the past (--since) or resume, as the store's
+// events; each is described as a ClusterEvent when a client first reads
+// it, as it was when applied (the store's objects are immutable; a node's
+// hostname is taken at once), since most are never read. A position older
 // than the ring (or from before this manager's replica began) is refused
 // with ErrTooOld rather than silently skipped. Each subscriber has a queue
 // of Queue events; one that falls behind is dropped with ErrSlow, and never
