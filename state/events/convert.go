@@ -62,19 +62,68 @@ func changed(attr map[string]string, key, old, new string, hasOld bool) {
 	}
 }
 
-// nodeName is the hostname a task event names: that of the task's node
-// when the event was applied ("" for other events and unassigned tasks).
-func (h hostnames) nodeName(ev state.Event) string {
-	if t := ev.Task(); t.GetNodeId() != "" {
-		return h.name(t.GetNodeId())
-	}
-	return ""
+// taskFacts is what a task event says, taken from the store's event when
+// it is applied: strings and states only, so that keeping it holds on to
+// no task (a removed task's spec may be large), and the node's hostname as
+// it was then.
+type taskFacts struct {
+	id, svc, svcID, nodeID, node string
+	err                          string // set only when the event reports it
+	slot                         uint64
+	state, oldState              swarmpb.TaskState
+	desired, oldDesired          swarmpb.TaskState
+	hasOld                       bool
 }
 
-// convert describes one store event; node is hostnames.nodeName of it,
-// taken when it was applied. Objects are the store's immutable values;
-// only strings are copied out.
-func convert(ev state.Event, seq uint32, node string) *swarmpb.ClusterEvent {
+// taskFactsOf returns the facts of a task event; ok is false for other events.
+func taskFactsOf(ev state.Event, names hostnames) (f taskFacts, ok bool) {
+	o := ev.Task()
+	if o == nil {
+		return f, false
+	}
+	old, _ := ev.Old.(*swarmpb.Task)
+	f = taskFacts{id: o.Id, svc: o.GetServiceName(), svcID: o.GetServiceId(), nodeID: o.GetNodeId(), slot: o.GetSlot(),
+		state: o.GetStatus().GetState(), oldState: old.GetStatus().GetState(),
+		desired: o.GetDesiredState(), oldDesired: old.GetDesiredState(), hasOld: ev.Old != nil}
+	if f.svc == "" {
+		f.svc = o.GetSpec().GetName()
+	}
+	if f.nodeID != "" {
+		f.node = names.name(f.nodeID)
+	}
+	if e := o.GetStatus().GetErr(); e != "" && (!f.hasOld || e != old.GetStatus().GetErr()) {
+		f.err = e
+	}
+	return f, true
+}
+
+// describeTask makes the ClusterEvent of a task event from its facts.
+func describeTask(f *taskFacts, kind state.EventKind, index uint64, at int64, seq uint32) *swarmpb.ClusterEvent {
+	out := &swarmpb.ClusterEvent{Index: index, Seq: seq, Time: at, Action: actionOf(kind), Attributes: map[string]string{}, Type: TypeTask, Id: f.id}
+	attr := out.Attributes
+	if f.slot > 0 {
+		out.Name = f.svc + "." + strconv.FormatUint(f.slot, 10)
+	} else {
+		out.Name = f.svc + "." + f.nodeID
+	}
+	attr["service"], attr["service.id"] = f.svc, f.svcID
+	if f.nodeID != "" {
+		attr["node.id"], attr["node"] = f.nodeID, f.node
+	}
+	changed(attr, "state", enumName(f.oldState.String(), "TASK_STATE_"), enumName(f.state.String(), "TASK_STATE_"), f.hasOld)
+	changed(attr, "desiredstate", enumName(f.oldDesired.String(), "TASK_STATE_"), enumName(f.desired.String(), "TASK_STATE_"), f.hasOld)
+	if f.err != "" {
+		attr["error"] = truncate(f.err, 256)
+	}
+	return out
+}
+
+// convert describes one store event. Objects are the store's immutable
+// values; only strings are copied out.
+func convert(ev state.Event, seq uint32, names hostnames) *swarmpb.ClusterEvent {
+	if f, ok := taskFactsOf(ev, names); ok {
+		return describeTask(&f, ev.Kind, ev.Index, ev.Time, seq)
+	}
 	out := &swarmpb.ClusterEvent{Index: ev.Index, Seq: seq, Time: ev.Time, Action: actionOf(ev.Kind), Attributes: map[string]string{}}
 	attr := out.Attributes
 	hasOld := ev.Old != nil
@@ -105,27 +154,6 @@ func convert(ev state.Event, seq uint32, node string) *swarmpb.ClusterEvent {
 		}
 		if hasOld {
 			changed(attr, "updatestate", updateState(old), updateState(o), true)
-		}
-	case *swarmpb.Task:
-		out.Type, out.Id = TypeTask, o.Id
-		svc := o.GetServiceName()
-		if svc == "" {
-			svc = o.GetSpec().GetName()
-		}
-		if o.GetSlot() > 0 {
-			out.Name = svc + "." + strconv.FormatUint(o.GetSlot(), 10)
-		} else {
-			out.Name = svc + "." + o.GetNodeId()
-		}
-		attr["service"], attr["service.id"] = svc, o.GetServiceId()
-		if o.GetNodeId() != "" {
-			attr["node.id"], attr["node"] = o.GetNodeId(), node
-		}
-		old, _ := ev.Old.(*swarmpb.Task)
-		changed(attr, "state", enumName(old.GetStatus().GetState().String(), "TASK_STATE_"), enumName(o.GetStatus().GetState().String(), "TASK_STATE_"), hasOld)
-		changed(attr, "desiredstate", enumName(old.GetDesiredState().String(), "TASK_STATE_"), enumName(o.GetDesiredState().String(), "TASK_STATE_"), hasOld)
-		if e := o.GetStatus().GetErr(); e != "" && (!hasOld || e != old.GetStatus().GetErr()) {
-			attr["error"] = truncate(e, 256)
 		}
 	case *swarmpb.Network:
 		out.Type, out.Id, out.Name = TypeNetwork, o.Id, o.GetSpec().GetName()

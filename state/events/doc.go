@@ -10,10 +10,11 @@
 // from the last position it saw, with no gap and no duplicate.
 //
 // Everything is bounded. The journal keeps the last Size events in a ring,
-// for clients that start in the past (--since) or resume, as the store's
-// events; each is described as a ClusterEvent when a client first reads
-// it, as it was when applied (the store's objects are immutable; a node's
-// hostname is taken at once), since most are never read. A position older
+// for clients that start in the past (--since) or resume. A task event
+// (nearly all of them) is kept as the strings and states it reports, taken
+// when it is applied, and described as a ClusterEvent when a client first
+// reads it, since most are never read; the ring holds on to no store
+// object (a removed task's spec may be large). A position older
 // than the ring (or from before this manager's replica began) is refused
 // with ErrTooOld rather than silently skipped. Each subscriber has a queue
 // of Queue events; one that falls behind is dropped with ErrSlow, and never

@@ -154,26 +154,27 @@ func (j *Journal) run(ch <-chan state.Event, cancel func()) {
 	}
 }
 
-// kept is one event in the ring: the store's event as applied, described
-// as a ClusterEvent only once someone reads it. Most events are never read
-// (no client follows the stream while 100,000 tasks are created), and
-// describing each as it was applied cost every manager 7-17 % of its CPU
-// in the scale benchmark's phases. The store's objects are immutable, so
-// keeping them describes the event as it was; the node's hostname, which
-// may change later, is taken at once.
+// kept is one event in the ring. Task events, nearly all of them, are kept
+// as their facts and described as a ClusterEvent only once someone reads
+// them: most are never read (no client follows the stream while 100,000
+// tasks are created), and describing each as it was applied cost every
+// manager 3-20 % of its CPU in the scale benchmark's phases. Other events
+// are rare and described at once.
 type kept struct {
-	ev   state.Event
-	seq  uint32
-	node string                // hostnames.nodeName(ev) when it was applied
-	ce   *swarmpb.ClusterEvent // the description, once made
+	index uint64
+	time  int64
+	seq   uint32
+	kind  state.EventKind
+	task  taskFacts
+	ce    *swarmpb.ClusterEvent // the description, once made
 }
 
-func (k *kept) pos() Position { return Position{Index: k.ev.Index, Seq: k.seq} }
+func (k *kept) pos() Position { return Position{Index: k.index, Seq: k.seq} }
 
 // describeLocked returns the ring slot's ClusterEvent, made on first use.
 func (j *Journal) describeLocked(k *kept) *swarmpb.ClusterEvent {
 	if k.ce == nil {
-		k.ce = convert(k.ev, k.seq, k.node)
+		k.ce = describeTask(&k.task, k.kind, k.index, k.time, k.seq)
 	}
 	return k.ce
 }
@@ -181,25 +182,29 @@ func (j *Journal) describeLocked(k *kept) *swarmpb.ClusterEvent {
 func (j *Journal) add(ev state.Event, seq uint32) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	node := j.names.nodeName(ev)
+	facts, isTask := taskFactsOf(ev, j.names)
+	var ce *swarmpb.ClusterEvent
+	if !isTask {
+		ce = convert(ev, seq, j.names)
+	}
 	j.names.track(ev)
 	if j.ring == nil {
 		j.ring = make([]kept, j.cfg.Size)
 	}
 	if j.n == len(j.ring) {
 		old := &j.ring[j.head]
-		j.from, j.fromTime = old.pos(), old.ev.Time
+		j.from, j.fromTime = old.pos(), old.time
 		j.head = (j.head + 1) % len(j.ring)
 		j.n--
 	}
 	k := &j.ring[(j.head+j.n)%len(j.ring)]
-	*k = kept{ev: ev, seq: seq, node: node}
+	*k = kept{index: ev.Index, time: ev.Time, seq: seq, kind: ev.Kind, task: facts, ce: ce}
 	j.n++
 	j.last = k.pos()
 	if len(j.subs) == 0 {
 		return
 	}
-	ce := j.describeLocked(k)
+	ce = j.describeLocked(k)
 	for s := range j.subs {
 		if !s.wants(ce) {
 			continue
@@ -282,7 +287,7 @@ func (j *Journal) Subscribe(req Request) (*Subscription, error) {
 			return nil, fmt.Errorf("%w: it keeps the events after %s (the last %d at most, since it started), and the request starts at %s; use a later --since",
 				ErrTooOld, time.Unix(0, j.fromTime).UTC().Format(time.RFC3339Nano), j.cfg.Size, time.Unix(0, req.Since).UTC().Format(time.RFC3339Nano))
 		}
-		s.backlog = j.backlogLocked(func(k *kept) bool { return k.ev.Time >= req.Since }, req.Filter)
+		s.backlog = j.backlogLocked(func(k *kept) bool { return k.time >= req.Since }, req.Filter)
 	}
 	j.subs[s] = struct{}{}
 	return s, nil
