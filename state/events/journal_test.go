@@ -274,11 +274,11 @@ func TestEventsDescribedAsApplied(t *testing.T) {
 		}
 		return n
 	}
-	task := func(state_ swarmpb.TaskState) *swarmpb.Task {
+	task := func(s swarmpb.TaskState) *swarmpb.Task {
 		var cur *swarmpb.Task
 		st.View(func(tx state.ReadTx) { cur = tx.GetTask("t1") })
 		tk := &swarmpb.Task{Id: "t1", ServiceId: "s1", ServiceName: "web", Slot: 1, NodeId: "n1",
-			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Status: &swarmpb.TaskStatus{State: state_}}
+			DesiredState: swarmpb.TaskState_TASK_STATE_RUNNING, Status: &swarmpb.TaskStatus{State: s}}
 		if cur != nil {
 			tk.Meta = cur.Meta
 		}
