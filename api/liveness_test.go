@@ -47,6 +47,17 @@ func nodeStatus(st *state.Store, id string) swarmpb.NodeStatus {
 	return n.GetStatus()
 }
 
+// requireReady fails the test unless every node in ids, each heartbeating,
+// is Ready.
+func requireReady(t *testing.T, st *state.Store, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
+			t.Fatalf("%s, heartbeating, is %v", id, got)
+		}
+	}
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -114,9 +125,7 @@ func TestLivenessKeepsHeartbeatingNodes(t *testing.T) {
 	if took := time.Since(lastB); took < ttl {
 		t.Fatalf("B marked Down %v after its last heartbeat, under its TTL %v", took, ttl)
 	}
-	if got := nodeStatus(st, "A"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
-		t.Fatalf("A, heartbeating, is %v", got)
-	}
+	requireReady(t, st, "A")
 	// Over ~1 s the old loop ticked every 25 ms (~40 passes).
 	if n := d.expiryCount() - start; n > 12 {
 		t.Fatalf("the liveness loop ran %d times in ~1 s of heartbeats", n)
@@ -322,11 +331,7 @@ func TestNewLeaderWaitsWhileNodesReconnect(t *testing.T) {
 	if !lastBack.After(base.Add(ttl)) {
 		t.Fatalf("the last node came back %v after the base grace; the test needs it a TTL past it", lastBack.Sub(base))
 	}
-	for _, id := range ids[1:] {
-		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
-			t.Fatalf("%s, heartbeating, is %v", id, got)
-		}
-	}
+	requireReady(t, st, ids[1:]...)
 }
 
 // TestNewLeaderGraceUnchangedWhenAllReconnectAtOnce: when every other node
@@ -397,11 +402,7 @@ func TestNewLeaderHoldsWhileMostNodesAreSilent(t *testing.T) {
 	if time.Now().After(limit) {
 		t.Fatalf("D and E were marked Down only after the hold's end (%v past it), not when half came back", time.Since(limit))
 	}
-	for _, id := range []string{"A", "B", "C"} {
-		if got := nodeStatus(st, id); got != swarmpb.NodeStatus_NODE_STATUS_READY {
-			t.Fatalf("%s, heartbeating, is %v", id, got)
-		}
-	}
+	requireReady(t, st, "A", "B", "C")
 }
 
 // TestNewLeaderHoldEnds: the hold for fewer than half of the nodes back
@@ -424,7 +425,5 @@ func TestNewLeaderHoldEnds(t *testing.T) {
 	if early := limit.Sub(time.Now()); early > 20*time.Millisecond {
 		t.Fatalf("B and C marked Down %v before the hold's end, with one of three nodes back", early)
 	}
-	if got := nodeStatus(st, "A"); got != swarmpb.NodeStatus_NODE_STATUS_READY {
-		t.Fatalf("A, heartbeating, is %v", got)
-	}
+	requireReady(t, st, "A")
 }
