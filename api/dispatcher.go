@@ -465,12 +465,10 @@ func (d *Dispatcher) arm(notBefore time.Time) time.Time {
 	return next
 }
 
-// setDeadline records a node's heartbeat deadline, waking the liveness
-// loop if it falls before the loop's next pass (a new node, or a TTL that
-// shrank with the cluster).
-func (d *Dispatcher) setDeadline(node string, dl time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// setDeadlineLocked records a node's heartbeat deadline, waking the
+// liveness loop if it falls before the loop's next pass (a new node, or a
+// TTL that shrank with the cluster). d.mu is held.
+func (d *Dispatcher) setDeadlineLocked(node string, dl time.Time) {
 	d.deadlines[node] = dl
 	if d.wake != nil && dl.Before(d.armed) {
 		select {
@@ -494,9 +492,14 @@ func (d *Dispatcher) beat(node string, now time.Time, ttl, period time.Duration)
 		}
 	}
 	d.ttlNow = ttl
+	// The new deadline first, under the same lock: heardLocked may wake
+	// the liveness loop (half of the nodes back), and a pass between the
+	// two would find this node heard, no longer held by the new term's
+	// wait, and still at its old deadline, and mark it Down as it
+	// heartbeats.
+	d.setDeadlineLocked(node, now.Add(ttl))
 	d.heardLocked(node, now)
 	d.mu.Unlock()
-	d.setDeadline(node, now.Add(ttl))
 }
 
 // heardLocked records a sign of life of node for the new term's grace,

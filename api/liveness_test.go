@@ -427,3 +427,10 @@ func TestNewLeaderHoldEnds(t *testing.T) {
 	}
 	requireReady(t, st, "A")
 }
+
+// setDeadline sets node's heartbeat deadline as a heartbeat would.
+func (d *Dispatcher) setDeadline(node string, dl time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setDeadlineLocked(node, dl)
+}
